@@ -1,0 +1,34 @@
+/* Thin helpers over mariadb-connector-c. One MYSQL* per thread. */
+#ifndef TANDEM_DB_H
+#define TANDEM_DB_H
+
+#include <mysql.h>
+#include <stddef.h>
+#include "config.h"
+
+/* Connect with utf8mb4, UTC session time zone, autocommit, reconnect off,
+ * connect/read/write timeouts of timeout_s. NULL and *err on failure. */
+MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err);
+
+/* Run one statement built with printf-style fmt. Use db_q() for every value
+ * that came from outside. Returns 0, or -1 and *err (malloc'd, includes the
+ * MariaDB error text) if err is non-NULL. Result sets are discarded. */
+int db_exec(MYSQL *m, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Run a query and return its result (mysql_store_result); NULL on error with *err. */
+MYSQL_RES *db_query(MYSQL *m, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Quote a value as an SQL literal: 'escaped' or NULL for s == NULL.
+ * Returns a malloc'd string the caller frees. */
+char *db_q(MYSQL *m, const char *s);
+char *db_qn(MYSQL *m, const char *s, size_t len);
+
+/* Apply every migrations/NNN_name.sql in dir not yet in schema_migrations,
+ * in order, under GET_LOCK('tandem_migrate') so two nodes running it at once
+ * are safe. Idempotent. *applied = number applied now. 0 or -1 with *err. */
+int db_migrate(MYSQL *m, const char *dir, int *applied, char **err);
+
+/* Newest migration version in dir and in the database (for doctor/health). */
+int db_migrations_pending(MYSQL *m, const char *dir, int *pending, char **err);
+
+#endif

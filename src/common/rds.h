@@ -1,0 +1,29 @@
+/* Thin helpers over hiredis. Callers use redisCommand()/pipelines directly;
+ * these cover connecting and the key prefix. Not thread-safe per context:
+ * one redisContext per thread. */
+#ifndef TANDEM_RDS_H
+#define TANDEM_RDS_H
+
+#include <hiredis.h>
+#include <stddef.h>
+#include "config.h"
+
+/* Connect (TCP or unix socket), AUTH, SELECT, with a connect timeout of
+ * timeout_ms and the same as the command timeout (0 = no command timeout,
+ * needed for blocking reads). NULL and *err (malloc'd) on failure. */
+redisContext *rds_connect(const struct tconf *c, int timeout_ms, char **err);
+
+/* Prefixed key: rds_key(buf, n, c, "q:%s", "sync") -> "tandem:q:sync". Returns buf. */
+char *rds_key(char *buf, size_t n, const struct tconf *c, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A reply is usable: non-NULL and not REDIS_REPLY_ERROR. Logs the error
+ * (with what) otherwise. Does not free. */
+int rds_ok(redisContext *rc, redisReply *r, const char *what);
+
+/* EVALSHA with fallback to EVAL on NOSCRIPT. sha is computed by the caller
+ * once (rds_script_load) or NULL to always EVAL. Returns the reply (caller frees). */
+redisReply *rds_eval(redisContext *rc, const char *script, char sha[41], int nkeys,
+                     const char **argv, int argc);
+
+#endif

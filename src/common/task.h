@@ -1,0 +1,45 @@
+/* The task message: what server, beat and worker put on the queue, and the
+ * outcome a worker records. Format and keys are in docs/INTERNALS.md. */
+#ifndef TANDEM_TASK_H
+#define TANDEM_TASK_H
+
+#include <stdint.h>
+#include <hiredis.h>
+#include <jansson.h>
+#include "config.h"
+#include "ids.h"
+
+enum task_origin { ORIGIN_FUNC = 0, ORIGIN_SYNC_API, ORIGIN_ASYNC_API, ORIGIN_CRON, ORIGIN_SUBTASK, ORIGIN_SYSTEM };
+
+struct task {
+    char id[ID_MAX];        /* "task-..." */
+    char func[256];         /* func id, or "__sys.inspect" for system tasks */
+    json_t *kwargs;         /* object, owned */
+    enum task_origin origin;
+    char origin_id[ID_MAX]; /* sapi-/aapi-/cron- id, or "" */
+    int timeout;            /* seconds, 1..3600 */
+    char reply[128];        /* server id to LPUSH the outcome to, "" for async */
+    char queue[16];         /* "sync" | "async" | "cron" */
+    int64_t enq_ms;         /* when accepted */
+    int64_t expires_ms;     /* drop as "expired" if not started by then; 0 = never */
+    int64_t epoch;          /* epoch of the process that enqueued it */
+    int64_t ver;            /* script publish_version the server saw, 0 = unknown */
+    int64_t nominal;        /* cron slot unix seconds, 0 otherwise */
+};
+
+const char *task_origin_name(enum task_origin o); /* "func","sync-api","async-api","cron","subtask","system" */
+int task_origin_parse(const char *s);               /* -1 if unknown */
+
+/* Serialize to a compact JSON string (malloc'd) / parse one (kwargs taken
+ * over by t; fill defaults for missing optional fields). Parse returns -1 on a
+ * malformed message and sets *err. */
+char *task_encode(const struct task *t);
+int task_decode(struct task *t, const char *json, char **err);
+void task_free(struct task *t); /* releases kwargs */
+
+/* XADD the encoded task to queue stream <prefix>q:<queue>. Accepted = this
+ * returned 0. Also SETs <prefix>task:<id> to {"status":"queued",...} with TTL
+ * task_ttl, pipelined in the same round trip. -1 and *err on failure. */
+int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, char **err);
+
+#endif
