@@ -1,0 +1,21 @@
+# An example Tandem script: publish it as demo__hello, then call
+#   POST /api/v1/func/demo__hello.greet  {"kwargs": {"name": "ops"}}
+import logging
+
+
+@DFF.API('Greet someone', timeout=10)
+def greet(name='world'):
+    logging.info('greeting %s', name)
+    return {'greeting': 'hello, %s' % name}
+
+
+@DFF.API('Add two numbers')
+def add(x, y):
+    return x + y
+
+
+@DFF.API('Count calls per second', fixed_cron_expr='* * * * * *')
+def tick():
+    n = DFF.CACHE.get('ticks') or 0
+    DFF.CACHE.set('ticks', n + 1, expires=3600)
+    return n + 1
