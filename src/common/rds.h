@@ -21,6 +21,10 @@ char *rds_key(char *buf, size_t n, const struct tconf *c, const char *fmt, ...)
  * (with what) otherwise. Does not free. */
 int rds_ok(redisContext *rc, redisReply *r, const char *what);
 
+/* SCRIPT LOAD script and store its SHA1 (40 hex + NUL) in sha. 0 or -1
+ * (logged). rds_eval() calls it itself when sha[0] == '\0'. */
+int rds_script_load(redisContext *rc, const char *script, char sha[41]);
+
 /* EVALSHA with fallback to EVAL on NOSCRIPT. sha is computed by the caller
  * once (rds_script_load) or NULL to always EVAL. Returns the reply (caller frees). */
 redisReply *rds_eval(redisContext *rc, const char *script, char sha[41], int nkeys,

@@ -1,0 +1,263 @@
+/* The task message (docs/INTERNALS.md, "Task JSON"). */
+#include "task.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "rds.h"
+
+static const char *const origin_names[] = {"func", "sync-api", "async-api", "cron", "subtask", "system"};
+#define NORIGINS ((int)(sizeof(origin_names) / sizeof(origin_names[0])))
+
+const char *task_origin_name(enum task_origin o)
+{
+    if ((int)o < 0 || (int)o >= NORIGINS)
+        return "unknown";
+    return origin_names[o];
+}
+
+int task_origin_parse(const char *s)
+{
+    if (s == NULL)
+        return -1;
+    for (int i = 0; i < NORIGINS; i++)
+        if (strcmp(s, origin_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+char *task_encode(const struct task *t)
+{
+    json_t *kw = t->kwargs ? json_incref(t->kwargs) : json_object();
+    json_t *o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I}",
+                          "id", t->id, "func", t->func, "kwargs", kw, "origin",
+                          task_origin_name(t->origin), "origin_id", t->origin_id, "timeout",
+                          t->timeout, "reply", t->reply, "queue", t->queue, "enq",
+                          (json_int_t)t->enq_ms, "expires", (json_int_t)t->expires_ms, "epoch",
+                          (json_int_t)t->epoch, "ver", (json_int_t)t->ver, "nominal",
+                          (json_int_t)t->nominal);
+    if (o == NULL)
+        return NULL; /* json_pack released kw ("o" steals even on failure) */
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(char **err, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL)
+        return;
+    va_start(ap, fmt);
+    if (vasprintf(err, fmt, ap) == -1)
+        *err = NULL;
+    va_end(ap);
+}
+
+static const char *jtype(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+/* Copies string field key into buf. Missing: def (NULL = required). */
+static int get_str(json_t *o, const char *key, char *buf, size_t n, const char *def, char **err)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v)) {
+        if (def == NULL) {
+            set_err(err, "task: missing field \"%s\"", key);
+            return -1;
+        }
+        snprintf(buf, n, "%s", def);
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        set_err(err, "task: field \"%s\" must be a string, got %s", key, jtype(v));
+        return -1;
+    }
+    if (json_string_length(v) >= n || strlen(json_string_value(v)) != json_string_length(v)) {
+        set_err(err, "task: field \"%s\" is too long or contains NUL (at most %zu bytes)", key, n - 1);
+        return -1;
+    }
+    snprintf(buf, n, "%s", json_string_value(v));
+    return 0;
+}
+
+static int get_int(json_t *o, const char *key, int64_t *out, int64_t def, int64_t lo, int64_t hi,
+                   char **err)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v)) {
+        set_err(err, "task: field \"%s\" must be an integer, got %s", key, jtype(v));
+        return -1;
+    }
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi) {
+        set_err(err, "task: field \"%s\" = %lld is out of range %lld..%lld", key, (long long)x,
+                (long long)lo, (long long)hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int task_decode(struct task *t, const char *json, char **err)
+{
+    json_error_t je;
+    json_t *o;
+    char origin[32];
+    int64_t timeout;
+
+    if (err)
+        *err = NULL;
+    memset(t, 0, sizeof(*t));
+    if (json == NULL) {
+        set_err(err, "task: no message");
+        return -1;
+    }
+    o = json_loads(json, JSON_REJECT_DUPLICATES, &je);
+    if (o == NULL) {
+        set_err(err, "task: malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+        return -1;
+    }
+    if (!json_is_object(o)) {
+        set_err(err, "task: message must be a JSON object, got %s", jtype(o));
+        goto bad;
+    }
+    if (get_str(o, "id", t->id, sizeof(t->id), NULL, err) == -1 ||
+        get_str(o, "func", t->func, sizeof(t->func), NULL, err) == -1 ||
+        get_str(o, "origin", origin, sizeof(origin), "func", err) == -1 ||
+        get_str(o, "origin_id", t->origin_id, sizeof(t->origin_id), "", err) == -1 ||
+        get_str(o, "reply", t->reply, sizeof(t->reply), "", err) == -1 ||
+        get_str(o, "queue", t->queue, sizeof(t->queue), "async", err) == -1 ||
+        get_int(o, "timeout", &timeout, 30, 1, 3600, err) == -1 ||
+        get_int(o, "enq", &t->enq_ms, 0, 0, INT64_MAX, err) == -1 ||
+        get_int(o, "expires", &t->expires_ms, 0, 0, INT64_MAX, err) == -1 ||
+        get_int(o, "epoch", &t->epoch, 0, 0, INT64_MAX, err) == -1 ||
+        get_int(o, "ver", &t->ver, 0, 0, INT64_MAX, err) == -1 ||
+        get_int(o, "nominal", &t->nominal, 0, 0, INT64_MAX, err) == -1)
+        goto bad;
+    t->timeout = (int)timeout;
+    if (!id_valid(t->id)) {
+        set_err(err, "task: field \"id\" \"%s\" is not a valid id", t->id);
+        goto bad;
+    }
+    if (t->func[0] == '\0') {
+        set_err(err, "task: field \"func\" is empty");
+        goto bad;
+    }
+    int org = task_origin_parse(origin);
+    if (org < 0) {
+        set_err(err, "task: field \"origin\" \"%s\" is not one of func, sync-api, async-api, cron, "
+                     "subtask, system", origin);
+        goto bad;
+    }
+    t->origin = (enum task_origin)org;
+    if (strcmp(t->queue, "sync") != 0 && strcmp(t->queue, "async") != 0 &&
+        strcmp(t->queue, "cron") != 0) {
+        set_err(err, "task: field \"queue\" \"%s\" is not one of sync, async, cron", t->queue);
+        goto bad;
+    }
+    json_t *kw = json_object_get(o, "kwargs");
+    if (kw == NULL || json_is_null(kw)) {
+        t->kwargs = json_object();
+    } else if (!json_is_object(kw)) {
+        set_err(err, "task: field \"kwargs\" must be an object, got %s", jtype(kw));
+        goto bad;
+    } else {
+        t->kwargs = json_incref(kw);
+    }
+    json_decref(o);
+    return 0;
+bad:
+    json_decref(o);
+    t->kwargs = NULL;
+    return -1;
+}
+
+void task_free(struct task *t)
+{
+    if (t->kwargs) {
+        json_decref(t->kwargs);
+        t->kwargs = NULL;
+    }
+}
+
+int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, char **err)
+{
+    char qkey[128], tkey[128 + ID_MAX];
+    char *msg = NULL, *status = NULL;
+    int rc_ = -1;
+    redisReply *r[3] = {NULL, NULL, NULL};
+
+    if (err)
+        *err = NULL;
+    msg = task_encode(t);
+    json_t *st = json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", t->id, "func", t->func, "status",
+                           "queued", "origin", task_origin_name(t->origin), "enq",
+                           (json_int_t)t->enq_ms);
+    if (st) {
+        status = json_dumps(st, JSON_COMPACT);
+        json_decref(st);
+    }
+    if (msg == NULL || status == NULL) {
+        set_err(err, "task %s: cannot encode (bad UTF-8 in a field?)", t->id);
+        goto out;
+    }
+    rds_key(qkey, sizeof(qkey), c, "q:%s", t->queue);
+    rds_key(tkey, sizeof(tkey), c, "task:%s", t->id);
+
+    /* The group must exist before the first entry, or a group created
+     * later at "$" would never see it. BUSYGROUP (exists) is expected. */
+    redisAppendCommand(rc, "XGROUP CREATE %s workers 0 MKSTREAM", qkey);
+    redisAppendCommand(rc, "XADD %s * t %s", qkey, msg);
+    redisAppendCommand(rc, "SET %s %s EX %d", tkey, status, c->task_ttl);
+    for (int i = 0; i < 3; i++) {
+        void *rep = NULL;
+        if (redisGetReply(rc, &rep) != REDIS_OK) {
+            set_err(err, "task %s: redis: %s", t->id, rc->errstr);
+            goto out; /* the context is broken; the caller reconnects */
+        }
+        r[i] = rep;
+    }
+    if (r[0]->type == REDIS_REPLY_ERROR && strncmp(r[0]->str, "BUSYGROUP", 9) != 0) {
+        set_err(err, "task %s: XGROUP CREATE %s: %s", t->id, qkey, r[0]->str);
+        goto out;
+    }
+    if (r[1]->type != REDIS_REPLY_STRING) {
+        set_err(err, "task %s: XADD %s: %s", t->id, qkey,
+                r[1]->type == REDIS_REPLY_ERROR ? r[1]->str : "unexpected reply");
+        goto out;
+    }
+    if (r[2]->type == REDIS_REPLY_ERROR) {
+        /* The task is on the queue, so it is accepted; only its status is
+         * missing until the worker writes one. */
+        log_warnx("task %s: SET %s: %s", t->id, tkey, r[2]->str);
+    }
+    rc_ = 0;
+out:
+    for (int i = 0; i < 3; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
+    free(msg);
+    free(status);
+    return rc_;
+}
