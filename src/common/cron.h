@@ -1,0 +1,90 @@
+/* The cron engine: parse an expression, compute the next fire time in an
+ * IANA time zone. Pure logic, no I/O except reading the zone's TZif file.
+ *
+ * Expressions: 5 fields "min hour dom mon dow", or 6 with a leading seconds
+ * field; each field a comma list of "*", "N", "A-B", each with an optional
+ * step "/S" ("A/S" means A-max/S); month and weekday names
+ * (JAN..DEC, SUN..SAT, any case); weekday 0-7 (0 and 7 are Sunday); macros
+ * @yearly @annually @monthly @weekly @daily @midnight @hourly. When both
+ * day-of-month and day-of-week are restricted (neither starts with '*') a
+ * day matches if EITHER does (Vixie cron); otherwise both must.
+ *
+ * Time zones are read from the system tz database (TZif files under $TZDIR
+ * or /usr/share/zoneinfo, including the POSIX rule in the footer for times
+ * past the last listed transition) by our own reader, never through TZ and
+ * localtime(): the server is multi-threaded and setenv("TZ") would race.
+ *
+ * Daylight saving time, decided as follows (cronie-like):
+ *  - Fixed-hour jobs (hour field not starting with '*'): a local time
+ *    skipped by a spring-forward transition fires at the transition
+ *    instant, i.e. the first valid instant after the gap (02:30 in
+ *    Europe/Berlin on the last Sunday of March fires at 03:00 CEST); several
+ *    skipped slots of one job collapse into that one instant and fire once.
+ *    A local time repeated by a fall-back transition fires once, at its
+ *    first occurrence.
+ *  - Jobs with hour '*' (every N seconds/minutes, hourly) follow real
+ *    elapsed time: skipped local times do not fire (they never happen), and
+ *    repeated local times fire at both occurrences.
+ * This is cronie's split between fixed-time and wildcard jobs.
+ * A slot is identified by its instant (unix seconds); that is the nominal
+ * time of a fire. */
+#ifndef TANDEM_CRON_H
+#define TANDEM_CRON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CRON_EXPR_MAX 128
+/* cron_next() gives up (returns -1) past this many years ahead: an
+ * expression that matches no day in that long is treated as never firing. */
+#define CRON_SEARCH_YEARS 10
+
+struct cron_expr {
+    uint64_t sec;    /* bit s set: second s (0..59) matches */
+    uint64_t min;    /* bits 0..59 */
+    uint32_t hour;   /* bits 0..23 */
+    uint32_t dom;    /* bits 1..31 */
+    uint16_t mon;    /* bits 1..12 */
+    uint8_t dow;     /* bits 0..6, Sunday = 0 */
+    bool dom_star;   /* day-of-month field started with '*' */
+    bool dow_star;   /* day-of-week field started with '*' */
+    bool hour_star;  /* hour field started with '*' (fall-back: fire both occurrences) */
+    bool has_seconds;/* 6-field form */
+    char text[CRON_EXPR_MAX];
+};
+
+/* Parse text. 0 on success; -1 with *err (malloc'd) naming the field and the
+ * reason, e.g. "hour field \"25\": value 25 out of range 0-23". Also refuses
+ * expressions that can never fire (e.g. "0 0 30 2 *"). */
+int cron_parse(struct cron_expr *e, const char *text, char **err);
+
+/* A loaded time zone. Immutable after load: share it between threads. */
+struct cron_tz;
+
+/* name: IANA name ("Europe/Berlin", "UTC"). NULL with *err (malloc'd) if the
+ * name is malformed or not in the tz database. */
+struct cron_tz *cron_tz_load(const char *name, char **err);
+void cron_tz_free(struct cron_tz *tz);
+const char *cron_tz_name(const struct cron_tz *tz);
+/* Offset of local time from UTC at instant t (seconds east). */
+int cron_tz_offset(const struct cron_tz *tz, int64_t t);
+
+/* The first fire instant strictly after `after` (unix seconds), or -1 if
+ * there is none within CRON_SEARCH_YEARS. */
+int64_t cron_next(const struct cron_expr *e, const struct cron_tz *tz, int64_t after);
+
+/* "2026-03-29T03:00:00+02:00" for instant t in tz. Returns buf. */
+char *cron_format(int64_t t, const struct cron_tz *tz, char *buf, size_t n);
+
+/* Parse "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM|-HH:MM]" (a space may replace
+ * 'T'), or "@UNIXSECONDS". Without an offset the time is local to tz (its
+ * first occurrence; a skipped time means the instant after the gap).
+ * 0 with *out (unix seconds, fraction dropped), or -1 with *err. */
+int cron_parse_time(const char *s, const struct cron_tz *tz, int64_t *out, char **err);
+
+/* Civil-date helpers, exposed for tests: days since 1970-01-01. */
+int64_t cron_days_from_civil(int64_t y, unsigned m, unsigned d);
+void cron_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
+
+#endif
