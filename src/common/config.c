@@ -195,7 +195,24 @@ struct errs {
     size_t len;
     int n;
     const char *path;
+    const char *inc_dir; /* where @include names are relative to */
+    char where[CONF_STR * 2];
 };
+
+/* Points e->path at the file a setting came from: libconfig reports an
+ * included file by the name written in @include, relative to inc_dir. */
+static void errs_at(struct errs *e, const char *sfile, const char *main_path)
+{
+    if (sfile == NULL || strcmp(sfile, main_path) == 0) {
+        e->path = main_path;
+        return;
+    }
+    if (sfile[0] != '/' && e->inc_dir)
+        snprintf(e->where, sizeof(e->where), "%s/%s", e->inc_dir, sfile);
+    else
+        snprintf(e->where, sizeof(e->where), "%s", sfile);
+    e->path = e->where;
+}
 
 static void errs_add(struct errs *e, int line, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -381,9 +398,18 @@ static bool name_chars_valid(const char *s)
 }
 
 /* Checks that span options or need more than a range. */
-static void validate(struct tconf *c, const int *lines, struct errs *e)
+static int line_of(struct errs *e, const char *opt, const int *lines, const char *const *files,
+                   const char *main_path)
 {
-#define LINE_OF(path) (lines[find_opt(path) - options])
+    size_t i = (size_t)(find_opt(opt) - options);
+    errs_at(e, files[i], main_path);
+    return lines[i];
+}
+
+static void validate(struct tconf *c, const int *lines, const char *const *files, struct errs *e)
+{
+    const char *main_path = c->path;
+#define LINE_OF(opt) line_of(e, opt, lines, files, main_path)
     if (log_level_parse(c->log_level) < 0)
         errs_add(e, LINE_OF("log.level"), "log.level", "\"%s\" is not one of debug, info, warn, error",
                  c->log_level);
@@ -425,6 +451,7 @@ int tconf_load(struct tconf *c, const char *path, char **err)
     struct errs e = {0};
     int lines[NOPTS] = {0};
     bool set[NOPTS] = {0};
+    const char *files[NOPTS] = {0};
     int rc = -1;
 
     *err = NULL;
@@ -445,14 +472,14 @@ int tconf_load(struct tconf *c, const char *path, char **err)
     if (slash) {
         *slash = '\0';
         config_set_include_dir(&cf, dir[0] ? dir : "/");
+        e.inc_dir = dir[0] ? dir : "";
     }
 
     if (config_read_file(&cf, path) != CONFIG_TRUE) {
         if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
             errs_add(&e, 0, NULL, "cannot read: %s", strerror(errno ? errno : EIO));
         else {
-            const char *f = config_error_file(&cf);
-            e.path = f ? f : path;
+            errs_at(&e, config_error_file(&cf), path);
             errs_add(&e, config_error_line(&cf), NULL, "syntax error: %s", config_error_text(&cf));
         }
         goto out;
@@ -463,8 +490,7 @@ int tconf_load(struct tconf *c, const char *path, char **err)
     for (int i = 0; i < nsec; i++) {
         config_setting_t *sec = config_setting_get_elem(root, (unsigned)i);
         const char *sname = config_setting_name(sec);
-        const char *sfile = config_setting_source_file(sec);
-        e.path = sfile ? sfile : path;
+        errs_at(&e, config_setting_source_file(sec), path);
         int sline = config_setting_source_line(sec);
         if (config_setting_type(sec) != CONFIG_TYPE_GROUP) {
             if (section_known(sname))
@@ -482,8 +508,7 @@ int tconf_load(struct tconf *c, const char *path, char **err)
             config_setting_t *s = config_setting_get_elem(sec, (unsigned)k);
             char full[128];
             snprintf(full, sizeof(full), "%s.%s", sname, config_setting_name(s));
-            sfile = config_setting_source_file(s);
-            e.path = sfile ? sfile : path;
+            errs_at(&e, config_setting_source_file(s), path);
             const struct copt *o = find_opt(full);
             if (o == NULL) {
                 errs_add(&e, config_setting_source_line(s), full, "unknown option");
@@ -492,6 +517,7 @@ int tconf_load(struct tconf *c, const char *path, char **err)
             int before = e.n;
             apply(c, o, s, &e);
             lines[o - options] = config_setting_source_line(s);
+            files[o - options] = config_setting_source_file(s);
             set[o - options] = e.n == before;
         }
     }
@@ -504,7 +530,7 @@ int tconf_load(struct tconf *c, const char *path, char **err)
     if (!set[find_opt("failover.control_socket") - options])
         derive_fo_socket(c);
 
-    validate(c, lines, &e);
+    validate(c, lines, files, &e);
     if (e.n == 0)
         rc = 0;
 out:

@@ -1,0 +1,322 @@
+/* Task message encode/decode, and task_enqueue/rds_eval against a real
+ * redis-server on a unix socket (skipped when redis-server is missing). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "rds.h"
+#include "task.h"
+
+static void fill(struct task *t)
+{
+    memset(t, 0, sizeof(*t));
+    snprintf(t->id, sizeof(t->id), "task-0123456789abcdef01234567");
+    snprintf(t->func, sizeof(t->func), "demo__hello.greet");
+    t->kwargs = json_pack("{s:s, s:i, s:[i,i]}", "name", "w\xc3\xb6rld \"q\"", "n", 3, "l", 1, 2);
+    t->origin = ORIGIN_SYNC_API;
+    snprintf(t->origin_id, sizeof(t->origin_id), "sapi-abc");
+    t->timeout = 42;
+    snprintf(t->reply, sizeof(t->reply), "node-a:1234:5");
+    snprintf(t->queue, sizeof(t->queue), "sync");
+    t->enq_ms = 1764280000123LL;
+    t->expires_ms = 1764280035123LL;
+    t->epoch = 3;
+    t->ver = 2;
+    t->nominal = 0;
+}
+
+static void test_task_round_trip(void **state)
+{
+    (void)state;
+    struct task a, b;
+    char *err = NULL;
+    fill(&a);
+    char *s = task_encode(&a);
+    assert_non_null(s);
+    assert_int_equal(task_decode(&b, s, &err), 0);
+    assert_null(err);
+    assert_string_equal(b.id, a.id);
+    assert_string_equal(b.func, a.func);
+    assert_true(json_equal(b.kwargs, a.kwargs));
+    assert_int_equal(b.origin, ORIGIN_SYNC_API);
+    assert_string_equal(b.origin_id, "sapi-abc");
+    assert_int_equal(b.timeout, 42);
+    assert_string_equal(b.reply, a.reply);
+    assert_string_equal(b.queue, "sync");
+    assert_int_equal(b.enq_ms, a.enq_ms);
+    assert_int_equal(b.expires_ms, a.expires_ms);
+    assert_int_equal(b.epoch, 3);
+    assert_int_equal(b.ver, 2);
+    assert_int_equal(b.nominal, 0);
+    /* Field names are the ones in docs/INTERNALS.md. */
+    json_t *o = json_loads(s, 0, NULL);
+    assert_non_null(o);
+    static const char *keys[] = {"id", "func", "kwargs", "origin", "origin_id", "timeout", "reply",
+                                 "queue", "enq", "expires", "epoch", "ver", "nominal"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (json_object_get(o, keys[i]) == NULL)
+            fail_msg("encoded task lacks \"%s\": %s", keys[i], s);
+    assert_string_equal(json_string_value(json_object_get(o, "origin")), "sync-api");
+    json_decref(o);
+    free(s);
+    task_free(&a);
+    task_free(&b);
+    assert_null(b.kwargs);
+}
+
+static void test_task_decode_fills_defaults(void **state)
+{
+    (void)state;
+    struct task t;
+    char *err = NULL;
+    assert_int_equal(task_decode(&t, "{\"id\":\"task-1\",\"func\":\"a__b.c\"}", &err), 0);
+    assert_null(err);
+    assert_non_null(t.kwargs);
+    assert_true(json_is_object(t.kwargs));
+    assert_int_equal(json_object_size(t.kwargs), 0);
+    assert_int_equal(t.origin, ORIGIN_FUNC);
+    assert_string_equal(t.origin_id, "");
+    assert_int_equal(t.timeout, 30);
+    assert_string_equal(t.reply, "");
+    assert_string_equal(t.queue, "async");
+    assert_int_equal(t.expires_ms, 0);
+    assert_int_equal(t.epoch, 0);
+    assert_int_equal(t.ver, 0);
+    task_free(&t);
+}
+
+static void expect_reject(const char *json, const char *needle)
+{
+    struct task t;
+    char *err = NULL;
+    if (task_decode(&t, json, &err) != -1)
+        fail_msg("accepted malformed task: %s", json);
+    assert_non_null(err);
+    if (strstr(err, needle) == NULL)
+        fail_msg("error for %s is \"%s\", expected it to mention \"%s\"", json, err, needle);
+    assert_null(t.kwargs);
+    free(err);
+}
+
+static void test_task_decode_rejects_malformed(void **state)
+{
+    (void)state;
+    expect_reject("", "malformed JSON");
+    expect_reject("{\"id\":", "line 1");
+    expect_reject("[1,2]", "must be a JSON object");
+    expect_reject("{\"func\":\"a__b.c\"}", "missing field \"id\"");
+    expect_reject("{\"id\":\"task-1\"}", "missing field \"func\"");
+    expect_reject("{\"id\":7,\"func\":\"a__b.c\"}", "\"id\" must be a string");
+    expect_reject("{\"id\":\"a/b\",\"func\":\"a__b.c\"}", "not a valid id");
+    expect_reject("{\"id\":\"t\",\"func\":\"\"}", "\"func\" is empty");
+    expect_reject("{\"id\":\"t\",\"func\":\"f\",\"kwargs\":[1]}", "\"kwargs\" must be an object");
+    expect_reject("{\"id\":\"t\",\"func\":\"f\",\"timeout\":\"30\"}", "\"timeout\" must be an integer");
+    expect_reject("{\"id\":\"t\",\"func\":\"f\",\"timeout\":0}", "out of range");
+    expect_reject("{\"id\":\"t\",\"func\":\"f\",\"timeout\":3601}", "out of range");
+    expect_reject("{\"id\":\"t\",\"func\":\"f\",\"origin\":\"martian\"}", "\"origin\"");
+    expect_reject("{\"id\":\"t\",\"func\":\"f\",\"queue\":\"fast\"}", "\"queue\"");
+    expect_reject("{\"id\":\"t\",\"func\":\"f\",\"enq\":-5}", "\"enq\"");
+    expect_reject("{\"id\":\"t\",\"id\":\"u\",\"func\":\"f\"}", "duplicate");
+    expect_reject("{\"id\":\"task-1\",\"func\":\"f\",\"reply\":\"a\\u0000b\"}", "\\u0000");
+    char big[600];
+    snprintf(big, sizeof(big), "{\"id\":\"t\",\"func\":\"%0300d\"}", 0);
+    expect_reject(big, "too long");
+}
+
+static void test_task_origin_names(void **state)
+{
+    (void)state;
+    static const char *names[] = {"func", "sync-api", "async-api", "cron", "subtask", "system"};
+    for (int i = 0; i < 6; i++) {
+        assert_string_equal(task_origin_name((enum task_origin)i), names[i]);
+        assert_int_equal(task_origin_parse(names[i]), i);
+    }
+    assert_int_equal(task_origin_parse("api"), -1);
+    assert_int_equal(task_origin_parse(NULL), -1);
+}
+
+/* ---- against a real redis-server ---- */
+
+struct redis_fixture {
+    char dir[64];
+    pid_t pid;
+    struct tconf conf;
+    redisContext *rc;
+};
+
+static int redis_up(void **state)
+{
+    static struct redis_fixture f;
+    memset(&f, 0, sizeof(f));
+    *state = &f;
+    if (access("/usr/bin/redis-server", X_OK) != 0)
+        return 0; /* tests skip */
+    snprintf(f.dir, sizeof(f.dir), "/tmp/tandem-common-redis-XXXXXX");
+    if (mkdtemp(f.dir) == NULL)
+        return -1;
+    tconf_defaults(&f.conf);
+    snprintf(f.conf.redis_socket, sizeof(f.conf.redis_socket), "%s/redis.sock", f.dir);
+    snprintf(f.conf.redis_prefix, sizeof(f.conf.redis_prefix), "ut:");
+    f.conf.task_ttl = 600;
+    f.pid = fork();
+    if (f.pid == 0) {
+        execl("/usr/bin/redis-server", "redis-server", "--port", "0", "--unixsocket",
+              f.conf.redis_socket, "--dir", f.dir, "--save", "", "--appendonly", "no",
+              "--loglevel", "warning", "--logfile", "redis.log", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        char *err = NULL;
+        f.rc = rds_connect(&f.conf, 2000, &err);
+        if (f.rc)
+            return 0;
+        free(err);
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+static int redis_down(void **state)
+{
+    struct redis_fixture *f = *state;
+    if (f->rc)
+        redisFree(f->rc);
+    if (f->pid > 0) {
+        kill(f->pid, SIGTERM);
+        waitpid(f->pid, NULL, 0);
+    }
+    if (f->dir[0]) {
+        char sock[300];
+        snprintf(sock, sizeof(sock), "%s/redis.sock", f->dir);
+        unlink(sock);
+        snprintf(sock, sizeof(sock), "%s/redis.log", f->dir);
+        unlink(sock);
+        rmdir(f->dir);
+    }
+    return 0;
+}
+
+static void test_task_enqueue_adds_entry_and_status(void **state)
+{
+    struct redis_fixture *f = *state;
+    if (f->rc == NULL)
+        skip();
+    struct task t;
+    char *err = NULL;
+    fill(&t);
+    assert_int_equal(task_enqueue(f->rc, &f->conf, &t, &err), 0);
+    assert_null(err);
+
+    redisReply *r = redisCommand(f->rc, "XRANGE ut:q:sync - +");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 1);
+    redisReply *fields = r->element[0]->element[1];
+    assert_int_equal(fields->elements, 2);
+    assert_string_equal(fields->element[0]->str, "t");
+    struct task back;
+    assert_int_equal(task_decode(&back, fields->element[1]->str, &err), 0);
+    assert_string_equal(back.id, t.id);
+    assert_true(json_equal(back.kwargs, t.kwargs));
+    task_free(&back);
+    freeReplyObject(r);
+
+    /* The consumer group exists from the first enqueue on. */
+    r = redisCommand(f->rc, "XINFO GROUPS ut:q:sync");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 1);
+    freeReplyObject(r);
+
+    r = redisCommand(f->rc, "GET ut:task:%s", t.id);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    json_t *st = json_loads(r->str, 0, NULL);
+    assert_non_null(st);
+    assert_string_equal(json_string_value(json_object_get(st, "status")), "queued");
+    assert_string_equal(json_string_value(json_object_get(st, "id")), t.id);
+    assert_string_equal(json_string_value(json_object_get(st, "func")), t.func);
+    assert_string_equal(json_string_value(json_object_get(st, "origin")), "sync-api");
+    assert_int_equal(json_integer_value(json_object_get(st, "enq")), t.enq_ms);
+    json_decref(st);
+    freeReplyObject(r);
+    r = redisCommand(f->rc, "TTL ut:task:%s", t.id);
+    assert_true(r->integer > 590 && r->integer <= 600);
+    freeReplyObject(r);
+
+    /* A second enqueue does not trip over the existing group. */
+    assert_int_equal(task_enqueue(f->rc, &f->conf, &t, &err), 0);
+    r = redisCommand(f->rc, "XLEN ut:q:sync");
+    assert_int_equal(r->integer, 2);
+    freeReplyObject(r);
+    task_free(&t);
+}
+
+static void test_task_rds_eval_survives_script_flush(void **state)
+{
+    struct redis_fixture *f = *state;
+    if (f->rc == NULL)
+        skip();
+    const char *script = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
+    char sha[41] = "";
+    const char *argv[] = {"ut:counter", "5"};
+    redisReply *r = rds_eval(f->rc, script, sha, 1, argv, 2);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(r->integer, 5);
+    assert_int_equal(strlen(sha), 40);
+    freeReplyObject(r);
+
+    r = redisCommand(f->rc, "SCRIPT FLUSH");
+    freeReplyObject(r);
+    r = rds_eval(f->rc, script, sha, 1, argv, 2);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(r->integer, 10);
+    freeReplyObject(r);
+    r = rds_eval(f->rc, script, NULL, 1, argv, 2);
+    assert_int_equal(r->integer, 15);
+    freeReplyObject(r);
+
+    char key[64];
+    assert_string_equal(rds_key(key, sizeof(key), &f->conf, "q:%s", "sync"), "ut:q:sync");
+}
+
+static void test_task_rds_connect_reports_where(void **state)
+{
+    (void)state;
+    struct tconf c;
+    char *err = NULL;
+    tconf_defaults(&c);
+    snprintf(c.redis_socket, sizeof(c.redis_socket), "/nonexistent/tandem.sock");
+    assert_null(rds_connect(&c, 500, &err));
+    assert_non_null(err);
+    assert_non_null(strstr(err, "/nonexistent/tandem.sock"));
+    free(err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest pure[] = {
+        cmocka_unit_test(test_task_round_trip),
+        cmocka_unit_test(test_task_decode_fills_defaults),
+        cmocka_unit_test(test_task_decode_rejects_malformed),
+        cmocka_unit_test(test_task_origin_names),
+        cmocka_unit_test(test_task_rds_connect_reports_where),
+    };
+    const struct CMUnitTest live[] = {
+        cmocka_unit_test(test_task_enqueue_adds_entry_and_status),
+        cmocka_unit_test(test_task_rds_eval_survives_script_flush),
+    };
+    int rc = cmocka_run_group_tests_name("task", pure, NULL, NULL);
+    rc += cmocka_run_group_tests_name("task-redis", live, redis_up, redis_down);
+    return rc;
+}
