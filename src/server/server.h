@@ -180,9 +180,11 @@ void srv_answer_outcome(struct srv_req *r, json_t *outcome, bool raw);
 /* ---- cron (src/server/server_cron.c, the beat engineer's) ---------------
  * Both have weak defaults in server_route.c / server_admin.c. */
 
-/* Every request under /api/v1/cron-jobs[/**] (any method) and POST
+/* Every request under /api/v1/cron-jobs and everything below it (any method) and POST
  * /api/v1/cron/<id>; the admin key is already checked. r->params[0] is the
- * rest after "/api/v1/cron-jobs/" ("" for the collection) or the cron id.
+ * rest after "/api/v1/cron-jobs/" (r->nparams == 0 for the collection
+ * itself) or, for POST /api/v1/cron/<id>, the id; tell them apart by
+ * r->path.
  * Return value is ignored (answer r). The default answers 404 ENotFound
  * "cron jobs are not part of this build". */
 int server_cron_route(struct srv_req *req);

@@ -1,0 +1,246 @@
+/* The call tables (funcs, Sync/Async APIs, access keys) in memory, loaded
+ * from MariaDB and reloaded when <prefix>gen changes. Readers hold a
+ * refcounted snapshot; a reload builds a new one and swaps the pointer, so
+ * a call never waits for SQL. The same thread writes this server's
+ * heartbeat. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "clock.h"
+#include "db.h"
+#include "log.h"
+#include "rds.h"
+#include "server_int.h"
+
+struct srv_cache *cache_new_empty(void)
+{
+    struct srv_cache *c = calloc(1, sizeof *c);
+    c->refs = 1;
+    c->funcs = json_object();
+    c->sapis = json_object();
+    c->aapis = json_object();
+    c->keys = json_object();
+    return c;
+}
+
+static void cache_free(struct srv_cache *c)
+{
+    json_decref(c->funcs);
+    json_decref(c->sapis);
+    json_decref(c->aapis);
+    json_decref(c->keys);
+    free(c);
+}
+
+struct srv_cache *srv_cache_get(void)
+{
+    pthread_mutex_lock(&S.cache_mu);
+    struct srv_cache *c = S.cache;
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&S.cache_mu);
+    return c;
+}
+
+void srv_cache_put(struct srv_cache *c)
+{
+    if (c && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        cache_free(c);
+}
+
+void cache_swap(struct srv_cache *c)
+{
+    pthread_mutex_lock(&S.cache_mu);
+    struct srv_cache *old = S.cache;
+    S.cache = c;
+    pthread_cond_broadcast(&S.cache_cv);
+    pthread_mutex_unlock(&S.cache_mu);
+    srv_cache_put(old);
+}
+
+static json_t *json_or(const char *s, json_t *dflt)
+{
+    json_t *j = s ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
+    if (!j)
+        return dflt;
+    json_decref(dflt);
+    return j;
+}
+
+static int load_apis(MYSQL *m, const char *table, json_t *into, char **err)
+{
+    MYSQL_RES *res = db_query(m, err, "SELECT id, func_id, kwargs_json, need_key, enabled, timeout FROM %s", table);
+    if (!res)
+        return -1;
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res))) {
+        json_t *kw = json_or(row[2], json_object());
+        if (!json_is_object(kw)) {
+            json_decref(kw);
+            kw = json_object();
+        }
+        json_object_set_new(into, row[0],
+                            json_pack("{s:s,s:o,s:b,s:b,s:o}", "func_id", row[1], "kwargs", kw, "need_key",
+                                      row[3] && atoi(row[3]) != 0, "enabled", row[4] && atoi(row[4]) != 0,
+                                      "timeout", row[5] ? json_integer(atoi(row[5])) : json_null()));
+    }
+    mysql_free_result(res);
+    return 0;
+}
+
+int cache_load(MYSQL *m, redisContext *rc, struct srv_cache **out, char **err)
+{
+    char key[128];
+    rds_key(key, sizeof key, &S.conf, "gen");
+    redisReply *rep = redisCommand(rc, "GET %s", key);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        if (asprintf(err, "redis GET gen: %s", rc->err ? rc->errstr : (rep ? rep->str : "?")) < 0)
+            *err = NULL;
+        if (rep)
+            freeReplyObject(rep);
+        return -1;
+    }
+    int64_t gen = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+    freeReplyObject(rep);
+
+    struct srv_cache *c = cache_new_empty();
+    c->gen = gen;
+    MYSQL_RES *res = db_query(m, err,
+                              "SELECT f.id, f.script_id, f.name, f.title, f.timeout, f.cache_result, "
+                              "s.publish_version FROM func f JOIN script s ON s.id = f.script_id "
+                              "WHERE s.code IS NOT NULL");
+    if (!res)
+        goto fail;
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res))) {
+        json_object_set_new(c->funcs, row[0],
+                            json_pack("{s:s,s:s,s:s,s:i,s:i,s:I}", "script_id", row[1], "name", row[2], "title",
+                                      row[3] ? row[3] : "", "timeout", row[4] ? atoi(row[4]) : 0, "cache_result",
+                                      row[5] ? atoi(row[5]) : 0, "ver",
+                                      (json_int_t)(row[6] ? strtoll(row[6], NULL, 10) : 0)));
+    }
+    mysql_free_result(res);
+    if (load_apis(m, "sync_api", c->sapis, err) || load_apis(m, "async_api", c->aapis, err))
+        goto fail;
+    res = db_query(m, err, "SELECT id, secret_sha256 FROM access_key WHERE revoked_at IS NULL");
+    if (!res)
+        goto fail;
+    while ((row = mysql_fetch_row(res)))
+        json_object_set_new(c->keys, row[1], json_string(row[0]));
+    mysql_free_result(res);
+    c->loaded = true;
+    *out = c;
+    return 0;
+fail:
+    cache_free(c);
+    return -1;
+}
+
+static void heartbeat(redisContext *rc)
+{
+    char key[256];
+    rds_key(key, sizeof key, &S.conf, "hb:server:%s:%d", S.conf.node_name, (int)getpid());
+    json_t *hb = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i,s:i,s:s,s:i}", "kind", "server", "node", S.conf.node_name,
+                           "pid", (int)getpid(), "epoch", (json_int_t)S.epoch, "ts", (json_int_t)now_ms(), "busy",
+                           atomic_load(&S.inflight), "children", 0, "id", S.id, "port", S.conf.server_port);
+    char *s = json_dumps(hb, JSON_COMPACT);
+    json_decref(hb);
+    redisReply *rep = redisCommand(rc, "SET %s %s PX 5000", key, s);
+    free(s);
+    if (rep)
+        freeReplyObject(rep);
+}
+
+static void heartbeat_delete(redisContext *rc)
+{
+    char key[256];
+    rds_key(key, sizeof key, &S.conf, "hb:server:%s:%d", S.conf.node_name, (int)getpid());
+    redisReply *rep = redisCommand(rc, "DEL %s", key);
+    if (rep)
+        freeReplyObject(rep);
+}
+
+void *housekeeper_main(void *arg)
+{
+    (void)arg;
+    redisContext *rc = NULL;
+    MYSQL *m = NULL;
+    int64_t last_hb = 0, last_fail_log = 0;
+    char gkey[128];
+    rds_key(gkey, sizeof gkey, &S.conf, "gen");
+    while (!S.stop) {
+        char *err = NULL;
+        if (rc && rc->err) {
+            redisFree(rc);
+            rc = NULL;
+        }
+        if (!rc)
+            rc = rds_connect(&S.conf, 1000, &err);
+        if (!rc) {
+            if (mono_ms() - last_fail_log > 10000) {
+                log_warnx("housekeeper: redis: %s", err ? err : "?");
+                last_fail_log = mono_ms();
+            }
+            free(err);
+            err = NULL;
+        } else {
+            if (mono_ms() - last_hb >= 1000) {
+                heartbeat(rc);
+                last_hb = mono_ms();
+            }
+            redisReply *rep = redisCommand(rc, "GET %s", gkey);
+            int64_t gen = rep && rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+            bool ok = rep && rep->type != REDIS_REPLY_ERROR;
+            if (rep)
+                freeReplyObject(rep);
+            pthread_mutex_lock(&S.cache_mu);
+            bool need = !S.cache->loaded || S.cache->gen != gen;
+            pthread_mutex_unlock(&S.cache_mu);
+            if (ok && need) {
+                if (!m)
+                    m = db_connect(&S.conf, 5, &err);
+                struct srv_cache *c = NULL;
+                if (m && cache_load(m, rc, &c, &err) == 0) {
+                    log_debug("cache: loaded generation %lld: %zu funcs, %zu sync APIs, %zu async APIs, %zu keys",
+                              (long long)c->gen, json_object_size(c->funcs), json_object_size(c->sapis),
+                              json_object_size(c->aapis), json_object_size(c->keys));
+                    cache_swap(c);
+                } else {
+                    if (mono_ms() - last_fail_log > 10000) {
+                        log_warnx("cache: cannot load from the database: %s", err ? err : "?");
+                        last_fail_log = mono_ms();
+                    }
+                    if (m) {
+                        mysql_close(m);
+                        m = NULL;
+                    }
+                }
+                free(err);
+            }
+        }
+        /* sleep 200 ms or until an admin write kicks us */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&S.kick_mu);
+        while (!S.kick && !S.stop) {
+            if (pthread_cond_timedwait(&S.kick_cv, &S.kick_mu, &ts) == ETIMEDOUT)
+                break;
+        }
+        S.kick = false;
+        pthread_mutex_unlock(&S.kick_mu);
+    }
+    if (rc) {
+        heartbeat_delete(rc);
+        redisFree(rc);
+    }
+    if (m)
+        mysql_close(m);
+    mysql_thread_end();
+    return NULL;
+}

@@ -1,0 +1,155 @@
+/* tandem-server internals shared between its own files (handlers use server.h). */
+#ifndef TANDEM_SERVER_INT_H
+#define TANDEM_SERVER_INT_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include "server.h"
+
+enum req_state { RS_NEW = 0, RS_BODY, RS_SUSPENDED, RS_ANSWERED };
+
+/* ---- metrics (server_metrics.c) ---- */
+enum rclass { RC_PING, RC_HEALTH, RC_CALL, RC_API, RC_TASK, RC_ADMIN, RC_CRON, RC_METRICS, RC_OTHER, RC_N };
+enum call_outcome {
+    CO_SUCCESS, CO_FAILURE, CO_TIMEOUT, CO_CRASHED, CO_PARSING, CO_NO_RESPONSE, CO_OTHER,
+    CO_ASYNC, CO_DELAYED, CO_ENQUEUE_ERROR, CO_N
+};
+#define LAT_NBUCKETS 14
+extern const double srv_lat_bounds_ms[LAT_NBUCKETS];
+
+struct srv_metrics {
+    atomic_ulong req[RC_N][6]; /* status class 1xx..5xx, [0] = other (599 counts as 5xx) */
+    atomic_ulong calls[CO_N];
+    atomic_ulong lat_bucket[LAT_NBUCKETS + 1]; /* last = +Inf */
+    atomic_ulong lat_count;
+    atomic_ulong lat_sum_us;
+};
+
+int rclass_index(const char *name);
+const char *rclass_name(int i);
+const char *call_outcome_name(int i);
+void metrics_request(struct srv_metrics *m, int rclass, int status, int64_t cost_us);
+void metrics_call(struct srv_metrics *m, int outcome);
+int metrics_outcome_of(const char *status, const char *reason);
+/* Prometheus text of the counters plus `ext` (what /metrics read from Redis):
+ * {"queues":{"sync":{"length":n,"pending":n},...},"workers_live":n,"servers_live":n,
+ *  "worker":{"field":"value",...},"beat":{...},"pending_calls":n,"cache_gen":n}.
+ * Returns a malloc'd string. */
+char *metrics_format(const struct srv_metrics *m, json_t *ext);
+
+/* ---- routing (server_route.c) ---- */
+/* Finds the row for method+path. Returns it, fills params (malloc'd copies,
+ * caller frees) and *nparams; NULL if none. *path_matched tells whether the
+ * path matched some row with another method (405); allow gets the list
+ * ("GET, POST") then. */
+const struct srv_route *route_match(const struct srv_route *table, size_t n, const char *method,
+                                    const char *path, char **params, int *nparams, bool *path_matched,
+                                    char *allow, size_t allown);
+extern const struct srv_route srv_routes[];
+extern const size_t srv_nroutes;
+
+/* ---- envelope (server_http.c) ---- */
+/* Envelope JSON text; error == NULL for success. Pure, for tests. */
+char *envelope_build(int http, const char *reason, const char *message, json_t *detail, json_t *data,
+                     const char *trace_id, int64_t t0_ms, int64_t t1_ms, int64_t cost_ms);
+
+/* ---- process context ---- */
+#define PENDING_BUCKETS 4096
+
+struct srv_ctx {
+    struct tconf conf;
+    char id[120];
+    int64_t epoch;
+    struct MHD_Daemon *mhd;
+    volatile sig_atomic_t stop;
+    atomic_int inflight; /* requests between arrival and completion */
+
+    /* cache */
+    pthread_mutex_t cache_mu;
+    pthread_cond_t cache_cv;
+    struct srv_cache *cache;
+    pthread_mutex_t kick_mu;
+    pthread_cond_t kick_cv;
+    bool kick;
+
+    /* pending sync calls, keyed by task id */
+    pthread_mutex_t pend_mu;
+    struct srv_req *pend[PENDING_BUCKETS];
+    int npend;
+
+    struct srv_metrics metrics;
+    pthread_t dispatcher, housekeeper;
+};
+extern struct srv_ctx S;
+
+/* server_backend.c */
+void backend_init(void);
+
+/* server_cache.c */
+int cache_load(MYSQL *m, redisContext *rc, struct srv_cache **out, char **err);
+struct srv_cache *cache_new_empty(void);
+void cache_swap(struct srv_cache *c);
+void *housekeeper_main(void *arg); /* gen poller + heartbeat */
+
+/* server_dispatch.c */
+void *dispatcher_main(void *arg);
+void pending_insert(struct srv_req *r);
+bool pending_remove(struct srv_req *r);
+/* Called under pend_mu by srv_call when the outcome may already be there. */
+void dispatcher_expire_all(const char *reason, const char *message);
+/* Outcome → response, used by the dispatcher's tests: reason for an expired task. */
+
+/* server_http.c */
+int http_start(void);
+void http_quiesce(void);
+void http_stop(void);
+void req_finish_resumed(struct srv_req *r);
+
+/* handlers */
+void h_ping(struct srv_req *r);
+void h_health(struct srv_req *r);
+void h_metrics(struct srv_req *r);
+void h_func_call(struct srv_req *r);
+void h_sync_api(struct srv_req *r);
+void h_async_api(struct srv_req *r);
+void h_task_get(struct srv_req *r);
+void h_cron(struct srv_req *r);
+void h_scripts_list(struct srv_req *r);
+void h_script_get(struct srv_req *r);
+void h_script_put(struct srv_req *r);
+void h_script_delete(struct srv_req *r);
+void h_script_publish(struct srv_req *r);
+void h_funcs_list(struct srv_req *r);
+void h_apis_list(struct srv_req *r);
+void h_api_create(struct srv_req *r);
+void h_api_get(struct srv_req *r);
+void h_api_patch(struct srv_req *r);
+void h_api_delete(struct srv_req *r);
+void h_env_list(struct srv_req *r);
+void h_env_get(struct srv_req *r);
+void h_env_put(struct srv_req *r);
+void h_env_delete(struct srv_req *r);
+void h_keys_list(struct srv_req *r);
+void h_key_create(struct srv_req *r);
+void h_key_delete(struct srv_req *r);
+void h_task_records(struct srv_req *r);
+void h_failover_events(struct srv_req *r);
+
+/* helpers shared by the call handlers and tests */
+/* Kwargs of a Sync/Async API call from the request: normal form (GET
+ * ?kwargs=<json>, POST {"kwargs":{}}) or simplified (query args / flat JSON
+ * body). Answers 400 and returns NULL on bad input. */
+json_t *api_kwargs_from_request(struct srv_req *r, bool simplified);
+/* ISO-8601 ("2026-11-27T23:59:01Z", fractional and offset allowed) or unix
+ * seconds (number or digits) → ms. -1 if malformed. */
+int64_t parse_time_ms(json_t *v);
+int64_t parse_time_str_ms(const char *s);
+
+/* server_admin.c: a result row as a JSON object named by the columns:
+ * numbers as numbers, TINYINT(1) as booleans, DATETIME as ISO-8601,
+ * "<name>_json" columns parsed and renamed to <name>. */
+json_t *db_row_json(MYSQL_RES *res, MYSQL_ROW row);
+json_t *db_rows_json(MYSQL_RES *res);
+
+#endif

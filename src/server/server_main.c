@@ -1,0 +1,132 @@
+/* tandem-server: the HTTP API. main() reads as a table of contents. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#include "cli.h"
+#include "clock.h"
+#include "log.h"
+#include "rds.h"
+#include "server_int.h"
+
+struct srv_ctx S;
+
+static void init_epoch(int64_t cli_epoch)
+{
+    if (cli_epoch >= 0) {
+        S.epoch = cli_epoch;
+        return;
+    }
+    char *err = NULL;
+    redisContext *rc = rds_connect(&S.conf, 2000, &err);
+    if (!rc) {
+        log_warnx("redis unreachable at start (%s): epoch 0 until restarted", err ? err : "?");
+        free(err);
+        return;
+    }
+    char key[128];
+    rds_key(key, sizeof key, &S.conf, "epoch");
+    redisReply *rep = redisCommand(rc, "GET %s", key);
+    if (rep && rep->type == REDIS_REPLY_STRING)
+        S.epoch = strtoll(rep->str, NULL, 10);
+    if (rep)
+        freeReplyObject(rep);
+    redisFree(rc);
+}
+
+static int init(const struct cli_opts *o)
+{
+    if (o->epoch >= 0) {
+        /* started by the supervisor: never outlive it */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() == 1)
+            return -1;
+    }
+    char rnd[ID_MAX];
+    id_new(rnd, sizeof rnd, "");
+    rnd[8] = '\0';
+    snprintf(S.id, sizeof S.id, "%.64s:%d:%.8s", S.conf.node_name, (int)getpid(), rnd);
+    init_epoch(o->epoch);
+    pthread_mutex_init(&S.cache_mu, NULL);
+    pthread_cond_init(&S.cache_cv, NULL);
+    pthread_mutex_init(&S.kick_mu, NULL);
+    pthread_cond_init(&S.kick_cv, NULL);
+    pthread_mutex_init(&S.pend_mu, NULL);
+    S.cache = cache_new_empty();
+    backend_init();
+    mysql_library_init(0, NULL, NULL);
+
+    /* every thread started from here on inherits the blocked set; main sigwaits */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (pthread_create(&S.housekeeper, NULL, housekeeper_main, NULL) != 0 ||
+        pthread_create(&S.dispatcher, NULL, dispatcher_main, NULL) != 0) {
+        log_err("cannot start threads");
+        return -1;
+    }
+    if (http_start() != 0)
+        return -1;
+    log_info("server %s up, epoch %lld", S.id, (long long)S.epoch);
+    return 0;
+}
+
+/* Drain: stop accepting, let waiting calls finish (bounded), answer the
+ * rest, then stop the threads. */
+static void shutdown_gracefully(void)
+{
+    http_quiesce();
+    int grace_ms = (S.conf.fo_drain_grace > 0 ? S.conf.fo_drain_grace : 10) * 1000;
+    int64_t end = mono_ms() + grace_ms;
+    while (mono_ms() < end && atomic_load(&S.inflight) > 0)
+        usleep(50 * 1000);
+    dispatcher_expire_all("EWorkerNoResponse", "the server is shutting down");
+    end = mono_ms() + 2000;
+    while (mono_ms() < end && atomic_load(&S.inflight) > 0)
+        usleep(20 * 1000);
+    S.stop = 2;
+    pthread_mutex_lock(&S.kick_mu);
+    pthread_cond_signal(&S.kick_cv);
+    pthread_mutex_unlock(&S.kick_mu);
+    pthread_join(S.dispatcher, NULL);
+    pthread_join(S.housekeeper, NULL);
+    http_stop();
+}
+
+static int run(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP)
+            continue; /* nothing to reload that gen does not already cover */
+        log_info("signal %d: stopping (in flight: %d)", sig, atomic_load(&S.inflight));
+        S.stop = 1;
+        shutdown_gracefully();
+        log_info("stopped");
+        return 0;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct cli_opts o;
+    cli_parse(&o, argc, argv, "tandem-server", NULL);
+    cli_load_config(&S.conf, &o, "tandem-server");
+    if (init(&o) != 0)
+        return 1;
+    return run();
+}

@@ -1,0 +1,190 @@
+/* Counters kept with atomics on the hot path, and their Prometheus text. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "server_int.h"
+
+const double srv_lat_bounds_ms[LAT_NBUCKETS] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
+
+static const char *const rclass_names[RC_N] = {"ping", "health", "call", "api", "task",
+                                               "admin", "cron", "metrics", "other"};
+static const char *const outcome_names[CO_N] = {"success", "failure", "timeout", "crashed", "parsing_failed",
+                                                "no_response", "other", "async_accepted", "delayed",
+                                                "enqueue_error"};
+
+int rclass_index(const char *name)
+{
+    for (int i = 0; name && i < RC_N; i++)
+        if (strcmp(rclass_names[i], name) == 0)
+            return i;
+    return RC_OTHER;
+}
+
+const char *rclass_name(int i)
+{
+    return i >= 0 && i < RC_N ? rclass_names[i] : "other";
+}
+
+const char *call_outcome_name(int i)
+{
+    return i >= 0 && i < CO_N ? outcome_names[i] : "other";
+}
+
+void metrics_request(struct srv_metrics *m, int rclass, int status, int64_t cost_us)
+{
+    int sc = status >= 100 && status < 600 ? status / 100 : 0;
+    if (status == 599)
+        sc = 5;
+    if (rclass < 0 || rclass >= RC_N)
+        rclass = RC_OTHER;
+    atomic_fetch_add_explicit(&m->req[rclass][sc], 1, memory_order_relaxed);
+    double ms = (double)cost_us / 1000.0;
+    int b = 0;
+    while (b < LAT_NBUCKETS && ms > srv_lat_bounds_ms[b])
+        b++;
+    atomic_fetch_add_explicit(&m->lat_bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->lat_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->lat_sum_us, cost_us > 0 ? (unsigned long)cost_us : 0, memory_order_relaxed);
+}
+
+void metrics_call(struct srv_metrics *m, int outcome)
+{
+    if (outcome < 0 || outcome >= CO_N)
+        outcome = CO_OTHER;
+    atomic_fetch_add_explicit(&m->calls[outcome], 1, memory_order_relaxed);
+}
+
+int metrics_outcome_of(const char *status, const char *reason)
+{
+    if (reason) {
+        if (strcmp(reason, "EFuncResultParsingFailed") == 0)
+            return CO_PARSING;
+        if (strcmp(reason, "EWorkerNoResponse") == 0)
+            return CO_NO_RESPONSE;
+        if (strcmp(reason, "EFuncTimeout") == 0)
+            return CO_TIMEOUT;
+        if (strcmp(reason, "EWorkerCrashed") == 0)
+            return CO_CRASHED;
+    }
+    if (!status)
+        return CO_OTHER;
+    if (strcmp(status, "success") == 0)
+        return CO_SUCCESS;
+    if (strcmp(status, "failure") == 0)
+        return CO_FAILURE;
+    if (strcmp(status, "timeout") == 0)
+        return CO_TIMEOUT;
+    if (strcmp(status, "crashed") == 0)
+        return CO_CRASHED;
+    return CO_OTHER;
+}
+
+/* Prometheus metric names: [a-zA-Z_:][a-zA-Z0-9_:]*; a stats field that
+ * breaks the rule is mapped, not dropped. */
+static void metric_name(char *out, size_t n, const char *prefix, const char *field)
+{
+    size_t i = (size_t)snprintf(out, n, "%s", prefix);
+    for (; *field && i + 1 < n; field++)
+        out[i++] = (char)((*field >= 'a' && *field <= 'z') || (*field >= 'A' && *field <= 'Z') ||
+                                  (*field >= '0' && *field <= '9') || *field == '_'
+                              ? *field
+                              : '_');
+    out[i] = '\0';
+}
+
+static void emit_hash(FILE *f, const char *prefix, json_t *h)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(h, k, v)
+    {
+        const char *s = json_string_value(v);
+        char *end;
+        double d = s ? strtod(s, &end) : 0;
+        if (!s || end == s || *end)
+            continue; /* not a number: Prometheus has no place for it */
+        char name[160];
+        metric_name(name, sizeof name, prefix, k);
+        fprintf(f, "# TYPE %s gauge\n%s %s\n", name, name, s);
+        (void)d;
+    }
+}
+
+char *metrics_format(const struct srv_metrics *m, json_t *ext)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    static const char *const sclass[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+
+    fputs("# HELP tandem_http_requests_total HTTP requests by route class and status class.\n"
+          "# TYPE tandem_http_requests_total counter\n",
+          f);
+    for (int i = 0; i < RC_N; i++)
+        for (int s = 0; s < 6; s++) {
+            unsigned long v = atomic_load_explicit(&m->req[i][s], memory_order_relaxed);
+            if (v || s == 2)
+                fprintf(f, "tandem_http_requests_total{route=\"%s\",status=\"%s\"} %lu\n", rclass_names[i],
+                        sclass[s], v);
+        }
+
+    fputs("# HELP tandem_calls_total Function calls by outcome.\n# TYPE tandem_calls_total counter\n", f);
+    for (int i = 0; i < CO_N; i++)
+        fprintf(f, "tandem_calls_total{outcome=\"%s\"} %lu\n", outcome_names[i],
+                atomic_load_explicit(&m->calls[i], memory_order_relaxed));
+
+    fputs("# HELP tandem_http_request_duration_seconds Request latency, arrival to answer.\n"
+          "# TYPE tandem_http_request_duration_seconds histogram\n",
+          f);
+    unsigned long cum = 0;
+    for (int b = 0; b <= LAT_NBUCKETS; b++) {
+        cum += atomic_load_explicit(&m->lat_bucket[b], memory_order_relaxed);
+        if (b < LAT_NBUCKETS)
+            fprintf(f, "tandem_http_request_duration_seconds_bucket{le=\"%g\"} %lu\n", srv_lat_bounds_ms[b] / 1000.0,
+                    cum);
+        else
+            fprintf(f, "tandem_http_request_duration_seconds_bucket{le=\"+Inf\"} %lu\n", cum);
+    }
+    fprintf(f, "tandem_http_request_duration_seconds_sum %.6f\n",
+            (double)atomic_load_explicit(&m->lat_sum_us, memory_order_relaxed) / 1e6);
+    fprintf(f, "tandem_http_request_duration_seconds_count %lu\n",
+            atomic_load_explicit(&m->lat_count, memory_order_relaxed));
+
+    json_t *q = json_object_get(ext, "queues");
+    if (json_is_object(q)) {
+        const char *name;
+        json_t *v;
+        fputs("# HELP tandem_queue_length Entries in the queue stream (XLEN).\n# TYPE tandem_queue_length gauge\n", f);
+        json_object_foreach(q, name, v)
+        fprintf(f, "tandem_queue_length{queue=\"%s\"} %lld\n", name,
+                (long long)json_integer_value(json_object_get(v, "length")));
+        fputs("# HELP tandem_queue_pending Entries delivered to a worker and not acked yet.\n"
+              "# TYPE tandem_queue_pending gauge\n",
+              f);
+        json_object_foreach(q, name, v)
+        fprintf(f, "tandem_queue_pending{queue=\"%s\"} %lld\n", name,
+                (long long)json_integer_value(json_object_get(v, "pending")));
+    }
+    const struct {
+        const char *key, *name, *help;
+    } gauges[] = {
+        {"delayed", "tandem_delayed_tasks", "Tasks waiting for their eta."},
+        {"workers_live", "tandem_workers_live", "Live worker heartbeats."},
+        {"servers_live", "tandem_servers_live", "Live server heartbeats."},
+        {"pending_calls", "tandem_server_pending_calls", "Sync calls of this server waiting for their outcome."},
+        {"cache_gen", "tandem_server_cache_generation", "Generation of this server's call cache."},
+        {"epoch", "tandem_server_epoch", "Epoch this server was started with."},
+    };
+    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
+        json_t *v = json_object_get(ext, gauges[i].key);
+        if (json_is_integer(v))
+            fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", gauges[i].name, gauges[i].help, gauges[i].name,
+                    gauges[i].name, (long long)json_integer_value(v));
+    }
+    emit_hash(f, "tandem_worker_", json_object_get(ext, "worker"));
+    emit_hash(f, "tandem_beat_", json_object_get(ext, "beat"));
+    fclose(f);
+    return buf;
+}
