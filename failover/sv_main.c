@@ -1,8 +1,505 @@
-/* tandem-supervisor: placeholder until the process manager lands. */
-#include <stdio.h>
+/* tandem-supervisor: one per node. Runs keepalived as its child, follows the
+ * ordered lines of its notify fifo, and runs the stack (worker, server, beat)
+ * only while this node is the primary. See DESIGN.md "Failover". */
+#include "sv.h"
 
-int main(void)
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "cli.h"
+#include "clock.h"
+#include "log.h"
+#include "rds.h"
+
+#define PROG "tandem-supervisor"
+#define TICK_MS 50
+#define HOLD_MS 3000            /* standing down: FAULT at least this long */
+#define UNHEALTHY_HOLD_MS 10000
+#define UNHEALTHY_AFTER_MS 5000 /* bad health this long while the backend answers */
+#define STARTUP_GRACE_MS 15000  /* a fresh stack gets this long to become healthy */
+#define PROMOTE_RETRY_MS 200
+
+extern char **environ;
+
+/* --- systemd ----------------------------------------------------------- */
+
+static void sv_notify(const char *msg)
 {
-    fprintf(stderr, "tandem-supervisor: not implemented yet\n");
-    return 1;
+#ifdef HAVE_LIBSYSTEMD
+    sd_notify(0, msg);
+#else
+    /* The protocol is one datagram to $NOTIFY_SOCKET ('@' = abstract). */
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (path == NULL || path[0] == '\0')
+        return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    if (len >= sizeof(sa.sun_path))
+        return;
+    memcpy(sa.sun_path, path, len);
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return;
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) == -1)
+        log_debug("sd_notify: %s", strerror(errno));
+    close(fd);
+#endif
+}
+
+static void notify_status(struct sv *s)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "STATUS=%s, epoch %lld%s", sv_role_name(s->fsm.role),
+             (long long)s->fsm.epoch, s->maint ? ", maintenance" : "");
+    sv_notify(msg);
+}
+
+/* --- holds and the track file ------------------------------------------ */
+
+void sv_track_update(struct sv *s)
+{
+    int want = (s->maint || mono_ms() < s->hold_until) ? SV_TRACK_FAULT : SV_TRACK_OK;
+    if (want == s->track_value)
+        return;
+    if (sv_track_write(s->kp.track, want) == -1) {
+        log_warn("track file %s", s->kp.track);
+        return;
+    }
+    log_info("track file: %d (%s)", want, want ? "FAULT: giving the VIP away" : "ok");
+    s->track_value = want;
+}
+
+/* --- role changes ------------------------------------------------------ */
+
+static void promote_try(struct sv *s);
+
+static void do_actions(struct sv *s, unsigned act, enum sv_role from, int hold_ms)
+{
+    if (act & SV_ACT_DEMOTE) {
+        s->promote_pending = false;
+        pthread_mutex_lock(&s->hl.lock);
+        s->hl.check_server = false;
+        pthread_mutex_unlock(&s->hl.lock);
+        sv_stack_stop_begin(s);
+    }
+    /* Say we are no longer primary before the VIP moves, so the peer's
+     * promotion guard does not mistake us for a live primary. */
+    if (from != s->fsm.role && !(act & SV_ACT_PROMOTE))
+        sv_health_publish(s, sv_role_name(s->fsm.role));
+    if (act & SV_ACT_DROP_VIP)
+        sv_vip_drop(&s->conf);
+    if (act & SV_ACT_HOLD) {
+        int64_t until = mono_ms() + hold_ms;
+        if (until > s->hold_until)
+            s->hold_until = until;
+        sv_track_update(s);
+    }
+    if (from != s->fsm.role && !(act & SV_ACT_PROMOTE)) {
+        sv_event(s, sv_role_name(from), sv_role_name(s->fsm.role), s->fsm.cause, s->fsm.epoch);
+        notify_status(s);
+    }
+    if (act & SV_ACT_PROMOTE) {
+        s->promote_pending = true;
+        s->promote_retry = 0;
+        promote_try(s);
+    }
+}
+
+static void step(struct sv *s, const struct sv_input *in, int hold_ms)
+{
+    enum sv_role from = s->fsm.role;
+    unsigned act = sv_fsm_step(&s->fsm, in);
+    if (act || from != s->fsm.role)
+        do_actions(s, act, from, hold_ms);
+}
+
+/* MASTER: take a new epoch, then start the stack with it. Refuses while the
+ * peer is still seen running a primary (a VRRP partition, not a failure). */
+static void promote_try(struct sv *s)
+{
+    int64_t now = mono_ms();
+    if (!s->promote_pending || now < s->promote_retry)
+        return;
+    if (sv_stack_running(s)) { /* the previous stack is still draining */
+        s->promote_retry = now + TICK_MS;
+        return;
+    }
+    char who[160];
+    if (sv_peer_fresh_master(s, who, sizeof(who))) {
+        char cause[160];
+        snprintf(cause, sizeof(cause), "peer %.100s still primary: not promoting", who);
+        struct sv_input in = {.ev = SV_EV_PEER_MASTER};
+        enum sv_role from = s->fsm.role;
+        unsigned act = sv_fsm_step(&s->fsm, &in);
+        memcpy(s->fsm.cause, cause, sizeof(cause));
+        do_actions(s, act, from, HOLD_MS);
+        return;
+    }
+    char key[128];
+    rds_key(key, sizeof(key), &s->conf, "epoch");
+    redisReply *r = s->rc ? redisCommand(s->rc, "INCR %s", key) : NULL;
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+        if (s->promote_retry == 0)
+            log_warnx("MASTER but cannot INCR %s (%s): stack waits for Redis", key,
+                      r && r->type == REDIS_REPLY_ERROR ? r->str
+                      : s->rc && s->rc->err            ? s->rc->errstr
+                                                       : "not connected");
+        if (r)
+            freeReplyObject(r);
+        if (s->rc && s->rc->err) {
+            redisFree(s->rc);
+            s->rc = NULL;
+        }
+        s->promote_retry = now + PROMOTE_RETRY_MS;
+        return;
+    }
+    s->fsm.epoch = r->integer;
+    freeReplyObject(r);
+    s->promote_pending = false;
+    sv_health_publish(s, "master");
+    sv_event(s, "backup", "master", s->fsm.cause, s->fsm.epoch);
+    sv_stack_start(s);
+    pthread_mutex_lock(&s->hl.lock);
+    s->hl.check_server = true;
+    s->hl.view.server_bad_since = 0;
+    pthread_mutex_unlock(&s->hl.lock);
+    s->ready_sent = false;
+    notify_status(s);
+}
+
+void sv_on_ka_died(struct sv *s, const char *why)
+{
+    struct sv_input in = {.ev = SV_EV_KA_DIED};
+    enum sv_role from = s->fsm.role;
+    unsigned act = sv_fsm_step(&s->fsm, &in);
+    snprintf(s->fsm.cause, sizeof(s->fsm.cause), "%s", why);
+    do_actions(s, act, from, HOLD_MS);
+    log_warnx("%s: keepalived restarts in %d ms", why, s->ka.backoff_ms / 2);
+}
+
+void sv_handover(struct sv *s, const char *why)
+{
+    struct sv_input in = {.ev = SV_EV_HANDOVER, .why = why};
+    step(s, &in, strncmp(why, "unhealthy", 9) == 0 ? UNHEALTHY_HOLD_MS : HOLD_MS);
+}
+
+void sv_set_maint(struct sv *s, bool on)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/maintenance", s->conf.run_dir);
+    if (on) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd != -1)
+            close(fd);
+    } else {
+        unlink(path);
+    }
+    if (s->maint == on)
+        return;
+    s->maint = on;
+    sv_event(s, sv_role_name(s->fsm.role), sv_role_name(s->fsm.role),
+             on ? "maintenance on" : "maintenance off", s->fsm.epoch);
+    if (on && s->fsm.role == SV_ROLE_MASTER)
+        sv_handover(s, "maintenance on");
+    sv_health_publish(s, sv_role_name(s->fsm.role));
+    sv_track_update(s);
+    notify_status(s);
+}
+
+/* --- inputs -------------------------------------------------------------- */
+
+static void on_fifo_line(void *arg, const char *line, int overlong)
+{
+    struct sv *s = arg;
+    if (overlong) {
+        log_warnx("notify fifo: line longer than %d bytes ignored", SV_LINEBUF - 1);
+        return;
+    }
+    struct sv_fifo_msg m;
+    char err[128];
+    if (sv_fifo_parse(line, &m, err, sizeof(err)) == -1) {
+        log_warnx("notify fifo: malformed line \"%.80s\": %s", line, err);
+        return;
+    }
+    if (strcmp(m.kind, "INSTANCE") != 0 || strcmp(m.name, SV_INSTANCE) != 0) {
+        log_debug("notify fifo: ignoring %s \"%s\" %s", m.kind, m.name, m.word);
+        return;
+    }
+    log_debug("notify fifo: %s %d", m.word, m.priority);
+    if (m.state == SV_VRRP_NONE)
+        return;
+    struct sv_input in = {.ev = SV_EV_VRRP, .vrrp = m.state};
+    step(s, &in, HOLD_MS);
+}
+
+static void read_fifo(struct sv *s)
+{
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(s->fifo_fd, buf, sizeof(buf));
+        if (n > 0) {
+            sv_linebuf_feed(&s->fifo_lb, buf, (size_t)n, on_fifo_line, s);
+            continue;
+        }
+        if (n == -1 && errno == EINTR)
+            continue;
+        return;
+    }
+}
+
+static void check_health(struct sv *s)
+{
+    uint64_t v;
+    if (read(s->hl.wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
+        log_warn("eventfd");
+    pthread_mutex_lock(&s->hl.lock);
+    struct sv_health_view h = s->hl.view;
+    pthread_mutex_unlock(&s->hl.lock);
+
+    if (s->fsm.role != SV_ROLE_MASTER || s->promote_pending)
+        return;
+    if (h.redis_epoch > s->fsm.epoch) {
+        struct sv_input in = {.ev = SV_EV_EPOCH_SEEN, .epoch = h.redis_epoch};
+        step(s, &in, HOLD_MS);
+        return;
+    }
+    int64_t now = mono_ms();
+    if (h.server_status == 200 && !s->ready_sent) {
+        s->ready_sent = true;
+        log_info("stack ready: /api/v1/health answered 200 %lld ms after the start (epoch %lld)",
+                 (long long)(now - s->stack_started_mono), (long long)s->fsm.epoch);
+    }
+    char peer[64];
+    if (h.server_bad_since && now - h.server_bad_since >= UNHEALTHY_AFTER_MS &&
+        now - s->stack_started_mono >= STARTUP_GRACE_MS && h.redis_ok && !s->stack_stopping &&
+        now - s->last_unhealthy_handover >= 60000 && sv_peer_ready_backup(s, peer, sizeof(peer))) {
+        char why[160];
+        snprintf(why, sizeof(why), "unhealthy for %lld ms (%.80s): handing over to %.40s",
+                 (long long)(now - h.server_bad_since), h.server_detail, peer);
+        s->last_unhealthy_handover = now;
+        sv_handover(s, why);
+    }
+}
+
+static void begin_shutdown(struct sv *s, int sig)
+{
+    if (s->shutting_down)
+        return;
+    log_info("%s: stopping", strsignal(sig));
+    sv_notify("STOPPING=1");
+    s->shutting_down = true;
+    s->shutdown_deadline = mono_ms() + (int64_t)s->conf.fo_drain_grace * 1000 + 5000;
+    struct sv_input in = {.ev = SV_EV_SHUTDOWN};
+    step(s, &in, 0);
+    sv_health_publish(s, "down");
+    /* keepalived leaves with a priority-0 advert: the peer takes over now */
+    if (s->ka.pid > 0) {
+        kill(s->ka.pid, SIGTERM);
+        s->ka.term_sent = mono_ms();
+    }
+}
+
+static void read_signals(struct sv *s)
+{
+    struct signalfd_siginfo si;
+    while (read(s->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGCHLD)
+            sv_proc_reap(s);
+        else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+            begin_shutdown(s, (int)si.ssi_signo);
+    }
+}
+
+static void tick(struct sv *s)
+{
+    int64_t now = mono_ms();
+    if (!s->shutting_down && s->ka.pid == 0 && now >= s->ka.next_start) {
+        if (sv_ka_start(s) == -1)
+            s->ka.next_start = now + 5000;
+        else
+            sv_event(s, sv_role_name(s->fsm.role), sv_role_name(s->fsm.role),
+                     s->ka.restarts ? "keepalived restarted" : "keepalived started", s->fsm.epoch);
+    }
+    if (s->promote_pending)
+        promote_try(s);
+    if (s->track_value != SV_TRACK_OK || s->maint)
+        sv_track_update(s);
+    sv_proc_tick(s);
+}
+
+/* --- start-up -------------------------------------------------------------- */
+
+static char **env_without_notify(void)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **e = calloc(n + 1, sizeof(char *));
+    if (e == NULL)
+        fatal("calloc");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0)
+            e[k++] = environ[i];
+    return e;
+}
+
+static void setup_privs(struct sv *s)
+{
+    struct passwd *pw = getpwnam(s->conf.fo_user);
+    if (pw == NULL) {
+        log_warnx("failover.user \"%s\" does not exist: the stack runs as root", s->conf.fo_user);
+        return;
+    }
+    s->uid = pw->pw_uid;
+    s->gid = pw->pw_gid;
+    s->drop_privs = pw->pw_uid != 0;
+}
+
+static void setup_fifo(struct sv *s)
+{
+    struct stat st;
+    if (lstat(s->kp.fifo, &st) == 0 && !S_ISFIFO(st.st_mode))
+        unlink(s->kp.fifo);
+    if (mkfifo(s->kp.fifo, 0600) == -1 && errno != EEXIST)
+        fatal("mkfifo %s", s->kp.fifo);
+    /* O_RDWR: we hold a writer too, so keepalived's restarts never give us EOF */
+    s->fifo_fd = open(s->kp.fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (s->fifo_fd == -1)
+        fatal("open %s", s->kp.fifo);
+}
+
+static void setup(struct sv *s, const char *conf_path)
+{
+    static char abs[PATH_MAX];
+    if (realpath(conf_path, abs) == NULL)
+        fatal("%s", conf_path);
+    s->conf_path = abs;
+    s->sig_fd = s->fifo_fd = s->ctl_fd = -1;
+    if (geteuid() != 0)
+        fatalx("must run as root (keepalived, the VIP, and dropping privileges need it)");
+    if (s->conf.fo_vip[0] == '\0')
+        fatalx("%s: failover.vip is not set", s->conf_path);
+    if (mkdir(s->conf.run_dir, 0755) == -1 && errno != EEXIST)
+        fatal("mkdir %s", s->conf.run_dir);
+    if (sv_kpaths_init(&s->kp, s->conf.run_dir) == -1)
+        fatalx("paths.run %s is too long", s->conf.run_dir);
+    char err[256];
+    struct sv_kpaths probe = s->kp;
+    char buf[8192];
+    if (sv_kconf_render(&s->conf, &probe, buf, sizeof(buf), err, sizeof(err)) == -1)
+        fatalx("%s: %s", s->conf_path, err);
+    s->child_env = env_without_notify();
+    setup_privs(s);
+    sv_proc_init(s);
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    s->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (s->sig_fd == -1)
+        fatal("signalfd");
+
+    setup_fifo(s);
+    char mpath[300];
+    snprintf(mpath, sizeof(mpath), "%s/maintenance", s->conf.run_dir);
+    s->maint = access(mpath, F_OK) == 0;
+    s->track_value = -1;
+    sv_track_update(s);
+    if (s->track_value == -1)
+        fatal("cannot write the track file %s", s->kp.track);
+    /* A supervisor that died with the VIP (SIGKILL, crash) must not start
+     * out holding it: only an election hands it out. */
+    if (sv_vip_present(&s->conf)) {
+        log_warnx("VIP %s is on %s from a previous run: removing it", s->conf.fo_vip,
+                  s->conf.fo_interface);
+        sv_vip_drop(&s->conf);
+    }
+    if (sv_events_start(s) == -1 || sv_health_start(s) == -1)
+        fatalx("cannot start threads");
+    if (sv_ctl_open(s) == -1)
+        fatalx("cannot open the control socket %s", s->conf.fo_socket);
+    log_info("node %s: VIP %s on %s, vrid %d, priority %d, advert %gs%s; control %s",
+             s->conf.node_name, s->conf.fo_vip, s->conf.fo_interface, s->conf.fo_vrid,
+             s->conf.fo_priority, s->conf.fo_advert_int, s->conf.fo_nopreempt ? ", nopreempt" : "",
+             s->conf.fo_socket);
+}
+
+static void run(struct sv *s)
+{
+    bool ready = false;
+    for (;;) {
+        struct pollfd p[4] = {
+            {.fd = s->sig_fd, .events = POLLIN},
+            {.fd = s->fifo_fd, .events = POLLIN},
+            {.fd = s->ctl_fd, .events = POLLIN},
+            {.fd = s->hl.wake_fd, .events = POLLIN},
+        };
+        int n = poll(p, 4, TICK_MS);
+        if (n == -1 && errno != EINTR)
+            fatal("poll");
+        if (p[0].revents)
+            read_signals(s);
+        if (p[1].revents)
+            read_fifo(s);
+        if (p[2].revents && !s->shutting_down)
+            sv_ctl_accept(s);
+        if (p[3].revents)
+            check_health(s);
+        tick(s);
+        if (!ready && s->ka.pid > 0) {
+            ready = true;
+            sv_notify("READY=1");
+            notify_status(s);
+        }
+        if (s->shutting_down) {
+            if (!sv_stack_running(s) && s->ka.pid == 0)
+                break;
+            if (mono_ms() > s->shutdown_deadline) {
+                log_warnx("children still running at the shutdown deadline: SIGKILL");
+                sv_kill_all(s);
+                s->shutdown_deadline = mono_ms() + 2000;
+            }
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static struct sv s;
+    struct cli_opts o;
+    cli_parse(&o, argc, argv, PROG, NULL);
+    cli_load_config(&s.conf, &o, PROG);
+    setup(&s, o.config_path);
+    run(&s);
+    sv_vip_drop(&s.conf);
+    sv_health_publish(&s, "down");
+    sv_ctl_close(&s);
+    sv_health_stop(&s);
+    sv_events_stop(&s);
+    log_info("stopped");
+    return 0;
 }

@@ -1,0 +1,195 @@
+/* The control socket: one JSON request line, one JSON answer line, then the
+ * connection closes. Root only (0600): it can move the VIP. */
+#include "sv.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+#define REQ_MAX 4096
+#define REQ_WAIT_MS 200 /* a client gets this long to send its line */
+
+int sv_ctl_open(struct sv *s)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(s->conf.fo_socket) >= sizeof(sa.sun_path)) {
+        log_warnx("failover.control_socket %s is longer than %zu bytes", s->conf.fo_socket,
+                  sizeof(sa.sun_path) - 1);
+        return -1;
+    }
+    strcpy(sa.sun_path, s->conf.fo_socket);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd == -1) {
+        log_warn("control socket");
+        return -1;
+    }
+    unlink(sa.sun_path);
+    mode_t old = umask(077);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc == -1 || listen(fd, 8) == -1) {
+        log_warn("control socket %s", sa.sun_path);
+        close(fd);
+        return -1;
+    }
+    s->ctl_fd = fd;
+    return 0;
+}
+
+void sv_ctl_close(struct sv *s)
+{
+    if (s->ctl_fd >= 0) {
+        close(s->ctl_fd);
+        unlink(s->conf.fo_socket);
+        s->ctl_fd = -1;
+    }
+}
+
+static json_t *child_json(const struct sv_child *ch, int64_t now_mono)
+{
+    return json_pack("{s:s,s:i,s:I,s:i}", "name", ch->name, "pid", (int)ch->pid, "uptime_ms",
+                     (json_int_t)(ch->pid > 0 ? now_mono - ch->started_mono : 0), "restarts",
+                     ch->restarts);
+}
+
+static json_t *status_json(struct sv *s)
+{
+    int64_t now = mono_ms();
+    json_t *children = json_array();
+    for (int i = 0; i < SV_NSTACK; i++)
+        json_array_append_new(children, child_json(&s->stack[i], now));
+
+    json_t *peers = json_array();
+    pthread_mutex_lock(&s->hl.lock);
+    struct sv_health_view v = s->hl.view;
+    pthread_mutex_unlock(&s->hl.lock);
+    for (int i = 0; i < v.npeers; i++)
+        json_array_append_new(peers, json_pack("{s:s,s:s,s:I,s:I,s:b}", "node", v.peers[i].node,
+                                               "role", v.peers[i].role, "epoch",
+                                               (json_int_t)v.peers[i].epoch, "age_ms",
+                                               (json_int_t)v.peers[i].age_ms, "maint",
+                                               v.peers[i].maint));
+
+    json_t *tr = json_array();
+    pthread_mutex_lock(&s->ev.lock);
+    int n = s->ev.nrecent < SV_RECENT ? s->ev.nrecent : SV_RECENT;
+    for (int k = 0; k < n; k++) {
+        const struct sv_event_row *r = &s->ev.recent[(s->ev.nrecent - n + k) % SV_RECENT];
+        char at[40];
+        iso8601_ms(r->at, at, sizeof(at));
+        json_array_append_new(tr, json_pack("{s:s,s:s,s:s,s:s,s:I}", "at", at, "from", r->from,
+                                            "to", r->to, "cause", r->cause, "epoch",
+                                            (json_int_t)r->epoch));
+    }
+    pthread_mutex_unlock(&s->ev.lock);
+
+    json_t *o = json_pack(
+        "{s:b,s:s,s:s,s:I,s:s,s:s,s:b,s:b,s:i,s:s,s:o,s:o,s:o,s:o,s:{s:b,s:I,s:i,s:s}}", "ok", 1,
+        "node", s->conf.node_name, "role", sv_role_name(s->fsm.role), "epoch",
+        (json_int_t)s->fsm.epoch, "cause", s->fsm.cause, "vip", s->conf.fo_vip, "vip_here",
+        sv_vip_present(&s->conf), "maintenance", s->maint, "track", s->track_value, "peer_addr",
+        s->conf.fo_peer, "keepalived", child_json(&s->ka, now), "children", children, "peers",
+        peers, "transitions", tr, "backend", "redis", v.redis_ok, "redis_epoch",
+        (json_int_t)v.redis_epoch, "server_health", v.server_status, "server_detail",
+        v.server_detail);
+    return o;
+}
+
+static json_t *answer(struct sv *s, json_t *req)
+{
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    if (cmd == NULL)
+        return json_pack("{s:b,s:s}", "ok", 0, "error", "request has no \"cmd\" string");
+    if (strcmp(cmd, "status") == 0)
+        return status_json(s);
+    if (strcmp(cmd, "switchover") == 0) {
+        char peer[64];
+        bool force = json_is_true(json_object_get(req, "force"));
+        if (s->fsm.role != SV_ROLE_MASTER || s->promote_pending)
+            return json_pack("{s:b,s:s}", "ok", 0, "error",
+                             "this node is not the primary: run switchover on the primary");
+        if (!sv_peer_ready_backup(s, peer, sizeof(peer)) && !force)
+            return json_pack("{s:b,s:s}", "ok", 0, "error",
+                             "no peer is ready to take over (none seen as backup, or it is in "
+                             "maintenance); --force hands over anyway");
+        sv_handover(s, "switchover requested by tandemctl");
+        return json_pack("{s:b,s:s,s:I}", "ok", 1, "message", "handing over", "epoch",
+                         (json_int_t)s->fsm.epoch);
+    }
+    if (strcmp(cmd, "maintenance") == 0) {
+        json_t *on = json_object_get(req, "on");
+        if (!json_is_boolean(on))
+            return json_pack("{s:b,s:s}", "ok", 0, "error", "maintenance needs \"on\": true|false");
+        sv_set_maint(s, json_is_true(on));
+        return json_pack("{s:b,s:b,s:s}", "ok", 1, "maintenance", s->maint, "role",
+                         sv_role_name(s->fsm.role));
+    }
+    return json_pack("{s:b,s:s}", "ok", 0, "error",
+                     "unknown cmd: expected status, switchover or maintenance");
+}
+
+void sv_ctl_accept(struct sv *s)
+{
+    for (;;) {
+        int fd = accept4(s->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd == -1) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_warn("control socket accept");
+            return;
+        }
+        char buf[REQ_MAX + 1];
+        size_t got = 0;
+        int64_t deadline = mono_ms() + REQ_WAIT_MS;
+        while (got < REQ_MAX && memchr(buf, '\n', got) == NULL) {
+            int left = (int)(deadline - mono_ms());
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            if (left <= 0 || poll(&p, 1, left) <= 0)
+                break;
+            ssize_t r = read(fd, buf + got, REQ_MAX - got);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        buf[got] = '\0';
+        json_t *resp;
+        json_error_t je;
+        char *nl = memchr(buf, '\n', got);
+        if (nl == NULL) {
+            resp = json_pack("{s:b,s:s}", "ok", 0, "error",
+                             got >= REQ_MAX ? "request longer than 4096 bytes"
+                                            : "no complete request line within 200 ms");
+        } else {
+            *nl = '\0';
+            json_t *req = json_loads(buf, 0, &je);
+            if (req == NULL || !json_is_object(req)) {
+                char e[256];
+                snprintf(e, sizeof(e), "request is not a JSON object: %s at column %d",
+                         req ? "not an object" : je.text, je.column);
+                resp = json_pack("{s:b,s:s}", "ok", 0, "error", e);
+            } else {
+                resp = answer(s, req);
+            }
+            json_decref(req);
+        }
+        char *out = json_dumps(resp, JSON_COMPACT);
+        json_decref(resp);
+        if (out) {
+            size_t len = strlen(out);
+            out[len] = '\n';
+            if (write(fd, out, len + 1) == -1)
+                log_debug("control answer: %s", strerror(errno));
+            free(out);
+        }
+        close(fd);
+    }
+}

@@ -1,0 +1,127 @@
+/* Role transitions: logged at once, kept for `tandemctl status`, and written
+ * to MariaDB's failover_event by a thread, so a slow or absent database never
+ * delays a failover. Rows that cannot be written wait (bounded) and are
+ * retried. */
+#include "sv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "db.h"
+#include "log.h"
+
+#define QCAP ((int)(sizeof(((struct sv_events *)0)->queue) / sizeof(struct sv_event_row)))
+#define RETRY_MS 2000
+
+void sv_event(struct sv *s, const char *from, const char *to, const char *cause, int64_t epoch)
+{
+    struct sv_event_row row = {.at = now_ms(), .epoch = epoch};
+    snprintf(row.from, sizeof(row.from), "%s", from);
+    snprintf(row.to, sizeof(row.to), "%s", to);
+    snprintf(row.cause, sizeof(row.cause), "%s", cause);
+    log_info("transition %s -> %s (epoch %lld): %s", from, to, (long long)epoch, cause);
+
+    pthread_mutex_lock(&s->ev.lock);
+    s->ev.recent[s->ev.nrecent % SV_RECENT] = row;
+    s->ev.nrecent++;
+    if (s->ev.qlen == QCAP) { /* the oldest unwritten row gives way */
+        s->ev.qhead = (s->ev.qhead + 1) % QCAP;
+        s->ev.qlen--;
+        log_warnx("failover_event backlog full: oldest row dropped (it is still in this log)");
+    }
+    s->ev.queue[(s->ev.qhead + s->ev.qlen) % QCAP] = row;
+    s->ev.qlen++;
+    pthread_cond_signal(&s->ev.cond);
+    pthread_mutex_unlock(&s->ev.lock);
+}
+
+static int write_row(struct sv *s, MYSQL **m, const struct sv_event_row *r)
+{
+    char *err = NULL;
+    if (*m == NULL) {
+        *m = db_connect(&s->conf, 2, &err);
+        if (*m == NULL) {
+            log_warnx("failover_event: cannot reach MariaDB: %s", err ? err : "?");
+            free(err);
+            return -1;
+        }
+    }
+    char at[40];
+    sql_datetime_ms(r->at, at, sizeof(at));
+    char *node = db_q(*m, s->conf.node_name), *from = db_q(*m, r->from), *to = db_q(*m, r->to),
+         *cause = db_q(*m, r->cause);
+    int rc = db_exec(*m, &err,
+                     "INSERT INTO failover_event (node, from_state, to_state, cause, epoch, at) "
+                     "VALUES (%s, %s, %s, %s, %lld, '%s')",
+                     node, from, to, cause, (long long)r->epoch, at);
+    free(node), free(from), free(to), free(cause);
+    if (rc == -1) {
+        log_warnx("failover_event insert: %s", err ? err : "?");
+        free(err);
+        mysql_close(*m);
+        *m = NULL;
+    }
+    return rc;
+}
+
+static void *events_main(void *arg)
+{
+    struct sv *s = arg;
+    MYSQL *m = NULL;
+    mysql_thread_init();
+    pthread_mutex_lock(&s->ev.lock);
+    while (!s->ev.stop || s->ev.qlen > 0) {
+        if (s->ev.qlen == 0) {
+            pthread_cond_wait(&s->ev.cond, &s->ev.lock);
+            continue;
+        }
+        struct sv_event_row row = s->ev.queue[s->ev.qhead];
+        bool stopping = s->ev.stop;
+        pthread_mutex_unlock(&s->ev.lock);
+        int rc = write_row(s, &m, &row);
+        pthread_mutex_lock(&s->ev.lock);
+        if (rc == 0) {
+            s->ev.qhead = (s->ev.qhead + 1) % QCAP;
+            s->ev.qlen--;
+        } else if (stopping) {
+            break; /* exiting: the log has them */
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += RETRY_MS / 1000;
+            pthread_cond_timedwait(&s->ev.cond, &s->ev.lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&s->ev.lock);
+    if (m)
+        mysql_close(m);
+    mysql_thread_end();
+    return NULL;
+}
+
+int sv_events_start(struct sv *s)
+{
+    pthread_mutex_init(&s->ev.lock, NULL);
+    pthread_cond_init(&s->ev.cond, NULL);
+    mysql_library_init(0, NULL, NULL);
+    int e = pthread_create(&s->ev.thread, NULL, events_main, s);
+    if (e != 0) {
+        errno = e;
+        log_warn("event thread");
+        return -1;
+    }
+    return 0;
+}
+
+void sv_events_stop(struct sv *s)
+{
+    pthread_mutex_lock(&s->ev.lock);
+    s->ev.stop = true;
+    pthread_cond_signal(&s->ev.cond);
+    pthread_mutex_unlock(&s->ev.lock);
+    pthread_join(s->ev.thread, NULL);
+}

@@ -1,0 +1,322 @@
+/* The health thread: publishes this supervisor in Redis (Psv hash), reads
+ * the epoch and the other supervisors, and probes the local server's
+ * /api/v1/health while the stack runs. Blocking I/O lives here so the main
+ * loop never waits on the network while the fifo has lines to read. */
+#include "sv.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "rds.h"
+
+#define HTTP_EVERY_MS 500
+#define HTTP_TIMEOUT_MS 1000
+
+/* How often we publish; a peer older than sv_fresh_ms() is gone. Both stay
+ * below keepalived's master-down interval (3 adverts + skew), so a dead
+ * primary is never "fresh" when its backup is elected. */
+static int64_t period_ms(const struct tconf *c)
+{
+    int64_t p = (int64_t)(c->fo_advert_int * 1000.0);
+    return p < 100 ? 100 : p > 1000 ? 1000 : p;
+}
+
+int64_t sv_fresh_ms(const struct tconf *c)
+{
+    return 2 * period_ms(c) + 50;
+}
+
+static redisContext *ensure(redisContext **rc, const struct tconf *c)
+{
+    if (*rc && (*rc)->err) {
+        redisFree(*rc);
+        *rc = NULL;
+    }
+    if (*rc == NULL) {
+        char *err = NULL;
+        *rc = rds_connect(c, 500, &err);
+        if (*rc == NULL) {
+            log_debug("redis: %s", err ? err : "connect failed");
+            free(err);
+        }
+    }
+    return *rc;
+}
+
+static char *self_json(struct sv *s)
+{
+    pthread_mutex_lock(&s->hl.lock);
+    struct sv_self_view me = s->hl.self;
+    pthread_mutex_unlock(&s->hl.lock);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:i,s:b}", "node", s->conf.node_name, "role", me.role,
+                          "epoch", (json_int_t)me.epoch, "ts", (json_int_t)now_ms(), "pid",
+                          (int)getpid(), "maint", me.maint);
+    char *js = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return js;
+}
+
+/* HSET Psv <node> <json>; with pub_lock held so the newest state wins. */
+static void publish(struct sv *s, redisContext *rc)
+{
+    char key[128];
+    rds_key(key, sizeof(key), &s->conf, "sv");
+    char *js = self_json(s);
+    if (js == NULL)
+        return;
+    redisReply *r = redisCommand(rc, "HSET %s %s %s", key, s->conf.node_name, js);
+    if (r)
+        freeReplyObject(r);
+    free(js);
+}
+
+void sv_health_publish(struct sv *s, const char *role)
+{
+    pthread_mutex_lock(&s->hl.lock);
+    snprintf(s->hl.self.role, sizeof(s->hl.self.role), "%s", role);
+    s->hl.self.epoch = s->fsm.epoch;
+    s->hl.self.maint = s->maint;
+    pthread_mutex_unlock(&s->hl.lock);
+    pthread_mutex_lock(&s->hl.pub_lock);
+    if (ensure(&s->rc, &s->conf))
+        publish(s, s->rc);
+    pthread_mutex_unlock(&s->hl.pub_lock);
+}
+
+/* Reads every other supervisor's entry. Returns the count, -1 on error. */
+static int read_peers(struct sv *s, redisContext *rc, struct sv_health_view *v)
+{
+    char key[128];
+    rds_key(key, sizeof(key), &s->conf, "sv");
+    redisReply *r = redisCommand(rc, "HGETALL %s", key);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    int64_t now = now_ms();
+    v->npeers = 0;
+    for (size_t i = 0; i + 1 < r->elements && v->npeers < 4; i += 2) {
+        if (strcmp(r->element[i]->str, s->conf.node_name) == 0)
+            continue;
+        json_t *o = json_loads(r->element[i + 1]->str, 0, NULL);
+        if (o == NULL)
+            continue;
+        const char *role = json_string_value(json_object_get(o, "role"));
+        int k = v->npeers++;
+        snprintf(v->peers[k].node, sizeof(v->peers[k].node), "%s", r->element[i]->str);
+        snprintf(v->peers[k].role, sizeof(v->peers[k].role), "%s", role ? role : "?");
+        v->peers[k].epoch = json_integer_value(json_object_get(o, "epoch"));
+        v->peers[k].age_ms = now - json_integer_value(json_object_get(o, "ts"));
+        v->peers[k].maint = json_is_true(json_object_get(o, "maint"));
+        json_decref(o);
+    }
+    freeReplyObject(r);
+    return v->npeers;
+}
+
+static int64_t read_epoch(struct sv *s, redisContext *rc)
+{
+    char key[128];
+    rds_key(key, sizeof(key), &s->conf, "epoch");
+    redisReply *r = redisCommand(rc, "GET %s", key);
+    int64_t e = -1;
+    if (r && r->type == REDIS_REPLY_STRING)
+        e = strtoll(r->str, NULL, 10);
+    else if (r && r->type == REDIS_REPLY_NIL)
+        e = 0;
+    if (r)
+        freeReplyObject(r);
+    return e;
+}
+
+bool sv_peer_fresh_master(struct sv *s, char *who, size_t n)
+{
+    struct sv_health_view v = {0};
+    if (!ensure(&s->rc, &s->conf) || read_peers(s, s->rc, &v) < 0)
+        return false;
+    int64_t fresh = sv_fresh_ms(&s->conf);
+    for (int i = 0; i < v.npeers; i++)
+        if (strcmp(v.peers[i].role, "master") == 0 && v.peers[i].age_ms < fresh) {
+            snprintf(who, n, "%s (epoch %lld, seen %lld ms ago)", v.peers[i].node,
+                     (long long)v.peers[i].epoch, (long long)v.peers[i].age_ms);
+            return true;
+        }
+    return false;
+}
+
+bool sv_peer_ready_backup(struct sv *s, char *who, size_t n)
+{
+    pthread_mutex_lock(&s->hl.lock);
+    bool ok = false;
+    for (int i = 0; i < s->hl.view.npeers && !ok; i++) {
+        if (strcmp(s->hl.view.peers[i].role, "backup") == 0 && !s->hl.view.peers[i].maint &&
+            s->hl.view.peers[i].age_ms < 3000) {
+            snprintf(who, n, "%s", s->hl.view.peers[i].node);
+            ok = true;
+        }
+    }
+    pthread_mutex_unlock(&s->hl.lock);
+    return ok;
+}
+
+/* GET /api/v1/health on the local server. Returns the HTTP status, 0 if no answer. */
+static int probe_server(const struct tconf *c, char *detail, size_t n)
+{
+    const char *host = c->server_listen;
+    if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0)
+        host = "127.0.0.1";
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->server_port)};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        snprintf(detail, n, "server.listen %s is not an IPv4 address", host);
+        return 0;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return 0;
+    struct timeval tv = {.tv_sec = HTTP_TIMEOUT_MS / 1000, .tv_usec = (HTTP_TIMEOUT_MS % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    int status = 0;
+    char buf[2048];
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+        snprintf(detail, n, "connect %s:%d: %s", host, c->server_port, strerror(errno));
+        goto out;
+    }
+    int k = snprintf(buf, sizeof(buf),
+                     "GET /api/v1/health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host);
+    if (write(fd, buf, (size_t)k) != k) {
+        snprintf(detail, n, "send: %s", strerror(errno));
+        goto out;
+    }
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < sizeof(buf) && (r = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+        got += (size_t)r;
+    buf[got] = '\0';
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+        snprintf(detail, n, "no HTTP answer from %s:%d", host, c->server_port);
+        status = 0;
+        goto out;
+    }
+    char *body = strstr(buf, "\r\n\r\n");
+    snprintf(detail, n, "HTTP %d %.120s", status, body ? body + 4 : "");
+out:
+    close(fd);
+    return status;
+}
+
+static void *health_main(void *arg)
+{
+    struct sv *s = arg;
+    int64_t period = period_ms(&s->conf), last_http = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->hl.lock);
+        bool stop = s->hl.stop, check = s->hl.check_server;
+        s->hl.kick = false;
+        pthread_mutex_unlock(&s->hl.lock);
+        if (stop)
+            break;
+
+        struct sv_health_view v;
+        pthread_mutex_lock(&s->hl.lock);
+        v = s->hl.view;
+        pthread_mutex_unlock(&s->hl.lock);
+
+        redisContext *rc = ensure(&s->hl.rc, &s->conf);
+        v.redis_ok = rc != NULL;
+        if (rc) {
+            pthread_mutex_lock(&s->hl.pub_lock);
+            publish(s, rc);
+            pthread_mutex_unlock(&s->hl.pub_lock);
+            v.redis_epoch = read_epoch(s, rc);
+            if (read_peers(s, rc, &v) < 0 || rc->err)
+                v.redis_ok = false;
+        } else {
+            v.redis_epoch = -1;
+        }
+        int64_t now = mono_ms();
+        if (check && now - last_http >= HTTP_EVERY_MS) {
+            last_http = now;
+            char detail[160] = "";
+            v.server_status = probe_server(&s->conf, detail, sizeof(detail));
+            snprintf(v.server_detail, sizeof(v.server_detail), "%s", detail);
+            if (v.server_status == 200) {
+                v.server_ok_mono = now;
+                v.server_bad_since = 0;
+            } else if (v.server_bad_since == 0) {
+                v.server_bad_since = now;
+            }
+        } else if (!check) {
+            v.server_status = 0;
+            v.server_bad_since = 0;
+        }
+
+        pthread_mutex_lock(&s->hl.lock);
+        /* main may have switched probing off meanwhile; keep its reset */
+        if (!s->hl.check_server)
+            v.server_bad_since = 0;
+        s->hl.view = v;
+        pthread_mutex_unlock(&s->hl.lock);
+        uint64_t one = 1;
+        if (write(s->hl.wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+            log_warn("health: eventfd");
+
+        pthread_mutex_lock(&s->hl.lock);
+        if (!s->hl.stop && !s->hl.kick) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)(period % 1000) * 1000000L;
+            ts.tv_sec += period / 1000 + ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&s->hl.cond, &s->hl.lock, &ts);
+        }
+        pthread_mutex_unlock(&s->hl.lock);
+    }
+    if (s->hl.rc)
+        redisFree(s->hl.rc);
+    return NULL;
+}
+
+int sv_health_start(struct sv *s)
+{
+    pthread_mutex_init(&s->hl.lock, NULL);
+    pthread_mutex_init(&s->hl.pub_lock, NULL);
+    pthread_cond_init(&s->hl.cond, NULL);
+    s->hl.view.redis_epoch = -1;
+    snprintf(s->hl.self.role, sizeof(s->hl.self.role), "init");
+    s->hl.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->hl.wake_fd == -1) {
+        log_warn("eventfd");
+        return -1;
+    }
+    int e = pthread_create(&s->hl.thread, NULL, health_main, s);
+    if (e != 0) {
+        errno = e;
+        log_warn("health thread");
+        return -1;
+    }
+    return 0;
+}
+
+void sv_health_stop(struct sv *s)
+{
+    pthread_mutex_lock(&s->hl.lock);
+    s->hl.stop = true;
+    pthread_cond_signal(&s->hl.cond);
+    pthread_mutex_unlock(&s->hl.lock);
+    pthread_join(s->hl.thread, NULL);
+}
