@@ -13,6 +13,10 @@
 #include "rds.h"
 #include "server_int.h"
 
+/* the one context struct of the process (main is in server_main.c, which
+ * unit tests leave out) */
+struct srv_ctx S;
+
 static pthread_key_t rc_key, db_key;
 static __thread redisContext *t_rc;
 static __thread MYSQL *t_db;

@@ -11,8 +11,6 @@
 #include "rds.h"
 #include "server_int.h"
 
-struct srv_ctx S;
-
 static void init_epoch(int64_t cli_epoch)
 {
     if (cli_epoch >= 0) {

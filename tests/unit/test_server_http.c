@@ -1,0 +1,97 @@
+/* The envelope (DFF's shape, exactly), time parsing for eta/since/until,
+ * and the cache snapshot's refcounting across a swap. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "server_int.h"
+
+static void test_server_http_envelope_success_has_dff_keys_in_order(void **state)
+{
+    (void)state;
+    char *s = envelope_build(200, NULL, "", NULL, json_string("pong"), "trace-1", 1764288000123, 1764288000130, 7);
+    assert_string_equal(s, "{\"ok\":true,\"error\":200,\"message\":\"\",\"data\":\"pong\",\"traceId\":\"trace-1\","
+                           "\"reqTime\":\"2025-11-28T00:00:00.123Z\",\"respTime\":\"2025-11-28T00:00:00.130Z\","
+                           "\"reqCost\":7}");
+    free(s);
+}
+
+static void test_server_http_envelope_error_has_reason_detail_and_null_data(void **state)
+{
+    (void)state;
+    char *s = envelope_build(404, "ENotFound", "func demo__x.y not found", json_pack("{s:s}", "func_id", "demo__x.y"),
+                             NULL, "t", 0, 0, 0);
+    json_t *j = json_loads(s, 0, NULL);
+    assert_non_null(j);
+    assert_true(json_is_false(json_object_get(j, "ok")));
+    assert_int_equal(json_integer_value(json_object_get(j, "error")), 404);
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), "ENotFound");
+    assert_string_equal(json_string_value(json_object_get(j, "message")), "func demo__x.y not found");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "detail"), "func_id")), "demo__x.y");
+    assert_true(json_is_null(json_object_get(j, "data")));
+    json_decref(j);
+    free(s);
+    /* no detail given: still an object, never missing */
+    s = envelope_build(599, "EFuncFailed", "boom", NULL, NULL, "t", 0, 0, 0);
+    j = json_loads(s, 0, NULL);
+    assert_true(json_is_object(json_object_get(j, "detail")));
+    json_decref(j);
+    free(s);
+}
+
+static void test_server_http_time_parsing_accepts_iso_and_unix(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_time_str_ms("2025-11-28T00:00:00Z"), 1764288000000LL);
+    assert_int_equal(parse_time_str_ms("2025-11-28T00:00:00.5Z"), 1764288000500LL);
+    assert_int_equal(parse_time_str_ms("2025-11-28T01:00:00+01:00"), 1764288000000LL);
+    assert_int_equal(parse_time_str_ms("2025-11-28 00:00:00"), 1764288000000LL);
+    assert_int_equal(parse_time_str_ms("1764288000"), 1764288000000LL);
+    assert_int_equal(parse_time_str_ms("1764288000.25"), 1764288000250LL);
+    assert_int_equal(parse_time_str_ms("tomorrow"), -1);
+    assert_int_equal(parse_time_str_ms("2025-11-28T00:00:00Zjunk"), -1);
+    assert_int_equal(parse_time_str_ms(""), -1);
+    json_t *v = json_integer(10);
+    assert_int_equal(parse_time_ms(v), 10000);
+    json_decref(v);
+    v = json_integer(-1);
+    assert_int_equal(parse_time_ms(v), -1);
+    json_decref(v);
+    v = json_true();
+    assert_int_equal(parse_time_ms(v), -1);
+}
+
+static void test_server_http_cache_snapshot_survives_swap_while_held(void **state)
+{
+    (void)state;
+    pthread_mutex_init(&S.cache_mu, NULL);
+    pthread_cond_init(&S.cache_cv, NULL);
+    S.cache = cache_new_empty();
+    struct srv_cache *held = srv_cache_get();
+    json_object_set_new(held->funcs, "a__b.c", json_pack("{s:i}", "timeout", 5));
+    struct srv_cache *next = cache_new_empty();
+    next->gen = 7;
+    next->loaded = true;
+    cache_swap(next);
+    /* the reader's snapshot is still whole after the swap */
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(held->funcs, "a__b.c"), "timeout")), 5);
+    srv_cache_put(held);
+    struct srv_cache *now = srv_cache_get();
+    assert_ptr_equal(now, next);
+    assert_int_equal(now->gen, 7);
+    srv_cache_put(now);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_server_http_envelope_success_has_dff_keys_in_order),
+        cmocka_unit_test(test_server_http_envelope_error_has_reason_detail_and_null_data),
+        cmocka_unit_test(test_server_http_time_parsing_accepts_iso_and_unix),
+        cmocka_unit_test(test_server_http_cache_snapshot_survives_swap_while_held),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,80 @@
+/* /metrics text: counters by route and status class, call outcomes, the
+ * latency histogram (cumulative), queue gauges and every numeric field of
+ * the worker/beat stats hashes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "server_int.h"
+
+static void assert_has(const char *text, const char *line)
+{
+    if (!strstr(text, line))
+        fail_msg("metrics text lacks \"%s\":\n%s", line, text);
+}
+
+static void test_server_metrics_counts_requests_calls_and_latency(void **state)
+{
+    (void)state;
+    static struct srv_metrics m;
+    metrics_request(&m, rclass_index("api"), 200, 800);     /* 0.8 ms */
+    metrics_request(&m, rclass_index("api"), 599, 30000);   /* 30 ms */
+    metrics_request(&m, rclass_index("admin"), 401, 100);
+    metrics_request(&m, rclass_index("nonsense"), 404, 100);
+    metrics_request(&m, RC_PING, 0, 100000000);              /* never answered, 100 s */
+    metrics_call(&m, metrics_outcome_of("success", NULL));
+    metrics_call(&m, metrics_outcome_of("failure", "EFuncFailed"));
+    metrics_call(&m, metrics_outcome_of("timeout", "EWorkerNoResponse"));
+    metrics_call(&m, metrics_outcome_of("failure", "EFuncResultParsingFailed"));
+    char *t = metrics_format(&m, NULL);
+    assert_has(t, "tandem_http_requests_total{route=\"api\",status=\"2xx\"} 1\n");
+    assert_has(t, "tandem_http_requests_total{route=\"api\",status=\"5xx\"} 1\n");
+    assert_has(t, "tandem_http_requests_total{route=\"admin\",status=\"4xx\"} 1\n");
+    assert_has(t, "tandem_http_requests_total{route=\"other\",status=\"4xx\"} 1\n");
+    assert_has(t, "tandem_http_requests_total{route=\"ping\",status=\"other\"} 1\n");
+    assert_has(t, "tandem_calls_total{outcome=\"success\"} 1\n");
+    assert_has(t, "tandem_calls_total{outcome=\"failure\"} 1\n");
+    assert_has(t, "tandem_calls_total{outcome=\"no_response\"} 1\n");
+    assert_has(t, "tandem_calls_total{outcome=\"parsing_failed\"} 1\n");
+    assert_has(t, "tandem_http_request_duration_seconds_bucket{le=\"0.001\"} 3\n");
+    assert_has(t, "tandem_http_request_duration_seconds_bucket{le=\"0.025\"} 3\n");
+    assert_has(t, "tandem_http_request_duration_seconds_bucket{le=\"0.05\"} 4\n");
+    assert_has(t, "tandem_http_request_duration_seconds_bucket{le=\"30\"} 4\n");
+    assert_has(t, "tandem_http_request_duration_seconds_bucket{le=\"+Inf\"} 5\n");
+    assert_has(t, "tandem_http_request_duration_seconds_count 5\n");
+    free(t);
+}
+
+static void test_server_metrics_exports_queues_and_every_stats_field(void **state)
+{
+    (void)state;
+    static struct srv_metrics m;
+    json_t *ext = json_loads("{\"queues\":{\"sync\":{\"length\":3,\"pending\":1}},\"workers_live\":2,"
+                             "\"worker\":{\"tasks\":\"10\",\"cost_ms\":\"1234\",\"odd-name\":\"5\",\"label\":\"x\"},"
+                             "\"beat\":{\"fired\":\"4\",\"missed\":\"0\"}}",
+                             0, NULL);
+    char *t = metrics_format(&m, ext);
+    assert_has(t, "tandem_queue_length{queue=\"sync\"} 3\n");
+    assert_has(t, "tandem_queue_pending{queue=\"sync\"} 1\n");
+    assert_has(t, "tandem_workers_live 2\n");
+    assert_has(t, "\ntandem_worker_tasks 10\n");
+    assert_has(t, "\ntandem_worker_cost_ms 1234\n");
+    assert_has(t, "\ntandem_worker_odd_name 5\n");
+    assert_has(t, "\ntandem_beat_fired 4\n");
+    assert_has(t, "\ntandem_beat_missed 0\n");
+    assert_null(strstr(t, "tandem_worker_label"));
+    json_decref(ext);
+    free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_server_metrics_counts_requests_calls_and_latency),
+        cmocka_unit_test(test_server_metrics_exports_queues_and_every_stats_field),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

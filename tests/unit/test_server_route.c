@@ -1,0 +1,128 @@
+/* Routing table matcher: every endpoint lands on its handler, a known path
+ * with the wrong method is a 405 with Allow, anything else a 404. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "server_int.h"
+
+static const struct srv_route *match(const char *method, const char *path, char **params, int *np, bool *pm,
+                                     char *allow)
+{
+    return route_match(srv_routes, srv_nroutes, method, path, params, np, pm, allow, 128);
+}
+
+static void free_params(char **p, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(p[i]);
+}
+
+static void test_server_route_every_endpoint_reaches_its_handler(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *method, *path;
+        srv_handler fn;
+        const char *p0;
+    } cases[] = {
+        {"GET", "/api/v1/do/ping", h_ping, NULL},
+        {"GET", "/api/v1/health", h_health, NULL},
+        {"GET", "/metrics", h_metrics, NULL},
+        {"POST", "/api/v1/func/demo__hello.greet", h_func_call, "demo__hello.greet"},
+        {"GET", "/api/v1/sync/sapi-1", h_sync_api, "sapi-1"},
+        {"POST", "/api/v1/sync/sapi-1/simplified", h_sync_api, "sapi-1"},
+        {"GET", "/api/v1/al/auln-x", h_sync_api, "auln-x"},
+        {"POST", "/api/v1/async/aapi-2", h_async_api, "aapi-2"},
+        {"GET", "/api/v1/bat/aapi-2/simplified", h_async_api, "aapi-2"},
+        {"GET", "/api/v1/tasks/task-abc", h_task_get, "task-abc"},
+        {"GET", "/api/v1/scripts", h_scripts_list, NULL},
+        {"GET", "/api/v1/scripts/", h_scripts_list, NULL},
+        {"PUT", "/api/v1/scripts/demo__hello", h_script_put, "demo__hello"},
+        {"POST", "/api/v1/scripts/demo__hello/publish", h_script_publish, "demo__hello"},
+        {"DELETE", "/api/v1/scripts/demo__hello", h_script_delete, "demo__hello"},
+        {"GET", "/api/v1/funcs", h_funcs_list, NULL},
+        {"POST", "/api/v1/sync-apis", h_api_create, NULL},
+        {"PATCH", "/api/v1/async-apis/aapi-1", h_api_patch, "aapi-1"},
+        {"PUT", "/api/v1/env-variables/DB_HOST", h_env_put, "DB_HOST"},
+        {"DELETE", "/api/v1/access-keys/ak-1", h_key_delete, "ak-1"},
+        {"GET", "/api/v1/task-records", h_task_records, NULL},
+        {"GET", "/api/v1/failover-events", h_failover_events, NULL},
+        {"GET", "/api/v1/cron-jobs", h_cron, NULL},
+        {"DELETE", "/api/v1/cron-jobs/cron-1", h_cron, "cron-1"},
+        {"POST", "/api/v1/cron-jobs/cron-1/pause", h_cron, "cron-1/pause"},
+        {"POST", "/api/v1/cron/cron-1", h_cron, "cron-1"},
+        {"HEAD", "/api/v1/do/ping", h_ping, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *p[SRV_MAX_PARAMS] = {0};
+        int n = -1;
+        bool pm;
+        char allow[128];
+        const struct srv_route *rt = match(cases[i].method, cases[i].path, p, &n, &pm, allow);
+        if (!rt)
+            fail_msg("%s %s: no route", cases[i].method, cases[i].path);
+        assert_ptr_equal(rt->fn, cases[i].fn);
+        if (cases[i].p0) {
+            assert_true(n >= 1);
+            assert_string_equal(p[0], cases[i].p0);
+        } else {
+            assert_int_equal(n, 0);
+        }
+        free_params(p, n);
+    }
+}
+
+static void test_server_route_wrong_method_is_405_with_allow(void **state)
+{
+    (void)state;
+    char *p[SRV_MAX_PARAMS] = {0};
+    int n;
+    bool pm;
+    char allow[128];
+    assert_null(match("DELETE", "/api/v1/do/ping", p, &n, &pm, allow));
+    assert_true(pm);
+    assert_string_equal(allow, "GET");
+    assert_null(match("PUT", "/api/v1/sync-apis/sapi-1", p, &n, &pm, allow));
+    assert_true(pm);
+    assert_string_equal(allow, "GET, PATCH, DELETE");
+    assert_null(match("GET", "/api/v1/func/a__b.c", p, &n, &pm, allow));
+    assert_true(pm);
+    assert_string_equal(allow, "POST");
+    assert_int_equal(n, 0);
+}
+
+static void test_server_route_unknown_path_is_404(void **state)
+{
+    (void)state;
+    char *p[SRV_MAX_PARAMS] = {0};
+    int n;
+    bool pm;
+    char allow[128];
+    const char *paths[] = {"/", "/api", "/api/v1/nope", "/api/v1/sync/", "/api/v1/sync/x/y",
+                           "/api/v1/scripts/a/b/c", "/metricsx", "/api/v1/func//x"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        assert_null(match("GET", paths[i], p, &n, &pm, allow));
+        assert_false(pm);
+    }
+    /* a path longer than any buffer is refused, not overflowed */
+    char *longp = malloc(5000);
+    memset(longp, 'a', 4999);
+    longp[0] = '/';
+    longp[4999] = '\0';
+    assert_null(match("GET", longp, p, &n, &pm, allow));
+    free(longp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_server_route_every_endpoint_reaches_its_handler),
+        cmocka_unit_test(test_server_route_wrong_method_is_405_with_allow),
+        cmocka_unit_test(test_server_route_unknown_path_is_404),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
