@@ -745,6 +745,17 @@ static int cmd_api(struct ctl *c, int argc, char **argv)
 
 /* --- main --------------------------------------------------------------- */
 
+/* Each command gets the words after its own name (families in other files
+ * too: `tandemctl cron list` calls ctl_cron_main(c, 1, {"list"})). */
+static const struct command {
+    const char *name;
+    int (*fn)(struct ctl *c, int argc, char **argv);
+} commands[] = {
+    {"db", cmd_db},         {"key", cmd_key},   {"script", cmd_script},      {"func", cmd_func},
+    {"call", cmd_call},     {"task", cmd_task}, {"api", cmd_api},            {"cron", ctl_cron_main},
+    {"doctor", ctl_doctor_main}, {NULL, NULL},
+};
+
 static void load_key_file(struct ctl *c, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -863,18 +874,12 @@ int main(int argc, char **argv)
     else if (c->conf.ctl_key_file[0])
         load_key_file(c, c->conf.ctl_key_file);
 
-    if (!strcmp(cmd, "db")) return cmd_db(c, argc, argv);
-    if (!strcmp(cmd, "key")) return cmd_key(c, argc, argv);
-    if (!strcmp(cmd, "script")) return cmd_script(c, argc, argv);
-    if (!strcmp(cmd, "func")) return cmd_func(c, argc, argv);
-    if (!strcmp(cmd, "call")) return cmd_call(c, argc, argv);
-    if (!strcmp(cmd, "task")) return cmd_task(c, argc, argv);
-    if (!strcmp(cmd, "api")) return cmd_api(c, argc, argv);
-    /* families in their own files get the words after the command */
-    if (!strcmp(cmd, "cron")) return ctl_cron_main(c, argc, argv);
+    for (const struct command *k = commands; k->name; k++)
+        if (!strcmp(cmd, k->name))
+            return k->fn(c, argc, argv);
+    /* the failover family shares one entry point that wants the word itself */
     if (!strcmp(cmd, "status") || !strcmp(cmd, "switchover") || !strcmp(cmd, "maintenance"))
         return ctl_failover_main(c, cmd, argc, argv);
-    if (!strcmp(cmd, "doctor")) return ctl_doctor_main(c, argc, argv);
     if (!strcmp(cmd, "help")) {
         fputs(usage_text, stdout);
         return CTL_OK;
