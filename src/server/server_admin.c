@@ -107,19 +107,26 @@ static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
     char *sql = NULL, *err = NULL;
     va_list ap;
     va_start(ap, fmt);
-    int n = vasprintf(&sql, fmt, ap);
+    int len = vasprintf(&sql, fmt, ap);
     va_end(ap);
-    if (n < 0) {
+    if (len < 0) {
         req_err(r, 500, "EServerInternal", NULL, "out of memory");
         return -1;
     }
-    int rc = db_exec(m, &err, "%s", sql);
+    /* not db_exec(): it drains result sets, which resets affected_rows */
+    int rc = mysql_real_query(m, sql, (unsigned long)strlen(sql));
     free(sql);
     if (rc != 0) {
+        if (asprintf(&err, "%s", mysql_error(m)) < 0)
+            err = NULL;
         req_db_err(r, m, err);
         return -1;
     }
-    return (long long)mysql_affected_rows(m);
+    long long n = (long long)mysql_affected_rows(m);
+    MYSQL_RES *res = mysql_store_result(m);
+    if (res)
+        mysql_free_result(res);
+    return n < 0 ? 0 : n;
 }
 
 static void rollback(MYSQL *m)
