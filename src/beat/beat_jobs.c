@@ -1,0 +1,275 @@
+/* Cron jobs from MariaDB: loaded at start and whenever <prefix>gen changes,
+ * kept as they were while MariaDB is away. A job that cannot be scheduled
+ * (broken expression, zone or kwargs) or whose func is gone is kept with the
+ * reason, so the others keep firing and the reason is visible. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beat.h"
+#include "clock.h"
+#include "db.h"
+#include "log.h"
+#include "rds.h"
+
+int beat_db_ensure(struct beat *b)
+{
+    if (b->db)
+        return 0;
+    int64_t t = mono_ms();
+    if (t < b->db_retry_mono)
+        return -1;
+    char *err = NULL;
+    b->db = db_connect(&b->conf, 3, &err);
+    if (!b->db) {
+        log_warnx("beat: MariaDB: %s (retrying; cron jobs stay as last loaded)", err ? err : "?");
+        free(err);
+        b->db_retry_mono = t + 2000;
+        return -1;
+    }
+    return 0;
+}
+
+static void db_broken(struct beat *b)
+{
+    if (b->db)
+        mysql_close(b->db);
+    b->db = NULL;
+    b->db_retry_mono = mono_ms() + 1000;
+}
+
+struct cron_tz *beat_zone(struct beat *b, const char *name, char **err)
+{
+    for (int i = 0; i < b->nzones; i++)
+        if (strcmp(b->zones[i].name, name) == 0)
+            return b->zones[i].tz;
+    struct cron_tz *tz = cron_tz_load(name, err);
+    if (!tz)
+        return NULL;
+    struct beat_zone *z = realloc(b->zones, sizeof *z * (size_t)(b->nzones + 1));
+    if (!z) {
+        cron_tz_free(tz);
+        return NULL;
+    }
+    b->zones = z;
+    snprintf(z[b->nzones].name, sizeof z[b->nzones].name, "%s", name);
+    z[b->nzones].tz = tz;
+    b->nzones++;
+    return tz;
+}
+
+static void job_clear(struct beat_job *j)
+{
+    free(j->kwargs);
+    j->kwargs = NULL;
+}
+
+void beat_jobs_free(struct beat *b)
+{
+    for (int i = 0; i < b->njobs; i++)
+        job_clear(&b->jobs[i]);
+    free(b->jobs);
+    b->jobs = NULL;
+    b->njobs = 0;
+    for (int i = 0; i < b->nzones; i++)
+        cron_tz_free(b->zones[i].tz);
+    free(b->zones);
+    b->zones = NULL;
+    b->nzones = 0;
+}
+
+static int64_t ts_of(const char *s)
+{
+    return s ? (int64_t)floor(strtod(s, NULL)) : 0;
+}
+
+static void load_setting(struct beat *b)
+{
+    char *err = NULL;
+    MYSQL_RES *res = db_query(b->db, &err,
+                              "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
+    if (!res) {
+        log_warnx("beat: reading setting cron.paused: %s", err ? err : "?");
+        free(err);
+        return;
+    }
+    MYSQL_ROW row = mysql_fetch_row(res);
+    bool paused = row && row[0] && (strcmp(row[0], "1") == 0 || strcmp(row[0], "true") == 0);
+    int64_t changed = row ? ts_of(row[1]) : 0;
+    if (paused != b->paused)
+        log_info("beat: cron jobs %s globally", paused ? "paused" : "resumed");
+    b->paused = paused;
+    b->pause_changed = changed;
+    mysql_free_result(res);
+}
+
+/* First slot of a job strictly after t (unix s), honouring expiry. */
+static int64_t first_after(const struct beat_job *j, int64_t t)
+{
+    if (j->bad_config || !j->tz)
+        return -1;
+    int64_t n = cron_next(&j->expr, j->tz, t);
+    if (n >= 0 && j->expires && n > j->expires)
+        return -1;
+    return n;
+}
+
+int beat_jobs_load(struct beat *b)
+{
+    if (beat_db_ensure(b))
+        return -1;
+    char *err = NULL;
+    MYSQL_RES *res = db_query(
+        b->db, &err,
+        "SELECT c.id, c.func_id, c.expr, c.timezone, c.kwargs_json, c.enabled, c.overlap, "
+        "c.misfire_grace, UNIX_TIMESTAMP(c.expires_at), UNIX_TIMESTAMP(c.updated_at), f.id, "
+        "f.timeout, s.publish_version FROM cron_job c LEFT JOIN func f ON f.id = c.func_id "
+        "LEFT JOIN script s ON s.id = f.script_id ORDER BY c.id");
+    if (!res) {
+        log_warnx("beat: loading cron jobs: %s (keeping the %d loaded)", err ? err : "?", b->njobs);
+        free(err);
+        db_broken(b);
+        return -1;
+    }
+    load_setting(b);
+    int n = (int)mysql_num_rows(res);
+    struct beat_job *jobs = calloc((size_t)(n ? n : 1), sizeof *jobs);
+    if (!jobs) {
+        mysql_free_result(res);
+        return -1;
+    }
+    int k = 0;
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)) && k < n) {
+        struct beat_job *j = &jobs[k++];
+        snprintf(j->id, sizeof j->id, "%s", row[0] ? row[0] : "");
+        snprintf(j->func, sizeof j->func, "%s", row[1] ? row[1] : "");
+        j->enabled = row[5] && atoi(row[5]) != 0;
+        j->skip_overlap = !(row[6] && strcmp(row[6], "allow") == 0);
+        j->grace = row[7] ? atoi(row[7]) : b->conf.misfire_grace;
+        if (j->grace < 0)
+            j->grace = 0;
+        j->expires = row[8] ? ts_of(row[8]) : 0;
+        j->changed = ts_of(row[9]);
+        j->timeout = row[11] ? atoi(row[11]) : b->conf.func_timeout;
+        if (j->timeout < 1 || j->timeout > 3600)
+            j->timeout = b->conf.func_timeout;
+        j->ver = row[12] ? strtoll(row[12], NULL, 10) : 0;
+        j->next = -1;
+
+        char *perr = NULL;
+        if (cron_parse(&j->expr, row[2], &perr)) {
+            snprintf(j->bad, sizeof j->bad, "%s", perr ? perr : "bad cron expression");
+            j->bad_config = true;
+        } else if (!(j->tz = beat_zone(b, row[3] && row[3][0] ? row[3] : b->conf.timezone, &perr))) {
+            snprintf(j->bad, sizeof j->bad, "%s", perr ? perr : "bad time zone");
+            j->bad_config = true;
+        }
+        free(perr);
+        if (!j->bad_config) {
+            json_error_t je;
+            json_t *kw = json_loads(row[4] ? row[4] : "{}", 0, &je);
+            if (!kw || !json_is_object(kw)) {
+                snprintf(j->bad, sizeof j->bad, "kwargs_json is not a JSON object%s%s",
+                         kw ? "" : ": ", kw ? "" : je.text);
+                j->bad_config = true;
+            } else {
+                j->kwargs = json_dumps(kw, JSON_COMPACT);
+            }
+            json_decref(kw);
+        }
+        if (!j->bad_config && !row[10])
+            snprintf(j->bad, sizeof j->bad,
+                     "func %s not found (its script was deleted or no longer publishes it)",
+                     j->func);
+        if (j->bad[0])
+            log_warnx("beat: cron job %s: %s", j->id, j->bad);
+
+        /* Keep the cursor of a job whose schedule did not change. */
+        for (int i = 0; i < b->njobs; i++) {
+            struct beat_job *o = &b->jobs[i];
+            if (strcmp(o->id, j->id) == 0 && o->changed == j->changed &&
+                strcmp(o->expr.text, j->expr.text) == 0 && o->tz == j->tz) {
+                j->next = o->next;
+                j->handled = o->handled;
+                break;
+            }
+        }
+        if (b->leader && j->enabled && !j->bad_config) {
+            /* New or changed while we lead: slots from its change on are due;
+             * after a global pause, slots from the resume on. */
+            int64_t from = j->changed > b->pause_changed ? j->changed : b->pause_changed;
+            int64_t c = first_after(j, from - 1);
+            if (j->next == -1 || c > j->next)
+                j->next = c;
+        }
+    }
+    mysql_free_result(res);
+    for (int i = 0; i < b->njobs; i++)
+        job_clear(&b->jobs[i]);
+    free(b->jobs);
+    b->jobs = jobs;
+    b->njobs = k;
+    log_info("beat: loaded %d cron job(s)%s", k, b->paused ? " (globally paused)" : "");
+    return 0;
+}
+
+void beat_jobs_takeover(struct beat *b, int64_t now_s)
+{
+    redisContext *rc = beat_redis(b);
+    int n = b->njobs;
+    int64_t *cur = calloc((size_t)(n ? n : 1), sizeof *cur);
+    if (!cur)
+        return;
+    if (rc) {
+        char k[192];
+        for (int i = 0; i < n; i++) {
+            rds_key(k, sizeof k, &b->conf, "cron:state:%s", b->jobs[i].id);
+            redisAppendCommand(rc, "HGET %s next", k);
+        }
+        for (int i = 0; i < n; i++) {
+            redisReply *r = NULL;
+            if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
+                beat_redis_broken(b, "HGET cron state");
+                break;
+            }
+            if (r->type == REDIS_REPLY_STRING)
+                cur[i] = strtoll(r->str, NULL, 10);
+            freeReplyObject(r);
+        }
+    }
+    int64_t late = 0;
+    for (int i = 0; i < n; i++) {
+        struct beat_job *j = &b->jobs[i];
+        if (j->bad_config || !j->enabled) {
+            j->next = -1;
+            continue;
+        }
+        /* The oldest slot nobody handled yet, but none from before the job's
+         * or the global switch's last change (paused time is not missed). */
+        int64_t from = j->changed;
+        if (b->pause_changed > from)
+            from = b->pause_changed;
+        int64_t c = first_after(j, from - 1);
+        if (cur[i] > c)
+            c = cur[i];
+        if (j->handled > c)
+            c = j->handled;
+        j->next = c;
+        if (c >= 0 && c <= now_s)
+            late++;
+    }
+    free(cur);
+    if (late)
+        log_info("beat: %lld job(s) have slots due since before this takeover", (long long)late);
+}
+
+int64_t beat_jobs_earliest(const struct beat *b)
+{
+    int64_t e = INT64_MAX;
+    for (int i = 0; i < b->njobs; i++)
+        if (b->jobs[i].next >= 0 && b->jobs[i].next < e && b->jobs[i].enabled)
+            e = b->jobs[i].next;
+    return e;
+}
