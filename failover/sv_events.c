@@ -45,7 +45,13 @@ static int write_row(struct sv *s, MYSQL **m, const struct sv_event_row *r)
     if (*m == NULL) {
         *m = db_connect(&s->conf, 2, &err);
         if (*m == NULL) {
-            log_warnx("failover_event: cannot reach MariaDB: %s", err ? err : "?");
+            /* once, then every minute: the backlog is retried every 2 s */
+            static int64_t last_warn;
+            if (last_warn == 0 || mono_ms() - last_warn >= 60000) {
+                last_warn = mono_ms();
+                log_warnx("failover_event: cannot reach MariaDB (rows kept and retried): %s",
+                          err ? err : "?");
+            }
             free(err);
             return -1;
         }

@@ -148,8 +148,11 @@ int sv_kconf_render(const struct tconf *c, const struct sv_kpaths *p, char *buf,
     /* Sub-second adverts: don't let a slow GARP burst delay the next advert. */
     emit(&o, "    vrrp_garp_master_delay 1\n");
     emit(&o, "    vrrp_garp_master_repeat 3\n");
+    /* Re-announce the VIP every second: after a VRRP partition the client's
+     * ARP entry may point at the node that stood down. */
+    emit(&o, "    vrrp_garp_master_refresh 1\n");
     emit(&o, "}\n\n");
-    emit(&o, "vrrp_track_file %s {\n", SV_TRACK_NAME);
+    emit(&o, "track_file %s {\n", SV_TRACK_NAME);
     emit(&o, "    file \"%s\"\n", p->track);
     emit(&o, "    weight -1\n");
     emit(&o, "}\n\n");

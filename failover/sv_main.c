@@ -334,9 +334,9 @@ static void tick(struct sv *s)
     if (!s->shutting_down && s->ka.pid == 0 && now >= s->ka.next_start) {
         if (sv_ka_start(s) == -1)
             s->ka.next_start = now + 5000;
-        else
+        else if (s->ka.restarts)
             sv_event(s, sv_role_name(s->fsm.role), sv_role_name(s->fsm.role),
-                     s->ka.restarts ? "keepalived restarted" : "keepalived started", s->fsm.epoch);
+                     "keepalived restarted", s->fsm.epoch);
     }
     if (s->promote_pending)
         promote_try(s);

@@ -180,6 +180,9 @@ bool sv_stack_running(const struct sv *s)
 void sv_stack_stop_begin(struct sv *s)
 {
     s->stack_stopping = true;
+    for (int i = 0; i < SV_NSTACK; i++)
+        if (s->stack[i].pid == 0)
+            s->stack[i].term_sent = 0;
     /* The beat goes at once: it is the only process that can harm another
      * node (a double fire) and its lease is released on SIGTERM. */
     struct sv_child *b = &s->stack[SV_BEAT];
@@ -213,7 +216,8 @@ static void stop_step(struct sv *s)
         return;
     }
     s->stack_stopping = false;
-    log_info("stack stopped");
+    if (s->stack[SV_WORKER].term_sent || s->stack[SV_SERVER].term_sent)
+        log_info("stack stopped");
 }
 
 void sv_proc_tick(struct sv *s)
