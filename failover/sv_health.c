@@ -263,6 +263,7 @@ static void *health_main(void *arg)
         } else if (!check) {
             v.server_status = 0;
             v.server_bad_since = 0;
+            v.server_detail[0] = '\0';
         }
 
         pthread_mutex_lock(&s->hl.lock);
