@@ -23,7 +23,7 @@ default-time-zone = '+00:00'
 CNF
 systemctl restart mariadb
 mariadb <<SQL
-CREATE DATABASE IF NOT EXISTS tandem CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE DATABASE IF NOT EXISTS tandem CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 CREATE USER IF NOT EXISTS 'tandem'@'$a' IDENTIFIED BY '$secret';
 CREATE USER IF NOT EXISTS 'tandem'@'$b' IDENTIFIED BY '$secret';
 GRANT ALL PRIVILEGES ON tandem.* TO 'tandem'@'$a';

@@ -136,14 +136,30 @@ static bool under_supervisor(pid_t pid)
     return false;
 }
 
-/* Counts keepalived processes not started by a tandem-supervisor (*foreign,
- * first pid in *first) and whether a supervisor runs at all. */
+/* A process in another network namespace (a lab node, a container) has
+ * its own addresses and its own VRRP: it is not this node's business. */
+static bool same_netns(pid_t pid, const struct stat *mine)
+{
+    char path[64];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+    if (stat(path, &st) == -1)
+        return true; /* cannot tell (hidepid, old kernel): count it */
+    return st.st_dev == mine->st_dev && st.st_ino == mine->st_ino;
+}
+
+/* Counts keepalived processes of this network namespace not started by a
+ * tandem-supervisor (*foreign, first pid in *first) and whether a
+ * supervisor runs here at all. */
 static void scan_procs(int *foreign, pid_t *first, bool *supervisor)
 {
     DIR *dir = opendir("/proc");
     struct dirent *e;
     char comm[64];
     pid_t ppid;
+    struct stat mine;
+    bool have_ns = stat("/proc/self/ns/net", &mine) == 0;
 
     *foreign = 0;
     *first = 0;
@@ -156,6 +172,10 @@ static void scan_procs(int *foreign, pid_t *first, bool *supervisor)
         if (*end || pid <= 0)
             continue;
         if (proc_info((pid_t)pid, comm, sizeof(comm), &ppid) == -1)
+            continue;
+        if (strncmp(comm, "tandem-supervis", 15) && strcmp(comm, "keepalived"))
+            continue;
+        if (have_ns && !same_netns((pid_t)pid, &mine))
             continue;
         if (!strncmp(comm, "tandem-supervis", 15))
             *supervisor = true;
