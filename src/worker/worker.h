@@ -1,0 +1,192 @@
+/* tandem-worker: a small master (no Python) that forks children, each with
+ * its own embedded CPython, plus one "keeper" child (no Python) that flushes
+ * task records to MariaDB and re-queues tasks of dead consumers.
+ *
+ *   worker_main.c     main(): parse, load config, run the pool
+ *   worker_pool.c     master: spawn/respawn, hard timeout, memory limit,
+ *                     crash records, heartbeat, graceful stop
+ *   worker_child.c    child: read the queues, run, record (one pipeline)
+ *   worker_py.c       the embedded interpreter and the _tandem C module
+ *   worker_keeper.c   record flush to MariaDB, reclaim of dead consumers
+ *   worker_record.c   the outcome/status/record JSON and the commit pipeline
+ *   worker_proto.c    child -> master pipe messages
+ *   worker_util.c     small pure helpers (RSS, backoff, signal names)
+ *
+ * Docs: docs/INTERNALS.md "Worker consumption". */
+#ifndef TANDEM_WORKER_H
+#define TANDEM_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <hiredis.h>
+#include <jansson.h>
+
+#include "config.h"
+#include "ids.h"
+#include "task.h"
+
+#define W_GROUP "workers"
+#define W_NQUEUES 3
+extern const char *const w_queues[W_NQUEUES]; /* "sync", "cron", "async": read order */
+
+/* ---- worker_proto.c: what a child tells the master over its pipe -------- */
+
+enum wmsg_type { WMSG_READY = 1, WMSG_START = 2, WMSG_DONE = 3 };
+
+/* Everything needed to record an outcome for a task without its kwargs:
+ * the master records timeouts and crashes from this alone. */
+struct wtask {
+    char id[ID_MAX];
+    char func[256];
+    int32_t origin; /* enum task_origin */
+    int32_t timeout; /* s */
+    char origin_id[ID_MAX];
+    char queue[16];  /* the stream it was read from: "sync" | "cron" | "async" */
+    char reply[128];
+    char entry[48];  /* stream entry id, for XACK/XDEL */
+    int64_t enq_ms, epoch, nominal, ver;
+    int64_t start_ms; /* wall clock when the child started it */
+    int32_t cache_result; /* s; set when known (after the run) */
+};
+
+/* A fixed-size message (< PIPE_BUF, so one write() is atomic). */
+struct wmsg {
+    uint32_t magic;
+    uint32_t type;
+    struct wtask t;
+};
+#define WMSG_MAGIC 0x546e6477u /* "wdnT" */
+
+/* Fill a message; strings are truncated to fit and NUL-terminated. */
+void wmsg_init(struct wmsg *m, enum wmsg_type type, const struct wtask *t);
+/* Validate a received message: magic, type, NUL-terminated strings,
+ * timeout 1..3600 for START. 0, or -1 with a reason in why. */
+int wmsg_check(const struct wmsg *m, char *why, size_t n);
+/* Build the wtask of a decoded task read from stream queue `queue`, entry `entry`. */
+void wtask_from_task(struct wtask *w, const struct task *t, const char *queue, const char *entry);
+
+/* ---- worker_record.c: outcome JSON and the commit pipeline -------------- */
+
+/* What happened to one task. Strings may be NULL. */
+struct woutcome {
+    const char *status;    /* success | failure | timeout | crashed | expired */
+    const char *reason;    /* NULL on success */
+    const char *message;
+    const char *traceback;
+    const char *output;
+    json_t *result;        /* borrowed; success only (NULL = null) */
+    json_t *data;          /* borrowed; extra data (e.g. {"line":3}) or NULL */
+    int64_t start_ms, end_ms;
+};
+
+/* Outcome JSON for the reply list (docs/INTERNALS.md "Outcome JSON"). */
+json_t *wrec_outcome(const struct wtask *t, const struct woutcome *o, const char *node);
+/* Task status for Ptask:<id>: the task's fields merged with the outcome. */
+json_t *wrec_status(const struct wtask *t, const struct woutcome *o, const char *node);
+/* Record for Ptaskrec: the columns of task_record; times in ms since the
+ * epoch (0 -> null). Long texts are cut to fit their columns. */
+json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char *node,
+                    int64_t epoch);
+/* One "(...)" VALUES row for INSERT INTO task_record (WREC_SQL_COLUMNS)
+ * from a record JSON (ours, or another component's with the same keys;
+ * times as ms integers, SQL/ISO strings or null). quote(ud, s) returns a
+ * malloc'd SQL literal. NULL with *err (malloc'd) for a malformed record. */
+#define WREC_SQL_COLUMNS                                                                         \
+    "id, func_id, origin, origin_id, queue, status, reason, message, traceback, output, node, "  \
+    "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms"
+typedef char *(*wrec_quote_fn)(void *ud, const char *s);
+char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err);
+/* Cut s to at most max bytes on a UTF-8 boundary (in place). */
+void wrec_cut_utf8(char *s, size_t max);
+
+/* The one pipeline after a run: SET status, LPUSH reply (sync), LPUSH record,
+ * HINCRBY stats, cron running release, result cache, XACK + XDEL.
+ * result_cache_key: NULL, or "<prefix>cache:result:..." to SET the result.
+ * 0, or -1 when Redis failed (the context is then broken: reconnect). */
+int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
+                const struct woutcome *o, const char *node, int64_t epoch,
+                const char *result_cache_key, char **err);
+
+/* ---- worker_util.c ------------------------------------------------------ */
+
+/* Resident set size in bytes from the text of /proc/PID/statm; -1 if malformed. */
+int64_t statm_rss_bytes(const char *text, long page_size);
+/* RSS of pid, bytes; -1 if gone/unreadable. */
+int64_t proc_rss_bytes(int pid);
+/* Respawn delay after `fails` consecutive failures: 0, base, 2*base, ... cap. */
+int64_t backoff_ms(int fails, int64_t base, int64_t cap);
+/* "SIGSEGV" etc. for a signal number (buf used for unknown ones). */
+const char *signal_name(int sig, char *buf, size_t n);
+/* Describe a wait status: "exited with status 3" / "killed by signal SIGSEGV". */
+void wait_status_text(int status, char *buf, size_t n);
+/* sha256 hex of the canonical (compact, sorted keys) JSON of kwargs: the
+ * result-cache key part shared with the server. */
+void kwargs_digest(json_t *kwargs, char out[65]);
+
+/* ---- the child (worker_child.c) and its interpreter (worker_py.c) ------- */
+
+struct st_mysql;
+
+/* The one context of a child process. */
+struct wchild {
+    const struct tconf *c;
+    int64_t epoch;
+    int fd;                 /* pipe to the master */
+    char consumer[128];     /* "<node>:<pid>" */
+    redisContext *rc;       /* NULL while Redis is unreachable */
+    struct st_mysql *db;    /* lazily connected */
+    bool redis_down, db_down; /* for logging once per state change */
+    int64_t gen;            /* last <prefix>gen seen, -1 before the first */
+    int64_t gen_check_mono; /* when it was last read */
+    const char *cur_task;   /* task id running now, for DFF.FUNC */
+};
+
+/* What the Python side answered; all strings malloc'd or NULL. */
+struct pyres {
+    char *status, *result_json, *reason, *message, *traceback, *output, *data_json;
+    int cache_result;
+};
+void pyres_free(struct pyres *r);
+
+/* Start the interpreter (isolated config, Debian's stdlib, paths.python),
+ * register _tandem, import tandem_runtime. 0 or -1 with *err. */
+int py_start(struct wchild *ch, char **err);
+/* Run func `fname` of script `script_id` for task t. Always fills r (a
+ * Python-side failure becomes a failure outcome). */
+void py_call(struct wchild *ch, const struct task *t, const char *script_id, const char *fname,
+             struct pyres *r);
+/* The system task __sys.inspect {code, script_id}. */
+void py_inspect(struct wchild *ch, const struct task *t, struct pyres *r);
+/* <prefix>gen changed: scripts and env variables are re-checked on next use. */
+void py_invalidate(void);
+
+/* The child's MariaDB connection, connected on demand. NULL and *err. */
+struct st_mysql *child_db(struct wchild *ch, char **err);
+/* Drop a connection that failed with a connection error. */
+void child_db_broken(struct wchild *ch);
+void child_redis_broken(struct wchild *ch);
+
+/* ---- the processes ------------------------------------------------------ */
+
+struct wopts {
+    const struct tconf *conf;
+    int64_t epoch;     /* -1: read Pepoch */
+    bool supervised;   /* started with --epoch: ask for PDEATHSIG */
+};
+
+/* The master: never returns until stopped; exit status for main(). */
+int pool_run(const struct wopts *o);
+
+/* A child (fork()ed by the master): runs tasks until SIGTERM. fd = its pipe
+ * to the master. Exit status. */
+int child_main(const struct tconf *c, int64_t epoch, int fd);
+
+/* The keeper (fork()ed by the master). Exit status. */
+int keeper_main(const struct tconf *c, int64_t epoch);
+
+/* Reclaim pass (worker_keeper.c): requeue pending entries of dead consumers.
+ * Returns how many were requeued, -1 on Redis failure. */
+int keeper_reclaim(redisContext *rc, const struct tconf *c, const char *me, int64_t idle_dead_ms);
+
+#endif

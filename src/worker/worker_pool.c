@@ -1,0 +1,570 @@
+/* The master: no Python, one loop. Forks the children and the keeper,
+ * learns over each child's pipe what it runs, and covers for it: past the
+ * task's timeout or over the memory limit it SIGKILLs the child; when a
+ * child dies mid-task it records timeout/crashed and acks. Then respawns. */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "rds.h"
+
+#define MAX_CHILDREN 64
+#define TICK_MS 100
+#define RSS_BUSY_MS 100
+#define RSS_IDLE_MS 1000
+#define HEARTBEAT_MS 1000
+#define HEARTBEAT_TTL_MS 5000
+
+enum kill_why { KILL_NONE = 0, KILL_TIMEOUT, KILL_MEMORY, KILL_SHUTDOWN };
+
+struct slot {
+    int pid;                /* 0: empty */
+    int fd;                 /* read end of its pipe, -1 if none */
+    bool ready, busy;
+    struct wtask task;      /* what it runs (busy) */
+    int64_t deadline;       /* mono ms */
+    enum kill_why kill_why;
+    char kill_task[ID_MAX]; /* the task the kill was aimed at */
+    int64_t kill_rss;
+    int fails;              /* consecutive deaths outside a task */
+    int64_t respawn_at;     /* mono ms; 0 = now */
+    int64_t next_rss;
+    size_t got;             /* bytes of a partial message in buf */
+    struct wmsg buf;
+};
+
+struct pool {
+    const struct tconf *c;
+    int64_t epoch;
+    int master_pid;
+    int n;
+    struct slot s[MAX_CHILDREN];
+    int keeper_pid;
+    int keeper_fails;
+    int64_t keeper_respawn_at;
+    int64_t keeper_started;
+    int sfd;
+    redisContext *rc;
+    bool redis_down;
+    int redis_fails;
+    int64_t redis_retry;
+    bool stopping;
+    int64_t stop_deadline;
+    int64_t next_hb;
+    char hbkey[256];
+};
+
+/* ---- redis (heartbeat and the records of dead children) ------------------ */
+
+static redisContext *p_redis(struct pool *p)
+{
+    if (p->rc || mono_ms() < p->redis_retry)
+        return p->rc;
+    char *err = NULL;
+    /* Short timeouts: this loop also enforces the hard timeouts. */
+    p->rc = rds_connect(p->c, 1000, &err);
+    if (p->rc == NULL) {
+        if (!p->redis_down)
+            log_warnx("master: %s; retrying", err ? err : "redis unavailable");
+        p->redis_down = true;
+        p->redis_retry = mono_ms() + backoff_ms(++p->redis_fails, 200, 5000);
+    } else {
+        if (p->redis_down)
+            log_info("master: redis is back");
+        p->redis_down = false;
+        p->redis_fails = 0;
+    }
+    free(err);
+    return p->rc;
+}
+
+static void p_redis_broken(struct pool *p)
+{
+    if (p->rc)
+        redisFree(p->rc);
+    p->rc = NULL;
+}
+
+static void heartbeat(struct pool *p)
+{
+    int busy = 0, ready = 0;
+    json_t *pids = json_array();
+    for (int i = 0; i < p->n; i++) {
+        if (p->s[i].pid) {
+            json_array_append_new(pids, json_integer(p->s[i].pid));
+            busy += p->s[i].busy;
+            ready += p->s[i].ready;
+        }
+    }
+    if (p->keeper_pid)
+        json_array_append_new(pids, json_integer(p->keeper_pid));
+    json_t *hb = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:o}", "kind", "worker", "node",
+                           p->c->node_name, "pid", p->master_pid, "epoch", (json_int_t)p->epoch,
+                           "ts", (json_int_t)now_ms(), "busy", busy, "children", ready, "pids",
+                           pids);
+    char *s = hb ? json_dumps(hb, JSON_COMPACT) : NULL;
+    json_decref(hb);
+    redisContext *rc = p_redis(p);
+    if (s && rc) {
+        redisReply *r = redisCommand(rc, "SET %s %s PX %d", p->hbkey, s, HEARTBEAT_TTL_MS);
+        if (r == NULL)
+            p_redis_broken(p);
+        else
+            freeReplyObject(r);
+    }
+    free(s);
+}
+
+/* ---- children ------------------------------------------------------------ */
+
+/* In the new process: only its own pipe stays open (as fd 3). */
+static void child_fds(int wfd)
+{
+    if (wfd != 3) {
+        dup2(wfd, 3);
+    }
+    close_range(4, ~0U, 0);
+}
+
+static void spawn_child(struct pool *p, struct slot *s)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) == -1) {
+        log_warn("master: pipe");
+        s->respawn_at = mono_ms() + 1000;
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == -1) {
+        log_warn("master: fork");
+        close(fds[0]);
+        close(fds[1]);
+        s->respawn_at = mono_ms() + 1000;
+        return;
+    }
+    if (pid == 0) {
+        /* A child must never outlive the master: nobody would cover its
+         * crashes or timeouts. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != p->master_pid)
+            _exit(0);
+        close(fds[0]);
+        child_fds(fds[1]);
+        _exit(child_main(p->c, p->epoch, 3));
+    }
+    close(fds[1]);
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    int fails = s->fails;
+    memset(s, 0, sizeof(*s));
+    s->fails = fails;
+    s->pid = pid;
+    s->fd = fds[0];
+    s->next_rss = mono_ms() + RSS_IDLE_MS;
+    log_debug("master: child %d started", (int)pid);
+    /* The consumer name appears in the heartbeat before it can claim
+     * anything, so no keeper mistakes it for a dead one. */
+    heartbeat(p);
+}
+
+static void spawn_keeper(struct pool *p)
+{
+    pid_t pid = fork();
+    if (pid == -1) {
+        log_warn("master: fork keeper");
+        p->keeper_respawn_at = mono_ms() + 1000;
+        return;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != p->master_pid)
+            _exit(0);
+        close_range(3, ~0U, 0);
+        _exit(keeper_main(p->c, p->epoch));
+    }
+    p->keeper_pid = pid;
+    p->keeper_started = mono_ms();
+}
+
+static void on_message(struct pool *p, struct slot *s, const struct wmsg *m)
+{
+    char why[128];
+    (void)p;
+    if (wmsg_check(m, why, sizeof(why)) == -1) {
+        log_warnx("master: child %d sent a bad message (%s); ignored", s->pid, why);
+        return;
+    }
+    switch (m->type) {
+    case WMSG_READY:
+        s->ready = true;
+        s->fails = 0;
+        break;
+    case WMSG_START:
+        s->busy = true;
+        s->task = m->t;
+        s->deadline = mono_ms() + (int64_t)m->t.timeout * 1000;
+        s->next_rss = mono_ms() + RSS_BUSY_MS;
+        s->fails = 0;
+        break;
+    case WMSG_DONE:
+        if (s->busy && strcmp(s->task.id, m->t.id) != 0)
+            log_warnx("master: child %d finished %s while running %s", s->pid, m->t.id,
+                      s->task.id);
+        s->busy = false;
+        break;
+    }
+}
+
+/* Reads whatever the child wrote. Returns false at EOF. */
+static bool read_pipe(struct pool *p, struct slot *s)
+{
+    for (;;) {
+        char *dst = (char *)&s->buf + s->got;
+        ssize_t n = read(s->fd, dst, sizeof(s->buf) - s->got);
+        if (n > 0) {
+            s->got += (size_t)n;
+            if (s->got == sizeof(s->buf)) {
+                on_message(p, s, &s->buf);
+                s->got = 0;
+            }
+            continue;
+        }
+        if (n == 0)
+            return false;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK;
+    }
+}
+
+/* The record for the task a dead child was running. */
+static void record_death(struct pool *p, struct slot *s, int status)
+{
+    char msg[512], ws[128];
+    struct woutcome o;
+    struct wtask *t = &s->task;
+    bool aimed = s->kill_why != KILL_NONE && strcmp(s->kill_task, t->id) == 0;
+
+    memset(&o, 0, sizeof(o));
+    o.start_ms = t->start_ms;
+    o.end_ms = now_ms();
+    wait_status_text(status, ws, sizeof(ws));
+    if (aimed && s->kill_why == KILL_TIMEOUT) {
+        o.status = "timeout";
+        o.reason = "EFuncTimeout";
+        snprintf(msg, sizeof(msg), "func %s did not finish within its timeout of %d s; killed",
+                 t->func, t->timeout);
+    } else if (aimed && s->kill_why == KILL_MEMORY) {
+        o.status = "crashed";
+        o.reason = "EWorkerCrashed";
+        snprintf(msg, sizeof(msg), "memory limit %d MiB exceeded (resident %lld MiB); killed",
+                 p->c->child_memory_mb, (long long)(s->kill_rss >> 20));
+    } else {
+        o.status = "crashed";
+        o.reason = "EWorkerCrashed";
+        snprintf(msg, sizeof(msg), "worker child running func %s %s", t->func, ws);
+    }
+    o.message = msg;
+    log_warnx("master: task %s (%s): %s: %s", t->id, t->func, o.status, msg);
+
+    char *err = NULL;
+    redisContext *rc = p_redis(p);
+    if (rc == NULL ||
+        wrec_commit(rc, p->c, t, &o, p->c->node_name, p->epoch, NULL, &err) == -1) {
+        log_warnx("master: cannot record task %s (%s); its queue entry stays pending and will be "
+                  "re-queued", t->id, err ? err : "redis unavailable");
+        if (rc)
+            p_redis_broken(p);
+    }
+    free(err);
+}
+
+static void child_died(struct pool *p, struct slot *s, int status)
+{
+    char ws[128];
+    /* Everything it wrote before dying is still in the pipe. */
+    read_pipe(p, s);
+    close(s->fd);
+    s->fd = -1;
+    wait_status_text(status, ws, sizeof(ws));
+
+    bool task_death = s->busy;
+    if (s->busy && s->kill_why != KILL_SHUTDOWN)
+        record_death(p, s, status);
+    else if (s->busy)
+        log_warnx("master: child %d killed at shutdown while running %s; it will be re-queued",
+                  s->pid, s->task.id);
+    else if (!p->stopping && s->kill_why == KILL_MEMORY)
+        log_warnx("master: idle child %d over the memory limit (%lld MiB) was replaced", s->pid,
+                  (long long)(s->kill_rss >> 20));
+    else if (!p->stopping)
+        log_warnx("master: child %d %s%s", s->pid, ws, s->ready ? "" : " before it was ready");
+
+    s->pid = 0;
+    s->busy = s->ready = false;
+    if (task_death || s->kill_why == KILL_MEMORY) {
+        s->fails = 0; /* the task's fault, not the pool's: replace at once */
+        s->respawn_at = 0;
+    } else {
+        s->fails++;
+        s->respawn_at = mono_ms() + backoff_ms(s->fails, 200, 30000);
+        if (!p->stopping && s->fails > 1)
+            log_warnx("master: respawning in %lld ms", (long long)backoff_ms(s->fails, 200, 30000));
+    }
+    s->kill_why = KILL_NONE;
+}
+
+static void reap(struct pool *p)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == p->keeper_pid) {
+            p->keeper_pid = 0;
+            if (!p->stopping) {
+                char ws[128];
+                wait_status_text(status, ws, sizeof(ws));
+                log_warnx("master: keeper %d %s; restarting", (int)pid, ws);
+                p->keeper_fails = mono_ms() - p->keeper_started < 5000 ? p->keeper_fails + 1 : 0;
+                p->keeper_respawn_at = mono_ms() + backoff_ms(p->keeper_fails, 500, 30000);
+            }
+            continue;
+        }
+        for (int i = 0; i < p->n; i++)
+            if (p->s[i].pid == pid) {
+                child_died(p, &p->s[i], status);
+                break;
+            }
+    }
+}
+
+static void kill_slot(struct slot *s, enum kill_why why, int64_t rss)
+{
+    if (s->kill_why != KILL_NONE)
+        return;
+    s->kill_why = why;
+    s->kill_rss = rss;
+    snprintf(s->kill_task, sizeof(s->kill_task), "%s", s->busy ? s->task.id : "");
+    kill(s->pid, SIGKILL);
+}
+
+/* Hard timeouts and memory limits. */
+static void police(struct pool *p)
+{
+    int64_t now = mono_ms();
+    int64_t limit = (int64_t)p->c->child_memory_mb << 20;
+    for (int i = 0; i < p->n; i++) {
+        struct slot *s = &p->s[i];
+        if (!s->pid || s->kill_why != KILL_NONE)
+            continue;
+        if (s->busy && now >= s->deadline) {
+            /* It may have just finished: read before deciding. */
+            read_pipe(p, s);
+            if (s->busy && now >= s->deadline) {
+                kill_slot(s, KILL_TIMEOUT, 0);
+                continue;
+            }
+        }
+        if (now >= s->next_rss) {
+            int64_t rss = proc_rss_bytes(s->pid);
+            if (rss > limit) {
+                read_pipe(p, s);
+                kill_slot(s, KILL_MEMORY, rss);
+                continue;
+            }
+            s->next_rss = now + (s->busy ? RSS_BUSY_MS : RSS_IDLE_MS);
+        }
+    }
+}
+
+static int64_t next_wake(struct pool *p)
+{
+    int64_t now = mono_ms(), wake = now + TICK_MS;
+    for (int i = 0; i < p->n; i++) {
+        struct slot *s = &p->s[i];
+        if (s->pid && s->busy && s->deadline < wake)
+            wake = s->deadline;
+        if (s->pid && s->next_rss < wake)
+            wake = s->next_rss;
+    }
+    if (p->next_hb < wake)
+        wake = p->next_hb;
+    return wake < now ? 0 : wake - now;
+}
+
+static void begin_stop(struct pool *p, const char *why)
+{
+    if (p->stopping) {
+        log_info("master: %s again; killing the children now", why);
+        p->stop_deadline = 0;
+        return;
+    }
+    int grace = p->c->fo_drain_grace > 0 ? p->c->fo_drain_grace : 10;
+    log_info("master: %s; stopping (running tasks get %d s to finish)", why, grace);
+    p->stopping = true;
+    p->stop_deadline = mono_ms() + (int64_t)grace * 1000;
+    for (int i = 0; i < p->n; i++)
+        if (p->s[i].pid)
+            kill(p->s[i].pid, SIGTERM);
+    if (p->keeper_pid)
+        kill(p->keeper_pid, SIGTERM);
+}
+
+static bool all_gone(struct pool *p)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->s[i].pid)
+            return false;
+    return p->keeper_pid == 0;
+}
+
+static void read_signals(struct pool *p)
+{
+    struct signalfd_siginfo si;
+    while (read(p->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+            begin_stop(p, "SIGTERM");
+            break;
+        case SIGINT:
+            begin_stop(p, "SIGINT");
+            break;
+        case SIGCHLD:
+            break; /* reaped below */
+        default:
+            break;
+        }
+    }
+    reap(p);
+}
+
+static void read_epoch(struct pool *p)
+{
+    redisContext *rc = p_redis(p);
+    char k[128];
+    p->epoch = 0;
+    if (rc == NULL) {
+        log_warnx("master: epoch unknown (redis unavailable); records carry epoch 0");
+        return;
+    }
+    rds_key(k, sizeof(k), p->c, "epoch");
+    redisReply *r = redisCommand(rc, "GET %s", k);
+    if (r && r->type == REDIS_REPLY_STRING)
+        p->epoch = strtoll(r->str, NULL, 10);
+    if (r == NULL)
+        p_redis_broken(p);
+    else
+        freeReplyObject(r);
+}
+
+int pool_run(const struct wopts *o)
+{
+    struct pool *p = calloc(1, sizeof(*p));
+    sigset_t mask;
+    if (p == NULL)
+        fatal("master: calloc");
+    p->c = o->conf;
+    p->master_pid = (int)getpid();
+    p->n = o->conf->worker_children;
+    if (p->n > MAX_CHILDREN)
+        p->n = MAX_CHILDREN;
+    for (int i = 0; i < p->n; i++)
+        p->s[i].fd = -1;
+    rds_key(p->hbkey, sizeof(p->hbkey), p->c, "hb:worker:%s:%d", p->c->node_name, p->master_pid);
+
+    if (o->supervised)
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1)
+        fatal("master: sigprocmask");
+    p->sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (p->sfd == -1)
+        fatal("master: signalfd");
+
+    if (o->epoch >= 0)
+        p->epoch = o->epoch;
+    else
+        read_epoch(p);
+    log_info("master %d: node %s, epoch %lld, %d children, memory limit %d MiB", p->master_pid,
+             p->c->node_name, (long long)p->epoch, p->n, p->c->child_memory_mb);
+
+    spawn_keeper(p);
+    for (int i = 0; i < p->n; i++)
+        spawn_child(p, &p->s[i]);
+
+    for (;;) {
+        struct pollfd pfd[MAX_CHILDREN + 1];
+        int idx[MAX_CHILDREN + 1];
+        int nf = 0;
+        pfd[nf].fd = p->sfd;
+        pfd[nf].events = POLLIN;
+        idx[nf++] = -1;
+        for (int i = 0; i < p->n; i++) {
+            if (p->s[i].pid && p->s[i].fd != -1) {
+                pfd[nf].fd = p->s[i].fd;
+                pfd[nf].events = POLLIN;
+                idx[nf++] = i;
+            }
+        }
+        int rv = poll(pfd, (nfds_t)nf, (int)next_wake(p));
+        if (rv == -1 && errno != EINTR)
+            fatal("master: poll");
+        for (int k = 1; rv > 0 && k < nf; k++)
+            if (pfd[k].revents & (POLLIN | POLLHUP | POLLERR))
+                read_pipe(p, &p->s[idx[k]]);
+        /* Signals last: a child's final messages are read before its death. */
+        read_signals(p);
+        police(p);
+
+        int64_t now = mono_ms();
+        if (!p->stopping) {
+            for (int i = 0; i < p->n; i++)
+                if (!p->s[i].pid && now >= p->s[i].respawn_at)
+                    spawn_child(p, &p->s[i]);
+            if (!p->keeper_pid && now >= p->keeper_respawn_at)
+                spawn_keeper(p);
+        }
+        if (now >= p->next_hb) {
+            heartbeat(p);
+            p->next_hb = now + HEARTBEAT_MS;
+        }
+        if (p->stopping) {
+            if (all_gone(p))
+                break;
+            if (now >= p->stop_deadline) {
+                for (int i = 0; i < p->n; i++)
+                    if (p->s[i].pid)
+                        kill_slot(&p->s[i], KILL_SHUTDOWN, 0);
+                if (p->keeper_pid)
+                    kill(p->keeper_pid, SIGKILL);
+                p->stop_deadline = now + 1000000;
+            }
+        }
+    }
+    if (p_redis(p)) {
+        redisReply *r = redisCommand(p->rc, "DEL %s", p->hbkey);
+        if (r)
+            freeReplyObject(r);
+    }
+    log_info("master %d: stopped", p->master_pid);
+    if (p->rc)
+        redisFree(p->rc);
+    close(p->sfd);
+    free(p);
+    return 0;
+}

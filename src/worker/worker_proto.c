@@ -1,0 +1,75 @@
+/* Child -> master messages. Fixed size so a write() is atomic and a read()
+ * never sees half a message. */
+#include "worker.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *const w_queues[W_NQUEUES] = {"sync", "cron", "async"};
+
+_Static_assert(sizeof(struct wmsg) <= PIPE_BUF, "wmsg must fit in one atomic pipe write");
+
+#define COPY(dst, src) snprintf((dst), sizeof(dst), "%s", (src))
+
+void wmsg_init(struct wmsg *m, enum wmsg_type type, const struct wtask *t)
+{
+    memset(m, 0, sizeof(*m));
+    m->magic = WMSG_MAGIC;
+    m->type = (uint32_t)type;
+    if (t)
+        m->t = *t;
+}
+
+static bool terminated(const char *s, size_t n)
+{
+    return memchr(s, '\0', n) != NULL;
+}
+
+int wmsg_check(const struct wmsg *m, char *why, size_t n)
+{
+    const struct wtask *t = &m->t;
+    if (m->magic != WMSG_MAGIC) {
+        snprintf(why, n, "bad magic 0x%08x", m->magic);
+        return -1;
+    }
+    if (m->type < WMSG_READY || m->type > WMSG_DONE) {
+        snprintf(why, n, "unknown message type %u", m->type);
+        return -1;
+    }
+    if (!terminated(t->id, sizeof(t->id)) || !terminated(t->func, sizeof(t->func)) ||
+        !terminated(t->origin_id, sizeof(t->origin_id)) ||
+        !terminated(t->queue, sizeof(t->queue)) || !terminated(t->reply, sizeof(t->reply)) ||
+        !terminated(t->entry, sizeof(t->entry))) {
+        snprintf(why, n, "unterminated string field");
+        return -1;
+    }
+    if (m->type == WMSG_START) {
+        if (t->id[0] == '\0' || t->entry[0] == '\0') {
+            snprintf(why, n, "START without task id or entry id");
+            return -1;
+        }
+        if (t->timeout < 1 || t->timeout > 3600) {
+            snprintf(why, n, "START of %s with timeout %d outside 1..3600", t->id, t->timeout);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void wtask_from_task(struct wtask *w, const struct task *t, const char *queue, const char *entry)
+{
+    memset(w, 0, sizeof(*w));
+    COPY(w->id, t->id);
+    COPY(w->func, t->func);
+    w->origin = (int32_t)t->origin;
+    w->timeout = t->timeout;
+    COPY(w->origin_id, t->origin_id);
+    COPY(w->queue, queue);
+    COPY(w->reply, t->reply);
+    COPY(w->entry, entry);
+    w->enq_ms = t->enq_ms;
+    w->epoch = t->epoch;
+    w->nominal = t->nominal;
+    w->ver = t->ver;
+}

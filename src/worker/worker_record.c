@@ -1,0 +1,417 @@
+/* Outcome, task status and task record JSON, and the one pipeline that
+ * records a finished task. Shared by the children (normal outcomes) and the
+ * master (timeouts and crashes). */
+#include "worker.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "rds.h"
+
+/* task_record column limits (TEXT 64 KiB, MEDIUMTEXT 16 MiB), with room. */
+#define REC_TEXT_MAX 60000
+#define REC_MEDIUM_MAX (16 * 1024 * 1024 - 1024)
+
+/* Length of the longest prefix of s (length len) of at most max bytes that
+ * does not end inside a UTF-8 sequence. */
+static size_t utf8_cut_len(const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return len;
+    size_t n = max;
+    /* Back up over continuation bytes to the lead byte, then drop it too:
+     * the sequence it starts does not fit. */
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+void wrec_cut_utf8(char *s, size_t max)
+{
+    size_t len = strlen(s);
+    s[utf8_cut_len(s, len, max)] = '\0';
+}
+
+/* A JSON string of at most max bytes; invalid UTF-8 is replaced rather than
+ * dropping the whole outcome. */
+static json_t *jstr_cut(const char *s, size_t max)
+{
+    size_t len = strlen(s);
+    size_t n = utf8_cut_len(s, len, max);
+    json_t *j = json_stringn(s, n);
+    if (j)
+        return j;
+    char *copy = malloc(n + 1);
+    if (copy == NULL)
+        return json_string("");
+    for (size_t i = 0; i < n; i++)
+        copy[i] = ((unsigned char)s[i] < 0x80 && s[i] != '\0') ? s[i] : '?';
+    copy[n] = '\0';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+static void set_str(json_t *o, const char *k, const char *v, size_t max)
+{
+    if (v)
+        json_object_set_new(o, k, jstr_cut(v, max));
+}
+
+static void set_int(json_t *o, const char *k, int64_t v)
+{
+    json_object_set_new(o, k, json_integer((json_int_t)v));
+}
+
+static int64_t cost_of(const struct woutcome *o)
+{
+    if (o->start_ms <= 0 || o->end_ms < o->start_ms)
+        return 0;
+    return o->end_ms - o->start_ms;
+}
+
+/* The outcome fields shared by the reply and the status. */
+static void add_outcome(json_t *j, const struct woutcome *o, const char *node)
+{
+    json_object_set_new(j, "status", json_string(o->status));
+    if (strcmp(o->status, "success") == 0) {
+        json_object_set(j, "result", o->result ? o->result : json_null());
+    } else {
+        set_str(j, "reason", o->reason ? o->reason : "", REC_TEXT_MAX);
+        set_str(j, "message", o->message ? o->message : "", REC_TEXT_MAX);
+        if (o->traceback && o->traceback[0])
+            set_str(j, "traceback", o->traceback, REC_TEXT_MAX);
+        if (o->data)
+            json_object_set(j, "data", o->data);
+    }
+    if (o->output && o->output[0])
+        set_str(j, "output", o->output, REC_MEDIUM_MAX);
+    set_int(j, "cost", cost_of(o));
+    if (o->start_ms > 0)
+        set_int(j, "start", o->start_ms);
+    set_int(j, "end", o->end_ms);
+    json_object_set_new(j, "node", json_string(node));
+}
+
+json_t *wrec_outcome(const struct wtask *t, const struct woutcome *o, const char *node)
+{
+    json_t *j = json_object();
+    set_str(j, "id", t->id, ID_MAX);
+    add_outcome(j, o, node);
+    return j;
+}
+
+json_t *wrec_status(const struct wtask *t, const struct woutcome *o, const char *node)
+{
+    json_t *j = json_object();
+    set_str(j, "id", t->id, ID_MAX);
+    set_str(j, "func", t->func, sizeof(t->func));
+    json_object_set_new(j, "origin", json_string(task_origin_name((enum task_origin)t->origin)));
+    set_str(j, "origin_id", t->origin_id, ID_MAX);
+    set_str(j, "queue", t->queue, sizeof(t->queue));
+    set_int(j, "enq", t->enq_ms);
+    set_int(j, "epoch", t->epoch);
+    if (t->nominal > 0)
+        set_int(j, "nominal", t->nominal);
+    add_outcome(j, o, node);
+    return j;
+}
+
+static void set_ms_or_null(json_t *o, const char *k, int64_t ms)
+{
+    json_object_set_new(o, k, ms > 0 ? json_integer((json_int_t)ms) : json_null());
+}
+
+json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char *node,
+                    int64_t epoch)
+{
+    json_t *j = json_object();
+    set_str(j, "id", t->id, ID_MAX);
+    set_str(j, "func_id", t->func, sizeof(t->func));
+    json_object_set_new(j, "origin", json_string(task_origin_name((enum task_origin)t->origin)));
+    set_str(j, "origin_id", t->origin_id, ID_MAX);
+    set_str(j, "queue", t->queue, sizeof(t->queue));
+    json_object_set_new(j, "status", json_string(o->status));
+    set_str(j, "reason", o->reason ? o->reason : "", 64);
+    json_object_set_new(j, "message", o->message ? jstr_cut(o->message, REC_TEXT_MAX) : json_null());
+    json_object_set_new(j, "traceback",
+                        o->traceback && o->traceback[0] ? jstr_cut(o->traceback, REC_TEXT_MAX)
+                                                        : json_null());
+    json_object_set_new(j, "output",
+                        o->output && o->output[0] ? jstr_cut(o->output, REC_MEDIUM_MAX)
+                                                  : json_null());
+    json_object_set_new(j, "node", json_string(node));
+    set_int(j, "epoch", epoch);
+    set_ms_or_null(j, "nominal_at", t->nominal > 0 ? t->nominal * 1000 : 0);
+    set_ms_or_null(j, "enqueued_at", t->enq_ms);
+    set_ms_or_null(j, "started_at", o->start_ms);
+    set_int(j, "ended_at", o->end_ms);
+    set_int(j, "cost_ms", cost_of(o));
+    return j;
+}
+
+/* Releases Pcron:running:<cron_id> only if it still names this task, so a
+ * later run that took the slot is not unblocked by an old one. */
+static const char CRON_RELEASE_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0";
+
+static char *dumps(json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    return s;
+}
+
+int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
+                const struct woutcome *o, const char *node, int64_t epoch,
+                const char *result_cache_key, char **err)
+{
+    char k_task[128 + ID_MAX], k_reply[256], k_rec[128], k_stats[128], k_q[128], k_cron[128 + ID_MAX];
+    char *s_out = NULL, *s_status = NULL, *s_rec = NULL, *s_res = NULL;
+    int n = 0, rv = -1;
+
+    if (err)
+        *err = NULL;
+    s_status = dumps(wrec_status(t, o, node));
+    s_rec = dumps(wrec_record(t, o, node, epoch));
+    if (t->reply[0])
+        s_out = dumps(wrec_outcome(t, o, node));
+    if (s_status == NULL || s_rec == NULL || (t->reply[0] && s_out == NULL)) {
+        if (err && asprintf(err, "task %s: cannot encode the outcome", t->id) == -1)
+            *err = NULL;
+        goto out;
+    }
+    rds_key(k_task, sizeof(k_task), c, "task:%s", t->id);
+    rds_key(k_rec, sizeof(k_rec), c, "taskrec");
+    rds_key(k_stats, sizeof(k_stats), c, "stats:worker");
+    rds_key(k_q, sizeof(k_q), c, "q:%s", t->queue);
+
+    redisAppendCommand(rc, "SET %s %s EX %d", k_task, s_status, c->task_ttl);
+    n++;
+    if (t->reply[0]) {
+        rds_key(k_reply, sizeof(k_reply), c, "reply:%s", t->reply);
+        redisAppendCommand(rc, "LPUSH %s %s", k_reply, s_out);
+        redisAppendCommand(rc, "EXPIRE %s 60", k_reply);
+        n += 2;
+    }
+    redisAppendCommand(rc, "LPUSH %s %s", k_rec, s_rec);
+    redisAppendCommand(rc, "HINCRBY %s tasks 1", k_stats);
+    redisAppendCommand(rc, "HINCRBY %s %s 1", k_stats, o->status);
+    redisAppendCommand(rc, "HINCRBY %s cost_ms %lld", k_stats,
+                       (long long)(o->end_ms > o->start_ms && o->start_ms > 0 ? o->end_ms - o->start_ms : 0));
+    n += 4;
+    if (t->origin == ORIGIN_CRON && t->origin_id[0]) {
+        rds_key(k_cron, sizeof(k_cron), c, "cron:running:%s", t->origin_id);
+        redisAppendCommand(rc, "EVAL %s 1 %s %s", CRON_RELEASE_LUA, k_cron, t->id);
+        n++;
+    }
+    if (result_cache_key && t->cache_result > 0 && strcmp(o->status, "success") == 0) {
+        s_res = json_dumps(o->result ? o->result : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        if (s_res) {
+            redisAppendCommand(rc, "SET %s %s EX %d", result_cache_key, s_res, t->cache_result);
+            n++;
+        }
+    }
+    redisAppendCommand(rc, "XACK %s " W_GROUP " %s", k_q, t->entry);
+    redisAppendCommand(rc, "XDEL %s %s", k_q, t->entry);
+    n += 2;
+
+    rv = 0;
+    for (int i = 0; i < n; i++) {
+        void *rep = NULL;
+        if (redisGetReply(rc, &rep) != REDIS_OK) {
+            if (err && asprintf(err, "task %s: recording the outcome: redis: %s", t->id,
+                                rc->errstr) == -1)
+                *err = NULL;
+            rv = -1;
+            break; /* the context is unusable now */
+        }
+        redisReply *r = rep;
+        if (r->type == REDIS_REPLY_ERROR)
+            log_warnx("task %s: recording the outcome: command %d of %d: %s", t->id, i + 1, n,
+                      r->str);
+        freeReplyObject(r);
+    }
+out:
+    free(s_out);
+    free(s_status);
+    free(s_rec);
+    free(s_res);
+    return rv;
+}
+
+/* ---- record -> SQL row (the keeper's flush) ------------------------------ */
+
+struct sbuf {
+    char *s;
+    size_t len, cap;
+    bool oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (p == NULL) {
+            b->oom = true;
+            return;
+        }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n + 1);
+    b->len += n;
+}
+
+static void sb_quoted(struct sbuf *b, wrec_quote_fn quote, void *ud, const char *s)
+{
+    char *q = quote(ud, s);
+    if (q == NULL) {
+        b->oom = true;
+        return;
+    }
+    sb_add(b, q);
+    free(q);
+}
+
+/* A string column: required ones must be strings; optional ones may be
+ * missing (def) or null (SQL NULL when def is NULL). */
+static int col_str(struct sbuf *b, json_t *rec, const char *k, const char *def, bool required,
+                   wrec_quote_fn quote, void *ud, char **err)
+{
+    json_t *v = json_object_get(rec, k);
+    if (json_is_string(v)) {
+        sb_quoted(b, quote, ud, json_string_value(v));
+        return 0;
+    }
+    if (required || (v && !json_is_null(v))) {
+        if (asprintf(err, "field \"%s\" must be a string", k) == -1)
+            *err = NULL;
+        return -1;
+    }
+    if (def)
+        sb_quoted(b, quote, ud, def);
+    else
+        sb_add(b, "NULL");
+    return 0;
+}
+
+static int col_int(struct sbuf *b, json_t *rec, const char *k, char **err)
+{
+    char num[32];
+    json_t *v = json_object_get(rec, k);
+    if (v && !json_is_null(v) && !json_is_integer(v)) {
+        if (asprintf(err, "field \"%s\" must be an integer", k) == -1)
+            *err = NULL;
+        return -1;
+    }
+    snprintf(num, sizeof(num), "%lld", (long long)(v ? json_integer_value(v) : 0));
+    sb_add(b, num);
+    return 0;
+}
+
+/* A DATETIME(3) column from ms since the epoch or a date string. */
+static int col_time(struct sbuf *b, json_t *rec, const char *k, bool required,
+                    wrec_quote_fn quote, void *ud, char **err)
+{
+    char buf[64];
+    json_t *v = json_object_get(rec, k);
+    if (json_is_integer(v) && json_integer_value(v) > 0) {
+        sql_datetime_ms(json_integer_value(v), buf, sizeof(buf));
+        sb_quoted(b, quote, ud, buf);
+        return 0;
+    }
+    if (json_is_string(v) && json_string_length(v) >= 10 && json_string_length(v) < sizeof(buf)) {
+        /* "2026-11-27T23:59:01.123Z" -> "2026-11-27 23:59:01.123" */
+        snprintf(buf, sizeof(buf), "%s", json_string_value(v));
+        for (char *p = buf; *p; p++)
+            if (*p == 'T')
+                *p = ' ';
+        size_t n = strlen(buf);
+        if (n && buf[n - 1] == 'Z')
+            buf[n - 1] = '\0';
+        sb_quoted(b, quote, ud, buf);
+        return 0;
+    }
+    if (v == NULL || json_is_null(v) || (json_is_integer(v) && json_integer_value(v) == 0)) {
+        if (required) {
+            sql_datetime_ms(now_ms(), buf, sizeof(buf));
+            sb_quoted(b, quote, ud, buf);
+        } else {
+            sb_add(b, "NULL");
+        }
+        return 0;
+    }
+    if (asprintf(err, "field \"%s\" must be ms since the epoch, a date string or null", k) == -1)
+        *err = NULL;
+    return -1;
+}
+
+char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err)
+{
+    struct sbuf b = {0};
+    *err = NULL;
+    if (!json_is_object(rec)) {
+        *err = strdup("task record must be a JSON object");
+        return NULL;
+    }
+    sb_add(&b, "(");
+    if (col_str(&b, rec, "id", NULL, true, quote, ud, err) == -1)
+        goto bad;
+    sb_add(&b, ",");
+    if (col_str(&b, rec, "func_id", NULL, true, quote, ud, err) == -1)
+        goto bad;
+    static const char *const opt[] = {"origin", "origin_id", "queue"};
+    for (size_t i = 0; i < 3; i++) {
+        sb_add(&b, ",");
+        if (col_str(&b, rec, opt[i], i == 0 ? "func" : "", false, quote, ud, err) == -1)
+            goto bad;
+    }
+    sb_add(&b, ",");
+    if (col_str(&b, rec, "status", NULL, true, quote, ud, err) == -1)
+        goto bad;
+    sb_add(&b, ",");
+    if (col_str(&b, rec, "reason", "", false, quote, ud, err) == -1)
+        goto bad;
+    static const char *const texts[] = {"message", "traceback", "output"};
+    for (size_t i = 0; i < 3; i++) {
+        sb_add(&b, ",");
+        if (col_str(&b, rec, texts[i], NULL, false, quote, ud, err) == -1)
+            goto bad;
+    }
+    sb_add(&b, ",");
+    if (col_str(&b, rec, "node", "", false, quote, ud, err) == -1)
+        goto bad;
+    sb_add(&b, ",");
+    if (col_int(&b, rec, "epoch", err) == -1)
+        goto bad;
+    static const char *const times[] = {"nominal_at", "enqueued_at", "started_at", "ended_at"};
+    for (size_t i = 0; i < 4; i++) {
+        sb_add(&b, ",");
+        if (col_time(&b, rec, times[i], i == 3, quote, ud, err) == -1)
+            goto bad;
+    }
+    sb_add(&b, ",");
+    if (col_int(&b, rec, "cost_ms", err) == -1)
+        goto bad;
+    sb_add(&b, ")");
+    if (b.oom) {
+        *err = strdup("out of memory");
+        goto bad;
+    }
+    return b.s;
+bad:
+    free(b.s);
+    return NULL;
+}
