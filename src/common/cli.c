@@ -56,7 +56,8 @@ void cli_parse(struct cli_opts *o, int argc, char **argv, const char *prog, cons
             char *end;
             long long v = strtoll(optarg, &end, 10);
             if (optarg[0] == '\0' || *end != '\0' || v < 0) {
-                fprintf(stderr, "%s: --epoch: \"%s\" is not a non-negative integer\n", prog, optarg);
+                fprintf(stderr, "%s: --epoch: \"%s\" is not a non-negative integer\n", prog,
+                        optarg);
                 exit(2);
             }
             o->epoch = v;

@@ -38,14 +38,30 @@ struct copt {
 #define KiB 1024LL
 #define MiB (1024LL * 1024)
 
-#define O_STR(p, f, d, h) {p, CT_STR, FLD(f), d, 0, 0, 0, 0, h, 0, 0}
-#define O_INT(p, f, d, lo, hi, h) {p, CT_INT, FLD(f), NULL, d, 0, lo, hi, h, 0, 0}
-#define O_I64(p, f, d, lo, hi, h) {p, CT_INT64, FLD(f), NULL, d, 0, lo, hi, h, 0, 0}
-#define O_BOOL(p, f, d, h) {p, CT_BOOL, FLD(f), NULL, d, 0, 0, 1, h, 0, 0}
-#define O_DBL(p, f, d, lo, hi, h) {p, CT_DOUBLE, FLD(f), NULL, 0, d, lo, hi, h, 0, 0}
+#define O_STR(p, f, d, h)                                                                          \
+    {                                                                                              \
+        p, CT_STR, FLD(f), d, 0, 0, 0, 0, h, 0, 0                                                  \
+    }
+#define O_INT(p, f, d, lo, hi, h)                                                                  \
+    {                                                                                              \
+        p, CT_INT, FLD(f), NULL, d, 0, lo, hi, h, 0, 0                                             \
+    }
+#define O_I64(p, f, d, lo, hi, h)                                                                  \
+    {                                                                                              \
+        p, CT_INT64, FLD(f), NULL, d, 0, lo, hi, h, 0, 0                                           \
+    }
+#define O_BOOL(p, f, d, h)                                                                         \
+    {                                                                                              \
+        p, CT_BOOL, FLD(f), NULL, d, 0, 0, 1, h, 0, 0                                              \
+    }
+#define O_DBL(p, f, d, lo, hi, h)                                                                  \
+    {                                                                                              \
+        p, CT_DOUBLE, FLD(f), NULL, 0, d, lo, hi, h, 0, 0                                          \
+    }
 
 static const struct copt options[] = {
-    O_STR("node.name", node_name, "", "this node's name in heartbeats and task records (default: hostname)"),
+    O_STR("node.name", node_name, "",
+          "this node's name in heartbeats and task records (default: hostname)"),
 
     O_STR("log.level", log_level, "info", "debug | info | warn | error"),
     O_BOOL("log.syslog", log_syslog, 0, "also log to syslog(3)"),
@@ -64,29 +80,39 @@ static const struct copt options[] = {
     O_STR("mysql.password", db_password, "", "MariaDB password"),
     O_STR("mysql.database", db_name, "tandem", "MariaDB database"),
 
-    O_STR("paths.migrations", migrations_dir, TANDEM_DATADIR "/migrations", "directory of NNN_name.sql migrations"),
-    O_STR("paths.python", python_dir, TANDEM_DATADIR "/python", "directory of the DFF python module"),
+    O_STR("paths.migrations", migrations_dir, TANDEM_DATADIR "/migrations",
+          "directory of NNN_name.sql migrations"),
+    O_STR("paths.python", python_dir, TANDEM_DATADIR "/python",
+          "directory of the DFF python module"),
     O_STR("paths.run", run_dir, "/run/tandem", "runtime directory (sockets, health files)"),
 
     O_STR("server.listen", server_listen, "0.0.0.0", "HTTP listen address"),
     O_INT("server.port", server_port, 8088, 1, 65535, "HTTP port"),
     O_INT("server.threads", server_threads, 4, 1, 64, "HTTP worker threads"),
-    O_I64("server.body_limit", body_limit, 1 * MiB, 1 * KiB, 64 * MiB, "largest request body, bytes"),
+    O_I64("server.body_limit", body_limit, 1 * MiB, 1 * KiB, 64 * MiB,
+          "largest request body, bytes"),
     O_INT("server.connection_timeout", conn_timeout, 10, 1, 3600, "idle/slow client timeout, s"),
     O_INT("server.sync_timeout", sync_timeout, 35, 1, 3600, "longest wait for a sync call, s"),
     O_INT("server.async_timeout", async_timeout, 3600, 1, 3600, "longest run of an async task, s"),
     O_INT("server.max_connections", max_connections, 1024, 1, 65536, "concurrent HTTP connections"),
 
     O_INT("worker.children", worker_children, 2, 1, 64, "child processes running functions"),
-    O_INT("worker.default_timeout", func_timeout, 30, 1, 3600, "function timeout when the func sets none, s"),
-    O_INT("worker.memory_limit_mb", child_memory_mb, 512, 32, 65536, "address-space limit of a child, MiB"),
-    O_I64("worker.output_cap", output_cap, 64 * KiB, 0, 64 * MiB, "bytes of print()/log output kept per task"),
-    O_INT("worker.reclaim_margin", reclaim_margin, 10, 0, 3600, "grace after a task's timeout before its entry is reclaimed, s"),
-    O_INT("worker.task_ttl", task_ttl, 86400, 60, 30 * 86400, "how long a task's status stays in Redis, s"),
-    O_INT("worker.record_flush_ms", record_flush_ms, 1000, 10, 60000, "task record batch flush interval, ms"),
+    O_INT("worker.default_timeout", func_timeout, 30, 1, 3600,
+          "function timeout when the func sets none, s"),
+    O_INT("worker.memory_limit_mb", child_memory_mb, 512, 32, 65536,
+          "address-space limit of a child, MiB"),
+    O_I64("worker.output_cap", output_cap, 64 * KiB, 0, 64 * MiB,
+          "bytes of print()/log output kept per task"),
+    O_INT("worker.reclaim_margin", reclaim_margin, 10, 0, 3600,
+          "grace after a task's timeout before its entry is reclaimed, s"),
+    O_INT("worker.task_ttl", task_ttl, 86400, 60, 30 * 86400,
+          "how long a task's status stays in Redis, s"),
+    O_INT("worker.record_flush_ms", record_flush_ms, 1000, 10, 60000,
+          "task record batch flush interval, ms"),
 
     O_INT("beat.lease_ms", lease_ms, 3000, 500, 60000, "beat leadership lease, ms"),
-    O_INT("beat.misfire_grace", misfire_grace, 60, 0, 86400, "fire a late slot if at most this late, s"),
+    O_INT("beat.misfire_grace", misfire_grace, 60, 0, 86400,
+          "fire a late slot if at most this late, s"),
     O_STR("beat.timezone", timezone, "UTC", "IANA time zone cron expressions are read in"),
     O_INT("beat.tick_ms", beat_tick_ms, 100, 10, 10000, "beat loop interval, ms"),
     O_BOOL("beat.enabled", cron_enabled, 1, "global switch for cron jobs"),
@@ -104,12 +130,16 @@ static const struct copt options[] = {
     O_STR("failover.keepalived", fo_keepalived, "/usr/sbin/keepalived", "keepalived binary"),
     O_STR("failover.user", fo_user, "tandem", "user the stack processes run as"),
     O_STR("failover.bin_dir", fo_bin_dir, "/usr/bin", "where tandem-server etc. live"),
-    O_STR("failover.control_socket", fo_socket, "", "supervisor control socket (default: <paths.run>/supervisor.sock)"),
-    O_INT("failover.drain_grace", fo_drain_grace, 10, 0, 3600, "time given to running tasks on demotion, s"),
-    O_INT("failover.health_weight", fo_health_weight, 50, 0, 254, "priority lost while health is bad"),
+    O_STR("failover.control_socket", fo_socket, "",
+          "supervisor control socket (default: <paths.run>/supervisor.sock)"),
+    O_INT("failover.drain_grace", fo_drain_grace, 10, 0, 3600,
+          "time given to running tasks on demotion, s"),
+    O_INT("failover.health_weight", fo_health_weight, 50, 0, 254,
+          "priority lost while health is bad"),
     O_STR("failover.peer", fo_peer, "", "address of the other node, for status/doctor"),
 
-    O_STR("ctl.url", ctl_url, "", "server URL for tandemctl (default: http://127.0.0.1:<server.port>)"),
+    O_STR("ctl.url", ctl_url, "",
+          "server URL for tandemctl (default: http://127.0.0.1:<server.port>)"),
     O_STR("ctl.key_file", ctl_key_file, "", "file holding an admin access key for tandemctl"),
 };
 
@@ -175,12 +205,24 @@ void tconf_defaults(struct tconf *c)
         const struct copt *o = &options[i];
         void *p = fld(c, o);
         switch (o->type) {
-        case CT_INT: *(int *)p = (int)o->def_i; break;
-        case CT_INT64: *(int64_t *)p = o->def_i; break;
-        case CT_BOOL: *(bool *)p = o->def_i != 0; break;
-        case CT_DOUBLE: *(double *)p = o->def_d; break;
-        case CT_STR: snprintf(p, o->size, "%s", o->def_s); break;
-        case CT_STRLIST: *(int *)((char *)c + o->cnt_off) = 0; break;
+        case CT_INT:
+            *(int *)p = (int)o->def_i;
+            break;
+        case CT_INT64:
+            *(int64_t *)p = o->def_i;
+            break;
+        case CT_BOOL:
+            *(bool *)p = o->def_i != 0;
+            break;
+        case CT_DOUBLE:
+            *(double *)p = o->def_d;
+            break;
+        case CT_STR:
+            snprintf(p, o->size, "%s", o->def_s);
+            break;
+        case CT_STRLIST:
+            *(int *)((char *)c + o->cnt_off) = 0;
+            break;
         }
     }
     derive_node_name(c);
@@ -237,15 +279,24 @@ static void errs_add(struct errs *e, int line, const char *key, const char *fmt,
 static const char *type_name(int t)
 {
     switch (t) {
-    case CONFIG_TYPE_GROUP: return "a group";
-    case CONFIG_TYPE_INT: return "an integer";
-    case CONFIG_TYPE_INT64: return "a 64-bit integer";
-    case CONFIG_TYPE_FLOAT: return "a number";
-    case CONFIG_TYPE_STRING: return "a string";
-    case CONFIG_TYPE_BOOL: return "a boolean";
-    case CONFIG_TYPE_ARRAY: return "an array";
-    case CONFIG_TYPE_LIST: return "a list";
-    default: return "an unknown type";
+    case CONFIG_TYPE_GROUP:
+        return "a group";
+    case CONFIG_TYPE_INT:
+        return "an integer";
+    case CONFIG_TYPE_INT64:
+        return "a 64-bit integer";
+    case CONFIG_TYPE_FLOAT:
+        return "a number";
+    case CONFIG_TYPE_STRING:
+        return "a string";
+    case CONFIG_TYPE_BOOL:
+        return "a boolean";
+    case CONFIG_TYPE_ARRAY:
+        return "an array";
+    case CONFIG_TYPE_LIST:
+        return "a list";
+    default:
+        return "an unknown type";
     }
 }
 
@@ -253,11 +304,16 @@ static const char *want_name(enum copt_type t)
 {
     switch (t) {
     case CT_INT:
-    case CT_INT64: return "an integer";
-    case CT_BOOL: return "a boolean (true/false)";
-    case CT_STR: return "a string";
-    case CT_DOUBLE: return "a number";
-    case CT_STRLIST: return "a list of strings";
+    case CT_INT64:
+        return "an integer";
+    case CT_BOOL:
+        return "a boolean (true/false)";
+    case CT_STR:
+        return "a string";
+    case CT_DOUBLE:
+        return "a number";
+    case CT_STRLIST:
+        return "a list of strings";
     }
     return "?";
 }
@@ -411,8 +467,8 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
     const char *main_path = c->path;
 #define LINE_OF(opt) line_of(e, opt, lines, files, main_path)
     if (log_level_parse(c->log_level) < 0)
-        errs_add(e, LINE_OF("log.level"), "log.level", "\"%s\" is not one of debug, info, warn, error",
-                 c->log_level);
+        errs_add(e, LINE_OF("log.level"), "log.level",
+                 "\"%s\" is not one of debug, info, warn, error", c->log_level);
     if (c->node_name[0] == '\0' || !name_chars_valid(c->node_name))
         errs_add(e, LINE_OF("node.name"), "node.name",
                  "\"%s\" must be non-empty and only [A-Za-z0-9_.-] (it goes into Redis keys)",
@@ -420,13 +476,16 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
     if (c->timezone[0] == '\0')
         errs_add(e, LINE_OF("beat.timezone"), "beat.timezone", "must not be empty (e.g. \"UTC\")");
     if (c->redis_prefix[0] == '\0')
-        errs_add(e, LINE_OF("redis.prefix"), "redis.prefix", "must not be empty (e.g. \"tandem:\")");
+        errs_add(e, LINE_OF("redis.prefix"), "redis.prefix",
+                 "must not be empty (e.g. \"tandem:\")");
     if (c->redis_socket[0] == '\0' && c->redis_port == 0)
         errs_add(e, LINE_OF("redis.port"), "redis.port", "is 0 but redis.socket is not set");
     if (c->redis_socket[0] == '\0' && c->redis_host[0] == '\0')
-        errs_add(e, LINE_OF("redis.host"), "redis.host", "must not be empty when redis.socket is not set");
+        errs_add(e, LINE_OF("redis.host"), "redis.host",
+                 "must not be empty when redis.socket is not set");
     if (c->db_socket[0] == '\0' && c->db_host[0] == '\0')
-        errs_add(e, LINE_OF("mysql.host"), "mysql.host", "must not be empty when mysql.socket is not set");
+        errs_add(e, LINE_OF("mysql.host"), "mysql.host",
+                 "must not be empty when mysql.socket is not set");
     if (c->db_name[0] == '\0')
         errs_add(e, LINE_OF("mysql.database"), "mysql.database", "must not be empty");
     if (c->fo_vip[0] && !ipv4_prefix_valid(c->fo_vip))
@@ -496,7 +555,8 @@ int tconf_load(struct tconf *c, const char *path, char **err)
             if (section_known(sname))
                 errs_add(&e, sline, sname, "is a section; expected a group { ... }");
             else
-                errs_add(&e, sline, sname, "unknown option (options live in sections, e.g. server.port)");
+                errs_add(&e, sline, sname,
+                         "unknown option (options live in sections, e.g. server.port)");
             continue;
         }
         if (!section_known(sname)) {
@@ -579,14 +639,18 @@ void tconf_dump(const struct tconf *c, FILE *f)
         fprintf(f, "  # %s\n  %s = ", o->help, dot + 1);
         const void *p = cfld(c, o);
         switch (o->type) {
-        case CT_INT: fprintf(f, "%d", *(const int *)p); break;
+        case CT_INT:
+            fprintf(f, "%d", *(const int *)p);
+            break;
         case CT_INT64: {
             int64_t v = *(const int64_t *)p;
             /* libconfig needs the L suffix beyond 32 bits. */
             fprintf(f, "%lld%s", (long long)v, (v > INT32_MAX || v < INT32_MIN) ? "L" : "");
             break;
         }
-        case CT_BOOL: fputs(*(const bool *)p ? "true" : "false", f); break;
+        case CT_BOOL:
+            fputs(*(const bool *)p ? "true" : "false", f);
+            break;
         case CT_DOUBLE: {
             /* Always with a decimal point so libconfig reads it as a float. */
             char buf[64];
@@ -599,7 +663,9 @@ void tconf_dump(const struct tconf *c, FILE *f)
             fputs(buf, f);
             break;
         }
-        case CT_STR: dump_str(f, p); break;
+        case CT_STR:
+            dump_str(f, p);
+            break;
         case CT_STRLIST: {
             int n = *(const int *)((const char *)c + o->cnt_off);
             fputc('[', f);

@@ -201,7 +201,8 @@ static int mig_list(const char *dir, struct mig **out, int *nout, char **err)
             }
             v = nv;
         }
-        v[n].version = (de->d_name[0] - '0') * 100 + (de->d_name[1] - '0') * 10 + (de->d_name[2] - '0');
+        v[n].version =
+            (de->d_name[0] - '0') * 100 + (de->d_name[1] - '0') * 10 + (de->d_name[2] - '0');
         snprintf(v[n].name, sizeof(v[n].name), "%s", de->d_name);
         n++;
     }

@@ -9,7 +9,8 @@
 #include "log.h"
 #include "rds.h"
 
-static const char *const origin_names[] = {"func", "sync-api", "async-api", "cron", "subtask", "system"};
+static const char *const origin_names[] = {"func", "sync-api", "async-api",
+                                           "cron", "subtask",  "system"};
 #define NORIGINS ((int)(sizeof(origin_names) / sizeof(origin_names[0])))
 
 const char *task_origin_name(enum task_origin o)
@@ -32,13 +33,12 @@ int task_origin_parse(const char *s)
 char *task_encode(const struct task *t)
 {
     json_t *kw = t->kwargs ? json_incref(t->kwargs) : json_object();
-    json_t *o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I}",
-                          "id", t->id, "func", t->func, "kwargs", kw, "origin",
-                          task_origin_name(t->origin), "origin_id", t->origin_id, "timeout",
-                          t->timeout, "reply", t->reply, "queue", t->queue, "enq",
-                          (json_int_t)t->enq_ms, "expires", (json_int_t)t->expires_ms, "epoch",
-                          (json_int_t)t->epoch, "ver", (json_int_t)t->ver, "nominal",
-                          (json_int_t)t->nominal);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:o, s:s, s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "id", t->id, "func",
+        t->func, "kwargs", kw, "origin", task_origin_name(t->origin), "origin_id", t->origin_id,
+        "timeout", t->timeout, "reply", t->reply, "queue", t->queue, "enq", (json_int_t)t->enq_ms,
+        "expires", (json_int_t)t->expires_ms, "epoch", (json_int_t)t->epoch, "ver",
+        (json_int_t)t->ver, "nominal", (json_int_t)t->nominal);
     if (o == NULL)
         return NULL; /* json_pack released kw ("o" steals even on failure) */
     char *s = json_dumps(o, JSON_COMPACT);
@@ -61,14 +61,21 @@ static void set_err(char **err, const char *fmt, ...)
 static const char *jtype(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "?";
 }
@@ -90,7 +97,8 @@ static int get_str(json_t *o, const char *key, char *buf, size_t n, const char *
         return -1;
     }
     if (json_string_length(v) >= n || strlen(json_string_value(v)) != json_string_length(v)) {
-        set_err(err, "task: field \"%s\" is too long or contains NUL (at most %zu bytes)", key, n - 1);
+        set_err(err, "task: field \"%s\" is too long or contains NUL (at most %zu bytes)", key,
+                n - 1);
         return -1;
     }
     snprintf(buf, n, "%s", json_string_value(v));
@@ -166,8 +174,10 @@ int task_decode(struct task *t, const char *json, char **err)
     }
     int org = task_origin_parse(origin);
     if (org < 0) {
-        set_err(err, "task: field \"origin\" \"%s\" is not one of func, sync-api, async-api, cron, "
-                     "subtask, system", origin);
+        set_err(err,
+                "task: field \"origin\" \"%s\" is not one of func, sync-api, async-api, cron, "
+                "subtask, system",
+                origin);
         goto bad;
     }
     t->origin = (enum task_origin)org;
@@ -211,9 +221,9 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
     if (err)
         *err = NULL;
     msg = task_encode(t);
-    json_t *st = json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", t->id, "func", t->func, "status",
-                           "queued", "origin", task_origin_name(t->origin), "enq",
-                           (json_int_t)t->enq_ms);
+    json_t *st =
+        json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", t->id, "func", t->func, "status", "queued",
+                  "origin", task_origin_name(t->origin), "enq", (json_int_t)t->enq_ms);
     if (st) {
         status = json_dumps(st, JSON_COMPACT);
         json_decref(st);

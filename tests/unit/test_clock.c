@@ -25,9 +25,11 @@ static void test_clock_sql_datetime(void **state)
 {
     (void)state;
     char buf[40];
-    assert_string_equal(sql_datetime_ms(1795823941123LL, buf, sizeof(buf)), "2026-11-27 23:59:01.123");
+    assert_string_equal(sql_datetime_ms(1795823941123LL, buf, sizeof(buf)),
+                        "2026-11-27 23:59:01.123");
     /* Leap day. */
-    assert_string_equal(sql_datetime_ms(1709164800000LL, buf, sizeof(buf)), "2024-02-29 00:00:00.000");
+    assert_string_equal(sql_datetime_ms(1709164800000LL, buf, sizeof(buf)),
+                        "2024-02-29 00:00:00.000");
 }
 
 static void test_clock_truncates_to_buffer(void **state)

@@ -145,17 +145,19 @@ static void test_config_valid_file(void **state)
 {
     (void)state;
     struct tconf c;
-    load_ok(&c, "node = { name = \"node-a\"; };\n"
-                "log = { level = \"debug\"; syslog = true; };\n"
-                "redis = { socket = \"/tmp/r.sock\"; port = 0; db = 3; prefix = \"x:\"; };\n"
-                "mysql = { socket = \"/tmp/m.sock\"; user = \"u\"; password = \"p w\"; database = \"d\"; };\n"
-                "paths = { run = \"/tmp/run\"; };\n"
-                "server = { port = 9000; body_limit = 2048; };\n"
-                "worker = { children = 8; output_cap = 100000L; };\n"
-                "beat = { timezone = \"Asia/Shanghai\"; enabled = false; };\n"
-                "failover = { vip = \"198.18.0.100/24\"; advert_int = 0.5; priority = 150;\n"
-                "  unicast_src = \"198.18.0.1\"; unicast_peers = [\"198.18.0.2\", \"198.18.0.3\"]; };\n"
-                "ctl = { key_file = \"/etc/tandem/key\"; };\n");
+    load_ok(&c,
+            "node = { name = \"node-a\"; };\n"
+            "log = { level = \"debug\"; syslog = true; };\n"
+            "redis = { socket = \"/tmp/r.sock\"; port = 0; db = 3; prefix = \"x:\"; };\n"
+            "mysql = { socket = \"/tmp/m.sock\"; user = \"u\"; password = \"p w\"; database = "
+            "\"d\"; };\n"
+            "paths = { run = \"/tmp/run\"; };\n"
+            "server = { port = 9000; body_limit = 2048; };\n"
+            "worker = { children = 8; output_cap = 100000L; };\n"
+            "beat = { timezone = \"Asia/Shanghai\"; enabled = false; };\n"
+            "failover = { vip = \"198.18.0.100/24\"; advert_int = 0.5; priority = 150;\n"
+            "  unicast_src = \"198.18.0.1\"; unicast_peers = [\"198.18.0.2\", \"198.18.0.3\"]; };\n"
+            "ctl = { key_file = \"/etc/tandem/key\"; };\n");
     assert_string_equal(c.node_name, "node-a");
     assert_string_equal(c.log_level, "debug");
     assert_true(c.log_syslog);
@@ -186,8 +188,8 @@ static void test_config_output_cap_is_int64(void **state)
 {
     (void)state;
     /* 64 MiB is the cap; an int64 literal above it is out of range, not truncated. */
-    expect_errors("worker = {\n  output_cap = 5000000000L;\n};\n", "2: worker.output_cap: 5000000000 is out of range",
-                  NULL);
+    expect_errors("worker = {\n  output_cap = 5000000000L;\n};\n",
+                  "2: worker.output_cap: 5000000000 is out of range", NULL);
 }
 
 static void test_config_integer_for_double(void **state)
@@ -201,7 +203,8 @@ static void test_config_integer_for_double(void **state)
 static void test_config_unknown_key(void **state)
 {
     (void)state;
-    expect_errors("server = {\n  port = 8088;\n  prot = 1;\n};\n", "3: server.prot: unknown option", NULL);
+    expect_errors("server = {\n  port = 8088;\n  prot = 1;\n};\n", "3: server.prot: unknown option",
+                  NULL);
 }
 
 static void test_config_unknown_section(void **state)
@@ -220,9 +223,10 @@ static void test_config_top_level_key(void **state)
 static void test_config_wrong_type(void **state)
 {
     (void)state;
-    expect_errors("server = {\n  port = \"8088\";\n};\nlog = {\n  syslog = 1;\n};\nredis = { host = 5; };\n",
-                  "2: server.port: expected an integer, got a string",
-                  "5: log.syslog: expected a boolean", "7: redis.host: expected a string", NULL);
+    expect_errors(
+        "server = {\n  port = \"8088\";\n};\nlog = {\n  syslog = 1;\n};\nredis = { host = 5; };\n",
+        "2: server.port: expected an integer, got a string", "5: log.syslog: expected a boolean",
+        "7: redis.host: expected a string", NULL);
     expect_errors("failover = {\n unicast_peers = \"198.18.0.2\";\n};\n",
                   "2: failover.unicast_peers: expected a list of strings", NULL);
     expect_errors("failover = {\n unicast_peers = (\"198.18.0.2\", 3);\n};\n",
@@ -252,13 +256,15 @@ static void test_config_too_long_string(void **state)
 static void test_config_bad_values(void **state)
 {
     (void)state;
-    expect_errors("log = {\n level = \"loud\";\n};\n", "2: log.level: \"loud\" is not one of", NULL);
+    expect_errors("log = {\n level = \"loud\";\n};\n", "2: log.level: \"loud\" is not one of",
+                  NULL);
     expect_errors("beat = {\n timezone = \"\";\n};\n", "2: beat.timezone: must not be empty", NULL);
     expect_errors("redis = {\n prefix = \"\";\n};\n", "2: redis.prefix: must not be empty", NULL);
     expect_errors("node = {\n name = \"a:b\";\n};\n", "2: node.name:", NULL);
     expect_errors("ctl = {\n url = \"localhost:8088\";\n};\n", "2: ctl.url:", NULL);
-    static const char *bad_vips[] = {"198.18.0.100", "198.18.0.100/33", "198.18.0/24",
-                                     "198.18.0.100/", "198.18.0.100/2x", "::1/64", "host/24"};
+    static const char *bad_vips[] = {"198.18.0.100",  "198.18.0.100/33", "198.18.0/24",
+                                     "198.18.0.100/", "198.18.0.100/2x", "::1/64",
+                                     "host/24"};
     for (size_t i = 0; i < sizeof(bad_vips) / sizeof(bad_vips[0]); i++) {
         char text[256];
         snprintf(text, sizeof(text), "failover = {\n\n vip = \"%s\";\n};\n", bad_vips[i]);
@@ -273,7 +279,8 @@ static void test_config_collects_all_problems(void **state)
     (void)state;
     struct tconf c;
     char *err = NULL;
-    write_file(conf_path, "a = { x = 1; };\nserver = { port = 0; nope = 1; };\nlog = { level = \"x\"; };\n");
+    write_file(conf_path,
+               "a = { x = 1; };\nserver = { port = 0; nope = 1; };\nlog = { level = \"x\"; };\n");
     assert_int_equal(tconf_load(&c, conf_path, &err), -1);
     int lines = 1;
     for (const char *p = err; *p; p++)

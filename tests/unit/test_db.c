@@ -79,8 +79,13 @@ static int group_setup(void **state)
     mkdir(fx.mig, 0700);
 
     snprintf(a1, sizeof(a1), "--datadir=%s", datadir);
-    char *install[] = {INSTALL_DB, "--no-defaults", a1, "--user=root",
-                       "--auth-root-authentication-method=normal", "--skip-test-db", NULL};
+    char *install[] = {INSTALL_DB,
+                       "--no-defaults",
+                       a1,
+                       "--user=root",
+                       "--auth-root-authentication-method=normal",
+                       "--skip-test-db",
+                       NULL};
     if (run_quiet(install, log) != 0) {
         fprintf(stderr, "mariadb-install-db failed, see %s\n", log);
         return -1;
@@ -191,16 +196,15 @@ static long long scalar(MYSQL *m, const char *sql)
     return v;
 }
 
-static const char mig1[] =
-    "-- first migration; a comment with a ; at the end;\n"
-    "CREATE TABLE a (\n"
-    "  id INT PRIMARY KEY, -- inline comment\n"
-    "  note VARCHAR(64) NOT NULL DEFAULT 'x;y'\n"
-    ");\n"
-    "\n"
-    "   -- indented comment\n"
-    "INSERT INTO a (id) VALUES (1);   \n"
-    "INSERT INTO a (id) VALUES (2)";
+static const char mig1[] = "-- first migration; a comment with a ; at the end;\n"
+                           "CREATE TABLE a (\n"
+                           "  id INT PRIMARY KEY, -- inline comment\n"
+                           "  note VARCHAR(64) NOT NULL DEFAULT 'x;y'\n"
+                           ");\n"
+                           "\n"
+                           "   -- indented comment\n"
+                           "INSERT INTO a (id) VALUES (1);   \n"
+                           "INSERT INTO a (id) VALUES (2)";
 static const char mig2[] = "ALTER TABLE a ADD COLUMN b INT NOT NULL DEFAULT 7;\r\n";
 
 static void test_db_migrate_applies_in_order_once(void **state)
@@ -224,7 +228,9 @@ static void test_db_migrate_applies_in_order_once(void **state)
     assert_int_equal(scalar(m, "SELECT COUNT(*) FROM a"), 2);
     assert_int_equal(scalar(m, "SELECT SUM(b) FROM a"), 14);
     assert_int_equal(scalar(m, "SELECT COUNT(*) FROM schema_migrations"), 2);
-    assert_int_equal(scalar(m, "SELECT COUNT(*) FROM schema_migrations WHERE version = 2 AND name = '002_b.sql' AND applied_at IS NOT NULL"), 1);
+    assert_int_equal(scalar(m, "SELECT COUNT(*) FROM schema_migrations WHERE version = 2 AND name "
+                               "= '002_b.sql' AND applied_at IS NOT NULL"),
+                     1);
 
     /* Again: nothing to do, nothing re-run. */
     assert_int_equal(db_migrate(m, fx.mig, &applied, &err), 0);
@@ -270,7 +276,8 @@ static void test_db_migrate_failure_names_file_and_releases_lock(void **state)
     mysql_close(other);
 
     /* Fixed file: the migration is retried and succeeds. */
-    put_migration("002_bad.sql", "CREATE TABLE IF NOT EXISTS ok1 (id INT);\nCREATE TABLE oops (id INT);\n");
+    put_migration("002_bad.sql",
+                  "CREATE TABLE IF NOT EXISTS ok1 (id INT);\nCREATE TABLE oops (id INT);\n");
     assert_int_equal(db_migrate(m, fx.mig, &applied, &err), 0);
     assert_int_equal(applied, 1);
     mysql_close(m);
@@ -305,7 +312,8 @@ static void test_db_migrate_concurrent_is_safe(void **state)
         skip();
     put_migration("001_a.sql", mig1);
     /* Widen the window in which a second migrator could interleave. */
-    put_migration("002_slow.sql", "DO SLEEP(0.5);\nALTER TABLE a ADD COLUMN b INT NOT NULL DEFAULT 7;\n");
+    put_migration("002_slow.sql",
+                  "DO SLEEP(0.5);\nALTER TABLE a ADD COLUMN b INT NOT NULL DEFAULT 7;\n");
     put_migration("003_c.sql", "INSERT INTO a (id) VALUES (3);\n");
     enum { NPROC = 3 };
     pid_t pids[NPROC];
@@ -369,7 +377,10 @@ static void test_db_migrate_shipped_schema(void **state)
     if (db_migrate(m, dir, &applied, &err) != 0)
         fail_msg("%s", err);
     assert_true(applied >= 1);
-    assert_true(scalar(m, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()") > 3);
+    assert_true(
+        scalar(m,
+               "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()") >
+        3);
     assert_int_equal(db_migrate(m, dir, &applied, &err), 0);
     assert_int_equal(applied, 0);
     mysql_close(m);
@@ -382,7 +393,8 @@ static void test_db_session_and_quoting(void **state)
         skip();
     MYSQL *m = connect_or_fail();
     char *err = NULL;
-    MYSQL_RES *r = db_query(m, &err, "SELECT @@session.time_zone, @@character_set_client, @@autocommit");
+    MYSQL_RES *r =
+        db_query(m, &err, "SELECT @@session.time_zone, @@character_set_client, @@autocommit");
     assert_non_null(r);
     MYSQL_ROW row = mysql_fetch_row(r);
     assert_string_equal(row[0], "+00:00");

@@ -18,8 +18,8 @@ static void test_ids_func_id_split_valid(void **state)
     assert_string_equal(func, "greet");
 
     /* "__" after the first split belongs to the script name. */
-    assert_true(func_id_split("a__b__c.f_1", set, sizeof(set), script, sizeof(script), func,
-                              sizeof(func)));
+    assert_true(
+        func_id_split("a__b__c.f_1", set, sizeof(set), script, sizeof(script), func, sizeof(func)));
     assert_string_equal(set, "a");
     assert_string_equal(script, "a__b__c");
     assert_string_equal(func, "f_1");
@@ -32,16 +32,16 @@ static void test_ids_func_id_split_invalid(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "",                /* empty */
-        "demo.hello",      /* no "__" */
-        "__hello.greet",   /* empty set */
-        "demo__.greet",    /* empty script name */
-        "demo__hello",     /* no func */
-        "demo__hello.",    /* empty func */
-        "demo__hello.a.b", /* two dots */
-        "de-mo__hello.f",  /* '-' not allowed */
-        "demo__hel lo.f",  /* space */
-        "demo__hello.f()", /* punctuation */
+        "",                  /* empty */
+        "demo.hello",        /* no "__" */
+        "__hello.greet",     /* empty set */
+        "demo__.greet",      /* empty script name */
+        "demo__hello",       /* no func */
+        "demo__hello.",      /* empty func */
+        "demo__hello.a.b",   /* two dots */
+        "de-mo__hello.f",    /* '-' not allowed */
+        "demo__hel lo.f",    /* space */
+        "demo__hello.f()",   /* punctuation */
         "demo__h\xc3\xa9.f", /* non-ASCII */
         ".f",
     };
@@ -96,7 +96,7 @@ static void test_ids_id_new_format_and_uniqueness(void **state)
 {
     (void)state;
     enum { N = 2000 };
-    char (*ids)[ID_MAX] = calloc(N, ID_MAX);
+    char(*ids)[ID_MAX] = calloc(N, ID_MAX);
     assert_non_null(ids);
     for (int i = 0; i < N; i++) {
         id_new(ids[i], ID_MAX, "task-");

@@ -39,8 +39,9 @@ static void test_sha256_448_bits(void **state)
 static void test_sha256_896_bits(void **state)
 {
     (void)state;
-    const char *m = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopq"
-                    "klmnopqrlmnopqrsmnopqrstnopqrstu";
+    const char *m =
+        "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopq"
+        "klmnopqrlmnopqrsmnopqrstnopqrstu";
     check(m, strlen(m), "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
 }
 
@@ -85,12 +86,9 @@ static void test_sha256_raw_matches_hex(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sha256_empty),
-        cmocka_unit_test(test_sha256_abc),
-        cmocka_unit_test(test_sha256_448_bits),
-        cmocka_unit_test(test_sha256_896_bits),
-        cmocka_unit_test(test_sha256_million_a),
-        cmocka_unit_test(test_sha256_raw_matches_hex),
+        cmocka_unit_test(test_sha256_empty),     cmocka_unit_test(test_sha256_abc),
+        cmocka_unit_test(test_sha256_448_bits),  cmocka_unit_test(test_sha256_896_bits),
+        cmocka_unit_test(test_sha256_million_a), cmocka_unit_test(test_sha256_raw_matches_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,8 +61,9 @@ static void test_task_round_trip(void **state)
     /* Field names are the ones in docs/INTERNALS.md. */
     json_t *o = json_loads(s, 0, NULL);
     assert_non_null(o);
-    static const char *keys[] = {"id", "func", "kwargs", "origin", "origin_id", "timeout", "reply",
-                                 "queue", "enq", "expires", "epoch", "ver", "nominal"};
+    static const char *keys[] = {"id",      "func",  "kwargs", "origin", "origin_id",
+                                 "timeout", "reply", "queue",  "enq",    "expires",
+                                 "epoch",   "ver",   "nominal"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (json_object_get(o, keys[i]) == NULL)
             fail_msg("encoded task lacks \"%s\": %s", keys[i], s);
@@ -120,7 +121,8 @@ static void test_task_decode_rejects_malformed(void **state)
     expect_reject("{\"id\":\"a/b\",\"func\":\"a__b.c\"}", "not a valid id");
     expect_reject("{\"id\":\"t\",\"func\":\"\"}", "\"func\" is empty");
     expect_reject("{\"id\":\"t\",\"func\":\"f\",\"kwargs\":[1]}", "\"kwargs\" must be an object");
-    expect_reject("{\"id\":\"t\",\"func\":\"f\",\"timeout\":\"30\"}", "\"timeout\" must be an integer");
+    expect_reject("{\"id\":\"t\",\"func\":\"f\",\"timeout\":\"30\"}",
+                  "\"timeout\" must be an integer");
     expect_reject("{\"id\":\"t\",\"func\":\"f\",\"timeout\":0}", "out of range");
     expect_reject("{\"id\":\"t\",\"func\":\"f\",\"timeout\":3601}", "out of range");
     expect_reject("{\"id\":\"t\",\"func\":\"f\",\"origin\":\"martian\"}", "\"origin\"");
@@ -171,8 +173,8 @@ static int redis_up(void **state)
     f.pid = fork();
     if (f.pid == 0) {
         execl("/usr/bin/redis-server", "redis-server", "--port", "0", "--unixsocket",
-              f.conf.redis_socket, "--dir", f.dir, "--save", "", "--appendonly", "no",
-              "--loglevel", "warning", "--logfile", "redis.log", (char *)NULL);
+              f.conf.redis_socket, "--dir", f.dir, "--save", "", "--appendonly", "no", "--loglevel",
+              "warning", "--logfile", "redis.log", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 100; i++) {
