@@ -25,6 +25,23 @@ def gone(pid):
         return True
 
 
+def procs_mentioning(text):
+    """pid -> cmdline of every live process whose command line contains text
+    (worker children inherit the master's "-c DIR/tandem.conf")."""
+    res = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd and not gone(int(d)):
+            res[int(d)] = cmd
+    return res
+
+
 def local(*args, env=None, timeout=180):
     e = dict(os.environ, TANDEM_BUILD=harness.BUILD)
     e.update(env or {})
@@ -42,6 +59,8 @@ class LocalStackTest(unittest.TestCase):
                 self.assertIn("beat", pids)
             for name, pid in pids.items():
                 self.assertFalse(gone(pid), f"{name} (pid {pid}) is not running right after up")
+            everything = procs_mentioning(st.dir)
+            self.assertGreaterEqual(len(everything), len(pids), everything)
             self.assertNotIn("warning", st.up_output, "up fell back from /api/v1/health:\n" + st.up_output)
             status, body = st.http("GET", "/api/v1/health", key=None)
             self.assertEqual(status, 200, body)
@@ -63,6 +82,8 @@ class LocalStackTest(unittest.TestCase):
             for name, pid in pids.items():
                 self.assertTrue(gone(pid), f"{name} (pid {pid}) still runs after down")
             self.assertEqual(os.listdir(os.path.join(st.dir, "pids")), [])
+            # worker children and anything else the stack forked are gone too
+            self.assertEqual(procs_mentioning(st.dir), {})
             p = local("down", "--dir", st.dir)
             self.assertEqual(p.returncode, 0, "second down must be harmless: " + p.stderr)
             p = local("status", "--dir", st.dir)
