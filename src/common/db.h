@@ -25,7 +25,10 @@ char *db_qn(MYSQL *m, const char *s, size_t len);
 
 /* Apply every migrations/NNN_name.sql in dir not yet in schema_migrations,
  * in order, under GET_LOCK('tandem_migrate') so two nodes running it at once
- * are safe. Idempotent. *applied = number applied now. 0 or -1 with *err. */
+ * are safe. Idempotent. *applied = number applied now. 0 or -1 with *err.
+ * GET_LOCK waits up to 60 s, so connect with timeout_s > 60 for migrating.
+ * A failing statement is reported as "FILE:LINE: MariaDB error"; the
+ * migrations before it stay applied and recorded. */
 int db_migrate(MYSQL *m, const char *dir, int *applied, char **err);
 
 /* Newest migration version in dir and in the database (for doctor/health). */
