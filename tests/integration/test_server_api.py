@@ -509,5 +509,40 @@ class TestSecondServer(Envelope):
         self.assertServing()
 
 
+class TestZBackendDown(Envelope):
+    """Runs last: the backends stop (SIGSTOP) and come back."""
+
+    def test_redis_down_is_503_then_recovers(self):
+        rpid = ST.pids()["redis"]
+        os.kill(rpid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            status, body = ST.http("POST", "/api/v1/func/t__srv.echo", {"kwargs": {"a": 1}}, timeout=30)
+            self.assertErr(status, body, 503, "EBackend", "redis")
+            self.assertLess(time.monotonic() - t0, 10)
+            self.assertServing()  # ping needs no backend
+        finally:
+            os.kill(rpid, signal.SIGCONT)
+        d = wait_for(lambda: ST.api("POST", "/api/v1/func/t__srv.echo", {"kwargs": {"a": 3}}), 30, 0.5,
+                     "calls again after redis is back")
+        self.assertEqual(d["result"]["a"], 3)
+
+    def test_db_down_admin_is_503_calls_still_work(self):
+        ST.api("GET", "/api/v1/scripts")  # make sure the thread's connection exists
+        for i in range(8):  # every worker child has the script's code cached
+            ST.api("POST", "/api/v1/func/t__srv.echo", {"kwargs": {"a": i}})
+        mpid = ST.pids()["mariadb"]
+        os.kill(mpid, signal.SIGSTOP)
+        try:
+            # calls need no SQL: served from the cache
+            d = ST.api("POST", "/api/v1/func/t__srv.echo", {"kwargs": {"a": 9}}, timeout=30)
+            self.assertEqual(d["result"]["a"], 9)
+            status, body = ST.http("GET", "/api/v1/scripts", timeout=60)
+            self.assertErr(status, body, 503, "EBackend", "database")
+        finally:
+            os.kill(mpid, signal.SIGCONT)
+        wait_for(lambda: ST.api("GET", "/api/v1/scripts"), 30, 0.5, "admin again after the db is back")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
