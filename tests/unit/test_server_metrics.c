@@ -12,8 +12,12 @@
 
 static void assert_has(const char *text, const char *line)
 {
-    if (!strstr(text, line))
-        fail_msg("metrics text lacks \"%s\":\n%s", line, text);
+    assert_non_null(text);
+    if (strstr(text, line) == NULL) {
+        print_error("metrics text lacks \"%s\":\n", line);
+        print_error("%s\n", text);
+        fail();
+    }
 }
 
 static void test_server_metrics_counts_requests_calls_and_latency(void **state)
