@@ -3,6 +3,7 @@ refused/failed, 2 usage, 3 unreachable), human and --json output."""
 
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -254,6 +255,22 @@ class CtlFunctionsTest(unittest.TestCase):
         self.assertEqual(code, 0)
         self.assertIn(sid, [a["id"] for a in apis["sync"]])
         self.assertIn(d["id"], [a["id"] for a in apis["async"]])
+
+
+class CtlBackendDownTest(unittest.TestCase):
+    def test_ctl_backend_down_exits_3(self):
+        # its own stack: this one loses its Redis
+        with Stack(name="ctl") as b:
+            b.push_script("ctltest__one", "@DFF.API('one')\ndef f():\n    return 1\n")
+            p = b.ctl("call", "ctltest__one.f")
+            self.assertEqual((p.returncode, p.stdout.strip()), (0, "1"), p.stderr)
+            os.kill(b.pids()["redis"], signal.SIGKILL)
+            p = wait_for(lambda: (lambda p: p if p.returncode != 0 else None)(b.ctl("call", "ctltest__one.f")), 5,
+                         what="call to fail")
+            self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+            self.assertIn("503", p.stderr)
+            code, out = b.ctl_json("call", "ctltest__one.f")
+            self.assertEqual((code, out.get("reason")), (3, "EBackend"))
 
 
 if __name__ == "__main__":
