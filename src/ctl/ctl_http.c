@@ -141,7 +141,8 @@ static int dechunk(const char *buf, size_t n, char **out, size_t *outlen, char *
             goto more;
         errno = 0;
         sz = strtoull(buf + pos, &end, 16);
-        if (end == buf + pos || errno || (*end != '\r' && *end != ';' && *end != '\n' && *end != ' ')) {
+        if (end == buf + pos || errno ||
+            (*end != '\r' && *end != ';' && *end != '\n' && *end != ' ')) {
             *err = xfmt("malformed chunk size at body offset %zu", pos);
             goto bad;
         }
@@ -246,7 +247,8 @@ again:
         const char *eol = memchr(p, '\n', (size_t)(lim - p));
         const char *colon = memchr(p, ':', (size_t)(eol - p));
         if (!colon) {
-            *err = xfmt("malformed header line '%.*s'", (int)(eol - p - 1 > 60 ? 60 : eol - p - 1), p);
+            *err =
+                xfmt("malformed header line '%.*s'", (int)(eol - p - 1 > 60 ? 60 : eol - p - 1), p);
             return -1;
         }
         size_t nl = (size_t)(colon - p);
@@ -260,7 +262,8 @@ again:
             cl = strtoll(v, &e, 10);
             while (*e == ' ' || *e == '\t')
                 e++;
-            if (e == v || errno || cl < 0 || (*e != '\r' && *e != '\n') || (clen >= 0 && clen != cl)) {
+            if (e == v || errno || cl < 0 || (*e != '\r' && *e != '\n') ||
+                (clen >= 0 && clen != cl)) {
                 *err = xfmt("bad Content-Length '%.*s'", (int)(eol - v > 30 ? 30 : eol - v), v);
                 return -1;
             }
@@ -304,7 +307,8 @@ again:
             want = (size_t)clen;
             if (avail < want) {
                 if (eof) {
-                    *err = xfmt("server closed the connection after %zu of %lld body bytes", avail, clen);
+                    *err = xfmt("server closed the connection after %zu of %lld body bytes", avail,
+                                clen);
                     return -1;
                 }
                 return 0;
@@ -377,7 +381,8 @@ static int connect_to(const char *host, const char *port, long long deadline, ch
     }
     freeaddrinfo(res);
     if (fd == -1)
-        *err = xfmt("cannot connect to %s:%s: %s", host, port, strerror(saved ? saved : ECONNREFUSED));
+        *err =
+            xfmt("cannot connect to %s:%s: %s", host, port, strerror(saved ? saved : ECONNREFUSED));
     return fd;
 }
 
@@ -416,11 +421,13 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
     size_t n = 0, cap = 0;
     int fd = -1, rc = -1;
     long long deadline = mono_now_ms() + (timeout_ms > 0 ? timeout_ms : CTL_HTTP_TIMEOUT_MS);
-    bool with_len = body || !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
+    bool with_len =
+        body || !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
 
     memset(r, 0, sizeof(*r));
     *err = NULL;
-    if (ctl_http_parse_url(url, host, sizeof(host), port, sizeof(port), base, sizeof(base), err) == -1)
+    if (ctl_http_parse_url(url, host, sizeof(host), port, sizeof(port), base, sizeof(base), err) ==
+        -1)
         return -1;
     if (key && strpbrk(key, "\r\n")) {
         *err = xfmt("the access key contains a line break");
@@ -433,17 +440,20 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
     if (asprintf(&req,
                  "%s %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUser-Agent: tandemctl/%s\r\n"
                  "Accept: application/json\r\nConnection: close\r\n%s%s%s",
-                 method, base, path, strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-                 port, TANDEM_VERSION, key && *key ? "Authorization: Bearer " : "",
-                 key && *key ? key : "", key && *key ? "\r\n" : "") == -1) {
+                 method, base, path, strchr(host, ':') ? "[" : "", host,
+                 strchr(host, ':') ? "]" : "", port, TANDEM_VERSION,
+                 key && *key ? "Authorization: Bearer " : "", key && *key ? key : "",
+                 key && *key ? "\r\n" : "") == -1) {
         *err = xfmt("out of memory");
         return -1;
     }
     {
         char *full = NULL;
-        int ok = with_len ? asprintf(&full, "%sContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                                     req, body ? body_len : 0)
-                          : asprintf(&full, "%s\r\n", req);
+        int ok =
+            with_len
+                ? asprintf(&full, "%sContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                           req, body ? body_len : 0)
+                : asprintf(&full, "%s\r\n", req);
         free(req);
         req = ok == -1 ? NULL : full;
         if (!req) {
@@ -468,7 +478,8 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
             size_t nc = cap ? cap * 2 : 65536;
             char *nb;
             if (nc > (size_t)CTL_HTTP_MAX_BODY + 128 * 1024) {
-                *err = xfmt("answer from %s:%s larger than %d bytes", host, port, CTL_HTTP_MAX_BODY);
+                *err =
+                    xfmt("answer from %s:%s larger than %d bytes", host, port, CTL_HTTP_MAX_BODY);
                 goto out;
             }
             nb = realloc(buf, nc);
@@ -488,8 +499,9 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
                 if (prc == 1)
                     continue;
                 if (prc == 0)
-                    *err = xfmt("no complete answer from %s:%s to %s %s%s within %d s", host, port, method,
-                                base, path, (timeout_ms > 0 ? timeout_ms : CTL_HTTP_TIMEOUT_MS) / 1000);
+                    *err = xfmt("no complete answer from %s:%s to %s %s%s within %d s", host, port,
+                                method, base, path,
+                                (timeout_ms > 0 ? timeout_ms : CTL_HTTP_TIMEOUT_MS) / 1000);
                 else
                     *err = xfmt("waiting for %s:%s: %s", host, port, strerror(errno));
                 goto out;
@@ -529,7 +541,8 @@ int ctl_http(struct ctl *c, const char *method, const char *path, json_t *body, 
         *err = xfmt("cannot encode the request body as JSON");
         return -1;
     }
-    rc = ctl_http_request(c->url, c->key, method, path, b, b ? strlen(b) : 0, CTL_HTTP_TIMEOUT_MS, &r, err);
+    rc = ctl_http_request(c->url, c->key, method, path, b, b ? strlen(b) : 0, CTL_HTTP_TIMEOUT_MS,
+                          &r, err);
     free(b);
     if (rc == -1)
         return -1;
@@ -547,7 +560,8 @@ int ctl_report_error(struct ctl *c, long status, json_t *resp, const char *err)
 
     if (err) {
         if (c->json) {
-            json_t *o = json_pack("{s:b,s:s,s:s}", "ok", 0, "reason", "EUnreachable", "message", err);
+            json_t *o =
+                json_pack("{s:b,s:s,s:s}", "ok", 0, "reason", "EUnreachable", "message", err);
             char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
             if (s)
                 printf("%s\n", s);
@@ -569,8 +583,8 @@ int ctl_report_error(struct ctl *c, long status, json_t *resp, const char *err)
         if (json_is_object(resp) && json_object_get(resp, "ok")) {
             s = json_dumps(resp, JSON_COMPACT);
         } else {
-            json_t *o = json_pack("{s:b,s:I,s:s,s:s}", "ok", 0, "error", (json_int_t)status, "reason",
-                                  reason ? reason : "EUnexpectedAnswer", "message",
+            json_t *o = json_pack("{s:b,s:I,s:s,s:s}", "ok", 0, "error", (json_int_t)status,
+                                  "reason", reason ? reason : "EUnexpectedAnswer", "message",
                                   message ? message : "the server did not answer with JSON");
             s = o ? json_dumps(o, JSON_COMPACT) : NULL;
             json_decref(o);
@@ -579,8 +593,9 @@ int ctl_report_error(struct ctl *c, long status, json_t *resp, const char *err)
             printf("%s\n", s);
         free(s);
     } else {
-        fprintf(stderr, "tandemctl: HTTP %ld%s%s%s%s\n", status, reason ? " " : "", reason ? reason : "",
-                (message && *message) ? ": " : "", (message && *message) ? message : "");
+        fprintf(stderr, "tandemctl: HTTP %ld%s%s%s%s\n", status, reason ? " " : "",
+                reason ? reason : "", (message && *message) ? ": " : "",
+                (message && *message) ? message : "");
         if (json_is_object(resp)) {
             const char *tb = json_string_value(json_object_get(resp, "traceback"));
             json_t *detail = json_object_get(resp, "detail");

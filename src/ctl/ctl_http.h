@@ -8,14 +8,14 @@
 #include <stdbool.h>
 #include <jansson.h>
 
-#define CTL_HTTP_TIMEOUT_MS 60000           /* default whole-request timeout */
+#define CTL_HTTP_TIMEOUT_MS 60000            /* default whole-request timeout */
 #define CTL_HTTP_MAX_BODY (64 * 1024 * 1024) /* refuse larger answers */
 
 struct ctl_http_resp {
-    long status;     /* 200, 404, ... */
-    char *body;      /* decoded body (de-chunked), NUL-terminated, malloc'd */
-    size_t len;      /* body length without the NUL */
-    json_t *json;    /* body parsed as JSON, or NULL if it is not JSON */
+    long status;  /* 200, 404, ... */
+    char *body;   /* decoded body (de-chunked), NUL-terminated, malloc'd */
+    size_t len;   /* body length without the NUL */
+    json_t *json; /* body parsed as JSON, or NULL if it is not JSON */
 };
 
 void ctl_http_resp_free(struct ctl_http_resp *r);

@@ -123,7 +123,8 @@ static int api(struct ctl *c, const char *method, const char *path, json_t *body
     *resp = *data = NULL;
     {
         char h[256], p[16], base[256];
-        if (ctl_http_parse_url(c->url, h, sizeof(h), p, sizeof(p), base, sizeof(base), &err) == -1) {
+        if (ctl_http_parse_url(c->url, h, sizeof(h), p, sizeof(p), base, sizeof(base), &err) ==
+            -1) {
             rc = usage_err("%s", err);
             free(err);
             return rc;
@@ -150,11 +151,13 @@ static int api(struct ctl *c, const char *method, const char *path, json_t *body
         ctl_http_resp_free(&r);
         rc = ctl_report_error(c, st, *resp, NULL);
         if (st == 401 && !c->json && !c->key[0])
-            fprintf(stderr, "tandemctl: no access key: give --key, set TANDEM_KEY or ctl.key_file\n");
+            fprintf(stderr,
+                    "tandemctl: no access key: give --key, set TANDEM_KEY or ctl.key_file\n");
         return rc;
     }
     ctl_http_resp_free(&r);
-    *data = json_is_object(*resp) && json_object_get(*resp, "ok") ? json_object_get(*resp, "data") : *resp;
+    *data = json_is_object(*resp) && json_object_get(*resp, "ok") ? json_object_get(*resp, "data")
+                                                                  : *resp;
     return CTL_OK;
 }
 
@@ -162,8 +165,8 @@ static int api(struct ctl *c, const char *method, const char *path, json_t *body
 static int check_id(const char *what, const char *id)
 {
     if (!id_valid(id))
-        return usage_err("%s '%s' is not a valid id ([A-Za-z0-9_.-], up to %d characters)", what, id,
-                         ID_MAX - 1);
+        return usage_err("%s '%s' is not a valid id ([A-Za-z0-9_.-], up to %d characters)", what,
+                         id, ID_MAX - 1);
     return CTL_OK;
 }
 
@@ -172,7 +175,8 @@ static int parse_kwargs(const char *s, json_t **out)
     json_error_t je;
     json_t *j = json_loads(s, 0, &je);
     if (!j)
-        return usage_err("--kwargs: invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+        return usage_err("--kwargs: invalid JSON at line %d column %d: %s", je.line, je.column,
+                         je.text);
     if (!json_is_object(j)) {
         json_decref(j);
         return usage_err("--kwargs: must be a JSON object like {\"x\": 1}");
@@ -190,8 +194,8 @@ struct copt {
     bool *flag;       /* otherwise */
 };
 
-static int parse_cmd_opts(const char *cmd, int argc, char **argv, struct copt *opts, const char **pos,
-                          int maxpos, int *npos)
+static int parse_cmd_opts(const char *cmd, int argc, char **argv, struct copt *opts,
+                          const char **pos, int maxpos, int *npos)
 {
     *npos = 0;
     for (int i = 0; i < argc; i++) {
@@ -231,8 +235,9 @@ static int parse_cmd_opts(const char *cmd, int argc, char **argv, struct copt *o
 static int need_conf(struct ctl *c, const char *what)
 {
     if (!c->have_conf)
-        return usage_err("%s needs a config file with the MariaDB/Redis settings (-c FILE or $TANDEM_CONFIG)",
-                         what);
+        return usage_err(
+            "%s needs a config file with the MariaDB/Redis settings (-c FILE or $TANDEM_CONFIG)",
+            what);
     return CTL_OK;
 }
 
@@ -298,7 +303,8 @@ static int key_bootstrap(struct ctl *c, const char *name)
         return ret;
     m = db_connect(&c->conf, 10, &err);
     if (!m) {
-        fprintf(stderr, "tandemctl: key create --bootstrap: %s\n", err ? err : "cannot connect to MariaDB");
+        fprintf(stderr, "tandemctl: key create --bootstrap: %s\n",
+                err ? err : "cannot connect to MariaDB");
         free(err);
         return CTL_UNREACHABLE;
     }
@@ -308,14 +314,15 @@ static int key_bootstrap(struct ctl *c, const char *name)
     qid = db_q(m, id);
     qname = db_q(m, name);
     qhash = db_q(m, hash);
-    ret = db_exec(m, &err, "INSERT INTO access_key (id, name, secret_sha256) VALUES (%s, %s, %s)", qid,
-                  qname, qhash);
+    ret = db_exec(m, &err, "INSERT INTO access_key (id, name, secret_sha256) VALUES (%s, %s, %s)",
+                  qid, qname, qhash);
     free(qid);
     free(qname);
     free(qhash);
     mysql_close(m);
     if (ret == -1) {
-        fprintf(stderr, "tandemctl: key create --bootstrap: storing the key: %s\n", err ? err : "failed");
+        fprintf(stderr, "tandemctl: key create --bootstrap: storing the key: %s\n",
+                err ? err : "failed");
         free(err);
         return CTL_REFUSED;
     }
@@ -323,8 +330,10 @@ static int key_bootstrap(struct ctl *c, const char *name)
     rc = rds_connect(&c->conf, 5000, &err);
     if (!rc) {
         print_new_key(c, id, name, secret);
-        fprintf(stderr, "tandemctl: key stored, but Redis is unreachable (%s): running servers "
-                        "will not see it until the next change\n", err ? err : "?");
+        fprintf(stderr,
+                "tandemctl: key stored, but Redis is unreachable (%s): running servers "
+                "will not see it until the next change\n",
+                err ? err : "?");
         free(err);
         return CTL_UNREACHABLE;
     }
@@ -377,7 +386,8 @@ static int cmd_key(struct ctl *c, int argc, char **argv)
             size_t i;
             json_t *k;
             printf("%-30s %-20s %-25s %s\n", "ID", "NAME", "CREATED", "REVOKED");
-            json_array_foreach(data, i, k) {
+            json_array_foreach(data, i, k)
+            {
                 char cr[64], rv[64];
                 jtext(json_object_get(k, "created_at"), cr, sizeof(cr));
                 jtext(json_object_get(k, "revoked_at"), rv, sizeof(rv));
@@ -478,7 +488,8 @@ static int script_publish(struct ctl *c, const char *id)
         ctl_http_resp_free(&r);
         return CTL_OK;
     }
-    if (!c->json && json_is_object(r.json) && !strcmp(jstr(r.json, "reason"), "EScriptSyntaxError")) {
+    if (!c->json && json_is_object(r.json) &&
+        !strcmp(jstr(r.json, "reason"), "EScriptSyntaxError")) {
         /* the message already reads "SyntaxError at line N: msg" */
         json_t *line = json_object_get(json_object_get(r.json, "detail"), "line");
         const char *msg = jstr(r.json, "message");
@@ -500,7 +511,8 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
     json_t *resp = NULL, *data = NULL;
     const char *pos[2], *id = NULL, *title = NULL;
     int npos, rc;
-    struct copt opts[] = {{"id", true, &id, NULL}, {"title", true, &title, NULL}, {NULL, false, NULL, NULL}};
+    struct copt opts[] = {
+        {"id", true, &id, NULL}, {"title", true, &title, NULL}, {NULL, false, NULL, NULL}};
 
     if (argc < 1)
         return usage_err("usage: tandemctl script push FILE --id SET__NAME | publish ID | list");
@@ -547,7 +559,8 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
             size_t i;
             json_t *s;
             printf("%-40s %-8s %s\n", "ID", "VERSION", "TITLE");
-            json_array_foreach(data, i, s) {
+            json_array_foreach(data, i, s)
+            {
                 char v[32];
                 jtext(json_object_get(s, "publish_version"), v, sizeof(v));
                 printf("%-40s %-8s %s\n", jstr(s, "id"), v, jstr(s, "title"));
@@ -576,7 +589,8 @@ static int cmd_func(struct ctl *c, int argc, char **argv)
         return rc;
     if (script && !script_id_valid(script))
         return usage_err("--script '%s' is not a script id (SET__NAME)", script);
-    snprintf(path, sizeof(path), "/api/v1/funcs%s%s", script ? "?script=" : "", script ? script : "");
+    snprintf(path, sizeof(path), "/api/v1/funcs%s%s", script ? "?script=" : "",
+             script ? script : "");
     rc = api(c, "GET", path, NULL, 0, &resp, &data);
     if (rc == CTL_OK && c->json)
         print_json(data, false);
@@ -584,7 +598,8 @@ static int cmd_func(struct ctl *c, int argc, char **argv)
         size_t i;
         json_t *f;
         printf("%-44s %-8s %-24s %s\n", "ID", "TIMEOUT", "ARGS", "TITLE");
-        json_array_foreach(data, i, f) {
+        json_array_foreach(data, i, f)
+        {
             char to[32], args[256];
             jtext(json_object_get(f, "timeout"), to, sizeof(to));
             jtext(json_object_get(f, "args"), args, sizeof(args));
@@ -629,13 +644,15 @@ static int cmd_call(struct ctl *c, int argc, char **argv)
         return rc;
     if (kw && (rc = parse_kwargs(kw, &kwargs)) != CTL_OK)
         return rc;
-    body = json_pack("{s:o,s:{s:b}}", "kwargs", kwargs ? kwargs : json_object(), "options", "async", async);
+    body = json_pack("{s:o,s:{s:b}}", "kwargs", kwargs ? kwargs : json_object(), "options", "async",
+                     async);
     if (timeout)
         json_object_set_new(json_object_get(body, "options"), "timeout", json_integer(timeout));
     snprintf(path, sizeof(path), "/api/v1/func/%s", pos[0]);
     rc = api(c, "POST", path, body,
-             (async ? 0 : (timeout ? timeout : CALL_DEFAULT_TIMEOUT) * 1000) + HTTP_MARGIN_MS + 20000, &resp,
-             &data);
+             (async ? 0 : (timeout ? timeout : CALL_DEFAULT_TIMEOUT) * 1000) + HTTP_MARGIN_MS +
+                 20000,
+             &resp, &data);
     json_decref(body);
     if (rc == CTL_OK) {
         if (c->json)
@@ -643,7 +660,9 @@ static int cmd_call(struct ctl *c, int argc, char **argv)
         else if (async)
             printf("%s\n", jstr(data, "id"));
         else
-            print_json(json_object_get(data, "result") ? json_object_get(data, "result") : json_null(), true);
+            print_json(json_object_get(data, "result") ? json_object_get(data, "result")
+                                                       : json_null(),
+                       true);
     }
     json_decref(resp);
     return rc;
@@ -681,7 +700,8 @@ static int cmd_api(struct ctl *c, int argc, char **argv)
                           {NULL, false, NULL, NULL}};
 
     if (argc < 1)
-        return usage_err("usage: tandemctl api create-sync|create-async FUNC_ID ... | api list [sync|async]");
+        return usage_err(
+            "usage: tandemctl api create-sync|create-async FUNC_ID ... | api list [sync|async]");
     if (!strcmp(argv[0], "list")) {
         const char *kinds[2] = {"sync", "async"};
         int from = 0, to = 2;
@@ -698,13 +718,15 @@ static int cmd_api(struct ctl *c, int argc, char **argv)
             if (rc == CTL_OK && !c->json) {
                 size_t i;
                 json_t *a;
-                printf("%s%-6s %-30s %-44s %-8s %s\n", k > from ? "\n" : "", "KIND", "ID", "FUNC", "NEEDKEY",
-                       "ENABLED");
-                json_array_foreach(data, i, a) {
+                printf("%s%-6s %-30s %-44s %-8s %s\n", k > from ? "\n" : "", "KIND", "ID", "FUNC",
+                       "NEEDKEY", "ENABLED");
+                json_array_foreach(data, i, a)
+                {
                     char nk[16], en[16];
                     jtext(json_object_get(a, "need_key"), nk, sizeof(nk));
                     jtext(json_object_get(a, "enabled"), en, sizeof(en));
-                    printf("%-6s %-30s %-44s %-8s %s\n", kinds[k], jstr(a, "id"), jstr(a, "func_id"), nk, en);
+                    printf("%-6s %-30s %-44s %-8s %s\n", kinds[k], jstr(a, "id"),
+                           jstr(a, "func_id"), nk, en);
                 }
             } else if (rc == CTL_OK) {
                 json_object_set(all, kinds[k], data);
@@ -723,21 +745,23 @@ static int cmd_api(struct ctl *c, int argc, char **argv)
     if ((rc = parse_cmd_opts(argv[0], argc - 1, argv + 1, opts, pos, 1, &npos)) != CTL_OK)
         return rc;
     if (npos != 1)
-        return usage_err("usage: tandemctl api %s FUNC_ID [--kwargs JSON] [--need-key] [--title T]", argv[0]);
+        return usage_err("usage: tandemctl api %s FUNC_ID [--kwargs JSON] [--need-key] [--title T]",
+                         argv[0]);
     if (!func_id_split(pos[0], NULL, 0, NULL, 0, NULL, 0))
         return usage_err("'%s' is not a func id (SET__SCRIPT.FUNC)", pos[0]);
     if (kw && (rc = parse_kwargs(kw, &kwargs)) != CTL_OK)
         return rc;
-    body = json_pack("{s:s,s:o,s:b,s:s}", "func_id", pos[0], "kwargs", kwargs ? kwargs : json_object(),
-                     "need_key", need_key, "title", title ? title : "");
+    body =
+        json_pack("{s:s,s:o,s:b,s:s}", "func_id", pos[0], "kwargs", kwargs ? kwargs : json_object(),
+                  "need_key", need_key, "title", title ? title : "");
     rc = api(c, "POST", sync ? "/api/v1/sync-apis" : "/api/v1/async-apis", body, 0, &resp, &data);
     json_decref(body);
     if (rc == CTL_OK) {
         if (c->json)
             print_json(data, false);
         else
-            printf("ID=%s\nURL=%s/api/v1/%s/%s\n", jstr(data, "id"), c->url, sync ? "sync" : "async",
-                   jstr(data, "id"));
+            printf("ID=%s\nURL=%s/api/v1/%s/%s\n", jstr(data, "id"), c->url,
+                   sync ? "sync" : "async", jstr(data, "id"));
     }
     json_decref(resp);
     return rc;
@@ -751,9 +775,10 @@ static const struct command {
     const char *name;
     int (*fn)(struct ctl *c, int argc, char **argv);
 } commands[] = {
-    {"db", cmd_db},         {"key", cmd_key},   {"script", cmd_script},      {"func", cmd_func},
-    {"call", cmd_call},     {"task", cmd_task}, {"api", cmd_api},            {"cron", ctl_cron_main},
-    {"doctor", ctl_doctor_main}, {NULL, NULL},
+    {"db", cmd_db},     {"key", cmd_key},        {"script", cmd_script},
+    {"func", cmd_func}, {"call", cmd_call},      {"task", cmd_task},
+    {"api", cmd_api},   {"cron", ctl_cron_main}, {"doctor", ctl_doctor_main},
+    {NULL, NULL},
 };
 
 static void load_key_file(struct ctl *c, const char *path)
@@ -796,7 +821,8 @@ static int load_config(struct ctl *c, const char *path)
     else
         return CTL_OK;
     if (tconf_load(&c->conf, path, &err) == -1) {
-        fprintf(stderr, "tandemctl: config %s is not usable:\n%s%s", path, err ? err : "(unknown error)\n",
+        fprintf(stderr, "tandemctl: config %s is not usable:\n%s%s", path,
+                err ? err : "(unknown error)\n",
                 err && err[0] && err[strlen(err) - 1] != '\n' ? "\n" : "");
         free(err);
         return CTL_USAGE;
@@ -824,12 +850,24 @@ int main(int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "+c:u:k:jhV", lopts, NULL)) != -1) {
         switch (opt) {
-        case 'c': conf_path = optarg; break;
-        case 'u': url = optarg; break;
-        case 'k': key = optarg; break;
-        case 'j': c->json = true; break;
-        case 'h': fputs(usage_text, stdout); return CTL_OK;
-        case 'V': printf("tandemctl %s\n", TANDEM_VERSION); return CTL_OK;
+        case 'c':
+            conf_path = optarg;
+            break;
+        case 'u':
+            url = optarg;
+            break;
+        case 'k':
+            key = optarg;
+            break;
+        case 'j':
+            c->json = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return CTL_OK;
+        case 'V':
+            printf("tandemctl %s\n", TANDEM_VERSION);
+            return CTL_OK;
         default:
             if (optopt && strchr("cuk", optopt))
                 return usage_err("option -%c needs a value", optopt);
@@ -864,7 +902,8 @@ int main(int argc, char **argv)
     if (url)
         memcpy(c->url, url, strlen(url) + 1);
     else
-        snprintf(c->url, sizeof(c->url), "http://127.0.0.1:%d", c->conf.server_port ? c->conf.server_port : 8088);
+        snprintf(c->url, sizeof(c->url), "http://127.0.0.1:%d",
+                 c->conf.server_port ? c->conf.server_port : 8088);
     if (!key)
         key = getenv("TANDEM_KEY");
     if (key && strlen(key) >= sizeof(c->key))

@@ -28,8 +28,9 @@ static void test_ctl_http_parse_content_length(void **state)
 {
     struct ctl_http_resp r;
     char *err;
-    const char *full = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: 11\r\n\r\n"
-                       "{\"ok\":true}";
+    const char *full =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: 11\r\n\r\n"
+        "{\"ok\":true}";
     (void)state;
     assert_int_equal(parse_all(full, false, &r, &err), 1);
     assert_int_equal(r.status, 200);
@@ -69,7 +70,9 @@ static void test_ctl_http_parse_chunked(void **state)
         err = NULL;
         assert_int_equal(ctl_http_parse(full, n, false, &r, &err), 0);
     }
-    assert_int_equal(parse_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", false, &r, &err), -1);
+    assert_int_equal(
+        parse_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", false, &r, &err),
+        -1);
     assert_non_null(strstr(err, "chunk"));
     free(err);
 }
@@ -86,9 +89,11 @@ static void test_ctl_http_parse_until_eof_interim_and_nobody(void **state)
     assert_null(r.json); /* not JSON */
     ctl_http_resp_free(&r);
     /* a 100 Continue is skipped */
-    assert_int_equal(parse_all("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n[]",
-                               false, &r, &err),
-                     1);
+    assert_int_equal(
+        parse_all(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n[]",
+            false, &r, &err),
+        1);
     assert_int_equal(r.status, 201);
     assert_true(json_is_array(r.json));
     ctl_http_resp_free(&r);
@@ -106,12 +111,14 @@ static void test_ctl_http_parse_rejects_garbage(void **state)
     assert_int_equal(parse_all("SSH-2.0-OpenSSH\r\n\r\n", false, &r, &err), -1);
     assert_non_null(strstr(err, "status line"));
     free(err);
-    assert_int_equal(parse_all("HTTP/1.1 200 OK\r\nContent-Length: -4\r\n\r\n", false, &r, &err), -1);
+    assert_int_equal(parse_all("HTTP/1.1 200 OK\r\nContent-Length: -4\r\n\r\n", false, &r, &err),
+                     -1);
     assert_non_null(strstr(err, "Content-Length"));
     free(err);
-    assert_int_equal(parse_all("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", false, &r,
-                               &err),
-                     -1);
+    assert_int_equal(
+        parse_all("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", false, &r,
+                  &err),
+        -1);
     free(err);
     assert_int_equal(parse_all("HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", false, &r, &err), -1);
     free(err);
@@ -124,20 +131,27 @@ static void test_ctl_http_parse_url(void **state)
 {
     char h[64], p[8], b[64], *err = NULL;
     (void)state;
-    assert_int_equal(ctl_http_parse_url("http://127.0.0.1:8088", h, sizeof(h), p, sizeof(p), b, sizeof(b), &err), 0);
+    assert_int_equal(
+        ctl_http_parse_url("http://127.0.0.1:8088", h, sizeof(h), p, sizeof(p), b, sizeof(b), &err),
+        0);
     assert_string_equal(h, "127.0.0.1");
     assert_string_equal(p, "8088");
     assert_string_equal(b, "");
-    assert_int_equal(ctl_http_parse_url("http://[::1]:9/base/", h, sizeof(h), p, sizeof(p), b, sizeof(b), &err), 0);
+    assert_int_equal(
+        ctl_http_parse_url("http://[::1]:9/base/", h, sizeof(h), p, sizeof(p), b, sizeof(b), &err),
+        0);
     assert_string_equal(h, "::1");
     assert_string_equal(p, "9");
     assert_string_equal(b, "/base");
-    assert_int_equal(ctl_http_parse_url("http://vip", h, sizeof(h), p, sizeof(p), b, sizeof(b), &err), 0);
+    assert_int_equal(
+        ctl_http_parse_url("http://vip", h, sizeof(h), p, sizeof(p), b, sizeof(b), &err), 0);
     assert_string_equal(p, "80");
-    const char *bad[] = {"https://x", "ftp://x", "http://", "http://x:0", "http://x:99999", "http://x:1a", "", NULL};
+    const char *bad[] = {"https://x",      "ftp://x",     "http://", "http://x:0",
+                         "http://x:99999", "http://x:1a", "",        NULL};
     for (int i = 0; bad[i]; i++) {
         err = NULL;
-        assert_int_equal(ctl_http_parse_url(bad[i], h, sizeof(h), p, sizeof(p), b, sizeof(b), &err), -1);
+        assert_int_equal(ctl_http_parse_url(bad[i], h, sizeof(h), p, sizeof(p), b, sizeof(b), &err),
+                         -1);
         assert_non_null(err);
         free(err);
     }
@@ -175,7 +189,8 @@ static void *serve_one(void *arg)
         }
     }
     if (s->answer) {
-        for (const char *p = s->answer; *p; p++) /* the worst case for a parser: one byte per read */
+        for (const char *p = s->answer; *p;
+             p++) /* the worst case for a parser: one byte per read */
             if (write(fd, p, 1) != 1)
                 break;
     } else {
@@ -210,8 +225,9 @@ static void test_ctl_http_request_roundtrip(void **state)
     char *err = NULL;
     (void)state;
 
-    srv_start(&s, &th, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       "19\r\n{\"ok\":true,\"data\":\"pong\"}\r\n0\r\n\r\n");
+    srv_start(&s, &th,
+              "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "19\r\n{\"ok\":true,\"data\":\"pong\"}\r\n0\r\n\r\n");
     memset(&c, 0, sizeof(c));
     snprintf(c.url, sizeof(c.url), "http://127.0.0.1:%d/", s.port);
     snprintf(c.key, sizeof(c.key), "tk_secret");
@@ -239,7 +255,8 @@ static void test_ctl_http_request_timeout_and_refused(void **state)
 
     srv_start(&s, &th, NULL); /* accepts, never answers */
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
-    assert_int_equal(ctl_http_request(url, NULL, "GET", "/api/v1/health", NULL, 0, 300, &r, &err), -1);
+    assert_int_equal(ctl_http_request(url, NULL, "GET", "/api/v1/health", NULL, 0, 300, &r, &err),
+                     -1);
     assert_non_null(strstr(err, "no complete answer"));
     free(err);
     pthread_join(th, NULL);
