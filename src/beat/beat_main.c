@@ -74,10 +74,10 @@ static void heartbeat(struct beat *b)
     b->hb_mono = t;
     char k[192];
     rds_key(k, sizeof k, &b->conf, "hb:beat:%s:%d", b->node, b->pid);
-    json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:b, s:i, s:b}", "kind", "beat",
-                          "node", b->node, "pid", b->pid, "epoch", (json_int_t)b->epoch, "ts",
-                          (json_int_t)now_ms(), "busy", 0, "children", 0, "leader", b->leader,
-                          "jobs", b->njobs, "paused", b->paused);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:b, s:s, s:i, s:b}", "kind",
+                          "beat", "node", b->node, "pid", b->pid, "epoch", (json_int_t)b->epoch,
+                          "ts", (json_int_t)now_ms(), "busy", 0, "children", 0, "leader",
+                          b->leader, "lease", b->lease_val, "jobs", b->njobs, "paused", b->paused);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s)
