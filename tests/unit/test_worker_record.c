@@ -1,0 +1,168 @@
+/* tandem-worker outcome building: the reply outcome, the Ptask status, the
+ * task_record row, long-text cutting and the SQL row the keeper inserts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker.h"
+
+static struct wtask sample(void)
+{
+    struct wtask t;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.id, sizeof(t.id), "task-abc");
+    snprintf(t.func, sizeof(t.func), "demo__hello.greet");
+    snprintf(t.queue, sizeof(t.queue), "cron");
+    snprintf(t.origin_id, sizeof(t.origin_id), "cron-1");
+    snprintf(t.entry, sizeof(t.entry), "1-0");
+    t.origin = ORIGIN_CRON;
+    t.timeout = 5;
+    t.enq_ms = 1764280000000;
+    t.nominal = 1764280000;
+    t.start_ms = 1764280000100;
+    return t;
+}
+
+static void test_worker_success_outcome_carries_result_and_cost(void **state)
+{
+    (void)state;
+    struct wtask t = sample();
+    json_t *res = json_pack("{s:i}", "sum", 3);
+    struct woutcome o = {.status = "success", .result = res, .output = "hi\n",
+                         .start_ms = 1000, .end_ms = 1012};
+    json_t *j = wrec_outcome(&t, &o, "node-a");
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "success");
+    assert_true(json_equal(json_object_get(j, "result"), res));
+    assert_int_equal(json_integer_value(json_object_get(j, "cost")), 12);
+    assert_string_equal(json_string_value(json_object_get(j, "node")), "node-a");
+    assert_string_equal(json_string_value(json_object_get(j, "output")), "hi\n");
+    assert_null(json_object_get(j, "reason"));
+    json_decref(j);
+    json_decref(res);
+}
+
+static void test_worker_failure_outcome_has_reason_message_traceback(void **state)
+{
+    (void)state;
+    struct wtask t = sample();
+    json_t *data = json_pack("{s:i}", "line", 3);
+    struct woutcome o = {.status = "failure", .reason = "EFuncFailed",
+                         .message = "ZeroDivisionError: division by zero",
+                         .traceback = "Traceback (most recent call last):\n", .data = data,
+                         .start_ms = 1, .end_ms = 2};
+    json_t *j = wrec_status(&t, &o, "n");
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), "EFuncFailed");
+    assert_non_null(json_object_get(j, "traceback"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "data"), "line")), 3);
+    assert_null(json_object_get(j, "result"));
+    assert_string_equal(json_string_value(json_object_get(j, "origin")), "cron");
+    assert_string_equal(json_string_value(json_object_get(j, "func")), "demo__hello.greet");
+    json_decref(j);
+    json_decref(data);
+}
+
+static void test_worker_record_has_task_record_columns(void **state)
+{
+    (void)state;
+    struct wtask t = sample();
+    struct woutcome o = {.status = "timeout", .reason = "EFuncTimeout", .message = "killed",
+                         .start_ms = t.start_ms, .end_ms = t.start_ms + 5000};
+    json_t *j = wrec_record(&t, &o, "node-b", 7);
+    static const char *const cols[] = {"id", "func_id", "origin", "origin_id", "queue", "status",
+                                       "reason", "message", "traceback", "output", "node",
+                                       "epoch", "nominal_at", "enqueued_at", "started_at",
+                                       "ended_at", "cost_ms"};
+    for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+        assert_non_null(json_object_get(j, cols[i]));
+    assert_int_equal(json_integer_value(json_object_get(j, "epoch")), 7);
+    assert_int_equal(json_integer_value(json_object_get(j, "nominal_at")), 1764280000000LL);
+    assert_int_equal(json_integer_value(json_object_get(j, "cost_ms")), 5000);
+    assert_true(json_is_null(json_object_get(j, "traceback")));
+    json_decref(j);
+}
+
+static void test_worker_long_text_is_cut_on_a_utf8_boundary(void **state)
+{
+    (void)state;
+    char s[16];
+    snprintf(s, sizeof(s), "ab\xc3\xa9z"); /* "abéz" */
+    wrec_cut_utf8(s, 3); /* would split é */
+    assert_string_equal(s, "ab");
+    snprintf(s, sizeof(s), "ab\xc3\xa9z");
+    wrec_cut_utf8(s, 4);
+    assert_string_equal(s, "ab\xc3\xa9");
+
+    struct wtask t = sample();
+    size_t n = 200000;
+    char *big = malloc(n + 1);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    struct woutcome o = {.status = "failure", .reason = "EFuncFailed", .message = big,
+                         .start_ms = 1, .end_ms = 1};
+    json_t *j = wrec_record(&t, &o, "n", 0);
+    assert_true(json_string_length(json_object_get(j, "message")) <= 65535);
+    json_decref(j);
+    free(big);
+}
+
+static char *fake_quote(void *ud, const char *s)
+{
+    (void)ud;
+    char *q = malloc(strlen(s) + 3);
+    sprintf(q, "'%s'", s);
+    return q;
+}
+
+static void test_worker_sql_row_from_record(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    json_t *rec = json_loads("{\"id\":\"task-1\",\"func_id\":\"a__b.c\",\"origin\":\"cron\","
+                             "\"status\":\"missed\",\"epoch\":3,\"nominal_at\":1764280000000,"
+                             "\"ended_at\":\"2026-11-27T23:59:01.123Z\",\"cost_ms\":0,"
+                             "\"message\":null}",
+                             0, NULL);
+    char *row = wrec_sql_row(rec, fake_quote, NULL, &err);
+    assert_non_null(row);
+    assert_string_equal(row, "('task-1','a__b.c','cron','','','missed','',NULL,NULL,NULL,'',3,"
+                             "'2025-11-27 21:46:40.000',NULL,NULL,'2026-11-27 23:59:01.123',0)");
+    free(row);
+    json_decref(rec);
+}
+
+static void test_worker_sql_row_rejects_malformed_records(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    const char *bad[] = {"{\"func_id\":\"a\",\"status\":\"x\"}",            /* no id */
+                         "{\"id\":\"t\",\"func_id\":\"a\",\"status\":1}",      /* status type */
+                         "{\"id\":\"t\",\"func_id\":\"a\",\"status\":\"s\",\"epoch\":\"x\"}",
+                         "{\"id\":\"t\",\"func_id\":\"a\",\"status\":\"s\",\"ended_at\":[]}",
+                         "[1]"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *rec = json_loads(bad[i], 0, NULL);
+        assert_null(wrec_sql_row(rec, fake_quote, NULL, &err));
+        assert_non_null(err);
+        free(err);
+        err = NULL;
+        json_decref(rec);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_worker_success_outcome_carries_result_and_cost),
+        cmocka_unit_test(test_worker_failure_outcome_has_reason_message_traceback),
+        cmocka_unit_test(test_worker_record_has_task_record_columns),
+        cmocka_unit_test(test_worker_long_text_is_cut_on_a_utf8_boundary),
+        cmocka_unit_test(test_worker_sql_row_from_record),
+        cmocka_unit_test(test_worker_sql_row_rejects_malformed_records),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
