@@ -91,6 +91,22 @@ class LocalStackTest(unittest.TestCase):
         finally:
             shutil.rmtree(st.dir, ignore_errors=True)
 
+    def test_local_up_again_after_down_keeps_data_and_key(self):
+        st = Stack(name="lo").up()
+        try:
+            st.push_script("lotest__keep", "@DFF.API('k')\ndef f():\n    return 7\n")
+            key = st.key
+            st.keep = True
+            st.down()
+            st.keep = False
+            st.up()
+            self.assertEqual(st.key, key, "a re-up must keep the admin key its user has")
+            status, body = st.http("POST", "/api/v1/func/lotest__keep.f", {"kwargs": {}})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["data"]["result"], 7)
+        finally:
+            st.down()
+
     def test_local_two_stacks_in_two_dirs_at_once(self):
         with Stack(name="lo") as a, Stack(name="lo") as b:
             self.assertNotEqual(a.url, b.url)
