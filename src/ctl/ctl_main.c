@@ -482,7 +482,10 @@ static int script_publish(struct ctl *c, const char *id)
         } else {
             printf("published %s version %lld:", id,
                    (long long)json_integer_value(json_object_get(data, "publish_version")));
-            json_array_foreach(funcs, i, f) printf("%s %s", i ? "," : "", jstr(f, "name"));
+            json_array_foreach(funcs, i, f)
+            {
+                printf("%s %s", i ? "," : "", jstr(f, "name"));
+            }
             printf("%s\n", json_array_size(funcs) ? "" : " (no functions)");
         }
         ctl_http_resp_free(&r);
