@@ -1,0 +1,207 @@
+#!/usr/bin/python3
+"""Drill client: runs in the tandem-client namespace and talks only to the VIP.
+
+  client.py setup --url URL --key KEY            publish the drill script and its APIs;
+                                                 prints SAPI=, AAPI=, FUNC_CRON= lines
+  client.py load --url URL --key KEY --sapi ID --aapi ID --seconds N --out FILE
+                                                 sync calls in a loop, async calls, then
+                                                 waits for every accepted task
+
+Python stdlib only (Debian's /usr/bin/python3).
+"""
+import argparse
+import http.client
+import json
+import sys
+import threading
+import time
+import urllib.parse
+
+SCRIPT_ID = "drill__main"
+CODE = '''
+@DFF.API("drill ping")
+def ping():
+    return "pong"
+
+@DFF.API("drill async")
+def work(n=0):
+    return n
+
+@DFF.API("drill cron")
+def tick():
+    return 1
+'''
+
+
+CONNECT_TIMEOUT = 0.2
+
+
+def call(url, method, path, key=None, body=None, timeout=1.0):
+    """One HTTP request. Returns (status, parsed JSON or text); (0, error) on transport failure.
+
+    Connecting gets CONNECT_TIMEOUT, the answer `timeout`: while the VIP moves a
+    SYN can go to the node that just let go of it and vanish, and the client
+    should retry soon rather than sit out the kernel's 1 s SYN retransmit."""
+    u = urllib.parse.urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=min(timeout, CONNECT_TIMEOUT))
+    headers = {"Content-Type": "application/json", "Connection": "close"}
+    if key:
+        headers["Authorization"] = "Bearer " + key
+    try:
+        conn.connect()
+        conn.sock.settimeout(timeout)
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        try:
+            return r.status, json.loads(data)
+        except ValueError:
+            return r.status, data.decode("utf-8", "replace")
+    except Exception as e:  # refused, reset, timeout: the outage we measure
+        return 0, "%s: %s" % (type(e).__name__, e)
+    finally:
+        conn.close()
+
+
+def must(status, resp, what):
+    if status != 200:
+        sys.exit("client.py setup: %s failed: HTTP %s %s" % (what, status, resp))
+    return resp.get("data") if isinstance(resp, dict) else resp
+
+
+def find_existing(url, key, path, func_id):
+    st, resp = call(url, "GET", path, key, timeout=5)
+    if st == 200 and isinstance(resp, dict):
+        items = resp.get("data") or []
+        if isinstance(items, dict):
+            items = items.get("items", [])
+        for it in items:
+            if it.get("func_id") == func_id:
+                return it.get("id")
+    return None
+
+
+def cmd_setup(a):
+    must(*call(a.url, "PUT", "/api/v1/scripts/" + SCRIPT_ID, a.key,
+               {"code_draft": CODE, "title": "failover drills"}, timeout=10), "save script")
+    must(*call(a.url, "POST", "/api/v1/scripts/%s/publish" % SCRIPT_ID, a.key, {}, timeout=30),
+         "publish script")
+    ids = {}
+    for kind, path, func in (("SAPI", "/api/v1/sync-apis", "ping"), ("AAPI", "/api/v1/async-apis", "work")):
+        fid = "%s.%s" % (SCRIPT_ID, func)
+        got = find_existing(a.url, a.key, path, fid)
+        if not got:
+            data = must(*call(a.url, "POST", path, a.key, {"func_id": fid, "title": "drill"}, timeout=10),
+                        "create " + path)
+            got = data.get("id")
+        ids[kind] = got
+    print("SAPI=%s" % ids["SAPI"])
+    print("AAPI=%s" % ids["AAPI"])
+    print("FUNC_CRON=%s.tick" % SCRIPT_ID)
+
+
+def cmd_load(a):
+    stop = threading.Event()
+    sync_log = []      # (t_start, t_end, status)
+    accepted = []      # task ids
+    async_fail = [0]
+    t0 = time.time()
+
+    def sync_loop():
+        while not stop.is_set():
+            s = time.time()
+            st, _ = call(a.url, "POST", "/api/v1/sync/" + a.sapi, a.key, {"kwargs": {}}, timeout=a.timeout)
+            sync_log.append((s, time.time(), st))
+            time.sleep(a.interval)
+
+    def async_loop():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            st, resp = call(a.url, "POST", "/api/v1/async/" + a.aapi, a.key, {"kwargs": {"n": n}},
+                            timeout=a.timeout)
+            tid = None
+            if st == 200 and isinstance(resp, dict):
+                d = resp.get("data")
+                tid = d.get("id") if isinstance(d, dict) else None
+            if tid:
+                accepted.append(tid)
+            else:
+                async_fail[0] += 1
+            time.sleep(a.async_interval)
+
+    th = [threading.Thread(target=sync_loop), threading.Thread(target=async_loop)]
+    for t in th:
+        t.start()
+    time.sleep(a.seconds)
+    stop.set()
+    for t in th:
+        t.join()
+    t_load_end = time.time()
+
+    # every accepted task must finish; pending ones are polled until settle
+    pending = set(accepted)
+    done, failed = {}, {}
+    deadline = time.time() + a.settle
+    while pending and time.time() < deadline:
+        for tid in list(pending):
+            st, resp = call(a.url, "GET", "/api/v1/tasks/" + tid, a.key, timeout=2)
+            if st != 200 or not isinstance(resp, dict):
+                continue
+            d = resp.get("data") or {}
+            status = d.get("status")
+            if status == "success":
+                done[tid] = status
+                pending.discard(tid)
+            elif status in ("failure", "timeout", "crashed", "expired"):
+                failed[tid] = status
+                pending.discard(tid)
+        if pending:
+            time.sleep(0.5)
+
+    oks = [e for (_, e, st) in sync_log if st == 200]
+    gaps = [b - a_ for a_, b in zip(oks, oks[1:])]
+    longest, at = 0.0, None
+    for (x, y) in zip(oks, oks[1:]):
+        if y - x > longest:
+            longest, at = y - x, x
+    codes = {}
+    for (_, _, st) in sync_log:
+        codes[str(st)] = codes.get(str(st), 0) + 1
+    rep = {
+        "t0": t0, "t_load_end": t_load_end,
+        "sync_calls": len(sync_log), "sync_ok": len(oks), "sync_failed": len(sync_log) - len(oks),
+        "sync_codes": codes,
+        "outage_ms": int(longest * 1000), "outage_at": at,
+        "median_gap_ms": int(sorted(gaps)[len(gaps) // 2] * 1000) if gaps else None,
+        "async_accepted": len(accepted), "async_refused": async_fail[0],
+        "async_completed": len(done), "async_failed": failed, "async_lost": sorted(pending),
+    }
+    with open(a.out, "w") as f:
+        json.dump(rep, f)
+    print(json.dumps(rep))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("setup")
+    s.add_argument("--url", required=True)
+    s.add_argument("--key", required=True)
+    l = sub.add_parser("load")
+    l.add_argument("--url", required=True)
+    l.add_argument("--key", required=True)
+    l.add_argument("--sapi", required=True)
+    l.add_argument("--aapi", required=True)
+    l.add_argument("--seconds", type=float, default=20)
+    l.add_argument("--interval", type=float, default=0.02)
+    l.add_argument("--async-interval", type=float, default=0.2)
+    l.add_argument("--timeout", type=float, default=2.0)
+    l.add_argument("--settle", type=float, default=90)
+    l.add_argument("--out", required=True)
+    a = p.parse_args()
+    {"setup": cmd_setup, "load": cmd_load}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

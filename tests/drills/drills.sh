@@ -1,0 +1,308 @@
+# Failover drills, sourced by `appliance/lab drill NAME` (which provides DIR,
+# BIN, VIP, PORT, nsx, start, pid_is_ours, redis_start, kill_ns_leftovers).
+#
+# Every drill: a client in tandem-client calls a sync API through the VIP in
+# a loop and async APIs every 200 ms, while a per-second cron job runs; the
+# fault is injected a few seconds in. The report says what a client saw and
+# what the backend recorded, and the drill fails on any broken promise:
+#   - an accepted async task that never completed (promise 2)
+#   - a cron slot fired twice, or not fired at all within the window (promise 1)
+#   - not exactly one node running a stack at the end, or that node not
+#     holding the VIP and the newest epoch (promise 3)
+#   - the drill's own expectation (who ends primary, epoch moved or not)
+# Figures (outage, switchover, keepalived clean-up) are reported against
+# their targets; they are measurements, not pass criteria, on a shared host.
+#
+# Names: switchover kill-tree kill-keepalived kill-server sigstop partition redis-restart
+
+DRILL_NAMES="switchover kill-tree kill-keepalived kill-server sigstop partition redis-restart"
+LOAD_S=${DRILL_LOAD_S:-22}   # client load duration
+FAULT_AT=${DRILL_FAULT_AT:-5} # s into the load
+CRON_ID=cron-drill
+
+rcli() { nsx tandem-backend redis-cli -h "$BACKEND_IP" "$@" 2>/dev/null; }
+sqlq() { mariadb --no-defaults -S "$DIR/backend/mysql.sock" -u root -N -B tandem -e "$1"; }
+now_ms() { date +%s%3N; }
+
+# The node (a|b) whose eth0 holds the VIP; "none" or "a b" otherwise.
+vip_holders() {
+    local n out=""
+    for n in a b; do
+        ip -n "tandem-$n" -o -4 addr show dev eth0 2>/dev/null | grep -q " $VIP/" && out="$out $n"
+    done
+    out=${out# }
+    echo "${out:-none}"
+}
+
+ns_pids() { # NS -> pids of every process in that network namespace
+    local ino p
+    ino=$(stat -L -c %i "/run/netns/$1" 2>/dev/null) || return 0
+    for p in /proc/[0-9]*; do
+        [ "$(stat -L -c %i "$p/ns/net" 2>/dev/null)" = "$ino" ] && echo "${p#/proc/}"
+    done
+}
+
+# Nodes running any stack process (tandem-server, -worker, -beat).
+stack_nodes() {
+    local n p c out=""
+    for n in a b; do
+        for p in $(ns_pids "tandem-$n"); do
+            c=$(cat "/proc/$p/comm" 2>/dev/null)
+            case "$c" in tandem-server | tandem-worker | tandem-beat) out="$out $n"; break ;; esac
+        done
+    done
+    out=${out# }
+    echo "${out:-none}"
+}
+
+tree_pids() { # PID -> PID and all its descendants
+    local p=$1 c
+    echo "$p"
+    for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree_pids "$c"; done
+}
+
+sv_status() { # NODE -> JSON status from its supervisor
+    nsx "tandem-$1" "$BIN/tandemctl" -c "$DIR/$1/tandem.conf" --json status 2>/dev/null
+}
+
+jget() { /usr/bin/python3 -c 'import json,sys
+d=json.load(sys.stdin)
+for k in sys.argv[1].split("."):
+    d = d[int(k)] if isinstance(d, list) else d.get(k) if isinstance(d, dict) else None
+print("" if d is None else d)' "$1" 2>/dev/null; }
+
+child_pid() { # NODE NAME -> pid of worker|server|beat per the supervisor
+    sv_status "$1" | /usr/bin/python3 -c 'import json,sys
+d=json.load(sys.stdin)
+print(next((c["pid"] for c in d["children"] if c["name"]==sys.argv[1]), 0))' "$2" 2>/dev/null
+}
+
+other() { [ "$1" = a ] && echo b || echo a; }
+
+drill_setup() {
+    [ -s "$DIR/drill.env" ] && return 0
+    local key out
+    key=$(head -n1 "$DIR/admin.key")
+    out=$(nsx tandem-client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" setup \
+        --url "http://$VIP:$PORT" --key "$key") || { echo "drill setup failed: $out" >&2; return 1; }
+    printf '%s\n' "$out" >"$DIR/drill.env.tmp"
+    local func
+    func=$(sed -n 's/^FUNC_CRON=//p' "$DIR/drill.env.tmp")
+    # The cron job goes in by SQL (+ a generation bump), the way an admin API
+    # would leave it, so the drills do not depend on the cron API's shape.
+    sqlq "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled)
+          VALUES ('$CRON_ID', '$func', 'drill: every second', '* * * * * *', 'UTC', '{}', 1)
+          ON DUPLICATE KEY UPDATE enabled = 1, expr = '* * * * * *'" ||
+        { echo "drill setup: cannot create the cron job" >&2; return 1; }
+    rcli INCR tandem:gen >/dev/null
+    mv "$DIR/drill.env.tmp" "$DIR/drill.env"
+}
+
+# --- faults: each sets EXPECT_PRIMARY (a|b|same|other|any), EXPECT_EPOCH
+# (same|newer|any) and may add FIGURES (name=value lines). ----------------
+
+fault_switchover() {
+    local t0 out
+    t0=$(now_ms)
+    out=$(nsx "tandem-$P0" "$BIN/tandemctl" -c "$DIR/$P0/tandem.conf" --json switchover --wait 10)
+    echo "  tandemctl switchover: $out"
+    FIGURES+="switchover_ctl_ms=$(echo "$out" | jget ms)"$'\n'
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=500
+}
+
+fault_kill-tree() {
+    local svpid pids
+    svpid=$(cat "$DIR"/pids/*-sv-"$P0".pid)
+    pids=$(tree_pids "$svpid" | tr '\n' ' ')
+    echo "  SIGKILL node $P0's supervisor tree: $pids"
+    kill -KILL $pids 2>/dev/null
+    sleep 4
+    # as systemd would: the supervisor comes back (and drops the stale VIP)
+    local order
+    order=$(basename "$(ls "$DIR"/pids/*-sv-"$P0".pid)" | cut -d- -f1)
+    kill_ns_leftovers "tandem-$P0"
+    start "sv-$P0" "$order" "tandem-$P0" "$DIR/log/sv-$P0.log" "$BIN/tandem-supervisor" -c "$DIR/$P0/tandem.conf"
+    echo "  restarted node $P0's supervisor (pid $LAST_PID)"
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=1500
+}
+
+fault_kill-keepalived() {
+    local ka kv srv beat t0 t_vip="" t_stack="" t
+    ka=$(cat "$DIR/$P0/run/keepalived.pid") kv=$(cat "$DIR/$P0/run/keepalived-vrrp.pid")
+    srv=$(child_pid "$P0" server) beat=$(child_pid "$P0" beat)
+    echo "  SIGKILL keepalived on node $P0 (pids $ka $kv); server $srv, beat $beat"
+    t0=$(now_ms)
+    kill -KILL "$ka" "$kv"
+    for ((i = 0; i < 300; i++)); do
+        t=$(now_ms)
+        if [ -z "$t_vip" ] && ! ip -n "tandem-$P0" -o -4 addr show dev eth0 | grep -q " $VIP/"; then
+            t_vip=$((t - t0))
+        fi
+        if [ -z "$t_stack" ] && ! kill -0 "$srv" 2>/dev/null && ! kill -0 "$beat" 2>/dev/null; then
+            t_stack=$((t - t0))
+        fi
+        [ -n "$t_vip" ] && [ -n "$t_stack" ] && break
+        sleep 0.01
+    done
+    echo "  VIP gone from $P0 after ${t_vip:-?} ms, server+beat gone after ${t_stack:-?} ms"
+    FIGURES+="ka_kill_vip_removed_ms=${t_vip:-timeout}"$'\n'"ka_kill_stack_stopped_ms=${t_stack:-timeout}"$'\n'
+    FIG_FAIL=""
+    [ -n "$t_vip" ] && [ -n "$t_stack" ] || FIG_FAIL="VIP or stack still there 3 s after keepalived died"
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=""
+}
+
+fault_kill-server() {
+    local srv new i
+    srv=$(child_pid "$P0" server)
+    echo "  SIGKILL node $P0's tandem-server (pid $srv)"
+    kill -KILL "$srv"
+    for ((i = 0; i < 100; i++)); do
+        new=$(child_pid "$P0" server)
+        [ -n "$new" ] && [ "$new" != 0 ] && [ "$new" != "$srv" ] && break
+        sleep 0.1
+    done
+    echo "  server restarted as pid ${new:-none}"
+    FIGURES+="server_restarted_pid=${new:-none}"$'\n'
+    EXPECT_PRIMARY=same EXPECT_EPOCH=same OUTAGE_TARGET_MS=""
+}
+
+fault_sigstop() {
+    local pids
+    pids=$(ns_pids "tandem-$P0" | tr '\n' ' ')
+    echo "  SIGSTOP every process of node $P0 for 5 s: $pids"
+    kill -STOP $pids
+    sleep 5
+    kill -CONT $pids
+    echo "  SIGCONT"
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=1500
+}
+
+fault_partition() {
+    # No nft/iptables here and no tc actions in this kernel: VRRP adverts are
+    # the lab's only multicast, so stopping multicast flooding to both node
+    # ports on the bridge cuts exactly VRRP between the nodes.
+    echo "  VRRP partition (multicast to p-a and p-b blocked) for 10 s"
+    nsx tandem-br bridge link set dev p-a mcast_flood off
+    nsx tandem-br bridge link set dev p-b mcast_flood off
+    sleep 10
+    nsx tandem-br bridge link set dev p-a mcast_flood on
+    nsx tandem-br bridge link set dev p-b mcast_flood on
+    echo "  healed; stack nodes now: $(stack_nodes)"
+    EXPECT_PRIMARY=any EXPECT_EPOCH=any OUTAGE_TARGET_MS=""
+}
+
+fault_redis-restart() {
+    local rp i
+    rp=$(cat "$DIR"/pids/1-redis.pid)
+    echo "  restarting redis-server (pid $rp)"
+    kill -TERM "$rp"
+    for ((i = 0; i < 100; i++)); do pid_is_ours "$rp" || break; sleep 0.1; done
+    redis_start || echo "  redis did not come back!"
+    echo "  redis back as pid $LAST_PID"
+    EXPECT_PRIMARY=any EXPECT_EPOCH=any OUTAGE_TARGET_MS=""
+}
+
+drill_run() {
+    local name=$1
+    case " $DRILL_NAMES " in *" $name "*) ;; *)
+        echo "$PROG: unknown drill '$name' (one of: $DRILL_NAMES)" >&2; return 2 ;;
+    esac
+    drill_setup || return 1
+    . "$DIR/drill.env"
+    local key; key=$(head -n1 "$DIR/admin.key")
+    local out=$DIR/drill-$name
+    FIGURES="" FIG_FAIL="" EXPECT_PRIMARY=any EXPECT_EPOCH=any OUTAGE_TARGET_MS=""
+
+    P0=$(vip_holders)
+    case "$P0" in a | b) ;; *) echo "drill $name: no single primary before the drill (VIP on: $P0)" >&2; return 1 ;; esac
+    local e0; e0=$(rcli GET tandem:epoch)
+    local t0; t0=$(date +%s)
+    echo "drill $name: primary node $P0, epoch $e0; client load ${LOAD_S}s, fault at ${FAULT_AT}s"
+    nsx tandem-client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" load --url "http://$VIP:$PORT" \
+        --key "$key" --sapi "$SAPI" --aapi "$AAPI" --seconds "$LOAD_S" --out "$out-client.json" \
+        >"$out-client.log" 2>&1 &
+    local cpid=$!
+    sleep "$FAULT_AT"
+    "fault_$name"
+    echo "  waiting for the client (load, then every accepted task)"
+    wait "$cpid"
+    [ -s "$out-client.json" ] || { echo "drill $name: the client failed:"; tail -5 "$out-client.log"; return 1; }
+    local t1; t1=$(jget t_load_end <"$out-client.json" | cut -d. -f1)
+    sleep 3 # task records are flushed to MariaDB in batches
+
+    # cron slots in the window, from task_record (distinct task ids per slot)
+    local lo=$((t0 + 2)) hi=$((t1 - 3))
+    sqlq "SELECT UNIX_TIMESTAMP(nominal_at) DIV 1, COUNT(DISTINCT id), GROUP_CONCAT(DISTINCT status)
+          FROM task_record WHERE origin = 'cron' AND origin_id = '$CRON_ID'
+          AND nominal_at >= FROM_UNIXTIME($lo) AND nominal_at <= FROM_UNIXTIME($hi)
+          GROUP BY 1" >"$out-cron.tsv" 2>"$out-cron.err"
+    local fired_keys
+    fired_keys=$(rcli --scan --pattern "tandem:fired:$CRON_ID:*" | wc -l)
+
+    local p1 stacks e1 sv_e
+    p1=$(vip_holders) stacks=$(stack_nodes) e1=$(rcli GET tandem:epoch)
+    case "$p1" in a | b) sv_e=$(sv_status "$p1" | jget epoch) ;; *) sv_e="" ;; esac
+
+    /usr/bin/python3 - "$name" "$out" "$lo" "$hi" "$P0" "$p1" "$stacks" "$e0" "$e1" "$sv_e" \
+        "$EXPECT_PRIMARY" "$EXPECT_EPOCH" "${OUTAGE_TARGET_MS:-}" "$FIG_FAIL" "$fired_keys" "$FIGURES" <<'PY'
+import json, sys
+(name, out, lo, hi, p0, p1, stacks, e0, e1, sv_e, exp_p, exp_e, target, fig_fail, fired_keys,
+ figures) = sys.argv[1:17]
+lo, hi = int(lo), int(hi)
+c = json.load(open(out + "-client.json"))
+slots = {}
+for line in open(out + "-cron.tsv"):
+    f = line.rstrip("\n").split("\t")
+    if len(f) >= 2:
+        slots[int(f[0])] = (int(f[1]), f[2] if len(f) > 2 else "")
+missing = [s for s in range(lo, hi + 1) if s not in slots]
+double = [s for s, (n, _) in slots.items() if n >= 2]
+missed_status = [s for s, (_, st) in slots.items() if "missed" in st]
+e0i = int(e0 or 0); e1i = int(e1 or 0)
+broken = []
+if c["async_lost"] or c["async_failed"]:
+    broken.append("accepted async tasks not completed: %d lost, %d failed" % (len(c["async_lost"]), len(c["async_failed"])))
+if double:
+    broken.append("cron slots fired twice: %s" % double[:10])
+if missing or missed_status:
+    broken.append("cron slots not fired in the window: %d missing %s, %d recorded missed" % (len(missing), missing[:10], len(missed_status)))
+if stacks not in ("a", "b"):
+    broken.append("stack running on: %s (want exactly one node)" % stacks)
+elif p1 != stacks:
+    broken.append("the VIP is on %s but the stack runs on %s" % (p1, stacks))
+if sv_e and str(sv_e) != str(e1):
+    broken.append("primary's epoch %s is not the newest in Redis (%s)" % (sv_e, e1))
+other = "b" if p0 == "a" else "a"
+want = {"same": p0, "other": other}.get(exp_p)
+if want and p1 != want:
+    broken.append("expected node %s to end primary, got %s" % (want, p1))
+if exp_e == "same" and e1i != e0i:
+    broken.append("epoch moved %d -> %d (expected no failover)" % (e0i, e1i))
+if exp_e == "newer" and e1i <= e0i:
+    broken.append("epoch did not move (%d)" % e1i)
+if fig_fail:
+    broken.append(fig_fail)
+figs = dict(l.split("=", 1) for l in figures.splitlines() if "=" in l)
+rep = {"drill": name, "pass": not broken, "broken": broken,
+       "primary_before": p0, "primary_after": p1, "epoch_before": e0i, "epoch_after": e1i,
+       "outage_ms": c["outage_ms"], "outage_target_ms": int(target) if target else None,
+       "sync_calls": c["sync_calls"], "sync_failed": c["sync_failed"], "sync_codes": c["sync_codes"],
+       "async_accepted": c["async_accepted"], "async_completed": c["async_completed"],
+       "async_refused_during_outage": c["async_refused"],
+       "cron_window": [lo, hi], "cron_slots_fired": len(slots), "cron_slots_missing": len(missing),
+       "cron_slots_double": len(double), "fired_keys": int(fired_keys), "figures": figs}
+json.dump(rep, open(out + ".json", "w"), indent=1)
+print("---- drill %s: %s" % (name, "PASS" if not broken else "FAIL"))
+print("  client-visible outage: %d ms%s (longest gap between successful sync calls)" % (
+    c["outage_ms"], " (target <= %s ms: %s)" % (target, "met" if c["outage_ms"] <= int(target) else "NOT met") if target else ""))
+print("  sync calls: %d, failed %d %s" % (c["sync_calls"], c["sync_failed"], c["sync_codes"]))
+print("  async: accepted %d, completed %d, refused during outage %d" % (c["async_accepted"], c["async_completed"], c["async_refused"]))
+print("  cron slots %d..%d: fired %d, missing %d, fired twice %d" % (lo, hi, len(slots), len(missing), len(double)))
+print("  primary: %s -> %s; epoch %d -> %d; stack running on: %s" % (p0, p1, e0i, e1i, stacks))
+for k, v in figs.items():
+    print("  %s: %s" % (k, v))
+for b in broken:
+    print("  BROKEN: " + b)
+sys.exit(0 if not broken else 1)
+PY
+}

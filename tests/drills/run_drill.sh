@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One failover drill in a lab of its own: up, drill, down. Used by every
+# tests/drills/test_<name>.sh; ctest runs them as root (RESOURCE_LOCK lab).
+# Exit 0 pass, 1 a broken promise (or the lab failed), 77 skipped.
+set -u
+NAME=${1:?drill name}
+SRC=${TANDEM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+export TANDEM_BUILD=${TANDEM_BUILD:-$SRC/build}
+LAB=$SRC/appliance/lab
+
+skip() { echo "SKIP drill $NAME: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, keepalived)"
+command -v ip >/dev/null || skip "ip (iproute2) is not installed"
+command -v keepalived >/dev/null || skip "keepalived is not installed"
+probe=tandem-drill-probe-$$
+ip netns add "$probe" 2>/dev/null || skip "no network namespace support here"
+ip netns del "$probe"
+for n in tandem-br tandem-backend tandem-a tandem-b tandem-client; do
+    ip netns list | grep -qw "^$n" && { echo "FAIL drill $NAME: namespace $n exists (another lab is up)"; exit 1; }
+done
+[ -x "$TANDEM_BUILD/bin/tandem-supervisor" ] || { echo "FAIL drill $NAME: $TANDEM_BUILD/bin/tandem-supervisor not built"; exit 1; }
+
+DIR=$(mktemp -d /tmp/tandem-drill-XXXXXX)
+cleanup() { timeout 120 "$LAB" down --dir "$DIR" >/dev/null 2>&1; }
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+if ! timeout 180 "$LAB" up --dir "$DIR"; then
+    echo "FAIL drill $NAME: the lab did not come up"
+    exit 1
+fi
+timeout 300 "$LAB" drill "$NAME" --dir "$DIR"
+rc=$?
+if [ $rc != 0 ]; then
+    echo "--- supervisor logs (last lines)"
+    tail -n 40 "$DIR/log/sv-a.log" "$DIR/log/sv-b.log" | grep -v '^[A-Z][a-z][a-z] [A-Z][a-z][a-z] '
+fi
+[ -n "${DRILL_KEEP:-}" ] && { trap - EXIT; echo "lab kept in $DIR"; }
+[ $rc = 124 ] && echo "FAIL drill $NAME: timed out"
+exit $((rc == 0 ? 0 : 1))
