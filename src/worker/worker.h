@@ -39,14 +39,14 @@ enum wmsg_type { WMSG_READY = 1, WMSG_START = 2, WMSG_DONE = 3 };
 struct wtask {
     char id[ID_MAX];
     char func[256];
-    int32_t origin; /* enum task_origin */
+    int32_t origin;  /* enum task_origin */
     int32_t timeout; /* s */
     char origin_id[ID_MAX];
-    char queue[16];  /* the stream it was read from: "sync" | "cron" | "async" */
+    char queue[16]; /* the stream it was read from: "sync" | "cron" | "async" */
     char reply[128];
-    char entry[48];  /* stream entry id, for XACK/XDEL */
+    char entry[48]; /* stream entry id, for XACK/XDEL */
     int64_t enq_ms, epoch, nominal, ver;
-    int64_t start_ms; /* wall clock when the child started it */
+    int64_t start_ms;     /* wall clock when the child started it */
     int32_t cache_result; /* s; set when known (after the run) */
 };
 
@@ -70,13 +70,13 @@ void wtask_from_task(struct wtask *w, const struct task *t, const char *queue, c
 
 /* What happened to one task. Strings may be NULL. */
 struct woutcome {
-    const char *status;    /* success | failure | timeout | crashed | expired */
-    const char *reason;    /* NULL on success */
+    const char *status; /* success | failure | timeout | crashed | expired */
+    const char *reason; /* NULL on success */
     const char *message;
     const char *traceback;
     const char *output;
-    json_t *result;        /* borrowed; success only (NULL = null) */
-    json_t *data;          /* borrowed; extra data (e.g. {"line":3}) or NULL */
+    json_t *result; /* borrowed; success only (NULL = null) */
+    json_t *data;   /* borrowed; extra data (e.g. {"line":3}) or NULL */
     int64_t start_ms, end_ms;
 };
 
@@ -92,8 +92,8 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
  * from a record JSON (ours, or another component's with the same keys;
  * times as ms integers, SQL/ISO strings or null). quote(ud, s) returns a
  * malloc'd SQL literal. NULL with *err (malloc'd) for a malformed record. */
-#define WREC_SQL_COLUMNS                                                                         \
-    "id, func_id, origin, origin_id, queue, status, reason, message, traceback, output, node, "  \
+#define WREC_SQL_COLUMNS                                                                           \
+    "id, func_id, origin, origin_id, queue, status, reason, message, traceback, output, node, "    \
     "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms"
 typedef char *(*wrec_quote_fn)(void *ud, const char *s);
 char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err);
@@ -132,14 +132,14 @@ struct st_mysql;
 struct wchild {
     const struct tconf *c;
     int64_t epoch;
-    int fd;                 /* pipe to the master */
-    char consumer[128];     /* "<node>:<pid>" */
-    redisContext *rc;       /* NULL while Redis is unreachable */
-    struct st_mysql *db;    /* lazily connected */
+    int fd;                   /* pipe to the master */
+    char consumer[128];       /* "<node>:<pid>" */
+    redisContext *rc;         /* NULL while Redis is unreachable */
+    struct st_mysql *db;      /* lazily connected */
     bool redis_down, db_down; /* for logging once per state change */
-    int64_t gen;            /* last <prefix>gen seen, -1 before the first */
-    int64_t gen_check_mono; /* when it was last read */
-    const char *cur_task;   /* task id running now, for DFF.FUNC */
+    int64_t gen;              /* last <prefix>gen seen, -1 before the first */
+    int64_t gen_check_mono;   /* when it was last read */
+    const char *cur_task;     /* task id running now, for DFF.FUNC */
 };
 
 /* What the Python side answered; all strings malloc'd or NULL. */
@@ -171,8 +171,8 @@ void child_redis_broken(struct wchild *ch);
 
 struct wopts {
     const struct tconf *conf;
-    int64_t epoch;     /* -1: read Pepoch */
-    bool supervised;   /* started with --epoch: ask for PDEATHSIG */
+    int64_t epoch;   /* -1: read Pepoch */
+    bool supervised; /* started with --epoch: ask for PDEATHSIG */
 };
 
 /* The master: never returns until stopped; exit status for main(). */

@@ -298,11 +298,10 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
 static void set_running(struct wchild *ch, const struct wtask *wt)
 {
     char k[128 + ID_MAX];
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "id", wt->id, "func",
-                          wt->func, "status", "running", "origin",
-                          task_origin_name((enum task_origin)wt->origin), "queue", wt->queue,
-                          "enq", (json_int_t)wt->enq_ms, "start", (json_int_t)wt->start_ms,
-                          "node", ch->c->node_name);
+    json_t *j = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "id", wt->id, "func", wt->func, "status",
+        "running", "origin", task_origin_name((enum task_origin)wt->origin), "queue", wt->queue,
+        "enq", (json_int_t)wt->enq_ms, "start", (json_int_t)wt->start_ms, "node", ch->c->node_name);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (s == NULL)
@@ -340,8 +339,11 @@ static void bad_message(struct wchild *ch, const struct entry *e, const char *wh
             snprintf(wt.reply, sizeof(wt.reply), "%s", reply);
         wt.timeout = 1;
         wt.start_ms = now_ms();
-        struct woutcome o = {.status = "failure", .reason = "EClientBadRequest", .message = why,
-                             .start_ms = wt.start_ms, .end_ms = now_ms()};
+        struct woutcome o = {.status = "failure",
+                             .reason = "EClientBadRequest",
+                             .message = why,
+                             .start_ms = wt.start_ms,
+                             .end_ms = now_ms()};
         commit(ch, &wt, &o, NULL);
     } else {
         char k[128];
@@ -418,8 +420,8 @@ static void run_entry(struct wchild *ch, const struct entry *e)
             json_error_t je;
             result = json_loads(pr.result_json ? pr.result_json : "null", JSON_DECODE_ANY, &je);
             if (result == NULL) {
-                snprintf(why, sizeof(why), "result of %s cannot be represented as JSON: %s",
-                         t.func, je.text);
+                snprintf(why, sizeof(why), "result of %s cannot be represented as JSON: %s", t.func,
+                         je.text);
                 o.status = "failure";
                 o.reason = "EFuncResultParsingFailed";
                 o.message = why;

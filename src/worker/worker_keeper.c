@@ -216,8 +216,9 @@ static int flush_batch(struct keeper *k)
                 log_warnx("keeper: batch insert failed (%s); inserting one by one", err);
                 for (size_t i = 0; i < n; i++) {
                     char *e1 = NULL;
-                    if (rows[i] && db_exec(m, &e1, "INSERT INTO task_record (" WREC_SQL_COLUMNS
-                                                   ") VALUES %s", rows[i]) == -1) {
+                    if (rows[i] &&
+                        db_exec(m, &e1, "INSERT INTO task_record (" WREC_SQL_COLUMNS ") VALUES %s",
+                                rows[i]) == -1) {
                         log_warnx("keeper: dropping task record: %s: %.200s", e1, rows[i]);
                         if (conn_lost(mysql_errno(m))) {
                             free(e1);
@@ -288,8 +289,8 @@ static json_t *live_consumers(redisContext *rc, const struct tconf *c)
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         redisReply *keys = r->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
-            redisReply *v = redisCommand(rc, "GET %b", keys->element[i]->str,
-                                         keys->element[i]->len);
+            redisReply *v =
+                redisCommand(rc, "GET %b", keys->element[i]->str, keys->element[i]->len);
             if (v == NULL) {
                 freeReplyObject(r);
                 json_decref(live);
@@ -394,8 +395,8 @@ int keeper_reclaim(redisContext *rc, const struct tconf *c, const char *me, int6
                 }
                 moved += n;
             } else if (pend->integer == 0 && idle->integer >= FORGET_IDLE_MS) {
-                redisReply *d = redisCommand(rc, "XGROUP DELCONSUMER %s " W_GROUP " %s", qkey,
-                                             nm->str);
+                redisReply *d =
+                    redisCommand(rc, "XGROUP DELCONSUMER %s " W_GROUP " %s", qkey, nm->str);
                 if (d)
                     freeReplyObject(d);
             }

@@ -30,18 +30,18 @@
 enum kill_why { KILL_NONE = 0, KILL_TIMEOUT, KILL_MEMORY, KILL_SHUTDOWN };
 
 struct slot {
-    int pid;                /* 0: empty */
-    int fd;                 /* read end of its pipe, -1 if none */
+    int pid; /* 0: empty */
+    int fd;  /* read end of its pipe, -1 if none */
     bool ready, busy;
-    struct wtask task;      /* what it runs (busy) */
-    int64_t deadline;       /* mono ms */
+    struct wtask task; /* what it runs (busy) */
+    int64_t deadline;  /* mono ms */
     enum kill_why kill_why;
     char kill_task[ID_MAX]; /* the task the kill was aimed at */
     int64_t kill_rss;
-    int fails;              /* consecutive deaths outside a task */
-    int64_t respawn_at;     /* mono ms; 0 = now */
+    int fails;          /* consecutive deaths outside a task */
+    int64_t respawn_at; /* mono ms; 0 = now */
     int64_t next_rss;
-    size_t got;             /* bytes of a partial message in buf */
+    size_t got; /* bytes of a partial message in buf */
     struct wmsg buf;
 };
 
@@ -110,10 +110,10 @@ static void heartbeat(struct pool *p)
     }
     if (p->keeper_pid)
         json_array_append_new(pids, json_integer(p->keeper_pid));
-    json_t *hb = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:o}", "kind", "worker", "node",
-                           p->c->node_name, "pid", p->master_pid, "epoch", (json_int_t)p->epoch,
-                           "ts", (json_int_t)now_ms(), "busy", busy, "children", ready, "pids",
-                           pids);
+    json_t *hb =
+        json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:o}", "kind", "worker", "node",
+                  p->c->node_name, "pid", p->master_pid, "epoch", (json_int_t)p->epoch, "ts",
+                  (json_int_t)now_ms(), "busy", busy, "children", ready, "pids", pids);
     char *s = hb ? json_dumps(hb, JSON_COMPACT) : NULL;
     json_decref(hb);
     redisContext *rc = p_redis(p);
@@ -219,8 +219,7 @@ static void on_message(struct pool *p, struct slot *s, const struct wmsg *m)
         break;
     case WMSG_DONE:
         if (s->busy && strcmp(s->task.id, m->t.id) != 0)
-            log_warnx("master: child %d finished %s while running %s", s->pid, m->t.id,
-                      s->task.id);
+            log_warnx("master: child %d finished %s while running %s", s->pid, m->t.id, s->task.id);
         s->busy = false;
         break;
     }
@@ -280,10 +279,10 @@ static void record_death(struct pool *p, struct slot *s, int status)
 
     char *err = NULL;
     redisContext *rc = p_redis(p);
-    if (rc == NULL ||
-        wrec_commit(rc, p->c, t, &o, p->c->node_name, p->epoch, NULL, &err) == -1) {
+    if (rc == NULL || wrec_commit(rc, p->c, t, &o, p->c->node_name, p->epoch, NULL, &err) == -1) {
         log_warnx("master: cannot record task %s (%s); its queue entry stays pending and will be "
-                  "re-queued", t->id, err ? err : "redis unavailable");
+                  "re-queued",
+                  t->id, err ? err : "redis unavailable");
         if (rc)
             p_redis_broken(p);
     }

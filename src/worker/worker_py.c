@@ -102,15 +102,16 @@ static PyObject *t_env_all(PyObject *self, PyObject *args)
 {
     (void)self;
     (void)args;
-    MYSQL_RES *res = db_select("loading env variables", "SELECT id, value FROM env_variable%s", NULL);
+    MYSQL_RES *res =
+        db_select("loading env variables", "SELECT id, value FROM env_variable%s", NULL);
     if (res == NULL)
         return NULL;
     PyObject *d = PyDict_New();
     MYSQL_ROW row;
     while (d && (row = mysql_fetch_row(res)) != NULL) {
         unsigned long *len = mysql_fetch_lengths(res);
-        PyObject *v = PyUnicode_DecodeUTF8(row[1] ? row[1] : "", row[1] ? (Py_ssize_t)len[1] : 0,
-                                           "replace");
+        PyObject *v =
+            PyUnicode_DecodeUTF8(row[1] ? row[1] : "", row[1] ? (Py_ssize_t)len[1] : 0, "replace");
         if (v == NULL || PyDict_SetItemString(d, row[0], v) == -1) {
             Py_XDECREF(v);
             Py_CLEAR(d);
@@ -252,7 +253,8 @@ static PyObject *t_func_call(PyObject *self, PyObject *args)
     t.kwargs = json_loads(kwargs_json, JSON_DECODE_ANY, &je);
     if (t.kwargs == NULL || !json_is_object(t.kwargs)) {
         json_decref(t.kwargs);
-        PyErr_Format(PyExc_ValueError, "DFF.FUNC: kwargs: %s", t.kwargs ? "not an object" : je.text);
+        PyErr_Format(PyExc_ValueError, "DFF.FUNC: kwargs: %s",
+                     t.kwargs ? "not an object" : je.text);
         return NULL;
     }
     id_new(t.id, sizeof(t.id), "task-");
@@ -293,8 +295,15 @@ static PyMethodDef tandem_methods[] = {
 };
 
 static struct PyModuleDef tandem_module = {
-    PyModuleDef_HEAD_INIT, "_tandem", "Tandem worker internals for DFF.", -1, tandem_methods,
-    NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT,
+    "_tandem",
+    "Tandem worker internals for DFF.",
+    -1,
+    tandem_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 static PyObject *PyInit__tandem(void)
@@ -302,10 +311,11 @@ static PyObject *PyInit__tandem(void)
     PyObject *m = PyModule_Create(&tandem_module);
     if (m == NULL)
         return NULL;
-    g_backend_error = PyErr_NewExceptionWithDoc(
-        "_tandem.BackendError", "Redis or MariaDB is unavailable or failed.", PyExc_RuntimeError,
-        NULL);
-    if (g_backend_error == NULL || PyModule_AddObjectRef(m, "BackendError", g_backend_error) == -1) {
+    g_backend_error = PyErr_NewExceptionWithDoc("_tandem.BackendError",
+                                                "Redis or MariaDB is unavailable or failed.",
+                                                PyExc_RuntimeError, NULL);
+    if (g_backend_error == NULL ||
+        PyModule_AddObjectRef(m, "BackendError", g_backend_error) == -1) {
         Py_DECREF(m);
         return NULL;
     }
@@ -337,8 +347,8 @@ static int config_status(PyStatus st, PyConfig *cfg, const char *what, char **er
 {
     if (!PyStatus_Exception(st))
         return 0;
-    if (asprintf(err, "python %s: %s%s%s", what, st.func ? st.func : "",
-                 st.func ? ": " : "", st.err_msg ? st.err_msg : "failed") == -1)
+    if (asprintf(err, "python %s: %s%s%s", what, st.func ? st.func : "", st.func ? ": " : "",
+                 st.err_msg ? st.err_msg : "failed") == -1)
         *err = NULL;
     PyConfig_Clear(cfg);
     return -1;
@@ -409,8 +419,8 @@ int py_start(struct wchild *ch, char **err)
     g_call = PyObject_GetAttrString(rt, "call");
     g_inspect = PyObject_GetAttrString(rt, "inspect_code");
     g_invalidate = PyObject_GetAttrString(rt, "invalidate");
-    PyObject *r = PyObject_CallMethod(rt, "setup", "iL", ch->c->func_timeout,
-                                      (long long)ch->c->output_cap);
+    PyObject *r =
+        PyObject_CallMethod(rt, "setup", "iL", ch->c->func_timeout, (long long)ch->c->output_cap);
     Py_DECREF(rt);
     if (g_call == NULL || g_inspect == NULL || g_invalidate == NULL || r == NULL) {
         char *e = py_err_text();

@@ -137,13 +137,13 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
     set_str(j, "queue", t->queue, sizeof(t->queue));
     json_object_set_new(j, "status", json_string(o->status));
     set_str(j, "reason", o->reason ? o->reason : "", 64);
-    json_object_set_new(j, "message", o->message ? jstr_cut(o->message, REC_TEXT_MAX) : json_null());
+    json_object_set_new(j, "message",
+                        o->message ? jstr_cut(o->message, REC_TEXT_MAX) : json_null());
     json_object_set_new(j, "traceback",
                         o->traceback && o->traceback[0] ? jstr_cut(o->traceback, REC_TEXT_MAX)
                                                         : json_null());
-    json_object_set_new(j, "output",
-                        o->output && o->output[0] ? jstr_cut(o->output, REC_MEDIUM_MAX)
-                                                  : json_null());
+    json_object_set_new(
+        j, "output", o->output && o->output[0] ? jstr_cut(o->output, REC_MEDIUM_MAX) : json_null());
     json_object_set_new(j, "node", json_string(node));
     set_int(j, "epoch", epoch);
     set_ms_or_null(j, "nominal_at", t->nominal > 0 ? t->nominal * 1000 : 0);
@@ -171,7 +171,8 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                 const struct woutcome *o, const char *node, int64_t epoch,
                 const char *result_cache_key, char **err)
 {
-    char k_task[128 + ID_MAX], k_reply[256], k_rec[128], k_stats[128], k_q[128], k_cron[128 + ID_MAX];
+    char k_task[128 + ID_MAX], k_reply[256], k_rec[128], k_stats[128], k_q[128],
+        k_cron[128 + ID_MAX];
     char *s_out = NULL, *s_status = NULL, *s_rec = NULL, *s_res = NULL;
     int n = 0, rv = -1;
 
@@ -202,8 +203,9 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
     redisAppendCommand(rc, "LPUSH %s %s", k_rec, s_rec);
     redisAppendCommand(rc, "HINCRBY %s tasks 1", k_stats);
     redisAppendCommand(rc, "HINCRBY %s %s 1", k_stats, o->status);
-    redisAppendCommand(rc, "HINCRBY %s cost_ms %lld", k_stats,
-                       (long long)(o->end_ms > o->start_ms && o->start_ms > 0 ? o->end_ms - o->start_ms : 0));
+    redisAppendCommand(
+        rc, "HINCRBY %s cost_ms %lld", k_stats,
+        (long long)(o->end_ms > o->start_ms && o->start_ms > 0 ? o->end_ms - o->start_ms : 0));
     n += 4;
     if (t->origin == ORIGIN_CRON && t->origin_id[0]) {
         rds_key(k_cron, sizeof(k_cron), c, "cron:running:%s", t->origin_id);
@@ -225,8 +227,8 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
     for (int i = 0; i < n; i++) {
         void *rep = NULL;
         if (redisGetReply(rc, &rep) != REDIS_OK) {
-            if (err && asprintf(err, "task %s: recording the outcome: redis: %s", t->id,
-                                rc->errstr) == -1)
+            if (err &&
+                asprintf(err, "task %s: recording the outcome: redis: %s", t->id, rc->errstr) == -1)
                 *err = NULL;
             rv = -1;
             break; /* the context is unusable now */
@@ -322,8 +324,8 @@ static int col_int(struct sbuf *b, json_t *rec, const char *k, char **err)
 }
 
 /* A DATETIME(3) column from ms since the epoch or a date string. */
-static int col_time(struct sbuf *b, json_t *rec, const char *k, bool required,
-                    wrec_quote_fn quote, void *ud, char **err)
+static int col_time(struct sbuf *b, json_t *rec, const char *k, bool required, wrec_quote_fn quote,
+                    void *ud, char **err)
 {
     char buf[64];
     json_t *v = json_object_get(rec, k);

@@ -33,8 +33,8 @@ static void test_worker_success_outcome_carries_result_and_cost(void **state)
     (void)state;
     struct wtask t = sample();
     json_t *res = json_pack("{s:i}", "sum", 3);
-    struct woutcome o = {.status = "success", .result = res, .output = "hi\n",
-                         .start_ms = 1000, .end_ms = 1012};
+    struct woutcome o = {
+        .status = "success", .result = res, .output = "hi\n", .start_ms = 1000, .end_ms = 1012};
     json_t *j = wrec_outcome(&t, &o, "node-a");
     assert_string_equal(json_string_value(json_object_get(j, "status")), "success");
     assert_true(json_equal(json_object_get(j, "result"), res));
@@ -51,10 +51,13 @@ static void test_worker_failure_outcome_has_reason_message_traceback(void **stat
     (void)state;
     struct wtask t = sample();
     json_t *data = json_pack("{s:i}", "line", 3);
-    struct woutcome o = {.status = "failure", .reason = "EFuncFailed",
+    struct woutcome o = {.status = "failure",
+                         .reason = "EFuncFailed",
                          .message = "ZeroDivisionError: division by zero",
-                         .traceback = "Traceback (most recent call last):\n", .data = data,
-                         .start_ms = 1, .end_ms = 2};
+                         .traceback = "Traceback (most recent call last):\n",
+                         .data = data,
+                         .start_ms = 1,
+                         .end_ms = 2};
     json_t *j = wrec_status(&t, &o, "n");
     assert_string_equal(json_string_value(json_object_get(j, "reason")), "EFuncFailed");
     assert_non_null(json_object_get(j, "traceback"));
@@ -70,13 +73,16 @@ static void test_worker_record_has_task_record_columns(void **state)
 {
     (void)state;
     struct wtask t = sample();
-    struct woutcome o = {.status = "timeout", .reason = "EFuncTimeout", .message = "killed",
-                         .start_ms = t.start_ms, .end_ms = t.start_ms + 5000};
+    struct woutcome o = {.status = "timeout",
+                         .reason = "EFuncTimeout",
+                         .message = "killed",
+                         .start_ms = t.start_ms,
+                         .end_ms = t.start_ms + 5000};
     json_t *j = wrec_record(&t, &o, "node-b", 7);
-    static const char *const cols[] = {"id", "func_id", "origin", "origin_id", "queue", "status",
-                                       "reason", "message", "traceback", "output", "node",
-                                       "epoch", "nominal_at", "enqueued_at", "started_at",
-                                       "ended_at", "cost_ms"};
+    static const char *const cols[] = {
+        "id",         "func_id",     "origin",     "origin_id", "queue",  "status",
+        "reason",     "message",     "traceback",  "output",    "node",   "epoch",
+        "nominal_at", "enqueued_at", "started_at", "ended_at",  "cost_ms"};
     for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
         assert_non_null(json_object_get(j, cols[i]));
     assert_int_equal(json_integer_value(json_object_get(j, "epoch")), 7);
@@ -91,7 +97,7 @@ static void test_worker_long_text_is_cut_on_a_utf8_boundary(void **state)
     (void)state;
     char s[16];
     snprintf(s, sizeof(s), "ab\xc3\xa9z"); /* "abéz" */
-    wrec_cut_utf8(s, 3); /* would split é */
+    wrec_cut_utf8(s, 3);                   /* would split é */
     assert_string_equal(s, "ab");
     snprintf(s, sizeof(s), "ab\xc3\xa9z");
     wrec_cut_utf8(s, 4);
@@ -102,8 +108,8 @@ static void test_worker_long_text_is_cut_on_a_utf8_boundary(void **state)
     char *big = malloc(n + 1);
     memset(big, 'x', n);
     big[n] = '\0';
-    struct woutcome o = {.status = "failure", .reason = "EFuncFailed", .message = big,
-                         .start_ms = 1, .end_ms = 1};
+    struct woutcome o = {
+        .status = "failure", .reason = "EFuncFailed", .message = big, .start_ms = 1, .end_ms = 1};
     json_t *j = wrec_record(&t, &o, "n", 0);
     assert_true(json_string_length(json_object_get(j, "message")) <= 65535);
     json_decref(j);
@@ -139,8 +145,8 @@ static void test_worker_sql_row_rejects_malformed_records(void **state)
 {
     (void)state;
     char *err = NULL;
-    const char *bad[] = {"{\"func_id\":\"a\",\"status\":\"x\"}",            /* no id */
-                         "{\"id\":\"t\",\"func_id\":\"a\",\"status\":1}",      /* status type */
+    const char *bad[] = {"{\"func_id\":\"a\",\"status\":\"x\"}",          /* no id */
+                         "{\"id\":\"t\",\"func_id\":\"a\",\"status\":1}", /* status type */
                          "{\"id\":\"t\",\"func_id\":\"a\",\"status\":\"s\",\"epoch\":\"x\"}",
                          "{\"id\":\"t\",\"func_id\":\"a\",\"status\":\"s\",\"ended_at\":[]}",
                          "[1]"};
