@@ -1,0 +1,218 @@
+"""Cron jobs end to end: tandemctl cron, the cron-jobs HTTP API, fixed_cron_expr
+on publish, run now, overlap, pause (per job and global), expiry, delayed
+tasks, and bad input (refused with the field and reason, or recorded while
+every other job keeps firing). Real redis-server, mariadbd, worker, beat."""
+
+import json
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Stack, have_binaries, wait_for  # noqa: E402
+
+CODE = '''
+import time
+
+@DFF.API('tick')
+def tick(n=0):
+    return n
+
+@DFF.API('slow')
+def slow(s=3):
+    time.sleep(s)
+    return s
+
+@DFF.API('gone')
+def gone():
+    return 1
+
+@DFF.API('fixed', fixed_cron_expr='*/2 * * * * *')
+def fixed():
+    return 'fixed'
+'''
+
+
+@unittest.skipUnless(have_binaries("tandem-beat", "tandem-server", "tandem-worker", "tandemctl"),
+                     "needs a full build")
+class BeatApi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.st = Stack(name="beata").up()
+        cls.st.push_script("cj__t", CODE)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.st.down()
+
+    def job(self, expr="* * * * * *", func="cj__t.tick", **kw):
+        body = {"func_id": func, "expr": expr}
+        body.update(kw)
+        return self.st.api("POST", "/api/v1/cron-jobs", body)
+
+    def records(self, job, status=None):
+        q = f"SELECT status, reason, message FROM task_record WHERE origin_id = '{job}'"
+        if status:
+            q += f" AND status = '{status}'"
+        return self.st.sql(q)
+
+    def stats(self):
+        raw = self.st.redis("HGETALL", "tandem:stats:beat").splitlines()
+        return {raw[i]: int(raw[i + 1]) for i in range(0, len(raw) - 1, 2)}
+
+    def test_cron_next_offline_prints_iso_with_offset(self):
+        p = self.st.ctl("cron", "next", "30 2 * * *", "--tz", "Europe/Berlin",
+                        "--from", "2026-03-27T12:00:00Z", "--count", "3", conf=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.split(), ["2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00",
+                                            "2026-03-30T02:30:00+02:00"])
+        p = self.st.ctl("cron", "next", "0 25 * * *", conf=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("hour field", p.stderr)
+        self.assertIn("out of range 0-23", p.stderr)
+
+    def test_bad_jobs_are_refused_naming_field_and_reason(self):
+        cases = [
+            ({"expr": "*/0 * * * *"}, "expr", "step 0"),
+            ({"expr": "* * * * MOON"}, "expr", "day-of-week field"),
+            ({"timezone": "Mars/Olympus"}, "timezone", "unknown"),
+            ({"func_id": "cj__t.nope"}, "func_id", "not found"),
+            ({"func_id": "nonsense"}, "func_id", "must be"),
+            ({"kwargs": [1, 2]}, "kwargs", "must be a JSON object"),
+            ({"kwargs": "x"}, "kwargs", "must be a JSON object"),
+            ({"overlap": "maybe"}, "overlap", "skip"),
+        ]
+        for extra, field, text in cases:
+            body = {"func_id": "cj__t.tick", "expr": "* * * * *"}
+            body.update(extra)
+            status, r = self.st.http("POST", "/api/v1/cron-jobs", body)
+            self.assertEqual(status, 400, (extra, r))
+            self.assertEqual(r["reason"], "EClientBadRequest")
+            self.assertIn(text, r["message"], extra)
+            self.assertEqual(r["detail"]["field"], field)
+        p = self.st.ctl("cron", "add", "cj__t.tick", "61 * * * *")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("minute field", p.stderr)
+
+    def test_crud_pause_resume_delete_and_state(self):
+        j = self.job(kwargs={"n": 7}, overlap="allow")
+        jid = j["id"]
+        self.assertTrue(j["enabled"])
+        self.assertEqual(j["kwargs"], {"n": 7})
+        self.assertTrue(j["state"]["next_fire"].endswith("+00:00"))
+        wait_for(lambda: self.st.api("GET", f"/api/v1/cron-jobs/{jid}")["state"].get("last_outcome") == "fired",
+                 10, 0.2, "a first fire")
+        got = self.st.api("GET", f"/api/v1/cron-jobs/{jid}")
+        self.assertIn("last_fire", got["state"])
+        self.assertIn(jid, [x["id"] for x in self.st.api("GET", "/api/v1/cron-jobs")])
+        rc, data = self.st.ctl_json("cron", "show", jid)
+        self.assertEqual(rc, 0)
+        self.assertEqual(data["id"], jid)
+        p = self.st.ctl("cron", "pause", jid)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertFalse(self.st.api("GET", f"/api/v1/cron-jobs/{jid}")["enabled"])
+        time.sleep(1.5)
+        n = len(self.records(jid))
+        time.sleep(3)
+        self.assertLessEqual(len(self.records(jid)), n + 1, "a paused job kept firing")
+        p = self.st.ctl("cron", "resume", jid)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        time.sleep(3)
+        self.assertEqual(self.records(jid, "missed"), [], "a resumed job recorded its paused time as missed")
+        p = self.st.ctl("cron", "list")
+        self.assertIn(jid, p.stdout)
+        p = self.st.ctl("cron", "delete", jid)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        status, r = self.st.http("GET", f"/api/v1/cron-jobs/{jid}")
+        self.assertEqual(status, 404)
+
+    def test_run_now(self):
+        jid = self.job(expr="0 0 1 1 *")["id"]
+        p = self.st.ctl("cron", "run", jid)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        t = self.st.wait_task(p.stdout.strip())
+        self.assertEqual(t["status"], "success")
+        status, r = self.st.http("POST", "/api/v1/cron/cron-doesnotexist")
+        self.assertEqual(status, 404)
+
+    def test_fixed_cron_expr_creates_the_job_on_publish(self):
+        jobs = [x for x in self.st.api("GET", "/api/v1/cron-jobs") if x["func_id"] == "cj__t.fixed"]
+        self.assertEqual(len(jobs), 1)
+        self.assertTrue(jobs[0]["fixed"])
+        self.assertEqual(jobs[0]["expr"], "*/2 * * * * *")
+        status, r = self.st.http("PATCH", f"/api/v1/cron-jobs/{jobs[0]['id']}", {"expr": "* * * * *"})
+        self.assertEqual(status, 400)
+        self.assertIn("fixed_cron_expr", r["message"])
+
+    def test_overlap_skip_records_skipped_and_worker_releases(self):
+        jid = self.job(func="cj__t.slow", kwargs={"s": 2})["id"]
+        wait_for(lambda: self.records(jid, "skipped"), 15, 0.5, "a skipped record")
+        rec = self.records(jid, "skipped")[0]
+        self.assertEqual(rec[1], "ECronOverlap")
+        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+        wait_for(lambda: self.st.redis("EXISTS", f"tandem:cron:running:{jid}") == "0", 10, 0.2,
+                 "the worker to release the overlap key")
+
+    def test_global_pause(self):
+        jid = self.job(overlap="allow")["id"]
+        time.sleep(2)
+        p = self.st.ctl("cron", "pause", "--all")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        time.sleep(1.5)
+        n = len(self.records(jid))
+        time.sleep(3)
+        self.assertLessEqual(len(self.records(jid)), n + 1)
+        p = self.st.ctl("cron", "resume", "--all")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        wait_for(lambda: len(self.records(jid)) > n + 2, 10, 0.5, "fires after the resume")
+        self.assertEqual(self.records(jid, "missed"), [])
+        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+
+    def test_unpublished_func_is_recorded_and_others_keep_firing(self):
+        bad = self.job(func="cj__t.gone", overlap="allow")["id"]
+        good = self.job(overlap="allow")["id"]
+        # republish without gone()
+        self.st.push_script("cj__t", CODE.replace("@DFF.API('gone')\ndef gone():\n    return 1\n", ""))
+        wait_for(lambda: self.records(bad, "failure"), 15, 0.5, "a failure record for the gone func")
+        reasons = {r[1] for r in self.records(bad, "failure")}
+        self.assertIn("EFuncNotFound", reasons)
+        n = len(self.records(good, "success"))
+        wait_for(lambda: len(self.records(good, "success")) >= n + 3, 15, 0.5, "the good job to keep firing")
+        self.st.push_script("cj__t", CODE)
+        for j in (bad, good):
+            self.st.api("PATCH", f"/api/v1/cron-jobs/{j}", {"enabled": False})
+
+    def test_expiry_stops_the_job(self):
+        exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3))
+        jid = self.job(overlap="allow", expires_at=exp)["id"]
+        time.sleep(6)
+        n = len(self.records(jid))
+        self.assertGreater(n, 0)
+        time.sleep(3)
+        self.assertEqual(len(self.records(jid)), n, "an expired job kept firing")
+
+    def test_metrics_show_beat_counters(self):
+        wait_for(lambda: self.stats().get("fired_total", 0) > 0, 20, 0.5, "a fire")
+        status, body = self.st.http("GET", "/metrics", key=None, raw=True)
+        self.assertEqual(status, 200)
+        text = body.decode() if isinstance(body, bytes) else body
+        self.assertIn("tandem_beat_fired_total", text)
+        self.assertIn("tandem_beat_latency_ms_count", text)
+
+    def test_delayed_task_runs_when_due(self):
+        status, r = self.st.http("POST", "/api/v1/func/cj__t.tick",
+                                 {"kwargs": {"n": 3}, "options": {"async": True, "delay": 2}})
+        self.assertEqual(status, 200, r)
+        tid = r["data"]["id"]
+        t0 = time.time()
+        time.sleep(1)
+        self.assertEqual(self.st.redis("ZCARD", "tandem:delayed"), "1")
+        t = self.st.wait_task(tid, timeout=15)
+        self.assertEqual(t["status"], "success")
+        self.assertGreaterEqual(time.time() - t0, 1.5)
+        self.assertEqual(self.st.redis("ZCARD", "tandem:delayed"), "0")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
