@@ -247,34 +247,43 @@ struct call_opts {
     int64_t due_ms; /* 0 = now */
 };
 
+static int opt_err(struct srv_req *r, const char *field, const char *want)
+{
+    req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", field), "field '%s' must be %s", field, want);
+    return -1;
+}
+
 static int parse_options(struct srv_req *r, json_t *body, struct call_opts *o)
 {
-    json_t *opt = NULL;
-    if (req_field_obj(r, body, "options", false, &opt))
-        return -1;
-    if (!opt)
+    json_t *opt = json_object_get(body, "options");
+    if (!opt || json_is_null(opt))
         return 0;
-    if (req_field_bool(r, opt, "async", false, &o->async) ||
-        req_field_int(r, opt, "timeout", false, 1, 3600, &o->timeout))
-        return -1;
-    json_t *eta = json_object_get(opt, "eta");
-    if (eta && !json_is_null(eta)) {
-        int64_t ms = parse_time_ms(eta);
-        if (ms < 0) {
-            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "options.eta"),
-                    "field 'options.eta' must be an ISO-8601 time or unix seconds");
-            return -1;
-        }
+    if (!json_is_object(opt))
+        return opt_err(r, "options", "an object");
+    json_t *v = json_object_get(opt, "async");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v))
+            return opt_err(r, "options.async", "a boolean");
+        o->async = json_is_true(v);
+    }
+    v = json_object_get(opt, "timeout");
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 3600)
+            return opt_err(r, "options.timeout", "an integer number of seconds, 1..3600");
+        o->timeout = json_integer_value(v);
+    }
+    v = json_object_get(opt, "eta");
+    if (v && !json_is_null(v)) {
+        int64_t ms = parse_time_ms(v);
+        if (ms < 0)
+            return opt_err(r, "options.eta", "an ISO-8601 time or unix seconds");
         o->due_ms = ms;
     }
-    json_t *delay = json_object_get(opt, "delay");
-    if (delay && !json_is_null(delay)) {
-        if (!json_is_number(delay) || json_number_value(delay) < 0 || json_number_value(delay) > 86400 * 366) {
-            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "options.delay"),
-                    "field 'options.delay' must be a number of seconds (0..31622400)");
-            return -1;
-        }
-        o->due_ms = now_ms() + (int64_t)(json_number_value(delay) * 1000.0);
+    v = json_object_get(opt, "delay");
+    if (v && !json_is_null(v)) {
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 86400 * 366)
+            return opt_err(r, "options.delay", "a number of seconds, 0..31622400");
+        o->due_ms = now_ms() + (int64_t)(json_number_value(v) * 1000.0);
     }
     return 0;
 }
