@@ -17,6 +17,47 @@
 
 /* ---- envelope ------------------------------------------------------------ */
 
+/* Messages quote what the client sent (paths, ids) and may be cut at a
+ * buffer's end: invalid UTF-8 becomes '?' so the envelope stays valid JSON. */
+static json_t *json_string_lossy(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    size_t n = strlen(s);
+    char *c = malloc(n + 1);
+    if (!c)
+        return json_string("");
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0;
+    while (*p) {
+        int len = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        bool ok = len > 0;
+        for (int k = 1; ok && k < len; k++)
+            ok = (p[k] & 0xC0) == 0x80;
+        if (ok && len > 1) {
+            char tmp[5];
+            memcpy(tmp, p, (size_t)len);
+            tmp[len] = '\0';
+            json_t *t = json_string(tmp); /* rejects overlongs and surrogates */
+            ok = t != NULL;
+            json_decref(t);
+        }
+        if (!ok) {
+            c[o++] = '?';
+            p++;
+            continue;
+        }
+        memcpy(c + o, p, (size_t)len);
+        o += (size_t)len;
+        p += len;
+    }
+    c[o] = '\0';
+    j = json_string(c);
+    free(c);
+    return j ? j : json_string("");
+}
+
 char *envelope_build(int http, const char *reason, const char *message, json_t *detail, json_t *data,
                      const char *trace_id, int64_t t0_ms, int64_t t1_ms, int64_t cost_ms)
 {
@@ -27,7 +68,7 @@ char *envelope_build(int http, const char *reason, const char *message, json_t *
     json_object_set_new(o, "error", json_integer(http));
     if (!ok)
         json_object_set_new(o, "reason", json_string(reason));
-    json_object_set_new(o, "message", json_string(message ? message : ""));
+    json_object_set_new(o, "message", json_string_lossy(message ? message : ""));
     if (!ok)
         json_object_set_new(o, "detail", detail ? detail : json_object());
     else if (detail)

@@ -42,6 +42,23 @@ static void test_server_http_envelope_error_has_reason_detail_and_null_data(void
     free(s);
 }
 
+static void test_server_http_envelope_stays_valid_json_with_invalid_utf8(void **state)
+{
+    (void)state;
+    /* a path with a stray byte, and a message cut inside a 3-byte character */
+    char *s = envelope_build(404, "ENotFound", "no such route: GET /a\xff\xfe/\xe2\x82", NULL, NULL, "t", 0, 0, 0);
+    json_t *j = json_loads(s, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "message")), "no such route: GET /a?" "?/?" "?");
+    json_decref(j);
+    free(s);
+    s = envelope_build(400, "EClientBadRequest", "caf\xc3\xa9", NULL, NULL, "t", 0, 0, 0);
+    j = json_loads(s, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "message")), "caf\xc3\xa9");
+    json_decref(j);
+    free(s);
+}
+
 static void test_server_http_time_parsing_accepts_iso_and_unix(void **state)
 {
     (void)state;
@@ -90,6 +107,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_http_envelope_success_has_dff_keys_in_order),
         cmocka_unit_test(test_server_http_envelope_error_has_reason_detail_and_null_data),
+        cmocka_unit_test(test_server_http_envelope_stays_valid_json_with_invalid_utf8),
         cmocka_unit_test(test_server_http_time_parsing_accepts_iso_and_unix),
         cmocka_unit_test(test_server_http_cache_snapshot_survives_swap_while_held),
     };
