@@ -137,6 +137,20 @@ fail:
     return -1;
 }
 
+void epoch_read(redisContext *rc)
+{
+    char key[128];
+    rds_key(key, sizeof key, &S.conf, "epoch");
+    redisReply *rep = redisCommand(rc, "GET %s", key);
+    if (rep && (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_NIL)) {
+        /* a missing key is epoch 0 (INTERNALS) */
+        S.epoch = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+        S.epoch_known = true;
+    }
+    if (rep)
+        freeReplyObject(rep);
+}
+
 static void heartbeat(redisContext *rc)
 {
     char key[256];
@@ -185,6 +199,8 @@ void *housekeeper_main(void *arg)
             free(err);
             err = NULL;
         } else {
+            if (!S.epoch_known)
+                epoch_read(rc);
             if (mono_ms() - last_hb >= 1000) {
                 heartbeat(rc);
                 last_hb = mono_ms();

@@ -61,6 +61,7 @@ struct srv_ctx {
     struct tconf conf;
     char id[120];
     int64_t epoch;
+    volatile bool epoch_known; /* from --epoch, or read from <prefix>epoch */
     struct MHD_Daemon *mhd;
     volatile sig_atomic_t stop;
     atomic_int inflight; /* requests between arrival and completion */
@@ -91,6 +92,7 @@ int cache_load(MYSQL *m, redisContext *rc, struct srv_cache **out, char **err);
 struct srv_cache *cache_new_empty(void);
 void cache_swap(struct srv_cache *c);
 void *housekeeper_main(void *arg); /* gen poller + heartbeat */
+void epoch_read(redisContext *rc);
 
 /* server_dispatch.c */
 void *dispatcher_main(void *arg);

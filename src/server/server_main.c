@@ -1,4 +1,5 @@
 /* tandem-server: the HTTP API. main() reads as a table of contents. */
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,22 +16,17 @@ static void init_epoch(int64_t cli_epoch)
 {
     if (cli_epoch >= 0) {
         S.epoch = cli_epoch;
+        S.epoch_known = true;
         return;
     }
     char *err = NULL;
     redisContext *rc = rds_connect(&S.conf, 2000, &err);
     if (!rc) {
-        log_warnx("redis unreachable at start (%s): epoch 0 until restarted", err ? err : "?");
+        log_warnx("redis unreachable at start (%s): the epoch is read once it is back", err ? err : "?");
         free(err);
         return;
     }
-    char key[128];
-    rds_key(key, sizeof key, &S.conf, "epoch");
-    redisReply *rep = redisCommand(rc, "GET %s", key);
-    if (rep && rep->type == REDIS_REPLY_STRING)
-        S.epoch = strtoll(rep->str, NULL, 10);
-    if (rep)
-        freeReplyObject(rep);
+    epoch_read(rc);
     redisFree(rc);
 }
 
@@ -41,6 +37,11 @@ static int init(const struct cli_opts *o)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() == 1)
             return -1;
+    }
+    struct in_addr a;
+    if (inet_pton(AF_INET, S.conf.server_listen, &a) != 1) {
+        log_err("server.listen '%s' is not an IPv4 address", S.conf.server_listen);
+        return -1;
     }
     char rnd[ID_MAX];
     id_new(rnd, sizeof rnd, "");
