@@ -40,12 +40,26 @@ class Backend:
         self.workers = []
 
     def start(self):
-        log = open(os.path.join(self.dir, "redis.log"), "w")
+        self.start_redis()
+        self._start_mariadb()
+        return self
+
+    def start_redis(self):
+        log = open(os.path.join(self.dir, "redis.log"), "a")
         self.redis_p = subprocess.Popen(
             ["redis-server", "--port", "0", "--unixsocket", self.rsock, "--unixsocketperm", "700",
              "--dir", self.dir, "--save", "", "--appendonly", "no"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
         self.procs.append(self.redis_p)
+        wait_for(lambda: self.redis("PING") == "PONG", 20, what="redis")
+
+    def stop_redis(self):
+        self.redis_p.terminate()
+        self.redis_p.wait(20)
+        self.procs.remove(self.redis_p)
+
+    def _start_mariadb(self):
         datadir = os.path.join(self.dir, "mysql")
         asuser = ["--user=root"] if os.getuid() == 0 else []
         subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + datadir, *asuser,
@@ -62,14 +76,12 @@ class Backend:
              "--log-error=" + mlog],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(self.maria_p)
-        wait_for(lambda: self.redis("PING") == "PONG", 20, what="redis")
         wait_for(lambda: self._sql_ok("SELECT 1", db="mysql"), 60, what="mariadb")
         self.sql("CREATE DATABASE IF NOT EXISTS tandem CHARACTER SET utf8mb4 COLLATE utf8mb4_bin; "
                  "CREATE USER IF NOT EXISTS 'tandem'@'localhost' IDENTIFIED BY 'pw'; "
                  "GRANT ALL PRIVILEGES ON tandem.* TO 'tandem'@'localhost';", db="mysql")
         with open(os.path.join(SRC, "migrations", "001_init.sql")) as f:
             self.sql(f.read())
-        return self
 
     def stop(self):
         for w in list(self.workers):
@@ -551,6 +563,22 @@ class WorkerRecoveryTest(unittest.TestCase):
         self.assertEqual(nodes, {"node-a", "node-b"})
         self.b.kill_worker(wa)
         self.b.kill_worker(wb)
+
+    def test_redis_restart_is_survived(self):
+        conf = self.b.conf("d", node="node-d", children=1)
+        w = self.b.start_worker(conf, "d")
+        self.b.stop_redis()
+        time.sleep(3)
+        self.assertIsNone(w.poll(), "the worker died while redis was down")
+        self.b.start_redis()
+        self.b.redis("XGROUP", "CREATE", "tandem:q:sync", "workers", "0", "MKSTREAM")
+        o = self.b.call("demo__t.add", {"x": 2}, wait=30)
+        self.assertEqual(o["status"], "success", o)
+        log = self.b.log("d")
+        self.assertIn("redis is back", log)
+        # logged once per state change, not once per retry
+        self.assertLess(log.count("retrying"), 10, log)
+        self.b.kill_worker(w)
 
     def test_sigterm_lets_the_running_task_finish(self):
         conf = self.b.conf("g", node="node-g", children=1)
