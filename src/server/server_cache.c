@@ -137,6 +137,65 @@ fail:
     return -1;
 }
 
+/* Counts keys matching pattern with SCAN (never KEYS on a shared Redis).
+ * -1 on error. */
+static long long scan_count(redisContext *rc, const char *pattern)
+{
+    long long n = 0;
+    char cursor[32] = "0";
+    do {
+        redisReply *rep = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            if (rep)
+                freeReplyObject(rep);
+            return -1;
+        }
+        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
+        n += (long long)rep->element[1]->elements;
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0") != 0);
+    return n;
+}
+
+/* Heartbeat counts walk the whole keyspace (task keys included), so the
+ * housekeeper does it once a second and /health and /metrics read the
+ * result; only when that is stale do they count themselves. */
+static struct {
+    pthread_mutex_t mu;
+    long long workers, servers;
+    int64_t at_mono;
+} hbc = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+
+static void hb_count_now(redisContext *rc)
+{
+    char pw[160], ps[160];
+    rds_key(pw, sizeof pw, &S.conf, "hb:worker:*");
+    rds_key(ps, sizeof ps, &S.conf, "hb:server:*");
+    long long w = scan_count(rc, pw), sv = w >= 0 ? scan_count(rc, ps) : -1;
+    if (w < 0 || sv < 0)
+        return;
+    pthread_mutex_lock(&hbc.mu);
+    hbc.workers = w;
+    hbc.servers = sv;
+    hbc.at_mono = mono_ms();
+    pthread_mutex_unlock(&hbc.mu);
+}
+
+long long hb_live(redisContext *rc, const char *kind)
+{
+    bool workers = strcmp(kind, "worker") == 0;
+    pthread_mutex_lock(&hbc.mu);
+    bool fresh = hbc.at_mono && mono_ms() - hbc.at_mono < 2500;
+    long long n = workers ? hbc.workers : hbc.servers;
+    pthread_mutex_unlock(&hbc.mu);
+    if (fresh || !rc)
+        return n;
+    char pat[160];
+    rds_key(pat, sizeof pat, &S.conf, "hb:%s:*", kind);
+    n = scan_count(rc, pat);
+    return n < 0 ? 0 : n;
+}
+
 void epoch_read(redisContext *rc)
 {
     char key[128];
@@ -203,6 +262,7 @@ void *housekeeper_main(void *arg)
                 epoch_read(rc);
             if (mono_ms() - last_hb >= 1000) {
                 heartbeat(rc);
+                hb_count_now(rc);
                 last_hb = mono_ms();
             }
             redisReply *rep = redisCommand(rc, "GET %s", gkey);

@@ -16,26 +16,6 @@ void h_ping(struct srv_req *r)
     req_ok(r, json_string("pong"));
 }
 
-/* Counts keys matching pattern with SCAN (never KEYS on a shared Redis). */
-static long long scan_count(redisContext *rc, const char *pattern, int *err)
-{
-    long long n = 0;
-    char cursor[32] = "0";
-    do {
-        redisReply *rep = redisCommand(rc, "SCAN %s MATCH %s COUNT 500", cursor, pattern);
-        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-            if (rep)
-                freeReplyObject(rep);
-            *err = 1;
-            return n;
-        }
-        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
-        n += (long long)rep->element[1]->elements;
-        freeReplyObject(rep);
-    } while (strcmp(cursor, "0") != 0);
-    return n;
-}
-
 void h_health(struct srv_req *r)
 {
     bool redis_ok = false, db_ok = false;
@@ -50,12 +30,8 @@ void h_health(struct srv_req *r)
         redis_ok = rep && rep->type == REDIS_REPLY_STATUS;
         if (rep)
             freeReplyObject(rep);
-        if (redis_ok) {
-            char pat[160];
-            int serr = 0;
-            rds_key(pat, sizeof pat, &S.conf, "hb:worker:*");
-            workers = scan_count(rc, pat, &serr);
-        }
+        if (redis_ok)
+            workers = hb_live(rc, "worker");
         redisFree(rc);
     } else {
         json_object_set_new(detail, "redis", json_string(err ? err : "?"));
@@ -97,7 +73,7 @@ void h_metrics(struct srv_req *r)
     if (rc) {
         /* everything /metrics reads from Redis, in one pipeline */
         static const char *const queues[] = {"sync", "async", "cron"};
-        char k[160], pat[160];
+        char k[160];
         for (int i = 0; i < 3; i++) {
             rds_key(k, sizeof k, &S.conf, "q:%s", queues[i]);
             redisAppendCommand(rc, "XLEN %s", k);
@@ -149,11 +125,8 @@ void h_metrics(struct srv_req *r)
         if (z)
             freeReplyObject(z);
         if (!broken) {
-            int serr = 0;
-            rds_key(pat, sizeof pat, &S.conf, "hb:worker:*");
-            json_object_set_new(ext, "workers_live", json_integer(scan_count(rc, pat, &serr)));
-            rds_key(pat, sizeof pat, &S.conf, "hb:server:*");
-            json_object_set_new(ext, "servers_live", json_integer(scan_count(rc, pat, &serr)));
+            json_object_set_new(ext, "workers_live", json_integer(hb_live(rc, "worker")));
+            json_object_set_new(ext, "servers_live", json_integer(hb_live(rc, "server")));
         } else {
             srv_redis_broken();
         }

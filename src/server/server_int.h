@@ -93,6 +93,9 @@ struct srv_cache *cache_new_empty(void);
 void cache_swap(struct srv_cache *c);
 void *housekeeper_main(void *arg); /* gen poller + heartbeat */
 void epoch_read(redisContext *rc);
+/* Live heartbeats of kind "worker"/"server": the housekeeper's count of the
+ * last second, or counted now with rc when that is stale. */
+long long hb_live(redisContext *rc, const char *kind);
 
 /* server_dispatch.c */
 void *dispatcher_main(void *arg);
