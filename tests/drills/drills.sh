@@ -127,27 +127,26 @@ fault_kill-tree() {
 }
 
 fault_kill-keepalived() {
-    local ka kv srv beat t0 t_vip="" t_stack="" t
+    local ka kv srv beat t0 t_vip="" t_srv="" t_beat="" t i
     ka=$(cat "$DIR/$P0/run/keepalived.pid") kv=$(cat "$DIR/$P0/run/keepalived-vrrp.pid")
     srv=$(child_pid "$P0" server) beat=$(child_pid "$P0" beat)
     echo "  SIGKILL keepalived on node $P0 (pids $ka $kv); server $srv, beat $beat"
     t0=$(now_ms)
     kill -KILL "$ka" "$kv"
-    for ((i = 0; i < 300; i++)); do
+    for ((i = 0; i < 500; i++)); do
         t=$(now_ms)
         if [ -z "$t_vip" ] && ! ip -n "tandem-$P0" -o -4 addr show dev eth0 | grep -q " $VIP/"; then
             t_vip=$((t - t0))
         fi
-        if [ -z "$t_stack" ] && ! kill -0 "$srv" 2>/dev/null && ! kill -0 "$beat" 2>/dev/null; then
-            t_stack=$((t - t0))
-        fi
-        [ -n "$t_vip" ] && [ -n "$t_stack" ] && break
+        [ -z "$t_beat" ] && ! kill -0 "$beat" 2>/dev/null && t_beat=$((t - t0))
+        [ -z "$t_srv" ] && ! kill -0 "$srv" 2>/dev/null && t_srv=$((t - t0))
+        [ -n "$t_vip" ] && [ -n "$t_srv" ] && [ -n "$t_beat" ] && break
         sleep 0.01
     done
-    echo "  VIP gone from $P0 after ${t_vip:-?} ms, server+beat gone after ${t_stack:-?} ms"
-    FIGURES+="ka_kill_vip_removed_ms=${t_vip:-timeout}"$'\n'"ka_kill_stack_stopped_ms=${t_stack:-timeout}"$'\n'
-    FIG_FAIL=""
-    [ -n "$t_vip" ] && [ -n "$t_stack" ] || FIG_FAIL="VIP or stack still there 3 s after keepalived died"
+    echo "  VIP gone from $P0 after ${t_vip:-?} ms; beat gone after ${t_beat:-?} ms, server after ${t_srv:-?} ms"
+    FIGURES+="ka_kill_vip_removed_ms=${t_vip:-timeout}"$'\n'"ka_kill_beat_stopped_ms=${t_beat:-timeout}"$'\n'
+    FIGURES+="ka_kill_server_stopped_ms=${t_srv:-timeout}"$'\n'
+    [ -n "$t_vip" ] && [ -n "$t_srv" ] && [ -n "$t_beat" ] || FIG_FAIL="VIP or stack still there 5 s after keepalived died"
     EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=""
 }
 
@@ -174,7 +173,7 @@ fault_sigstop() {
     sleep 5
     kill -CONT $pids
     echo "  SIGCONT"
-    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=1500
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=""
 }
 
 fault_partition() {
