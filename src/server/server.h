@@ -37,8 +37,8 @@ struct srv_route {
     const char *method;
     const char *pattern;
     srv_handler fn;
-    bool needs_admin;    /* the HTTP layer checks the Bearer key first */
-    const char *rclass;  /* metrics label: "ping","call","admin",... */
+    bool needs_admin;   /* the HTTP layer checks the Bearer key first */
+    const char *rclass; /* metrics label: "ping","call","admin",... */
 };
 
 /* Outcome of a task handed to the worker with srv_call(). `outcome` is the
@@ -51,30 +51,30 @@ typedef void (*srv_call_done)(struct srv_req *r, json_t *outcome, void *ud);
 struct srv_req {
     /* request, read-only for handlers */
     struct MHD_Connection *conn;
-    const char *method;                  /* "GET", "POST", ... */
-    const char *path;                    /* decoded path, no query string */
-    const struct srv_route *route;       /* matched row */
-    char *params[SRV_MAX_PARAMS];        /* path captures (":" and "**"), in order */
+    const char *method;            /* "GET", "POST", ... */
+    const char *path;              /* decoded path, no query string */
+    const struct srv_route *route; /* matched row */
+    char *params[SRV_MAX_PARAMS];  /* path captures (":" and "**"), in order */
     int nparams;
-    char *body;                          /* request body, NUL-terminated; NULL if none */
+    char *body; /* request body, NUL-terminated; NULL if none */
     size_t body_len;
-    char trace_id[40];                   /* echoed in the envelope */
-    int64_t t0_ms;                       /* wall clock at arrival (reqTime) */
-    int64_t t0_mono;                     /* monotonic, for reqCost and latency */
-    char key_id[64];                     /* access key id when a valid key came with it */
+    char trace_id[40]; /* echoed in the envelope */
+    int64_t t0_ms;     /* wall clock at arrival (reqTime) */
+    int64_t t0_mono;   /* monotonic, for reqCost and latency */
+    char key_id[64];   /* access key id when a valid key came with it */
 
     /* HTTP layer state (server_http.c) */
     int state;
     bool answered;
     bool body_too_large;
     size_t body_cap;
-    int status;                          /* HTTP status answered, for metrics */
-    struct MHD_Response *resp;           /* built before suspending / after resuming */
+    int status;                /* HTTP status answered, for metrics */
+    struct MHD_Response *resp; /* built before suspending / after resuming */
     srv_call_done done;
     void *done_ud;
-    json_t *outcome;                     /* stored by the dispatcher for `done` */
+    json_t *outcome; /* stored by the dispatcher for `done` */
     char task_id[ID_MAX];
-    struct srv_req *pnext;               /* pending table chain */
+    struct srv_req *pnext; /* pending table chain */
     int64_t deadline_mono;
     bool suspended;
 };
@@ -105,7 +105,8 @@ json_t *req_body_object(struct srv_req *r, bool required);
  * (e.g. "field 'kwargs' must be an object, got string") and returns -1.
  * A missing field (or JSON null) leaves *out untouched and returns 0 unless
  * required, then 400. */
-int req_field_str(struct srv_req *r, json_t *obj, const char *name, bool required, const char **out);
+int req_field_str(struct srv_req *r, json_t *obj, const char *name, bool required,
+                  const char **out);
 int req_field_int(struct srv_req *r, json_t *obj, const char *name, bool required, int64_t lo,
                   int64_t hi, int64_t *out);
 int req_field_bool(struct srv_req *r, json_t *obj, const char *name, bool required, bool *out);
@@ -137,15 +138,16 @@ int srv_gen_bump(void);
 /* ---- process ------------------------------------------------------------ */
 
 const struct tconf *srv_conf(void);
-const char *srv_id(void);     /* "<node>:<pid>:<rand>": reply list name */
+const char *srv_id(void); /* "<node>:<pid>:<rand>": reply list name */
 int64_t srv_epoch(void);
 
 /* ---- cache (server_cache.c): a refcounted snapshot of the call tables ---- */
 
 /* Snapshot. Objects are read-only; copy what you keep past srv_cache_put().
  *   funcs: {"<func_id>": {"script_id","name","title","timeout","ver","cache_result"}}
- *   sapis / aapis: {"<id>": {"func_id","kwargs":{},"need_key":bool,"enabled":bool,"timeout":n|null}}
- *   keys:  {"<sha256_hex>": "<key id>"}  (live keys only) */
+ *   sapis / aapis: {"<id>":
+ * {"func_id","kwargs":{},"need_key":bool,"enabled":bool,"timeout":n|null}} keys:  {"<sha256_hex>":
+ * "<key id>"}  (live keys only) */
 struct srv_cache {
     int refs;
     int64_t gen;

@@ -40,7 +40,8 @@ json_t *db_row_json(MYSQL_RES *res, MYSQL_ROW row)
         } else {
             switch (fs[i].type) {
             case MYSQL_TYPE_TINY:
-                j = fs[i].length == 1 ? json_boolean(atoi(v) != 0) : json_integer(strtoll(v, NULL, 10));
+                j = fs[i].length == 1 ? json_boolean(atoi(v) != 0)
+                                      : json_integer(strtoll(v, NULL, 10));
                 break;
             case MYSQL_TYPE_SHORT:
             case MYSQL_TYPE_LONG:
@@ -81,7 +82,8 @@ json_t *db_rows_json(MYSQL_RES *res)
 
 /* ---- small SQL helpers that answer their own errors ------------------------- */
 
-static MYSQL_RES *query(struct srv_req *r, MYSQL *m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static MYSQL_RES *query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static MYSQL_RES *query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
 {
     char *sql = NULL, *err = NULL;
@@ -101,7 +103,8 @@ static MYSQL_RES *query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
 }
 
 /* Runs a statement; affected rows, or -1 after answering. */
-static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
 {
     char *sql = NULL, *err = NULL;
@@ -156,8 +159,8 @@ static void answer_row(struct srv_req *r, MYSQL_RES *res, const char *what, cons
     req_ok(r, o);
 }
 
-static int query_int(struct srv_req *r, const char *name, long long lo, long long hi, long long dflt,
-                     long long *out)
+static int query_int(struct srv_req *r, const char *name, long long lo, long long hi,
+                     long long dflt, long long *out)
 {
     const char *s = req_query(r, name);
     *out = dflt;
@@ -167,7 +170,8 @@ static int query_int(struct srv_req *r, const char *name, long long lo, long lon
     long long v = strtoll(s, &end, 10);
     if (*end || v < lo || v > hi) {
         req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", name),
-                "query argument '%s' must be an integer between %lld and %lld, got '%s'", name, lo, hi, s);
+                "query argument '%s' must be an integer between %lld and %lld, got '%s'", name, lo,
+                hi, s);
         return -1;
     }
     *out = v;
@@ -176,7 +180,8 @@ static int query_int(struct srv_req *r, const char *name, long long lo, long lon
 
 /* ---- scripts ----------------------------------------------------------------- */
 
-#define SCRIPT_COLS "id, script_set_id, title, publish_version, published_at, created_at, updated_at"
+#define SCRIPT_COLS                                                                                \
+    "id, script_set_id, title, publish_version, published_at, created_at, updated_at"
 
 void h_scripts_list(struct srv_req *r)
 {
@@ -189,7 +194,8 @@ void h_scripts_list(struct srv_req *r)
 static void script_answer(struct srv_req *r, MYSQL *m, const char *id)
 {
     char *q = db_q(m, id);
-    MYSQL_RES *res = query(r, m, "SELECT " SCRIPT_COLS ", code, code_draft FROM script WHERE id = %s", q);
+    MYSQL_RES *res =
+        query(r, m, "SELECT " SCRIPT_COLS ", code, code_draft FROM script WHERE id = %s", q);
     free(q);
     if (res)
         answer_row(r, res, "script", id);
@@ -220,7 +226,8 @@ void h_script_put(struct srv_req *r)
     if (!body)
         return;
     const char *code = NULL, *title = NULL;
-    if (req_field_str(r, body, "code_draft", true, &code) || req_field_str(r, body, "title", false, &title))
+    if (req_field_str(r, body, "code_draft", true, &code) ||
+        req_field_str(r, body, "title", false, &title))
         goto out;
     MYSQL *m = srv_db(r);
     if (!m)
@@ -228,10 +235,13 @@ void h_script_put(struct srv_req *r)
     const char *sep = strstr(id, "__");
     char *qset = db_qn(m, id, (size_t)(sep - id));
     char *qid = db_q(m, id), *qcode = db_q(m, code), *qtitle = db_q(m, title ? title : "");
-    if (exec(r, m, "INSERT INTO script_set (id) VALUES (%s) ON DUPLICATE KEY UPDATE updated_at = NOW(3)", qset) >= 0 &&
+    if (exec(r, m,
+             "INSERT INTO script_set (id) VALUES (%s) ON DUPLICATE KEY UPDATE updated_at = NOW(3)",
+             qset) >= 0 &&
         exec(r, m,
              "INSERT INTO script (id, script_set_id, title, code_draft) VALUES (%s, %s, %s, %s) "
-             "ON DUPLICATE KEY UPDATE code_draft = VALUES(code_draft), title = %s, updated_at = NOW(3)",
+             "ON DUPLICATE KEY UPDATE code_draft = VALUES(code_draft), title = %s, updated_at = "
+             "NOW(3)",
              qid, qset, qtitle, qcode, title ? "VALUES(title)" : "title") >= 0)
         script_answer(r, m, id);
     free(qset);
@@ -250,7 +260,8 @@ void h_script_delete(struct srv_req *r)
         return;
     char *q = db_q(m, id);
     long long n = -1;
-    if (exec(r, m, "START TRANSACTION") >= 0 && exec(r, m, "DELETE FROM func WHERE script_id = %s", q) >= 0 &&
+    if (exec(r, m, "START TRANSACTION") >= 0 &&
+        exec(r, m, "DELETE FROM func WHERE script_id = %s", q) >= 0 &&
         (n = exec(r, m, "DELETE FROM script WHERE id = %s", q)) >= 0 && exec(r, m, "COMMIT") >= 0) {
         if (n == 0) {
             req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "script %s not found", id);
@@ -269,7 +280,8 @@ struct publish_ctx {
     char id[160];
 };
 
-__attribute__((weak)) int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char **err)
+__attribute__((weak)) int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs,
+                                                 char **err)
 {
     (void)m;
     (void)script_id;
@@ -307,12 +319,14 @@ static int insert_func(struct srv_req *r, MYSQL *m, const char *script_id, json_
     json_int_t cache = json_integer_value(json_object_get(f, "cache_result"));
     if (timeout <= 0 || timeout > 3600)
         timeout = S.conf.func_timeout;
-    char *qf = db_q(m, fid), *qs = db_q(m, script_id), *qn = db_q(m, name), *qt = db_q(m, title ? title : ""),
-         *qc = db_q(m, cron), *qa = db_q(m, sargs), *qe = db_q(m, sextra);
-    long long n = exec(r, m,
-                       "INSERT INTO func (id, script_id, name, title, timeout, cache_result, fixed_cron_expr, "
-                       "args_json, extra_json) VALUES (%s, %s, %s, %s, %lld, %lld, %s, %s, %s)",
-                       qf, qs, qn, qt, (long long)timeout, (long long)(cache > 0 ? cache : 0), qc, qa, qe);
+    char *qf = db_q(m, fid), *qs = db_q(m, script_id), *qn = db_q(m, name),
+         *qt = db_q(m, title ? title : ""), *qc = db_q(m, cron), *qa = db_q(m, sargs),
+         *qe = db_q(m, sextra);
+    long long n = exec(
+        r, m,
+        "INSERT INTO func (id, script_id, name, title, timeout, cache_result, fixed_cron_expr, "
+        "args_json, extra_json) VALUES (%s, %s, %s, %s, %lld, %lld, %s, %s, %s)",
+        qf, qs, qn, qt, (long long)timeout, (long long)(cache > 0 ? cache : 0), qc, qa, qe);
     free(qf);
     free(qs);
     free(qn);
@@ -337,8 +351,8 @@ static void publish_done(struct srv_req *r, json_t *outcome, void *ud)
                 line = json_object_get(outcome, "line");
             const char *msg = json_string_value(json_object_get(outcome, "message"));
             req_err(r, 400, "EScriptSyntaxError",
-                    json_pack("{s:s,s:O}", "script_id", p->id, "line", line ? line : json_null()), "%s",
-                    msg ? msg : "syntax error");
+                    json_pack("{s:s,s:O}", "script_id", p->id, "line", line ? line : json_null()),
+                    "%s", msg ? msg : "syntax error");
         } else {
             srv_answer_outcome(r, outcome, false);
         }
@@ -360,8 +374,8 @@ static void publish_done(struct srv_req *r, json_t *outcome, void *ud)
                         "published_at = NOW(3), updated_at = NOW(3) WHERE id = %s",
                         qcode, qid)) >= 0;
     if (ok && n == 0) {
-        req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", p->id), "script %s was deleted while publishing",
-                p->id);
+        req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", p->id),
+                "script %s was deleted while publishing", p->id);
         ok = false;
     }
     ok = ok && exec(r, m, "DELETE FROM func WHERE script_id = %s", qid) >= 0;
@@ -393,7 +407,8 @@ static void publish_done(struct srv_req *r, json_t *outcome, void *ud)
     free(qcode);
     srv_gen_bump();
     err = NULL;
-    json_t *data = json_pack("{s:s,s:I,s:O}", "id", p->id, "publish_version", (json_int_t)ver, "funcs", funcs);
+    json_t *data =
+        json_pack("{s:s,s:I,s:O}", "id", p->id, "publish_version", (json_int_t)ver, "funcs", funcs);
     if (server_cron_on_publish(m, p->id, funcs, &err) != 0) {
         log_warnx("publish %s: fixed cron jobs: %s", p->id, err ? err : "?");
         json_object_set_new(data, "cron_error", json_string(err ? err : "failed"));
@@ -427,8 +442,8 @@ void h_script_publish(struct srv_req *r)
     snprintf(p->id, sizeof p->id, "%s", id);
     mysql_free_result(res);
     struct task t;
-    srv_task_init(&t, "__sys.inspect", json_pack("{s:s,s:s}", "code", p->code, "script_id", id), true,
-                  S.conf.func_timeout);
+    srv_task_init(&t, "__sys.inspect", json_pack("{s:s,s:s}", "code", p->code, "script_id", id),
+                  true, S.conf.func_timeout);
     t.origin = ORIGIN_SYSTEM;
     snprintf(t.origin_id, sizeof t.origin_id, "%s", "publish");
     if (srv_call(r, &t, publish_done, p) != 0) {
@@ -449,10 +464,11 @@ void h_funcs_list(struct srv_req *r)
     if (q)
         snprintf(where, sizeof where, "WHERE script_id = %s", q);
     free(q);
-    MYSQL_RES *res = query(r, m,
-                           "SELECT id, script_id, name, title, timeout, cache_result, fixed_cron_expr, args_json, "
-                           "extra_json, created_at FROM func %s ORDER BY id",
-                           where);
+    MYSQL_RES *res = query(
+        r, m,
+        "SELECT id, script_id, name, title, timeout, cache_result, fixed_cron_expr, args_json, "
+        "extra_json, created_at FROM func %s ORDER BY id",
+        where);
     if (res)
         answer_rows(r, res);
 }
@@ -496,7 +512,8 @@ struct api_fields {
 static int api_fields_parse(struct srv_req *r, json_t *body, bool create, struct api_fields *f)
 {
     memset(f, 0, sizeof *f);
-    if (req_field_str(r, body, "func_id", create, &f->func_id) || req_field_str(r, body, "title", false, &f->title) ||
+    if (req_field_str(r, body, "func_id", create, &f->func_id) ||
+        req_field_str(r, body, "title", false, &f->title) ||
         req_field_obj(r, body, "kwargs", false, &f->kwargs))
         return -1;
     if (f->func_id && !func_id_split(f->func_id, NULL, 0, NULL, 0, NULL, 0)) {
@@ -504,8 +521,10 @@ static int api_fields_parse(struct srv_req *r, json_t *body, bool create, struct
                 "field 'func_id' must be <script_set>__<script>.<func>, got '%s'", f->func_id);
         return -1;
     }
-    f->has_need_key = json_object_get(body, "need_key") && !json_is_null(json_object_get(body, "need_key"));
-    f->has_enabled = json_object_get(body, "enabled") && !json_is_null(json_object_get(body, "enabled"));
+    f->has_need_key =
+        json_object_get(body, "need_key") && !json_is_null(json_object_get(body, "need_key"));
+    f->has_enabled =
+        json_object_get(body, "enabled") && !json_is_null(json_object_get(body, "enabled"));
     f->has_timeout = json_object_get(body, "timeout") != NULL;
     if (req_field_bool(r, body, "need_key", false, &f->need_key) ||
         req_field_bool(r, body, "enabled", false, &f->enabled) ||
@@ -531,12 +550,14 @@ void h_api_create(struct srv_req *r)
     if (f.timeout)
         snprintf(timeout, sizeof timeout, "%lld", (long long)f.timeout);
     char *kw = f.kwargs ? json_dumps(f.kwargs, JSON_COMPACT) : strdup("{}");
-    char *qid = db_q(m, id), *qf = db_q(m, f.func_id), *qt = db_q(m, f.title ? f.title : ""), *qk = db_q(m, kw);
+    char *qid = db_q(m, id), *qf = db_q(m, f.func_id), *qt = db_q(m, f.title ? f.title : ""),
+         *qk = db_q(m, kw);
     const char *table = sync ? "sync_api" : "async_api";
     if (exec(r, m,
              "INSERT INTO %s (id, func_id, title, kwargs_json, need_key, enabled, timeout) "
              "VALUES (%s, %s, %s, %s, %d, %d, %s)",
-             table, qid, qf, qt, qk, f.need_key ? 1 : 0, (!f.has_enabled || f.enabled) ? 1 : 0, timeout) >= 0) {
+             table, qid, qf, qt, qk, f.need_key ? 1 : 0, (!f.has_enabled || f.enabled) ? 1 : 0,
+             timeout) >= 0) {
         srv_gen_bump();
         api_answer(r, m, table, id);
     }
@@ -623,7 +644,8 @@ void h_api_delete(struct srv_req *r)
     if (!m)
         return;
     char *q = db_q(m, id);
-    long long n = exec(r, m, "DELETE FROM %s WHERE id = %s", is_sync_path(r) ? "sync_api" : "async_api", q);
+    long long n =
+        exec(r, m, "DELETE FROM %s WHERE id = %s", is_sync_path(r) ? "sync_api" : "async_api", q);
     free(q);
     if (n == 0)
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "%s %s not found",
@@ -713,8 +735,10 @@ void h_env_delete(struct srv_req *r)
 void h_keys_list(struct srv_req *r)
 {
     MYSQL *m = srv_db(r);
-    MYSQL_RES *res = m ? query(r, m, "SELECT id, name, created_at, revoked_at FROM access_key ORDER BY created_at, id")
-                       : NULL;
+    MYSQL_RES *res =
+        m ? query(r, m,
+                  "SELECT id, name, created_at, revoked_at FROM access_key ORDER BY created_at, id")
+          : NULL;
     if (res)
         answer_rows(r, res);
 }
@@ -733,7 +757,8 @@ void h_key_create(struct srv_req *r)
     secret_new(secret, sizeof secret);
     sha256_hex(secret, strlen(secret), hex);
     char *qid = db_q(m, id), *qn = db_q(m, name ? name : ""), *qh = db_q(m, hex);
-    if (exec(r, m, "INSERT INTO access_key (id, name, secret_sha256) VALUES (%s, %s, %s)", qid, qn, qh) >= 0) {
+    if (exec(r, m, "INSERT INTO access_key (id, name, secret_sha256) VALUES (%s, %s, %s)", qid, qn,
+             qh) >= 0) {
         srv_gen_bump();
         req_ok(r, json_pack("{s:s,s:s,s:s}", "id", id, "name", name ? name : "", "secret", secret));
     }
@@ -761,7 +786,9 @@ void h_key_delete(struct srv_req *r)
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "access key %s not found", id);
         goto out;
     }
-    if (!revoked && exec(r, m, "UPDATE access_key SET revoked_at = NOW(3) WHERE id = %s AND revoked_at IS NULL", q) < 0)
+    if (!revoked &&
+        exec(r, m, "UPDATE access_key SET revoked_at = NOW(3) WHERE id = %s AND revoked_at IS NULL",
+             q) < 0)
         goto out;
     srv_gen_bump();
     req_ok(r, json_pack("{s:s,s:b}", "id", id, "revoked", 1));
@@ -771,7 +798,8 @@ out:
 
 /* ---- task records / failover events ------------------------------------------- */
 
-static int add_time_filter(struct srv_req *r, FILE *w, const char **sep, const char *arg, const char *op)
+static int add_time_filter(struct srv_req *r, FILE *w, const char **sep, const char *arg,
+                           const char *op)
 {
     const char *s = req_query(r, arg);
     if (!s || !*s)
@@ -788,8 +816,8 @@ static int add_time_filter(struct srv_req *r, FILE *w, const char **sep, const c
     return 0;
 }
 
-static void paged(struct srv_req *r, MYSQL *m, const char *cols, const char *table, const char *where,
-                  const char *order, long long page, long long size)
+static void paged(struct srv_req *r, MYSQL *m, const char *cols, const char *table,
+                  const char *where, const char *order, long long page, long long size)
 {
     MYSQL_RES *res = query(r, m, "SELECT COUNT(*) FROM %s %s", table, where);
     if (!res)
@@ -797,14 +825,14 @@ static void paged(struct srv_req *r, MYSQL *m, const char *cols, const char *tab
     MYSQL_ROW row = mysql_fetch_row(res);
     long long total = row && row[0] ? strtoll(row[0], NULL, 10) : 0;
     mysql_free_result(res);
-    res = query(r, m, "SELECT %s FROM %s %s ORDER BY %s LIMIT %lld, %lld", cols, table, where, order,
-                (page - 1) * size, size);
+    res = query(r, m, "SELECT %s FROM %s %s ORDER BY %s LIMIT %lld, %lld", cols, table, where,
+                order, (page - 1) * size, size);
     if (!res)
         return;
     json_t *items = db_rows_json(res);
     mysql_free_result(res);
-    req_ok(r, json_pack("{s:o,s:I,s:I,s:I}", "items", items, "page", (json_int_t)page, "pageSize", (json_int_t)size,
-                        "total", (json_int_t)total));
+    req_ok(r, json_pack("{s:o,s:I,s:I,s:I}", "items", items, "page", (json_int_t)page, "pageSize",
+                        (json_int_t)size, "total", (json_int_t)total));
 }
 
 void h_task_records(struct srv_req *r)
@@ -821,7 +849,10 @@ void h_task_records(struct srv_req *r)
     const char *sep = "WHERE ";
     static const struct {
         const char *arg, *col;
-    } eq[] = {{"func", "func_id"}, {"status", "status"}, {"origin", "origin"}, {"origin_id", "origin_id"}};
+    } eq[] = {{"func", "func_id"},
+              {"status", "status"},
+              {"origin", "origin"},
+              {"origin_id", "origin_id"}};
     for (size_t i = 0; i < sizeof eq / sizeof eq[0]; i++) {
         const char *v = req_query(r, eq[i].arg);
         if (v && *v) {
@@ -831,11 +862,13 @@ void h_task_records(struct srv_req *r)
             free(q);
         }
     }
-    int bad = add_time_filter(r, w, &sep, "since", ">=") || add_time_filter(r, w, &sep, "until", "<");
+    int bad =
+        add_time_filter(r, w, &sep, "since", ">=") || add_time_filter(r, w, &sep, "until", "<");
     fclose(w);
     if (!bad)
         paged(r, m,
-              "seq, id, func_id, origin, origin_id, queue, status, reason, message, traceback, output, node, "
+              "seq, id, func_id, origin, origin_id, queue, status, reason, message, traceback, "
+              "output, node, "
               "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms",
               "task_record", where, "seq DESC", page, size);
     free(where);
@@ -848,5 +881,6 @@ void h_failover_events(struct srv_req *r)
         return;
     MYSQL *m = srv_db(r);
     if (m)
-        paged(r, m, "id, node, from_state, to_state, cause, epoch, at", "failover_event", "", "id DESC", page, size);
+        paged(r, m, "id, node, from_state, to_state, cause, epoch, at", "failover_event", "",
+              "id DESC", page, size);
 }

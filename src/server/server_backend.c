@@ -131,7 +131,8 @@ void req_db_err(struct srv_req *r, MYSQL *m, char *err)
 void req_redis_err(struct srv_req *r, redisContext *rc, redisReply *rep, const char *what)
 {
     if (!rep || (rc && rc->err)) {
-        req_err(r, 503, "EBackend", NULL, "redis: %s: %s", what, rc && rc->err ? rc->errstr : "no reply");
+        req_err(r, 503, "EBackend", NULL, "redis: %s: %s", what,
+                rc && rc->err ? rc->errstr : "no reply");
         srv_redis_broken();
     } else {
         req_err(r, 503, "EBackend", NULL, "redis: %s: %s", what, rep->str ? rep->str : "error");
@@ -151,7 +152,8 @@ int srv_gen_bump(void)
     rds_key(key, sizeof key, &S.conf, "gen");
     redisReply *rep = redisCommand(rc, "INCR %s", key);
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
-        log_warnx("cannot bump generation: %s", rc->err ? rc->errstr : (rep && rep->str ? rep->str : "?"));
+        log_warnx("cannot bump generation: %s",
+                  rc->err ? rc->errstr : (rep && rep->str ? rep->str : "?"));
         if (rc->err)
             srv_redis_broken();
         if (rep)

@@ -70,7 +70,8 @@ static json_t *json_or(const char *s, json_t *dflt)
 
 static int load_apis(MYSQL *m, const char *table, json_t *into, char **err)
 {
-    MYSQL_RES *res = db_query(m, err, "SELECT id, func_id, kwargs_json, need_key, enabled, timeout FROM %s", table);
+    MYSQL_RES *res = db_query(
+        m, err, "SELECT id, func_id, kwargs_json, need_key, enabled, timeout FROM %s", table);
     if (!res)
         return -1;
     MYSQL_ROW row;
@@ -81,9 +82,10 @@ static int load_apis(MYSQL *m, const char *table, json_t *into, char **err)
             kw = json_object();
         }
         json_object_set_new(into, row[0],
-                            json_pack("{s:s,s:o,s:b,s:b,s:o}", "func_id", row[1], "kwargs", kw, "need_key",
-                                      row[3] && atoi(row[3]) != 0, "enabled", row[4] && atoi(row[4]) != 0,
-                                      "timeout", row[5] ? json_integer(atoi(row[5])) : json_null()));
+                            json_pack("{s:s,s:o,s:b,s:b,s:o}", "func_id", row[1], "kwargs", kw,
+                                      "need_key", row[3] && atoi(row[3]) != 0, "enabled",
+                                      row[4] && atoi(row[4]) != 0, "timeout",
+                                      row[5] ? json_integer(atoi(row[5])) : json_null()));
     }
     mysql_free_result(res);
     return 0;
@@ -106,17 +108,19 @@ int cache_load(MYSQL *m, redisContext *rc, struct srv_cache **out, char **err)
 
     struct srv_cache *c = cache_new_empty();
     c->gen = gen;
-    MYSQL_RES *res = db_query(m, err,
-                              "SELECT f.id, f.script_id, f.name, f.title, f.timeout, f.cache_result, "
-                              "s.publish_version FROM func f JOIN script s ON s.id = f.script_id "
-                              "WHERE s.code IS NOT NULL");
+    MYSQL_RES *res =
+        db_query(m, err,
+                 "SELECT f.id, f.script_id, f.name, f.title, f.timeout, f.cache_result, "
+                 "s.publish_version FROM func f JOIN script s ON s.id = f.script_id "
+                 "WHERE s.code IS NOT NULL");
     if (!res)
         goto fail;
     MYSQL_ROW row;
     while ((row = mysql_fetch_row(res))) {
         json_object_set_new(c->funcs, row[0],
-                            json_pack("{s:s,s:s,s:s,s:i,s:i,s:I}", "script_id", row[1], "name", row[2], "title",
-                                      row[3] ? row[3] : "", "timeout", row[4] ? atoi(row[4]) : 0, "cache_result",
+                            json_pack("{s:s,s:s,s:s,s:i,s:i,s:I}", "script_id", row[1], "name",
+                                      row[2], "title", row[3] ? row[3] : "", "timeout",
+                                      row[4] ? atoi(row[4]) : 0, "cache_result",
                                       row[5] ? atoi(row[5]) : 0, "ver",
                                       (json_int_t)(row[6] ? strtoll(row[6], NULL, 10) : 0)));
     }
@@ -214,9 +218,10 @@ static void heartbeat(redisContext *rc)
 {
     char key[256];
     rds_key(key, sizeof key, &S.conf, "hb:server:%s:%d", S.conf.node_name, (int)getpid());
-    json_t *hb = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i,s:i,s:s,s:i}", "kind", "server", "node", S.conf.node_name,
-                           "pid", (int)getpid(), "epoch", (json_int_t)S.epoch, "ts", (json_int_t)now_ms(), "busy",
-                           atomic_load(&S.inflight), "children", 0, "id", S.id, "port", S.conf.server_port);
+    json_t *hb = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i,s:i,s:s,s:i}", "kind", "server", "node",
+                           S.conf.node_name, "pid", (int)getpid(), "epoch", (json_int_t)S.epoch,
+                           "ts", (json_int_t)now_ms(), "busy", atomic_load(&S.inflight), "children",
+                           0, "id", S.id, "port", S.conf.server_port);
     char *s = json_dumps(hb, JSON_COMPACT);
     json_decref(hb);
     redisReply *rep = redisCommand(rc, "SET %s %s PX 5000", key, s);
@@ -278,9 +283,11 @@ void *housekeeper_main(void *arg)
                     m = db_connect(&S.conf, 5, &err);
                 struct srv_cache *c = NULL;
                 if (m && cache_load(m, rc, &c, &err) == 0) {
-                    log_debug("cache: loaded generation %lld: %zu funcs, %zu sync APIs, %zu async APIs, %zu keys",
-                              (long long)c->gen, json_object_size(c->funcs), json_object_size(c->sapis),
-                              json_object_size(c->aapis), json_object_size(c->keys));
+                    log_debug("cache: loaded generation %lld: %zu funcs, %zu sync APIs, %zu async "
+                              "APIs, %zu keys",
+                              (long long)c->gen, json_object_size(c->funcs),
+                              json_object_size(c->sapis), json_object_size(c->aapis),
+                              json_object_size(c->keys));
                     cache_swap(c);
                 } else {
                     if (mono_ms() - last_fail_log > 10000) {

@@ -53,8 +53,8 @@ void h_health(struct srv_req *r)
         r->resp = NULL;
         json_object_set_new(detail, "db", json_string("unreachable"));
     }
-    json_t *data = json_pack("{s:b,s:b,s:I,s:I}", "redis", redis_ok, "db", db_ok, "workers", (json_int_t)workers,
-                             "epoch", (json_int_t)epoch);
+    json_t *data = json_pack("{s:b,s:b,s:I,s:I}", "redis", redis_ok, "db", db_ok, "workers",
+                             (json_int_t)workers, "epoch", (json_int_t)epoch);
     if (redis_ok && db_ok && workers > 0) {
         json_decref(detail);
         req_ok(r, data);
@@ -62,8 +62,8 @@ void h_health(struct srv_req *r)
     }
     json_object_set(detail, "health", data);
     json_decref(data);
-    req_err(r, 503, "EBackend", detail, "not ready:%s%s%s", redis_ok ? "" : " redis down", db_ok ? "" : " db down",
-            workers > 0 ? "" : " no live worker");
+    req_err(r, 503, "EBackend", detail, "not ready:%s%s%s", redis_ok ? "" : " redis down",
+            db_ok ? "" : " db down", workers > 0 ? "" : " no live worker");
 }
 
 void h_metrics(struct srv_req *r)
@@ -89,15 +89,17 @@ void h_metrics(struct srv_req *r)
         bool broken = false;
         for (int i = 0; i < 3 && !broken; i++) {
             redisReply *a = NULL, *b = NULL;
-            if (redisGetReply(rc, (void **)&a) != REDIS_OK || redisGetReply(rc, (void **)&b) != REDIS_OK)
+            if (redisGetReply(rc, (void **)&a) != REDIS_OK ||
+                redisGetReply(rc, (void **)&b) != REDIS_OK)
                 broken = true;
             long long len = a && a->type == REDIS_REPLY_INTEGER ? a->integer : 0;
             long long pend = b && b->type == REDIS_REPLY_ARRAY && b->elements >= 1 &&
                                      b->element[0]->type == REDIS_REPLY_INTEGER
                                  ? b->element[0]->integer
                                  : 0;
-            json_object_set_new(qs, queues[i], json_pack("{s:I,s:I}", "length", (json_int_t)len, "pending",
-                                                         (json_int_t)pend));
+            json_object_set_new(
+                qs, queues[i],
+                json_pack("{s:I,s:I}", "length", (json_int_t)len, "pending", (json_int_t)pend));
             if (a)
                 freeReplyObject(a);
             if (b)
@@ -120,7 +122,8 @@ void h_metrics(struct srv_req *r)
                 freeReplyObject(h);
         }
         redisReply *z = NULL;
-        if (!broken && redisGetReply(rc, (void **)&z) == REDIS_OK && z && z->type == REDIS_REPLY_INTEGER)
+        if (!broken && redisGetReply(rc, (void **)&z) == REDIS_OK && z &&
+            z->type == REDIS_REPLY_INTEGER)
             json_object_set_new(ext, "delayed", json_integer(z->integer));
         if (z)
             freeReplyObject(z);
@@ -222,7 +225,8 @@ struct call_opts {
 
 static int opt_err(struct srv_req *r, const char *field, const char *want)
 {
-    req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", field), "field '%s' must be %s", field, want);
+    req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", field),
+            "field '%s' must be %s", field, want);
     return -1;
 }
 
@@ -275,7 +279,8 @@ static void done_raw(struct srv_req *r, json_t *outcome, void *ud)
 
 /* Common tail of every call: look up the func, build and send the task. */
 static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_id, json_t *kwargs,
-                      const struct call_opts *o, enum task_origin origin, const char *origin_id, bool raw)
+                      const struct call_opts *o, enum task_origin origin, const char *origin_id,
+                      bool raw)
 {
     json_t *f = json_object_get(c->funcs, func_id);
     if (!f) {
@@ -284,7 +289,8 @@ static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_i
                 "func %s not found (not published, or its script was deleted)", func_id);
         return;
     }
-    int timeout = (int)(o->timeout ? o->timeout : json_integer_value(json_object_get(f, "timeout")));
+    int timeout =
+        (int)(o->timeout ? o->timeout : json_integer_value(json_object_get(f, "timeout")));
     bool sync = !o->async && o->due_ms == 0;
     struct task t;
     srv_task_init(&t, func_id, kwargs, sync, timeout);
@@ -345,7 +351,8 @@ json_t *api_kwargs_from_request(struct srv_req *r, bool simplified)
     if (simplified) {
         if (get) {
             json_t *kw = json_object();
-            MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, (MHD_KeyValueIterator)collect_query, kw);
+            MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND,
+                                      (MHD_KeyValueIterator)collect_query, kw);
             return kw;
         }
         return req_body_object(r, false);
@@ -357,8 +364,10 @@ json_t *api_kwargs_from_request(struct srv_req *r, bool simplified)
         json_error_t e;
         json_t *kw = json_loads(q, 0, &e);
         if (!kw) {
-            req_err(r, 400, "EClientBadRequest", json_pack("{s:s,s:i}", "field", "kwargs", "position", e.position),
-                    "query argument 'kwargs' is not valid JSON: %s at position %d", e.text, e.position);
+            req_err(r, 400, "EClientBadRequest",
+                    json_pack("{s:s,s:i}", "field", "kwargs", "position", e.position),
+                    "query argument 'kwargs' is not valid JSON: %s at position %d", e.text,
+                    e.position);
             return NULL;
         }
         if (!json_is_object(kw)) {
@@ -469,11 +478,12 @@ void h_task_get(struct srv_req *r)
         return;
     char *err = NULL;
     char *q = db_q(m, id);
-    MYSQL_RES *res = db_query(m, &err,
-                              "SELECT id, func_id AS func, status, origin, origin_id, queue, reason, message, "
-                              "traceback, output, node, epoch, nominal_at, enqueued_at, started_at, ended_at, "
-                              "cost_ms AS cost FROM task_record WHERE id = %s ORDER BY seq DESC LIMIT 1",
-                              q);
+    MYSQL_RES *res =
+        db_query(m, &err,
+                 "SELECT id, func_id AS func, status, origin, origin_id, queue, reason, message, "
+                 "traceback, output, node, epoch, nominal_at, enqueued_at, started_at, ended_at, "
+                 "cost_ms AS cost FROM task_record WHERE id = %s ORDER BY seq DESC LIMIT 1",
+                 q);
     free(q);
     if (!res) {
         req_db_err(r, m, err);

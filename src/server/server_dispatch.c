@@ -84,7 +84,8 @@ static void handle_reply(const char *s, size_t len)
     }
 }
 
-static json_t *made_up_outcome(redisContext *rc, struct srv_req *r, const char *reason, const char *message)
+static json_t *made_up_outcome(redisContext *rc, struct srv_req *r, const char *reason,
+                               const char *message)
 {
     if (!reason) {
         /* running → the func overran and the worker did not say so in time;
@@ -108,13 +109,13 @@ static json_t *made_up_outcome(redisContext *rc, struct srv_req *r, const char *
             reason = "EWorkerNoResponse";
             message = "no worker answered before the deadline (workers down or busy?)";
         }
-        json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "id", r->task_id, "status", "timeout", "reason", reason,
-                              "message", message);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "id", r->task_id, "status", "timeout", "reason",
+                              reason, "message", message);
         json_decref(task);
         return o;
     }
-    return json_pack("{s:s,s:s,s:s,s:s}", "id", r->task_id, "status", "timeout", "reason", reason, "message",
-                     message);
+    return json_pack("{s:s,s:s,s:s,s:s}", "id", r->task_id, "status", "timeout", "reason", reason,
+                     "message", message);
 }
 
 static void expire(redisContext *rc, bool all, const char *reason, const char *message)
@@ -292,8 +293,9 @@ int srv_call_delayed(struct srv_req *r, struct task *t, int64_t due_ms)
     char zkey[128], tkey[160];
     rds_key(zkey, sizeof zkey, &S.conf, "delayed");
     rds_key(tkey, sizeof tkey, &S.conf, "task:%s", t->id);
-    json_t *st = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "id", t->id, "func", t->func, "status", "queued", "origin",
-                           task_origin_name(t->origin), "enq", (json_int_t)t->enq_ms, "eta", (json_int_t)due_ms);
+    json_t *st = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "id", t->id, "func", t->func, "status",
+                           "queued", "origin", task_origin_name(t->origin), "enq",
+                           (json_int_t)t->enq_ms, "eta", (json_int_t)due_ms);
     char *sts = json_dumps(st, JSON_COMPACT);
     json_decref(st);
     redisAppendCommand(rc, "ZADD %s %lld %s", zkey, (long long)due_ms, s);
@@ -303,7 +305,8 @@ int srv_call_delayed(struct srv_req *r, struct task *t, int64_t due_ms)
     int rcode = 0;
     for (int i = 0; i < 2; i++) {
         redisReply *rep = NULL;
-        if (redisGetReply(rc, (void **)&rep) != REDIS_OK || !rep || rep->type == REDIS_REPLY_ERROR) {
+        if (redisGetReply(rc, (void **)&rep) != REDIS_OK || !rep ||
+            rep->type == REDIS_REPLY_ERROR) {
             if (rcode == 0)
                 req_redis_err(r, rc, rep, "ZADD delayed");
             rcode = -1;
@@ -335,7 +338,8 @@ void srv_answer_outcome(struct srv_req *r, json_t *outcome, bool raw)
             req_err(r, 500, "EServerInternal", NULL, "cannot encode the result");
             return;
         }
-        req_ok(r, json_pack("{s:s,s:O}", "id", id ? id : r->task_id, "result", res ? res : json_null()));
+        req_ok(r, json_pack("{s:s,s:O}", "id", id ? id : r->task_id, "result",
+                            res ? res : json_null()));
         return;
     }
     if (!reason) {
@@ -354,7 +358,8 @@ void srv_answer_outcome(struct srv_req *r, json_t *outcome, bool raw)
     else if (strcmp(reason, "EScriptSyntaxError") == 0)
         http = 400;
     const char *msg = json_string_value(json_object_get(outcome, "message"));
-    json_t *detail = json_pack("{s:s,s:s}", "id", id ? id : r->task_id, "status", status ? status : "failure");
+    json_t *detail =
+        json_pack("{s:s,s:s}", "id", id ? id : r->task_id, "status", status ? status : "failure");
     const char *fields[] = {"traceback", "output", "line"};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         json_t *v = json_object_get(outcome, fields[i]);

@@ -31,7 +31,11 @@ static json_t *json_string_lossy(const char *s)
     const unsigned char *p = (const unsigned char *)s;
     size_t o = 0;
     while (*p) {
-        int len = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        int len = *p < 0x80             ? 1
+                  : (*p & 0xE0) == 0xC0 ? 2
+                  : (*p & 0xF0) == 0xE0 ? 3
+                  : (*p & 0xF8) == 0xF0 ? 4
+                                        : 0;
         bool ok = len > 0;
         for (int k = 1; ok && k < len; k++)
             ok = (p[k] & 0xC0) == 0x80;
@@ -58,8 +62,9 @@ static json_t *json_string_lossy(const char *s)
     return j ? j : json_string("");
 }
 
-char *envelope_build(int http, const char *reason, const char *message, json_t *detail, json_t *data,
-                     const char *trace_id, int64_t t0_ms, int64_t t1_ms, int64_t cost_ms)
+char *envelope_build(int http, const char *reason, const char *message, json_t *detail,
+                     json_t *data, const char *trace_id, int64_t t0_ms, int64_t t1_ms,
+                     int64_t cost_ms)
 {
     char t0[40], t1[40];
     bool ok = reason == NULL;
@@ -103,14 +108,15 @@ void req_raw(struct srv_req *r, int http, const char *content_type, char *body, 
     MHD_add_response_header(r->resp, "X-Trace-Id", r->trace_id);
 }
 
-static void answer_envelope(struct srv_req *r, int http, const char *reason, json_t *detail, json_t *data,
-                            const char *msg)
+static void answer_envelope(struct srv_req *r, int http, const char *reason, json_t *detail,
+                            json_t *data, const char *msg)
 {
     int64_t t1 = now_ms();
     char *s = envelope_build(http, reason, msg, detail, data, r->trace_id, r->t0_ms, t1,
                              (mono_ms() - r->t0_mono));
     if (!s) {
-        s = strdup("{\"ok\":false,\"error\":500,\"reason\":\"EServerInternal\",\"message\":\"cannot encode\"}");
+        s = strdup("{\"ok\":false,\"error\":500,\"reason\":\"EServerInternal\",\"message\":"
+                   "\"cannot encode\"}");
         http = 500;
     }
     req_raw(r, http, "application/json", s, strlen(s));
@@ -153,15 +159,18 @@ json_t *req_body_json(struct srv_req *r, bool required)
     if (!r->body || i == r->body_len) {
         if (!required)
             return json_object();
-        req_err(r, 400, "EClientBadRequest", NULL, "request body is empty; a JSON object is expected");
+        req_err(r, 400, "EClientBadRequest", NULL,
+                "request body is empty; a JSON object is expected");
         return NULL;
     }
     json_error_t e;
     json_t *j = json_loadb(r->body, r->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
     if (!j) {
-        json_t *d = json_pack("{s:i,s:i,s:i}", "line", e.line, "column", e.column, "position", e.position);
-        req_err(r, 400, "EClientBadRequest", d, "malformed JSON body: %s at line %d column %d (position %d)",
-                e.text, e.line, e.column, e.position);
+        json_t *d =
+            json_pack("{s:i,s:i,s:i}", "line", e.line, "column", e.column, "position", e.position);
+        req_err(r, 400, "EClientBadRequest", d,
+                "malformed JSON body: %s at line %d column %d (position %d)", e.text, e.line,
+                e.column, e.position);
         return NULL;
     }
     return j;
@@ -170,14 +179,21 @@ json_t *req_body_json(struct srv_req *r, bool required)
 static const char *json_type_name(json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "number";
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return "number";
     case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    default: return "null";
+    case JSON_FALSE:
+        return "boolean";
+    default:
+        return "null";
     }
 }
 
@@ -199,8 +215,8 @@ static json_t *field_get(struct srv_req *r, json_t *obj, const char *name, bool 
     *rc = 0;
     if (!v || json_is_null(v)) {
         if (required) {
-            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", name), "field '%s' is required",
-                    name);
+            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", name),
+                    "field '%s' is required", name);
             *rc = -1;
         }
         return NULL;
@@ -210,8 +226,8 @@ static json_t *field_get(struct srv_req *r, json_t *obj, const char *name, bool 
 
 static int field_type_err(struct srv_req *r, const char *name, const char *want, json_t *v)
 {
-    req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", name), "field '%s' must be %s, got %s",
-            name, want, json_type_name(v));
+    req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", name),
+            "field '%s' must be %s, got %s", name, want, json_type_name(v));
     return -1;
 }
 
@@ -227,8 +243,8 @@ int req_field_str(struct srv_req *r, json_t *obj, const char *name, bool require
     return 0;
 }
 
-int req_field_int(struct srv_req *r, json_t *obj, const char *name, bool required, int64_t lo, int64_t hi,
-                  int64_t *out)
+int req_field_int(struct srv_req *r, json_t *obj, const char *name, bool required, int64_t lo,
+                  int64_t hi, int64_t *out)
 {
     int rc;
     json_t *v = field_get(r, obj, name, required, &rc);
@@ -239,8 +255,8 @@ int req_field_int(struct srv_req *r, json_t *obj, const char *name, bool require
     int64_t x = json_integer_value(v);
     if (x < lo || x > hi) {
         req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", name),
-                "field '%s' must be between %lld and %lld, got %lld", name, (long long)lo, (long long)hi,
-                (long long)x);
+                "field '%s' must be between %lld and %lld, got %lld", name, (long long)lo,
+                (long long)hi, (long long)x);
         return -1;
     }
     *out = x;
@@ -275,7 +291,8 @@ int req_need_key(struct srv_req *r)
 {
     const char *h = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h || !*h) {
-        req_err(r, 401, "EAPIAuth", NULL, "missing access key: send 'Authorization: Bearer <secret>'");
+        req_err(r, 401, "EAPIAuth", NULL,
+                "missing access key: send 'Authorization: Bearer <secret>'");
         return -1;
     }
     if (strncasecmp(h, "Bearer ", 7) != 0) {
@@ -310,7 +327,8 @@ static __thread uint64_t rng_state;
 
 static void trace_id_new(char *buf, size_t n)
 {
-    if (rng_state == 0 && (getrandom(&rng_state, sizeof rng_state, 0) != sizeof rng_state || rng_state == 0))
+    if (rng_state == 0 &&
+        (getrandom(&rng_state, sizeof rng_state, 0) != sizeof rng_state || rng_state == 0))
         rng_state = (uint64_t)mono_ms() * 0x9E3779B97F4A7C15ull | 1;
     /* xorshift64*: trace ids need to be distinct, not secret */
     rng_state ^= rng_state >> 12;
@@ -338,8 +356,10 @@ static void route_and_run(struct srv_req *r)
     }
     r->route = rt;
     if (r->body_too_large) {
-        req_err(r, 413, "EClientBodyTooLarge", json_pack("{s:I}", "limit", (json_int_t)S.conf.body_limit),
-                "request body is larger than server.body_limit (%lld bytes)", (long long)S.conf.body_limit);
+        req_err(r, 413, "EClientBodyTooLarge",
+                json_pack("{s:I}", "limit", (json_int_t)S.conf.body_limit),
+                "request body is larger than server.body_limit (%lld bytes)",
+                (long long)S.conf.body_limit);
         return;
     }
     if (rt->needs_admin && req_need_key(r) != 0)
@@ -350,7 +370,8 @@ static void route_and_run(struct srv_req *r)
 static enum MHD_Result queue_answer(struct srv_req *r)
 {
     if (!r->answered)
-        req_err(r, 500, "EServerInternal", NULL, "handler for %s %s did not answer", r->method, r->path);
+        req_err(r, 500, "EServerInternal", NULL, "handler for %s %s did not answer", r->method,
+                r->path);
     r->state = RS_ANSWERED;
     if (!r->resp)
         return MHD_NO;
@@ -362,9 +383,9 @@ static enum MHD_Result queue_answer(struct srv_req *r)
     return ret;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_size,
-                                  void **con_cls)
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     (void)cls;
     (void)version;
@@ -387,7 +408,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->state = RS_BODY;
         *con_cls = r;
         /* Refuse an announced oversize body before reading any of it. */
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
             char *end;
             errno = 0;
@@ -395,9 +417,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (errno == 0 && *end == '\0' && n > S.conf.body_limit) {
                 r->body_too_large = true;
                 req_err(r, 413, "EClientBodyTooLarge",
-                        json_pack("{s:I,s:I}", "limit", (json_int_t)S.conf.body_limit, "length", (json_int_t)n),
-                        "request body of %lld bytes is larger than server.body_limit (%lld bytes)", n,
-                        (long long)S.conf.body_limit);
+                        json_pack("{s:I,s:I}", "limit", (json_int_t)S.conf.body_limit, "length",
+                                  (json_int_t)n),
+                        "request body of %lld bytes is larger than server.body_limit (%lld bytes)",
+                        n, (long long)S.conf.body_limit);
                 return queue_answer(r);
             }
             if (errno == 0 && *end == '\0' && n > 0 && n <= S.conf.body_limit) {
@@ -477,7 +500,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     *con_cls = NULL;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->answered)
-        log_debug("%s %s: connection ended before an answer (code %d)", r->method, r->path, (int)toe);
+        log_debug("%s %s: connection ended before an answer (code %d)", r->method, r->path,
+                  (int)toe);
     int rc = r->route ? rclass_index(r->route->rclass) : RC_OTHER;
     metrics_request(&S.metrics, rc, r->answered ? r->status : 0, (mono_ms() - r->t0_mono) * 1000);
     for (int i = 0; i < r->nparams; i++)
@@ -511,17 +535,17 @@ int http_start(void)
         log_err("server.listen '%s' is not an IPv4 address", S.conf.server_listen);
         return -1;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    S.mhd = MHD_start_daemon(flags, (uint16_t)S.conf.server_port, NULL, NULL, on_request, NULL,
-                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)S.conf.server_threads,
-                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S.conf.conn_timeout,
-                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)S.conf.max_connections,
-                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                             MHD_OPTION_END);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    S.mhd = MHD_start_daemon(
+        flags, (uint16_t)S.conf.server_port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)S.conf.server_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S.conf.conn_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)S.conf.max_connections, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!S.mhd) {
-        log_err("cannot listen on %s:%d (in use? bad address?)", S.conf.server_listen, S.conf.server_port);
+        log_err("cannot listen on %s:%d (in use? bad address?)", S.conf.server_listen,
+                S.conf.server_port);
         return -1;
     }
     log_info("listening on http://%s:%d (%d threads)", S.conf.server_listen, S.conf.server_port,

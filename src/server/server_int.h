@@ -10,10 +10,30 @@
 enum req_state { RS_NEW = 0, RS_BODY, RS_SUSPENDED, RS_ANSWERED };
 
 /* ---- metrics (server_metrics.c) ---- */
-enum rclass { RC_PING, RC_HEALTH, RC_CALL, RC_API, RC_TASK, RC_ADMIN, RC_CRON, RC_METRICS, RC_OTHER, RC_N };
+enum rclass {
+    RC_PING,
+    RC_HEALTH,
+    RC_CALL,
+    RC_API,
+    RC_TASK,
+    RC_ADMIN,
+    RC_CRON,
+    RC_METRICS,
+    RC_OTHER,
+    RC_N
+};
 enum call_outcome {
-    CO_SUCCESS, CO_FAILURE, CO_TIMEOUT, CO_CRASHED, CO_PARSING, CO_NO_RESPONSE, CO_OTHER,
-    CO_ASYNC, CO_DELAYED, CO_ENQUEUE_ERROR, CO_N
+    CO_SUCCESS,
+    CO_FAILURE,
+    CO_TIMEOUT,
+    CO_CRASHED,
+    CO_PARSING,
+    CO_NO_RESPONSE,
+    CO_OTHER,
+    CO_ASYNC,
+    CO_DELAYED,
+    CO_ENQUEUE_ERROR,
+    CO_N
 };
 #define LAT_NBUCKETS 14
 extern const double srv_lat_bounds_ms[LAT_NBUCKETS];
@@ -44,15 +64,16 @@ char *metrics_format(const struct srv_metrics *m, json_t *ext);
  * path matched some row with another method (405); allow gets the list
  * ("GET, POST") then. */
 const struct srv_route *route_match(const struct srv_route *table, size_t n, const char *method,
-                                    const char *path, char **params, int *nparams, bool *path_matched,
-                                    char *allow, size_t allown);
+                                    const char *path, char **params, int *nparams,
+                                    bool *path_matched, char *allow, size_t allown);
 extern const struct srv_route srv_routes[];
 extern const size_t srv_nroutes;
 
 /* ---- envelope (server_http.c) ---- */
 /* Envelope JSON text; error == NULL for success. Pure, for tests. */
-char *envelope_build(int http, const char *reason, const char *message, json_t *detail, json_t *data,
-                     const char *trace_id, int64_t t0_ms, int64_t t1_ms, int64_t cost_ms);
+char *envelope_build(int http, const char *reason, const char *message, json_t *detail,
+                     json_t *data, const char *trace_id, int64_t t0_ms, int64_t t1_ms,
+                     int64_t cost_ms);
 
 /* ---- process context ---- */
 #define PENDING_BUCKETS 4096

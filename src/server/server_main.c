@@ -22,7 +22,8 @@ static void init_epoch(int64_t cli_epoch)
     char *err = NULL;
     redisContext *rc = rds_connect(&S.conf, 2000, &err);
     if (!rc) {
-        log_warnx("redis unreachable at start (%s): the epoch is read once it is back", err ? err : "?");
+        log_warnx("redis unreachable at start (%s): the epoch is read once it is back",
+                  err ? err : "?");
         free(err);
         return;
     }

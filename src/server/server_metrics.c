@@ -4,13 +4,14 @@
 #include <string.h>
 #include "server_int.h"
 
-const double srv_lat_bounds_ms[LAT_NBUCKETS] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
+const double srv_lat_bounds_ms[LAT_NBUCKETS] = {1,   2,   5,    10,   25,   50,    100,
+                                                250, 500, 1000, 2500, 5000, 10000, 30000};
 
-static const char *const rclass_names[RC_N] = {"ping", "health", "call", "api", "task",
-                                               "admin", "cron", "metrics", "other"};
-static const char *const outcome_names[CO_N] = {"success", "failure", "timeout", "crashed", "parsing_failed",
-                                                "no_response", "other", "async_accepted", "delayed",
-                                                "enqueue_error"};
+static const char *const rclass_names[RC_N] = {"ping",  "health", "call",    "api",  "task",
+                                               "admin", "cron",   "metrics", "other"};
+static const char *const outcome_names[CO_N] = {
+    "success",     "failure", "timeout",        "crashed", "parsing_failed",
+    "no_response", "other",   "async_accepted", "delayed", "enqueue_error"};
 
 int rclass_index(const char *name)
 {
@@ -44,7 +45,8 @@ void metrics_request(struct srv_metrics *m, int rclass, int status, int64_t cost
         b++;
     atomic_fetch_add_explicit(&m->lat_bucket[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->lat_count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->lat_sum_us, cost_us > 0 ? (unsigned long)cost_us : 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->lat_sum_us, cost_us > 0 ? (unsigned long)cost_us : 0,
+                              memory_order_relaxed);
 }
 
 void metrics_call(struct srv_metrics *m, int outcome)
@@ -126,11 +128,13 @@ char *metrics_format(const struct srv_metrics *m, json_t *ext)
         for (int s = 0; s < 6; s++) {
             unsigned long v = atomic_load_explicit(&m->req[i][s], memory_order_relaxed);
             if (v || s == 2)
-                fprintf(f, "tandem_http_requests_total{route=\"%s\",status=\"%s\"} %lu\n", rclass_names[i],
-                        sclass[s], v);
+                fprintf(f, "tandem_http_requests_total{route=\"%s\",status=\"%s\"} %lu\n",
+                        rclass_names[i], sclass[s], v);
         }
 
-    fputs("# HELP tandem_calls_total Function calls by outcome.\n# TYPE tandem_calls_total counter\n", f);
+    fputs(
+        "# HELP tandem_calls_total Function calls by outcome.\n# TYPE tandem_calls_total counter\n",
+        f);
     for (int i = 0; i < CO_N; i++)
         fprintf(f, "tandem_calls_total{outcome=\"%s\"} %lu\n", outcome_names[i],
                 atomic_load_explicit(&m->calls[i], memory_order_relaxed));
@@ -142,8 +146,8 @@ char *metrics_format(const struct srv_metrics *m, json_t *ext)
     for (int b = 0; b <= LAT_NBUCKETS; b++) {
         cum += atomic_load_explicit(&m->lat_bucket[b], memory_order_relaxed);
         if (b < LAT_NBUCKETS)
-            fprintf(f, "tandem_http_request_duration_seconds_bucket{le=\"%g\"} %lu\n", srv_lat_bounds_ms[b] / 1000.0,
-                    cum);
+            fprintf(f, "tandem_http_request_duration_seconds_bucket{le=\"%g\"} %lu\n",
+                    srv_lat_bounds_ms[b] / 1000.0, cum);
         else
             fprintf(f, "tandem_http_request_duration_seconds_bucket{le=\"+Inf\"} %lu\n", cum);
     }
@@ -156,16 +160,18 @@ char *metrics_format(const struct srv_metrics *m, json_t *ext)
     if (json_is_object(q)) {
         const char *name;
         json_t *v;
-        fputs("# HELP tandem_queue_length Entries in the queue stream (XLEN).\n# TYPE tandem_queue_length gauge\n", f);
+        fputs("# HELP tandem_queue_length Entries in the queue stream (XLEN).\n# TYPE "
+              "tandem_queue_length gauge\n",
+              f);
         json_object_foreach(q, name, v)
-        fprintf(f, "tandem_queue_length{queue=\"%s\"} %lld\n", name,
-                (long long)json_integer_value(json_object_get(v, "length")));
+            fprintf(f, "tandem_queue_length{queue=\"%s\"} %lld\n", name,
+                    (long long)json_integer_value(json_object_get(v, "length")));
         fputs("# HELP tandem_queue_pending Entries delivered to a worker and not acked yet.\n"
               "# TYPE tandem_queue_pending gauge\n",
               f);
         json_object_foreach(q, name, v)
-        fprintf(f, "tandem_queue_pending{queue=\"%s\"} %lld\n", name,
-                (long long)json_integer_value(json_object_get(v, "pending")));
+            fprintf(f, "tandem_queue_pending{queue=\"%s\"} %lld\n", name,
+                    (long long)json_integer_value(json_object_get(v, "pending")));
     }
     const struct {
         const char *key, *name, *help;
@@ -173,15 +179,16 @@ char *metrics_format(const struct srv_metrics *m, json_t *ext)
         {"delayed", "tandem_delayed_tasks", "Tasks waiting for their eta."},
         {"workers_live", "tandem_workers_live", "Live worker heartbeats."},
         {"servers_live", "tandem_servers_live", "Live server heartbeats."},
-        {"pending_calls", "tandem_server_pending_calls", "Sync calls of this server waiting for their outcome."},
+        {"pending_calls", "tandem_server_pending_calls",
+         "Sync calls of this server waiting for their outcome."},
         {"cache_gen", "tandem_server_cache_generation", "Generation of this server's call cache."},
         {"epoch", "tandem_server_epoch", "Epoch this server was started with."},
     };
     for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
         json_t *v = json_object_get(ext, gauges[i].key);
         if (json_is_integer(v))
-            fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", gauges[i].name, gauges[i].help, gauges[i].name,
-                    gauges[i].name, (long long)json_integer_value(v));
+            fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", gauges[i].name, gauges[i].help,
+                    gauges[i].name, gauges[i].name, (long long)json_integer_value(v));
     }
     emit_hash(f, "tandem_worker_", json_object_get(ext, "worker"));
     emit_hash(f, "tandem_beat_", json_object_get(ext, "beat"));

@@ -104,8 +104,8 @@ fail:
 }
 
 const struct srv_route *route_match(const struct srv_route *table, size_t n, const char *method,
-                                    const char *path, char **params, int *nparams, bool *path_matched,
-                                    char *allow, size_t allown)
+                                    const char *path, char **params, int *nparams,
+                                    bool *path_matched, char *allow, size_t allown)
 {
     *path_matched = false;
     *nparams = 0;

@@ -12,25 +12,29 @@
 static void test_server_http_envelope_success_has_dff_keys_in_order(void **state)
 {
     (void)state;
-    char *s = envelope_build(200, NULL, "", NULL, json_string("pong"), "trace-1", 1764288000123, 1764288000130, 7);
-    assert_string_equal(s, "{\"ok\":true,\"error\":200,\"message\":\"\",\"data\":\"pong\",\"traceId\":\"trace-1\","
-                           "\"reqTime\":\"2025-11-28T00:00:00.123Z\",\"respTime\":\"2025-11-28T00:00:00.130Z\","
-                           "\"reqCost\":7}");
+    char *s = envelope_build(200, NULL, "", NULL, json_string("pong"), "trace-1", 1764288000123,
+                             1764288000130, 7);
+    assert_string_equal(
+        s, "{\"ok\":true,\"error\":200,\"message\":\"\",\"data\":\"pong\",\"traceId\":\"trace-1\","
+           "\"reqTime\":\"2025-11-28T00:00:00.123Z\",\"respTime\":\"2025-11-28T00:00:00.130Z\","
+           "\"reqCost\":7}");
     free(s);
 }
 
 static void test_server_http_envelope_error_has_reason_detail_and_null_data(void **state)
 {
     (void)state;
-    char *s = envelope_build(404, "ENotFound", "func demo__x.y not found", json_pack("{s:s}", "func_id", "demo__x.y"),
-                             NULL, "t", 0, 0, 0);
+    char *s = envelope_build(404, "ENotFound", "func demo__x.y not found",
+                             json_pack("{s:s}", "func_id", "demo__x.y"), NULL, "t", 0, 0, 0);
     json_t *j = json_loads(s, 0, NULL);
     assert_non_null(j);
     assert_true(json_is_false(json_object_get(j, "ok")));
     assert_int_equal(json_integer_value(json_object_get(j, "error")), 404);
     assert_string_equal(json_string_value(json_object_get(j, "reason")), "ENotFound");
-    assert_string_equal(json_string_value(json_object_get(j, "message")), "func demo__x.y not found");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "detail"), "func_id")), "demo__x.y");
+    assert_string_equal(json_string_value(json_object_get(j, "message")),
+                        "func demo__x.y not found");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "detail"), "func_id")),
+                        "demo__x.y");
     assert_true(json_is_null(json_object_get(j, "data")));
     json_decref(j);
     free(s);
@@ -46,10 +50,13 @@ static void test_server_http_envelope_stays_valid_json_with_invalid_utf8(void **
 {
     (void)state;
     /* a path with a stray byte, and a message cut inside a 3-byte character */
-    char *s = envelope_build(404, "ENotFound", "no such route: GET /a\xff\xfe/\xe2\x82", NULL, NULL, "t", 0, 0, 0);
+    char *s = envelope_build(404, "ENotFound", "no such route: GET /a\xff\xfe/\xe2\x82", NULL, NULL,
+                             "t", 0, 0, 0);
     json_t *j = json_loads(s, 0, NULL);
     assert_non_null(j);
-    assert_string_equal(json_string_value(json_object_get(j, "message")), "no such route: GET /a?" "?/?" "?");
+    assert_string_equal(json_string_value(json_object_get(j, "message")), "no such route: GET /a?"
+                                                                          "?/?"
+                                                                          "?");
     json_decref(j);
     free(s);
     s = envelope_build(400, "EClientBadRequest", "caf\xc3\xa9", NULL, NULL, "t", 0, 0, 0);
@@ -94,7 +101,8 @@ static void test_server_http_cache_snapshot_survives_swap_while_held(void **stat
     next->loaded = true;
     cache_swap(next);
     /* the reader's snapshot is still whole after the swap */
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(held->funcs, "a__b.c"), "timeout")), 5);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(held->funcs, "a__b.c"), "timeout")), 5);
     srv_cache_put(held);
     struct srv_cache *now = srv_cache_get();
     assert_ptr_equal(now, next);

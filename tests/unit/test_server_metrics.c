@@ -24,11 +24,11 @@ static void test_server_metrics_counts_requests_calls_and_latency(void **state)
 {
     (void)state;
     static struct srv_metrics m;
-    metrics_request(&m, rclass_index("api"), 200, 800);     /* 0.8 ms */
-    metrics_request(&m, rclass_index("api"), 599, 30000);   /* 30 ms */
+    metrics_request(&m, rclass_index("api"), 200, 800);   /* 0.8 ms */
+    metrics_request(&m, rclass_index("api"), 599, 30000); /* 30 ms */
     metrics_request(&m, rclass_index("admin"), 401, 100);
     metrics_request(&m, rclass_index("nonsense"), 404, 100);
-    metrics_request(&m, RC_PING, 0, 100000000);              /* never answered, 100 s */
+    metrics_request(&m, RC_PING, 0, 100000000); /* never answered, 100 s */
     metrics_call(&m, metrics_outcome_of("success", NULL));
     metrics_call(&m, metrics_outcome_of("failure", "EFuncFailed"));
     metrics_call(&m, metrics_outcome_of("timeout", "EWorkerNoResponse"));
@@ -56,10 +56,11 @@ static void test_server_metrics_exports_queues_and_every_stats_field(void **stat
 {
     (void)state;
     static struct srv_metrics m;
-    json_t *ext = json_loads("{\"queues\":{\"sync\":{\"length\":3,\"pending\":1}},\"workers_live\":2,"
-                             "\"worker\":{\"tasks\":\"10\",\"cost_ms\":\"1234\",\"odd-name\":\"5\",\"label\":\"x\"},"
-                             "\"beat\":{\"fired\":\"4\",\"missed\":\"0\"}}",
-                             0, NULL);
+    json_t *ext = json_loads(
+        "{\"queues\":{\"sync\":{\"length\":3,\"pending\":1}},\"workers_live\":2,"
+        "\"worker\":{\"tasks\":\"10\",\"cost_ms\":\"1234\",\"odd-name\":\"5\",\"label\":\"x\"},"
+        "\"beat\":{\"fired\":\"4\",\"missed\":\"0\"}}",
+        0, NULL);
     char *t = metrics_format(&m, ext);
     assert_has(t, "tandem_queue_length{queue=\"sync\"} 3\n");
     assert_has(t, "tandem_queue_pending{queue=\"sync\"} 1\n");

@@ -9,8 +9,8 @@
 
 #include "server_int.h"
 
-static const struct srv_route *match(const char *method, const char *path, char **params, int *np, bool *pm,
-                                     char *allow)
+static const struct srv_route *match(const char *method, const char *path, char **params, int *np,
+                                     bool *pm, char *allow)
 {
     return route_match(srv_routes, srv_nroutes, method, path, params, np, pm, allow, 128);
 }
@@ -102,8 +102,14 @@ static void test_server_route_unknown_path_is_404(void **state)
     int n;
     bool pm;
     char allow[128];
-    const char *paths[] = {"/", "/api", "/api/v1/nope", "/api/v1/sync/", "/api/v1/sync/x/y",
-                           "/api/v1/scripts/a/b/c", "/metricsx", "/api/v1/func//x"};
+    const char *paths[] = {"/",
+                           "/api",
+                           "/api/v1/nope",
+                           "/api/v1/sync/",
+                           "/api/v1/sync/x/y",
+                           "/api/v1/scripts/a/b/c",
+                           "/metricsx",
+                           "/api/v1/func//x"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         assert_null(match("GET", paths[i], p, &n, &pm, allow));
         assert_false(pm);
