@@ -36,7 +36,10 @@ int sv_proc_init(struct sv *s)
         s->stack[i].backoff_ms = BACKOFF_MIN_MS;
     }
     s->stack[SV_BEAT].grace_ms = 1000;
-    s->stack[SV_SERVER].grace_ms = 2000;
+    /* By the time the server is stopped the VIP has left this node: the
+     * answers of requests still in flight cannot reach their clients, so
+     * waiting long for a graceful exit only delays "stack stopped". */
+    s->stack[SV_SERVER].grace_ms = 300;
     s->stack[SV_WORKER].grace_ms = s->conf.fo_drain_grace * 1000;
     s->ka.name = "keepalived";
     s->ka.backoff_ms = BACKOFF_MIN_MS;
