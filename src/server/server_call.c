@@ -1,6 +1,7 @@
 /* The hot endpoints: ping, health, metrics, func calls, Sync/Async APIs,
  * task status. No SQL here except the task_record fallback of /tasks. */
 #include <ctype.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -345,6 +346,44 @@ static int collect_query(void *cls, enum MHD_ValueKind kind, const char *key, co
     return MHD_YES;
 }
 
+/* A simplified call posted as an HTML form: a=1&b=two -> {"a":"1","b":"two"}. */
+static json_t *form_kwargs(struct srv_req *r)
+{
+    json_t *kw = json_object();
+    char *copy = r->body ? strndup(r->body, r->body_len) : NULL;
+    char *save = NULL;
+    for (char *pair = copy ? strtok_r(copy, "&", &save) : NULL; pair;
+         pair = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(pair, '=');
+        if (eq)
+            *eq++ = '\0';
+        for (char *p = pair; *p; p++)
+            if (*p == '+')
+                *p = ' ';
+        for (char *p = eq; p && *p; p++)
+            if (*p == '+')
+                *p = ' ';
+        MHD_http_unescape(pair);
+        if (eq)
+            MHD_http_unescape(eq);
+        json_t *v = json_string(eq ? eq : "");
+        json_t *k = json_string(pair); /* names must be UTF-8 too */
+        bool ok = *pair && v && k;
+        json_decref(k);
+        if (!ok) {
+            json_decref(v);
+            json_decref(kw);
+            free(copy);
+            req_err(r, 400, "EClientBadRequest", NULL,
+                    "form body: empty name or a value that is not UTF-8 near '%.40s'", pair);
+            return NULL;
+        }
+        json_object_set_new(kw, pair, v);
+    }
+    free(copy);
+    return kw;
+}
+
 json_t *api_kwargs_from_request(struct srv_req *r, bool simplified)
 {
     bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
@@ -355,6 +394,9 @@ json_t *api_kwargs_from_request(struct srv_req *r, bool simplified)
                                       (MHD_KeyValueIterator)collect_query, kw);
             return kw;
         }
+        const char *ct = req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
+            return form_kwargs(r);
         return req_body_object(r, false);
     }
     if (get) {

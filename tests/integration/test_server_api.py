@@ -152,6 +152,12 @@ class TestEndpoints(Envelope):
         self.assertEqual(body, {"a": "fixed", "b": None, "x": "1", "y": "two"})
         status, body = ST.http("POST", f"/api/v1/al/{sid}/simplified", {"x": 5}, key=None)
         self.assertEqual((status, body["x"]), (200, 5))
+        status, body = ST.http("POST", f"/api/v1/sync/{sid}/simplified", "x=h%C3%A9+llo&y=", key=None,
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual((status, body["x"], body["y"]), (200, "h\u00e9 llo", ""), body)
+        status, body = ST.http("POST", f"/api/v1/sync/{sid}/simplified", "x=%FF", key=None,
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertErr(status, body, 400, "EClientBadRequest", "form")
 
     def test_async_api_and_alias(self):
         aid = ST.create_async_api("t__srv.echo", kwargs={"a": 7})
