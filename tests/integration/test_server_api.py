@@ -470,6 +470,17 @@ class TestSecondServer(Envelope):
         hb = ST.redis("KEYS", "tandem:hb:server:*").split()
         self.assertGreaterEqual(len(hb), 2, hb)
 
+    def test_admin_write_on_one_server_reaches_the_others_cache(self):
+        sid = ST.create_sync_api("t__srv.echo", kwargs={"a": "via-one"})
+        t0 = time.monotonic()
+        status, body = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(self.get(f"/api/v1/sync/{sid}",
+                                                                                         key=None)),
+                                5, 0.05, "the second server to know the new API")
+        self.assertEqual(body["a"], "via-one")
+        self.assertLess(time.monotonic() - t0, 2)
+        ST.api("PATCH", f"/api/v1/sync-apis/{sid}", {"enabled": False})
+        wait_for(lambda: self.get(f"/api/v1/sync/{sid}", key=None)[0] == 404, 5, 0.05, "disable to propagate")
+
     def test_body_limit_from_config(self):
         status, body = self.get("/api/v1/func/t__srv.echo", "POST", {"kwargs": {"a": "x" * 5000}})
         self.assertErr(status, body, 413, "EClientBodyTooLarge")
