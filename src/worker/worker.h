@@ -104,9 +104,17 @@ void wrec_cut_utf8(char *s, size_t max);
  * HINCRBY stats, cron running release, result cache, XACK + XDEL.
  * result_cache_key: NULL, or "<prefix>cache:result:..." to SET the result.
  * 0, or -1 when Redis failed (the context is then broken: reconnect). */
+/* One more command riding in the same round trip (the child's fetch of its
+ * next task): append() adds exactly one command; reply() sees its reply
+ * (borrowed) if the pipeline went through. */
+struct wrec_extra {
+    void (*append)(redisContext *rc, void *ud);
+    void (*reply)(redisReply *r, void *ud);
+    void *ud;
+};
 int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                 const struct woutcome *o, const char *node, int64_t epoch,
-                const char *result_cache_key, char **err);
+                const char *result_cache_key, const struct wrec_extra *extra, char **err);
 
 /* ---- worker_util.c ------------------------------------------------------ */
 
@@ -128,6 +136,14 @@ void kwargs_digest(json_t *kwargs, char out[65]);
 
 struct st_mysql;
 
+/* A claimed queue entry not yet run. */
+struct wentry {
+    int q; /* index into w_queues */
+    char id[48];
+    char *msg; /* field t, malloc'd; NULL if missing */
+};
+#define W_BACKLOG 16
+
 /* The one context of a child process. */
 struct wchild {
     const struct tconf *c;
@@ -140,6 +156,10 @@ struct wchild {
     int64_t gen;              /* last <prefix>gen seen, -1 before the first */
     int64_t gen_check_mono;   /* when it was last read */
     const char *cur_task;     /* task id running now, for DFF.FUNC */
+    struct wentry backlog[W_BACKLOG]; /* claimed, to run next, in order */
+    int nbacklog;
+    bool recover;       /* reconnected: re-read our own pending entries when idle */
+    char fetch_sha[41]; /* SHA of the fetch script once loaded */
 };
 
 /* What the Python side answered; all strings malloc'd or NULL. */

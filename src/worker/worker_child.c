@@ -40,11 +40,6 @@ static const char FETCH_LUA[] =
     "end "
     "return {g}";
 
-struct entry {
-    int q; /* index into w_queues */
-    char id[48];
-    char *msg; /* field t, malloc'd; NULL if missing */
-};
 
 static void sleep_ms(int64_t ms)
 {
@@ -130,6 +125,7 @@ static bool redis_up(struct wchild *ch)
                 log_info("child %s: redis is back", ch->consumer);
             ch->redis_down = false;
             create_groups(ch);
+            ch->recover = true;
             free(err);
             break;
         }
@@ -172,17 +168,118 @@ static bool is_nogroup(redisReply *r)
     return r && r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOGROUP") != NULL;
 }
 
-/* Fills up to W_NQUEUES entries; returns how many, or -1 on a Redis error. */
-static int fetch(struct wchild *ch, struct entry *out)
+static void push_entry(struct wchild *ch, int q, const char *id, redisReply *fields)
+{
+    if (ch->nbacklog >= W_BACKLOG)
+        return; /* cannot happen (at most W_NQUEUES + 1 per fetch); left pending */
+    for (int i = 0; i < ch->nbacklog; i++)
+        if (ch->backlog[i].q == q && strcmp(ch->backlog[i].id, id) == 0)
+            return;
+    struct wentry *e = &ch->backlog[ch->nbacklog++];
+    e->q = q;
+    snprintf(e->id, sizeof(e->id), "%s", id);
+    e->msg = field_t(fields);
+}
+
+static void fetch_keys(struct wchild *ch, char kg[128], char kq[W_NQUEUES][128])
+{
+    rds_key(kg, 128, ch->c, "gen");
+    for (int i = 0; i < W_NQUEUES; i++)
+        rds_key(kq[i], 128, ch->c, "q:%s", w_queues[i]);
+}
+
+/* The reply of FETCH_LUA: gen check, then at most one entry to the backlog.
+ * Returns the number of entries added, -1 for an error reply. */
+static int fetch_reply(struct wchild *ch, redisReply *r, bool want_gen)
+{
+    if (is_nogroup(r)) { /* the streams were deleted (FLUSHALL): recreate */
+        create_groups(ch);
+        return 0;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "NOSCRIPT", 8) == 0)
+            ch->fetch_sha[0] = '\0'; /* Redis restarted: reload next time */
+        else
+            log_warnx("child %s: reading the queues: %s", ch->consumer, r->str);
+        return -1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        log_warnx("child %s: reading the queues: unexpected reply", ch->consumer);
+        return -1;
+    }
+    if (want_gen) {
+        check_gen(ch, r->element[0]);
+        ch->gen_check_mono = mono_ms();
+    }
+    if (r->elements == 4 && r->element[1]->type == REDIS_REPLY_INTEGER &&
+        r->element[2]->type == REDIS_REPLY_STRING) {
+        int q = (int)r->element[1]->integer - 1;
+        if (q >= 0 && q < W_NQUEUES) {
+            push_entry(ch, q, r->element[2]->str, r->element[3]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* An XREADGROUP reply over the three streams: entries to the backlog in
+ * priority order. */
+static int streams_reply(struct wchild *ch, redisReply *r, char kq[W_NQUEUES][128])
+{
+    int n = 0;
+    if (r->type != REDIS_REPLY_ARRAY)
+        return 0;
+    for (int qi = 0; qi < W_NQUEUES; qi++) {
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *s = r->element[i];
+            if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+                s->element[0]->type != REDIS_REPLY_STRING ||
+                strcmp(s->element[0]->str, kq[qi]) != 0 ||
+                s->element[1]->type != REDIS_REPLY_ARRAY)
+                continue;
+            redisReply *es = s->element[1];
+            for (size_t j = 0; j < es->elements; j++) {
+                redisReply *e = es->element[j];
+                if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                    e->element[0]->type != REDIS_REPLY_STRING)
+                    continue;
+                push_entry(ch, qi, e->element[0]->str, e->element[1]);
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+/* After a reconnect, with nothing running: entries this consumer claimed
+ * but never recorded (a reply lost with the connection) run now instead of
+ * waiting an hour for XAUTOCLAIM. */
+static int recover_own(struct wchild *ch)
+{
+    char kg[128], kq[W_NQUEUES][128];
+    fetch_keys(ch, kg, kq);
+    redisReply *r = redisCommand(ch->rc,
+                                 "XREADGROUP GROUP " W_GROUP " %s COUNT 5 STREAMS %s %s %s 0 0 0",
+                                 ch->consumer, kq[0], kq[1], kq[2]);
+    if (r == NULL)
+        return -1;
+    if (is_nogroup(r))
+        create_groups(ch);
+    int n = streams_reply(ch, r, kq);
+    if (n > 0)
+        log_info("child %s: running %d entries claimed before a reconnect", ch->consumer, n);
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Claims the next entries into the backlog; -1 on a Redis error. */
+static int fetch(struct wchild *ch)
 {
     char kg[128], kq[W_NQUEUES][128];
     const char *argv[6];
-    int n = 0;
     bool want_gen = mono_ms() - ch->gen_check_mono >= 200;
 
-    rds_key(kg, sizeof(kg), ch->c, "gen");
-    for (int i = 0; i < W_NQUEUES; i++)
-        rds_key(kq[i], sizeof(kq[i]), ch->c, "q:%s", w_queues[i]);
+    fetch_keys(ch, kg, kq);
     argv[0] = kg;
     argv[1] = kq[0];
     argv[2] = kq[1];
@@ -190,36 +287,18 @@ static int fetch(struct wchild *ch, struct entry *out)
     argv[4] = ch->consumer;
     argv[5] = want_gen ? "1" : "0";
 
-    static char sha[41];
-    redisReply *r = rds_eval(ch->rc, FETCH_LUA, sha, 4, argv, 6);
+    redisReply *r = rds_eval(ch->rc, FETCH_LUA, ch->fetch_sha, 4, argv, 6);
     if (r == NULL) {
         log_warnx("child %s: reading the queues: %s", ch->consumer, ch->rc->errstr);
         return -1;
     }
-    if (is_nogroup(r)) { /* the streams were deleted (FLUSHALL): recreate */
-        freeReplyObject(r);
-        create_groups(ch);
-        return 0;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
-        log_warnx("child %s: reading the queues: %s", ch->consumer,
-                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        freeReplyObject(r);
-        sleep_ms(200);
-        return 0;
-    }
-    if (want_gen) {
-        check_gen(ch, r->element[0]);
-        ch->gen_check_mono = mono_ms();
-    }
-    if (r->elements == 4) {
-        out[0].q = (int)r->element[1]->integer - 1;
-        snprintf(out[0].id, sizeof(out[0].id), "%s", r->element[2]->str);
-        out[0].msg = field_t(r->element[3]);
-        freeReplyObject(r);
-        return out[0].q >= 0 && out[0].q < W_NQUEUES ? 1 : 0;
-    }
+    int got = fetch_reply(ch, r, want_gen);
     freeReplyObject(r);
+    if (got != 0) {
+        if (got == -1)
+            sleep_ms(200);
+        return 0;
+    }
 
     /* Nothing waiting: block until something arrives on any queue. */
     r = redisCommand(ch->rc,
@@ -229,34 +308,14 @@ static int fetch(struct wchild *ch, struct entry *out)
         log_warnx("child %s: reading the queues: %s", ch->consumer, ch->rc->errstr);
         return -1;
     }
+    int n = 0;
     if (is_nogroup(r)) {
-        freeReplyObject(r);
         create_groups(ch);
-        return 0;
-    }
-    if (r->type == REDIS_REPLY_ARRAY) {
-        /* One entry per stream at most; keep priority order. */
-        for (int qi = 0; qi < W_NQUEUES; qi++) {
-            for (size_t i = 0; i < r->elements; i++) {
-                redisReply *s = r->element[i];
-                if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
-                    strcmp(s->element[0]->str, kq[qi]) != 0)
-                    continue;
-                redisReply *es = s->element[1];
-                for (size_t j = 0; j < es->elements && n < W_NQUEUES; j++) {
-                    redisReply *e = es->element[j];
-                    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
-                        continue;
-                    out[n].q = qi;
-                    snprintf(out[n].id, sizeof(out[n].id), "%s", e->element[0]->str);
-                    out[n].msg = field_t(e->element[1]);
-                    n++;
-                }
-            }
-        }
     } else if (r->type == REDIS_REPLY_ERROR) {
         log_warnx("child %s: XREADGROUP: %s", ch->consumer, r->str);
         sleep_ms(200);
+    } else {
+        n = streams_reply(ch, r, kq);
     }
     freeReplyObject(r);
     /* Woken after a long wait: scripts may have changed meanwhile. */
@@ -268,7 +327,28 @@ static int fetch(struct wchild *ch, struct entry *out)
             freeReplyObject(r);
         }
     }
-    return n;
+    return 0;
+}
+
+/* The next fetch rides in the commit's round trip: under load a task costs
+ * one round trip. */
+struct prefetch {
+    struct wchild *ch;
+    bool want_gen;
+    char kg[128], kq[W_NQUEUES][128];
+};
+
+static void prefetch_append(redisContext *rc, void *ud)
+{
+    struct prefetch *p = ud;
+    redisAppendCommand(rc, "EVALSHA %s 4 %s %s %s %s %s %s", p->ch->fetch_sha, p->kg, p->kq[0],
+                       p->kq[1], p->kq[2], p->ch->consumer, p->want_gen ? "1" : "0");
+}
+
+static void prefetch_reply(redisReply *r, void *ud)
+{
+    struct prefetch *p = ud;
+    fetch_reply(p->ch, r, p->want_gen);
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -281,8 +361,19 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
     int fails = 0;
     for (;;) {
         char *err = NULL;
-        if (redis_up(ch) &&
-            wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch, cache_key, &err) == 0)
+        struct prefetch pf;
+        struct wrec_extra extra = {prefetch_append, prefetch_reply, &pf};
+        /* Prefetch only with nothing else claimed, the script loaded, and
+         * not while stopping (a claimed entry would wait for a reclaim). */
+        bool prefetch = !g_stop && ch->nbacklog == 0 && ch->fetch_sha[0] && !ch->recover;
+        if (prefetch) {
+            pf.ch = ch;
+            pf.want_gen = mono_ms() - ch->gen_check_mono >= 200;
+            fetch_keys(ch, pf.kg, pf.kq);
+        }
+        if (redis_up(ch) && wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch,
+                                        cache_key, prefetch && !ch->recover ? &extra : NULL,
+                                        &err) == 0)
             return;
         if (err) {
             log_warnx("child %s: %s", ch->consumer, err);
@@ -320,7 +411,7 @@ static void set_running(struct wchild *ch, const struct wtask *wt)
 }
 
 /* A message that is not a task: answer what we can, then drop it. */
-static void bad_message(struct wchild *ch, const struct entry *e, const char *why)
+static void bad_message(struct wchild *ch, const struct wentry *e, const char *why)
 {
     struct wtask wt;
     json_t *raw = e->msg ? json_loads(e->msg, 0, NULL) : NULL;
@@ -358,7 +449,7 @@ static void bad_message(struct wchild *ch, const struct entry *e, const char *wh
     json_decref(raw);
 }
 
-static void run_entry(struct wchild *ch, const struct entry *e)
+static void run_entry(struct wchild *ch, const struct wentry *e)
 {
     struct task t;
     struct wtask wt;
@@ -471,7 +562,6 @@ int child_main(const struct tconf *c, int64_t epoch, int fd)
 {
     struct wchild ch;
     char *err = NULL;
-    struct entry es[W_NQUEUES];
 
     memset(&ch, 0, sizeof(ch));
     ch.c = c;
@@ -497,18 +587,29 @@ int child_main(const struct tconf *c, int64_t epoch, int fd)
     tell_master(&ch, WMSG_READY, NULL);
     log_debug("child %s: ready", ch.consumer);
 
-    while (!g_stop) {
-        if (!redis_up(&ch))
-            break;
-        int n = fetch(&ch, es);
-        if (n == -1) {
-            child_redis_broken(&ch);
+    /* Entries already claimed run even when stopping: nobody else would
+     * until this consumer is found dead. */
+    while (!g_stop || ch.nbacklog > 0) {
+        if (ch.nbacklog > 0) {
+            struct wentry e = ch.backlog[0];
+            memmove(&ch.backlog[0], &ch.backlog[1], sizeof(e) * (size_t)(ch.nbacklog - 1));
+            ch.nbacklog--;
+            run_entry(&ch, &e);
+            free(e.msg);
             continue;
         }
-        for (int i = 0; i < n; i++) {
-            run_entry(&ch, &es[i]);
-            free(es[i].msg);
+        if (!redis_up(&ch))
+            break;
+        if (ch.recover) {
+            if (recover_own(&ch) == -1) {
+                child_redis_broken(&ch);
+                continue;
+            }
+            ch.recover = false;
+            continue;
         }
+        if (fetch(&ch) == -1)
+            child_redis_broken(&ch);
     }
     log_debug("child %s: stopping", ch.consumer);
     if (ch.rc)

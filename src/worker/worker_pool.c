@@ -279,7 +279,7 @@ static void record_death(struct pool *p, struct slot *s, int status)
 
     char *err = NULL;
     redisContext *rc = p_redis(p);
-    if (rc == NULL || wrec_commit(rc, p->c, t, &o, p->c->node_name, p->epoch, NULL, &err) == -1) {
+    if (rc == NULL || wrec_commit(rc, p->c, t, &o, p->c->node_name, p->epoch, NULL, NULL, &err) == -1) {
         log_warnx("master: cannot record task %s (%s); its queue entry stays pending and will be "
                   "re-queued",
                   t->id, err ? err : "redis unavailable");

@@ -169,7 +169,7 @@ static char *dumps(json_t *j)
 
 int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                 const struct woutcome *o, const char *node, int64_t epoch,
-                const char *result_cache_key, char **err)
+                const char *result_cache_key, const struct wrec_extra *extra, char **err)
 {
     char k_task[128 + ID_MAX], k_reply[256], k_rec[128], k_stats[128], k_q[128],
         k_cron[128 + ID_MAX];
@@ -222,6 +222,10 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
     redisAppendCommand(rc, "XACK %s " W_GROUP " %s", k_q, t->entry);
     redisAppendCommand(rc, "XDEL %s %s", k_q, t->entry);
     n += 2;
+    if (extra) {
+        extra->append(rc, extra->ud);
+        n++;
+    }
 
     rv = 0;
     for (int i = 0; i < n; i++) {
@@ -234,6 +238,11 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
             break; /* the context is unusable now */
         }
         redisReply *r = rep;
+        if (extra && i == n - 1) {
+            extra->reply(r, extra->ud);
+            freeReplyObject(r);
+            break;
+        }
         if (r->type == REDIS_REPLY_ERROR)
             log_warnx("task %s: recording the outcome: command %d of %d: %s", t->id, i + 1, n,
                       r->str);
