@@ -20,6 +20,12 @@ struct srv_ctx S;
 static pthread_key_t rc_key, db_key;
 static __thread redisContext *t_rc;
 static __thread MYSQL *t_db;
+/* Last use: a connection idle for a while may have been dropped (backend
+ * restarted, wait_timeout), so it is pinged before use rather than failing
+ * the request that happens to come first. */
+static __thread int64_t t_rc_used, t_db_used;
+#define RC_IDLE_PING_MS 5000
+#define DB_IDLE_PING_MS 10000
 
 static void rc_destroy(void *p)
 {
@@ -58,9 +64,17 @@ int64_t srv_epoch(void)
 
 static redisContext *redis_thread(char **err)
 {
+    if (t_rc && !t_rc->err && mono_ms() - t_rc_used > RC_IDLE_PING_MS) {
+        redisReply *rep = redisCommand(t_rc, "PING");
+        if (!rep || rep->type == REDIS_REPLY_ERROR)
+            srv_redis_broken();
+        if (rep)
+            freeReplyObject(rep);
+    }
     if (t_rc && t_rc->err) {
         srv_redis_broken();
     }
+    t_rc_used = mono_ms();
     if (!t_rc) {
         t_rc = rds_connect(&S.conf, 2000, err);
         pthread_setspecific(rc_key, t_rc);
@@ -89,6 +103,9 @@ void srv_redis_broken(void)
 
 MYSQL *srv_db(struct srv_req *r)
 {
+    if (t_db && mono_ms() - t_db_used > DB_IDLE_PING_MS && mysql_ping(t_db) != 0)
+        srv_db_broken();
+    t_db_used = mono_ms();
     if (!t_db) {
         char *err = NULL;
         t_db = db_connect(&S.conf, 5, &err);
