@@ -107,7 +107,8 @@ static void emit_hash(FILE *f, const char *prefix, json_t *h)
             continue; /* not a number: Prometheus has no place for it */
         char name[160];
         metric_name(name, sizeof name, prefix, k);
-        fprintf(f, "# TYPE %s gauge\n%s %s\n", name, name, s);
+        /* counters and gauges mixed: the hash does not say which */
+        fprintf(f, "# TYPE %s untyped\n%s %s\n", name, name, s);
         (void)d;
     }
 }
