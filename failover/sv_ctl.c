@@ -130,6 +130,13 @@ static json_t *answer(struct sv *s, json_t *req)
         json_t *on = json_object_get(req, "on");
         if (!json_is_boolean(on))
             return json_pack("{s:b,s:s}", "ok", 0, "error", "maintenance needs \"on\": true|false");
+        char peer[64];
+        if (json_is_true(on) && s->fsm.role == SV_ROLE_MASTER &&
+            !sv_peer_ready_backup(s, peer, sizeof(peer)) &&
+            !json_is_true(json_object_get(req, "force")))
+            return json_pack("{s:b,s:s}", "ok", 0, "error",
+                             "this node is the primary and no peer is ready to take over: "
+                             "maintenance would stop the service (--force does it anyway)");
         sv_set_maint(s, json_is_true(on));
         return json_pack("{s:b,s:b,s:s}", "ok", 1, "maintenance", s->maint, "role",
                          sv_role_name(s->fsm.role));

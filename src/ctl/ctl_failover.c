@@ -268,11 +268,13 @@ static int do_switchover(struct ctl *c, int argc, char **argv)
 
 static int do_maintenance(struct ctl *c, int argc, char **argv)
 {
-    if (argc != 1 || (strcmp(argv[0], "on") && strcmp(argv[0], "off"))) {
-        fprintf(stderr, "tandemctl: usage: tandemctl maintenance on|off\n");
+    bool force = argc == 2 && strcmp(argv[1], "--force") == 0;
+    if ((argc != 1 && !force) || (strcmp(argv[0], "on") && strcmp(argv[0], "off"))) {
+        fprintf(stderr, "tandemctl: usage: tandemctl maintenance on [--force] | off\n");
         return CTL_USAGE;
     }
-    json_t *req = json_pack("{s:s,s:b}", "cmd", "maintenance", "on", strcmp(argv[0], "on") == 0);
+    json_t *req = json_pack("{s:s,s:b,s:b}", "cmd", "maintenance", "on", strcmp(argv[0], "on") == 0,
+                            "force", force);
     json_t *resp = sv_call(c, req, false);
     json_decref(req);
     if (resp == NULL)

@@ -132,7 +132,9 @@ fault_kill-keepalived() {
     srv=$(child_pid "$P0" server) beat=$(child_pid "$P0" beat)
     echo "  SIGKILL keepalived on node $P0 (pids $ka $kv); server $srv, beat $beat"
     t0=$(now_ms)
-    kill -KILL "$ka" "$kv"
+    # the VRRP child first: killed after its parent it would get SIGTERM
+    # (keepalived asks for PDEATHSIG) and leave with a priority-0 advert
+    kill -KILL "$kv" "$ka"
     for ((i = 0; i < 500; i++)); do
         t=$(now_ms)
         if [ -z "$t_vip" ] && ! ip -n "tandem-$P0" -o -4 addr show dev eth0 | grep -q " $VIP/"; then
