@@ -414,6 +414,42 @@ class TestBadInput(Envelope):
         self.assertTrue(out == b"" or re.match(rb"HTTP/1.1 4\d\d", out), out[:100])
         self.assertServing()
 
+    def test_random_requests_never_hurt_the_server(self):
+        """300 mutated requests (seeded): every one gets an HTTP answer or a
+        closed connection, never a crash or a hang."""
+        import random
+        rnd = random.Random(4466)
+        paths = ["/api/v1/func/t__srv.echo", "/api/v1/sync/x", "/api/v1/scripts/t__x", "/api/v1/sync-apis",
+                 "/api/v1/tasks/task-1", "/api/v1/task-records?page=1", "/api/v1/env-variables/E", "/metrics"]
+        bodies = [b'{"kwargs":{"a":1}}', b'{"options":{"async":true,"eta":"2030-01-01T00:00:00Z"}}',
+                  b'{"code_draft":"x=1"}', b'{"func_id":"a__b.c","kwargs":{}}', b'{"value":"v"}']
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "BREW"]
+        for i in range(300):
+            body = bytearray(rnd.choice(bodies))
+            for _ in range(rnd.randint(0, 4)):
+                op = rnd.randint(0, 2)
+                pos = rnd.randint(0, len(body))
+                if op == 0:
+                    body[pos:pos] = bytes([rnd.randint(0, 255)])
+                elif op == 1 and body:
+                    del body[min(pos, len(body) - 1)]
+                else:
+                    body[pos:pos] = rnd.choice([b'"', b"{", b"]", b"\\u0000", b"\xff", b"1e999", b"[" * 50])
+            path = rnd.choice(paths)
+            if rnd.random() < 0.2:
+                path += urllib.parse.quote(bytes(rnd.randint(1, 255) for _ in range(5)), safe="")
+            method = rnd.choice(methods)
+            head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ST.key}\r\n"
+            if rnd.random() < 0.8:
+                head += f"Content-Length: {len(body)}\r\n"
+            out = raw_request(port_of(ST), head.encode() + b"Connection: close\r\n\r\n" + bytes(body),
+                              read_timeout=15)
+            self.assertTrue(out == b"" or out.startswith(b"HTTP/1.1 "), (i, method, path, bytes(body), out[:200]))
+            status = int(out.split(b" ", 2)[1]) if out else 0
+            self.assertNotEqual(status, 500, (i, method, path, bytes(body), out[:400]))
+        self.assertServing()
+        self.assertEqual(ST.api("POST", "/api/v1/func/t__srv.echo", {"kwargs": {"a": 1}})["result"]["a"], 1)
+
 
 class TestSecondServer(Envelope):
     """A second tandem-server with a copy of the config on another port,
