@@ -373,9 +373,9 @@ static json_t *form_kwargs(struct srv_req *r)
         if (!ok) {
             json_decref(v);
             json_decref(kw);
-            free(copy);
             req_err(r, 400, "EClientBadRequest", NULL,
                     "form body: empty name or a value that is not UTF-8 near '%.40s'", pair);
+            free(copy); /* after the message: pair points into it */
             return NULL;
         }
         json_object_set_new(kw, pair, v);
