@@ -244,7 +244,8 @@ class TestEndpoints(Envelope):
             ST.api("POST", "/api/v1/func/t__srv.echo", {"kwargs": {"a": i}})
 
         def enough():
-            d = ST.api("GET", "/api/v1/task-records?func=t__srv.echo&status=success&pageSize=2")
+            # records are flushed in batches: wait for this test's own calls
+            d = ST.api("GET", "/api/v1/task-records?func=t__srv.echo&status=success&origin=func&pageSize=2")
             return d if d["total"] >= 3 else None
         d = wait_for(enough, 30, 0.5, "task records flushed")
         self.assertEqual((d["page"], d["pageSize"], len(d["items"])), (1, 2, 2))
