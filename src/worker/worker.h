@@ -148,14 +148,14 @@ struct wentry {
 struct wchild {
     const struct tconf *c;
     int64_t epoch;
-    int fd;                   /* pipe to the master */
-    char consumer[128];       /* "<node>:<pid>" */
-    redisContext *rc;         /* NULL while Redis is unreachable */
-    struct st_mysql *db;      /* lazily connected */
-    bool redis_down, db_down; /* for logging once per state change */
-    int64_t gen;              /* last <prefix>gen seen, -1 before the first */
-    int64_t gen_check_mono;   /* when it was last read */
-    const char *cur_task;     /* task id running now, for DFF.FUNC */
+    int fd;                           /* pipe to the master */
+    char consumer[128];               /* "<node>:<pid>" */
+    redisContext *rc;                 /* NULL while Redis is unreachable */
+    struct st_mysql *db;              /* lazily connected */
+    bool redis_down, db_down;         /* for logging once per state change */
+    int64_t gen;                      /* last <prefix>gen seen, -1 before the first */
+    int64_t gen_check_mono;           /* when it was last read */
+    const char *cur_task;             /* task id running now, for DFF.FUNC */
     struct wentry backlog[W_BACKLOG]; /* claimed, to run next, in order */
     int nbacklog;
     bool recover;       /* reconnected: re-read our own pending entries when idle */

@@ -40,7 +40,6 @@ static const char FETCH_LUA[] =
     "end "
     "return {g}";
 
-
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -234,8 +233,7 @@ static int streams_reply(struct wchild *ch, redisReply *r, char kq[W_NQUEUES][12
             redisReply *s = r->element[i];
             if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
                 s->element[0]->type != REDIS_REPLY_STRING ||
-                strcmp(s->element[0]->str, kq[qi]) != 0 ||
-                s->element[1]->type != REDIS_REPLY_ARRAY)
+                strcmp(s->element[0]->str, kq[qi]) != 0 || s->element[1]->type != REDIS_REPLY_ARRAY)
                 continue;
             redisReply *es = s->element[1];
             for (size_t j = 0; j < es->elements; j++) {
@@ -258,9 +256,9 @@ static int recover_own(struct wchild *ch)
 {
     char kg[128], kq[W_NQUEUES][128];
     fetch_keys(ch, kg, kq);
-    redisReply *r = redisCommand(ch->rc,
-                                 "XREADGROUP GROUP " W_GROUP " %s COUNT 5 STREAMS %s %s %s 0 0 0",
-                                 ch->consumer, kq[0], kq[1], kq[2]);
+    redisReply *r =
+        redisCommand(ch->rc, "XREADGROUP GROUP " W_GROUP " %s COUNT 5 STREAMS %s %s %s 0 0 0",
+                     ch->consumer, kq[0], kq[1], kq[2]);
     if (r == NULL)
         return -1;
     if (is_nogroup(r))
@@ -371,9 +369,9 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
             pf.want_gen = mono_ms() - ch->gen_check_mono >= 200;
             fetch_keys(ch, pf.kg, pf.kq);
         }
-        if (redis_up(ch) && wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch,
-                                        cache_key, prefetch && !ch->recover ? &extra : NULL,
-                                        &err) == 0)
+        if (redis_up(ch) &&
+            wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch, cache_key,
+                        prefetch && !ch->recover ? &extra : NULL, &err) == 0)
             return;
         if (err) {
             log_warnx("child %s: %s", ch->consumer, err);
