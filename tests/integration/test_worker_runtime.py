@@ -59,12 +59,18 @@ class Backend:
         self.redis_p.wait(20)
         self.procs.remove(self.redis_p)
 
-    def _start_mariadb(self):
+    def stop_mariadb(self):
+        self.maria_p.terminate()
+        self.maria_p.wait(60)
+        self.procs.remove(self.maria_p)
+
+    def _start_mariadb(self, init=True):
         datadir = os.path.join(self.dir, "mysql")
         asuser = ["--user=root"] if os.getuid() == 0 else []
-        subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + datadir, *asuser,
-                        "--skip-test-db", "--auth-root-authentication-method=socket"],
-                       check=True, capture_output=True)
+        if init:
+            subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + datadir, *asuser,
+                            "--skip-test-db", "--auth-root-authentication-method=socket"],
+                           check=True, capture_output=True)
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         mlog = os.path.join(self.dir, "mariadb.log")
         self.maria_p = subprocess.Popen(
@@ -77,6 +83,8 @@ class Backend:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(self.maria_p)
         wait_for(lambda: self._sql_ok("SELECT 1", db="mysql"), 60, what="mariadb")
+        if not init:
+            return
         self.sql("CREATE DATABASE IF NOT EXISTS tandem CHARACTER SET utf8mb4 COLLATE utf8mb4_bin; "
                  "CREATE USER IF NOT EXISTS 'tandem'@'localhost' IDENTIFIED BY 'pw'; "
                  "GRANT ALL PRIVILEGES ON tandem.* TO 'tandem'@'localhost';", db="mysql")
@@ -578,6 +586,23 @@ class WorkerRecoveryTest(unittest.TestCase):
         self.assertIn("redis is back", log)
         # logged once per state change, not once per retry
         self.assertLess(log.count("retrying"), 10, log)
+        self.b.kill_worker(w)
+
+    def test_mariadb_outage_keeps_records_in_redis_until_it_is_back(self):
+        conf = self.b.conf("m", node="node-m", children=1)
+        w = self.b.start_worker(conf, "m")
+        self.assertEqual(self.b.call("demo__t.add", {"x": 1})["status"], "success")  # cached
+        self.b.stop_mariadb()
+        try:
+            o = self.b.call("demo__t.add", {"x": 5})
+            self.assertEqual(o["status"], "success", o)  # the cached script keeps serving
+            time.sleep(1)
+            self.assertIsNone(w.poll())
+            self.assertGreaterEqual(int(self.b.redis("LLEN", "tandem:taskrec")), 1)
+        finally:
+            self.b._start_mariadb(init=False)
+        self.assertEqual(self.b.record(o["id"], timeout=30)["status"], "success")
+        self.assertIn("mariadb is back", self.b.log("m"))
         self.b.kill_worker(w)
 
     def test_sigterm_lets_the_running_task_finish(self):
