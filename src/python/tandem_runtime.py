@@ -6,9 +6,11 @@ Outcome tuple: (status, result_json, reason, message, traceback, output,
 data_json, cache_result) — strings or None, cache_result an int.
 """
 import builtins
+import importlib.util
 import json
 import linecache
 import logging
+import re
 import sys
 import traceback
 import types
@@ -97,6 +99,8 @@ class _Handler(logging.Handler):
 
 
 def setup(default_timeout, output_cap):
+    if not any(isinstance(f, _ScriptFinder) for f in sys.meta_path):
+        sys.meta_path.append(_ScriptFinder())
     _cfg['default_timeout'] = int(default_timeout)
     _cfg['output_cap'] = int(output_cap)
     root = logging.getLogger()
@@ -166,6 +170,29 @@ def _load(script_id, ver):
     s = _Script(dbver, mod, _api_funcs(mod))
     _scripts[script_id] = s
     return s
+
+
+class _ScriptFinder(object):
+    """`import demo__other` in a script imports the published script
+    demo__other (DataFlux Func scripts import each other by id). Last on
+    sys.meta_path, so the standard library always wins."""
+
+    _name = re.compile(r'^[A-Za-z0-9_]+__[A-Za-z0-9_]+$')
+
+    def find_spec(self, name, path, target=None):
+        if path is not None or not self._name.match(name) or name.startswith('__'):
+            return None
+        return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        try:
+            return _load(spec.name, 0).module
+        except _NotFound as e:
+            raise ModuleNotFoundError('no published script %s (%s)' % (spec.name, e),
+                                      name=spec.name)
+
+    def exec_module(self, module):
+        pass  # _load executed it already
 
 
 def _tb_text(e):

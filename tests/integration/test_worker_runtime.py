@@ -452,6 +452,17 @@ class WorkerTest(unittest.TestCase):
         results = {self.b.call("demo__r.v")["result"] for _ in range(4)}
         self.assertEqual(results, {3})
 
+    def test_a_script_imports_another_published_script(self):
+        self.b.publish("lib__util", "def double(x):\n    return 2 * x\n")
+        self.b.publish("demo__imp", "import lib__util\n@DFF.API('d')\ndef d(x):\n"
+                       "    return lib__util.double(x)\n"
+                       "@DFF.API('m')\ndef m():\n    import lib__nope\n")
+        self.assertEqual(self.b.call("demo__imp.d", {"x": 21})["result"], 42)
+        o = self.b.call("demo__imp.m")
+        self.assertEqual(o["reason"], "EFuncFailed")
+        self.assertIn("ModuleNotFoundError", o["message"])
+        self.assert_serves()
+
     # ---- DFF
     def test_dff_env_reads_env_variables_and_sees_changes(self):
         self.b.sql("REPLACE INTO env_variable (id, value) VALUES ('greeting', 'hi')")
