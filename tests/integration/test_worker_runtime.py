@@ -213,8 +213,8 @@ failover = {{ drain_grace = 5; }};
         return ver
 
     def enqueue(self, func, kwargs=None, queue="sync", timeout=10, ver=0, reply=None,
-                origin=None, origin_id="", expires=0):
-        tid = "task-" + uuid.uuid4().hex[:24]
+                origin=None, origin_id="", expires=0, tid=None):
+        tid = tid or "task-" + uuid.uuid4().hex[:24]
         if reply is None and queue == "sync":
             reply = "it-" + uuid.uuid4().hex[:8]
         t = {"id": tid, "func": func, "kwargs": kwargs or {},
@@ -321,6 +321,11 @@ def spawn(x):
 def slow(s=3):
     time.sleep(s)
     return 'slept'
+
+@DFF.API('Cached', cache_result=60)
+def cached(x):
+    import DFF as D
+    return D.ENV('nope', 'dflt') + str(x)
 
 @DFF.API('Pid')
 def pid():
@@ -496,6 +501,28 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(st["status"], "success", st)
         self.assertEqual(st["result"], {"sum": 105})
         self.assertEqual(self.b.record(sub)["origin"], "subtask")
+
+    def test_cron_task_releases_its_running_mark_only_if_it_is_still_its_own(self):
+        tid = "task-" + uuid.uuid4().hex[:24]
+        self.b.redis("SET", "tandem:cron:running:cron-a", tid)
+        self.b.enqueue("demo__t.add", {"x": 1}, queue="cron", origin="cron", origin_id="cron-a",
+                       tid=tid)
+        self.assertEqual(self.b.task(tid)["status"], "success")
+        wait_for(lambda: self.b.redis("EXISTS", "tandem:cron:running:cron-a") == "0", 5,
+                 what="running mark released")
+        self.b.redis("SET", "tandem:cron:running:cron-b", "task-someone-else")
+        tid, _ = self.b.enqueue("demo__t.add", {"x": 1}, queue="cron", origin="cron",
+                                origin_id="cron-b")
+        self.assertEqual(self.b.task(tid)["status"], "success")
+        self.assertEqual(self.b.redis("GET", "tandem:cron:running:cron-b"), "task-someone-else")
+
+    def test_cache_result_stores_the_result_for_the_server(self):
+        o = self.b.call("demo__t.cached", {"x": 7})
+        self.assertEqual(o["result"], "dflt7")
+        keys = self.b.redis("KEYS", "tandem:cache:result:demo__t.cached:*").split()
+        self.assertEqual(len(keys), 1)
+        self.assertEqual(json.loads(self.b.redis("GET", keys[0])), "dflt7")
+        self.assertTrue(0 < int(self.b.redis("TTL", keys[0])) <= 60)
 
     # ---- system task
     def test_sys_inspect_lists_api_funcs(self):
