@@ -113,6 +113,8 @@ struct sv {
     int64_t hold_until;      /* mono ms: the track file says FAULT until then */
     int track_value;         /* what the file says now */
     int64_t last_unhealthy_handover;
+    int64_t planned_at;      /* mono ms: a planned handover moves the VIP then */
+    char planned_why[96];
 
     int sig_fd, fifo_fd, ctl_fd;
     struct sv_linebuf fifo_lb;

@@ -33,6 +33,7 @@
 #define UNHEALTHY_AFTER_MS 5000 /* bad health this long while the backend answers */
 #define STARTUP_GRACE_MS 15000  /* a fresh stack gets this long to become healthy */
 #define PROMOTE_RETRY_MS 200
+#define PLANNED_DRAIN_MS 60     /* switchover: calls in flight get this long */
 
 extern char **environ;
 
@@ -197,8 +198,35 @@ void sv_on_ka_died(struct sv *s, const char *why)
 
 void sv_handover(struct sv *s, const char *why)
 {
-    struct sv_input in = {.ev = SV_EV_HANDOVER, .why = why};
-    step(s, &in, strncmp(why, "unhealthy", 9) == 0 ? UNHEALTHY_HOLD_MS : HOLD_MS);
+    if (strncmp(why, "unhealthy", 9) == 0) {
+        struct sv_input in = {.ev = SV_EV_HANDOVER, .why = why};
+        step(s, &in, UNHEALTHY_HOLD_MS);
+        return;
+    }
+    /* Planned: the beat goes now and the server stops accepting, and the
+     * VIP moves only once calls in flight had a moment to get their answers
+     * out (after the VIP left, an answer can no longer reach its client). */
+    if (s->planned_at)
+        return;
+    snprintf(s->planned_why, sizeof(s->planned_why), "%s", why);
+    s->planned_at = mono_ms() + PLANNED_DRAIN_MS;
+    log_info("%s: stopping beat and server, the VIP moves in <= %d ms", why, PLANNED_DRAIN_MS);
+    sv_stack_stop_begin(s);
+}
+
+static void planned_tick(struct sv *s)
+{
+    if (!s->planned_at)
+        return;
+    if (s->fsm.role != SV_ROLE_MASTER) { /* overtaken by keepalived or the epoch */
+        s->planned_at = 0;
+        return;
+    }
+    if (mono_ms() < s->planned_at && s->stack[SV_SERVER].pid > 0)
+        return;
+    s->planned_at = 0;
+    struct sv_input in = {.ev = SV_EV_HANDOVER, .why = s->planned_why};
+    step(s, &in, HOLD_MS);
 }
 
 void sv_set_maint(struct sv *s, bool on)
@@ -340,6 +368,7 @@ static void tick(struct sv *s)
     }
     if (s->promote_pending)
         promote_try(s);
+    planned_tick(s);
     if (s->track_value != SV_TRACK_OK || s->maint)
         sv_track_update(s);
     sv_proc_tick(s);

@@ -110,8 +110,10 @@ def cmd_load(a):
     def sync_loop():
         while not stop.is_set():
             s = time.time()
-            st, _ = call(a.url, "POST", "/api/v1/sync/" + a.sapi, a.key, {"kwargs": {}}, timeout=a.timeout)
-            sync_log.append((s, time.time(), st))
+            st, resp = call(a.url, "POST", "/api/v1/sync/" + a.sapi, a.key, {"kwargs": {}}, timeout=a.timeout)
+            # transport failures are told apart: refused (no listener, or the
+            # VIP is between nodes) vs timed out (packets went nowhere)
+            sync_log.append((s, time.time(), st if st else "0:" + str(resp).split(":")[0]))
             time.sleep(a.interval)
 
     def async_loop():
