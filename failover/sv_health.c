@@ -39,21 +39,32 @@ int64_t sv_fresh_ms(const struct tconf *c)
     return 2 * period_ms(c) + 50;
 }
 
-static redisContext *ensure(redisContext **rc, const struct tconf *c)
+/* Connects on demand. After a failed attempt the next one waits a second:
+ * the main thread calls this on the failover path and must not stall there
+ * once per transition while Redis is away. */
+static redisContext *ensure_ex(redisContext **rc, const struct tconf *c, int timeout_ms,
+                               int64_t *last_fail)
 {
     if (*rc && (*rc)->err) {
         redisFree(*rc);
         *rc = NULL;
     }
-    if (*rc == NULL) {
+    if (*rc == NULL && (*last_fail == 0 || mono_ms() - *last_fail >= 1000)) {
         char *err = NULL;
-        *rc = rds_connect(c, 500, &err);
+        *rc = rds_connect(c, timeout_ms, &err);
         if (*rc == NULL) {
+            *last_fail = mono_ms();
             log_debug("redis: %s", err ? err : "connect failed");
             free(err);
         }
     }
     return *rc;
+}
+
+static redisContext *ensure(redisContext **rc, const struct tconf *c)
+{
+    static _Thread_local int64_t last_fail;
+    return ensure_ex(rc, c, 300, &last_fail);
 }
 
 static char *self_json(struct sv *s)

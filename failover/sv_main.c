@@ -101,12 +101,12 @@ static void do_actions(struct sv *s, unsigned act, enum sv_role from, int hold_m
         pthread_mutex_unlock(&s->hl.lock);
         sv_stack_stop_begin(s);
     }
+    if (act & SV_ACT_DROP_VIP)
+        sv_vip_drop(&s->conf);
     /* Say we are no longer primary before the VIP moves, so the peer's
      * promotion guard does not mistake us for a live primary. */
     if (from != s->fsm.role && !(act & SV_ACT_PROMOTE))
         sv_health_publish(s, sv_role_name(s->fsm.role));
-    if (act & SV_ACT_DROP_VIP)
-        sv_vip_drop(&s->conf);
     if (act & SV_ACT_HOLD) {
         int64_t until = mono_ms() + hold_ms;
         if (until > s->hold_until)
