@@ -322,6 +322,11 @@ static int col_int(struct sbuf *b, json_t *rec, const char *k, char **err)
 {
     char num[32];
     json_t *v = json_object_get(rec, k);
+    if (json_is_real(v) && json_real_value(v) > -9.2e18 && json_real_value(v) < 9.2e18) {
+        snprintf(num, sizeof(num), "%lld", (long long)json_real_value(v));
+        sb_add(b, num);
+        return 0;
+    }
     if (v && !json_is_null(v) && !json_is_integer(v)) {
         if (asprintf(err, "field \"%s\" must be an integer", k) == -1)
             *err = NULL;
@@ -338,6 +343,12 @@ static int col_time(struct sbuf *b, json_t *rec, const char *k, bool required, w
 {
     char buf[64];
     json_t *v = json_object_get(rec, k);
+    /* Lua's cjson may write large integers as reals. */
+    if (json_is_real(v) && json_real_value(v) >= 1 && json_real_value(v) < 9.2e18) {
+        sql_datetime_ms((int64_t)json_real_value(v), buf, sizeof(buf));
+        sb_quoted(b, quote, ud, buf);
+        return 0;
+    }
     if (json_is_integer(v) && json_integer_value(v) > 0) {
         sql_datetime_ms(json_integer_value(v), buf, sizeof(buf));
         sb_quoted(b, quote, ud, buf);

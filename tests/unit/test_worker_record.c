@@ -141,6 +141,22 @@ static void test_worker_sql_row_from_record(void **state)
     json_decref(rec);
 }
 
+static void test_worker_sql_row_accepts_the_beats_lua_records(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    /* cjson may encode numbers as reals */
+    json_t *rec = json_loads("{\"id\":\"task-2\",\"func_id\":\"a__b.c\",\"status\":\"missed\","
+                             "\"epoch\":3.0,\"nominal_at\":1.76428e+12,\"ended_at\":1764280000000,"
+                             "\"cost_ms\":0}",
+                             0, NULL);
+    char *row = wrec_sql_row(rec, fake_quote, NULL, &err);
+    assert_non_null(row);
+    assert_non_null(strstr(row, ",3,'2025-11-27 21:46:40.000',"));
+    free(row);
+    json_decref(rec);
+}
+
 static void test_worker_sql_row_rejects_malformed_records(void **state)
 {
     (void)state;
@@ -168,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_worker_record_has_task_record_columns),
         cmocka_unit_test(test_worker_long_text_is_cut_on_a_utf8_boundary),
         cmocka_unit_test(test_worker_sql_row_from_record),
+        cmocka_unit_test(test_worker_sql_row_accepts_the_beats_lua_records),
         cmocka_unit_test(test_worker_sql_row_rejects_malformed_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
