@@ -418,7 +418,9 @@ static void begin_stop(struct pool *p, const char *why)
         p->stop_deadline = 0;
         return;
     }
-    int grace = p->c->fo_drain_grace > 0 ? p->c->fo_drain_grace : 10;
+    /* A second less than the supervisor gives us, so our own SIGKILLs and
+     * the heartbeat cleanup happen before it SIGKILLs the master. */
+    int grace = p->c->fo_drain_grace > 1 ? p->c->fo_drain_grace - 1 : 1;
     log_info("master: %s; stopping (running tasks get %d s to finish)", why, grace);
     p->stopping = true;
     p->stop_deadline = mono_ms() + (int64_t)grace * 1000;
