@@ -357,6 +357,8 @@ void srv_answer_outcome(struct srv_req *r, json_t *outcome, bool raw)
         http = 404;
     else if (strcmp(reason, "EScriptSyntaxError") == 0)
         http = 400;
+    else if (strcmp(reason, "EBackend") == 0)
+        http = 503; /* the worker could not reach Redis/MariaDB for it */
     const char *msg = json_string_value(json_object_get(outcome, "message"));
     json_t *detail =
         json_pack("{s:s,s:s}", "id", id ? id : r->task_id, "status", status ? status : "failure");
