@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -577,6 +578,16 @@ int child_main(const struct tconf *c, int64_t epoch, int fd)
         dup2(devnull, STDOUT_FILENO);
         close(devnull);
     }
+    /* The master polls RSS against memory_limit_mb; between two polls one
+     * huge allocation could still take the node (and the kernel's OOM
+     * killer might pick redis or mariadbd). The address-space cap turns
+     * that into a MemoryError in the function instead. */
+#ifndef __SANITIZE_ADDRESS__ /* ASan's shadow memory needs terabytes of address space */
+    struct rlimit as;
+    as.rlim_cur = as.rlim_max = ((rlim_t)c->child_memory_mb * 2 + 1024) << 20;
+    if (setrlimit(RLIMIT_AS, &as) == -1)
+        log_warn("child %s: setrlimit(RLIMIT_AS)", ch.consumer);
+#endif
     if (py_start(&ch, &err) == -1) {
         log_err("child %s: %s", ch.consumer, err ? err : "python failed to start");
         free(err);

@@ -294,6 +294,10 @@ def hog(mb=400):
         time.sleep(0.002)
     return len(chunks)
 
+@DFF.API('Huge allocation')
+def huge():
+    return len(bytearray(8 * 1024 ** 3))
+
 @DFF.API('Flood')
 def flood():
     for i in range(200000):
@@ -428,6 +432,12 @@ class WorkerTest(unittest.TestCase):
         o = self.b.call("demo__t.hog", {"mb": 600}, timeout=30, wait=40)
         self.assertEqual((o["status"], o["reason"]), ("crashed", "EWorkerCrashed"), o)
         self.assertIn("memory limit 128 MiB exceeded", o["message"])
+        self.assert_serves()
+
+    def test_one_huge_allocation_fails_the_task_not_the_node(self):
+        o = self.b.call("demo__t.huge", timeout=30, wait=40)
+        self.assertEqual((o["status"], o["reason"]), ("failure", "EFuncFailed"), o)
+        self.assertIn("MemoryError", o["message"])
         self.assert_serves()
 
     def test_stdout_flood_is_capped(self):
