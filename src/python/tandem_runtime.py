@@ -81,11 +81,28 @@ class _Capture(object):
     def encoding(self):
         return 'utf-8'
 
+    @property
+    def buffer(self):
+        """sys.stdout.buffer.write(b'...') lands in the same capture."""
+        return _BytesView(self)
+
     def getvalue(self):
         out = ''.join(self.parts)
         if self.dropped:
             out += '\n...[truncated %d bytes]' % self.dropped
         return out
+
+
+class _BytesView(object):
+    def __init__(self, cap):
+        self._cap = cap
+
+    def write(self, b):
+        self._cap.write(bytes(b).decode('utf-8', 'replace'))
+        return len(b)
+
+    def flush(self):
+        pass
 
 
 class _Handler(logging.Handler):

@@ -261,6 +261,8 @@ import logging, os, time, ctypes
 
 @DFF.API('Add', timeout=5)
 def add(x, y=1):
+    import sys
+    sys.stdout.buffer.write(b'bytes too\n')
     print('adding', x, y)
     logging.warning('careful')
     return {'sum': x + y}
@@ -365,6 +367,7 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(o["status"], "success", o)
         self.assertEqual(o["result"], {"sum": 42})
         self.assertIn("adding 40 2", o.get("output", ""))
+        self.assertIn("bytes too", o.get("output", ""))
         self.assertIn("[WARNING] careful", o.get("output", ""))
         self.assertEqual(self.b.task(o["id"])["status"], "success")
         rec = self.b.record(o["id"])
