@@ -40,8 +40,12 @@ class Backend:
         self.workers = []
 
     def start(self):
-        self.start_redis()
-        self._start_mariadb()
+        try:
+            self.start_redis()
+            self._start_mariadb()
+        except BaseException:
+            self.stop()  # what did start must not outlive a failed setUp
+            raise
         return self
 
     def start_redis(self):
