@@ -72,9 +72,13 @@ class Backend:
         datadir = os.path.join(self.dir, "mysql")
         asuser = ["--user=root"] if os.getuid() == 0 else []
         if init:
-            subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + datadir, *asuser,
-                            "--skip-test-db", "--auth-root-authentication-method=socket"],
-                           check=True, capture_output=True)
+            p = subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + datadir,
+                                *asuser, "--skip-test-db",
+                                "--auth-root-authentication-method=socket"],
+                               capture_output=True, text=True, timeout=300)
+            if p.returncode != 0:
+                raise AssertionError("mariadb-install-db failed (exit %d):\n%s%s"
+                                     % (p.returncode, p.stdout[-2000:], p.stderr[-2000:]))
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         mlog = os.path.join(self.dir, "mariadb.log")
         self.maria_p = subprocess.Popen(
