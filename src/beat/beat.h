@@ -55,6 +55,8 @@ struct beat_job {
 #define BEAT_LAT_BOUNDS {5, 10, 25, 50, 100, 250, 500, 1000, 5000}
 #define BEAT_LAT_N 10
 
+struct item;
+
 struct beat_stats {
     int64_t fired, skipped, missed, failed, dup, fenced, delayed, takeovers;
     int64_t lat_sum, lat_count;
@@ -90,6 +92,11 @@ struct beat {
     struct beat_zone { char name[64]; struct cron_tz *tz; } *zones;
     int nzones;
 
+    struct item *prep;        /* items built ahead for prep_slot (beat_fire_prepare) */
+    int nprep;
+    int64_t prep_slot;
+    uint64_t prep_gen, jobs_gen; /* jobs_gen: bumped whenever jobs or cursors are replaced */
+
     int64_t hb_mono;
     struct beat_stats st;     /* pending increments of Pstats:beat */
     volatile int stop;
@@ -120,6 +127,9 @@ int beat_fire_due(struct beat *b, int64_t now_ms_);
 /* Move due delayed tasks to their queues. -1 on failure, -2 fenced. */
 int beat_move_delayed(struct beat *b, int64_t now_ms_);
 void beat_stats_flush(struct beat *b);
+/* Build the items of `slot` ahead of time / drop them. */
+void beat_fire_prepare(struct beat *b, int64_t slot);
+void beat_fire_unprepare(struct beat *b);
 void beat_ensure_groups(struct beat *b);
 
 /* beat_main.c */

@@ -12,36 +12,52 @@
 #include "rds.h"
 #include "task.h"
 
-#define ITEM_ARGS 12
+#define ITEM_ARGS 13
 
 /* KEYS: lease, epoch, q:cron, taskrec. ARGV: lease value, epoch, prefix,
- * count, fired ttl s, task ttl s, then ITEM_ARGS per slot: cron id, slot,
- * kind (fire|rec), overlap (skip|allow), task id, task JSON, status JSON,
- * record JSON (skipped record for "fire", the record itself for "rec"),
- * running ttl s, next slot, outcome (for "rec": missed|failure), fire ms.
+ * count, fired ttl s, task ttl s, node, then ITEM_ARGS per slot: cron id,
+ * slot, kind (fire|missed|failure), overlap (skip|allow), task id, task
+ * JSON, status JSON, func id, slot as local ISO time, message (failure),
+ * running ttl s, next slot, fire ms.
  * Returns -1 (not the lease holder), -2 (stale epoch) or one code per slot:
- * 1 fired, 2 skipped (overlap), 3 recorded, 0 already handled. */
+ * 1 fired, 2 skipped (overlap), 3 recorded (missed/failure), 0 already
+ * handled. Records (task_record rows for the worker's flusher) are built
+ * here, only when one is written: most slots just fire. The job's state
+ * hash (cursor, last outcome) is written after, outside the latency path:
+ * a cursor that lags only makes a later holder retry slots whose fired
+ * keys refuse them. */
 static const char FIRE_LUA[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end\n"
     "local ep = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
-    "if tonumber(ARGV[2]) < ep then return -2 end\n"
-    "local P, n, fttl, tttl = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]\n"
+    "local epoch = tonumber(ARGV[2])\n"
+    "if epoch < ep then return -2 end\n"
+    "local P, n, fttl, tttl, node = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]\n"
     "if redis.call('EXISTS', KEYS[3]) == 0 then\n"
     "  redis.pcall('XGROUP', 'CREATE', KEYS[3], 'workers', '0', 'MKSTREAM')\n"
     "end\n"
+    "local function record(id, func, tid, slot, status, reason, msg, at)\n"
+    "  return cjson.encode({id = tid, func_id = func, origin = 'cron', origin_id = id,\n"
+    "    queue = 'cron', status = status, reason = reason, message = msg, node = node,\n"
+    "    epoch = epoch, nominal_at = tonumber(slot) * 1000, ended_at = tonumber(at), cost_ms = 0})\n"
+    "end\n"
     "local out = {}\n"
-    "local i = 7\n"
+    "local i = 8\n"
     "for j = 1, n do\n"
-    "  local id, slot, kind, overlap, tid, task, status, rec, rttl, nxt, outcome, at =\n"
+    "  local id, slot, kind, overlap, tid, task, status, func, when, msg, rttl, nxt, at =\n"
     "    ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7],\n"
-    "    ARGV[i+8], ARGV[i+9], ARGV[i+10], ARGV[i+11]\n"
-    "  i = i + 12\n"
+    "    ARGV[i+8], ARGV[i+9], ARGV[i+10], ARGV[i+11], ARGV[i+12]\n"
+    "  i = i + 13\n"
     "  local fk = P .. 'fired:' .. id .. ':' .. slot\n"
-    "  local sk = P .. 'cron:state:' .. id\n"
     "  local res = 0\n"
-    "  if kind == 'rec' then\n"
-    "    if redis.call('SET', fk, outcome, 'NX', 'EX', fttl) then\n"
-    "      redis.call('LPUSH', KEYS[4], rec)\n"
+    "  if kind ~= 'fire' then\n"
+    "    if redis.call('SET', fk, kind, 'NX', 'EX', fttl) then\n"
+    "      if kind == 'missed' then\n"
+    "        msg = 'slot ' .. when .. ' was not fired: no beat held the lease until ' ..\n"
+    "          (math.floor(tonumber(at) / 1000) - tonumber(slot)) ..\n"
+    "          's after it, past its misfire grace'\n"
+    "      end\n"
+    "      redis.call('LPUSH', KEYS[4], record(id, func, tid, slot, kind,\n"
+    "        kind == 'missed' and 'ECronMissed' or 'EFuncNotFound', msg, at))\n"
     "      res = 3\n"
     "    end\n"
     "  else\n"
@@ -50,24 +66,18 @@ static const char FIRE_LUA[] =
     "    if overlap == 'skip' then running = redis.call('GET', rk) end\n"
     "    if running then\n"
     "      if redis.call('SET', fk, 'skipped', 'NX', 'EX', fttl) then\n"
-    "        redis.call('LPUSH', KEYS[4], rec)\n"
+    "        redis.call('LPUSH', KEYS[4], record(id, func, tid, slot, 'skipped', 'ECronOverlap',\n"
+    "          'slot ' .. when .. ' skipped: the previous run (' .. running ..\n"
+    "          ') is still running (overlap=skip)', at))\n"
     "        res = 2\n"
-    "        outcome = 'skipped'\n"
     "      end\n"
     "    elseif redis.call('SET', fk, tid, 'NX', 'EX', fttl) then\n"
     "      if overlap == 'skip' then redis.call('SET', rk, tid, 'EX', rttl) end\n"
     "      redis.call('XADD', KEYS[3], '*', 't', task)\n"
     "      redis.call('SET', P .. 'task:' .. tid, status, 'EX', tttl)\n"
     "      res = 1\n"
-    "      outcome = 'fired'\n"
     "    end\n"
     "  end\n"
-    "  if res > 0 then\n"
-    "    redis.call('HSET', sk, 'last_slot', slot, 'last_outcome', outcome, 'last_task', tid,\n"
-    "               'last_fire_ms', at)\n"
-    "  end\n"
-    "  local cur = tonumber(redis.call('HGET', sk, 'next') or '0') or 0\n"
-    "  if tonumber(nxt) > cur then redis.call('HSET', sk, 'next', nxt) end\n"
     "  out[j] = res\n"
     "end\n"
     "return out\n";
@@ -100,86 +110,66 @@ static const char DELAYED_LUA[] =
 struct item {
     int job;
     int64_t slot, next;
-    const char *kind, *outcome;
+    const char *kind; /* fire | missed | failure */
     char tid[ID_MAX];
-    char slot_s[24], next_s[24], rttl_s[16], at_s[24];
-    char *task, *status, *rec;
+    char slot_s[24], next_s[24], rttl_s[16], at_s[24], when[40];
+    char *task, *status;
+    size_t task_enq, status_enq; /* offsets of the 13 enq digits, patched at send time */
+    int code;                    /* the script's answer, -1 = not sent */
 };
 
 static void item_free(struct item *it)
 {
     free(it->task);
     free(it->status);
-    free(it->rec);
 }
 
-static char *record_json(struct beat *b, const struct beat_job *j, const char *tid, int64_t slot,
-                         const char *status, const char *reason, const char *message, int64_t at)
+/* The task JSON of docs/INTERNALS.md, written directly: ids and func ids
+ * are validated identifiers and kwargs is already compact JSON, so there is
+ * nothing to escape, and 10,000 of these must take milliseconds. */
+static int item_build(struct beat *b, struct item *it, const struct beat_job *j)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:n, s:n, s:s, s:I, s:I, "
-                          "s:n, s:n, s:I, s:i}",
-                          "id", tid, "func_id", j->func, "origin", "cron", "origin_id", j->id,
-                          "queue", "cron", "status", status, "reason", reason, "message", message,
-                          "traceback", "output", "node", b->node, "epoch", (json_int_t)b->epoch,
-                          "nominal_at", (json_int_t)(slot * 1000), "enqueued_at", "started_at",
-                          "ended_at", (json_int_t)at, "cost_ms", 0);
-    if (!o)
-        return NULL;
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
-}
-
-static int item_build(struct beat *b, struct item *it, const struct beat_job *j, int64_t at_ms)
-{
-    char msg[512], when[64];
     id_new(it->tid, sizeof it->tid, "task-");
     snprintf(it->slot_s, sizeof it->slot_s, "%lld", (long long)it->slot);
     snprintf(it->next_s, sizeof it->next_s, "%lld", (long long)it->next);
     snprintf(it->rttl_s, sizeof it->rttl_s, "%d", j->timeout + b->conf.reclaim_margin + 60);
-    snprintf(it->at_s, sizeof it->at_s, "%lld", (long long)at_ms);
-    cron_format(it->slot, j->tz, when, sizeof when);
-    if (strcmp(it->kind, "rec") == 0) {
-        if (strcmp(it->outcome, "missed") == 0)
-            snprintf(msg, sizeof msg,
-                     "slot %s was not fired: no beat held the lease until %llds after it, past "
-                     "the misfire grace of %ds",
-                     when, (long long)(at_ms / 1000 - it->slot), j->grace);
-        else
-            snprintf(msg, sizeof msg, "slot %s: %s", when, j->bad);
-        it->rec = record_json(b, j, it->tid, it->slot, it->outcome,
-                              strcmp(it->outcome, "missed") == 0 ? "ECronMissed" : "EFuncNotFound",
-                              msg, at_ms);
+    cron_format(it->slot, j->tz, it->when, sizeof it->when);
+    it->code = -1;
+    if (strcmp(it->kind, "fire") != 0) {
         it->task = strdup("");
         it->status = strdup("");
-    } else {
-        struct task t;
-        memset(&t, 0, sizeof t);
-        snprintf(t.id, sizeof t.id, "%s", it->tid);
-        snprintf(t.func, sizeof t.func, "%s", j->func);
-        json_error_t je;
-        t.kwargs = json_loads(j->kwargs ? j->kwargs : "{}", 0, &je);
-        t.origin = ORIGIN_CRON;
-        snprintf(t.origin_id, sizeof t.origin_id, "%s", j->id);
-        t.timeout = j->timeout;
-        snprintf(t.queue, sizeof t.queue, "cron");
-        t.enq_ms = at_ms;
-        t.epoch = b->epoch;
-        t.ver = j->ver;
-        t.nominal = it->slot;
-        it->task = task_encode(&t);
-        task_free(&t);
-        json_t *st = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", it->tid, "func",
-                               j->func, "status", "queued", "origin", "cron", "origin_id", j->id,
-                               "enq", (json_int_t)at_ms, "nominal", (json_int_t)it->slot);
-        it->status = st ? json_dumps(st, JSON_COMPACT) : NULL;
-        json_decref(st);
-        snprintf(msg, sizeof msg,
-                 "slot %s skipped: the previous run of this job is still running (overlap=skip)",
-                 when);
-        it->rec = record_json(b, j, it->tid, it->slot, "skipped", "ECronOverlap", msg, at_ms);
+        return it->task && it->status ? 0 : -1;
     }
-    return it->task && it->status && it->rec ? 0 : -1;
+    /* enq is written as 13 zeros and patched just before sending, so items
+     * can be built ahead of their slot. */
+    if (asprintf(&it->task,
+                 "{\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
+                 "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
+                 "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"enq\":0000000000000}",
+                 it->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout,
+                 (long long)b->epoch, (long long)j->ver, (long long)it->slot) < 0)
+        it->task = NULL;
+    if (asprintf(&it->status,
+                 "{\"id\":\"%s\",\"func\":\"%s\",\"status\":\"queued\",\"origin\":\"cron\","
+                 "\"origin_id\":\"%s\",\"queue\":\"cron\",\"nominal\":%lld,\"enq\":0000000000000}",
+                 it->tid, j->func, j->id, (long long)it->slot) < 0)
+        it->status = NULL;
+    if (!it->task || !it->status)
+        return -1;
+    it->task_enq = strlen(it->task) - 14;
+    it->status_enq = strlen(it->status) - 14;
+    return 0;
+}
+
+static void item_stamp(struct item *it, int64_t at_ms)
+{
+    char d[24];
+    snprintf(it->at_s, sizeof it->at_s, "%lld", (long long)at_ms);
+    snprintf(d, sizeof d, "%013lld", (long long)at_ms);
+    if (strcmp(it->kind, "fire") == 0 && strlen(d) == 13) {
+        memcpy(it->task + it->task_enq, d, 13);
+        memcpy(it->status + it->status_enq, d, 13);
+    }
 }
 
 static void lat_observe(struct beat_stats *st, int64_t ms)
@@ -197,7 +187,7 @@ static void lat_observe(struct beat_stats *st, int64_t ms)
 static void append_batch(struct beat *b, redisContext *rc, struct item *items, int n,
                          const char **keys, char *fttl, char *tttl, char *cnt)
 {
-    int argc = 3 + 4 + 6 + n * ITEM_ARGS;
+    int argc = 3 + 4 + 7 + n * ITEM_ARGS;
     const char **av = malloc(sizeof *av * (size_t)argc);
     char nk[4] = "4";
     if (!av)
@@ -215,6 +205,7 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
     av[a++] = cnt;
     av[a++] = fttl;
     av[a++] = tttl;
+    av[a++] = b->node;
     for (int i = 0; i < n; i++) {
         struct item *it = &items[i];
         const struct beat_job *j = &b->jobs[it->job];
@@ -225,10 +216,11 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
         av[a++] = it->tid;
         av[a++] = it->task;
         av[a++] = it->status;
-        av[a++] = it->rec;
+        av[a++] = j->func;
+        av[a++] = it->when;
+        av[a++] = j->bad;
         av[a++] = it->rttl_s;
         av[a++] = it->next_s;
-        av[a++] = it->outcome;
         av[a++] = it->at_s;
     }
     if (!b->sha_fire[0])
@@ -237,15 +229,14 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
     free(av);
 }
 
-int beat_fire_due(struct beat *b, int64_t now)
+/* Due slots (next <= now_s) of every runnable job, built. */
+static struct item *collect(struct beat *b, int64_t now_s, int *nout)
 {
-    if (b->paused || !b->conf.cron_enabled || b->njobs == 0)
-        return 0;
-    int64_t now_s = now / 1000;
     int cap = 64, n = 0;
     struct item *items = calloc((size_t)cap, sizeof *items);
+    *nout = 0;
     if (!items)
-        return -1;
+        return NULL;
     for (int ji = 0; ji < b->njobs; ji++) {
         struct beat_job *j = &b->jobs[ji];
         if (!j->enabled || j->bad_config || j->next < 0 || j->next > now_s)
@@ -266,37 +257,63 @@ int beat_fire_due(struct beat *b, int64_t now)
             it->next = cron_next(&j->expr, j->tz, slot);
             if (it->next >= 0 && j->expires && it->next > j->expires)
                 it->next = -1;
-            if (j->bad[0]) {
-                it->kind = "rec";
-                it->outcome = "failure";
-            } else if (now_s - slot > j->grace) {
-                it->kind = "rec";
-                it->outcome = "missed";
-            } else {
+            if (j->bad[0])
+                it->kind = "failure";
+            else if (now_s - slot > j->grace)
+                it->kind = "missed";
+            else
                 it->kind = "fire";
-                it->outcome = "";
+            if (item_build(b, it, j)) {
+                log_warnx("beat: cron job %s: cannot encode its task", j->id);
+                item_free(it);
+                memset(it, 0, sizeof *it);
+                break;
             }
             n++;
             slot = it->next;
         }
     }
-    if (n == 0) {
-        free(items);
-        return 0;
-    }
+    *nout = n;
+    return items;
+}
+
+static void items_free(struct item *items, int n)
+{
+    for (int i = 0; i < n; i++)
+        item_free(&items[i]);
+    free(items);
+}
+
+void beat_fire_unprepare(struct beat *b)
+{
+    items_free(b->prep, b->nprep);
+    b->prep = NULL;
+    b->nprep = 0;
+}
+
+/* Build the items of the next slot ahead of it: at the slot only the
+ * Redis work remains on the latency path. */
+void beat_fire_prepare(struct beat *b, int64_t slot)
+{
+    if (b->prep || b->paused || !b->conf.cron_enabled || !b->leader)
+        return;
+    b->prep = collect(b, slot, &b->nprep);
+    b->prep_slot = slot;
+    b->prep_gen = b->jobs_gen;
+    if (b->prep && b->nprep == 0)
+        beat_fire_unprepare(b);
+}
+
+/* Send items in pipelined batches and apply the answers. 0, -1 (Redis
+ * failure), -2 (fenced). */
+static int send_items(struct beat *b, struct item *items, int n)
+{
     redisContext *rc = beat_redis(b);
-    if (!rc) {
-        free(items);
+    if (!rc)
         return -1;
-    }
     int64_t at = now_ms();
     for (int i = 0; i < n; i++)
-        if (item_build(b, &items[i], &b->jobs[items[i].job], at)) {
-            log_warnx("beat: cron job %s: cannot encode its task (bad UTF-8 in kwargs?)",
-                      b->jobs[items[i].job].id);
-            items[i].kind = "rec";
-            items[i].outcome = "failure";
-        }
+        item_stamp(&items[i], at);
 
     char klease[128], kepoch[128], kq[128], krec[128], ep[32], fttl[24], tttl[24];
     rds_key(klease, sizeof klease, &b->conf, "beat:lease");
@@ -316,8 +333,11 @@ int beat_fire_due(struct beat *b, int64_t now)
 
     if (!b->sha_fire[0] && rds_script_load(rc, FIRE_LUA, b->sha_fire) == -1)
         b->sha_fire[0] = '\0';
+    int64_t t0 = mono_ms();
     int nb = (n + BEAT_BATCH - 1) / BEAT_BATCH;
     char(*cnts)[16] = calloc((size_t)nb, sizeof *cnts);
+    if (!cnts)
+        return -1;
     for (int bi = 0; bi < nb; bi++) {
         int off = bi * BEAT_BATCH, cnt = n - off < BEAT_BATCH ? n - off : BEAT_BATCH;
         append_batch(b, rc, items + off, cnt, keys, fttl, tttl, cnts[bi]);
@@ -333,29 +353,27 @@ int beat_fire_due(struct beat *b, int64_t now)
             break;
         }
         if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-            /* Redis restarted under us: run this batch again with EVAL
-             * (which also re-caches it). The fired keys make a rerun safe. */
+            /* The script cache was flushed under us: run this batch again
+             * with EVAL; the later ones go next tick, cursors unmoved. */
             freeReplyObject(r);
             r = NULL;
-            char shasave[41];
-            memcpy(shasave, b->sha_fire, sizeof shasave);
-            b->sha_fire[0] = '\0';
-            append_batch(b, rc, items + off, cnt, keys, fttl, tttl, cnts[bi]);
-            memcpy(b->sha_fire, shasave, sizeof shasave);
-            /* Replies are in order: drain the later batches first. */
-            int later = nb - bi - 1;
-            for (int k = 0; k < later; k++) {
+            for (int k = bi + 1; k < nb; k++) {
                 redisReply *x = NULL;
                 if (redisGetReply(rc, (void **)&x) != REDIS_OK)
                     break;
                 freeReplyObject(x);
             }
+            char shasave[41];
+            memcpy(shasave, b->sha_fire, sizeof shasave);
+            b->sha_fire[0] = '\0';
+            append_batch(b, rc, items + off, cnt, keys, fttl, tttl, cnts[bi]);
+            memcpy(b->sha_fire, shasave, sizeof shasave);
             if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
                 beat_redis_broken(b, "fire script");
                 rv = -1;
                 break;
             }
-            nb = bi + 1; /* the later batches go next tick, their cursors unmoved */
+            nb = bi + 1;
         }
         int64_t t_reply = now_ms();
         if (r->type == REDIS_REPLY_INTEGER) {
@@ -378,17 +396,17 @@ int beat_fire_due(struct beat *b, int64_t now)
         for (int i = 0; i < cnt; i++) {
             struct item *it = &items[off + i];
             struct beat_job *j = &b->jobs[it->job];
-            long long code = r->element[i]->integer;
+            it->code = (int)r->element[i]->integer;
             j->next = it->next;
             j->handled = it->next;
-            switch (code) {
+            switch (it->code) {
             case 1:
                 b->st.fired++;
                 lat_observe(&b->st, t_reply - it->slot * 1000);
                 break;
             case 2: b->st.skipped++; break;
             case 3:
-                if (strcmp(it->outcome, "missed") == 0)
+                if (strcmp(it->kind, "missed") == 0)
                     b->st.missed++;
                 else
                     b->st.failed++;
@@ -399,11 +417,64 @@ int beat_fire_due(struct beat *b, int64_t now)
         freeReplyObject(r);
     }
     free(cnts);
-    for (int i = 0; i < n; i++)
-        item_free(&items[i]);
-    free(items);
-    beat_stats_flush(b);
+    int64_t t1 = mono_ms();
+    /* State hashes: observability and the takeover cursor, after the fact. */
+    int ns = 0;
+    if (b->rc) {
+        char k[192];
+        for (int i = 0; i < n; i++) {
+            struct item *it = &items[i];
+            if (it->code <= 0)
+                continue;
+            static const char *outcome[] = {"", "fired", "skipped", ""};
+            rds_key(k, sizeof k, &b->conf, "cron:state:%s", b->jobs[it->job].id);
+            redisAppendCommand(rc, "HSET %s last_slot %s last_outcome %s last_task %s last_fire_ms %s next %s",
+                               k, it->slot_s, it->code == 3 ? it->kind : outcome[it->code], it->tid,
+                               it->at_s, it->next_s);
+            ns++;
+        }
+        for (int i = 0; i < ns; i++) {
+            redisReply *r = NULL;
+            if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
+                beat_redis_broken(b, "HSET cron state");
+                break;
+            }
+            freeReplyObject(r);
+        }
+    }
+    if (n >= 1000)
+        log_debug("beat: %d slot(s): %lld ms firing, %lld ms writing state", n, (long long)(t1 - t0),
+                  (long long)(mono_ms() - t1));
     return fenced ? -2 : rv;
+}
+
+int beat_fire_due(struct beat *b, int64_t now)
+{
+    if (b->paused || !b->conf.cron_enabled || b->njobs == 0) {
+        beat_fire_unprepare(b);
+        return 0;
+    }
+    int64_t now_s = now / 1000;
+    int rv = 0;
+    if (b->prep) {
+        /* Built for exactly this second with the jobs and cursors we have
+         * (any reload or takeover bumps jobs_gen)? Otherwise rebuild. */
+        bool usable = b->prep_gen == b->jobs_gen && b->prep_slot == now_s;
+        if (usable || b->prep_slot < now_s || b->prep_gen != b->jobs_gen) {
+            if (usable)
+                rv = send_items(b, b->prep, b->nprep);
+            beat_fire_unprepare(b);
+        }
+    }
+    if (rv == 0) {
+        int n = 0;
+        struct item *items = collect(b, now_s, &n);
+        if (n > 0)
+            rv = send_items(b, items, n);
+        items_free(items, n);
+    }
+    beat_stats_flush(b);
+    return rv;
 }
 
 int beat_move_delayed(struct beat *b, int64_t now)

@@ -159,7 +159,11 @@ int beat_jobs_load(struct beat *b)
         j->next = -1;
 
         char *perr = NULL;
-        if (cron_parse(&j->expr, row[2], &perr)) {
+        if (!id_valid(j->id) || !func_id_split(j->func, NULL, 0, NULL, 0, NULL, 0)) {
+            /* both are written into task JSON unescaped: only valid ids */
+            snprintf(j->bad, sizeof j->bad, "malformed job id or func id \"%.100s\"", j->func);
+            j->bad_config = true;
+        } else if (cron_parse(&j->expr, row[2], &perr)) {
             snprintf(j->bad, sizeof j->bad, "%s", perr ? perr : "bad cron expression");
             j->bad_config = true;
         } else if (!(j->tz = beat_zone(b, row[3] && row[3][0] ? row[3] : b->conf.timezone, &perr))) {
@@ -209,8 +213,10 @@ int beat_jobs_load(struct beat *b)
     for (int i = 0; i < b->njobs; i++)
         job_clear(&b->jobs[i]);
     free(b->jobs);
+    beat_fire_unprepare(b); /* its job indexes point into the old array */
     b->jobs = jobs;
     b->njobs = k;
+    b->jobs_gen++;
     log_info("beat: loaded %d cron job(s)%s", k, b->paused ? " (globally paused)" : "");
     return 0;
 }
@@ -240,6 +246,8 @@ void beat_jobs_takeover(struct beat *b, int64_t now_s)
         }
     }
     int64_t late = 0;
+    beat_fire_unprepare(b);
+    b->jobs_gen++;
     for (int i = 0; i < n; i++) {
         struct beat_job *j = &b->jobs[i];
         if (j->bad_config || !j->enabled) {

@@ -152,6 +152,11 @@ static void run(struct beat *b)
             beat_fire_due(b, now_ms());
             if (b->leader)
                 beat_move_delayed(b, now_ms());
+            int64_t e = beat_jobs_earliest(b), now = now_ms();
+            if (b->leader && e != INT64_MAX && e * 1000 > now && e * 1000 - now <= 1000)
+                beat_fire_prepare(b, e);
+        } else {
+            beat_fire_unprepare(b);
         }
         if (b->st.delayed || b->st.takeovers || b->st.fenced)
             beat_stats_flush(b);
@@ -210,6 +215,7 @@ int main(int argc, char **argv)
     }
     if (B.db)
         mysql_close(B.db);
+    beat_fire_unprepare(&B);
     beat_jobs_free(&B);
     log_info("beat: stopped");
     return 0;
