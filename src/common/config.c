@@ -100,7 +100,7 @@ static const struct copt options[] = {
     O_INT("worker.default_timeout", func_timeout, 30, 1, 3600,
           "function timeout when the func sets none, s"),
     O_INT("worker.memory_limit_mb", child_memory_mb, 512, 32, 65536,
-          "address-space limit of a child, MiB"),
+          "RSS limit of a child, MiB (polled; the child is killed past it)"),
     O_I64("worker.output_cap", output_cap, 64 * KiB, 0, 64 * MiB,
           "bytes of print()/log output kept per task"),
     O_INT("worker.reclaim_margin", reclaim_margin, 10, 0, 3600,

@@ -37,7 +37,19 @@ def _invalidate():
 
 
 class _Cache(object):
-    """DFF.CACHE: JSON values in Redis under <prefix>cache:<func_id>:<key>."""
+    """DFF.CACHE: JSON values in Redis under <prefix>cache:<scope>:<key>.
+
+    The scope defaults to the calling script ("<set>__<name>"), as in DataFlux
+    Func, so the functions of one script share their cache; pass scope= to
+    share across scripts."""
+
+    @staticmethod
+    def _scope(scope):
+        if scope is None:
+            return _current['func_id'].rsplit('.', 1)[0]
+        if not isinstance(scope, str) or not scope:
+            raise ValueError('DFF.CACHE scope must be a non-empty string, got %r' % (scope,))
+        return scope
 
     @staticmethod
     def _key(key):
@@ -45,18 +57,18 @@ class _Cache(object):
             raise ValueError('DFF.CACHE key must be a non-empty string, got %r' % (key,))
         return key
 
-    def set(self, key, value, expires=None):
+    def set(self, key, value, expires=None, scope=None):
         _need_worker('CACHE')
         if expires is not None:
             if isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0:
                 raise ValueError('DFF.CACHE.set expires must be a positive int (seconds), got %r'
                                  % (expires,))
         data = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(',', ':'))
-        _tandem.cache_set(_current['func_id'], self._key(key), data, expires or 0)
+        _tandem.cache_set(self._scope(scope), self._key(key), data, expires or 0)
 
-    def get(self, key, default=None):
+    def get(self, key, default=None, scope=None):
         _need_worker('CACHE')
-        data = _tandem.cache_get(_current['func_id'], self._key(key))
+        data = _tandem.cache_get(self._scope(scope), self._key(key))
         if data is None:
             return default
         try:
@@ -64,9 +76,9 @@ class _Cache(object):
         except ValueError:
             return data  # written by something else as plain text
 
-    def delete(self, key):
+    def delete(self, key, scope=None):
         _need_worker('CACHE')
-        return _tandem.cache_delete(_current['func_id'], self._key(key))
+        return _tandem.cache_delete(self._scope(scope), self._key(key))
 
 
 class _DFF(object):

@@ -320,7 +320,7 @@ def env(name):
 
 @DFF.API('Cache')
 def cache(key, value=None, delete=False):
-    # keys are per func: <prefix>cache:<func_id>:<key>
+    # keys are per script (DFF's default scope): <prefix>cache:<script_id>:<key>
     if delete:
         return DFF.CACHE.delete(key)
     if value is not None:
@@ -505,9 +505,9 @@ class WorkerTest(unittest.TestCase):
     def test_dff_cache_set_get_delete(self):
         o = self.b.call("demo__t.cache", {"key": "k1", "value": {"a": [1, 2]}})
         self.assertEqual(o["result"], {"a": [1, 2]})
-        self.assertEqual(json.loads(self.b.redis("GET", "tandem:cache:demo__t.cache:k1")),
+        self.assertEqual(json.loads(self.b.redis("GET", "tandem:cache:demo__t:k1")),
                          {"a": [1, 2]})
-        ttl = int(self.b.redis("TTL", "tandem:cache:demo__t.cache:k1"))
+        ttl = int(self.b.redis("TTL", "tandem:cache:demo__t:k1"))
         self.assertTrue(0 < ttl <= 60)
         self.assertEqual(self.b.call("demo__t.cache", {"key": "k1"})["result"], {"a": [1, 2]})
         self.assertIs(self.b.call("demo__t.cache", {"key": "k1", "delete": True})["result"], True)
