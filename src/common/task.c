@@ -1,5 +1,7 @@
 /* The task message (docs/INTERNALS.md, "Task JSON"). */
 #include "task.h"
+#include "sha256.h"
+#include "rds.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -270,4 +272,23 @@ out:
     free(msg);
     free(status);
     return rc_;
+}
+
+void task_kwargs_digest(json_t *kwargs, char out[65])
+{
+    char *s = kwargs ? json_dumps(kwargs, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (s == NULL) {
+        sha256_hex("{}", 2, out);
+        return;
+    }
+    sha256_hex(s, strlen(s), out);
+    free(s);
+}
+
+char *task_result_cache_key(char *buf, size_t n, const struct tconf *c, const char *func,
+                            json_t *kwargs)
+{
+    char dg[65];
+    task_kwargs_digest(kwargs, dg);
+    return rds_key(buf, n, c, "cache:result:%s:%s", func, dg);
 }

@@ -42,4 +42,11 @@ void task_free(struct task *t); /* releases kwargs */
  * task_ttl, pipelined in the same round trip. -1 and *err on failure. */
 int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, char **err);
 
+/* cache_result: the key a func's result is cached under for these kwargs,
+ * <prefix>cache:result:<func>:<sha256 of kwargs as compact JSON with sorted
+ * keys>. The worker writes it, the server reads it; both must hash alike. */
+void task_kwargs_digest(json_t *kwargs, char out[65]);
+char *task_result_cache_key(char *buf, size_t n, const struct tconf *c, const char *func,
+                            json_t *kwargs);
+
 #endif

@@ -278,6 +278,35 @@ static void done_raw(struct srv_req *r, json_t *outcome, void *ud)
     srv_answer_outcome(r, outcome, true);
 }
 
+/* A func with cache_result answers a sync call from the result a worker
+ * cached for the same kwargs, without queueing. 0 = answered; -1 = no cached
+ * result (or Redis trouble, which the enqueue then reports), call as usual. */
+static int answer_cached(struct srv_req *r, json_t *f, const struct task *t, bool raw)
+{
+    if (json_integer_value(json_object_get(f, "cache_result")) <= 0)
+        return -1;
+    redisContext *rc = srv_redis(r);
+    if (rc == NULL)
+        return 0; /* srv_redis() answered 503 */
+    char key[512];
+    task_result_cache_key(key, sizeof key, srv_conf(), t->func, t->kwargs);
+    redisReply *rep = redisCommand(rc, "GET %s", key);
+    if (rep == NULL)
+        srv_redis_broken();
+    json_t *result = NULL;
+    if (rep && rep->type == REDIS_REPLY_STRING)
+        result = json_loadb(rep->str, rep->len, JSON_DECODE_ANY, NULL);
+    if (rep)
+        freeReplyObject(rep);
+    if (result == NULL)
+        return -1;
+    json_t *outcome = json_pack("{s:s,s:s,s:o,s:b}", "id", t->id, "status", "success", "result",
+                                result, "cached", 1);
+    srv_answer_outcome(r, outcome, raw);
+    json_decref(outcome);
+    return 0;
+}
+
 /* Common tail of every call: look up the func, build and send the task. */
 static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_id, json_t *kwargs,
                       const struct call_opts *o, enum task_origin origin, const char *origin_id,
@@ -304,7 +333,7 @@ static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_i
     } else if (!sync) {
         if (srv_call(r, &t, NULL, NULL) == 0)
             req_ok(r, json_pack("{s:s}", "id", t.id));
-    } else {
+    } else if (answer_cached(r, f, &t, raw) != 0) {
         srv_call(r, &t, raw ? done_raw : done_envelope, NULL);
     }
     task_free(&t);

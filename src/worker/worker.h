@@ -128,9 +128,6 @@ int64_t backoff_ms(int fails, int64_t base, int64_t cap);
 const char *signal_name(int sig, char *buf, size_t n);
 /* Describe a wait status: "exited with status 3" / "killed by signal SIGSEGV". */
 void wait_status_text(int status, char *buf, size_t n);
-/* sha256 hex of the canonical (compact, sorted keys) JSON of kwargs: the
- * result-cache key part shared with the server. */
-void kwargs_digest(json_t *kwargs, char out[65]);
 
 /* ---- the child (worker_child.c) and its interpreter (worker_py.c) ------- */
 

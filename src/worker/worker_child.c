@@ -518,9 +518,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
             }
             o.result = result;
             if (result && pr.cache_result > 0) {
-                char dg[65];
-                kwargs_digest(t.kwargs, dg);
-                rds_key(cache_key, sizeof(cache_key), ch->c, "cache:result:%s:%s", t.func, dg);
+                task_result_cache_key(cache_key, sizeof(cache_key), ch->c, t.func, t.kwargs);
                 ck = cache_key;
                 wt.cache_result = pr.cache_result;
             }

@@ -78,13 +78,3 @@ void wait_status_text(int status, char *buf, size_t n)
         snprintf(buf, n, "stopped (wait status 0x%x)", status);
 }
 
-void kwargs_digest(json_t *kwargs, char out[65])
-{
-    char *s = kwargs ? json_dumps(kwargs, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (s == NULL) {
-        sha256_hex("{}", 2, out);
-        return;
-    }
-    sha256_hex(s, strlen(s), out);
-    free(s);
-}

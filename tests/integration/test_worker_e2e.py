@@ -38,6 +38,10 @@ def env(name):
 @DFF.API('Version')
 def version():
     return 1
+
+@DFF.API('Stamp', cache_result=60)
+def stamp(k):
+    return {'k': k, 'ns': time.time_ns()}
 '''
 
 
@@ -67,6 +71,19 @@ class WorkerE2E(unittest.TestCase):
         self.assertEqual(status, 400, r)
         self.assertEqual(r["reason"], "EScriptSyntaxError")
         self.assertIn("line 2", r["message"])
+
+    def test_cache_result_answers_repeat_calls_from_the_cache(self):
+        status, first = self.call("demo__w.stamp", {"k": 1})
+        self.assertEqual(status, 200, first)
+        # The worker caches after recording; the server reads the same key.
+        wait_for(lambda: self.st.redis("KEYS", "tandem:cache:result:demo__w.stamp:*").strip(),
+                 5, what="result cached")
+        status, again = self.call("demo__w.stamp", {"k": 1})
+        self.assertEqual(status, 200, again)
+        self.assertEqual(again["data"]["result"], first["data"]["result"])
+        status, other = self.call("demo__w.stamp", {"k": 2})
+        self.assertEqual(status, 200, other)
+        self.assertNotEqual(other["data"]["result"]["ns"], first["data"]["result"]["ns"])
 
     def test_sync_call_succeeds(self):
         status, r = self.call("demo__w.add", {"x": 40, "y": 2})

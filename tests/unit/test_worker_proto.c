@@ -146,9 +146,9 @@ static void test_worker_kwargs_digest_ignores_key_order(void **state)
     json_t *x = json_loads("{\"a\":1,\"b\":[1,2]}", 0, NULL);
     json_t *y = json_loads("{\"b\":[1,2],\"a\":1}", 0, NULL);
     json_t *z = json_loads("{\"a\":2,\"b\":[1,2]}", 0, NULL);
-    kwargs_digest(x, a);
-    kwargs_digest(y, b);
-    kwargs_digest(z, c);
+    task_kwargs_digest(x, a);
+    task_kwargs_digest(y, b);
+    task_kwargs_digest(z, c);
     assert_string_equal(a, b);
     assert_string_not_equal(a, c);
     assert_int_equal(strlen(a), 64);
