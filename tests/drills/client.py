@@ -132,7 +132,10 @@ def cmd_load(a):
                 async_fail[0] += 1
             time.sleep(a.async_interval)
 
-    th = [threading.Thread(target=sync_loop), threading.Thread(target=async_loop)]
+    # several sync loops: a call stuck on a frozen node must not hide the
+    # moment the service came back (outage = gap between any two successes)
+    th = [threading.Thread(target=sync_loop) for _ in range(a.sync_threads)]
+    th.append(threading.Thread(target=async_loop))
     for t in th:
         t.start()
     time.sleep(a.seconds)
@@ -161,7 +164,7 @@ def cmd_load(a):
         if pending:
             time.sleep(0.5)
 
-    oks = [e for (_, e, st) in sync_log if st == 200]
+    oks = sorted(e for (_, e, st) in sync_log if st == 200)
     gaps = [b - a_ for a_, b in zip(oks, oks[1:])]
     longest, at = 0.0, None
     for (x, y) in zip(oks, oks[1:]):
@@ -196,7 +199,8 @@ def main():
     l.add_argument("--sapi", required=True)
     l.add_argument("--aapi", required=True)
     l.add_argument("--seconds", type=float, default=20)
-    l.add_argument("--interval", type=float, default=0.02)
+    l.add_argument("--interval", type=float, default=0.05)
+    l.add_argument("--sync-threads", type=int, default=3)
     l.add_argument("--async-interval", type=float, default=0.2)
     l.add_argument("--timeout", type=float, default=2.0)
     l.add_argument("--settle", type=float, default=90)
