@@ -202,7 +202,7 @@ def main():
     l.add_argument("--interval", type=float, default=0.05)
     l.add_argument("--sync-threads", type=int, default=3)
     l.add_argument("--async-interval", type=float, default=0.2)
-    l.add_argument("--timeout", type=float, default=2.0)
+    l.add_argument("--timeout", type=float, default=1.0)
     l.add_argument("--settle", type=float, default=90)
     l.add_argument("--out", required=True)
     a = p.parse_args()
