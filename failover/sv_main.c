@@ -516,11 +516,37 @@ static void run(struct sv *s)
     }
 }
 
+/* --check-config: the common checks, then the keepalived.conf that would
+ * be generated from the file. */
+static void check_config(struct sv *s, const struct cli_opts *o)
+{
+    char *err = NULL;
+    if (tconf_load(&s->conf, o->config_path, &err) == -1) {
+        fprintf(stderr, "%s\n", err ? err : "bad configuration");
+        exit(1);
+    }
+    struct sv_kpaths kp;
+    char buf[8192], e[256];
+    if (s->conf.fo_vip[0] == '\0') {
+        fprintf(stderr, "%s: failover.vip: not set (the supervisor needs a VIP)\n", o->config_path);
+        exit(1);
+    }
+    if (sv_kpaths_init(&kp, s->conf.run_dir) == -1 ||
+        sv_kconf_render(&s->conf, &kp, buf, sizeof(buf), e, sizeof(e)) == -1) {
+        fprintf(stderr, "%s: %s\n", o->config_path, e);
+        exit(1);
+    }
+    printf("%s: %s: ok\n", PROG, o->config_path);
+    exit(0);
+}
+
 int main(int argc, char **argv)
 {
     static struct sv s;
     struct cli_opts o;
     cli_parse(&o, argc, argv, PROG, NULL);
+    if (o.check_config)
+        check_config(&s, &o);
     cli_load_config(&s.conf, &o, PROG);
     setup(&s, o.config_path);
     run(&s);
