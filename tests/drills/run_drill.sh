@@ -21,7 +21,11 @@ done
 [ -x "$TANDEM_BUILD/bin/tandem-supervisor" ] || { echo "FAIL drill $NAME: $TANDEM_BUILD/bin/tandem-supervisor not built"; exit 1; }
 
 DIR=$(mktemp -d /tmp/tandem-drill-XXXXXX)
-cleanup() { timeout 120 "$LAB" down --dir "$DIR" >/dev/null 2>&1; }
+cleanup() {
+    timeout 120 "$LAB" down --dir "$DIR" >/dev/null 2>&1
+    # the lab's data (MariaDB datadir, logs) goes too, unless asked to keep it
+    case "$DIR" in /tmp/tandem-drill-??????) [ -n "${DRILL_KEEP:-}" ] || rm -rf -- "$DIR" ;; esac
+}
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
@@ -35,6 +39,6 @@ if [ $rc != 0 ]; then
     echo "--- supervisor logs (last lines)"
     tail -n 40 "$DIR/log/sv-a.log" "$DIR/log/sv-b.log" | grep -v '^[A-Z][a-z][a-z] [A-Z][a-z][a-z] '
 fi
-[ -n "${DRILL_KEEP:-}" ] && { trap - EXIT; echo "lab kept in $DIR"; }
+[ -n "${DRILL_KEEP:-}" ] && echo "lab data kept in $DIR (namespaces and processes are gone)"
 [ $rc = 124 ] && echo "FAIL drill $NAME: timed out"
 exit $((rc == 0 ? 0 : 1))
