@@ -11,7 +11,8 @@
  * even before it notices; a later holder refuses a slot already fired.
  *
  * The catch-up cursor of a job is <prefix>cron:state:<id> field "next": the
- * oldest slot not yet handled. A new lease holder starts each job at
+ * oldest slot not yet handled, valid for the schedule version in field
+ * "sched" (the job's updated_at). A new lease holder starts each job at
  * max(that, its own memory, the first slot after the job's last change, the
  * first slot after the last global pause/resume), fires slots at most
  * misfire_grace late, and records older ones as "missed". */

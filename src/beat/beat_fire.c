@@ -428,9 +428,11 @@ static int send_items(struct beat *b, struct item *items, int n)
                 continue;
             static const char *outcome[] = {"", "fired", "skipped", ""};
             rds_key(k, sizeof k, &b->conf, "cron:state:%s", b->jobs[it->job].id);
-            redisAppendCommand(rc, "HSET %s last_slot %s last_outcome %s last_task %s last_fire_ms %s next %s",
+            redisAppendCommand(rc,
+                               "HSET %s last_slot %s last_outcome %s last_task %s last_fire_ms %s "
+                               "next %s sched %lld",
                                k, it->slot_s, it->code == 3 ? it->kind : outcome[it->code], it->tid,
-                               it->at_s, it->next_s);
+                               it->at_s, it->next_s, (long long)b->jobs[it->job].changed);
             ns++;
         }
         for (int i = 0; i < ns; i++) {

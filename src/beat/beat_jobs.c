@@ -84,6 +84,12 @@ static int64_t ts_of(const char *s)
     return s ? (int64_t)floor(strtod(s, NULL)) : 0;
 }
 
+/* A change at 12:00:00.5 affects slots from 12:00:01 on. */
+static int64_t ts_ceil(const char *s)
+{
+    return s ? (int64_t)ceil(strtod(s, NULL)) : 0;
+}
+
 static void load_setting(struct beat *b)
 {
     char *err = NULL;
@@ -96,7 +102,7 @@ static void load_setting(struct beat *b)
     }
     MYSQL_ROW row = mysql_fetch_row(res);
     bool paused = row && row[0] && (strcmp(row[0], "1") == 0 || strcmp(row[0], "true") == 0);
-    int64_t changed = row ? ts_of(row[1]) : 0;
+    int64_t changed = row ? ts_ceil(row[1]) : 0;
     if (paused != b->paused)
         log_info("beat: cron jobs %s globally", paused ? "paused" : "resumed");
     b->paused = paused;
@@ -151,7 +157,7 @@ int beat_jobs_load(struct beat *b)
         if (j->grace < 0)
             j->grace = 0;
         j->expires = row[8] ? ts_of(row[8]) : 0;
-        j->changed = ts_of(row[9]);
+        j->changed = ts_ceil(row[9]);
         j->timeout = row[11] ? atoi(row[11]) : b->conf.func_timeout;
         if (j->timeout < 1 || j->timeout > 3600)
             j->timeout = b->conf.func_timeout;
@@ -232,16 +238,20 @@ void beat_jobs_takeover(struct beat *b, int64_t now_s)
         char k[192];
         for (int i = 0; i < n; i++) {
             rds_key(k, sizeof k, &b->conf, "cron:state:%s", b->jobs[i].id);
-            redisAppendCommand(rc, "HGET %s next", k);
+            redisAppendCommand(rc, "HMGET %s next sched", k);
         }
         for (int i = 0; i < n; i++) {
             redisReply *r = NULL;
             if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
-                beat_redis_broken(b, "HGET cron state");
+                beat_redis_broken(b, "HMGET cron state");
                 break;
             }
-            if (r->type == REDIS_REPLY_STRING)
-                cur[i] = strtoll(r->str, NULL, 10);
+            /* A cursor counts only for the schedule it was computed for:
+             * after an edit its slots mean nothing. */
+            if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING &&
+                strtoll(r->element[1]->str, NULL, 10) == b->jobs[i].changed)
+                cur[i] = strtoll(r->element[0]->str, NULL, 10);
             freeReplyObject(r);
         }
     }

@@ -81,6 +81,7 @@ static void test_cron_bad_expressions_name_field_and_reason(void **state)
     expect_refused("*/0 * * * *", "minute field", "step 0");
     expect_refused("*/ * * * *", "minute field", "needs a number");
     expect_refused("5-1 * * * *", "minute field", "runs backwards");
+    expect_refused("0 0 * * FRI-MON", "day-of-week field", "runs backwards");
     expect_refused("1,,2 * * * *", "minute field", "missing");
     expect_refused("x * * * *", "minute field", "unexpected 'x'");
     expect_refused("* * L * *", "day-of-month field", "unexpected 'L'");
@@ -164,6 +165,15 @@ static void test_cron_leap_years_feb_29(void **state)
     const char *c[] = {"2028-02-28T12:00:00+00:00", "2028-02-29T12:00:00+00:00",
                        "2028-03-01T12:00:00+00:00"};
     expect_fires("0 12 * * *", "UTC", "2028-02-28T00:00:00Z", c, 3);
+    /* Feb 29 OR Monday (both restricted), February only: 2028-02-28 is a
+     * Monday, then Feb 29 itself (a Tuesday), then the next February. */
+    const char *d[] = {"2028-02-07T00:00:00+00:00", "2028-02-14T00:00:00+00:00",
+                       "2028-02-21T00:00:00+00:00", "2028-02-28T00:00:00+00:00",
+                       "2028-02-29T00:00:00+00:00", "2029-02-05T00:00:00+00:00"};
+    expect_fires("0 0 29 2 MON", "UTC", "2028-02-01T00:00:00Z", d, 6);
+    /* Day 31 OR Monday in February: only the Mondays. */
+    const char *e2[] = {"2027-02-01T00:00:00+00:00", "2027-02-08T00:00:00+00:00"};
+    expect_fires("0 0 31 2 MON", "UTC", "2027-01-01T00:00:00Z", e2, 2);
     assert_int_equal(cron_days_from_civil(2000, 3, 1) - cron_days_from_civil(2000, 2, 28), 2);
     assert_int_equal(cron_days_from_civil(1900 + 200, 3, 1) - cron_days_from_civil(2100, 2, 28), 1);
 }
