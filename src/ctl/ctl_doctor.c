@@ -31,8 +31,8 @@
 extern char **environ;
 
 #define DOCTOR_NET_TIMEOUT_MS 2000
-#define CLOCK_WARN_MS 250   /* lease and heartbeat TTLs are seconds: this is early warning */
-#define CLOCK_FAIL_MS 2000  /* past this, heartbeats and leases misjudge liveness */
+#define CLOCK_WARN_MS 250  /* lease and heartbeat TTLs are seconds: this is early warning */
+#define CLOCK_FAIL_MS 2000 /* past this, heartbeats and leases misjudge liveness */
 
 enum verdict { V_OK, V_WARN, V_FAIL };
 
@@ -42,9 +42,10 @@ struct doctor {
     int nfail, nwarn;
 };
 
-static void report(struct doctor *d, enum verdict v, const char *check, const char *fix, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void report(struct doctor *d, enum verdict v, const char *check, const char *fix, const char *fmt, ...)
+static void report(struct doctor *d, enum verdict v, const char *check, const char *fix,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void report(struct doctor *d, enum verdict v, const char *check, const char *fix,
+                   const char *fmt, ...)
 {
     static const char *names[] = {"ok", "warn", "FAIL"};
     char msg[1024];
@@ -58,9 +59,9 @@ static void report(struct doctor *d, enum verdict v, const char *check, const ch
     else if (v == V_WARN)
         d->nwarn++;
     if (d->c->json) {
-        json_array_append_new(d->checks, json_pack("{s:s, s:s, s:s, s:s?}", "check", check, "status",
-                                                   v == V_OK ? "ok" : names[v], "message", msg, "fix",
-                                                   v == V_OK ? NULL : fix));
+        json_array_append_new(d->checks, json_pack("{s:s, s:s, s:s, s:s?}", "check", check,
+                                                   "status", v == V_OK ? "ok" : names[v], "message",
+                                                   msg, "fix", v == V_OK ? NULL : fix));
         return;
     }
     if (v == V_OK || !fix || !*fix)
@@ -204,12 +205,15 @@ static void check_config(struct doctor *d, const char *explicit_path)
                 if (nl)
                     *nl = '\0';
                 if (*line)
-                    report(d, V_FAIL, "config", "correct the file; check it with tandem-supervisor -c FILE --check-config",
-                           "%s", line);
+                    report(
+                        d, V_FAIL, "config",
+                        "correct the file; check it with tandem-supervisor -c FILE --check-config",
+                        "%s", line);
                 line = nl ? nl + 1 : NULL;
             }
             if (!err)
-                report(d, V_FAIL, "config", "make the file readable", "%s: cannot be loaded", explicit_path);
+                report(d, V_FAIL, "config", "make the file readable", "%s: cannot be loaded",
+                       explicit_path);
             free(err);
             c->have_conf = false;
             return;
@@ -245,10 +249,12 @@ static void check_install(struct doctor *d)
         }
     }
     if (!missing)
-        report(d, V_OK, "binaries", NULL, "tandem-server, tandem-worker, tandem-beat in %s", t->fo_bin_dir);
+        report(d, V_OK, "binaries", NULL, "tandem-server, tandem-worker, tandem-beat in %s",
+               t->fo_bin_dir);
 
     if (getpwnam(t->fo_user) == NULL)
-        report(d, V_FAIL, "user", "systemd-sysusers (the package's sysusers.d file creates it) or set failover.user",
+        report(d, V_FAIL, "user",
+               "systemd-sysusers (the package's sysusers.d file creates it) or set failover.user",
                "the stack's user '%s' does not exist", t->fo_user);
     else
         report(d, V_OK, "user", NULL, "the stack runs as '%s'", t->fo_user);
@@ -261,8 +267,9 @@ static void check_keepalived(struct doctor *d, bool *supervisor_running)
     pid_t first;
 
     if (access(t->fo_keepalived, X_OK) == -1)
-        report(d, V_FAIL, "keepalived", "apt-get install keepalived (Debian) or dnf install keepalived (EL9)",
-               "%s: %s", t->fo_keepalived, strerror(errno));
+        report(d, V_FAIL, "keepalived",
+               "apt-get install keepalived (Debian) or dnf install keepalived (EL9)", "%s: %s",
+               t->fo_keepalived, strerror(errno));
     else
         report(d, V_OK, "keepalived", NULL, "%s is installed", t->fo_keepalived);
 
@@ -275,15 +282,20 @@ static void check_keepalived(struct doctor *d, bool *supervisor_running)
             report(d, V_FAIL, "keepalived", "systemctl disable --now keepalived",
                    "keepalived.service is running beside Tandem's own keepalived");
         else if (run_quiet(enabled) == 0)
-            report(d, V_WARN, "keepalived", "systemctl disable --now keepalived",
-                   "keepalived.service is enabled: at boot it would stop tandem.service (Conflicts=)");
+            report(
+                d, V_WARN, "keepalived", "systemctl disable --now keepalived",
+                "keepalived.service is enabled: at boot it would stop tandem.service (Conflicts=)");
         else
-            report(d, V_OK, "keepalived", NULL, "keepalived.service is neither running nor enabled");
+            report(d, V_OK, "keepalived", NULL,
+                   "keepalived.service is neither running nor enabled");
     }
     scan_procs(&foreign, &first, supervisor_running);
     if (foreign)
-        report(d, V_FAIL, "keepalived", "stop it (systemctl disable --now keepalived, or kill it) and let tandem-supervisor run keepalived",
-               "%d keepalived process(es) not started by tandem-supervisor (first pid %d)", foreign, (int)first);
+        report(d, V_FAIL, "keepalived",
+               "stop it (systemctl disable --now keepalived, or kill it) and let tandem-supervisor "
+               "run keepalived",
+               "%d keepalived process(es) not started by tandem-supervisor (first pid %d)", foreign,
+               (int)first);
 }
 
 static bool same_subnet(int af, const void *a, const void *b, int prefix)
@@ -349,8 +361,8 @@ static void check_network(struct doctor *d, bool supervisor_running)
     }
     af = strchr(vip, ':') ? AF_INET6 : AF_INET;
     if (inet_pton(af, vip, vbin) != 1) {
-        report(d, V_FAIL, "vip", "write failover.vip as ADDRESS/PREFIX", "failover.vip '%s' is not an address",
-               t->fo_vip);
+        report(d, V_FAIL, "vip", "write failover.vip as ADDRESS/PREFIX",
+               "failover.vip '%s' is not an address", t->fo_vip);
         return;
     }
     if (getifaddrs(&ifa) == -1) {
@@ -358,10 +370,12 @@ static void check_network(struct doctor *d, bool supervisor_running)
         return;
     }
     for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != af || strcmp(i->ifa_name, t->fo_interface) != 0)
+        if (!i->ifa_addr || i->ifa_addr->sa_family != af ||
+            strcmp(i->ifa_name, t->fo_interface) != 0)
             continue;
-        const void *a = af == AF_INET ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
-                                      : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+        const void *a = af == AF_INET
+                            ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
+                            : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
         int p = i->ifa_netmask ? mask_prefix(i->ifa_netmask) : (af == AF_INET ? 32 : 128);
         inet_ntop(af, a, buf, sizeof(buf));
         if (!memcmp(a, vbin, af == AF_INET ? 4 : 16)) {
@@ -382,21 +396,24 @@ static void check_network(struct doctor *d, bool supervisor_running)
         report(d, V_FAIL, "vip", "give the interface its own address in the VIP's subnet",
                "%s has no address of its own (family of %s)", t->fo_interface, vip);
     else if (!in_subnet)
-        report(d, V_FAIL, "vip", "choose a free address in the interface's subnet for failover.vip, or change failover.interface",
+        report(d, V_FAIL, "vip",
+               "choose a free address in the interface's subnet for failover.vip, or change "
+               "failover.interface",
                "VIP %s is outside every subnet of %s (%s)", vip, t->fo_interface, addrs);
     else if (held && !supervisor_running)
         report(d, V_FAIL, "vip", "failover.vip must be a spare address, not one a node owns",
-               "VIP %s is configured on %s but no tandem-supervisor runs: it is this node's own address", vip,
-               t->fo_interface);
+               "VIP %s is configured on %s but no tandem-supervisor runs: it is this node's own "
+               "address",
+               vip, t->fo_interface);
     else if (!strcmp(vip, t->fo_peer))
-        report(d, V_FAIL, "vip", "failover.vip must be a spare address, not the peer's", "VIP %s is failover.peer's address",
-               vip);
+        report(d, V_FAIL, "vip", "failover.vip must be a spare address, not the peer's",
+               "VIP %s is failover.peer's address", vip);
     else if (vprefix >= 0 && vprefix != if_prefix)
         report(d, V_WARN, "vip", "write the VIP with the interface's prefix length",
                "VIP prefix /%d differs from %s's /%d", vprefix, t->fo_interface, if_prefix);
     else
-        report(d, V_OK, "vip", NULL, "%s is in %s's subnet (%s)%s", t->fo_vip, t->fo_interface, addrs,
-               held ? "; held here: this node is the primary" : "");
+        report(d, V_OK, "vip", NULL, "%s is in %s's subnet (%s)%s", t->fo_vip, t->fo_interface,
+               addrs, held ? "; held here: this node is the primary" : "");
 }
 
 /* TCP connect with a deadline. 0: connected or refused (the host answered),
@@ -469,8 +486,9 @@ static void check_peer(struct doctor *d)
     if (tcp_probe(t->fo_peer, t->server_port, DOCTOR_NET_TIMEOUT_MS, msg, sizeof(msg)) == 0)
         report(d, V_OK, "peer", NULL, "%s reachable (%s)", t->fo_peer, msg);
     else
-        report(d, V_FAIL, "peer", "check the link and firewalls between the nodes (VRRP is IP protocol 112)",
-               "%s: %s", t->fo_peer, msg);
+        report(d, V_FAIL, "peer",
+               "check the link and firewalls between the nodes (VRRP is IP protocol 112)", "%s: %s",
+               t->fo_peer, msg);
     if (t->fo_unicast_npeers > 0) {
         bool listed = false;
         for (int i = 0; i < t->fo_unicast_npeers; i++)
@@ -489,34 +507,39 @@ static void check_redis(struct doctor *d)
     redisReply *r;
 
     if (rc == NULL) {
-        report(d, V_FAIL, "redis", "check redis.host/port/socket/password, and that the backend accepts this node",
+        report(d, V_FAIL, "redis",
+               "check redis.host/port/socket/password, and that the backend accepts this node",
                "%s", err ? err : "cannot connect");
-        report(d, V_WARN, "clock", "fix the Redis check first", "not checked: Redis is unreachable");
+        report(d, V_WARN, "clock", "fix the Redis check first",
+               "not checked: Redis is unreachable");
         free(err);
         return;
     }
-    report(d, V_OK, "redis", NULL, "connected to %s", t->redis_socket[0] ? t->redis_socket : t->redis_host);
+    report(d, V_OK, "redis", NULL, "connected to %s",
+           t->redis_socket[0] ? t->redis_socket : t->redis_host);
 
     int64_t t0 = now_ms();
     r = redisCommand(rc, "TIME");
     int64_t t1 = now_ms();
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING &&
-        r->element[1]->type == REDIS_REPLY_STRING) {
-        int64_t server = strtoll(r->element[0]->str, NULL, 10) * 1000 + strtoll(r->element[1]->str, NULL, 10) / 1000;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
+        int64_t server = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+                         strtoll(r->element[1]->str, NULL, 10) / 1000;
         int64_t off = server - (t0 + t1) / 2, mag = off < 0 ? -off : off;
-        const char *fix = "synchronise both nodes and the backend with NTP (chrony or systemd-timesyncd)";
+        const char *fix =
+            "synchronise both nodes and the backend with NTP (chrony or systemd-timesyncd)";
         if (mag >= CLOCK_FAIL_MS)
-            report(d, V_FAIL, "clock", fix, "offset to the backend %+lld ms (round trip %lld ms)", (long long)off,
-                   (long long)(t1 - t0));
+            report(d, V_FAIL, "clock", fix, "offset to the backend %+lld ms (round trip %lld ms)",
+                   (long long)off, (long long)(t1 - t0));
         else if (mag >= CLOCK_WARN_MS)
-            report(d, V_WARN, "clock", fix, "offset to the backend %+lld ms (round trip %lld ms)", (long long)off,
-                   (long long)(t1 - t0));
+            report(d, V_WARN, "clock", fix, "offset to the backend %+lld ms (round trip %lld ms)",
+                   (long long)off, (long long)(t1 - t0));
         else
-            report(d, V_OK, "clock", NULL, "offset to the backend %+lld ms (round trip %lld ms)", (long long)off,
-                   (long long)(t1 - t0));
+            report(d, V_OK, "clock", NULL, "offset to the backend %+lld ms (round trip %lld ms)",
+                   (long long)off, (long long)(t1 - t0));
     } else {
-        report(d, V_WARN, "clock", "allow the TIME command for this Redis user", "Redis TIME failed: %s",
-               r && r->type == REDIS_REPLY_ERROR ? r->str : rc->errstr);
+        report(d, V_WARN, "clock", "allow the TIME command for this Redis user",
+               "Redis TIME failed: %s", r && r->type == REDIS_REPLY_ERROR ? r->str : rc->errstr);
     }
     if (r)
         freeReplyObject(r);
@@ -531,20 +554,22 @@ static void check_mariadb(struct doctor *d)
     MYSQL *m = db_connect(t, DOCTOR_NET_TIMEOUT_MS / 1000, &err);
 
     if (m == NULL) {
-        report(d, V_FAIL, "mariadb", "check mysql.host/port/user/password/database and the user's GRANTs for this node",
+        report(d, V_FAIL, "mariadb",
+               "check mysql.host/port/user/password/database and the user's GRANTs for this node",
                "%s", err ? err : "cannot connect");
-        report(d, V_WARN, "migrations", "fix the MariaDB check first", "not checked: MariaDB is unreachable");
+        report(d, V_WARN, "migrations", "fix the MariaDB check first",
+               "not checked: MariaDB is unreachable");
         free(err);
         return;
     }
     report(d, V_OK, "mariadb", NULL, "connected to %s as %s, database %s",
            t->db_socket[0] ? t->db_socket : t->db_host, t->db_user, t->db_name);
     if (db_migrations_pending(m, t->migrations_dir, &pending, &err) == -1)
-        report(d, V_FAIL, "migrations", "check paths.migrations and the database user's rights", "%s",
-               err ? err : "cannot compare migrations");
+        report(d, V_FAIL, "migrations", "check paths.migrations and the database user's rights",
+               "%s", err ? err : "cannot compare migrations");
     else if (pending > 0)
-        report(d, V_FAIL, "migrations", "tandemctl db migrate", "%d migration(s) from %s not applied", pending,
-               t->migrations_dir);
+        report(d, V_FAIL, "migrations", "tandemctl db migrate",
+               "%d migration(s) from %s not applied", pending, t->migrations_dir);
     else
         report(d, V_OK, "migrations", NULL, "schema is current (%s)", t->migrations_dir);
     free(err);
@@ -565,7 +590,9 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
             return CTL_OK;
         }
         if (argv[i][0] == '-' || file) {
-            fprintf(stderr, "tandemctl: doctor: unexpected argument '%s'\nusage: tandemctl [-c FILE] [--json] doctor [FILE]\n",
+            fprintf(stderr,
+                    "tandemctl: doctor: unexpected argument '%s'\nusage: tandemctl [-c FILE] "
+                    "[--json] doctor [FILE]\n",
                     argv[i]);
             return CTL_USAGE;
         }
@@ -585,8 +612,8 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
     }
 
     if (c->json) {
-        json_t *doc = json_pack("{s:b, s:i, s:i, s:o}", "ok", d.nfail == 0, "failed", d.nfail, "warnings", d.nwarn,
-                                "checks", d.checks);
+        json_t *doc = json_pack("{s:b, s:i, s:i, s:o}", "ok", d.nfail == 0, "failed", d.nfail,
+                                "warnings", d.nwarn, "checks", d.checks);
         char *s = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
         if (s)
             puts(s);
