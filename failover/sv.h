@@ -53,6 +53,7 @@ struct sv_health_view {
         char role[16];
         int64_t epoch;
         int64_t age_ms;
+        int64_t ts;          /* wall ms of its last publication */
         bool maint;
     } peers[4];
 };
@@ -115,6 +116,8 @@ struct sv {
     int64_t last_unhealthy_handover;
     int64_t planned_at;      /* mono ms: a planned handover moves the VIP then */
     char planned_why[96];
+    int64_t guard_ts;        /* promotion guard: the peer's publication we saw */
+    int64_t guard_until;     /* mono ms: wait this long for a newer one */
 
     int sig_fd, fifo_fd, ctl_fd;
     struct sv_linebuf fifo_lb;
@@ -143,7 +146,7 @@ int sv_health_start(struct sv *s);
 void sv_health_stop(struct sv *s);
 void sv_health_publish(struct sv *s, const char *role); /* synchronous Psv write */
 /* The peer runs a fresh stack (a primary we must not fight). */
-bool sv_peer_fresh_master(struct sv *s, char *who, size_t n);
+bool sv_peer_fresh_master(struct sv *s, char *who, size_t n, int64_t *ts);
 bool sv_peer_ready_backup(struct sv *s, char *who, size_t n);
 int64_t sv_fresh_ms(const struct tconf *c);
 

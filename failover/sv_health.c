@@ -131,7 +131,8 @@ static int read_peers(struct sv *s, redisContext *rc, struct sv_health_view *v)
         snprintf(v->peers[k].node, sizeof(v->peers[k].node), "%s", r->element[i]->str);
         snprintf(v->peers[k].role, sizeof(v->peers[k].role), "%s", role ? role : "?");
         v->peers[k].epoch = json_integer_value(json_object_get(o, "epoch"));
-        v->peers[k].age_ms = now - json_integer_value(json_object_get(o, "ts"));
+        v->peers[k].ts = json_integer_value(json_object_get(o, "ts"));
+        v->peers[k].age_ms = now - v->peers[k].ts;
         v->peers[k].maint = json_is_true(json_object_get(o, "maint"));
         json_decref(o);
     }
@@ -154,7 +155,7 @@ static int64_t read_epoch(struct sv *s, redisContext *rc)
     return e;
 }
 
-bool sv_peer_fresh_master(struct sv *s, char *who, size_t n)
+bool sv_peer_fresh_master(struct sv *s, char *who, size_t n, int64_t *ts)
 {
     struct sv_health_view v = {0};
     if (!ensure(&s->rc, &s->conf) || read_peers(s, s->rc, &v) < 0)
@@ -164,6 +165,7 @@ bool sv_peer_fresh_master(struct sv *s, char *who, size_t n)
         if (strcmp(v.peers[i].role, "master") == 0 && v.peers[i].age_ms < fresh) {
             snprintf(who, n, "%s (epoch %lld, seen %lld ms ago)", v.peers[i].node,
                      (long long)v.peers[i].epoch, (long long)v.peers[i].age_ms);
+            *ts = v.peers[i].ts;
             return true;
         }
     return false;

@@ -120,6 +120,7 @@ static void do_actions(struct sv *s, unsigned act, enum sv_role from, int hold_m
     if (act & SV_ACT_PROMOTE) {
         s->promote_pending = true;
         s->promote_retry = 0;
+        s->guard_ts = 0;
         promote_try(s);
     }
 }
@@ -143,8 +144,28 @@ static void promote_try(struct sv *s)
         s->promote_retry = now + TICK_MS;
         return;
     }
+    /* A fresh "master" entry alone is not proof of a live primary: a peer
+     * whose keepalived left with a priority-0 advert just before it died
+     * hands over within milliseconds of its last publication. Only a newer
+     * publication within the freshness window proves it alive (a VRRP
+     * partition); otherwise it is gone and we promote. */
     char who[160];
-    if (sv_peer_fresh_master(s, who, sizeof(who))) {
+    int64_t ts = 0;
+    bool fresh = sv_peer_fresh_master(s, who, sizeof(who), &ts);
+    if (fresh && s->guard_ts == 0) {
+        s->guard_ts = ts;
+        s->guard_until = now + sv_fresh_ms(&s->conf);
+        s->promote_retry = now + TICK_MS;
+        log_info("peer %s looks primary: checking it is alive before promoting", who);
+        return;
+    }
+    if (fresh && ts == s->guard_ts && now < s->guard_until) {
+        s->promote_retry = now + TICK_MS;
+        return;
+    }
+    int64_t seen = s->guard_ts;
+    s->guard_ts = 0;
+    if (fresh && ts != seen) {
         char cause[160];
         snprintf(cause, sizeof(cause), "peer %.100s still primary: not promoting", who);
         struct sv_input in = {.ev = SV_EV_PEER_MASTER};
