@@ -29,31 +29,37 @@
 #include "cron.h"
 #include "ids.h"
 
-#define BEAT_BATCH 256          /* fires per Lua call */
-#define BEAT_CATCHUP_CAP 1000   /* slots one job may fire/record per catch-up pass */
+#define BEAT_BATCH 256        /* fires per Lua call */
+#define BEAT_CATCHUP_CAP 1000 /* slots one job may fire/record per catch-up pass */
+/* Missed slots recorded one by one per job and pass; older ones of the same
+ * outage get one summary record. */
+#define BEAT_MISSED_ONE_BY_ONE 100
 
 struct beat_job {
     char id[ID_MAX];
     char func[256];
     struct cron_expr expr;
-    struct cron_tz *tz;       /* borrowed from the zone cache */
-    char *kwargs;             /* compact JSON object */
+    struct cron_tz *tz; /* borrowed from the zone cache */
+    char *kwargs;       /* compact JSON object */
     bool enabled;
-    bool skip_overlap;        /* overlap = 'skip' */
-    int grace;                /* misfire grace, s */
-    int64_t expires;          /* unix s, 0 = never */
-    int64_t changed;          /* updated_at, unix s */
-    int timeout;              /* the func's timeout, s */
-    int64_t ver;              /* script publish_version */
-    char bad[256];            /* why the job cannot run ("" = fine): recorded per slot */
-    bool bad_config;          /* expression/zone/kwargs broken: nothing to schedule */
-    int64_t next;             /* next slot to handle (unix s), -1 = none; valid while leader */
-    int64_t handled;          /* cursor this process advanced itself (0 = never): a lower
-                                 bound it can trust on the next takeover */
+    bool skip_overlap; /* overlap = 'skip' */
+    int grace;         /* misfire grace, s */
+    int64_t expires;   /* unix s, 0 = never */
+    int64_t changed;   /* updated_at, unix s */
+    int timeout;       /* the func's timeout, s */
+    int64_t ver;       /* script publish_version */
+    char bad[256];     /* why the job cannot run ("" = fine): recorded per slot */
+    bool bad_config;   /* expression/zone/kwargs broken: nothing to schedule */
+    int64_t next;      /* next slot to handle (unix s), -1 = none; valid while leader */
+    int64_t handled;   /* cursor this process advanced itself (0 = never): a lower
+                          bound it can trust on the next takeover */
 };
 
 /* Latency bucket bounds, ms; the last bucket is +Inf. */
-#define BEAT_LAT_BOUNDS {5, 10, 25, 50, 100, 250, 500, 1000, 5000}
+#define BEAT_LAT_BOUNDS                                                                            \
+    {                                                                                              \
+        5, 10, 25, 50, 100, 250, 500, 1000, 5000                                                   \
+    }
 #define BEAT_LAT_N 10
 
 struct item;
@@ -68,9 +74,9 @@ struct beat {
     struct tconf conf;
     char node[64];
     int pid;
-    bool epoch_fixed;         /* --epoch given: never follow Pepoch */
+    bool epoch_fixed; /* --epoch given: never follow Pepoch */
     int64_t epoch;
-    char lease_val[160];      /* <node>:<epoch>:<nonce> */
+    char lease_val[160]; /* <node>:<epoch>:<nonce> */
     bool leader;
     int64_t lease_until_mono; /* our own view of the lease expiry */
     int64_t next_lease_mono;  /* next renew/acquire attempt */
@@ -82,24 +88,27 @@ struct beat {
     MYSQL *db;
     int64_t db_retry_mono;
 
-    int64_t gen_seen;         /* Pgen at the last successful load, -1 = never loaded */
+    int64_t gen_seen; /* Pgen at the last successful load, -1 = never loaded */
     int64_t gen_check_mono;
     bool reload_pending;
-    bool paused;              /* setting cron.paused */
-    int64_t pause_changed;    /* setting's updated_at, unix s */
+    bool paused;           /* setting cron.paused */
+    int64_t pause_changed; /* setting's updated_at, unix s */
 
     struct beat_job *jobs;
     int njobs;
-    struct beat_zone { char name[64]; struct cron_tz *tz; } *zones;
+    struct beat_zone {
+        char name[64];
+        struct cron_tz *tz;
+    } * zones;
     int nzones;
 
-    struct item *prep;        /* items built ahead for prep_slot (beat_fire_prepare) */
+    struct item *prep; /* items built ahead for prep_slot (beat_fire_prepare) */
     int nprep;
     int64_t prep_slot;
     uint64_t prep_gen, jobs_gen; /* jobs_gen: bumped whenever jobs or cursors are replaced */
 
     int64_t hb_mono;
-    struct beat_stats st;     /* pending increments of Pstats:beat */
+    struct beat_stats st; /* pending increments of Pstats:beat */
     volatile int stop;
 };
 

@@ -38,7 +38,8 @@ static const char FIRE_LUA[] =
     "local function record(id, func, tid, slot, status, reason, msg, at)\n"
     "  return cjson.encode({id = tid, func_id = func, origin = 'cron', origin_id = id,\n"
     "    queue = 'cron', status = status, reason = reason, message = msg, node = node,\n"
-    "    epoch = epoch, nominal_at = tonumber(slot) * 1000, ended_at = tonumber(at), cost_ms = 0})\n"
+    "    epoch = epoch, nominal_at = tonumber(slot) * 1000, ended_at = tonumber(at), cost_ms = "
+    "0})\n"
     "end\n"
     "local out = {}\n"
     "local i = 8\n"
@@ -51,7 +52,7 @@ static const char FIRE_LUA[] =
     "  local res = 0\n"
     "  if kind ~= 'fire' then\n"
     "    if redis.call('SET', fk, kind, 'NX', 'EX', fttl) then\n"
-    "      if kind == 'missed' then\n"
+    "      if kind == 'missed' and msg == '' then\n"
     "        msg = 'slot ' .. when .. ' was not fired: no beat held the lease until ' ..\n"
     "          (math.floor(tonumber(at) / 1000) - tonumber(slot)) ..\n"
     "          's after it, past its misfire grace'\n"
@@ -87,12 +88,14 @@ static const char DELAYED_LUA[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end\n"
     "local ep = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
     "if tonumber(ARGV[2]) < ep then return -2 end\n"
-    "local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))\n"
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[3], 'LIMIT', 0, "
+    "tonumber(ARGV[4]))\n"
     "local made = {}\n"
     "for _, m in ipairs(due) do\n"
     "  local q = 'async'\n"
     "  local ok, t = pcall(cjson.decode, m)\n"
-    "  if ok and type(t) == 'table' and (t.queue == 'sync' or t.queue == 'async' or t.queue == 'cron') then\n"
+    "  if ok and type(t) == 'table' and (t.queue == 'sync' or t.queue == 'async' or t.queue == "
+    "'cron') then\n"
     "    q = t.queue\n"
     "  end\n"
     "  local sk = ARGV[5] .. 'q:' .. q\n"
@@ -113,6 +116,7 @@ struct item {
     const char *kind; /* fire | missed | failure */
     char tid[ID_MAX];
     char slot_s[24], next_s[24], rttl_s[16], at_s[24], when[40];
+    char msg[256]; /* record message when not the default one */
     char *task, *status;
     size_t task_enq, status_enq; /* offsets of the 13 enq digits, patched at send time */
     int code;                    /* the script's answer, -1 = not sent */
@@ -142,12 +146,13 @@ static int item_build(struct beat *b, struct item *it, const struct beat_job *j)
     }
     /* enq is written as 13 zeros and patched just before sending, so items
      * can be built ahead of their slot. */
-    if (asprintf(&it->task,
-                 "{\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
-                 "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
-                 "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"enq\":0000000000000}",
-                 it->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout,
-                 (long long)b->epoch, (long long)j->ver, (long long)it->slot) < 0)
+    if (asprintf(
+            &it->task,
+            "{\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
+            "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
+            "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"enq\":0000000000000}",
+            it->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout, (long long)b->epoch,
+            (long long)j->ver, (long long)it->slot) < 0)
         it->task = NULL;
     if (asprintf(&it->status,
                  "{\"id\":\"%s\",\"func\":\"%s\",\"status\":\"queued\",\"origin\":\"cron\","
@@ -218,7 +223,7 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
         av[a++] = it->status;
         av[a++] = j->func;
         av[a++] = it->when;
-        av[a++] = j->bad;
+        av[a++] = it->msg[0] ? it->msg : j->bad;
         av[a++] = it->rttl_s;
         av[a++] = it->next_s;
         av[a++] = it->at_s;
@@ -263,6 +268,21 @@ static struct item *collect(struct beat *b, int64_t now_s, int *nout)
                 it->kind = "missed";
             else
                 it->kind = "fire";
+            if (k == BEAT_MISSED_ONE_BY_ONE && strcmp(it->kind, "missed") == 0) {
+                /* A long outage: past this many, one record stands for the
+                 * rest of the missed slots instead of one row per slot. */
+                int64_t resume = cron_next(&j->expr, j->tz, now_s - j->grace - 1);
+                if (resume >= 0 && j->expires && resume > j->expires)
+                    resume = -1;
+                char a[40], z[40];
+                cron_format(slot, j->tz, a, sizeof a);
+                cron_format(resume >= 0 ? resume : now_s, j->tz, z, sizeof z);
+                snprintf(it->msg, sizeof it->msg,
+                         "slots from %s until before %s were not fired: no beat held the lease in "
+                         "their misfire grace (recorded as this one record)",
+                         a, z);
+                it->next = resume;
+            }
             if (item_build(b, it, j)) {
                 log_warnx("beat: cron job %s: cannot encode its task", j->id);
                 item_free(it);
@@ -388,7 +408,8 @@ static int send_items(struct beat *b, struct item *items, int n)
             continue;
         }
         if (r->type != REDIS_REPLY_ARRAY || (int)r->elements != cnt) {
-            log_warnx("beat: fire script: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            log_warnx("beat: fire script: %s",
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             freeReplyObject(r);
             rv = -1;
             continue;
@@ -404,14 +425,18 @@ static int send_items(struct beat *b, struct item *items, int n)
                 b->st.fired++;
                 lat_observe(&b->st, t_reply - it->slot * 1000);
                 break;
-            case 2: b->st.skipped++; break;
+            case 2:
+                b->st.skipped++;
+                break;
             case 3:
                 if (strcmp(it->kind, "missed") == 0)
                     b->st.missed++;
                 else
                     b->st.failed++;
                 break;
-            default: b->st.dup++; break;
+            default:
+                b->st.dup++;
+                break;
             }
         }
         freeReplyObject(r);
@@ -445,8 +470,8 @@ static int send_items(struct beat *b, struct item *items, int n)
         }
     }
     if (n >= 1000)
-        log_debug("beat: %d slot(s): %lld ms firing, %lld ms writing state", n, (long long)(t1 - t0),
-                  (long long)(mono_ms() - t1));
+        log_debug("beat: %d slot(s): %lld ms firing, %lld ms writing state", n,
+                  (long long)(t1 - t0), (long long)(mono_ms() - t1));
     return fenced ? -2 : rv;
 }
 
@@ -528,11 +553,11 @@ void beat_stats_flush(struct beat *b)
     struct {
         const char *f;
         int64_t *v;
-    } fields[] = {{"fired_total", &s->fired},       {"skipped_total", &s->skipped},
-                  {"missed_total", &s->missed},     {"failed_total", &s->failed},
-                  {"duplicate_total", &s->dup},     {"fenced_total", &s->fenced},
+    } fields[] = {{"fired_total", &s->fired},           {"skipped_total", &s->skipped},
+                  {"missed_total", &s->missed},         {"failed_total", &s->failed},
+                  {"duplicate_total", &s->dup},         {"fenced_total", &s->fenced},
                   {"delayed_moved_total", &s->delayed}, {"lease_takeovers_total", &s->takeovers},
-                  {"latency_ms_sum", &s->lat_sum},  {"latency_ms_count", &s->lat_count}};
+                  {"latency_ms_sum", &s->lat_sum},      {"latency_ms_count", &s->lat_count}};
     int n = 0;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (*fields[i].v) {

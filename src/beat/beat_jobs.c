@@ -93,8 +93,8 @@ static int64_t ts_ceil(const char *s)
 static void load_setting(struct beat *b)
 {
     char *err = NULL;
-    MYSQL_RES *res = db_query(b->db, &err,
-                              "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
+    MYSQL_RES *res = db_query(
+        b->db, &err, "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
     if (!res) {
         log_warnx("beat: reading setting cron.paused: %s", err ? err : "?");
         free(err);
@@ -172,7 +172,8 @@ int beat_jobs_load(struct beat *b)
         } else if (cron_parse(&j->expr, row[2], &perr)) {
             snprintf(j->bad, sizeof j->bad, "%s", perr ? perr : "bad cron expression");
             j->bad_config = true;
-        } else if (!(j->tz = beat_zone(b, row[3] && row[3][0] ? row[3] : b->conf.timezone, &perr))) {
+        } else if (!(j->tz =
+                         beat_zone(b, row[3] && row[3][0] ? row[3] : b->conf.timezone, &perr))) {
             snprintf(j->bad, sizeof j->bad, "%s", perr ? perr : "bad time zone");
             j->bad_config = true;
         }
@@ -249,7 +250,8 @@ void beat_jobs_takeover(struct beat *b, int64_t now_s)
             /* A cursor counts only for the schedule it was computed for:
              * after an edit its slots mean nothing. */
             if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-                r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING &&
+                r->element[0]->type == REDIS_REPLY_STRING &&
+                r->element[1]->type == REDIS_REPLY_STRING &&
                 strtoll(r->element[1]->str, NULL, 10) == b->jobs[i].changed)
                 cur[i] = strtoll(r->element[0]->str, NULL, 10);
             freeReplyObject(r);

@@ -22,7 +22,8 @@ static const char ACQUIRE_LUA[] =
     "if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[3]) return 1 end\n"
     "if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 1 end\n"
     "local e = string.match(cur, ':(%d+):[^:]*$')\n"
-    "if e and tonumber(e) < mine then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 2 end\n"
+    "if e and tonumber(e) < mine then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 2 "
+    "end\n"
     "return 0\n";
 
 /* KEYS lease, epoch; ARGV value, epoch, px. 1 renewed, 0 not ours, -2 stale. */
@@ -32,11 +33,12 @@ static const char RENEW_LUA[] =
     "  if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
     "  return -2\n"
     "end\n"
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[3]) return 1 end\n"
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[3]) return "
+    "1 end\n"
     "return 0\n";
 
-static const char RELEASE_LUA[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0\n";
+static const char RELEASE_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then return "
+                                  "redis.call('DEL', KEYS[1]) end return 0\n";
 
 static void new_value(struct beat *b)
 {

@@ -56,7 +56,8 @@ redisContext *beat_redis(struct beat *b)
 void beat_redis_broken(struct beat *b, const char *what)
 {
     if (b->rc) {
-        log_warnx("beat: redis %s: %s; reconnecting", what, b->rc->errstr[0] ? b->rc->errstr : "error");
+        log_warnx("beat: redis %s: %s; reconnecting", what,
+                  b->rc->errstr[0] ? b->rc->errstr : "error");
         redisFree(b->rc);
     }
     b->rc = NULL;
@@ -74,10 +75,10 @@ static void heartbeat(struct beat *b)
     b->hb_mono = t;
     char k[192];
     rds_key(k, sizeof k, &b->conf, "hb:beat:%s:%d", b->node, b->pid);
-    json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:b, s:s, s:i, s:b}", "kind",
-                          "beat", "node", b->node, "pid", b->pid, "epoch", (json_int_t)b->epoch,
-                          "ts", (json_int_t)now_ms(), "busy", 0, "children", 0, "leader",
-                          b->leader, "lease", b->lease_val, "jobs", b->njobs, "paused", b->paused);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:b, s:s, s:i, s:b}", "kind", "beat",
+                          "node", b->node, "pid", b->pid, "epoch", (json_int_t)b->epoch, "ts",
+                          (json_int_t)now_ms(), "busy", 0, "children", 0, "leader", b->leader,
+                          "lease", b->lease_val, "jobs", b->njobs, "paused", b->paused);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s)
@@ -195,8 +196,8 @@ int main(int argc, char **argv)
 
     beat_lease_init(&B);
     log_info("beat: node %s, epoch %lld%s, lease %d ms, tick %d ms, grace %d s%s", B.node,
-             (long long)B.epoch, B.epoch_fixed ? "" : " (following the epoch key)",
-             B.conf.lease_ms, B.conf.beat_tick_ms, B.conf.misfire_grace,
+             (long long)B.epoch, B.epoch_fixed ? "" : " (following the epoch key)", B.conf.lease_ms,
+             B.conf.beat_tick_ms, B.conf.misfire_grace,
              B.conf.cron_enabled ? "" : ", cron disabled by beat.enabled");
     /* Jobs first, so the first takeover computes cursors for all of them. */
     beat_redis(&B);

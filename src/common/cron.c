@@ -76,13 +76,13 @@ struct field_def {
     const char *const *names; /* names[i] is value lo+i... indexed by value */
 };
 
-static const char *const MON_NAMES[13] = {"", "JAN", "FEB", "MAR", "APR", "MAY", "JUN",
+static const char *const MON_NAMES[13] = {"",    "JAN", "FEB", "MAR", "APR", "MAY", "JUN",
                                           "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
 static const char *const DOW_NAMES[8] = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", NULL};
 
 enum { F_SEC, F_MIN, F_HOUR, F_DOM, F_MON, F_DOW };
 static const struct field_def FIELDS[6] = {
-    {"second", 0, 59, NULL},      {"minute", 0, 59, NULL},       {"hour", 0, 23, NULL},
+    {"second", 0, 59, NULL},       {"minute", 0, 59, NULL},     {"hour", 0, 23, NULL},
     {"day-of-month", 1, 31, NULL}, {"month", 1, 12, MON_NAMES}, {"day-of-week", 0, 7, DOW_NAMES},
 };
 
@@ -136,8 +136,8 @@ static int parse_value(const struct field_def *f, const char *ftext, const char 
     if (*s == '\0' || strchr(",-/", *s))
         return fail(err, "%s field \"%s\": a value is missing", f->name, ftext);
     if (f->names)
-        return fail(err, "%s field \"%s\": unexpected '%c' (expected a number or a name)",
-                    f->name, ftext, *s);
+        return fail(err, "%s field \"%s\": unexpected '%c' (expected a number or a name)", f->name,
+                    ftext, *s);
     return fail(err, "%s field \"%s\": unexpected '%c' (expected a number, '*', '-', '/' or ',')",
                 f->name, ftext, *s);
 }
@@ -166,8 +166,8 @@ static int parse_field(const struct field_def *f, const char *ftext, uint64_t *m
                 if (parse_value(f, ftext, &p, &b, err))
                     return -1;
                 if (b < a)
-                    return fail(err, "%s field \"%s\": range %d-%d runs backwards", f->name,
-                                ftext, a, b);
+                    return fail(err, "%s field \"%s\": range %d-%d runs backwards", f->name, ftext,
+                                a, b);
                 ranged = true;
             }
         }
@@ -261,11 +261,23 @@ int cron_parse(struct cron_expr *e, const char *text, char **err)
         if (parse_field(&FIELDS[fi], fields[i], &m, &star, err))
             return -1;
         switch (fi) {
-        case F_SEC: e->sec = m; break;
-        case F_MIN: e->min = m; break;
-        case F_HOUR: e->hour = (uint32_t)m; e->hour_star = star; break;
-        case F_DOM: e->dom = (uint32_t)m; e->dom_star = star; break;
-        case F_MON: e->mon = (uint16_t)m; break;
+        case F_SEC:
+            e->sec = m;
+            break;
+        case F_MIN:
+            e->min = m;
+            break;
+        case F_HOUR:
+            e->hour = (uint32_t)m;
+            e->hour_star = star;
+            break;
+        case F_DOM:
+            e->dom = (uint32_t)m;
+            e->dom_star = star;
+            break;
+        case F_MON:
+            e->mon = (uint16_t)m;
+            break;
         case F_DOW:
             if (m & (1ULL << 7)) /* 7 is Sunday too */
                 m = (m | 1) & 0x7f;
@@ -845,8 +857,8 @@ char *cron_format(int64_t t, const struct cron_tz *tz, char *buf, size_t n)
     cron_civil_from_days(days, &y, &m, &d);
     int ao = o < 0 ? -o : o;
     snprintf(buf, n, "%04lld-%02u-%02uT%02d:%02d:%02d%c%02d:%02d", (long long)y, m, d,
-             (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), o < 0 ? '-' : '+',
-             ao / 3600, ao / 60 % 60);
+             (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), o < 0 ? '-' : '+', ao / 3600,
+             ao / 60 % 60);
     return buf;
 }
 
@@ -901,7 +913,8 @@ int cron_parse_time(const char *s, const struct cron_tz *tz, int64_t *out, char 
         return fail(err, "time \"%s\": date or time out of range", s);
     if (sec == 60)
         sec = 59;
-    int64_t c = cron_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec;
+    int64_t c =
+        cron_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec;
     if (*p == 'Z' || *p == 'z') {
         if (p[1])
             goto bad;

@@ -41,16 +41,16 @@
 #define CRON_SEARCH_YEARS 10
 
 struct cron_expr {
-    uint64_t sec;    /* bit s set: second s (0..59) matches */
-    uint64_t min;    /* bits 0..59 */
-    uint32_t hour;   /* bits 0..23 */
-    uint32_t dom;    /* bits 1..31 */
-    uint16_t mon;    /* bits 1..12 */
-    uint8_t dow;     /* bits 0..6, Sunday = 0 */
-    bool dom_star;   /* day-of-month field started with '*' */
-    bool dow_star;   /* day-of-week field started with '*' */
-    bool hour_star;  /* hour field started with '*' (fall-back: fire both occurrences) */
-    bool has_seconds;/* 6-field form */
+    uint64_t sec;     /* bit s set: second s (0..59) matches */
+    uint64_t min;     /* bits 0..59 */
+    uint32_t hour;    /* bits 0..23 */
+    uint32_t dom;     /* bits 1..31 */
+    uint16_t mon;     /* bits 1..12 */
+    uint8_t dow;      /* bits 0..6, Sunday = 0 */
+    bool dom_star;    /* day-of-month field started with '*' */
+    bool dow_star;    /* day-of-week field started with '*' */
+    bool hour_star;   /* hour field started with '*' (fall-back: fire both occurrences) */
+    bool has_seconds; /* 6-field form */
     char text[CRON_EXPR_MAX];
 };
 

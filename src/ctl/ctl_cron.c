@@ -41,7 +41,8 @@ struct opt {
     bool *flag;
 };
 
-static int parse_opts(int argc, char **argv, struct opt *opts, const char **pos, int maxpos, int *npos)
+static int parse_opts(int argc, char **argv, struct opt *opts, const char **pos, int maxpos,
+                      int *npos)
 {
     *npos = 0;
     for (int i = 0; i < argc; i++) {
@@ -180,14 +181,18 @@ static int cmd_next(struct ctl *c, int argc, char **argv)
 
 static int cmd_add(struct ctl *c, int argc, char **argv)
 {
-    const char *tz = NULL, *kw = NULL, *title = NULL, *overlap = NULL, *grace = NULL, *expires = NULL,
-               *pos[8];
+    const char *tz = NULL, *kw = NULL, *title = NULL, *overlap = NULL, *grace = NULL,
+               *expires = NULL, *pos[8];
     bool disabled = false;
     int npos, rc;
-    struct opt opts[] = {{"tz", true, &tz, NULL},           {"kwargs", true, &kw, NULL},
-                         {"title", true, &title, NULL},     {"overlap", true, &overlap, NULL},
-                         {"grace", true, &grace, NULL},     {"expires", true, &expires, NULL},
-                         {"disabled", false, NULL, &disabled}, {NULL, false, NULL, NULL}};
+    struct opt opts[] = {{"tz", true, &tz, NULL},
+                         {"kwargs", true, &kw, NULL},
+                         {"title", true, &title, NULL},
+                         {"overlap", true, &overlap, NULL},
+                         {"grace", true, &grace, NULL},
+                         {"expires", true, &expires, NULL},
+                         {"disabled", false, NULL, &disabled},
+                         {NULL, false, NULL, NULL}};
     if ((rc = parse_opts(argc, argv, opts, pos, 8, &npos)) != CTL_OK)
         return rc;
     if (npos < 2)
@@ -255,7 +260,8 @@ static int cmd_list(struct ctl *c)
             json_t *j;
             printf("%-30s %-32s %-18s %-16s %-7s %-9s %s\n", "ID", "FUNC", "EXPR", "TZ", "ENABLED",
                    "LAST", "NEXT");
-            json_array_foreach(data, i, j) {
+            json_array_foreach(data, i, j)
+            {
                 json_t *st = json_object_get(j, "state");
                 const char *last = jstr(st, "last_outcome");
                 printf("%-30s %-32s %-18s %-16s %-7s %-9s %s\n", jstr(j, "id"), jstr(j, "func_id"),

@@ -18,7 +18,7 @@
 #include "server.h"
 
 #define JOB_COLS                                                                                   \
-    "id, func_id, title, expr, timezone, kwargs_json, enabled, overlap, misfire_grace, "         \
+    "id, func_id, title, expr, timezone, kwargs_json, enabled, overlap, misfire_grace, "           \
     "UNIX_TIMESTAMP(expires_at), fixed, UNIX_TIMESTAMP(created_at), UNIX_TIMESTAMP(updated_at)"
 
 static json_t *iso_or_null(const char *ts)
@@ -33,9 +33,9 @@ static json_t *iso_or_null(const char *ts)
 static json_t *job_json(MYSQL_ROW row, redisReply *state)
 {
     json_t *kw = json_loads(row[5] ? row[5] : "{}", 0, NULL);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:b, s:s, s:o, s:o, s:b, s:o, s:o}",
-                          "id", row[0], "func_id", row[1], "title", row[2] ? row[2] : "", "expr",
-                          row[3], "timezone", row[4], "kwargs", kw ? kw : json_null(), "enabled",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:b, s:s, s:o, s:o, s:b, s:o, s:o}", "id",
+                          row[0], "func_id", row[1], "title", row[2] ? row[2] : "", "expr", row[3],
+                          "timezone", row[4], "kwargs", kw ? kw : json_null(), "enabled",
                           row[6] && atoi(row[6]), "overlap", row[7] ? row[7] : "skip",
                           "misfire_grace", row[8] ? json_integer(atoll(row[8])) : json_null(),
                           "expires_at", iso_or_null(row[9]), "fixed", row[10] && atoi(row[10]),
@@ -50,7 +50,8 @@ static json_t *job_json(MYSQL_ROW row, redisReply *state)
                 continue;
             if (strcmp(k, "last_fire_ms") == 0) {
                 char buf[40];
-                json_object_set_new(st, "last_fire", json_string(iso8601_ms(atoll(v), buf, sizeof buf)));
+                json_object_set_new(st, "last_fire",
+                                    json_string(iso8601_ms(atoll(v), buf, sizeof buf)));
             } else if (strcmp(k, "last_slot") == 0 || strcmp(k, "next") == 0) {
                 json_object_set_new(st, k, json_integer(atoll(v)));
             } else {
@@ -68,8 +69,9 @@ static json_t *job_json(MYSQL_ROW row, redisReply *state)
         int64_t exp = row[9] ? (int64_t)strtod(row[9], NULL) : 0;
         char buf[64];
         json_object_set_new(st, "next_fire",
-                            n >= 0 && (!exp || n <= exp) ? json_string(cron_format(n, tz, buf, sizeof buf))
-                                                         : json_null());
+                            n >= 0 && (!exp || n <= exp)
+                                ? json_string(cron_format(n, tz, buf, sizeof buf))
+                                : json_null());
     } else {
         json_object_set_new(st, "error", json_string(err ? err : "cannot schedule"));
     }
@@ -99,7 +101,8 @@ static MYSQL_RES *query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
     return res;
 }
 
-static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
 {
     char *sql = NULL, *err = NULL;
@@ -194,11 +197,12 @@ struct job_fields {
     const char *func_id, *title, *expr, *tz, *overlap;
     json_t *kwargs;
     bool enabled, has_enabled, has_grace, has_expires;
-    int64_t grace;          /* -1 = NULL (the beat's default) */
-    char expires_sql[40];   /* 'YYYY-MM-DD hh:mm:ss.fff' or NULL */
+    int64_t grace;        /* -1 = NULL (the beat's default) */
+    char expires_sql[40]; /* 'YYYY-MM-DD hh:mm:ss.fff' or NULL */
 };
 
-static int fields_parse(struct srv_req *r, MYSQL *m, json_t *body, bool create, struct job_fields *f)
+static int fields_parse(struct srv_req *r, MYSQL *m, json_t *body, bool create,
+                        struct job_fields *f)
 {
     memset(f, 0, sizeof *f);
     if (req_field_str(r, body, "func_id", create, &f->func_id) ||
@@ -213,7 +217,7 @@ static int fields_parse(struct srv_req *r, MYSQL *m, json_t *body, bool create, 
     if (kw && !json_is_null(kw)) {
         if (!json_is_object(kw)) {
             static const char *names[] = {"an object", "an array", "a string", "an integer",
-                                          "a number", "true", "false", "null"};
+                                          "a number",  "true",     "false",    "null"};
             char msg[128];
             snprintf(msg, sizeof msg, "field 'kwargs' must be a JSON object, got %s",
                      names[json_typeof(kw)]);
@@ -222,16 +226,19 @@ static int fields_parse(struct srv_req *r, MYSQL *m, json_t *body, bool create, 
         }
         f->kwargs = kw;
     }
-    f->has_enabled = json_object_get(body, "enabled") && !json_is_null(json_object_get(body, "enabled"));
+    f->has_enabled =
+        json_object_get(body, "enabled") && !json_is_null(json_object_get(body, "enabled"));
     json_t *g = json_object_get(body, "misfire_grace");
     f->has_grace = g != NULL;
     f->grace = -1;
-    if (g && !json_is_null(g) && req_field_int(r, body, "misfire_grace", false, 0, 86400, &f->grace))
+    if (g && !json_is_null(g) &&
+        req_field_int(r, body, "misfire_grace", false, 0, 86400, &f->grace))
         return -1;
     if (f->func_id) {
         if (!func_id_split(f->func_id, NULL, 0, NULL, 0, NULL, 0)) {
             char msg[400];
-            snprintf(msg, sizeof msg, "field 'func_id' must be <script_set>__<script>.<func>, got '%.300s'",
+            snprintf(msg, sizeof msg,
+                     "field 'func_id' must be <script_set>__<script>.<func>, got '%.300s'",
                      f->func_id);
             bad(r, "func_id", msg);
             return -1;
@@ -253,8 +260,8 @@ static int fields_parse(struct srv_req *r, MYSQL *m, json_t *body, bool create, 
     if (f->expr) {
         struct cron_expr e;
         if (cron_parse(&e, f->expr, &err)) {
-            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "expr"), "field 'expr': %s",
-                    err ? err : "bad cron expression");
+            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "expr"),
+                    "field 'expr': %s", err ? err : "bad cron expression");
             free(err);
             return -1;
         }
@@ -288,11 +295,13 @@ static int fields_parse(struct srv_req *r, MYSQL *m, json_t *body, bool create, 
                 return -1;
             }
         } else {
-            bad(r, "expires_at", "field 'expires_at' must be an ISO 8601 time, unix seconds or null");
+            bad(r, "expires_at",
+                "field 'expires_at' must be an ISO 8601 time, unix seconds or null");
             return -1;
         }
         char buf[40];
-        snprintf(f->expires_sql, sizeof f->expires_sql, "'%s'", sql_datetime_ms(t * 1000, buf, sizeof buf));
+        snprintf(f->expires_sql, sizeof f->expires_sql, "'%s'",
+                 sql_datetime_ms(t * 1000, buf, sizeof buf));
     }
     return 0;
 }
@@ -326,11 +335,13 @@ static void h_create(struct srv_req *r)
         snprintf(grace, sizeof grace, "%lld", (long long)f.grace);
     char *kw = f.kwargs ? json_dumps(f.kwargs, JSON_COMPACT) : strdup("{}");
     char *qid = db_q(m, id), *qf = db_q(m, f.func_id), *qt = db_q(m, f.title ? f.title : ""),
-         *qe = db_q(m, f.expr), *qz = db_q(m, f.tz ? f.tz : srv_conf()->timezone), *qk = db_q(m, kw),
-         *qo = db_q(m, f.overlap ? f.overlap : "skip");
+         *qe = db_q(m, f.expr), *qz = db_q(m, f.tz ? f.tz : srv_conf()->timezone),
+         *qk = db_q(m, kw), *qo = db_q(m, f.overlap ? f.overlap : "skip");
     if (exec(r, m,
-             "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled, overlap, "
-             "misfire_grace, expires_at, fixed, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, "
+             "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled, "
+             "overlap, "
+             "misfire_grace, expires_at, fixed, created_at, updated_at) VALUES (%s, %s, %s, %s, "
+             "%s, %s, "
              "%d, %s, %s, %s, 0, NOW(3), NOW(3))",
              qid, qf, qt, qe, qz, qk, (!f.has_enabled || f.enabled) ? 1 : 0, qo, grace,
              f.expires_sql) >= 0) {
@@ -381,8 +392,11 @@ static void h_patch(struct srv_req *r, const char *id)
     char *set = NULL;
     size_t setlen = 0;
     FILE *sf = open_memstream(&set, &setlen);
-    const char *strs[][2] = {{"func_id", f.func_id}, {"title", f.title}, {"expr", f.expr},
-                             {"timezone", f.tz},     {"overlap", f.overlap}};
+    const char *strs[][2] = {{"func_id", f.func_id},
+                             {"title", f.title},
+                             {"expr", f.expr},
+                             {"timezone", f.tz},
+                             {"overlap", f.overlap}};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         if (strs[i][1]) {
             char *q = db_q(m, strs[i][1]);
@@ -472,10 +486,12 @@ static void h_settings(struct srv_req *r)
             return;
         srv_gen_bump();
     } else if (strcmp(r->method, "GET") != 0) {
-        req_err(r, 405, "EClientMethodNotAllowed", NULL, "%s not allowed here (GET, PATCH)", r->method);
+        req_err(r, 405, "EClientMethodNotAllowed", NULL, "%s not allowed here (GET, PATCH)",
+                r->method);
         return;
     }
-    MYSQL_RES *res = query(r, m, "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
+    MYSQL_RES *res =
+        query(r, m, "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
     if (!res)
         return;
     MYSQL_ROW row = mysql_fetch_row(res);
@@ -493,10 +509,11 @@ static void h_run_now(struct srv_req *r, const char *id)
     if (!m)
         return;
     char *q = db_q(m, id);
-    MYSQL_RES *res = query(r, m,
-                           "SELECT c.func_id, c.kwargs_json, f.timeout FROM cron_job c LEFT JOIN func f "
-                           "ON f.id = c.func_id WHERE c.id = %s",
-                           q);
+    MYSQL_RES *res =
+        query(r, m,
+              "SELECT c.func_id, c.kwargs_json, f.timeout FROM cron_job c LEFT JOIN func f "
+              "ON f.id = c.func_id WHERE c.id = %s",
+              q);
     free(q);
     if (!res)
         return;
@@ -545,8 +562,8 @@ int server_cron_route(struct srv_req *r)
         else if (strcmp(r->method, "POST") == 0)
             h_create(r);
         else
-            req_err(r, 405, "EClientMethodNotAllowed", NULL, "%s not allowed on /api/v1/cron-jobs (GET, POST)",
-                    r->method);
+            req_err(r, 405, "EClientMethodNotAllowed", NULL,
+                    "%s not allowed on /api/v1/cron-jobs (GET, POST)", r->method);
         return 0;
     }
     if (strcmp(rest, "_settings") == 0) {
@@ -566,8 +583,8 @@ int server_cron_route(struct srv_req *r)
     } else if (strcmp(r->method, "DELETE") == 0) {
         h_delete(r, rest);
     } else {
-        req_err(r, 405, "EClientMethodNotAllowed", NULL, "%s not allowed on a cron job (GET, PATCH, DELETE)",
-                r->method);
+        req_err(r, 405, "EClientMethodNotAllowed", NULL,
+                "%s not allowed on a cron job (GET, PATCH, DELETE)", r->method);
     }
     return 0;
 }
@@ -592,7 +609,8 @@ int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char 
     free(like);
     /* fixed jobs of this script whose func no longer declares an expression */
     json_t *keep = json_object();
-    json_array_foreach(funcs, i, f) {
+    json_array_foreach(funcs, i, f)
+    {
         const char *name = json_string_value(json_object_get(f, "name"));
         const char *expr = json_string_value(json_object_get(f, "fixed_cron_expr"));
         if (!name || !expr || !*expr)
@@ -610,7 +628,8 @@ int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char 
         json_object_set_new(keep, fid, json_true());
         char *qf = db_q(m, fid), *qe = db_q(m, expr), *qz = db_q(m, srv_conf()->timezone);
         char *qerr = NULL;
-        MYSQL_RES *res = db_query(m, &qerr, "SELECT id, expr FROM cron_job WHERE func_id = %s AND fixed = 1", qf);
+        MYSQL_RES *res = db_query(
+            m, &qerr, "SELECT id, expr FROM cron_job WHERE func_id = %s AND fixed = 1", qf);
         MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
         int rc = 0;
         if (!res) {
@@ -618,7 +637,9 @@ int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char 
         } else if (row) {
             if (strcmp(row[1], expr) != 0) {
                 char *qid = db_q(m, row[0]);
-                rc = db_exec(m, &qerr, "UPDATE cron_job SET expr = %s, updated_at = NOW(3) WHERE id = %s", qe, qid);
+                rc = db_exec(m, &qerr,
+                             "UPDATE cron_job SET expr = %s, updated_at = NOW(3) WHERE id = %s", qe,
+                             qid);
                 free(qid);
                 changed = true;
             }
@@ -626,33 +647,39 @@ int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char 
             char id[ID_MAX];
             id_new(id, sizeof id, "cron-");
             char *qid = db_q(m, id);
-            rc = db_exec(m, &qerr,
-                         "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled, "
-                         "overlap, fixed, created_at, updated_at) VALUES (%s, %s, '', %s, %s, '{}', 1, 'skip', "
-                         "1, NOW(3), NOW(3))",
-                         qid, qf, qe, qz);
+            rc = db_exec(
+                m, &qerr,
+                "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled, "
+                "overlap, fixed, created_at, updated_at) VALUES (%s, %s, '', %s, %s, '{}', 1, "
+                "'skip', "
+                "1, NOW(3), NOW(3))",
+                qid, qf, qe, qz);
             free(qid);
             changed = true;
         }
         if (res)
             mysql_free_result(res);
         if (rc)
-            fprintf(ef, "%sfunc %s: %s", ftell(ef) ? "; " : "", fid, qerr ? qerr : "database error");
+            fprintf(ef, "%sfunc %s: %s", ftell(ef) ? "; " : "", fid,
+                    qerr ? qerr : "database error");
         free(qerr);
         free(qf);
         free(qe);
         free(qz);
     }
     char *qerr = NULL;
-    MYSQL_RES *res = db_query(m, &qerr, "SELECT id, func_id FROM cron_job WHERE fixed = 1 AND func_id LIKE %s", ql);
+    MYSQL_RES *res = db_query(
+        m, &qerr, "SELECT id, func_id FROM cron_job WHERE fixed = 1 AND func_id LIKE %s", ql);
     MYSQL_ROW row;
     while (res && (row = mysql_fetch_row(res))) {
         size_t sl = strlen(script_id);
         /* LIKE treats '_' as a wildcard: check the prefix exactly */
-        if (json_object_get(keep, row[1]) || strncmp(row[1], script_id, sl) != 0 || row[1][sl] != '.')
+        if (json_object_get(keep, row[1]) || strncmp(row[1], script_id, sl) != 0 ||
+            row[1][sl] != '.')
             continue;
         char *qid = db_q(m, row[0]);
-        if (db_exec(m, NULL, "UPDATE cron_job SET fixed = 0, updated_at = NOW(3) WHERE id = %s", qid) == 0)
+        if (db_exec(m, NULL, "UPDATE cron_job SET fixed = 0, updated_at = NOW(3) WHERE id = %s",
+                    qid) == 0)
             changed = true;
         free(qid);
     }

@@ -42,8 +42,8 @@ static void expect_fires(const char *expr, const char *zone, const char *from, c
         char buf[64];
         cron_format(t, tz, buf, sizeof buf);
         if (strcmp(buf, want[i]) != 0)
-            fprintf(stderr, "%s in %s after %s: fire %d is %s, want %s\n", expr, zone, from, i,
-                    buf, want[i]);
+            fprintf(stderr, "%s in %s after %s: fire %d is %s, want %s\n", expr, zone, from, i, buf,
+                    want[i]);
         assert_string_equal(buf, want[i]);
     }
     cron_tz_free(tz);
@@ -94,12 +94,12 @@ static void test_cron_bad_expressions_name_field_and_reason(void **state)
 static void test_cron_good_expressions_parse(void **state)
 {
     (void)state;
-    const char *ok[] = {"* * * * *",       "*/5 * * * *",        "0 9-17/2 * * MON-FRI",
-                        "0 0 1,15 * *",    "0 0 * JAN,jul *",    "30 4 1 * 0,7",
-                        "*/10 * * * * *",  "@hourly",            "@DAILY",
-                        "@weekly",         "@monthly",           "@yearly",
-                        "@annually",       "@midnight",          "  0  0  29  2  *  ",
-                        "5/20 * * * *",    "0 0 * * SUN-SAT",    "0 0 31 * *"};
+    const char *ok[] = {"* * * * *",      "*/5 * * * *",     "0 9-17/2 * * MON-FRI",
+                        "0 0 1,15 * *",   "0 0 * JAN,jul *", "30 4 1 * 0,7",
+                        "*/10 * * * * *", "@hourly",         "@DAILY",
+                        "@weekly",        "@monthly",        "@yearly",
+                        "@annually",      "@midnight",       "  0  0  29  2  *  ",
+                        "5/20 * * * *",   "0 0 * * SUN-SAT", "0 0 31 * *"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         struct cron_expr e;
         char *err = NULL;
