@@ -144,6 +144,10 @@ int sv_kconf_render(const struct tconf *c, const struct sv_kpaths *p, char *buf,
     emit(&o, "global_defs {\n");
     emit(&o, "    router_id %s\n", c->node_name);
     emit(&o, "    vrrp_version 3\n");
+    /* no scripts are used (states come through the fifo); this only keeps
+     * keepalived from looking for a keepalived_script user at every start */
+    emit(&o, "    script_user root\n");
+    emit(&o, "    enable_script_security\n");
     emit(&o, "    vrrp_notify_fifo \"%s\"\n", p->fifo);
     /* Sub-second adverts: don't let a slow GARP burst delay the next advert. */
     emit(&o, "    vrrp_garp_master_delay 1\n");
