@@ -192,6 +192,27 @@ class BeatApi(unittest.TestCase):
         time.sleep(3)
         self.assertEqual(len(self.records(jid)), n, "an expired job kept firing")
 
+    def test_long_outage_is_recorded_without_a_flood(self):
+        jid = self.job(overlap="allow", misfire_grace=2, enabled=False)["id"]
+        # the job "changed" 300 s ago and no beat fired it since: 300 slots
+        # are due, all but the last 2 s past their grace
+        self.st.sql(f"UPDATE cron_job SET enabled = 1, updated_at = NOW(3) - INTERVAL 300 SECOND "
+                    f"WHERE id = '{jid}'")
+        # a global resume since then would (rightly) forgive the older slots
+        self.st.sql("UPDATE setting SET updated_at = NOW(3) - INTERVAL 400 SECOND WHERE k = 'cron.paused'")
+        self.st.redis("INCR", "tandem:gen")
+        wait_for(lambda: len(self.records(jid, "success")) >= 3, 20, 0.5, "fires after the catch-up")
+        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+        try:
+            wait_for(lambda: len(self.records(jid, "missed")) >= 101, 20, 0.5, "the missed records")
+        except Exception:
+            pass
+        time.sleep(1.5)
+        missed = self.records(jid, "missed")
+        self.assertEqual(len(missed), 101, "100 missed slots one by one, then one summary")
+        summary = [m for m in missed if "recorded as this one record" in m[2]]
+        self.assertEqual(len(summary), 1, missed[-3:])
+
     def test_metrics_show_beat_counters(self):
         wait_for(lambda: self.stats().get("fired_total", 0) > 0, 20, 0.5, "a fire")
         status, body = self.st.http("GET", "/metrics", key=None, raw=True)
