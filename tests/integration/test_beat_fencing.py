@@ -44,9 +44,9 @@ class BeatFencing(unittest.TestCase):
         cls.st.down()
 
     # -- helpers -----------------------------------------------------------
-    def start_beat(self, tag):
+    def start_beat(self, tag, *extra):
         with open(os.path.join(self.st.dir, "log", f"beat-{tag}.log"), "ab") as log:
-            p = subprocess.Popen([os.path.join(BIN, "tandem-beat"), "-c", self.st.conf],
+            p = subprocess.Popen([os.path.join(BIN, "tandem-beat"), "-c", self.st.conf, *extra],
                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         self.extra.append(p)
         return p
@@ -241,6 +241,25 @@ class BeatFencing(unittest.TestCase):
         self.assertGreaterEqual(during - before, 4, "beat stopped firing while MariaDB was away")
         time.sleep(3)
         self.pause(job)
+
+    def test_7_a_newer_epoch_fences_the_old_beats(self):
+        job = self.add_job()
+        time.sleep(2)
+        t0 = int(time.time())
+        stale = self.start_beat("epoch1", "--epoch", "1")
+        new = self.start_beat("epoch5", "--epoch", "5")
+        self.st.redis("SET", "tandem:epoch", "5")  # the promotion that started `new`
+        wait_for(lambda: ":5:" in self.st.redis("GET", "tandem:beat:lease"), 10, 0.1,
+                 "a beat with epoch 5 to hold the lease")
+        time.sleep(5)
+        t1 = int(time.time()) - 2
+        self.pause(job)
+        self.assert_each_slot_once(job, t0, t1)
+        # the beat started with --epoch 1 never leads once epoch 5 exists
+        self.assertNotIn(":1:", self.st.redis("GET", "tandem:beat:lease"))
+        hb = self.st.redis("GET", f"tandem:hb:beat:local:{stale.pid}")
+        self.assertIn('"leader":false', hb)
+        self.assertIsNone(new.poll())
 
 
 if __name__ == "__main__":
