@@ -65,6 +65,8 @@ static void deliver_locked(struct srv_req *r, json_t *outcome)
 
 static void handle_reply(const char *s, size_t len)
 {
+    if (len == 0)
+        return; /* the wake-up shutdown_gracefully() pushes */
     json_error_t e;
     json_t *o = json_loadb(s, len, 0, &e);
     const char *id = o ? json_string_value(json_object_get(o, "id")) : NULL;

@@ -78,6 +78,28 @@ static int init(const struct cli_opts *o)
     return 0;
 }
 
+/* The dispatcher sits in BLPOP for up to 1 s; an empty entry on its list
+ * returns it at once, so a demoted node's server exits in milliseconds. */
+static void wake_dispatcher(void)
+{
+    char key[256], *err = NULL;
+    redisContext *rc = rds_connect(&S.conf, 500, &err);
+    if (rc == NULL) {
+        free(err);
+        return; /* Redis gone: BLPOP fails by itself */
+    }
+    rds_key(key, sizeof key, &S.conf, "reply:%s", srv_id());
+    redisAppendCommand(rc, "LPUSH %s %b", key, "", (size_t)0);
+    redisAppendCommand(rc, "EXPIRE %s 60", key);
+    for (int i = 0; i < 2; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(rc, (void **)&rep) != REDIS_OK)
+            break;
+        freeReplyObject(rep);
+    }
+    redisFree(rc);
+}
+
 /* Drain: stop accepting, let waiting calls finish (bounded), answer the
  * rest, then stop the threads. */
 static void shutdown_gracefully(void)
@@ -92,6 +114,7 @@ static void shutdown_gracefully(void)
     while (mono_ms() < end && atomic_load(&S.inflight) > 0)
         usleep(20 * 1000);
     S.stop = 2;
+    wake_dispatcher();
     pthread_mutex_lock(&S.kick_mu);
     pthread_cond_signal(&S.kick_cv);
     pthread_mutex_unlock(&S.kick_mu);
