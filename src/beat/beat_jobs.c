@@ -192,7 +192,7 @@ int beat_jobs_load(struct beat *b)
         }
         if (!j->bad_config && !row[10])
             snprintf(j->bad, sizeof j->bad,
-                     "func %s not found (its script was deleted or no longer publishes it)",
+                     "func %.180s not found (its script was deleted or no longer publishes it)",
                      j->func);
         if (j->bad[0])
             log_warnx("beat: cron job %s: %s", j->id, j->bad);
