@@ -30,7 +30,41 @@ static json_t *iso_or_null(const char *ts)
 }
 
 /* The job as JSON, with its Redis state and its next fire when known. */
-static json_t *job_json(MYSQL_ROW row, redisReply *state)
+/* Zones loaded once per request: a list of 10,000 jobs reads each zone
+ * file once, not once per job. */
+struct zcache {
+    struct {
+        char name[64];
+        struct cron_tz *tz;
+    } z[16];
+    int n;
+};
+
+static struct cron_tz *zone(struct zcache *zc, const char *name, char **err)
+{
+    for (int i = 0; i < zc->n; i++)
+        if (strcmp(zc->z[i].name, name) == 0)
+            return zc->z[i].tz;
+    struct cron_tz *tz = cron_tz_load(name, err);
+    if (tz && zc->n < 16) {
+        snprintf(zc->z[zc->n].name, sizeof zc->z[zc->n].name, "%s", name);
+        zc->z[zc->n++].tz = tz;
+    } else if (tz) {
+        cron_tz_free(zc->z[0].tz); /* full: replace the oldest */
+        snprintf(zc->z[0].name, sizeof zc->z[0].name, "%s", name);
+        zc->z[0].tz = tz;
+    }
+    return tz;
+}
+
+static void zcache_free(struct zcache *zc)
+{
+    for (int i = 0; i < zc->n; i++)
+        cron_tz_free(zc->z[i].tz);
+    zc->n = 0;
+}
+
+static json_t *job_json(MYSQL_ROW row, redisReply *state, struct zcache *zc)
 {
     json_t *kw = json_loads(row[5] ? row[5] : "{}", 0, NULL);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:b, s:s, s:o, s:o, s:b, s:o, s:o}", "id",
@@ -64,7 +98,7 @@ static json_t *job_json(MYSQL_ROW row, redisReply *state)
     struct cron_expr e;
     struct cron_tz *tz = NULL;
     char *err = NULL;
-    if (cron_parse(&e, row[3], &err) == 0 && (tz = cron_tz_load(row[4], &err))) {
+    if (cron_parse(&e, row[3], &err) == 0 && (tz = zone(zc, row[4], &err))) {
         int64_t n = cron_next(&e, tz, now_ms() / 1000);
         int64_t exp = row[9] ? (int64_t)strtod(row[9], NULL) : 0;
         char buf[64];
@@ -76,7 +110,6 @@ static json_t *job_json(MYSQL_ROW row, redisReply *state)
         json_object_set_new(st, "error", json_string(err ? err : "cannot schedule"));
     }
     free(err);
-    cron_tz_free(tz);
     json_object_set_new(o, "state", st);
     return o;
 }
@@ -158,18 +191,20 @@ static void answer_jobs(struct srv_req *r, MYSQL_RES *res, const char *one_id)
             }
         }
     }
+    struct zcache zc = {.n = 0};
     if (one_id) {
         if (n == 0)
             req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", one_id), "cron job %s not found",
                     one_id);
         else
-            req_ok(r, job_json(rows[0], st[0]));
+            req_ok(r, job_json(rows[0], st[0], &zc));
     } else {
         json_t *a = json_array();
         for (int i = 0; i < n; i++)
-            json_array_append_new(a, job_json(rows[i], st[i]));
+            json_array_append_new(a, job_json(rows[i], st[i], &zc));
         req_ok(r, a);
     }
+    zcache_free(&zc);
     for (int i = 0; i < n; i++)
         if (st[i])
             freeReplyObject(st[i]);
