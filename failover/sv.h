@@ -20,19 +20,19 @@ struct sv_child {
     pid_t pid;            /* 0 = not running */
     int64_t started_mono; /* when the current instance started */
     int64_t started_wall;
-    int64_t next_start;   /* mono ms when a crashed one may be started again */
-    int backoff_ms;       /* doubles on each quick crash, reset after a good run */
+    int64_t next_start; /* mono ms when a crashed one may be started again */
+    int backoff_ms;     /* doubles on each quick crash, reset after a good run */
     int restarts;
-    int64_t term_sent;    /* mono ms SIGTERM went out during a stop, 0 = not yet */
+    int64_t term_sent; /* mono ms SIGTERM went out during a stop, 0 = not yet */
     bool kill_sent;
-    int grace_ms;         /* SIGTERM -> SIGKILL */
+    int grace_ms; /* SIGTERM -> SIGKILL */
 };
 
 enum { SV_WORKER = 0, SV_SERVER, SV_BEAT, SV_NSTACK };
 
 #define SV_RECENT 16
 struct sv_event_row {
-    int64_t at;           /* wall ms */
+    int64_t at; /* wall ms */
     char from[16], to[16];
     char cause[160];
     int64_t epoch;
@@ -41,10 +41,10 @@ struct sv_event_row {
 /* What the health thread measured last; read by main under hl.lock. */
 struct sv_health_view {
     bool redis_ok;
-    int64_t redis_epoch;     /* -1 unknown */
-    int server_status;       /* HTTP status of /api/v1/health, 0 = no answer */
-    int64_t server_ok_mono;  /* last 200 */
-    int64_t server_bad_since;/* first non-200 in the current bad streak, 0 = healthy */
+    int64_t redis_epoch;      /* -1 unknown */
+    int server_status;        /* HTTP status of /api/v1/health, 0 = no answer */
+    int64_t server_ok_mono;   /* last 200 */
+    int64_t server_bad_since; /* first non-200 in the current bad streak, 0 = healthy */
     char server_detail[160];
     /* the other supervisors as written in Psv */
     int npeers;
@@ -53,7 +53,7 @@ struct sv_health_view {
         char role[16];
         int64_t epoch;
         int64_t age_ms;
-        int64_t ts;          /* wall ms of its last publication */
+        int64_t ts; /* wall ms of its last publication */
         bool maint;
     } peers[4];
 };
@@ -70,13 +70,13 @@ struct sv_health {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
-    bool kick;               /* publish now */
-    bool check_server;       /* main: the stack runs, probe it */
+    bool kick;         /* publish now */
+    bool check_server; /* main: the stack runs, probe it */
     struct sv_health_view view;
     struct sv_self_view self;
-    pthread_mutex_t pub_lock;/* serialises Psv writes between main and the thread */
-    redisContext *rc;        /* the thread's own */
-    int wake_fd;             /* eventfd: the thread -> main, "view changed" */
+    pthread_mutex_t pub_lock; /* serialises Psv writes between main and the thread */
+    redisContext *rc;         /* the thread's own */
+    int wake_fd;              /* eventfd: the thread -> main, "view changed" */
 };
 
 struct sv_events {
@@ -87,44 +87,44 @@ struct sv_events {
     struct sv_event_row queue[256];
     int qhead, qlen;
     struct sv_event_row recent[SV_RECENT];
-    int nrecent;             /* ring: newest at (nrecent-1) % SV_RECENT */
+    int nrecent; /* ring: newest at (nrecent-1) % SV_RECENT */
 };
 
 struct sv {
     struct tconf conf;
     const char *conf_path;
     struct sv_kpaths kp;
-    char **child_env;        /* environ without NOTIFY_SOCKET */
-    uid_t uid;               /* failover.user, or keep root */
+    char **child_env; /* environ without NOTIFY_SOCKET */
+    uid_t uid;        /* failover.user, or keep root */
     gid_t gid;
     bool drop_privs;
 
     struct sv_fsm fsm;
     struct sv_child stack[SV_NSTACK];
     struct sv_child ka;
-    pid_t ka_vrrp_pid;       /* keepalived's VRRP child, from its pidfile */
-    bool stack_stopping;     /* a stop sequence is in progress */
-    bool promote_pending;    /* MASTER seen, epoch not yet taken */
-    int64_t promote_retry;   /* mono ms */
+    pid_t ka_vrrp_pid;     /* keepalived's VRRP child, from its pidfile */
+    bool stack_stopping;   /* a stop sequence is in progress */
+    bool promote_pending;  /* MASTER seen, epoch not yet taken */
+    int64_t promote_retry; /* mono ms */
     bool ready_sent;
     bool stack_healthy_once;
     int64_t stack_started_mono;
 
-    bool maint;              /* tandemctl maintenance on */
-    int64_t hold_until;      /* mono ms: the track file says FAULT until then */
-    int track_value;         /* what the file says now */
+    bool maint;         /* tandemctl maintenance on */
+    int64_t hold_until; /* mono ms: the track file says FAULT until then */
+    int track_value;    /* what the file says now */
     int64_t last_unhealthy_handover;
-    int64_t planned_at;      /* mono ms: a planned handover moves the VIP then */
+    int64_t planned_at; /* mono ms: a planned handover moves the VIP then */
     char planned_why[96];
-    int64_t guard_ts;        /* promotion guard: the peer's publication we saw */
-    int64_t guard_until;     /* mono ms: wait this long for a newer one */
+    int64_t guard_ts;    /* promotion guard: the peer's publication we saw */
+    int64_t guard_until; /* mono ms: wait this long for a newer one */
 
     int sig_fd, fifo_fd, ctl_fd;
     struct sv_linebuf fifo_lb;
     bool shutting_down;
     int64_t shutdown_deadline;
 
-    redisContext *rc;        /* main thread's: INCR epoch, promotion guard */
+    redisContext *rc; /* main thread's: INCR epoch, promotion guard */
     struct sv_health hl;
     struct sv_events ev;
 };
@@ -139,7 +139,7 @@ void sv_proc_reap(struct sv *s);           /* SIGCHLD: waitpid and react */
 bool sv_stack_running(const struct sv *s); /* any stack process alive */
 int sv_vip_drop(const struct tconf *c);    /* remove the VIP from the interface (netlink) */
 bool sv_vip_present(const struct tconf *c);
-void sv_kill_all(struct sv *s);            /* last resort at exit */
+void sv_kill_all(struct sv *s); /* last resort at exit */
 
 /* sv_health.c */
 int sv_health_start(struct sv *s);

@@ -74,11 +74,10 @@ static json_t *status_json(struct sv *s)
     struct sv_health_view v = s->hl.view;
     pthread_mutex_unlock(&s->hl.lock);
     for (int i = 0; i < v.npeers; i++)
-        json_array_append_new(peers, json_pack("{s:s,s:s,s:I,s:I,s:b}", "node", v.peers[i].node,
-                                               "role", v.peers[i].role, "epoch",
-                                               (json_int_t)v.peers[i].epoch, "age_ms",
-                                               (json_int_t)v.peers[i].age_ms, "maint",
-                                               v.peers[i].maint));
+        json_array_append_new(
+            peers, json_pack("{s:s,s:s,s:I,s:I,s:b}", "node", v.peers[i].node, "role",
+                             v.peers[i].role, "epoch", (json_int_t)v.peers[i].epoch, "age_ms",
+                             (json_int_t)v.peers[i].age_ms, "maint", v.peers[i].maint));
 
     json_t *tr = json_array();
     pthread_mutex_lock(&s->ev.lock);
@@ -87,21 +86,21 @@ static json_t *status_json(struct sv *s)
         const struct sv_event_row *r = &s->ev.recent[(s->ev.nrecent - n + k) % SV_RECENT];
         char at[40];
         iso8601_ms(r->at, at, sizeof(at));
-        json_array_append_new(tr, json_pack("{s:s,s:s,s:s,s:s,s:I}", "at", at, "from", r->from,
-                                            "to", r->to, "cause", r->cause, "epoch",
-                                            (json_int_t)r->epoch));
+        json_array_append_new(tr,
+                              json_pack("{s:s,s:s,s:s,s:s,s:I}", "at", at, "from", r->from, "to",
+                                        r->to, "cause", r->cause, "epoch", (json_int_t)r->epoch));
     }
     pthread_mutex_unlock(&s->ev.lock);
 
-    json_t *o = json_pack(
-        "{s:b,s:s,s:s,s:I,s:s,s:s,s:b,s:b,s:i,s:s,s:o,s:o,s:o,s:o,s:{s:b,s:I,s:i,s:s}}", "ok", 1,
-        "node", s->conf.node_name, "role", sv_role_name(s->fsm.role), "epoch",
-        (json_int_t)s->fsm.epoch, "cause", s->fsm.cause, "vip", s->conf.fo_vip, "vip_here",
-        sv_vip_present(&s->conf), "maintenance", s->maint, "track", s->track_value, "peer_addr",
-        s->conf.fo_peer, "keepalived", child_json(&s->ka, now), "children", children, "peers",
-        peers, "transitions", tr, "backend", "redis", v.redis_ok, "redis_epoch",
-        (json_int_t)v.redis_epoch, "server_health", v.server_status, "server_detail",
-        v.server_detail);
+    json_t *o =
+        json_pack("{s:b,s:s,s:s,s:I,s:s,s:s,s:b,s:b,s:i,s:s,s:o,s:o,s:o,s:o,s:{s:b,s:I,s:i,s:s}}",
+                  "ok", 1, "node", s->conf.node_name, "role", sv_role_name(s->fsm.role), "epoch",
+                  (json_int_t)s->fsm.epoch, "cause", s->fsm.cause, "vip", s->conf.fo_vip,
+                  "vip_here", sv_vip_present(&s->conf), "maintenance", s->maint, "track",
+                  s->track_value, "peer_addr", s->conf.fo_peer, "keepalived",
+                  child_json(&s->ka, now), "children", children, "peers", peers, "transitions", tr,
+                  "backend", "redis", v.redis_ok, "redis_epoch", (json_int_t)v.redis_epoch,
+                  "server_health", v.server_status, "server_detail", v.server_detail);
     return o;
 }
 

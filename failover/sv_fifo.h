@@ -17,11 +17,11 @@ enum sv_vrrp {
 };
 
 struct sv_fifo_msg {
-    char kind[16];   /* "INSTANCE" or "GROUP" */
-    char name[64];   /* the instance or group name, unquoted */
-    char word[32];   /* the state word as sent */
+    char kind[16]; /* "INSTANCE" or "GROUP" */
+    char name[64]; /* the instance or group name, unquoted */
+    char word[32]; /* the state word as sent */
     enum sv_vrrp state;
-    int priority;    /* -1 if the line had none */
+    int priority; /* -1 if the line had none */
 };
 
 /* Parse one line (without or with the trailing newline). Returns 0, or -1

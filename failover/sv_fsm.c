@@ -16,10 +16,14 @@ const char *sv_role_name(enum sv_role r)
 static enum sv_role role_of_vrrp(enum sv_vrrp v)
 {
     switch (v) {
-    case SV_VRRP_MASTER: return SV_ROLE_MASTER;
-    case SV_VRRP_BACKUP: return SV_ROLE_BACKUP;
-    case SV_VRRP_FAULT: return SV_ROLE_FAULT;
-    default: return SV_ROLE_DOWN; /* STOP, DELETED */
+    case SV_VRRP_MASTER:
+        return SV_ROLE_MASTER;
+    case SV_VRRP_BACKUP:
+        return SV_ROLE_BACKUP;
+    case SV_VRRP_FAULT:
+        return SV_ROLE_FAULT;
+    default:
+        return SV_ROLE_DOWN; /* STOP, DELETED */
     }
 }
 

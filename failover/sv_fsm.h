@@ -18,12 +18,12 @@ enum sv_role {
 };
 
 enum sv_event {
-    SV_EV_VRRP = 1,     /* a fifo state line; in.vrrp says which */
-    SV_EV_KA_DIED,      /* keepalived exited or was killed */
-    SV_EV_EPOCH_SEEN,   /* in.epoch = the epoch currently in Redis */
-    SV_EV_PEER_MASTER,  /* at promotion the peer still runs a fresh stack */
-    SV_EV_HANDOVER,     /* switchover, maintenance or bad health while MASTER */
-    SV_EV_SHUTDOWN,     /* SIGTERM */
+    SV_EV_VRRP = 1,    /* a fifo state line; in.vrrp says which */
+    SV_EV_KA_DIED,     /* keepalived exited or was killed */
+    SV_EV_EPOCH_SEEN,  /* in.epoch = the epoch currently in Redis */
+    SV_EV_PEER_MASTER, /* at promotion the peer still runs a fresh stack */
+    SV_EV_HANDOVER,    /* switchover, maintenance or bad health while MASTER */
+    SV_EV_SHUTDOWN,    /* SIGTERM */
 };
 
 enum sv_action {
@@ -36,15 +36,15 @@ enum sv_action {
 
 struct sv_input {
     enum sv_event ev;
-    enum sv_vrrp vrrp;  /* SV_EV_VRRP */
-    int64_t epoch;      /* SV_EV_EPOCH_SEEN */
-    const char *why;    /* SV_EV_HANDOVER: "switchover", "maintenance", "unhealthy: ..." */
+    enum sv_vrrp vrrp; /* SV_EV_VRRP */
+    int64_t epoch;     /* SV_EV_EPOCH_SEEN */
+    const char *why;   /* SV_EV_HANDOVER: "switchover", "maintenance", "unhealthy: ..." */
 };
 
 struct sv_fsm {
     enum sv_role role;
-    int64_t epoch;       /* the epoch our stack runs with (0 before the first promotion) */
-    char cause[160];     /* why the last transition happened */
+    int64_t epoch;   /* the epoch our stack runs with (0 before the first promotion) */
+    char cause[160]; /* why the last transition happened */
 };
 
 const char *sv_role_name(enum sv_role r);

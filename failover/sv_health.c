@@ -200,7 +200,8 @@ static int probe_server(const struct tconf *c, char *detail, size_t n)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd == -1)
         return 0;
-    struct timeval tv = {.tv_sec = HTTP_TIMEOUT_MS / 1000, .tv_usec = (HTTP_TIMEOUT_MS % 1000) * 1000};
+    struct timeval tv = {.tv_sec = HTTP_TIMEOUT_MS / 1000,
+                         .tv_usec = (HTTP_TIMEOUT_MS % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     int status = 0;

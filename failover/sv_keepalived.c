@@ -16,8 +16,10 @@ int sv_kpaths_init(struct sv_kpaths *p, const char *run_dir)
     struct {
         char *dst;
         const char *name;
-    } rows[] = {{p->conf, "keepalived.conf"},  {p->fifo, "vrrp.fifo"},
-                {p->track, "health.track"},    {p->pid, "keepalived.pid"},
+    } rows[] = {{p->conf, "keepalived.conf"},
+                {p->fifo, "vrrp.fifo"},
+                {p->track, "health.track"},
+                {p->pid, "keepalived.pid"},
                 {p->vrrp_pid, "keepalived-vrrp.pid"}};
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         int k = snprintf(rows[i].dst, sizeof(p->conf), "%s/%s", run_dir, rows[i].name);

@@ -18,11 +18,11 @@
 #define SV_TRACK_FAULT 254
 
 struct sv_kpaths {
-    char conf[256];    /* <run>/keepalived.conf */
-    char fifo[256];    /* <run>/vrrp.fifo */
-    char track[256];   /* <run>/health.track */
-    char pid[256];     /* <run>/keepalived.pid */
-    char vrrp_pid[256];/* <run>/keepalived-vrrp.pid */
+    char conf[256];     /* <run>/keepalived.conf */
+    char fifo[256];     /* <run>/vrrp.fifo */
+    char track[256];    /* <run>/health.track */
+    char pid[256];      /* <run>/keepalived.pid */
+    char vrrp_pid[256]; /* <run>/keepalived-vrrp.pid */
 };
 
 /* Fill the paths under run_dir. -1 if they do not fit. */

@@ -28,12 +28,12 @@
 
 #define PROG "tandem-supervisor"
 #define TICK_MS 50
-#define HOLD_MS 3000            /* standing down: FAULT at least this long */
+#define HOLD_MS 3000 /* standing down: FAULT at least this long */
 #define UNHEALTHY_HOLD_MS 10000
 #define UNHEALTHY_AFTER_MS 5000 /* bad health this long while the backend answers */
 #define STARTUP_GRACE_MS 15000  /* a fresh stack gets this long to become healthy */
 #define PROMOTE_RETRY_MS 200
-#define PLANNED_DRAIN_MS 60     /* switchover: calls in flight get this long */
+#define PLANNED_DRAIN_MS 60 /* switchover: calls in flight get this long */
 
 extern char **environ;
 
@@ -182,8 +182,8 @@ static void promote_try(struct sv *s)
         if (s->promote_retry == 0)
             log_warnx("MASTER but cannot INCR %s (%s): stack waits for Redis", key,
                       r && r->type == REDIS_REPLY_ERROR ? r->str
-                      : s->rc && s->rc->err            ? s->rc->errstr
-                                                       : "not connected");
+                      : s->rc && s->rc->err             ? s->rc->errstr
+                                                        : "not connected");
         if (r)
             freeReplyObject(r);
         if (s->rc && s->rc->err) {

@@ -95,8 +95,9 @@ int sv_ka_start(struct sv *s)
     }
     unlink(s->kp.pid);
     unlink(s->kp.vrrp_pid);
-    char *argv[] = {s->conf.fo_keepalived, "-n", "-l", "-D", "-P", "-f", s->kp.conf, "-p",
-                    s->kp.pid, "-r", s->kp.vrrp_pid, "-G", NULL};
+    char *argv[] = {
+        s->conf.fo_keepalived, "-n", "-l", "-D", "-P", "-f", s->kp.conf, "-p", s->kp.pid, "-r",
+        s->kp.vrrp_pid,        "-G", NULL};
     if (access(argv[0], X_OK) == -1) {
         log_warn("failover.keepalived %s", argv[0]);
         return -1;

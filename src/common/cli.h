@@ -17,7 +17,8 @@ struct cli_opts {
 
 /* Parses argv. Handles --version and --help itself (prints, exit 0); an
  * unknown option prints usage to stderr and exits 2. */
-void cli_parse(struct cli_opts *o, int argc, char **argv, const char *prog, const char *usage_extra);
+void cli_parse(struct cli_opts *o, int argc, char **argv, const char *prog,
+               const char *usage_extra);
 
 /* Loads the config; with --check-config prints "PROG: FILE: ok" or each
  * problem and exits 0/1. Otherwise on error prints the problems and exits 1.

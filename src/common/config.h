@@ -32,9 +32,9 @@ struct tconf {
     char db_host[CONF_STR]; /* mysql.host, default 127.0.0.1 */
     int db_port;            /* mysql.port, default 3306 */
     char db_socket[CONF_STR];
-    char db_user[64];        /* default "tandem" */
+    char db_user[64]; /* default "tandem" */
     char db_password[CONF_STR];
-    char db_name[64];        /* mysql.database, default "tandem" */
+    char db_name[64]; /* mysql.database, default "tandem" */
 
     /* paths */
     char migrations_dir[CONF_STR]; /* paths.migrations, default TANDEM_DATADIR/migrations */
@@ -42,51 +42,52 @@ struct tconf {
     char run_dir[CONF_STR];        /* paths.run, default /run/tandem */
 
     /* server */
-    char server_listen[64];   /* server.listen, default 0.0.0.0 */
-    int server_port;          /* server.port, default 8088 */
-    int server_threads;       /* server.threads 1..64, default 4 */
-    int64_t body_limit;       /* server.body_limit bytes, default 1 MiB, 1 KiB..64 MiB */
-    int conn_timeout;         /* server.connection_timeout s, default 10, 1..3600 */
-    int sync_timeout;         /* server.sync_timeout s, default 35 (DFF), 1..3600 */
-    int async_timeout;        /* server.async_timeout s, default 3600 (DFF), 1..3600 */
-    int max_connections;      /* server.max_connections, default 1024 */
+    char server_listen[64]; /* server.listen, default 0.0.0.0 */
+    int server_port;        /* server.port, default 8088 */
+    int server_threads;     /* server.threads 1..64, default 4 */
+    int64_t body_limit;     /* server.body_limit bytes, default 1 MiB, 1 KiB..64 MiB */
+    int conn_timeout;       /* server.connection_timeout s, default 10, 1..3600 */
+    int sync_timeout;       /* server.sync_timeout s, default 35 (DFF), 1..3600 */
+    int async_timeout;      /* server.async_timeout s, default 3600 (DFF), 1..3600 */
+    int max_connections;    /* server.max_connections, default 1024 */
 
     /* worker */
-    int worker_children;      /* worker.children 1..64, default 2 */
-    int func_timeout;         /* worker.default_timeout s, default 30, 1..3600 */
-    int child_memory_mb;      /* worker.memory_limit_mb, default 512, 32..65536 */
-    int64_t output_cap;       /* worker.output_cap bytes of print/log kept, default 64 KiB */
-    int reclaim_margin;       /* worker.reclaim_margin s, default 10 */
-    int task_ttl;             /* worker.task_ttl s a task's status stays in Redis, default 86400 */
-    int record_flush_ms;      /* worker.record_flush_ms, default 1000 */
+    int worker_children; /* worker.children 1..64, default 2 */
+    int func_timeout;    /* worker.default_timeout s, default 30, 1..3600 */
+    int child_memory_mb; /* worker.memory_limit_mb, default 512, 32..65536 */
+    int64_t output_cap;  /* worker.output_cap bytes of print/log kept, default 64 KiB */
+    int reclaim_margin;  /* worker.reclaim_margin s, default 10 */
+    int task_ttl;        /* worker.task_ttl s a task's status stays in Redis, default 86400 */
+    int record_flush_ms; /* worker.record_flush_ms, default 1000 */
 
     /* beat */
-    int lease_ms;             /* beat.lease_ms, default 3000, 500..60000 */
-    int misfire_grace;        /* beat.misfire_grace s, default 60 */
-    char timezone[64];        /* beat.timezone, default "UTC" (IANA name) */
-    int beat_tick_ms;         /* beat.tick_ms, default 100 */
-    bool cron_enabled;        /* beat.enabled, default true: global switch */
+    int lease_ms;      /* beat.lease_ms, default 3000, 500..60000 */
+    int misfire_grace; /* beat.misfire_grace s, default 60 */
+    char timezone[64]; /* beat.timezone, default "UTC" (IANA name) */
+    int beat_tick_ms;  /* beat.tick_ms, default 100 */
+    bool cron_enabled; /* beat.enabled, default true: global switch */
 
     /* failover (the supervisor) */
-    char fo_interface[32];    /* failover.interface, default "eth0" */
-    char fo_vip[64];          /* failover.vip "198.18.0.100/24" */
-    int fo_vrid;              /* failover.virtual_router_id 1..255, default 51 */
-    int fo_priority;          /* failover.priority 1..254, default 100 */
-    double fo_advert_int;     /* failover.advert_int s, default 1.0, 0.01..255 (sub-second ok) */
-    bool fo_nopreempt;        /* failover.nopreempt, default true */
-    char fo_unicast_src[64];  /* failover.unicast_src, "" = multicast */
+    char fo_interface[32];   /* failover.interface, default "eth0" */
+    char fo_vip[64];         /* failover.vip "198.18.0.100/24" */
+    int fo_vrid;             /* failover.virtual_router_id 1..255, default 51 */
+    int fo_priority;         /* failover.priority 1..254, default 100 */
+    double fo_advert_int;    /* failover.advert_int s, default 1.0, 0.01..255 (sub-second ok) */
+    bool fo_nopreempt;       /* failover.nopreempt, default true */
+    char fo_unicast_src[64]; /* failover.unicast_src, "" = multicast */
     char fo_unicast_peers[CONF_MAX_PEERS][64]; /* failover.unicast_peers = ["ip", ...] */
     int fo_unicast_npeers;
     char fo_keepalived[CONF_STR]; /* failover.keepalived, default /usr/sbin/keepalived */
-    char fo_user[32];         /* failover.user the stack runs as, default "tandem" */
-    char fo_bin_dir[CONF_STR];/* failover.bin_dir where tandem-server etc. live, default /usr/bin */
+    char fo_user[32];             /* failover.user the stack runs as, default "tandem" */
+    char
+        fo_bin_dir[CONF_STR]; /* failover.bin_dir where tandem-server etc. live, default /usr/bin */
     char fo_socket[CONF_STR]; /* failover.control_socket, default <run>/supervisor.sock */
     int fo_drain_grace;       /* failover.drain_grace s, default 10 */
-    int fo_health_weight;     /* failover.health_weight, default 50 (track_file weight on bad health) */
-    char fo_peer[64];         /* failover.peer address of the other node, for status/doctor */
+    int fo_health_weight; /* failover.health_weight, default 50 (track_file weight on bad health) */
+    char fo_peer[64];     /* failover.peer address of the other node, for status/doctor */
 
     /* tandemctl */
-    char ctl_url[CONF_STR];   /* ctl.url, default http://127.0.0.1:<server.port> */
+    char ctl_url[CONF_STR];      /* ctl.url, default http://127.0.0.1:<server.port> */
     char ctl_key_file[CONF_STR]; /* ctl.key_file: file holding an admin access key */
 };
 

@@ -16,7 +16,8 @@ MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err);
 int db_exec(MYSQL *m, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Run a query and return its result (mysql_store_result); NULL on error with *err. */
-MYSQL_RES *db_query(MYSQL *m, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+MYSQL_RES *db_query(MYSQL *m, char **err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Quote a value as an SQL literal: 'escaped' or NULL for s == NULL.
  * Returns a malloc'd string the caller frees. */

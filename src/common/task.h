@@ -9,12 +9,19 @@
 #include "config.h"
 #include "ids.h"
 
-enum task_origin { ORIGIN_FUNC = 0, ORIGIN_SYNC_API, ORIGIN_ASYNC_API, ORIGIN_CRON, ORIGIN_SUBTASK, ORIGIN_SYSTEM };
+enum task_origin {
+    ORIGIN_FUNC = 0,
+    ORIGIN_SYNC_API,
+    ORIGIN_ASYNC_API,
+    ORIGIN_CRON,
+    ORIGIN_SUBTASK,
+    ORIGIN_SYSTEM
+};
 
 struct task {
-    char id[ID_MAX];        /* "task-..." */
-    char func[256];         /* func id, or "__sys.inspect" for system tasks */
-    json_t *kwargs;         /* object, owned */
+    char id[ID_MAX]; /* "task-..." */
+    char func[256];  /* func id, or "__sys.inspect" for system tasks */
+    json_t *kwargs;  /* object, owned */
     enum task_origin origin;
     char origin_id[ID_MAX]; /* sapi-/aapi-/cron- id, or "" */
     int timeout;            /* seconds, 1..3600 */
@@ -27,8 +34,9 @@ struct task {
     int64_t nominal;        /* cron slot unix seconds, 0 otherwise */
 };
 
-const char *task_origin_name(enum task_origin o); /* "func","sync-api","async-api","cron","subtask","system" */
-int task_origin_parse(const char *s);               /* -1 if unknown */
+const char *
+task_origin_name(enum task_origin o); /* "func","sync-api","async-api","cron","subtask","system" */
+int task_origin_parse(const char *s); /* -1 if unknown */
 
 /* Serialize to a compact JSON string (malloc'd) / parse one (kwargs taken
  * over by t; fill defaults for missing optional fields). Parse returns -1 on a

@@ -14,10 +14,10 @@ enum ctl_exit { CTL_OK = 0, CTL_REFUSED = 1, CTL_USAGE = 2, CTL_UNREACHABLE = 3 
 
 struct ctl {
     struct tconf conf;
-    bool have_conf;   /* a config file was read */
-    char url[256];    /* --url, $TANDEM_URL, ctl.url */
-    char key[128];    /* --key, $TANDEM_KEY, ctl.key_file */
-    bool json;        /* --json: machine output */
+    bool have_conf; /* a config file was read */
+    char url[256];  /* --url, $TANDEM_URL, ctl.url */
+    char key[128];  /* --key, $TANDEM_KEY, ctl.key_file */
+    bool json;      /* --json: machine output */
 };
 
 /* One HTTP request to the server. body may be NULL. On any HTTP answer
@@ -31,8 +31,9 @@ int ctl_http(struct ctl *c, const char *method, const char *path, json_t *body, 
 int ctl_report_error(struct ctl *c, long status, json_t *resp, const char *err);
 
 /* Command families implemented in their own files; each returns an enum ctl_exit. */
-int ctl_cron_main(struct ctl *c, int argc, char **argv);      /* tandemctl cron ... */
-int ctl_failover_main(struct ctl *c, const char *cmd, int argc, char **argv); /* status|switchover|maintenance */
-int ctl_doctor_main(struct ctl *c, int argc, char **argv);    /* tandemctl doctor */
+int ctl_cron_main(struct ctl *c, int argc, char **argv); /* tandemctl cron ... */
+int ctl_failover_main(struct ctl *c, const char *cmd, int argc,
+                      char **argv);                        /* status|switchover|maintenance */
+int ctl_doctor_main(struct ctl *c, int argc, char **argv); /* tandemctl doctor */
 
 #endif

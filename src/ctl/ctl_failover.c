@@ -153,8 +153,9 @@ static void print_status(json_t *st)
         printf("last transitions:\n");
     json_array_foreach(tr, i, v)
     {
-        printf("  %s  %-9s -> %-9s epoch %-4lld %s\n", jstr(v, "at"), jstr(v, "from"), jstr(v, "to"),
-               (long long)json_integer_value(json_object_get(v, "epoch")), jstr(v, "cause"));
+        printf("  %s  %-9s -> %-9s epoch %-4lld %s\n", jstr(v, "at"), jstr(v, "from"),
+               jstr(v, "to"), (long long)json_integer_value(json_object_get(v, "epoch")),
+               jstr(v, "cause"));
     }
 }
 

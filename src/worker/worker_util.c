@@ -77,4 +77,3 @@ void wait_status_text(int status, char *buf, size_t n)
     else
         snprintf(buf, n, "stopped (wait status 0x%x)", status);
 }
-

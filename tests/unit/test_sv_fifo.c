@@ -51,21 +51,22 @@ static void test_sv_fifo_refuses_malformed_lines(void **st)
     (void)st;
     struct sv_fifo_msg m;
     char err[128];
-    const char *bad[] = {"",
-                         "   ",
-                         "HELLO \"VI_1\" MASTER 100",
-                         "INSTANCE VI_1 MASTER 100",
-                         "INSTANCE \"VI_1 MASTER 100",
-                         "INSTANCE \"\" MASTER 100",
-                         "INSTANCE \"VI_1\"",
-                         "INSTANCE \"VI_1\" master 100",
-                         "INSTANCE \"VI_1\" MASTER abc",
-                         "INSTANCE \"VI_1\" MASTER 300",
-                         "INSTANCE \"VI_1\" MASTER -1",
-                         "INSTANCE \"VI_1\" MASTER 100 extra",
-                         "INSTANCE \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                         "aaaaaaaaaaaaaaaaaaaaa\" MASTER 1",
-                         "INSTANCE \"VI_1\" MASTERMASTERMASTERMASTERMASTERMASTER 1"};
+    const char *bad[] = {
+        "",
+        "   ",
+        "HELLO \"VI_1\" MASTER 100",
+        "INSTANCE VI_1 MASTER 100",
+        "INSTANCE \"VI_1 MASTER 100",
+        "INSTANCE \"\" MASTER 100",
+        "INSTANCE \"VI_1\"",
+        "INSTANCE \"VI_1\" master 100",
+        "INSTANCE \"VI_1\" MASTER abc",
+        "INSTANCE \"VI_1\" MASTER 300",
+        "INSTANCE \"VI_1\" MASTER -1",
+        "INSTANCE \"VI_1\" MASTER 100 extra",
+        "INSTANCE \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaa\" MASTER 1",
+        "INSTANCE \"VI_1\" MASTERMASTERMASTERMASTERMASTERMASTER 1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         assert_int_equal(sv_fifo_parse(bad[i], &m, err, sizeof(err)), -1);

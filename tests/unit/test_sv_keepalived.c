@@ -76,7 +76,8 @@ static void test_sv_kconf_unicast_peers(void **st)
     assert_true(render(&c, buf, sizeof(buf), err) > 0);
     assert_non_null(strstr(buf, "unicast_src_ip 198.18.0.11\n"));
     assert_non_null(strstr(buf, "check_unicast_src\n"));
-    assert_non_null(strstr(buf, "unicast_peer {\n        198.18.0.12\n        198.18.0.13\n    }\n"));
+    assert_non_null(
+        strstr(buf, "unicast_peer {\n        198.18.0.12\n        198.18.0.13\n    }\n"));
 }
 
 static void test_sv_kconf_subsecond_advert(void **st)
