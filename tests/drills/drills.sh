@@ -179,15 +179,34 @@ fault_sigstop() {
 }
 
 fault_partition() {
-    # No nft/iptables here and no tc actions in this kernel: VRRP adverts are
-    # the lab's only multicast, so stopping multicast flooding to both node
-    # ports on the bridge cuts exactly VRRP between the nodes.
-    echo "  VRRP partition (multicast to p-a and p-b blocked) for 10 s"
-    nsx tandem-br bridge link set dev p-a mcast_flood off
-    nsx tandem-br bridge link set dev p-b mcast_flood off
+    # Drop IP protocol 112 (VRRP) in and out of both nodes with nftables,
+    # inside the node namespaces; both nodes then become MASTER. Without nft,
+    # stop multicast flooding to both node ports on the lab bridge instead:
+    # VRRP adverts are the lab's only multicast (not for --unicast labs).
+    local n how
+    if command -v nft >/dev/null; then
+        how="IP protocol 112 dropped by nftables in tandem-a and tandem-b"
+        for n in a b; do
+            nsx "tandem-$n" nft -f - <<'NFT' || { echo "  FAIL: nft in tandem-$n"; return 1; }
+table inet tandem_drill {
+    chain in { type filter hook input priority 0; policy accept; ip protocol vrrp drop; }
+    chain out { type filter hook output priority 0; policy accept; ip protocol vrrp drop; }
+}
+NFT
+        done
+    else
+        how="multicast to p-a and p-b blocked on the bridge"
+        nsx tandem-br bridge link set dev p-a mcast_flood off
+        nsx tandem-br bridge link set dev p-b mcast_flood off
+    fi
+    echo "  VRRP partition ($how) for 10 s"
     sleep 10
-    nsx tandem-br bridge link set dev p-a mcast_flood on
-    nsx tandem-br bridge link set dev p-b mcast_flood on
+    if command -v nft >/dev/null; then
+        for n in a b; do nsx "tandem-$n" nft delete table inet tandem_drill; done
+    else
+        nsx tandem-br bridge link set dev p-a mcast_flood on
+        nsx tandem-br bridge link set dev p-b mcast_flood on
+    fi
     echo "  healed; stack nodes now: $(stack_nodes)"
     EXPECT_PRIMARY=any EXPECT_EPOCH=any OUTAGE_TARGET_MS=""
 }
