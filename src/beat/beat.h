@@ -107,6 +107,9 @@ struct beat {
     int64_t prep_slot;
     uint64_t prep_gen, jobs_gen; /* jobs_gen: bumped whenever jobs or cursors are replaced */
 
+    int64_t takeover_s; /* unix s when this beat last took the lease: slots up to
+                           it may have been fired by an older beat version
+                           (legacy per-slot fired keys, see FIRE_LUA) */
     int64_t hb_mono;
     struct beat_stats st; /* pending increments of Pstats:beat */
     volatile int stop;

@@ -12,26 +12,43 @@
 #include "rds.h"
 #include "task.h"
 
-#define ITEM_ARGS 13
+#define ITEM_ARGS 11 /* at most; plain fires send 6 */
 
 /* KEYS: lease, epoch, q:cron, taskrec. ARGV: lease value, epoch, prefix,
- * count, fired ttl s, task ttl s, node, then ITEM_ARGS per slot: cron id,
- * slot, kind (fire|missed|failure), overlap (skip|allow), task id, task
- * JSON, status JSON, func id, slot as local ISO time, message (failure),
- * running ttl s, next slot, fire ms.
+ * count, fired ttl s, node, legacy_upto, then per slot: cron id, slot, kind
+ * (fire|missed|failure), overlap (skip|allow), task id, task JSON, and only
+ * when kind is not fire or overlap is skip (a record or the running key may
+ * be written): func id, slot as local ISO time, message (failure), running
+ * ttl s, fire ms. Plain fires carry 6 arguments, not 11: Lua copies every
+ * argument into a string, and 10,000 plain fires are the hot case.
  * Returns -1 (not the lease holder), -2 (stale epoch) or one code per slot:
  * 1 fired, 2 skipped (overlap), 3 recorded (missed/failure), 0 already
- * handled. Records (task_record rows for the worker's flusher) are built
- * here, only when one is written: most slots just fire. The job's state
- * hash (cursor, last outcome) is written after, outside the latency path:
- * a cursor that lags only makes a later holder retry slots whose fired
- * keys refuse them. */
+ * handled.
+ *
+ * Fired slots: one hash per nominal second, <prefix>fired:<slot>, field =
+ * cron id, value = the task id (fired) or skipped|missed|failure; HSETNX
+ * decides who handles a slot, and one EXPIRE per hash and batch keeps it
+ * for the largest misfire grace + 600 s after its last write. A hash field
+ * costs Redis about half of a key with its own TTL (no keyspace and expires
+ * entries per slot), which is most of the 10,000-jobs budget.
+ * legacy_upto: slots up to this second (those due before this beat took the
+ * lease) are also refused if the pre-hash key <prefix>fired:<cron_id>:<slot>
+ * exists, so a takeover from an older beat version cannot fire a slot twice;
+ * later slots were only ever handled by hash-writing beats.
+ *
+ * <prefix>task:<id> (status "queued") is not written here: the beat SETs it
+ * NX right after the script answers (send_items), so the fires of a batch
+ * do not wait for it, and NX never overwrites what a fast worker wrote. The
+ * cron state hash that names the task id is written after it, so a reader
+ * who learns the id from there finds the status. Records (task_record rows
+ * for the worker's flusher) are built here, only when one is written. */
 static const char FIRE_LUA[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end\n"
     "local ep = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
     "local epoch = tonumber(ARGV[2])\n"
     "if epoch < ep then return -2 end\n"
-    "local P, n, fttl, tttl, node = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]\n"
+    "local P, n, fttl, node, legacy = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], "
+    "tonumber(ARGV[7])\n"
     "if redis.call('EXISTS', KEYS[3]) == 0 then\n"
     "  redis.pcall('XGROUP', 'CREATE', KEYS[3], 'workers', '0', 'MKSTREAM')\n"
     "end\n"
@@ -41,17 +58,30 @@ static const char FIRE_LUA[] =
     "    epoch = epoch, nominal_at = tonumber(slot) * 1000, ended_at = tonumber(at), cost_ms = "
     "0})\n"
     "end\n"
-    "local out = {}\n"
+    "local out, hashes = {}, {}\n"
+    "local lastslot, fk\n"
     "local i = 8\n"
     "for j = 1, n do\n"
-    "  local id, slot, kind, overlap, tid, task, status, func, when, msg, rttl, nxt, at =\n"
-    "    ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7],\n"
-    "    ARGV[i+8], ARGV[i+9], ARGV[i+10], ARGV[i+11], ARGV[i+12]\n"
-    "  i = i + 13\n"
-    "  local fk = P .. 'fired:' .. id .. ':' .. slot\n"
+    "  local id, slot, kind, overlap, tid, task =\n"
+    "    ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]\n"
+    "  local func, when, msg, rttl, at\n"
+    "  if kind ~= 'fire' or overlap == 'skip' then\n"
+    "    func, when, msg, rttl, at = ARGV[i+6], ARGV[i+7], ARGV[i+8], ARGV[i+9], ARGV[i+10]\n"
+    "    i = i + 11\n"
+    "  else\n"
+    "    i = i + 6\n"
+    "  end\n"
+    "  if slot ~= lastslot then\n"
+    "    fk = P .. 'fired:' .. slot\n"
+    "    lastslot = slot\n"
+    "    hashes[fk] = true\n"
+    "  end\n"
     "  local res = 0\n"
-    "  if kind ~= 'fire' then\n"
-    "    if redis.call('SET', fk, kind, 'NX', 'EX', fttl) then\n"
+    "  if legacy >= tonumber(slot) and\n"
+    "    redis.call('EXISTS', P .. 'fired:' .. id .. ':' .. slot) == 1 then\n"
+    "    res = 0\n"
+    "  elseif kind ~= 'fire' then\n"
+    "    if redis.call('HSETNX', fk, id, kind) == 1 then\n"
     "      if kind == 'missed' and msg == '' then\n"
     "        msg = 'slot ' .. when .. ' was not fired: no beat held the lease until ' ..\n"
     "          (math.floor(tonumber(at) / 1000) - tonumber(slot)) ..\n"
@@ -66,21 +96,21 @@ static const char FIRE_LUA[] =
     "    local running = false\n"
     "    if overlap == 'skip' then running = redis.call('GET', rk) end\n"
     "    if running then\n"
-    "      if redis.call('SET', fk, 'skipped', 'NX', 'EX', fttl) then\n"
+    "      if redis.call('HSETNX', fk, id, 'skipped') == 1 then\n"
     "        redis.call('LPUSH', KEYS[4], record(id, func, tid, slot, 'skipped', 'ECronOverlap',\n"
     "          'slot ' .. when .. ' skipped: the previous run (' .. running ..\n"
     "          ') is still running (overlap=skip)', at))\n"
     "        res = 2\n"
     "      end\n"
-    "    elseif redis.call('SET', fk, tid, 'NX', 'EX', fttl) then\n"
+    "    elseif redis.call('HSETNX', fk, id, tid) == 1 then\n"
     "      if overlap == 'skip' then redis.call('SET', rk, tid, 'EX', rttl) end\n"
     "      redis.call('XADD', KEYS[3], '*', 't', task)\n"
-    "      redis.call('SET', P .. 'task:' .. tid, status, 'EX', tttl)\n"
     "      res = 1\n"
     "    end\n"
     "  end\n"
     "  out[j] = res\n"
     "end\n"
+    "for k in pairs(hashes) do redis.call('EXPIRE', k, fttl) end\n"
     "return out\n";
 
 /* KEYS: lease, epoch, delayed. ARGV: lease value, epoch, now ms, limit, prefix. */
@@ -166,14 +196,14 @@ static int item_build(struct beat *b, struct item *it, const struct beat_job *j)
     return 0;
 }
 
-static void item_stamp(struct item *it, int64_t at_ms)
+/* at_s / d13: the send time as decimal and as the 13 enq digits, formatted
+ * once per send: 10,000 snprintf pairs would cost milliseconds of latency. */
+static void item_stamp(struct item *it, const char *at_s, const char *d13)
 {
-    char d[24];
-    snprintf(it->at_s, sizeof it->at_s, "%lld", (long long)at_ms);
-    snprintf(d, sizeof d, "%013lld", (long long)at_ms);
-    if (strcmp(it->kind, "fire") == 0 && strlen(d) == 13) {
-        memcpy(it->task + it->task_enq, d, 13);
-        memcpy(it->status + it->status_enq, d, 13);
+    memcpy(it->at_s, at_s, sizeof it->at_s);
+    if (strcmp(it->kind, "fire") == 0 && strlen(d13) == 13) {
+        memcpy(it->task + it->task_enq, d13, 13);
+        memcpy(it->status + it->status_enq, d13, 13);
     }
 }
 
@@ -190,7 +220,7 @@ static void lat_observe(struct beat_stats *st, int64_t ms)
 }
 
 static void append_batch(struct beat *b, redisContext *rc, struct item *items, int n,
-                         const char **keys, char *fttl, char *tttl, char *cnt)
+                         const char **keys, char *fttl, char *legacy, char *cnt)
 {
     int argc = 3 + 4 + 7 + n * ITEM_ARGS;
     const char **av = malloc(sizeof *av * (size_t)argc);
@@ -209,8 +239,8 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
     av[a++] = b->conf.redis_prefix;
     av[a++] = cnt;
     av[a++] = fttl;
-    av[a++] = tttl;
     av[a++] = b->node;
+    av[a++] = legacy;
     for (int i = 0; i < n; i++) {
         struct item *it = &items[i];
         const struct beat_job *j = &b->jobs[it->job];
@@ -220,17 +250,17 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
         av[a++] = j->skip_overlap ? "skip" : "allow";
         av[a++] = it->tid;
         av[a++] = it->task;
-        av[a++] = it->status;
-        av[a++] = j->func;
-        av[a++] = it->when;
-        av[a++] = it->msg[0] ? it->msg : j->bad;
-        av[a++] = it->rttl_s;
-        av[a++] = it->next_s;
-        av[a++] = it->at_s;
+        if (strcmp(it->kind, "fire") != 0 || j->skip_overlap) {
+            av[a++] = j->func;
+            av[a++] = it->when;
+            av[a++] = it->msg[0] ? it->msg : j->bad;
+            av[a++] = it->rttl_s;
+            av[a++] = it->at_s;
+        }
     }
     if (!b->sha_fire[0])
         av[0] = "EVAL", av[1] = FIRE_LUA;
-    redisAppendCommandArgv(rc, argc, av, NULL);
+    redisAppendCommandArgv(rc, a, av, NULL);
     free(av);
 }
 
@@ -332,10 +362,13 @@ static int send_items(struct beat *b, struct item *items, int n)
     if (!rc)
         return -1;
     int64_t at = now_ms();
+    char at_s[sizeof items[0].at_s], d13[24];
+    snprintf(at_s, sizeof at_s, "%lld", (long long)at);
+    snprintf(d13, sizeof d13, "%013lld", (long long)at);
     for (int i = 0; i < n; i++)
-        item_stamp(&items[i], at);
+        item_stamp(&items[i], at_s, d13);
 
-    char klease[128], kepoch[128], kq[128], krec[128], ep[32], fttl[24], tttl[24];
+    char klease[128], kepoch[128], kq[128], krec[128], ep[32], fttl[24], legacy[24];
     rds_key(klease, sizeof klease, &b->conf, "beat:lease");
     rds_key(kepoch, sizeof kepoch, &b->conf, "epoch");
     rds_key(kq, sizeof kq, &b->conf, "q:cron");
@@ -348,7 +381,7 @@ static int send_items(struct beat *b, struct item *items, int n)
     /* The fired key must outlive every window in which some holder could
      * still try the slot: the grace, plus room for clocks and stalls. */
     snprintf(fttl, sizeof fttl, "%d", maxgrace + 600);
-    snprintf(tttl, sizeof tttl, "%d", b->conf.task_ttl);
+    snprintf(legacy, sizeof legacy, "%lld", (long long)b->takeover_s);
     const char *keys[5] = {klease, kepoch, kq, krec, ep};
 
     if (!b->sha_fire[0] && rds_script_load(rc, FIRE_LUA, b->sha_fire) == -1)
@@ -358,9 +391,18 @@ static int send_items(struct beat *b, struct item *items, int n)
     char(*cnts)[16] = calloc((size_t)nb, sizeof *cnts);
     if (!cnts)
         return -1;
+    /* Each batch goes on the wire as soon as it is formatted: Redis starts
+     * on the first while the beat formats the rest (megabytes for 10,000
+     * slots), instead of after all of them. Blocking writes only wait for
+     * Redis to read; its replies (a few bytes per slot) fit in the socket
+     * buffer until we read them below. */
     for (int bi = 0; bi < nb; bi++) {
         int off = bi * BEAT_BATCH, cnt = n - off < BEAT_BATCH ? n - off : BEAT_BATCH;
-        append_batch(b, rc, items + off, cnt, keys, fttl, tttl, cnts[bi]);
+        append_batch(b, rc, items + off, cnt, keys, fttl, legacy, cnts[bi]);
+        int done = 0;
+        while (!done)
+            if (redisBufferWrite(rc, &done) == REDIS_ERR)
+                break; /* the first redisGetReply reports it */
     }
     int rv = 0;
     bool fenced = false;
@@ -386,7 +428,7 @@ static int send_items(struct beat *b, struct item *items, int n)
             char shasave[41];
             memcpy(shasave, b->sha_fire, sizeof shasave);
             b->sha_fire[0] = '\0';
-            append_batch(b, rc, items + off, cnt, keys, fttl, tttl, cnts[bi]);
+            append_batch(b, rc, items + off, cnt, keys, fttl, legacy, cnts[bi]);
             memcpy(b->sha_fire, shasave, sizeof shasave);
             if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
                 beat_redis_broken(b, "fire script");
@@ -443,10 +485,21 @@ static int send_items(struct beat *b, struct item *items, int n)
     }
     free(cnts);
     int64_t t1 = mono_ms();
-    /* State hashes: observability and the takeover cursor, after the fact. */
+    /* The queued status of each fired task (NX: a worker that already took
+     * the task wrote a newer one), then the state hashes (observability and
+     * the takeover cursor), after the fact and in this order: the state
+     * names the task id, which must then resolve. */
     int ns = 0;
     if (b->rc) {
         char k[192];
+        for (int i = 0; i < n; i++) {
+            struct item *it = &items[i];
+            if (it->code != 1)
+                continue;
+            rds_key(k, sizeof k, &b->conf, "task:%s", it->tid);
+            redisAppendCommand(rc, "SET %s %s NX EX %d", k, it->status, b->conf.task_ttl);
+            ns++;
+        }
         for (int i = 0; i < n; i++) {
             struct item *it = &items[i];
             if (it->code <= 0)
@@ -463,14 +516,14 @@ static int send_items(struct beat *b, struct item *items, int n)
         for (int i = 0; i < ns; i++) {
             redisReply *r = NULL;
             if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
-                beat_redis_broken(b, "HSET cron state");
+                beat_redis_broken(b, "SET task / HSET cron state");
                 break;
             }
             freeReplyObject(r);
         }
     }
     if (n >= 1000)
-        log_debug("beat: %d slot(s): %lld ms firing, %lld ms writing state", n,
+        log_debug("beat: %d slot(s): %lld ms firing, %lld ms writing status and state", n,
                   (long long)(t1 - t0), (long long)(mono_ms() - t1));
     return fenced ? -2 : rv;
 }

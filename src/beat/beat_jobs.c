@@ -258,6 +258,7 @@ void beat_jobs_takeover(struct beat *b, int64_t now_s)
         }
     }
     int64_t late = 0;
+    b->takeover_s = now_s;
     beat_fire_unprepare(b);
     b->jobs_gen++;
     for (int i = 0; i < n; i++) {

@@ -147,16 +147,19 @@ static void sleep_until_next(struct beat *b)
 static void run(struct beat *b)
 {
     while (!b->stop) {
-        heartbeat(b);
         check_gen(b);
         if (beat_lease_tick(b)) {
             beat_fire_due(b, now_ms());
+            /* The heartbeat's round trip waits until after the fires, so a
+             * boundary's first fire is not behind it. */
+            heartbeat(b);
             if (b->leader)
                 beat_move_delayed(b, now_ms());
             int64_t e = beat_jobs_earliest(b), now = now_ms();
             if (b->leader && e != INT64_MAX && e * 1000 > now && e * 1000 - now <= 1000)
                 beat_fire_prepare(b, e);
         } else {
+            heartbeat(b);
             beat_fire_unprepare(b);
         }
         if (b->st.delayed || b->st.takeovers || b->st.fenced)

@@ -5,6 +5,7 @@ every other job keeps firing). Real redis-server, mariadbd, worker, beat."""
 
 import json
 import os
+import signal
 import sys
 import time
 import unittest
@@ -212,6 +213,51 @@ class BeatApi(unittest.TestCase):
         self.assertEqual(len(missed), 101, "100 missed slots one by one, then one summary")
         summary = [m for m in missed if "recorded as this one record" in m[2]]
         self.assertEqual(len(summary), 1, missed[-3:])
+
+    def test_fired_slot_hash_task_status_and_legacy_fired_keys(self):
+        """A fired slot is the field <job> of the hash tandem:fired:<slot>
+        (value: the task id, with a TTL), the task's status resolves as soon
+        as the job's state names it, and after a takeover the catch-up does
+        not fire a slot that an older beat marked with a per-slot key
+        tandem:fired:<job>:<slot>."""
+        jid = self.job(overlap="allow")["id"]
+
+        def fired():
+            v = self.st.redis("HMGET", f"tandem:cron:state:{jid}", "last_slot", "last_task",
+                              "last_outcome").splitlines()
+            return v if len(v) == 3 and v[2] == "fired" else None
+        slot, tid, _ = wait_for(fired, 10, 0.05, "a fire")
+        status, r = self.st.http("GET", f"/api/v1/tasks/{tid}")
+        self.assertEqual(status, 200, r)
+        self.assertIn(r["data"]["status"], ("queued", "running", "success"), r)
+        self.assertEqual(r["data"]["id"], tid)
+        self.assertEqual(self.st.redis("HGET", f"tandem:fired:{slot}", jid), tid)
+        self.assertGreater(int(self.st.redis("TTL", f"tandem:fired:{slot}")), 60)
+
+        beat = int(self.st.pids()["beat"])
+        os.kill(beat, signal.SIGSTOP)
+        try:
+            t = int(time.time())
+            legacy = [t + 1, t + 2, t + 3]  # not due before the freeze: nobody fired them
+            for s in legacy:
+                self.st.redis("SET", f"tandem:fired:{jid}:{s}", "task-legacy", "EX", "600")
+            time.sleep(t + 5.5 - time.time())  # past the 3 s lease
+        finally:
+            os.kill(beat, signal.SIGCONT)
+
+        def rows():
+            got = {}
+            for ts, st in self.st.sql("SELECT FLOOR(UNIX_TIMESTAMP(nominal_at)), status FROM task_record "
+                                      f"WHERE origin_id = '{jid}' AND nominal_at IS NOT NULL"):
+                got.setdefault(int(ts), []).append(st)
+            return got if all(s in got for s in (t + 4, t + 5, t + 7)) else None
+        got = wait_for(rows, 30, 0.5, "the catch-up after the freeze")
+        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+        for s in legacy:
+            self.assertNotIn(s, got, f"slot {s} was marked fired by a per-slot key, yet fired again")
+            self.assertEqual(self.st.redis("HGET", f"tandem:fired:{s}", jid), "")
+        for s in (t + 4, t + 5, t + 7):
+            self.assertEqual(got[s], ["success"], f"slot {s}")
 
     def test_metrics_show_beat_counters(self):
         wait_for(lambda: self.stats().get("fired_total", 0) > 0, 20, 0.5, "a fire")
