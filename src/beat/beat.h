@@ -4,11 +4,17 @@
  * connection, all in struct beat.
  *
  * Exactly once per slot rests on one Lua script per batch of fires
- * (beat_fire.c): it checks the lease value and the epoch, SETs
- * <prefix>fired:<cron_id>:<slot> NX, checks/sets <prefix>cron:running:<id>
- * (overlap=skip), XADDs the task to <prefix>q:cron and SETs <prefix>task:<id>.
- * A beat that lost the lease (frozen, partitioned) is refused by the script
- * even before it notices; a later holder refuses a slot already fired.
+ * (beat_fire.c): it checks the lease value and the epoch, HSETNXes field
+ * <cron_id> of the per-second hash <prefix>fired:<slot> (value: task id, or
+ * skipped|missed|failure; EXPIREd per batch to the largest misfire grace +
+ * 600 s), checks/sets <prefix>cron:running:<id> (overlap=skip) and XADDs the
+ * task to <prefix>q:cron. A beat that lost the lease (frozen, partitioned)
+ * is refused by the script even before it notices; a later holder refuses a
+ * slot already fired. Slots due before this beat took the lease are also
+ * refused if an older beat's per-slot key <prefix>fired:<cron_id>:<slot>
+ * exists (upgrade from that layout). <prefix>task:<id> ("queued") is SET NX
+ * just after the script, off the latency path: until then GET
+ * /api/v1/tasks/<id> answers 404 for a task only the stream knows.
  *
  * The catch-up cursor of a job is <prefix>cron:state:<id> field "next": the
  * oldest slot not yet handled, valid for the schedule version in field

@@ -1,7 +1,11 @@
 /* Firing: due slots go to Redis in batches, each batch ONE Lua script that
  * checks the lease and the epoch before doing anything, then per slot sets
- * the fired key NX and only then enqueues. Batches are pipelined so 10,000
- * jobs due in the same second cost a handful of round trips. */
+ * the slot's field in the fired hash NX and only then enqueues. Batches are
+ * pipelined so 10,000 jobs due in the same second cost a handful of round
+ * trips. Latency of the last of 10,000 fires is Redis time: every write the
+ * script does per slot is paid 10,000 times, so it does only the two that
+ * exactly-once needs (HSETNX, XADD); the status SET and the state HSET go
+ * after all batches (see FIRE_LUA and bench/RESULTS-beat.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +63,7 @@ static const char FIRE_LUA[] =
     "0})\n"
     "end\n"
     "local out, hashes = {}, {}\n"
-    "local lastslot, fk\n"
+    "local lastslot, fk, old\n"
     "local i = 8\n"
     "for j = 1, n do\n"
     "  local id, slot, kind, overlap, tid, task =\n"
@@ -75,9 +79,10 @@ static const char FIRE_LUA[] =
     "    fk = P .. 'fired:' .. slot\n"
     "    lastslot = slot\n"
     "    hashes[fk] = true\n"
+    "    old = legacy >= tonumber(slot)\n"
     "  end\n"
     "  local res = 0\n"
-    "  if legacy >= tonumber(slot) and\n"
+    "  if old and\n"
     "    redis.call('EXISTS', P .. 'fired:' .. id .. ':' .. slot) == 1 then\n"
     "    res = 0\n"
     "  elseif kind ~= 'fire' then\n"
@@ -92,9 +97,11 @@ static const char FIRE_LUA[] =
     "      res = 3\n"
     "    end\n"
     "  else\n"
-    "    local rk = P .. 'cron:running:' .. id\n"
-    "    local running = false\n"
-    "    if overlap == 'skip' then running = redis.call('GET', rk) end\n"
+    "    local rk, running = nil, false\n"
+    "    if overlap == 'skip' then\n"
+    "      rk = P .. 'cron:running:' .. id\n"
+    "      running = redis.call('GET', rk)\n"
+    "    end\n"
     "    if running then\n"
     "      if redis.call('HSETNX', fk, id, 'skipped') == 1 then\n"
     "        redis.call('LPUSH', KEYS[4], record(id, func, tid, slot, 'skipped', 'ECronOverlap',\n"
