@@ -73,8 +73,6 @@ static void heartbeat(struct beat *b)
     if (!rc)
         return;
     b->hb_mono = t;
-    char k[192];
-    rds_key(k, sizeof k, &b->conf, "hb:beat:%s:%d", b->node, b->pid);
     json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:b, s:s, s:i, s:b}", "kind", "beat",
                           "node", b->node, "pid", b->pid, "epoch", (json_int_t)b->epoch, "ts",
                           (json_int_t)now_ms(), "busy", 0, "children", 0, "leader", b->leader,
@@ -83,12 +81,10 @@ static void heartbeat(struct beat *b)
     json_decref(o);
     if (!s)
         return;
-    redisReply *r = redisCommand(rc, "SET %s %s PX 5000", k, s);
+    int rc_hb = rds_hb_set(rc, &b->conf, "beat", b->node, b->pid, s, 5000);
     free(s);
-    if (!r)
+    if (rc_hb == -1)
         beat_redis_broken(b, "heartbeat");
-    else
-        freeReplyObject(r);
 }
 
 /* Reload the jobs when <prefix>gen moved (or a reload failed before). */
@@ -210,11 +206,7 @@ int main(int argc, char **argv)
     beat_stats_flush(&B);
     beat_lease_release(&B);
     if (B.rc) {
-        char k[192];
-        rds_key(k, sizeof k, &B.conf, "hb:beat:%s:%d", B.node, B.pid);
-        redisReply *r = redisCommand(B.rc, "DEL %s", k);
-        if (r)
-            freeReplyObject(r);
+        rds_hb_del(B.rc, &B.conf, "beat", B.node, B.pid);
         redisFree(B.rc);
     }
     if (B.db)

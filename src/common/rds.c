@@ -1,5 +1,7 @@
 #include "rds.h"
 
+#include <jansson.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,4 +193,106 @@ redisReply *rds_eval(redisContext *rc, const char *script, char sha[41], int nke
         r = eval_cmd(rc, "EVAL", script, nkeys, argv, argc);
     }
     return r;
+}
+
+/* Both commands in one round trip; -1 if either failed. */
+static int hb_pair(redisContext *rc)
+{
+    int ok = 0;
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(rc, (void **)&r) != REDIS_OK)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR)
+            ok = -1;
+        freeReplyObject(r);
+    }
+    return ok;
+}
+
+int rds_hb_set(redisContext *rc, const struct tconf *c, const char *kind, const char *node, int pid,
+               const char *json, int ttl_ms)
+{
+    char key[256], set[128];
+    rds_key(key, sizeof key, c, "hb:%s:%s:%d", kind, node, pid);
+    rds_key(set, sizeof set, c, "hb:%s", kind);
+    redisAppendCommand(rc, "SET %s %s PX %d", key, json, ttl_ms);
+    redisAppendCommand(rc, "SADD %s %s", set, key);
+    return hb_pair(rc);
+}
+
+int rds_hb_del(redisContext *rc, const struct tconf *c, const char *kind, const char *node, int pid)
+{
+    char key[256], set[128];
+    rds_key(key, sizeof key, c, "hb:%s:%s:%d", kind, node, pid);
+    rds_key(set, sizeof set, c, "hb:%s", kind);
+    redisAppendCommand(rc, "DEL %s", key);
+    redisAppendCommand(rc, "SREM %s %s", set, key);
+    return hb_pair(rc);
+}
+
+long long rds_hb_list(redisContext *rc, const struct tconf *c, const char *kind, json_t **out)
+{
+    char set[128];
+    rds_key(set, sizeof set, c, "hb:%s", kind);
+    if (out)
+        *out = NULL;
+    redisReply *names = redisCommand(rc, "SMEMBERS %s", set);
+    if (names == NULL || names->type != REDIS_REPLY_ARRAY) {
+        if (names)
+            freeReplyObject(names);
+        return -1;
+    }
+    json_t *list = out ? json_array() : NULL;
+    long long live = 0;
+    if (names->elements > 0) {
+        size_t n = names->elements;
+        const char **argv = malloc((n + 1) * sizeof *argv);
+        size_t *lens = malloc((n + 1) * sizeof *lens);
+        if (argv == NULL || lens == NULL) {
+            free(argv);
+            free(lens);
+            freeReplyObject(names);
+            json_decref(list);
+            return -1;
+        }
+        argv[0] = "MGET";
+        lens[0] = 4;
+        for (size_t i = 0; i < n; i++) {
+            argv[i + 1] = names->element[i]->str;
+            lens[i + 1] = names->element[i]->len;
+        }
+        redisReply *vals = redisCommandArgv(rc, (int)n + 1, argv, lens);
+        free(argv);
+        free(lens);
+        if (vals == NULL || vals->type != REDIS_REPLY_ARRAY || vals->elements != n) {
+            if (vals)
+                freeReplyObject(vals);
+            freeReplyObject(names);
+            json_decref(list);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            redisReply *v = vals->element[i];
+            if (v->type != REDIS_REPLY_STRING) {
+                /* expired: the process died without deleting its heartbeat */
+                redisReply *r = redisCommand(rc, "SREM %s %b", set, names->element[i]->str,
+                                             names->element[i]->len);
+                if (r)
+                    freeReplyObject(r);
+                continue;
+            }
+            live++;
+            if (list) {
+                json_t *hb = json_loadb(v->str, v->len, 0, NULL);
+                if (hb)
+                    json_array_append_new(list, hb);
+            }
+        }
+        freeReplyObject(vals);
+    }
+    freeReplyObject(names);
+    if (out)
+        *out = list;
+    return live;
 }

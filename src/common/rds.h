@@ -5,6 +5,7 @@
 #define TANDEM_RDS_H
 
 #include <hiredis.h>
+#include <jansson.h>
 #include <stddef.h>
 #include "config.h"
 
@@ -29,5 +30,18 @@ int rds_script_load(redisContext *rc, const char *script, char sha[41]);
  * once (rds_script_load) or NULL to always EVAL. Returns the reply (caller frees). */
 redisReply *rds_eval(redisContext *rc, const char *script, char sha[41], int nkeys,
                      const char **argv, int argc);
+
+/* Heartbeats: the key Phb:<kind>:<node>:<pid> (JSON, PX ttl_ms) plus its
+ * name in the set Phb:<kind>, so readers find the live processes of a kind
+ * without SCANning a keyspace that may hold millions of task keys.
+ * rds_hb_set/rds_hb_del: 0, or -1 on a Redis error (rc is then unusable). */
+int rds_hb_set(redisContext *rc, const struct tconf *c, const char *kind, const char *node, int pid,
+               const char *json, int ttl_ms);
+int rds_hb_del(redisContext *rc, const struct tconf *c, const char *kind, const char *node,
+               int pid);
+/* Live heartbeats of a kind: their count, and when out is non-NULL a new
+ * JSON array of the parsed heartbeat objects. Names whose key has expired
+ * are removed from the set. -1 on a Redis error. */
+long long rds_hb_list(redisContext *rc, const struct tconf *c, const char *kind, json_t **out);
 
 #endif

@@ -143,27 +143,9 @@ fail:
 
 /* Counts keys matching pattern with SCAN (never KEYS on a shared Redis).
  * -1 on error. */
-static long long scan_count(redisContext *rc, const char *pattern)
-{
-    long long n = 0;
-    char cursor[32] = "0";
-    do {
-        redisReply *rep = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-            if (rep)
-                freeReplyObject(rep);
-            return -1;
-        }
-        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
-        n += (long long)rep->element[1]->elements;
-        freeReplyObject(rep);
-    } while (strcmp(cursor, "0") != 0);
-    return n;
-}
-
-/* Heartbeat counts walk the whole keyspace (task keys included), so the
- * housekeeper does it once a second and /health and /metrics read the
- * result; only when that is stale do they count themselves. */
+/* The housekeeper counts live heartbeats once a second and /health and
+ * /metrics read the result; only when that is stale do they count
+ * themselves (rds_hb_list: one SMEMBERS + one MGET, not a keyspace walk). */
 static struct {
     pthread_mutex_t mu;
     long long workers, servers;
@@ -172,10 +154,8 @@ static struct {
 
 static void hb_count_now(redisContext *rc)
 {
-    char pw[160], ps[160];
-    rds_key(pw, sizeof pw, &S.conf, "hb:worker:*");
-    rds_key(ps, sizeof ps, &S.conf, "hb:server:*");
-    long long w = scan_count(rc, pw), sv = w >= 0 ? scan_count(rc, ps) : -1;
+    long long w = rds_hb_list(rc, &S.conf, "worker", NULL);
+    long long sv = w >= 0 ? rds_hb_list(rc, &S.conf, "server", NULL) : -1;
     if (w < 0 || sv < 0)
         return;
     pthread_mutex_lock(&hbc.mu);
@@ -194,9 +174,7 @@ long long hb_live(redisContext *rc, const char *kind)
     pthread_mutex_unlock(&hbc.mu);
     if (fresh || !rc)
         return n;
-    char pat[160];
-    rds_key(pat, sizeof pat, &S.conf, "hb:%s:*", kind);
-    n = scan_count(rc, pat);
+    n = rds_hb_list(rc, &S.conf, kind, NULL);
     return n < 0 ? 0 : n;
 }
 
@@ -216,27 +194,20 @@ void epoch_read(redisContext *rc)
 
 static void heartbeat(redisContext *rc)
 {
-    char key[256];
-    rds_key(key, sizeof key, &S.conf, "hb:server:%s:%d", S.conf.node_name, (int)getpid());
     json_t *hb = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i,s:i,s:s,s:i}", "kind", "server", "node",
                            S.conf.node_name, "pid", (int)getpid(), "epoch", (json_int_t)S.epoch,
                            "ts", (json_int_t)now_ms(), "busy", atomic_load(&S.inflight), "children",
                            0, "id", S.id, "port", S.conf.server_port);
     char *s = json_dumps(hb, JSON_COMPACT);
     json_decref(hb);
-    redisReply *rep = redisCommand(rc, "SET %s %s PX 5000", key, s);
+    if (s)
+        rds_hb_set(rc, &S.conf, "server", S.conf.node_name, (int)getpid(), s, 5000);
     free(s);
-    if (rep)
-        freeReplyObject(rep);
 }
 
 static void heartbeat_delete(redisContext *rc)
 {
-    char key[256];
-    rds_key(key, sizeof key, &S.conf, "hb:server:%s:%d", S.conf.node_name, (int)getpid());
-    redisReply *rep = redisCommand(rc, "DEL %s", key);
-    if (rep)
-        freeReplyObject(rep);
+    rds_hb_del(rc, &S.conf, "server", S.conf.node_name, (int)getpid());
 }
 
 void *housekeeper_main(void *arg)

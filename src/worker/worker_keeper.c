@@ -272,49 +272,31 @@ static const char AUTOCLAIM_LUA[] =
     "return n";
 
 /* The consumer names of every live worker: "<node>:<pid>" of each pid in
- * each Phb:worker:* heartbeat's "pids" (and the master's own pid). */
+ * each live worker heartbeat's "pids" (and the master's own pid). */
 static json_t *live_consumers(redisContext *rc, const struct tconf *c)
 {
-    char pat[128], cursor[32] = "0";
+    json_t *hbs = NULL, *hb;
+    if (rds_hb_list(rc, c, "worker", &hbs) < 0)
+        return NULL;
     json_t *live = json_object();
-    rds_key(pat, sizeof(pat), c, "hb:worker:*");
-    do {
-        redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT 200", cursor, pat);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            if (r)
-                freeReplyObject(r);
-            json_decref(live);
-            return NULL;
+    size_t i;
+    json_array_foreach(hbs, i, hb)
+    {
+        const char *node = json_string_value(json_object_get(hb, "node"));
+        if (!node)
+            continue;
+        char name[160];
+        json_t *pid = json_object_get(hb, "pid"), *p;
+        size_t idx;
+        snprintf(name, sizeof(name), "%s:%lld", node, (long long)json_integer_value(pid));
+        json_object_set_new(live, name, json_true());
+        json_array_foreach(json_object_get(hb, "pids"), idx, p)
+        {
+            snprintf(name, sizeof(name), "%s:%lld", node, (long long)json_integer_value(p));
+            json_object_set_new(live, name, json_true());
         }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        redisReply *keys = r->element[1];
-        for (size_t i = 0; i < keys->elements; i++) {
-            redisReply *v =
-                redisCommand(rc, "GET %b", keys->element[i]->str, keys->element[i]->len);
-            if (v == NULL) {
-                freeReplyObject(r);
-                json_decref(live);
-                return NULL;
-            }
-            json_t *hb = v->type == REDIS_REPLY_STRING ? json_loadb(v->str, v->len, 0, NULL) : NULL;
-            const char *node = json_string_value(json_object_get(hb, "node"));
-            if (node) {
-                char name[160];
-                json_t *pid = json_object_get(hb, "pid"), *p;
-                size_t idx;
-                snprintf(name, sizeof(name), "%s:%lld", node, (long long)json_integer_value(pid));
-                json_object_set_new(live, name, json_true());
-                json_array_foreach(json_object_get(hb, "pids"), idx, p)
-                {
-                    snprintf(name, sizeof(name), "%s:%lld", node, (long long)json_integer_value(p));
-                    json_object_set_new(live, name, json_true());
-                }
-            }
-            json_decref(hb);
-            freeReplyObject(v);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
+    }
+    json_decref(hbs);
     return live;
 }
 

@@ -63,7 +63,6 @@ struct pool {
     bool stopping;
     int64_t stop_deadline;
     int64_t next_hb;
-    char hbkey[256];
 };
 
 /* ---- redis (heartbeat and the records of dead children) ------------------ */
@@ -118,11 +117,9 @@ static void heartbeat(struct pool *p)
     json_decref(hb);
     redisContext *rc = p_redis(p);
     if (s && rc) {
-        redisReply *r = redisCommand(rc, "SET %s %s PX %d", p->hbkey, s, HEARTBEAT_TTL_MS);
-        if (r == NULL)
+        if (rds_hb_set(rc, p->c, "worker", p->c->node_name, p->master_pid, s, HEARTBEAT_TTL_MS) ==
+            -1)
             p_redis_broken(p);
-        else
-            freeReplyObject(r);
     }
     free(s);
 }
@@ -491,7 +488,6 @@ int pool_run(const struct wopts *o)
         p->n = MAX_CHILDREN;
     for (int i = 0; i < p->n; i++)
         p->s[i].fd = -1;
-    rds_key(p->hbkey, sizeof(p->hbkey), p->c, "hb:worker:%s:%d", p->c->node_name, p->master_pid);
 
     if (o->supervised)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -557,11 +553,8 @@ int pool_run(const struct wopts *o)
             }
         }
     }
-    if (p_redis(p)) {
-        redisReply *r = redisCommand(p->rc, "DEL %s", p->hbkey);
-        if (r)
-            freeReplyObject(r);
-    }
+    if (p_redis(p))
+        rds_hb_del(p->rc, p->c, "worker", p->c->node_name, p->master_pid);
     log_info("master %d: stopped", p->master_pid);
     if (p->rc)
         redisFree(p->rc);
