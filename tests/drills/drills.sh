@@ -256,8 +256,11 @@ drill_run() {
           FROM task_record WHERE origin = 'cron' AND origin_id = '$CRON_ID'
           AND nominal_at >= FROM_UNIXTIME($lo) AND nominal_at <= FROM_UNIXTIME($hi)
           GROUP BY 1" >"$out-cron.tsv" 2>"$out-cron.err"
-    local fired_keys
-    fired_keys=$(rcli --scan --pattern "tandem:fired:$CRON_ID:*" | wc -l)
+    # fired marks: one hash per nominal second, field = the job (INTERNALS)
+    local fired_keys=0 slot
+    for ((slot = lo; slot <= hi; slot++)); do
+        [ "$(rcli HEXISTS "tandem:fired:$slot" "$CRON_ID")" = 1 ] && fired_keys=$((fired_keys + 1))
+    done
 
     local p1 stacks e1 sv_e
     p1=$(vip_holders) stacks=$(stack_nodes) e1=$(rcli GET tandem:epoch)
