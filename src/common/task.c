@@ -238,19 +238,42 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
     rds_key(tkey, sizeof(tkey), c, "task:%s", t->id);
 
     /* The group must exist before the first entry, or a group created
-     * later at "$" would never see it. BUSYGROUP (exists) is expected. */
-    redisAppendCommand(rc, "XGROUP CREATE %s workers 0 MKSTREAM", qkey);
+     * later at "$" would never see it. BUSYGROUP (exists) is expected. Once
+     * per connection and queue is enough: it was one of ~15 Redis commands
+     * of every sync call. (Should Redis lose the group anyway, workers
+     * re-create it at id 0 on NOGROUP, so no entry is missed.) */
+    static __thread const redisContext *grp_rc;
+    static __thread char grp_done[4][16];
+    if (grp_rc != rc) {
+        grp_rc = rc;
+        memset(grp_done, 0, sizeof grp_done);
+    }
+    int slot = -1;
+    bool need_group = true;
+    for (int i = 0; i < 4 && need_group; i++) {
+        if (strcmp(grp_done[i], t->queue) == 0)
+            need_group = false;
+        else if (grp_done[i][0] == '\0' && slot < 0)
+            slot = i;
+    }
+    if (need_group)
+        redisAppendCommand(rc, "XGROUP CREATE %s workers 0 MKSTREAM", qkey);
     redisAppendCommand(rc, "XADD %s * t %s", qkey, msg);
-    redisAppendCommand(rc, "SET %s %s EX %d", tkey, status, c->task_ttl);
-    for (int i = 0; i < 3; i++) {
+    redisAppendCommand(rc, "SET %s %s EX %d", tkey, status,
+                       t->reply[0] ? c->sync_task_ttl : c->task_ttl);
+    for (int i = need_group ? 0 : 1; i < 3; i++) {
         void *rep = NULL;
         if (redisGetReply(rc, &rep) != REDIS_OK) {
             set_err(err, "task %s: redis: %s", t->id, rc->errstr);
+            grp_rc = NULL;
             goto out; /* the context is broken; the caller reconnects */
         }
         r[i] = rep;
     }
-    if (r[0]->type == REDIS_REPLY_ERROR && strncmp(r[0]->str, "BUSYGROUP", 9) != 0) {
+    if (need_group && slot >= 0 &&
+        (r[0]->type != REDIS_REPLY_ERROR || strncmp(r[0]->str, "BUSYGROUP", 9) == 0))
+        snprintf(grp_done[slot], sizeof grp_done[slot], "%s", t->queue);
+    if (r[0] && r[0]->type == REDIS_REPLY_ERROR && strncmp(r[0]->str, "BUSYGROUP", 9) != 0) {
         set_err(err, "task %s: XGROUP CREATE %s: %s", t->id, qkey, r[0]->str);
         goto out;
     }

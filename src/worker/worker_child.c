@@ -401,7 +401,8 @@ static void set_running(struct wchild *ch, const struct wtask *wt)
         free(s);
         return;
     }
-    redisReply *r = redisCommand(ch->rc, "SET %s %s EX %d", k, s, ch->c->task_ttl);
+    redisReply *r = redisCommand(ch->rc, "SET %s %s EX %d", k, s,
+                                 wt->reply[0] ? ch->c->sync_task_ttl : ch->c->task_ttl);
     if (r == NULL)
         child_redis_broken(ch); /* the commit reconnects */
     else

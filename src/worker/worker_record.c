@@ -192,7 +192,8 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
     rds_key(k_stats, sizeof(k_stats), c, "stats:worker");
     rds_key(k_q, sizeof(k_q), c, "q:%s", t->queue);
 
-    redisAppendCommand(rc, "SET %s %s EX %d", k_task, s_status, c->task_ttl);
+    redisAppendCommand(rc, "SET %s %s EX %d", k_task, s_status,
+                       t->reply[0] ? c->sync_task_ttl : c->task_ttl);
     n++;
     if (t->reply[0]) {
         rds_key(k_reply, sizeof(k_reply), c, "reply:%s", t->reply);

@@ -36,6 +36,7 @@ static int redis_up(void **state)
     snprintf(f.conf.redis_socket, sizeof(f.conf.redis_socket), "%s/redis.sock", f.dir);
     snprintf(f.conf.redis_prefix, sizeof(f.conf.redis_prefix), "ut:");
     f.conf.task_ttl = 600;
+    f.conf.sync_task_ttl = 120;
     f.pid = fork();
     if (f.pid == 0) {
         execl("/usr/bin/redis-server", "redis-server", "--port", "0", "--unixsocket",
