@@ -127,6 +127,12 @@ void srv_db_broken(void);
 /* Answer an SQL failure: 503 EBackend (and drop the connection) when the
  * server is gone, else 500 EServerInternal with the MariaDB message. Frees err. */
 void req_db_err(struct srv_req *r, MYSQL *m, char *err);
+/* SQL that answers its own errors (req_db_err): a result set, or NULL after
+ * answering; a statement's affected rows, or -1 after answering. */
+MYSQL_RES *req_sql_query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+long long req_sql_exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Answer a Redis failure (NULL or error reply): 503 EBackend. */
 void req_redis_err(struct srv_req *r, redisContext *rc, redisReply *rep, const char *what);
 

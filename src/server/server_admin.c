@@ -82,9 +82,7 @@ json_t *db_rows_json(MYSQL_RES *res)
 
 /* ---- small SQL helpers that answer their own errors ------------------------- */
 
-static MYSQL_RES *query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static MYSQL_RES *query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
+MYSQL_RES *req_sql_query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
 {
     char *sql = NULL, *err = NULL;
     va_list ap;
@@ -102,10 +100,7 @@ static MYSQL_RES *query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
     return res;
 }
 
-/* Runs a statement; affected rows, or -1 after answering. */
-static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
+long long req_sql_exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
 {
     char *sql = NULL, *err = NULL;
     va_list ap;
@@ -186,7 +181,8 @@ static int query_int(struct srv_req *r, const char *name, long long lo, long lon
 void h_scripts_list(struct srv_req *r)
 {
     MYSQL *m = srv_db(r);
-    MYSQL_RES *res = m ? query(r, m, "SELECT " SCRIPT_COLS " FROM script ORDER BY id") : NULL;
+    MYSQL_RES *res =
+        m ? req_sql_query(r, m, "SELECT " SCRIPT_COLS " FROM script ORDER BY id") : NULL;
     if (res)
         answer_rows(r, res);
 }
@@ -194,8 +190,8 @@ void h_scripts_list(struct srv_req *r)
 static void script_answer(struct srv_req *r, MYSQL *m, const char *id)
 {
     char *q = db_q(m, id);
-    MYSQL_RES *res =
-        query(r, m, "SELECT " SCRIPT_COLS ", code, code_draft FROM script WHERE id = %s", q);
+    MYSQL_RES *res = req_sql_query(
+        r, m, "SELECT " SCRIPT_COLS ", code, code_draft FROM script WHERE id = %s", q);
     free(q);
     if (res)
         answer_row(r, res, "script", id);
@@ -235,14 +231,16 @@ void h_script_put(struct srv_req *r)
     const char *sep = strstr(id, "__");
     char *qset = db_qn(m, id, (size_t)(sep - id));
     char *qid = db_q(m, id), *qcode = db_q(m, code), *qtitle = db_q(m, title ? title : "");
-    if (exec(r, m,
-             "INSERT INTO script_set (id) VALUES (%s) ON DUPLICATE KEY UPDATE updated_at = NOW(3)",
-             qset) >= 0 &&
-        exec(r, m,
-             "INSERT INTO script (id, script_set_id, title, code_draft) VALUES (%s, %s, %s, %s) "
-             "ON DUPLICATE KEY UPDATE code_draft = VALUES(code_draft), title = %s, updated_at = "
-             "NOW(3)",
-             qid, qset, qtitle, qcode, title ? "VALUES(title)" : "title") >= 0)
+    if (req_sql_exec(
+            r, m,
+            "INSERT INTO script_set (id) VALUES (%s) ON DUPLICATE KEY UPDATE updated_at = NOW(3)",
+            qset) >= 0 &&
+        req_sql_exec(
+            r, m,
+            "INSERT INTO script (id, script_set_id, title, code_draft) VALUES (%s, %s, %s, %s) "
+            "ON DUPLICATE KEY UPDATE code_draft = VALUES(code_draft), title = %s, updated_at = "
+            "NOW(3)",
+            qid, qset, qtitle, qcode, title ? "VALUES(title)" : "title") >= 0)
         script_answer(r, m, id);
     free(qset);
     free(qid);
@@ -260,9 +258,10 @@ void h_script_delete(struct srv_req *r)
         return;
     char *q = db_q(m, id);
     long long n = -1;
-    if (exec(r, m, "START TRANSACTION") >= 0 &&
-        exec(r, m, "DELETE FROM func WHERE script_id = %s", q) >= 0 &&
-        (n = exec(r, m, "DELETE FROM script WHERE id = %s", q)) >= 0 && exec(r, m, "COMMIT") >= 0) {
+    if (req_sql_exec(r, m, "START TRANSACTION") >= 0 &&
+        req_sql_exec(r, m, "DELETE FROM func WHERE script_id = %s", q) >= 0 &&
+        (n = req_sql_exec(r, m, "DELETE FROM script WHERE id = %s", q)) >= 0 &&
+        req_sql_exec(r, m, "COMMIT") >= 0) {
         if (n == 0) {
             req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "script %s not found", id);
         } else {
@@ -322,7 +321,7 @@ static int insert_func(struct srv_req *r, MYSQL *m, const char *script_id, json_
     char *qf = db_q(m, fid), *qs = db_q(m, script_id), *qn = db_q(m, name),
          *qt = db_q(m, title ? title : ""), *qc = db_q(m, cron), *qa = db_q(m, sargs),
          *qe = db_q(m, sextra);
-    long long n = exec(
+    long long n = req_sql_exec(
         r, m,
         "INSERT INTO func (id, script_id, name, title, timeout, cache_result, fixed_cron_expr, "
         "args_json, extra_json) VALUES (%s, %s, %s, %s, %lld, %lld, %s, %s, %s)",
@@ -368,17 +367,18 @@ static void publish_done(struct srv_req *r, json_t *outcome, void *ud)
         goto out;
     char *qid = db_q(m, p->id), *qcode = db_q(m, p->code);
     long long n = -1;
-    bool ok = exec(r, m, "START TRANSACTION") >= 0 &&
-              (n = exec(r, m,
-                        "UPDATE script SET code = %s, publish_version = publish_version + 1, "
-                        "published_at = NOW(3), updated_at = NOW(3) WHERE id = %s",
-                        qcode, qid)) >= 0;
+    bool ok =
+        req_sql_exec(r, m, "START TRANSACTION") >= 0 &&
+        (n = req_sql_exec(r, m,
+                          "UPDATE script SET code = %s, publish_version = publish_version + 1, "
+                          "published_at = NOW(3), updated_at = NOW(3) WHERE id = %s",
+                          qcode, qid)) >= 0;
     if (ok && n == 0) {
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", p->id),
                 "script %s was deleted while publishing", p->id);
         ok = false;
     }
-    ok = ok && exec(r, m, "DELETE FROM func WHERE script_id = %s", qid) >= 0;
+    ok = ok && req_sql_exec(r, m, "DELETE FROM func WHERE script_id = %s", qid) >= 0;
     size_t i;
     json_t *f;
     json_array_foreach(funcs, i, f)
@@ -387,7 +387,7 @@ static void publish_done(struct srv_req *r, json_t *outcome, void *ud)
             break;
         ok = insert_func(r, m, p->id, f) == 0;
     }
-    ok = ok && exec(r, m, "COMMIT") >= 0;
+    ok = ok && req_sql_exec(r, m, "COMMIT") >= 0;
     if (!ok) {
         rollback(m);
         free(qid);
@@ -427,7 +427,7 @@ void h_script_publish(struct srv_req *r)
     if (!m)
         return;
     char *q = db_q(m, id);
-    MYSQL_RES *res = query(r, m, "SELECT code_draft FROM script WHERE id = %s", q);
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT code_draft FROM script WHERE id = %s", q);
     free(q);
     if (!res)
         return;
@@ -464,7 +464,7 @@ void h_funcs_list(struct srv_req *r)
     if (q)
         snprintf(where, sizeof where, "WHERE script_id = %s", q);
     free(q);
-    MYSQL_RES *res = query(
+    MYSQL_RES *res = req_sql_query(
         r, m,
         "SELECT id, script_id, name, title, timeout, cache_result, fixed_cron_expr, args_json, "
         "extra_json, created_at FROM func %s ORDER BY id",
@@ -485,7 +485,7 @@ static bool is_sync_path(struct srv_req *r)
 static void api_answer(struct srv_req *r, MYSQL *m, const char *table, const char *id)
 {
     char *q = db_q(m, id);
-    MYSQL_RES *res = query(r, m, "SELECT " API_COLS " FROM %s WHERE id = %s", table, q);
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT " API_COLS " FROM %s WHERE id = %s", table, q);
     free(q);
     if (res)
         answer_row(r, res, is_sync_path(r) ? "sync API" : "async API", id);
@@ -494,8 +494,8 @@ static void api_answer(struct srv_req *r, MYSQL *m, const char *table, const cha
 void h_apis_list(struct srv_req *r)
 {
     MYSQL *m = srv_db(r);
-    MYSQL_RES *res = m ? query(r, m, "SELECT " API_COLS " FROM %s ORDER BY created_at, id",
-                               is_sync_path(r) ? "sync_api" : "async_api")
+    MYSQL_RES *res = m ? req_sql_query(r, m, "SELECT " API_COLS " FROM %s ORDER BY created_at, id",
+                                       is_sync_path(r) ? "sync_api" : "async_api")
                        : NULL;
     if (res)
         answer_rows(r, res);
@@ -553,11 +553,11 @@ void h_api_create(struct srv_req *r)
     char *qid = db_q(m, id), *qf = db_q(m, f.func_id), *qt = db_q(m, f.title ? f.title : ""),
          *qk = db_q(m, kw);
     const char *table = sync ? "sync_api" : "async_api";
-    if (exec(r, m,
-             "INSERT INTO %s (id, func_id, title, kwargs_json, need_key, enabled, timeout) "
-             "VALUES (%s, %s, %s, %s, %d, %d, %s)",
-             table, qid, qf, qt, qk, f.need_key ? 1 : 0, (!f.has_enabled || f.enabled) ? 1 : 0,
-             timeout) >= 0) {
+    if (req_sql_exec(r, m,
+                     "INSERT INTO %s (id, func_id, title, kwargs_json, need_key, enabled, timeout) "
+                     "VALUES (%s, %s, %s, %s, %d, %d, %s)",
+                     table, qid, qf, qt, qk, f.need_key ? 1 : 0,
+                     (!f.has_enabled || f.enabled) ? 1 : 0, timeout) >= 0) {
         srv_gen_bump();
         api_answer(r, m, table, id);
     }
@@ -625,7 +625,7 @@ void h_api_patch(struct srv_req *r)
     q = db_q(m, id);
     long long n = 0;
     if (*sep)
-        n = exec(r, m, "UPDATE %s SET %s WHERE id = %s", table, set, q);
+        n = req_sql_exec(r, m, "UPDATE %s SET %s WHERE id = %s", table, set, q);
     free(set);
     free(q);
     if (n < 0)
@@ -644,8 +644,8 @@ void h_api_delete(struct srv_req *r)
     if (!m)
         return;
     char *q = db_q(m, id);
-    long long n =
-        exec(r, m, "DELETE FROM %s WHERE id = %s", is_sync_path(r) ? "sync_api" : "async_api", q);
+    long long n = req_sql_exec(r, m, "DELETE FROM %s WHERE id = %s",
+                               is_sync_path(r) ? "sync_api" : "async_api", q);
     free(q);
     if (n == 0)
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "%s %s not found",
@@ -663,7 +663,8 @@ void h_api_delete(struct srv_req *r)
 void h_env_list(struct srv_req *r)
 {
     MYSQL *m = srv_db(r);
-    MYSQL_RES *res = m ? query(r, m, "SELECT " ENV_COLS " FROM env_variable ORDER BY id") : NULL;
+    MYSQL_RES *res =
+        m ? req_sql_query(r, m, "SELECT " ENV_COLS " FROM env_variable ORDER BY id") : NULL;
     if (res)
         answer_rows(r, res);
 }
@@ -671,7 +672,7 @@ void h_env_list(struct srv_req *r)
 static void env_answer(struct srv_req *r, MYSQL *m, const char *id)
 {
     char *q = db_q(m, id);
-    MYSQL_RES *res = query(r, m, "SELECT " ENV_COLS " FROM env_variable WHERE id = %s", q);
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT " ENV_COLS " FROM env_variable WHERE id = %s", q);
     free(q);
     if (res)
         answer_row(r, res, "env variable", id);
@@ -700,10 +701,10 @@ void h_env_put(struct srv_req *r)
     if (req_field_str(r, body, "value", true, &value) || !(m = srv_db(r)))
         goto out;
     char *qid = db_q(m, id), *qv = db_q(m, value);
-    if (exec(r, m,
-             "INSERT INTO env_variable (id, value) VALUES (%s, %s) "
-             "ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = NOW(3)",
-             qid, qv) >= 0) {
+    if (req_sql_exec(r, m,
+                     "INSERT INTO env_variable (id, value) VALUES (%s, %s) "
+                     "ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = NOW(3)",
+                     qid, qv) >= 0) {
         srv_gen_bump();
         env_answer(r, m, id);
     }
@@ -720,7 +721,7 @@ void h_env_delete(struct srv_req *r)
     if (!m)
         return;
     char *q = db_q(m, id);
-    long long n = exec(r, m, "DELETE FROM env_variable WHERE id = %s", q);
+    long long n = req_sql_exec(r, m, "DELETE FROM env_variable WHERE id = %s", q);
     free(q);
     if (n == 0)
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "env variable %s not found", id);
@@ -736,8 +737,9 @@ void h_keys_list(struct srv_req *r)
 {
     MYSQL *m = srv_db(r);
     MYSQL_RES *res =
-        m ? query(r, m,
-                  "SELECT id, name, created_at, revoked_at FROM access_key ORDER BY created_at, id")
+        m ? req_sql_query(
+                r, m,
+                "SELECT id, name, created_at, revoked_at FROM access_key ORDER BY created_at, id")
           : NULL;
     if (res)
         answer_rows(r, res);
@@ -757,8 +759,8 @@ void h_key_create(struct srv_req *r)
     secret_new(secret, sizeof secret);
     sha256_hex(secret, strlen(secret), hex);
     char *qid = db_q(m, id), *qn = db_q(m, name ? name : ""), *qh = db_q(m, hex);
-    if (exec(r, m, "INSERT INTO access_key (id, name, secret_sha256) VALUES (%s, %s, %s)", qid, qn,
-             qh) >= 0) {
+    if (req_sql_exec(r, m, "INSERT INTO access_key (id, name, secret_sha256) VALUES (%s, %s, %s)",
+                     qid, qn, qh) >= 0) {
         srv_gen_bump();
         req_ok(r, json_pack("{s:s,s:s,s:s}", "id", id, "name", name ? name : "", "secret", secret));
     }
@@ -776,7 +778,7 @@ void h_key_delete(struct srv_req *r)
     if (!m)
         return;
     char *q = db_q(m, id);
-    MYSQL_RES *res = query(r, m, "SELECT revoked_at FROM access_key WHERE id = %s", q);
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT revoked_at FROM access_key WHERE id = %s", q);
     if (!res)
         goto out;
     MYSQL_ROW row = mysql_fetch_row(res);
@@ -787,8 +789,9 @@ void h_key_delete(struct srv_req *r)
         goto out;
     }
     if (!revoked &&
-        exec(r, m, "UPDATE access_key SET revoked_at = NOW(3) WHERE id = %s AND revoked_at IS NULL",
-             q) < 0)
+        req_sql_exec(
+            r, m, "UPDATE access_key SET revoked_at = NOW(3) WHERE id = %s AND revoked_at IS NULL",
+            q) < 0)
         goto out;
     srv_gen_bump();
     req_ok(r, json_pack("{s:s,s:b}", "id", id, "revoked", 1));
@@ -819,14 +822,14 @@ static int add_time_filter(struct srv_req *r, FILE *w, const char **sep, const c
 static void paged(struct srv_req *r, MYSQL *m, const char *cols, const char *table,
                   const char *where, const char *order, long long page, long long size)
 {
-    MYSQL_RES *res = query(r, m, "SELECT COUNT(*) FROM %s %s", table, where);
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT COUNT(*) FROM %s %s", table, where);
     if (!res)
         return;
     MYSQL_ROW row = mysql_fetch_row(res);
     long long total = row && row[0] ? strtoll(row[0], NULL, 10) : 0;
     mysql_free_result(res);
-    res = query(r, m, "SELECT %s FROM %s %s ORDER BY %s LIMIT %lld, %lld", cols, table, where,
-                order, (page - 1) * size, size);
+    res = req_sql_query(r, m, "SELECT %s FROM %s %s ORDER BY %s LIMIT %lld, %lld", cols, table,
+                        where, order, (page - 1) * size, size);
     if (!res)
         return;
     json_t *items = db_rows_json(res);

@@ -114,54 +114,6 @@ static json_t *job_json(MYSQL_ROW row, redisReply *state, struct zcache *zc)
     return o;
 }
 
-static MYSQL_RES *query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static MYSQL_RES *query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
-{
-    char *sql = NULL, *err = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vasprintf(&sql, fmt, ap);
-    va_end(ap);
-    if (len < 0) {
-        req_err(r, 500, "EServerInternal", NULL, "out of memory");
-        return NULL;
-    }
-    MYSQL_RES *res = db_query(m, &err, "%s", sql);
-    free(sql);
-    if (!res)
-        req_db_err(r, m, err);
-    return res;
-}
-
-static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static long long exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
-{
-    char *sql = NULL, *err = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vasprintf(&sql, fmt, ap);
-    va_end(ap);
-    if (len < 0) {
-        req_err(r, 500, "EServerInternal", NULL, "out of memory");
-        return -1;
-    }
-    int rc = mysql_real_query(m, sql, (unsigned long)strlen(sql));
-    free(sql);
-    if (rc != 0) {
-        if (asprintf(&err, "%s", mysql_error(m)) < 0)
-            err = NULL;
-        req_db_err(r, m, err);
-        return -1;
-    }
-    long long n = (long long)mysql_affected_rows(m);
-    MYSQL_RES *res = mysql_store_result(m);
-    if (res)
-        mysql_free_result(res);
-    return n < 0 ? 0 : n;
-}
-
 /* Answers the jobs a query returns (one = object, else list). */
 static void answer_jobs(struct srv_req *r, MYSQL_RES *res, const char *one_id)
 {
@@ -216,7 +168,7 @@ static void answer_jobs(struct srv_req *r, MYSQL_RES *res, const char *one_id)
 static void answer_job(struct srv_req *r, MYSQL *m, const char *id)
 {
     char *q = db_q(m, id);
-    MYSQL_RES *res = query(r, m, "SELECT " JOB_COLS " FROM cron_job WHERE id = %s", q);
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT " JOB_COLS " FROM cron_job WHERE id = %s", q);
     free(q);
     if (res)
         answer_jobs(r, res, id);
@@ -279,7 +231,7 @@ static int fields_parse(struct srv_req *r, MYSQL *m, json_t *body, bool create,
             return -1;
         }
         char *q = db_q(m, f->func_id);
-        MYSQL_RES *res = query(r, m, "SELECT id FROM func WHERE id = %s", q);
+        MYSQL_RES *res = req_sql_query(r, m, "SELECT id FROM func WHERE id = %s", q);
         free(q);
         if (!res)
             return -1;
@@ -348,7 +300,7 @@ static void h_list(struct srv_req *r)
         return;
     const char *func = req_query(r, "func");
     char *q = func ? db_q(m, func) : NULL;
-    MYSQL_RES *res = query(r, m, "SELECT " JOB_COLS " FROM cron_job %s%s ORDER BY created_at, id",
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT " JOB_COLS " FROM cron_job %s%s ORDER BY created_at, id",
                            q ? "WHERE func_id = " : "", q ? q : "");
     free(q);
     if (res)
@@ -372,7 +324,7 @@ static void h_create(struct srv_req *r)
     char *qid = db_q(m, id), *qf = db_q(m, f.func_id), *qt = db_q(m, f.title ? f.title : ""),
          *qe = db_q(m, f.expr), *qz = db_q(m, f.tz ? f.tz : srv_conf()->timezone),
          *qk = db_q(m, kw), *qo = db_q(m, f.overlap ? f.overlap : "skip");
-    if (exec(r, m,
+    if (req_sql_exec(r, m,
              "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled, "
              "overlap, "
              "misfire_grace, expires_at, fixed, created_at, updated_at) VALUES (%s, %s, %s, %s, "
@@ -405,7 +357,7 @@ static void h_patch(struct srv_req *r, const char *id)
     if (!m || fields_parse(r, m, body, false, &f))
         goto out;
     char *qid = db_q(m, id);
-    MYSQL_RES *res = query(r, m, "SELECT fixed FROM cron_job WHERE id = %s", qid);
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT fixed FROM cron_job WHERE id = %s", qid);
     if (!res) {
         free(qid);
         goto out;
@@ -459,7 +411,7 @@ static void h_patch(struct srv_req *r, const char *id)
      * never caught up (a resumed job does not fire its paused time). */
     fprintf(sf, "updated_at = NOW(3)");
     fclose(sf);
-    long long n = exec(r, m, "UPDATE cron_job SET %s WHERE id = %s", set, qid);
+    long long n = req_sql_exec(r, m, "UPDATE cron_job SET %s WHERE id = %s", set, qid);
     free(set);
     free(qid);
     if (n >= 0) {
@@ -476,7 +428,7 @@ static void h_delete(struct srv_req *r, const char *id)
     if (!m)
         return;
     char *q = db_q(m, id);
-    long long n = exec(r, m, "DELETE FROM cron_job WHERE id = %s", q);
+    long long n = req_sql_exec(r, m, "DELETE FROM cron_job WHERE id = %s", q);
     free(q);
     if (n == 0) {
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "cron job %s not found", id);
@@ -514,7 +466,7 @@ static void h_settings(struct srv_req *r)
             return;
         }
         json_decref(body);
-        if (exec(r, m,
+        if (req_sql_exec(r, m,
                  "INSERT INTO setting (k, v, updated_at) VALUES ('cron.paused', '%d', NOW(3)) "
                  "ON DUPLICATE KEY UPDATE v = VALUES(v), updated_at = NOW(3)",
                  paused ? 1 : 0) < 0)
@@ -526,7 +478,7 @@ static void h_settings(struct srv_req *r)
         return;
     }
     MYSQL_RES *res =
-        query(r, m, "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
+        req_sql_query(r, m, "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
     if (!res)
         return;
     MYSQL_ROW row = mysql_fetch_row(res);
@@ -545,7 +497,7 @@ static void h_run_now(struct srv_req *r, const char *id)
         return;
     char *q = db_q(m, id);
     MYSQL_RES *res =
-        query(r, m,
+        req_sql_query(r, m,
               "SELECT c.func_id, c.kwargs_json, f.timeout FROM cron_job c LEFT JOIN func f "
               "ON f.id = c.func_id WHERE c.id = %s",
               q);
