@@ -10,18 +10,7 @@
 #include <string.h>
 
 #include "log.h"
-
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL)
-        return;
-    va_start(ap, fmt);
-    if (vasprintf(err, fmt, ap) == -1)
-        *err = NULL;
-    va_end(ap);
-}
+#include "util.h"
 
 MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err)
 {
@@ -34,7 +23,7 @@ MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err)
     if (err)
         *err = NULL;
     if (m == NULL) {
-        set_err(err, "mysql_init: out of memory");
+        err_set(err, "mysql_init: out of memory");
         return NULL;
     }
     if (sock)
@@ -51,13 +40,13 @@ MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err)
         mysql_options(m, MYSQL_OPT_PROTOCOL, &(unsigned int){MYSQL_PROTOCOL_SOCKET});
     if (mysql_real_connect(m, sock ? NULL : c->db_host, c->db_user, c->db_password, c->db_name,
                            sock ? 0 : (unsigned)c->db_port, sock, 0) == NULL) {
-        set_err(err, "mariadb %s: connect as %s to database %s: %s", where, c->db_user, c->db_name,
+        err_set(err, "mariadb %s: connect as %s to database %s: %s", where, c->db_user, c->db_name,
                 mysql_error(m));
         mysql_close(m);
         return NULL;
     }
     if (mysql_query(m, "SET time_zone='+00:00'") != 0 || mysql_autocommit(m, 1) != 0) {
-        set_err(err, "mariadb %s: session setup: %s", where, mysql_error(m));
+        err_set(err, "mariadb %s: session setup: %s", where, mysql_error(m));
         mysql_close(m);
         return NULL;
     }
@@ -76,7 +65,7 @@ static void discard_results(MYSQL *m)
 static int run(MYSQL *m, char **err, const char *sql)
 {
     if (mysql_real_query(m, sql, strlen(sql)) != 0) {
-        set_err(err, "mariadb: %s (errno %u)", mysql_error(m), mysql_errno(m));
+        err_set(err, "mariadb: %s (errno %u)", mysql_error(m), mysql_errno(m));
         return -1;
     }
     return 0;
@@ -97,7 +86,7 @@ int db_exec(MYSQL *m, char **err, const char *fmt, ...)
     char *sql = vfmt(fmt, ap);
     va_end(ap);
     if (sql == NULL) {
-        set_err(err, "out of memory");
+        err_set(err, "out of memory");
         return -1;
     }
     int rc = run(m, err, sql);
@@ -114,7 +103,7 @@ MYSQL_RES *db_query(MYSQL *m, char **err, const char *fmt, ...)
     char *sql = vfmt(fmt, ap);
     va_end(ap);
     if (sql == NULL) {
-        set_err(err, "out of memory");
+        err_set(err, "out of memory");
         return NULL;
     }
     int rc = run(m, err, sql);
@@ -124,9 +113,9 @@ MYSQL_RES *db_query(MYSQL *m, char **err, const char *fmt, ...)
     MYSQL_RES *r = mysql_store_result(m);
     if (r == NULL) {
         if (mysql_errno(m))
-            set_err(err, "mariadb: %s (errno %u)", mysql_error(m), mysql_errno(m));
+            err_set(err, "mariadb: %s (errno %u)", mysql_error(m), mysql_errno(m));
         else
-            set_err(err, "mariadb: statement returned no result set");
+            err_set(err, "mariadb: statement returned no result set");
         return NULL;
     }
     return r;
@@ -184,7 +173,7 @@ static int mig_list(const char *dir, struct mig **out, int *nout, char **err)
     struct dirent *de;
 
     if (d == NULL) {
-        set_err(err, "migrations %s: %s", dir, strerror(errno));
+        err_set(err, "migrations %s: %s", dir, strerror(errno));
         return -1;
     }
     while ((de = readdir(d)) != NULL) {
@@ -196,7 +185,7 @@ static int mig_list(const char *dir, struct mig **out, int *nout, char **err)
             if (nv == NULL) {
                 closedir(d);
                 free(v);
-                set_err(err, "out of memory");
+                err_set(err, "out of memory");
                 return -1;
             }
             v = nv;
@@ -210,7 +199,7 @@ static int mig_list(const char *dir, struct mig **out, int *nout, char **err)
     qsort(v, (size_t)n, sizeof(*v), mig_cmp);
     for (int i = 1; i < n; i++)
         if (v[i].version == v[i - 1].version) {
-            set_err(err, "migrations %s: %s and %s have the same version %03d", dir, v[i - 1].name,
+            err_set(err, "migrations %s: %s and %s have the same version %03d", dir, v[i - 1].name,
                     v[i].name, v[i].version);
             free(v);
             return -1;
@@ -248,7 +237,7 @@ static char *read_file(const char *path, char **err)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        set_err(err, "%s: %s", path, strerror(errno));
+        err_set(err, "%s: %s", path, strerror(errno));
         return NULL;
     }
     char *buf = NULL;
@@ -256,7 +245,7 @@ static char *read_file(const char *path, char **err)
     FILE *out = open_memstream(&buf, &len);
     if (out == NULL) {
         fclose(f);
-        set_err(err, "out of memory");
+        err_set(err, "out of memory");
         return NULL;
     }
     char chunk[8192];
@@ -267,7 +256,7 @@ static char *read_file(const char *path, char **err)
     fclose(f);
     fclose(out);
     if (bad) {
-        set_err(err, "%s: read error", path);
+        err_set(err, "%s: read error", path);
         free(buf);
         return NULL;
     }
@@ -290,7 +279,7 @@ static int mig_apply_file(MYSQL *m, const char *path, char **err)
 
     if (stmt == NULL) {
         free(text);
-        set_err(err, "out of memory");
+        err_set(err, "out of memory");
         return -1;
     }
     for (char *line = text; line && rc == 0; line = next) {
@@ -322,7 +311,7 @@ static int mig_apply_file(MYSQL *m, const char *path, char **err)
                 if (!isspace((unsigned char)stmt[i]))
                     blank = false;
             if (!blank && mysql_real_query(m, stmt, slen) != 0) {
-                set_err(err, "%s:%d: %s (errno %u)", path, start_line, mysql_error(m),
+                err_set(err, "%s:%d: %s (errno %u)", path, start_line, mysql_error(m),
                         mysql_errno(m));
                 rc = -1;
             } else if (!blank) {
@@ -359,7 +348,7 @@ int db_migrate(MYSQL *m, const char *dir, int *applied, char **err)
     locked = row && row[0] && strcmp(row[0], "1") == 0;
     mysql_free_result(r);
     if (!locked) {
-        set_err(err, "migrations: could not take lock tandem_migrate within 60 s "
+        err_set(err, "migrations: could not take lock tandem_migrate within 60 s "
                      "(another migration running?)");
         goto out;
     }

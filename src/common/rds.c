@@ -9,26 +9,7 @@
 #include <sys/time.h>
 
 #include "log.h"
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) == -1)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
-
-static void set_err(char **err, char *msg)
-{
-    if (err)
-        *err = msg;
-    else
-        free(msg);
-}
+#include "util.h"
 
 /* Runs a setup command (AUTH, SELECT); 0 or -1 with *err. */
 static int setup_cmd(redisContext *rc, const char *where, char **err, const char *what, int argc,
@@ -36,11 +17,11 @@ static int setup_cmd(redisContext *rc, const char *where, char **err, const char
 {
     redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
     if (r == NULL) {
-        set_err(err, xasprintf("redis %s: %s: %s", where, what, rc->errstr));
+        err_set(err, "redis %s: %s: %s", where, what, rc->errstr);
         return -1;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        set_err(err, xasprintf("redis %s: %s: %s", where, what, r->str));
+        err_set(err, "redis %s: %s: %s", where, what, r->str);
         freeReplyObject(r);
         return -1;
     }
@@ -70,17 +51,17 @@ redisContext *rds_connect(const struct tconf *c, int timeout_ms, char **err)
         rc = redisConnectWithTimeout(c->redis_host, c->redis_port, connect_tv);
     }
     if (rc == NULL) {
-        set_err(err, xasprintf("redis %s: cannot allocate context", where));
+        err_set(err, "redis %s: cannot allocate context", where);
         return NULL;
     }
     if (rc->err) {
-        set_err(err, xasprintf("redis %s: connect: %s", where, rc->errstr));
+        err_set(err, "redis %s: connect: %s", where, rc->errstr);
         redisFree(rc);
         return NULL;
     }
     struct timeval cmd_tv = timeout_ms > 0 ? tv : (struct timeval){0, 0};
     if (redisSetTimeout(rc, cmd_tv) != REDIS_OK) {
-        set_err(err, xasprintf("redis %s: set timeout: %s", where, rc->errstr));
+        err_set(err, "redis %s: set timeout: %s", where, rc->errstr);
         redisFree(rc);
         return NULL;
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 #include "rds.h"
 
 static const char *const origin_names[] = {"func", "sync-api", "async-api",
@@ -48,18 +49,6 @@ char *task_encode(const struct task *t)
     return s;
 }
 
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL)
-        return;
-    va_start(ap, fmt);
-    if (vasprintf(err, fmt, ap) == -1)
-        *err = NULL;
-    va_end(ap);
-}
-
 static const char *jtype(const json_t *v)
 {
     switch (json_typeof(v)) {
@@ -88,18 +77,18 @@ static int get_str(json_t *o, const char *key, char *buf, size_t n, const char *
     json_t *v = json_object_get(o, key);
     if (v == NULL || json_is_null(v)) {
         if (def == NULL) {
-            set_err(err, "task: missing field \"%s\"", key);
+            err_set(err, "task: missing field \"%s\"", key);
             return -1;
         }
         snprintf(buf, n, "%s", def);
         return 0;
     }
     if (!json_is_string(v)) {
-        set_err(err, "task: field \"%s\" must be a string, got %s", key, jtype(v));
+        err_set(err, "task: field \"%s\" must be a string, got %s", key, jtype(v));
         return -1;
     }
     if (json_string_length(v) >= n || strlen(json_string_value(v)) != json_string_length(v)) {
-        set_err(err, "task: field \"%s\" is too long or contains NUL (at most %zu bytes)", key,
+        err_set(err, "task: field \"%s\" is too long or contains NUL (at most %zu bytes)", key,
                 n - 1);
         return -1;
     }
@@ -116,12 +105,12 @@ static int get_int(json_t *o, const char *key, int64_t *out, int64_t def, int64_
         return 0;
     }
     if (!json_is_integer(v)) {
-        set_err(err, "task: field \"%s\" must be an integer, got %s", key, jtype(v));
+        err_set(err, "task: field \"%s\" must be an integer, got %s", key, jtype(v));
         return -1;
     }
     json_int_t x = json_integer_value(v);
     if (x < lo || x > hi) {
-        set_err(err, "task: field \"%s\" = %lld is out of range %lld..%lld", key, (long long)x,
+        err_set(err, "task: field \"%s\" = %lld is out of range %lld..%lld", key, (long long)x,
                 (long long)lo, (long long)hi);
         return -1;
     }
@@ -140,16 +129,16 @@ int task_decode(struct task *t, const char *json, char **err)
         *err = NULL;
     memset(t, 0, sizeof(*t));
     if (json == NULL) {
-        set_err(err, "task: no message");
+        err_set(err, "task: no message");
         return -1;
     }
     o = json_loads(json, JSON_REJECT_DUPLICATES, &je);
     if (o == NULL) {
-        set_err(err, "task: malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+        err_set(err, "task: malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
         return -1;
     }
     if (!json_is_object(o)) {
-        set_err(err, "task: message must be a JSON object, got %s", jtype(o));
+        err_set(err, "task: message must be a JSON object, got %s", jtype(o));
         goto bad;
     }
     if (get_str(o, "id", t->id, sizeof(t->id), NULL, err) == -1 ||
@@ -167,16 +156,16 @@ int task_decode(struct task *t, const char *json, char **err)
         goto bad;
     t->timeout = (int)timeout;
     if (!id_valid(t->id)) {
-        set_err(err, "task: field \"id\" \"%s\" is not a valid id", t->id);
+        err_set(err, "task: field \"id\" \"%s\" is not a valid id", t->id);
         goto bad;
     }
     if (t->func[0] == '\0') {
-        set_err(err, "task: field \"func\" is empty");
+        err_set(err, "task: field \"func\" is empty");
         goto bad;
     }
     int org = task_origin_parse(origin);
     if (org < 0) {
-        set_err(err,
+        err_set(err,
                 "task: field \"origin\" \"%s\" is not one of func, sync-api, async-api, cron, "
                 "subtask, system",
                 origin);
@@ -185,14 +174,14 @@ int task_decode(struct task *t, const char *json, char **err)
     t->origin = (enum task_origin)org;
     if (strcmp(t->queue, "sync") != 0 && strcmp(t->queue, "async") != 0 &&
         strcmp(t->queue, "cron") != 0) {
-        set_err(err, "task: field \"queue\" \"%s\" is not one of sync, async, cron", t->queue);
+        err_set(err, "task: field \"queue\" \"%s\" is not one of sync, async, cron", t->queue);
         goto bad;
     }
     json_t *kw = json_object_get(o, "kwargs");
     if (kw == NULL || json_is_null(kw)) {
         t->kwargs = json_object();
     } else if (!json_is_object(kw)) {
-        set_err(err, "task: field \"kwargs\" must be an object, got %s", jtype(kw));
+        err_set(err, "task: field \"kwargs\" must be an object, got %s", jtype(kw));
         goto bad;
     } else {
         t->kwargs = json_incref(kw);
@@ -231,7 +220,7 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
         json_decref(st);
     }
     if (msg == NULL || status == NULL) {
-        set_err(err, "task %s: cannot encode (bad UTF-8 in a field?)", t->id);
+        err_set(err, "task %s: cannot encode (bad UTF-8 in a field?)", t->id);
         goto out;
     }
     rds_key(qkey, sizeof(qkey), c, "q:%s", t->queue);
@@ -264,7 +253,7 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
     for (int i = need_group ? 0 : 1; i < 3; i++) {
         void *rep = NULL;
         if (redisGetReply(rc, &rep) != REDIS_OK) {
-            set_err(err, "task %s: redis: %s", t->id, rc->errstr);
+            err_set(err, "task %s: redis: %s", t->id, rc->errstr);
             grp_rc = NULL;
             goto out; /* the context is broken; the caller reconnects */
         }
@@ -274,11 +263,11 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
         (r[0]->type != REDIS_REPLY_ERROR || strncmp(r[0]->str, "BUSYGROUP", 9) == 0))
         snprintf(grp_done[slot], sizeof grp_done[slot], "%s", t->queue);
     if (r[0] && r[0]->type == REDIS_REPLY_ERROR && strncmp(r[0]->str, "BUSYGROUP", 9) != 0) {
-        set_err(err, "task %s: XGROUP CREATE %s: %s", t->id, qkey, r[0]->str);
+        err_set(err, "task %s: XGROUP CREATE %s: %s", t->id, qkey, r[0]->str);
         goto out;
     }
     if (r[1]->type != REDIS_REPLY_STRING) {
-        set_err(err, "task %s: XADD %s: %s", t->id, qkey,
+        err_set(err, "task %s: XADD %s: %s", t->id, qkey,
                 r[1]->type == REDIS_REPLY_ERROR ? r[1]->str : "unexpected reply");
         goto out;
     }

@@ -18,18 +18,7 @@
 #include "build_config.h"
 #include "ctl.h"
 #include "ctl_http.h"
-
-static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xfmt(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) == -1)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
+#include "util.h"
 
 static long long mono_now_ms(void)
 {
@@ -55,11 +44,11 @@ int ctl_http_parse_url(const char *url, char *host, size_t hostn, char *port, si
     size_t hl;
 
     if (!url || !*url) {
-        *err = xfmt("no server URL: give --url, set TANDEM_URL or ctl.url in the config");
+        *err = xasprintf("no server URL: give --url, set TANDEM_URL or ctl.url in the config");
         return -1;
     }
     if (strncasecmp(url, "http://", 7) != 0) {
-        *err = xfmt("URL '%s': only http:// is supported", url);
+        *err = xasprintf("URL '%s': only http:// is supported", url);
         return -1;
     }
     p = url + 7;
@@ -67,7 +56,7 @@ int ctl_http_parse_url(const char *url, char *host, size_t hostn, char *port, si
     if (*p == '[') { /* [v6]:port */
         hend = strchr(p, ']');
         if (!hend || (slash && hend > slash)) {
-            *err = xfmt("URL '%s': unterminated [IPv6] host", url);
+            *err = xasprintf("URL '%s': unterminated [IPv6] host", url);
             return -1;
         }
         hl = (size_t)(hend - p - 1);
@@ -89,7 +78,7 @@ int ctl_http_parse_url(const char *url, char *host, size_t hostn, char *port, si
         size_t pl = strcspn(p + 1, "/");
         if (pl == 0 || pl >= portn || strspn(p + 1, "0123456789") != pl || atoi(p + 1) < 1 ||
             atoi(p + 1) > 65535) {
-            *err = xfmt("URL '%s': bad port", url);
+            *err = xasprintf("URL '%s': bad port", url);
             return -1;
         }
         memcpy(port, p + 1, pl);
@@ -102,7 +91,7 @@ int ctl_http_parse_url(const char *url, char *host, size_t hostn, char *port, si
     }
     /* base path without its trailing slash, so base + "/api/..." is clean */
     if (strlen(p) >= basen) {
-        *err = xfmt("URL '%s': path too long", url);
+        *err = xasprintf("URL '%s': path too long", url);
         return -1;
     }
     snprintf(base, basen, "%s", p);
@@ -113,7 +102,7 @@ int ctl_http_parse_url(const char *url, char *host, size_t hostn, char *port, si
     }
     return 0;
 badhost:
-    *err = xfmt("URL '%s': bad host", url);
+    *err = xasprintf("URL '%s': bad host", url);
     return -1;
 }
 
@@ -143,11 +132,11 @@ static int dechunk(const char *buf, size_t n, char **out, size_t *outlen, char *
         sz = strtoull(buf + pos, &end, 16);
         if (end == buf + pos || errno ||
             (*end != '\r' && *end != ';' && *end != '\n' && *end != ' ')) {
-            *err = xfmt("malformed chunk size at body offset %zu", pos);
+            *err = xasprintf("malformed chunk size at body offset %zu", pos);
             goto bad;
         }
         if (sz > CTL_HTTP_MAX_BODY || len + sz > CTL_HTTP_MAX_BODY) {
-            *err = xfmt("answer larger than %d bytes", CTL_HTTP_MAX_BODY);
+            *err = xasprintf("answer larger than %d bytes", CTL_HTTP_MAX_BODY);
             goto bad;
         }
         pos = (size_t)(nl - buf) + 1;
@@ -170,7 +159,7 @@ static int dechunk(const char *buf, size_t n, char **out, size_t *outlen, char *
             size_t nc = (len + sz + 1) * 2;
             char *no = realloc(o, nc);
             if (!no) {
-                *err = xfmt("out of memory");
+                *err = xasprintf("out of memory");
                 goto bad;
             }
             o = no;
@@ -184,12 +173,12 @@ static int dechunk(const char *buf, size_t n, char **out, size_t *outlen, char *
         else if (buf[pos] == '\n')
             pos += 1;
         else {
-            *err = xfmt("chunk not followed by CRLF at body offset %zu", pos);
+            *err = xasprintf("chunk not followed by CRLF at body offset %zu", pos);
             goto bad;
         }
     }
     if (!o && !(o = malloc(1))) {
-        *err = xfmt("out of memory");
+        *err = xasprintf("out of memory");
         return -1;
     }
     o[len] = '\0';
@@ -217,12 +206,13 @@ again:
     hend = header_end(buf + off, n - off);
     if (!hend) {
         if (n - off > 64 * 1024) {
-            *err = xfmt("answer headers larger than 64 KiB");
+            *err = xasprintf("answer headers larger than 64 KiB");
             return -1;
         }
         if (eof) {
-            *err = xfmt(n == off ? "server closed the connection without answering"
-                                 : "server closed the connection in the middle of the headers");
+            *err =
+                xasprintf(n == off ? "server closed the connection without answering"
+                                   : "server closed the connection in the middle of the headers");
             return -1;
         }
         return 0;
@@ -234,7 +224,7 @@ again:
         char sp;
         if (sscanf(p, "HTTP/%d.%d %3ld%c", &a, &b, &status, &sp) != 4 || a != 1 ||
             (sp != ' ' && sp != '\r') || status < 100 || status > 999) {
-            *err = xfmt("not an HTTP/1.x status line: '%.40s'", p);
+            *err = xasprintf("not an HTTP/1.x status line: '%.40s'", p);
             return -1;
         }
     }
@@ -247,8 +237,8 @@ again:
         const char *eol = memchr(p, '\n', (size_t)(lim - p));
         const char *colon = memchr(p, ':', (size_t)(eol - p));
         if (!colon) {
-            *err =
-                xfmt("malformed header line '%.*s'", (int)(eol - p - 1 > 60 ? 60 : eol - p - 1), p);
+            *err = xasprintf("malformed header line '%.*s'",
+                             (int)(eol - p - 1 > 60 ? 60 : eol - p - 1), p);
             return -1;
         }
         size_t nl = (size_t)(colon - p);
@@ -264,7 +254,8 @@ again:
                 e++;
             if (e == v || errno || cl < 0 || (*e != '\r' && *e != '\n') ||
                 (clen >= 0 && clen != cl)) {
-                *err = xfmt("bad Content-Length '%.*s'", (int)(eol - v > 30 ? 30 : eol - v), v);
+                *err =
+                    xasprintf("bad Content-Length '%.*s'", (int)(eol - v > 30 ? 30 : eol - v), v);
                 return -1;
             }
             clen = cl;
@@ -292,7 +283,7 @@ again:
             return -1;
         if (rc == 0) {
             if (eof) {
-                *err = xfmt("server closed the connection in the middle of a chunked answer");
+                *err = xasprintf("server closed the connection in the middle of a chunked answer");
                 return -1;
             }
             return 0;
@@ -300,15 +291,15 @@ again:
     } else {
         size_t want;
         if (clen > CTL_HTTP_MAX_BODY || (clen < 0 && avail > CTL_HTTP_MAX_BODY)) {
-            *err = xfmt("answer larger than %d bytes", CTL_HTTP_MAX_BODY);
+            *err = xasprintf("answer larger than %d bytes", CTL_HTTP_MAX_BODY);
             return -1;
         }
         if (clen >= 0) {
             want = (size_t)clen;
             if (avail < want) {
                 if (eof) {
-                    *err = xfmt("server closed the connection after %zu of %lld body bytes", avail,
-                                clen);
+                    *err = xasprintf("server closed the connection after %zu of %lld body bytes",
+                                     avail, clen);
                     return -1;
                 }
                 return 0;
@@ -320,7 +311,7 @@ again:
         }
         out = malloc(want + 1);
         if (!out) {
-            *err = xfmt("out of memory");
+            *err = xasprintf("out of memory");
             return -1;
         }
         memcpy(out, body, want);
@@ -356,7 +347,7 @@ static int connect_to(const char *host, const char *port, long long deadline, ch
 
     gai = getaddrinfo(host, port, &hints, &res);
     if (gai != 0) {
-        *err = xfmt("cannot resolve %s: %s", host, gai_strerror(gai));
+        *err = xasprintf("cannot resolve %s: %s", host, gai_strerror(gai));
         return -1;
     }
     for (ai = res; ai; ai = ai->ai_next) {
@@ -381,8 +372,8 @@ static int connect_to(const char *host, const char *port, long long deadline, ch
     }
     freeaddrinfo(res);
     if (fd == -1)
-        *err =
-            xfmt("cannot connect to %s:%s: %s", host, port, strerror(saved ? saved : ECONNREFUSED));
+        *err = xasprintf("cannot connect to %s:%s: %s", host, port,
+                         strerror(saved ? saved : ECONNREFUSED));
     return fd;
 }
 
@@ -398,12 +389,12 @@ static int send_all(int fd, const char *buf, size_t n, long long deadline, char 
                 if (rc == 1)
                     continue;
                 if (rc == 0)
-                    *err = xfmt("timed out sending the request");
+                    *err = xasprintf("timed out sending the request");
                 else
-                    *err = xfmt("sending the request: %s", strerror(errno));
+                    *err = xasprintf("sending the request: %s", strerror(errno));
                 return -1;
             }
-            *err = xfmt("sending the request: %s", strerror(errno));
+            *err = xasprintf("sending the request: %s", strerror(errno));
             return -1;
         }
         buf += w;
@@ -430,11 +421,11 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
         -1)
         return -1;
     if (key && strpbrk(key, "\r\n")) {
-        *err = xfmt("the access key contains a line break");
+        *err = xasprintf("the access key contains a line break");
         return -1;
     }
     if (strpbrk(path, " \r\n")) {
-        *err = xfmt("request path '%s' contains a space or line break", path);
+        *err = xasprintf("request path '%s' contains a space or line break", path);
         return -1;
     }
     if (asprintf(&req,
@@ -444,7 +435,7 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
                  strchr(host, ':') ? "]" : "", port, TANDEM_VERSION,
                  key && *key ? "Authorization: Bearer " : "", key && *key ? key : "",
                  key && *key ? "\r\n" : "") == -1) {
-        *err = xfmt("out of memory");
+        *err = xasprintf("out of memory");
         return -1;
     }
     {
@@ -457,7 +448,7 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
         free(req);
         req = ok == -1 ? NULL : full;
         if (!req) {
-            *err = xfmt("out of memory");
+            *err = xasprintf("out of memory");
             return -1;
         }
     }
@@ -467,7 +458,7 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
         goto out;
     if (send_all(fd, req, strlen(req), deadline, &e) == -1 ||
         (body && body_len && send_all(fd, body, body_len, deadline, &e) == -1)) {
-        *err = xfmt("%s %s%s at %s:%s: %s", method, base, path, host, port, e);
+        *err = xasprintf("%s %s%s at %s:%s: %s", method, base, path, host, port, e);
         goto out;
     }
     for (;;) {
@@ -478,13 +469,13 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
             size_t nc = cap ? cap * 2 : 65536;
             char *nb;
             if (nc > (size_t)CTL_HTTP_MAX_BODY + 128 * 1024) {
-                *err =
-                    xfmt("answer from %s:%s larger than %d bytes", host, port, CTL_HTTP_MAX_BODY);
+                *err = xasprintf("answer from %s:%s larger than %d bytes", host, port,
+                                 CTL_HTTP_MAX_BODY);
                 goto out;
             }
             nb = realloc(buf, nc);
             if (!nb) {
-                *err = xfmt("out of memory");
+                *err = xasprintf("out of memory");
                 goto out;
             }
             buf = nb;
@@ -499,14 +490,14 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
                 if (prc == 1)
                     continue;
                 if (prc == 0)
-                    *err = xfmt("no complete answer from %s:%s to %s %s%s within %d s", host, port,
-                                method, base, path,
-                                (timeout_ms > 0 ? timeout_ms : CTL_HTTP_TIMEOUT_MS) / 1000);
+                    *err = xasprintf("no complete answer from %s:%s to %s %s%s within %d s", host,
+                                     port, method, base, path,
+                                     (timeout_ms > 0 ? timeout_ms : CTL_HTTP_TIMEOUT_MS) / 1000);
                 else
-                    *err = xfmt("waiting for %s:%s: %s", host, port, strerror(errno));
+                    *err = xasprintf("waiting for %s:%s: %s", host, port, strerror(errno));
                 goto out;
             }
-            *err = xfmt("reading the answer from %s:%s: %s", host, port, strerror(errno));
+            *err = xasprintf("reading the answer from %s:%s: %s", host, port, strerror(errno));
             goto out;
         }
         n += (size_t)got;
@@ -514,7 +505,8 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
         if (prc == 1)
             break;
         if (prc == -1) {
-            *err = xfmt("bad answer from %s:%s to %s %s%s: %s", host, port, method, base, path, e);
+            *err = xasprintf("bad answer from %s:%s to %s %s%s: %s", host, port, method, base, path,
+                             e);
             goto out;
         }
     }
@@ -538,7 +530,7 @@ int ctl_http(struct ctl *c, const char *method, const char *path, json_t *body, 
     *resp = NULL;
     *status = 0;
     if (body && !(b = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY))) {
-        *err = xfmt("cannot encode the request body as JSON");
+        *err = xasprintf("cannot encode the request body as JSON");
         return -1;
     }
     rc = ctl_http_request(c->url, c->key, method, path, b, b ? strlen(b) : 0, CTL_HTTP_TIMEOUT_MS,
