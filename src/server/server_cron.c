@@ -300,8 +300,9 @@ static void h_list(struct srv_req *r)
         return;
     const char *func = req_query(r, "func");
     char *q = func ? db_q(m, func) : NULL;
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT " JOB_COLS " FROM cron_job %s%s ORDER BY created_at, id",
-                           q ? "WHERE func_id = " : "", q ? q : "");
+    MYSQL_RES *res =
+        req_sql_query(r, m, "SELECT " JOB_COLS " FROM cron_job %s%s ORDER BY created_at, id",
+                      q ? "WHERE func_id = " : "", q ? q : "");
     free(q);
     if (res)
         answer_jobs(r, res, NULL);
@@ -324,14 +325,15 @@ static void h_create(struct srv_req *r)
     char *qid = db_q(m, id), *qf = db_q(m, f.func_id), *qt = db_q(m, f.title ? f.title : ""),
          *qe = db_q(m, f.expr), *qz = db_q(m, f.tz ? f.tz : srv_conf()->timezone),
          *qk = db_q(m, kw), *qo = db_q(m, f.overlap ? f.overlap : "skip");
-    if (req_sql_exec(r, m,
-             "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled, "
-             "overlap, "
-             "misfire_grace, expires_at, fixed, created_at, updated_at) VALUES (%s, %s, %s, %s, "
-             "%s, %s, "
-             "%d, %s, %s, %s, 0, NOW(3), NOW(3))",
-             qid, qf, qt, qe, qz, qk, (!f.has_enabled || f.enabled) ? 1 : 0, qo, grace,
-             f.expires_sql) >= 0) {
+    if (req_sql_exec(
+            r, m,
+            "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled, "
+            "overlap, "
+            "misfire_grace, expires_at, fixed, created_at, updated_at) VALUES (%s, %s, %s, %s, "
+            "%s, %s, "
+            "%d, %s, %s, %s, 0, NOW(3), NOW(3))",
+            qid, qf, qt, qe, qz, qk, (!f.has_enabled || f.enabled) ? 1 : 0, qo, grace,
+            f.expires_sql) >= 0) {
         srv_gen_bump();
         answer_job(r, m, id);
     }
@@ -466,10 +468,11 @@ static void h_settings(struct srv_req *r)
             return;
         }
         json_decref(body);
-        if (req_sql_exec(r, m,
-                 "INSERT INTO setting (k, v, updated_at) VALUES ('cron.paused', '%d', NOW(3)) "
-                 "ON DUPLICATE KEY UPDATE v = VALUES(v), updated_at = NOW(3)",
-                 paused ? 1 : 0) < 0)
+        if (req_sql_exec(
+                r, m,
+                "INSERT INTO setting (k, v, updated_at) VALUES ('cron.paused', '%d', NOW(3)) "
+                "ON DUPLICATE KEY UPDATE v = VALUES(v), updated_at = NOW(3)",
+                paused ? 1 : 0) < 0)
             return;
         srv_gen_bump();
     } else if (strcmp(r->method, "GET") != 0) {
@@ -477,8 +480,8 @@ static void h_settings(struct srv_req *r)
                 r->method);
         return;
     }
-    MYSQL_RES *res =
-        req_sql_query(r, m, "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
+    MYSQL_RES *res = req_sql_query(
+        r, m, "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
     if (!res)
         return;
     MYSQL_ROW row = mysql_fetch_row(res);
@@ -498,9 +501,9 @@ static void h_run_now(struct srv_req *r, const char *id)
     char *q = db_q(m, id);
     MYSQL_RES *res =
         req_sql_query(r, m,
-              "SELECT c.func_id, c.kwargs_json, f.timeout FROM cron_job c LEFT JOIN func f "
-              "ON f.id = c.func_id WHERE c.id = %s",
-              q);
+                      "SELECT c.func_id, c.kwargs_json, f.timeout FROM cron_job c LEFT JOIN func f "
+                      "ON f.id = c.func_id WHERE c.id = %s",
+                      q);
     free(q);
     if (!res)
         return;
