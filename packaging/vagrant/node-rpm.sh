@@ -10,7 +10,7 @@ if [ -z "$rpm" ]; then
   dnf config-manager --set-enabled crb
   dnf install -y -q rpm-build systemd-rpm-macros cmake gcc make pkgconf-pkg-config git \
     hiredis-devel mariadb-connector-c-devel libmicrohttpd-devel libconfig-devel jansson-devel \
-    python3-devel systemd-devel libcmocka-devel
+    python3.11-devel systemd-devel libcmocka-devel
   TANDEM_RPM_NOCHECK=1 /vagrant/packaging/rpm/build /root/dist
   rpm=$(ls /root/dist/tandem-*.rpm | sort -V | tail -n 1)
 fi

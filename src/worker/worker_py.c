@@ -3,6 +3,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "build_config.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -372,9 +373,6 @@ int py_start(struct wchild *ch, char **err)
 {
     PyConfig cfg;
     PyStatus st;
-    /* Debian's interpreter, whatever python3 comes first on PATH. */
-    static const char *const stdlib[] = {"/usr/lib/python3.11", "/usr/lib/python3.11/lib-dynload",
-                                         "/usr/lib/python3/dist-packages"};
 
     *err = NULL;
     g_ch = ch;
@@ -396,8 +394,11 @@ int py_start(struct wchild *ch, char **err)
         return -1;
     if (add_path(&cfg, ch->c->python_dir, err) == -1)
         return -1;
-    for (size_t i = 0; i < sizeof(stdlib) / sizeof(stdlib[0]); i++)
-        if (add_path(&cfg, stdlib[i], err) == -1)
+    /* The system interpreter the worker was built against (build_config.h),
+     * whatever python3 comes first on PATH. */
+    char sys_paths[] = TANDEM_PYTHON_PATH, *save = NULL;
+    for (char *p = strtok_r(sys_paths, ":", &save); p; p = strtok_r(NULL, ":", &save))
+        if (add_path(&cfg, p, err) == -1)
             return -1;
     st = Py_InitializeFromConfig(&cfg);
     PyConfig_Clear(&cfg);
