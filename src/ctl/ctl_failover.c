@@ -159,6 +159,24 @@ static void print_status(json_t *st)
     }
 }
 
+/* One request to the supervisor that must be accepted: its answer, or NULL
+ * with *rc set (unreachable, or refused and reported). The request is freed. */
+static json_t *sv_request(struct ctl *c, json_t *req, int *rc)
+{
+    json_t *resp = sv_call(c, req, false);
+    json_decref(req);
+    if (resp == NULL) {
+        *rc = CTL_UNREACHABLE;
+        return NULL;
+    }
+    if (!json_is_true(json_object_get(resp, "ok"))) {
+        *rc = refused(c, resp);
+        json_decref(resp);
+        return NULL;
+    }
+    return resp;
+}
+
 static int do_status(struct ctl *c, int argc, char **argv)
 {
     (void)argv;
@@ -166,16 +184,10 @@ static int do_status(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "tandemctl: usage: tandemctl status [--json]\n");
         return CTL_USAGE;
     }
-    json_t *req = json_pack("{s:s}", "cmd", "status");
-    json_t *st = sv_call(c, req, false);
-    json_decref(req);
+    int rc;
+    json_t *st = sv_request(c, json_pack("{s:s}", "cmd", "status"), &rc);
     if (st == NULL)
-        return CTL_UNREACHABLE;
-    if (!json_is_true(json_object_get(st, "ok"))) {
-        int rc = refused(c, st);
-        json_decref(st);
         return rc;
-    }
     if (c->json) {
         char *s = json_dumps(st, JSON_COMPACT);
         puts(s);
@@ -230,17 +242,11 @@ static int do_switchover(struct ctl *c, int argc, char **argv)
             return CTL_USAGE;
         }
     }
-    json_t *req = json_pack("{s:s,s:b}", "cmd", "switchover", "force", force);
     int64_t t0 = mono_ms();
-    json_t *resp = sv_call(c, req, false);
-    json_decref(req);
+    int rc;
+    json_t *resp = sv_request(c, json_pack("{s:s,s:b}", "cmd", "switchover", "force", force), &rc);
     if (resp == NULL)
-        return CTL_UNREACHABLE;
-    if (!json_is_true(json_object_get(resp, "ok"))) {
-        int rc = refused(c, resp);
-        json_decref(resp);
         return rc;
-    }
     int64_t old = json_integer_value(json_object_get(resp, "epoch"));
     json_decref(resp);
     char who[64] = "";
@@ -274,17 +280,13 @@ static int do_maintenance(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "tandemctl: usage: tandemctl maintenance on [--force] | off\n");
         return CTL_USAGE;
     }
-    json_t *req = json_pack("{s:s,s:b,s:b}", "cmd", "maintenance", "on", strcmp(argv[0], "on") == 0,
-                            "force", force);
-    json_t *resp = sv_call(c, req, false);
-    json_decref(req);
+    int rc;
+    json_t *resp = sv_request(c,
+                              json_pack("{s:s,s:b,s:b}", "cmd", "maintenance", "on",
+                                        strcmp(argv[0], "on") == 0, "force", force),
+                              &rc);
     if (resp == NULL)
-        return CTL_UNREACHABLE;
-    if (!json_is_true(json_object_get(resp, "ok"))) {
-        int rc = refused(c, resp);
-        json_decref(resp);
         return rc;
-    }
     if (c->json) {
         char *s = json_dumps(resp, JSON_COMPACT);
         puts(s);
