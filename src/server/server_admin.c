@@ -438,9 +438,15 @@ void h_script_publish(struct srv_req *r)
         return;
     }
     struct publish_ctx *p = calloc(1, sizeof *p);
-    p->code = strdup(row[0] ? row[0] : "");
-    snprintf(p->id, sizeof p->id, "%s", id);
+    if (p)
+        p->code = strdup(row[0] ? row[0] : "");
     mysql_free_result(res);
+    if (p == NULL || p->code == NULL) {
+        free(p);
+        req_err(r, 500, "EServerInternal", NULL, "out of memory");
+        return;
+    }
+    snprintf(p->id, sizeof p->id, "%s", id);
     struct task t;
     srv_task_init(&t, "__sys.inspect", json_pack("{s:s,s:s}", "code", p->code, "script_id", id),
                   true, S.conf.func_timeout);
