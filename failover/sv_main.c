@@ -17,14 +17,12 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-#ifdef HAVE_LIBSYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
 
 #include "cli.h"
 #include "clock.h"
 #include "log.h"
 #include "rds.h"
+#include "sv_notify.h"
 
 #define PROG "tandem-supervisor"
 #define TICK_MS 50
@@ -36,34 +34,6 @@
 #define PLANNED_DRAIN_MS 60 /* switchover: calls in flight get this long */
 
 extern char **environ;
-
-/* --- systemd ----------------------------------------------------------- */
-
-static void sv_notify(const char *msg)
-{
-#ifdef HAVE_LIBSYSTEMD
-    sd_notify(0, msg);
-#else
-    /* The protocol is one datagram to $NOTIFY_SOCKET ('@' = abstract). */
-    const char *path = getenv("NOTIFY_SOCKET");
-    if (path == NULL || path[0] == '\0')
-        return;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    size_t len = strlen(path);
-    if (len >= sizeof(sa.sun_path))
-        return;
-    memcpy(sa.sun_path, path, len);
-    if (sa.sun_path[0] == '@')
-        sa.sun_path[0] = '\0';
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        return;
-    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
-               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) == -1)
-        log_debug("sd_notify: %s", strerror(errno));
-    close(fd);
-#endif
-}
 
 static void notify_status(struct sv *s)
 {
