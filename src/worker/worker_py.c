@@ -153,19 +153,21 @@ static redisReply *redis_argv(const char *what, int argc, const char **argv, con
     return r;
 }
 
-static void cache_key(char *buf, size_t n, const char *func_id, const char *key)
+/* DFF.CACHE key: <prefix>cache:<scope>:<key>; the scope (by default the
+ * calling script, see tandem_dff.py) comes from Python. */
+static void cache_key(char *buf, size_t n, const char *scope, const char *key)
 {
-    rds_key(buf, n, g_ch->c, "cache:%s:%s", func_id[0] ? func_id : "_", key);
+    rds_key(buf, n, g_ch->c, "cache:%s:%s", scope[0] ? scope : "_", key);
 }
 
 static PyObject *t_cache_get(PyObject *self, PyObject *args)
 {
-    const char *func_id, *key;
+    const char *scope, *key;
     char k[1024];
     (void)self;
-    if (!PyArg_ParseTuple(args, "ss", &func_id, &key))
+    if (!PyArg_ParseTuple(args, "ss", &scope, &key))
         return NULL;
-    cache_key(k, sizeof(k), func_id, key);
+    cache_key(k, sizeof(k), scope, key);
     const char *av[] = {"GET", k};
     redisReply *r = redis_argv("DFF.CACHE.get", 2, av, NULL);
     if (r == NULL)
@@ -181,14 +183,14 @@ static PyObject *t_cache_get(PyObject *self, PyObject *args)
 
 static PyObject *t_cache_set(PyObject *self, PyObject *args)
 {
-    const char *func_id, *key, *val;
+    const char *scope, *key, *val;
     Py_ssize_t vlen;
     long long ex;
     char k[1024], exs[32];
     (void)self;
-    if (!PyArg_ParseTuple(args, "sss#L", &func_id, &key, &val, &vlen, &ex))
+    if (!PyArg_ParseTuple(args, "sss#L", &scope, &key, &val, &vlen, &ex))
         return NULL;
-    cache_key(k, sizeof(k), func_id, key);
+    cache_key(k, sizeof(k), scope, key);
     snprintf(exs, sizeof(exs), "%lld", ex);
     const char *av[] = {"SET", k, val, "EX", exs};
     size_t lens[] = {3, strlen(k), (size_t)vlen, 2, strlen(exs)};
@@ -201,12 +203,12 @@ static PyObject *t_cache_set(PyObject *self, PyObject *args)
 
 static PyObject *t_cache_delete(PyObject *self, PyObject *args)
 {
-    const char *func_id, *key;
+    const char *scope, *key;
     char k[1024];
     (void)self;
-    if (!PyArg_ParseTuple(args, "ss", &func_id, &key))
+    if (!PyArg_ParseTuple(args, "ss", &scope, &key))
         return NULL;
-    cache_key(k, sizeof(k), func_id, key);
+    cache_key(k, sizeof(k), scope, key);
     const char *av[] = {"DEL", k};
     redisReply *r = redis_argv("DFF.CACHE.delete", 2, av, NULL);
     if (r == NULL)
