@@ -140,6 +140,10 @@ static const struct copt options[] = {
           "priority lost while health is bad"),
     O_STR("failover.peer", fo_peer, "", "address of the other node, for status/doctor"),
 
+    O_STR("secret.key", secret_key, "",
+          "seals env-variable passwords and connector secrets at rest (AES-256-GCM); at least "
+          "16 characters, the same on both nodes; empty = such values cannot be stored"),
+
     O_STR("ctl.url", ctl_url, "",
           "server URL for tandemctl (default: http://127.0.0.1:<server.port>)"),
     O_STR("ctl.key_file", ctl_key_file, "", "file holding an admin access key for tandemctl"),

@@ -87,6 +87,9 @@ struct tconf {
     int fo_health_weight; /* failover.health_weight, default 50 (track_file weight on bad health) */
     char fo_peer[64];     /* failover.peer address of the other node, for status/doctor */
 
+    /* secret */
+    char secret_key[CONF_STR]; /* secret.key: seals passwords at rest; the same on both nodes */
+
     /* tandemctl */
     char ctl_url[CONF_STR];      /* ctl.url, default http://127.0.0.1:<server.port> */
     char ctl_key_file[CONF_STR]; /* ctl.key_file: file holding an admin access key */
