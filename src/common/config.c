@@ -140,6 +140,21 @@ static const struct copt options[] = {
           "priority lost while health is bad"),
     O_STR("failover.peer", fo_peer, "", "address of the other node, for status/doctor"),
 
+    O_INT("retention.max_age_days", ret_max_age_days, 90, 0, 36500,
+          "task records older than this are deleted, days (0 = keep regardless of age)"),
+    O_INT("retention.sync_api", ret_sync_api, 100, 0, 10000000,
+          "task records kept per Sync API, newest first (0 = no count limit)"),
+    O_INT("retention.async_api", ret_async_api, 100, 0, 10000000,
+          "task records kept per Async API (0 = no count limit)"),
+    O_INT("retention.cron", ret_cron, 500, 0, 10000000,
+          "task records kept per cron job (0 = no count limit)"),
+    O_INT("retention.func", ret_func, 1000, 0, 10000000,
+          "task records kept per directly called func (0 = no count limit)"),
+    O_INT("retention.other", ret_other, 1000, 0, 10000000,
+          "task records kept per func for subtasks and system tasks (0 = no count limit)"),
+    O_INT("retention.batch", ret_batch, 1000, 10, 100000,
+          "rows deleted per statement by the retention purge"),
+
     O_STR("secret.key", secret_key, "",
           "seals env-variable passwords and connector secrets at rest (AES-256-GCM); at least "
           "16 characters, the same on both nodes; empty = such values cannot be stored"),

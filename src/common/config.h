@@ -87,6 +87,15 @@ struct tconf {
     int fo_health_weight; /* failover.health_weight, default 50 (track_file weight on bad health) */
     char fo_peer[64];     /* failover.peer address of the other node, for status/doctor */
 
+    /* retention: task_record kept per origin and by age (worker_purge.c) */
+    int ret_max_age_days; /* retention.max_age_days, default 90 (DFF), 0 = no age limit */
+    int ret_sync_api;     /* retention.sync_api: newest N per Sync API, default 100 (DFF) */
+    int ret_async_api;    /* retention.async_api, default 100 (DFF) */
+    int ret_cron;         /* retention.cron: per cron job, default 500 (DFF) */
+    int ret_func;         /* retention.func: per directly called func, default 1000 (DFF) */
+    int ret_other;        /* retention.other: subtasks, system tasks, default 1000 */
+    int ret_batch;        /* retention.batch rows per DELETE, default 1000 */
+
     /* secret */
     char secret_key[CONF_STR]; /* secret.key: seals passwords at rest; the same on both nodes */
 
