@@ -27,6 +27,11 @@ struct tconf {
     char redis_password[CONF_STR];
     int redis_db;          /* redis.db 0..15 */
     char redis_prefix[64]; /* redis.prefix, default "tandem:" */
+    /* Sentinel: when set, the master is asked of these instead of redis.host */
+    char redis_sentinels[CONF_MAX_PEERS][128]; /* redis.sentinels = ["host:port", ...] */
+    int redis_nsentinels;
+    char redis_master_name[64];             /* redis.master_name, default "tandem" */
+    char redis_sentinel_password[CONF_STR]; /* redis.sentinel_password, "" = no AUTH */
 
     /* mysql (MariaDB) */
     char db_host[CONF_STR]; /* mysql.host, default 127.0.0.1 */
@@ -35,6 +40,10 @@ struct tconf {
     char db_user[64]; /* default "tandem" */
     char db_password[CONF_STR];
     char db_name[64]; /* mysql.database, default "tandem" */
+    /* mysql.hosts = ["host:port", ...]: tried in order, the first one that is
+     * not read_only is used (a primary/replica pair); overrides mysql.host */
+    char db_hosts[CONF_MAX_PEERS][128];
+    int db_nhosts;
 
     /* paths */
     char migrations_dir[CONF_STR]; /* paths.migrations, default TANDEM_DATADIR/migrations */
