@@ -613,7 +613,7 @@ static void answer_success(struct srv_req *r, json_t *outcome, json_t *options)
         add_header_safe(r->resp, "X-Dataflux-Func-Cache", "Cached");
 }
 
-static void answer_api_outcome(struct srv_req *r, json_t *outcome, json_t *options)
+void api_answer_outcome(struct srv_req *r, json_t *outcome, json_t *options)
 {
     const char *status = json_string_value(json_object_get(outcome, "status"));
     const char *reason = json_string_value(json_object_get(outcome, "reason"));
@@ -741,7 +741,7 @@ static void api_proceed(struct srv_req *r, struct api_ctx *x)
     bool answered = false;
     json_t *cached = call_cached_outcome(r, f, &t, &answered);
     if (cached) {
-        answer_api_outcome(r, cached, x->options);
+        api_answer_outcome(r, cached, x->options);
         json_decref(cached);
     } else if (!answered) {
         x->stage = STAGE_CALL;
@@ -754,7 +754,7 @@ static void api_done(struct srv_req *r, json_t *outcome, void *ud)
 {
     struct api_ctx *x = ud;
     if (x->stage == STAGE_CALL) {
-        answer_api_outcome(r, outcome, x->options);
+        api_answer_outcome(r, outcome, x->options);
         return;
     }
     /* the auth func's verdict */

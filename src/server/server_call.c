@@ -2,6 +2,7 @@
  * task status. No SQL here except the task_record fallback of /tasks. */
 #include <ctype.h>
 #include <strings.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 #include "log.h"
 #include "rds.h"
 #include "server_int.h"
+#include "sha256.h"
 
 void h_ping(struct srv_req *r)
 {
@@ -268,6 +270,19 @@ static int parse_options(struct srv_req *r, json_t *body, struct call_opts *o)
             return opt_err(r, "options.expires", "an integer number of seconds, 1..86400");
         o->expires = json_integer_value(v);
     }
+    v = json_object_get(opt, "returnType");
+    if (v && !json_is_null(v)) {
+        const char *rt = json_string_value(v);
+        if (!rt || (strcmp(rt, "raw") != 0 && strcmp(rt, "jsonDumps") != 0))
+            return opt_err(r, "options.returnType", "\"raw\" or \"jsonDumps\"");
+        o->json_dumps = strcmp(rt, "jsonDumps") == 0;
+    }
+    v = json_object_get(opt, "unbox");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v))
+            return opt_err(r, "options.unbox", "a boolean");
+        o->unbox = json_is_true(v);
+    }
     v = json_object_get(opt, "eta");
     if (v && !json_is_null(v)) {
         int64_t ms = parse_time_ms(v);
@@ -284,10 +299,27 @@ static int parse_options(struct srv_req *r, json_t *body, struct call_opts *o)
     return 0;
 }
 
+enum { DONE_JSON_DUMPS = 1, DONE_UNBOX = 2 };
+
+/* DFF's returnType/unbox of a direct call; the flags ride in `ud`. */
 static void done_envelope(struct srv_req *r, json_t *outcome, void *ud)
 {
-    (void)ud;
-    srv_answer_outcome(r, outcome, false);
+    uintptr_t flags = (uintptr_t)ud;
+    const char *status = json_string_value(json_object_get(outcome, "status"));
+    bool ok = status && strcmp(status, "success") == 0;
+    json_t *o = json_incref(outcome);
+    if (ok && (flags & DONE_JSON_DUMPS)) {
+        char *s = json_dumps(json_object_get(outcome, "result"), JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(o);
+        o = json_copy(outcome);
+        json_object_set_new(o, "result", s ? json_string(s) : json_null());
+        free(s);
+    }
+    if (ok && (flags & DONE_UNBOX))
+        api_answer_outcome(r, o, NULL);
+    else
+        srv_answer_outcome(r, o, false);
+    json_decref(o);
 }
 
 json_t *call_cached_outcome(struct srv_req *r, json_t *f, const struct task *t, bool *answered)
@@ -391,6 +423,8 @@ static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_i
     if (call_task_build(r, c, func_id, kwargs, o, ORIGIN_FUNC, NULL, &t, &f) != 0)
         return;
     bool sync = !o->async && o->due_ms == 0;
+    void *flags =
+        (void *)(uintptr_t)((o->json_dumps ? DONE_JSON_DUMPS : 0) | (o->unbox ? DONE_UNBOX : 0));
     bool answered = false;
     json_t *cached = NULL;
     if (o->due_ms > now_ms()) {
@@ -400,10 +434,10 @@ static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_i
         if (srv_call(r, &t, NULL, NULL) == 0)
             req_ok(r, json_pack("{s:s}", "id", t.id));
     } else if ((cached = call_cached_outcome(r, f, &t, &answered)) != NULL) {
-        srv_answer_outcome(r, cached, false);
+        done_envelope(r, cached, flags);
         json_decref(cached);
     } else if (!answered) {
-        srv_call(r, &t, done_envelope, NULL);
+        srv_call(r, &t, done_envelope, flags);
     }
     task_free(&t);
 }
@@ -439,6 +473,36 @@ void h_func_call(struct srv_req *r)
 
 /* ---- task status ------------------------------------------------------------ */
 
+/* The caller sent a live access key (Bearer). Unlike req_need_key() this
+ * answers nothing: a task's status is public by its id, its traceback is not. */
+static bool has_valid_key(struct srv_req *r)
+{
+    const char *h = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *secret = h + 7;
+    while (*secret == ' ')
+        secret++;
+    char hex[65];
+    sha256_hex(secret, strlen(secret), hex);
+    struct srv_cache *c = srv_cache_get();
+    bool ok = c->loaded && json_object_get(c->keys, hex) != NULL;
+    srv_cache_put(c);
+    return ok;
+}
+
+/* Without a key the task id is the only credential, and async API callers
+ * get ids without being trusted: the traceback and the func's output stay
+ * with the operator (as for failures of public APIs). */
+static json_t *task_for_caller(struct srv_req *r, json_t *t)
+{
+    if (!has_valid_key(r)) {
+        json_object_del(t, "traceback");
+        json_object_del(t, "output");
+    }
+    return t;
+}
+
 void h_task_get(struct srv_req *r)
 {
     const char *id = r->params[0];
@@ -465,7 +529,7 @@ void h_task_get(struct srv_req *r)
             req_err(r, 500, "EServerInternal", NULL, "task %s: stored status is not JSON", id);
             return;
         }
-        req_ok(r, t);
+        req_ok(r, task_for_caller(r, t));
         return;
     }
     freeReplyObject(rep);
@@ -493,5 +557,5 @@ void h_task_get(struct srv_req *r)
     }
     json_t *o = db_row_json(res, row);
     mysql_free_result(res);
-    req_ok(r, o);
+    req_ok(r, task_for_caller(r, o));
 }

@@ -169,6 +169,8 @@ struct call_opts {
     int64_t due_ms;  /* 0 = now */
     int queue;       /* 1..9 picked by the caller; 0 = the func's or by origin */
     int64_t expires; /* s; 0 = the func's or defaults */
+    bool json_dumps; /* options.returnType "jsonDumps": the result as JSON text */
+    bool unbox;      /* options.unbox: answer the bare result (as a Sync API does) */
 };
 /* The task of a call of func_id (kwargs stolen): timeout, queue and expires
  * from the options, the func's @DFF.API extras and the defaults. 0, or -1
@@ -225,6 +227,10 @@ json_t *apiauth_parse_kv(const char *s);
  * 0 = go on; -1 = answered (429 with Retry-After, or 503). */
 int api_throttle(struct srv_req *r, const char *kind, const char *id, json_t *rules,
                  const char *qkey, long long qlimit);
+/* A Sync API's answer of an outcome: the bare result (a str raw, None
+ * empty, else JSON) shaped by the outcome's "resp" (DFF.RESP) and
+ * options.returnType; a failure gives reason and message, no traceback. */
+void api_answer_outcome(struct srv_req *r, json_t *outcome, json_t *options);
 /* Seconds of a DFF throttling rule name (bySecond 1 ... byYear); 0 if unknown. */
 int throttle_rule_seconds(const char *rule);
 /* ISO-8601 ("2026-11-27T23:59:01Z", fractional and offset allowed) or unix

@@ -290,6 +290,11 @@ class TestResults(Case):
         # the operator still finds it in the task
         t = ST.wait_task(body["detail"]["id"])
         self.assertIn("ZeroDivisionError", t.get("traceback") or "", t)
+        # the task id alone (no key) shows the status, not the traceback
+        status, pub = ST.http("GET", f"/api/v1/tasks/{t['id']}", key=None)
+        self.assertEqual((status, pub["data"]["status"]), (200, "failure"), pub)
+        self.assertNotIn("traceback", pub["data"])
+        self.assertNotIn("output", pub["data"])
 
     def _inject(self, func, outcome, path_tail=""):
         """Call a Sync API of `func` (queue 7, sleeping: no real answer comes
@@ -383,6 +388,17 @@ class TestLimits(Case):
         t = wait_for(lambda: next((t for t in stream_tasks(7) if t["id"] == tid), None), 5, 0.05, "task on q:7")
         self.assertEqual((t["queue"], t["timeout"], t["origin"]), ("7", 3600, "async-api"))
         self.assertEqual(t["expires"] - t["enq"], 600 * 1000)
+
+    def test_func_call_return_type_and_unbox(self):
+        d = ST.api("POST", f"/api/v1/func/{SID}.echo", {"kwargs": {"a": 1}, "options": {"returnType": "jsonDumps"}})
+        self.assertEqual(d["result"], '{"a":1}')
+        status, hdrs, body = raw_http("POST", f"/api/v1/func/{SID}.text",
+                                      json.dumps({"options": {"unbox": True}}),
+                                      {"Authorization": f"Bearer {ST.key}", "Content-Type": "application/json"})
+        self.assertEqual((status, body), (200, b"hello"))
+        for opts, field in (({"returnType": "xml"}, "options.returnType"), ({"unbox": "yes"}, "options.unbox")):
+            status, body = ST.http("POST", f"/api/v1/func/{SID}.echo", {"options": opts})
+            self.assertErr(status, body, 400, "EClientBadRequest", re.escape(field))
 
     def test_func_call_options_queue_expires_and_bounded_eta(self):
         d = ST.api("POST", f"/api/v1/func/{SID}.held", {"options": {"async": True, "queue": 4, "expires": 30}})
