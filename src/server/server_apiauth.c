@@ -360,6 +360,20 @@ static enum apiauth_result check_basic(struct srv_req *r, json_t *users, const c
     return ok ? APIAUTH_OK : ask(r, false, realm);
 }
 
+/* The digest's uri names this request (so a response captured for one path
+ * is no good on another): its path part, percent-decoded, is r->path. */
+static bool uri_is_this(struct srv_req *r, const char *uri)
+{
+    char buf[2048];
+    size_t n = strcspn(uri, "?");
+    if (n >= sizeof buf)
+        return false;
+    memcpy(buf, uri, n);
+    buf[n] = '\0';
+    MHD_http_unescape(buf);
+    return strcmp(buf, r->path) == 0;
+}
+
 static enum apiauth_result check_digest(struct srv_req *r, json_t *users, const char *realm)
 {
     const char *h = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -376,7 +390,7 @@ static enum apiauth_result check_digest(struct srv_req *r, json_t *users, const 
     const char *cnonce = json_string_value(json_object_get(kv, "cnonce"));
     const char *pw = user ? user_password(users, user) : NULL;
     bool ok = pw && arealm && strcmp(arealm, realm) == 0 && nonce && uri && resp &&
-              (!qop || (strcmp(qop, "auth") == 0 && nc && cnonce));
+              (!qop || (strcmp(qop, "auth") == 0 && nc && cnonce)) && uri_is_this(r, uri);
     if (ok) {
         /* the nonce must be one this service handed out for this realm */
         redisContext *rc = srv_redis(r);

@@ -470,6 +470,22 @@ class TestAPIAuth(Case):
                          auth=HTTPDigestAuth("u4", "wrong"), timeout=30)
         self.assertErr(r.status_code, r.json(), 401, "EAPIAuth", "Digest")
         self.assertRegex(r.headers["WWW-Authenticate"], rf'^Digest realm="SyncAPI:{sid}", qop="auth", nonce="[0-9a-f]{{32}}"')
+        # a response computed for another path is refused
+        ok = requests.get(f"{ST.url}/api/v1/sync/{sid}/s", params={"x": 1, "y": 2}, timeout=30)
+        chal = requests.utils.parse_dict_header(ok.headers["WWW-Authenticate"][len("Digest "):])
+        import hashlib
+
+        def md5(t):
+            return hashlib.md5(t.encode()).hexdigest()
+        other = f"/api/v1/sync/{sid}/simplified?x=5&y=6"
+        resp = md5(f"{md5(f'u4:SyncAPI:{sid}:<P4>')}:{chal['nonce']}:00000001:c1:auth:{md5('GET:' + other)}")
+        hdr = (f'Digest username="u4", realm="SyncAPI:{sid}", nonce="{chal["nonce"]}", uri="{other}", '
+               f'response="{resp}", qop=auth, nc=00000001, cnonce="c1"')
+        r = requests.get(f"{ST.url}{other}", headers={"Authorization": hdr}, timeout=30)
+        self.assertEqual((r.status_code, r.json()), (200, 11.0))
+        r = requests.get(f"{ST.url}/api/v1/sync/{sid}/s", params={"x": 1, "y": 2}, headers={"Authorization": hdr},
+                         timeout=30)
+        self.assertEqual(r.status_code, 401)
         # a nonce the server never handed out is refused even with the right password
         r = requests.get(f"{ST.url}/api/v1/sync/{sid}/s", params={"x": 1, "y": 2}, timeout=30, headers={
             "Authorization": f'Digest username="u4", realm="SyncAPI:{sid}", nonce="{"0" * 32}", '
