@@ -2,190 +2,62 @@
  * HTTP Basic, HTTP Digest (RFC 7616 with MD5, as python-requests speaks it;
  * the server hands out the nonces and keeps them in Redis so either node
  * accepts them), and an auth function (the caller runs it as a task).
- * Plus the small codecs they and the call path need: base64 and MD5. */
+ * Plus the codecs they and the call path need: base64 and MD5 (GnuTLS). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include "log.h"
 #include "rds.h"
+#include "secret.h"
 #include "server_int.h"
 
 #define NONCE_TTL_S 300 /* a Digest nonce is good for this long (DFF: 5 min too) */
 #define DIGEST_OPAQUE "tandem"
 
-/* ---- base64 ---------------------------------------------------------------- */
-
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/* ---- base64 and MD5 (GnuTLS) ------------------------------------------------ */
 
 char *b64_encode(const void *data, size_t n)
 {
-    const unsigned char *p = data;
-    char *out = malloc((n + 2) / 3 * 4 + 1);
-    if (!out)
+    gnutls_datum_t in = {(unsigned char *)data, (unsigned)n}, out = {0};
+    if (n == 0)
+        return strdup("");
+    if (gnutls_base64_encode2(&in, &out) < 0)
         return NULL;
-    size_t o = 0, i = 0;
-    for (; i + 2 < n; i += 3) {
-        unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
-        out[o++] = B64[v >> 18];
-        out[o++] = B64[(v >> 12) & 63];
-        out[o++] = B64[(v >> 6) & 63];
-        out[o++] = B64[v & 63];
-    }
-    if (i < n) {
-        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0);
-        out[o++] = B64[v >> 18];
-        out[o++] = B64[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? B64[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static int b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
+    char *s = strndup((const char *)out.data, out.size);
+    gnutls_free(out.data);
+    return s;
 }
 
 unsigned char *b64_decode(const char *s, size_t len, size_t *n)
 {
-    unsigned char *out = malloc(len / 4 * 3 + 3);
-    if (!out)
+    *n = 0;
+    if (len == 0)
+        return calloc(1, 1);
+    gnutls_datum_t in = {(unsigned char *)s, (unsigned)len}, out = {0};
+    if (gnutls_base64_decode2(&in, &out) < 0)
         return NULL;
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    bool pad = false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\r' || c == '\n' || c == ' ')
-            continue;
-        if (c == '=') {
-            pad = true;
-            continue;
-        }
-        int v = b64_val(c);
-        if (v < 0 || pad) { /* a character after padding is not base64 either */
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
+    unsigned char *b = malloc(out.size + 1);
+    if (b) {
+        memcpy(b, out.data, out.size);
+        b[out.size] = '\0';
+        *n = out.size;
     }
-    *n = o;
-    return out;
-}
-
-/* ---- MD5 (RFC 1321), for HTTP Digest --------------------------------------- */
-
-struct md5 {
-    uint32_t a, b, c, d;
-    uint64_t len;
-    unsigned char buf[64];
-    size_t nbuf;
-};
-
-static const uint32_t MD5_K[64] = {
-    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
-    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
-    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
-    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
-    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
-    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
-    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
-    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391};
-static const unsigned char MD5_S[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
-                                        5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20,
-                                        4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
-                                        6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21};
-
-static void md5_block(struct md5 *m, const unsigned char *p)
-{
-    uint32_t w[16];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[i * 4] | (uint32_t)p[i * 4 + 1] << 8 | (uint32_t)p[i * 4 + 2] << 16 |
-               (uint32_t)p[i * 4 + 3] << 24;
-    uint32_t a = m->a, b = m->b, c = m->c, d = m->d;
-    for (int i = 0; i < 64; i++) {
-        uint32_t f;
-        int g;
-        if (i < 16) {
-            f = (b & c) | (~b & d);
-            g = i;
-        } else if (i < 32) {
-            f = (d & b) | (~d & c);
-            g = (5 * i + 1) % 16;
-        } else if (i < 48) {
-            f = b ^ c ^ d;
-            g = (3 * i + 5) % 16;
-        } else {
-            f = c ^ (b | ~d);
-            g = (7 * i) % 16;
-        }
-        uint32_t t = d;
-        d = c;
-        c = b;
-        uint32_t x = a + f + MD5_K[i] + w[g];
-        b = b + (x << MD5_S[i] | x >> (32 - MD5_S[i]));
-        a = t;
-    }
-    m->a += a;
-    m->b += b;
-    m->c += c;
-    m->d += d;
-}
-
-static void md5_update(struct md5 *m, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    m->len += n;
-    while (n) {
-        size_t k = 64 - m->nbuf < n ? 64 - m->nbuf : n;
-        memcpy(m->buf + m->nbuf, p, k);
-        m->nbuf += k;
-        p += k;
-        n -= k;
-        if (m->nbuf == 64) {
-            md5_block(m, m->buf);
-            m->nbuf = 0;
-        }
-    }
+    gnutls_free(out.data);
+    return b;
 }
 
 void md5_hex(const void *data, size_t n, char out[33])
 {
-    struct md5 m = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0, {0}, 0};
-    md5_update(&m, data, n);
-    uint64_t bits = m.len * 8;
-    unsigned char pad = 0x80;
-    md5_update(&m, &pad, 1);
-    pad = 0;
-    while (m.nbuf != 56)
-        md5_update(&m, &pad, 1);
-    unsigned char lb[8];
-    for (int i = 0; i < 8; i++)
-        lb[i] = (unsigned char)(bits >> (8 * i));
-    md5_update(&m, lb, 8);
-    uint32_t v[4] = {m.a, m.b, m.c, m.d};
+    unsigned char d[16];
+    if (gnutls_hash_fast(GNUTLS_DIG_MD5, data, n, d) < 0)
+        memset(d, 0, sizeof d); /* a digest nobody can match */
     for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", (v[i / 4] >> (8 * (i % 4))) & 0xff);
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
 /* ---- HTTP Digest ------------------------------------------------------------ */
@@ -281,8 +153,9 @@ static bool str_eq_ct(const char *a, const char *b)
     return d == 0;
 }
 
-/* The user's password: plain text in config_json ("password"). */
-static const char *user_password(json_t *users, const char *name)
+/* The user's password (malloc'd), NULL if no such user: config_json's
+ * "password", plain or sealed with secret.key (secret.h). */
+static char *user_password(json_t *users, const char *name)
 {
     size_t i;
     json_t *u;
@@ -290,8 +163,18 @@ static const char *user_password(json_t *users, const char *name)
     {
         const char *un = json_string_value(json_object_get(u, "username"));
         const char *pw = json_string_value(json_object_get(u, "password"));
-        if (un && pw && strcmp(un, name) == 0)
-            return pw;
+        if (!un || !pw || strcmp(un, name) != 0)
+            continue;
+        if (!secret_is_sealed(pw))
+            return strdup(pw);
+        char *plain = NULL, *err = NULL;
+        if (secret_open(srv_conf()->secret_key, pw, &plain, &err) != 0) {
+            log_warnx("API auth user '%s': cannot open the sealed password: %s", un,
+                      err ? err : "?");
+            free(err);
+            return NULL;
+        }
+        return plain;
     }
     return NULL;
 }
@@ -353,8 +236,9 @@ static enum apiauth_result check_basic(struct srv_req *r, json_t *users, const c
     bool ok = false;
     if (colon) {
         *colon = '\0';
-        const char *pw = user_password(users, cred);
+        char *pw = user_password(users, cred);
         ok = pw && str_eq_ct(colon + 1, pw);
+        free(pw);
     }
     free(cred);
     return ok ? APIAUTH_OK : ask(r, false, realm);
@@ -388,7 +272,7 @@ static enum apiauth_result check_digest(struct srv_req *r, json_t *users, const 
     const char *qop = json_string_value(json_object_get(kv, "qop"));
     const char *nc = json_string_value(json_object_get(kv, "nc"));
     const char *cnonce = json_string_value(json_object_get(kv, "cnonce"));
-    const char *pw = user ? user_password(users, user) : NULL;
+    char *pw = user ? user_password(users, user) : NULL;
     bool ok = pw && arealm && strcmp(arealm, realm) == 0 && nonce && uri && resp &&
               (!qop || (strcmp(qop, "auth") == 0 && nc && cnonce)) && uri_is_this(r, uri);
     if (ok) {
@@ -396,6 +280,7 @@ static enum apiauth_result check_digest(struct srv_req *r, json_t *users, const 
         redisContext *rc = srv_redis(r);
         if (!rc) {
             json_decref(kv);
+            free(pw);
             return APIAUTH_ANSWERED;
         }
         char key[160];
@@ -406,6 +291,7 @@ static enum apiauth_result check_digest(struct srv_req *r, json_t *users, const 
             if (rep)
                 freeReplyObject(rep);
             json_decref(kv);
+            free(pw);
             return APIAUTH_ANSWERED;
         }
         ok = rep->type == REDIS_REPLY_STRING && strcmp(rep->str, realm) == 0;
@@ -418,6 +304,7 @@ static enum apiauth_result check_digest(struct srv_req *r, json_t *users, const 
         ok = str_eq_ct(resp, want);
     }
     json_decref(kv);
+    free(pw);
     return ok ? APIAUTH_OK : ask(r, true, realm);
 }
 

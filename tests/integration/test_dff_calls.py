@@ -8,6 +8,7 @@ func's queue/expires/api_timeout, and public failures without tracebacks.
 Run: TANDEM_BUILD=build /usr/bin/python3 tests/integration/test_dff_calls.py
 """
 import base64
+import hashlib
 import json
 import os
 import re
@@ -456,6 +457,19 @@ class TestAPIAuth(Case):
         r = requests.get(url, params={"x": 1}, headers={"Authorization": "Basic !!!notbase64"}, timeout=30)
         self.assertEqual(r.status_code, 401)
 
+    def test_sealed_password_is_opened_with_secret_key(self):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        with open(ST.conf) as f:
+            key = re.search(r'secret = \{ key = "([^"]+)"', f.read()).group(1)
+        nonce = os.urandom(12)
+        ct = AESGCM(hashlib.sha256(key.encode()).digest()).encrypt(nonce, b"<SEALED>", b"sealed:v1:")
+        sealed = "sealed:v1:" + base64.b64encode(nonce + ct).decode()
+        sid = self._api_with_auth("text", "httpBasic", {"users": [{"username": "s", "password": sealed}]})
+        r = requests.get(f"{ST.url}/api/v1/sync/{sid}", auth=HTTPBasicAuth("s", "<SEALED>"), timeout=30)
+        self.assertEqual((r.status_code, r.text), (200, "hello"))
+        r = requests.get(f"{ST.url}/api/v1/sync/{sid}", auth=HTTPBasicAuth("s", sealed), timeout=30)
+        self.assertEqual(r.status_code, 401)
+
     def test_http_digest_as_python_requests_speaks_it(self):
         sid = self._api_with_auth("add", "httpDigest", {"users": [
             {"username": "u3", "password": "<P3>"}, {"username": "u4", "password": "<P4>"}]},
@@ -473,8 +487,6 @@ class TestAPIAuth(Case):
         # a response computed for another path is refused
         ok = requests.get(f"{ST.url}/api/v1/sync/{sid}/s", params={"x": 1, "y": 2}, timeout=30)
         chal = requests.utils.parse_dict_header(ok.headers["WWW-Authenticate"][len("Digest "):])
-        import hashlib
-
         def md5(t):
             return hashlib.md5(t.encode()).hexdigest()
         other = f"/api/v1/sync/{sid}/simplified?x=5&y=6"
