@@ -908,6 +908,10 @@ int cron_parse_time(const char *s, const struct cron_tz *tz, int64_t *out, char 
         long long v = strtoll(s + 1, &end, 10);
         if (errno || end == s + 1 || *end)
             return fail(err, "time \"%s\": expected @UNIXSECONDS", s);
+        /* Callers turn times into milliseconds and SQL DATETIMEs: keep them
+         * to the years ISO 8601 writes with four digits. */
+        if (v < CRON_TIME_MIN || v > CRON_TIME_MAX)
+            return fail(err, "time \"%s\": out of range (years 0001 to 9999)", s);
         *out = v;
         return 0;
     }

@@ -79,10 +79,15 @@ int64_t cron_next(const struct cron_expr *e, const struct cron_tz *tz, int64_t a
 /* "2026-03-29T03:00:00+02:00" for instant t in tz. Returns buf. */
 char *cron_format(int64_t t, const struct cron_tz *tz, char *buf, size_t n);
 
+/* 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the instants
+ * cron_parse_time() accepts (so that * 1000 cannot overflow). */
+#define CRON_TIME_MIN INT64_C(-62135596800)
+#define CRON_TIME_MAX INT64_C(253402300799)
+
 /* Parse "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM|-HH:MM]" (a space may replace
- * 'T'), or "@UNIXSECONDS". Without an offset the time is local to tz (its
- * first occurrence; a skipped time means the instant after the gap).
- * 0 with *out (unix seconds, fraction dropped), or -1 with *err. */
+ * 'T'), or "@UNIXSECONDS" within CRON_TIME_MIN..CRON_TIME_MAX. Without an offset the time is local
+ * to tz (its first occurrence; a skipped time means the instant after the gap). 0 with *out (unix
+ * seconds, fraction dropped), or -1 with *err. */
 int cron_parse_time(const char *s, const struct cron_tz *tz, int64_t *out, char **err);
 
 /* Civil-date helpers, exposed for tests: days since 1970-01-01. */

@@ -317,6 +317,16 @@ static void test_cron_time_parse_and_format(void **state)
     assert_int_equal(t, T("2026-10-25T00:30:00Z"));
     assert_int_equal(cron_parse_time("@1700000000", tz, &t, NULL), 0);
     assert_int_equal(t, 1700000000);
+    /* Unix seconds beyond year 9999 are refused: callers multiply by 1000
+     * (issue 10, defect 12). */
+    assert_int_equal(cron_parse_time("@253402300799", tz, &t, NULL), 0);
+    assert_int_equal(cron_parse_time("@9223372036854775807", tz, &t, &err), -1);
+    assert_non_null(strstr(err, "out of range"));
+    free(err);
+    err = NULL;
+    assert_int_equal(cron_parse_time("@-9223372036854775807", tz, &t, &err), -1);
+    free(err);
+    err = NULL;
     assert_int_equal(cron_parse_time("2026-02-30T00:00Z", tz, &t, &err), -1);
     free(err);
     err = NULL;
