@@ -138,8 +138,9 @@ static int parse_value(const struct field_def *f, const char *ftext, const char 
         }
         if (n == 1 && strchr("LlWwHhRr", *s))
             return fail(err,
-                        "%s field \"%s\": unknown name \"%c\" (croniter's L, W, #, ?, H and R "
-                        "forms are not supported: list the values instead)",
+                        "%s field \"%s\": unknown name \"%c\" (of croniter's L, W, #, ?, H and R "
+                        "forms only a lone L in day-of-month is supported: list the values "
+                        "instead)",
                         f->name, ftext, *s);
         return fail(err, "%s field \"%s\": unknown name \"%.*s\"", f->name, ftext, (int)n, s);
     }
@@ -147,8 +148,8 @@ static int parse_value(const struct field_def *f, const char *ftext, const char 
         return fail(err, "%s field \"%s\": a value is missing", f->name, ftext);
     if (strchr("LlWw#?HhRr", *s))
         return fail(err,
-                    "%s field \"%s\": unexpected '%c' (croniter's L, W, #, ?, H and R forms are "
-                    "not supported: list the values instead)",
+                    "%s field \"%s\": unexpected '%c' (of croniter's L, W, #, ?, H and R forms "
+                    "only a lone L in day-of-month is supported: list the values instead)",
                     f->name, ftext, *s);
     if (f->names)
         return fail(err, "%s field \"%s\": unexpected '%c' (expected a number or a name)", f->name,
@@ -167,6 +168,14 @@ static int parse_field(const struct field_def *f, const char *ftext, uint64_t *m
     for (;;) {
         int a, b, step = 1;
         bool ranged = false;
+        if (f == &FIELDS[F_DOM] && (*p == 'L' || *p == 'l') && (p[1] == ',' || !p[1])) {
+            *mask |= 1; /* "L": the month's last day, kept in the unused bit 0 */
+            if (*++p == ',') {
+                p++;
+                continue;
+            }
+            break;
+        }
         if (*p == '*') {
             a = f->lo;
             b = f->hi;
@@ -179,8 +188,12 @@ static int parse_field(const struct field_def *f, const char *ftext, uint64_t *m
             b = a;
             if (*p == '-') {
                 const char *hi_text = ++p;
-                if (parse_value(f, ftext, &p, &b, err))
+                if (f == &FIELDS[F_DOM] && (*p == 'L' || *p == 'l')) {
+                    b = f->hi; /* "10-L": croniter reads it as 10-31 */
+                    p++;
+                } else if (parse_value(f, ftext, &p, &b, err)) {
                     return -1;
+                }
                 /* "FRI-SUN", "5-0": a weekday range may end on Sunday
                  * written as 0 (croniter reads it as 7). */
                 if (f->names == DOW_NAMES && b == 0 && b < a &&
@@ -303,7 +316,7 @@ int cron_parse(struct cron_expr *e, const char *text, char **err)
             break;
         case F_DOM:
             e->dom = (uint32_t)m;
-            e->dom_all = m == DOM_ALL;
+            e->dom_all = star || m == DOM_ALL;
             break;
         case F_MON:
             e->mon = (uint16_t)m;
@@ -326,7 +339,7 @@ int cron_parse(struct cron_expr *e, const char *text, char **err)
      * "0 0 29 2 *" is fine). With day-of-week "*" the job would never fire;
      * with a restricted day-of-week too (either matches) croniter gives up
      * on the whole expression, so DFF never fires it either. */
-    bool ok = false;
+    bool ok = e->dom & 1; /* every month has a last day */
     for (unsigned mo = 1; mo <= 12 && !ok; mo++) {
         if (!(e->mon & (1u << mo)))
             continue;
@@ -355,9 +368,9 @@ static int next_bit(uint64_t mask, int from, int hi)
     return b <= hi ? b : -1;
 }
 
-static bool day_match(const struct cron_expr *e, unsigned d, int64_t days)
+static bool day_match(const struct cron_expr *e, int64_t y, unsigned mo, unsigned d, int64_t days)
 {
-    bool dom = e->dom & (1u << d);
+    bool dom = (e->dom & (1u << d)) || ((e->dom & 1) && d == days_in_month(y, mo));
     bool dow = e->dow & (1u << weekday(days));
     if (e->dom_all || e->dow_all)
         return dom && dow;
@@ -398,7 +411,7 @@ static int64_t civil_next(const struct cron_expr *e, int64_t cs, int64_t climit)
             h = mi = s = 0;
             continue;
         }
-        if (!day_match(e, d, days)) {
+        if (!day_match(e, y, mo, d, days)) {
             NEXT_DAY();
             continue;
         }

@@ -6,7 +6,8 @@
  * step "/S" ("A/S" means A-max/S); month and weekday names
  * (JAN..DEC, SUN..SAT, any case); weekday 0-7 (0 and 7 are Sunday; a
  * weekday range may end on Sunday written 0 or SUN: "FRI-SUN"); any step of
- * 1 or more; macros @yearly @annually @monthly @weekly @daily @midnight
+ * 1 or more; "L" in day-of-month for the month's last day ("10-L" is
+ * 10-31, as croniter); macros @yearly @annually @monthly @weekly @daily @midnight
  * @hourly (Tandem's; DFF refuses them). The 5-field form means exactly what
  * it means in DataFlux Func, whose engine is croniter (day_or=True):
  *  - When both day-of-month and day-of-week restrict the day, a day matches
@@ -47,7 +48,7 @@ struct cron_expr {
     uint64_t sec;     /* bit s set: second s (0..59) matches */
     uint64_t min;     /* bits 0..59 */
     uint32_t hour;    /* bits 0..23 */
-    uint32_t dom;     /* bits 1..31 */
+    uint32_t dom;     /* bits 1..31; bit 0: "L", the month's last day */
     uint16_t mon;     /* bits 1..12 */
     uint8_t dow;      /* bits 0..6, Sunday = 0 */
     bool dom_all;     /* day-of-month names every day 1..31: does not restrict */

@@ -34,7 +34,9 @@ static bool matches(const struct cron_expr *e, const struct cron_tz *tz, int64_t
     unsigned mo, d;
     cron_civil_from_days(days, &y, &mo, &d);
     unsigned wd = (unsigned)(((days + 4) % 7 + 7) % 7);
-    bool dom = e->dom & (1u << d), dow = e->dow & (1u << wd);
+    unsigned last = cron_days_from_civil(mo == 12 ? y + 1 : y, mo == 12 ? 1 : mo + 1, 1) -
+                    cron_days_from_civil(y, mo, 1);
+    bool dom = (e->dom & (1u << d)) || ((e->dom & 1) && d == last), dow = e->dow & (1u << wd);
     bool day = (e->dom_all || e->dow_all) ? dom && dow : dom || dow;
     return day && (e->mon & (1u << mo)) && (e->hour & (1u << (rem / 3600))) &&
            (e->min & (1ULL << (rem / 60 % 60))) && (e->sec & (1ULL << (rem % 60)));

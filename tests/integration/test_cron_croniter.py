@@ -125,8 +125,12 @@ def rand_expr(rng):
     minute = rand_field(rng, 0, 59, star_bias=0.05)
     hour = rand_field(rng, 0, 23, star_bias=0.2)
     dom = rand_field(rng, 1, 31, star_bias=0.3)
-    if rng.random() < 0.05:
+    r = rng.random()
+    if r < 0.05:
         dom = rng.choice(["1-31", "*/1", "1/1", "5,*"])
+    elif r < 0.15:  # the month's last day, alone, listed or ending a range
+        dom = rng.choice(["L", "l", "%s,L" % dom, "L,%s" % dom, "%d-L" % rng.randint(1, 31),
+                          "%d-L/%d" % (rng.randint(1, 31), rng.randint(1, 9)), "1-31,L", "*,L"])
     mon = rand_field(rng, 1, 12, MON, star_bias=0.55)
     dow = rand_field(rng, 0, 7, DOW, dow=True, star_bias=0.3)
     if rng.random() < 0.05:
@@ -158,7 +162,12 @@ def offset_changes(zone, years=range(2024, 2032)):
 
 
 def croniter_valid(expr):
-    return croniter.is_valid(dff_style(expr))
+    # croniter's is_valid() itself raises NameError on some bad fields
+    # ("L/2"): that is a refusal too.
+    try:
+        return croniter.is_valid(dff_style(expr))
+    except Exception:
+        return False
 
 
 def croniter_never_fires(expr):

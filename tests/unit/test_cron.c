@@ -86,11 +86,13 @@ static void test_cron_bad_expressions_name_field_and_reason(void **state)
     expect_refused("0 0 * * FRI-MON", "day-of-week field", "runs backwards");
     expect_refused("1,,2 * * * *", "minute field", "missing");
     expect_refused("x * * * *", "minute field", "unexpected 'x'");
-    expect_refused("* * L * *", "day-of-month field", "unexpected 'L'");
-    expect_refused("* * L * *", "day-of-month field", "not supported");
+    expect_refused("* * L/2 * *", "day-of-month field", "unexpected 'L'");
+    expect_refused("* * LW * *", "day-of-month field", "only a lone L");
+    expect_refused("* * L-5 * *", "day-of-month field", "only a lone L");
+    expect_refused("L * * * *", "minute field", "only a lone L");
     expect_refused("0 0 * * 5#2", "day-of-week field", "nth-weekday");
-    expect_refused("0 0 * * L5", "day-of-week field", "not supported");
-    expect_refused("H * * * *", "minute field", "not supported");
+    expect_refused("0 0 * * L5", "day-of-week field", "only a lone L");
+    expect_refused("H * * * *", "minute field", "only a lone L");
     expect_refused("@reboot", "unknown macro", "@reboot");
     expect_refused("0 0 30 2 *", "day-of-month field", "never fire");
     expect_refused("0 0 31 4,6,9,11 *", "day-of-month field", "never fire");
@@ -184,6 +186,28 @@ static void test_cron_dom_dow_or_semantics_as_croniter(void **state)
      * OR any day, i.e. every day. */
     const char *f[] = {"2026-01-02T00:00:00+00:00", "2026-01-03T00:00:00+00:00"};
     expect_fires("0 0 13 * 0-7", "UTC", "2026-01-01T00:00:00Z", f, 2);
+}
+
+static void test_cron_last_day_of_month(void **state)
+{
+    (void)state;
+    const char *a[] = {"2028-01-31T00:00:00+00:00", "2028-02-29T00:00:00+00:00",
+                       "2028-03-31T00:00:00+00:00", "2028-04-30T00:00:00+00:00"};
+    expect_fires("0 0 L * *", "UTC", "2028-01-01T00:00:00Z", a, 4);
+    expect_fires("0 0 l * *", "UTC", "2028-01-01T00:00:00Z", a, 4);
+    /* "28-L" is 28-31 (croniter), plus L itself changes nothing. */
+    const char *b[] = {"2027-02-28T00:00:00+00:00", "2027-03-28T00:00:00+00:00",
+                       "2027-03-29T00:00:00+00:00"};
+    expect_fires("0 0 28-L,L * *", "UTC", "2027-02-01T00:00:00Z", b, 3);
+    /* L OR Monday; 2026-02-28 is a Saturday. */
+    const char *c[] = {"2026-02-16T00:00:00+00:00", "2026-02-23T00:00:00+00:00",
+                       "2026-02-28T00:00:00+00:00", "2027-02-01T00:00:00+00:00"};
+    expect_fires("0 0 L 2 MON", "UTC", "2026-02-10T00:00:00Z", c, 4);
+    struct cron_expr e;
+    assert_int_equal(cron_parse(&e, "0 0 1-31,L * *", NULL), 0);
+    assert_false(e.dom_all); /* 32 items to croniter: restricts */
+    assert_int_equal(cron_parse(&e, "0 0 *,L * *", NULL), 0);
+    assert_true(e.dom_all);
 }
 
 static void test_cron_leap_years_feb_29(void **state)
@@ -346,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_cron_good_expressions_parse),
         cmocka_unit_test(test_cron_utc_basics),
         cmocka_unit_test(test_cron_dom_dow_or_semantics_as_croniter),
+        cmocka_unit_test(test_cron_last_day_of_month),
         cmocka_unit_test(test_cron_leap_years_feb_29),
         cmocka_unit_test(test_cron_berlin_spring_forward_skips_the_gap_as_dff),
         cmocka_unit_test(test_cron_berlin_fall_back_fires_both_occurrences_as_dff),
