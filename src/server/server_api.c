@@ -714,8 +714,10 @@ static void api_proceed(struct srv_req *r, struct api_ctx *x)
         json_object_set(merged, "files", x->files);
     struct call_opts o = {.async = x->async};
     json_t *to = json_object_get(x->api, "timeout");
-    if (json_is_integer(to) && json_integer_value(to) > 0)
+    if (json_is_integer(to) && json_integer_value(to) > 0) {
         o.timeout = json_integer_value(to);
+        o.timeout_set_by_api = true;
+    }
     struct task t;
     json_t *f = NULL;
     if (call_task_build(r, x->c, func_id ? func_id : "", merged, &o,

@@ -390,6 +390,26 @@ class TestLimits(Case):
         self.assertEqual((t["queue"], t["timeout"], t["origin"]), ("7", 3600, "async-api"))
         self.assertEqual(t["expires"] - t["enq"], 600 * 1000)
 
+    def test_func_call_timeout_option_stays_under_the_sync_cap(self):
+        res = {}
+
+        def call():
+            res["r"] = ST.http("POST", f"/api/v1/func/{SID}.held_long", {"options": {"timeout": 100}})
+        th = threading.Thread(target=call)
+        th.start()
+        task = wait_for(lambda: next((t for t in stream_tasks(7) if t["func"] == f"{SID}.held_long"
+                                      and t["origin"] == "func" and t["id"] not in self.seen), None),
+                        10, 0.05, "the task on tandem:q:7")
+        self.seen.add(task["id"])
+        ST.redis("LPUSH", f"tandem:reply:{task['reply']}",
+                 json.dumps({"id": task["id"], "status": "success", "result": 1}))
+        th.join(30)
+        # the caller asked 100 s; server.sync_timeout (35) caps what callers ask
+        self.assertEqual(task["timeout"], 35)
+        self.assertEqual(res["r"][1]["data"]["result"], 1)
+
+    seen = set()
+
     def test_func_call_return_type_and_unbox(self):
         d = ST.api("POST", f"/api/v1/func/{SID}.echo", {"kwargs": {"a": 1}, "options": {"returnType": "jsonDumps"}})
         self.assertEqual(d["result"], '{"a":1}')
