@@ -610,7 +610,7 @@ static void answer_success(struct srv_req *r, json_t *outcome, json_t *options)
         add_header_safe(r->resp, MHD_HTTP_HEADER_LAST_MODIFIED, lm);
     }
     if (json_is_true(json_object_get(outcome, "cached")))
-        add_header_safe(r->resp, "X-Dataflux-Func-Cache", "Cached");
+        add_header_safe(r->resp, "X-Dff-Cache", "Cached");
 }
 
 void api_answer_outcome(struct srv_req *r, json_t *outcome, json_t *options)

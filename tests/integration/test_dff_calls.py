@@ -69,6 +69,10 @@ def nap(s=0):
     time.sleep(float(s))
     return 'slept'
 
+@DFF.API('Cached', cache_result=30)
+def cached():
+    return 'at %r' % time.time()
+
 @DFF.API('Held', queue=7, expires=600)
 def held():
     time.sleep(6)
@@ -280,6 +284,15 @@ class TestResults(Case):
         status, body = ST.http("GET", f"/api/v1/async/{aid}", key=None)
         self.assertEqual(status, 200, body)
         self.assertEqual(ST.wait_task(body["data"]["id"])["result"], "hello")
+
+    def test_cached_result_is_served_with_dffs_cache_header(self):
+        sid = sync_api("cached")
+        status, hdrs, first = raw_http("GET", f"/api/v1/sync/{sid}")
+        self.assertEqual(status, 200)
+        self.assertNotIn("x-dff-cache", hdrs)
+        status, hdrs, again = wait_for(lambda: (lambda a: a if "x-dff-cache" in a[1] else None)(
+            raw_http("GET", f"/api/v1/sync/{sid}")), 10, 0.1, "a cached answer")
+        self.assertEqual((status, again, hdrs["x-dff-cache"]), (200, first, "Cached"))
 
     def test_public_failure_gives_reason_and_message_but_no_traceback(self):
         sid = sync_api("boom")
