@@ -108,6 +108,19 @@ static const struct copt options[] = {
     O_INT("server.api_queue_limit", api_queue_limit, 10000, 0, 100000000,
           "Sync/Async API calls are refused (429) while their queue is longer (0 = no cap)"),
     O_INT("server.max_connections", max_connections, 1024, 1, 65536, "concurrent HTTP connections"),
+    O_STR("server.tls_cert", tls_cert, "",
+          "HTTPS certificate (PEM, leaf first, chain allowed); set = server.port speaks TLS"),
+    O_STR("server.tls_key", tls_key, "", "HTTPS private key (PEM); keep it readable by root only"),
+    O_STR("server.tls_client_ca", tls_client_ca, "",
+          "CA (PEM) client certificates must verify against: mutual TLS (empty = off)"),
+    O_STR("server.tls_priorities", tls_priorities,
+          "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"
+          "+CHACHA20-POLY1305:-RSA:-DHE-RSA:%SERVER_PRECEDENCE",
+          "GnuTLS priority string (default: TLS 1.2+, AEAD ciphers, forward secrecy only)"),
+    O_INT("server.plain_port", plain_port, 0, 0, 65535,
+          "with TLS on: also serve plain HTTP on this port (0 = no plain HTTP)"),
+    O_BOOL("server.plain_redirect", plain_redirect, 1,
+           "the plain port only redirects to https:// (308) instead of serving the API"),
 
     O_INT("worker.children", worker_children, 2, 1, 64, "child processes running functions"),
     O_INT("worker.default_timeout", func_timeout, 30, 1, 3600,
@@ -538,6 +551,16 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
         if (!hostport_valid(c->db_hosts[i]))
             errs_add(e, LINE_OF("mysql.hosts"), "mysql.hosts", "item %d \"%s\" is not host:port",
                      i + 1, c->db_hosts[i]);
+    if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
+        errs_add(e, LINE_OF(c->tls_cert[0] ? "server.tls_key" : "server.tls_cert"),
+                 c->tls_cert[0] ? "server.tls_key" : "server.tls_cert",
+                 "server.tls_cert and server.tls_key go together: set both or neither");
+    if (c->plain_port && c->tls_cert[0] == '\0')
+        errs_add(e, LINE_OF("server.plain_port"), "server.plain_port",
+                 "is only for TLS setups (server.port already speaks plain HTTP)");
+    if (c->plain_port && c->plain_port == c->server_port)
+        errs_add(e, LINE_OF("server.plain_port"), "server.plain_port",
+                 "must differ from server.port");
     if (c->db_name[0] == '\0')
         errs_add(e, LINE_OF("mysql.database"), "mysql.database", "must not be empty");
     if (c->fo_vip[0] && !ipv4_prefix_valid(c->fo_vip))

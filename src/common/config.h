@@ -61,6 +61,13 @@ struct tconf {
     int api_queue_limit;    /* server.api_queue_limit: Sync/Async API calls get 429 while
                                their queue holds more entries; default 10000, 0 = off */
     int max_connections;    /* server.max_connections, default 1024 */
+    /* HTTPS (server_tls.c): with tls_cert set, server.port speaks TLS */
+    char tls_cert[CONF_STR];       /* server.tls_cert: PEM, leaf first, chain allowed */
+    char tls_key[CONF_STR];        /* server.tls_key: PEM private key (root-only file) */
+    char tls_client_ca[CONF_STR];  /* server.tls_client_ca: mutual TLS, "" = off */
+    char tls_priorities[CONF_STR]; /* server.tls_priorities: GnuTLS priority string */
+    int plain_port;                /* server.plain_port: extra plain-HTTP port, 0 = none */
+    bool plain_redirect;           /* server.plain_redirect: it only redirects to https */
 
     /* worker */
     int worker_children; /* worker.children 1..64, default 2 */
