@@ -756,6 +756,11 @@ static void api_done(struct srv_req *r, json_t *outcome, void *ud)
 {
     struct api_ctx *x = ud;
     if (x->stage == STAGE_CALL) {
+        /* the func is done with its uploads: gone before the caller hears back */
+        if (x->upload_dir[0] && !x->keep_uploads) {
+            rm_upload_dir(x->upload_dir);
+            x->upload_dir[0] = '\0';
+        }
         api_answer_outcome(r, outcome, x->options);
         return;
     }
