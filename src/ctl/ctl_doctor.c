@@ -761,7 +761,8 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             puts("usage: tandemctl [-c FILE] [--json] doctor [FILE]\n"
                  "Checks this node: config, keepalived, interface and VIP, peer, Redis, MariaDB,\n"
-                 "clock offset, migrations. Exit 0 if nothing FAILed, 1 otherwise.");
+                 "clock offset, migrations, Python modules DFF scripts import. Exit 0 if\n"
+                 "nothing FAILed, 1 otherwise.");
             return CTL_OK;
         }
         if (argv[i][0] == '-' || file) {
