@@ -469,14 +469,16 @@ static int adopt_dead_batches(struct keeper *k)
 /* ---- reclaim ------------------------------------------------------------- */
 
 /* Moves one pending entry of a dead consumer to the end of its stream, as a
- * copy, atomically: two keepers cannot both re-queue it (XCLAIM's min idle
- * fails for the second), and a keeper dying halfway loses nothing. */
+ * copy, atomically: two keepers cannot both re-queue it (the second finds
+ * it no longer pending), and a keeper dying halfway loses nothing. The
+ * copy is written first, so when Redis refuses writes (maxmemory) nothing
+ * is acked either. KEYS: stream. ARGV: 1 unused, 2 entry id, 3 min idle. */
 static const char REQUEUE_LUA[] =
-    "local r = redis.call('XCLAIM', KEYS[1], 'workers', ARGV[1], ARGV[3], ARGV[2]) "
-    "if #r == 0 then return 0 end "
-    "local e = r[1] "
-    "if type(e) == 'table' and type(e[2]) == 'table' then "
-    "  redis.call('XADD', KEYS[1], '*', unpack(e[2])) "
+    "local p = redis.call('XPENDING', KEYS[1], 'workers', 'IDLE', ARGV[3], ARGV[2], ARGV[2], 1) "
+    "if #p == 0 then return 0 end "
+    "local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2]) "
+    "if e[1] and type(e[1][2]) == 'table' then "
+    "  redis.call('XADD', KEYS[1], '*', unpack(e[1][2])) "
     "end "
     "redis.call('XACK', KEYS[1], 'workers', ARGV[2]) "
     "redis.call('XDEL', KEYS[1], ARGV[2]) "
