@@ -341,7 +341,7 @@ static int fetch(struct wchild *ch)
     /* Nothing waiting: wait for a new entry on any served stream without
      * claiming it (plain XREAD after the newest ids), then claim one by the
      * fetch above. A few idle children may wake for one entry; one gets it. */
-    const char *argv[2 + 2 * W_NQUEUES + 2];
+    const char *argv[6 + 2 * W_NQUEUES]; /* XREAD COUNT 1 BLOCK 1000 STREAMS keys ids */
     int argc = 0;
     argv[argc++] = "XREAD";
     argv[argc++] = "COUNT";
