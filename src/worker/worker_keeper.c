@@ -28,6 +28,7 @@
 #include "db.h"
 #include "log.h"
 #include "rds.h"
+#include "worker_purge.h"
 
 #define FLUSH_BATCH 500
 /* Batch bytes: at most half of max_allowed_packet (SQL quoting grows a
@@ -659,7 +660,8 @@ int keeper_main(const struct tconf *c, int64_t epoch)
     rds_key(k.k_dead, sizeof(k.k_dead), c, "taskrec:dead");
     k.max_packet = 1024 * 1024;
 
-    int64_t next_flush = 0, next_reclaim = 0;
+    struct purge *purge = purge_new(c); /* NULL: retention off */
+    int64_t next_flush = 0, next_reclaim = 0, next_purge = 0;
     while (!g_stop) {
         int64_t now = mono_ms();
         if (now >= next_reclaim && k_redis(&k)) {
@@ -676,7 +678,11 @@ int keeper_main(const struct tconf *c, int64_t epoch)
                 ;
             next_flush = mono_ms() + c->record_flush_ms;
         }
+        if (purge && mono_ms() >= next_purge)
+            next_purge = purge_tick(purge, k_redis(&k), mono_ms());
         int64_t wake = next_flush < next_reclaim ? next_flush : next_reclaim;
+        if (purge && next_purge < wake)
+            wake = next_purge;
         int64_t d = wake - mono_ms();
         sleep_ms(d < 10 ? 10 : (d > 200 ? 200 : d));
     }
@@ -693,6 +699,7 @@ int keeper_main(const struct tconf *c, int64_t epoch)
         if (r)
             freeReplyObject(r);
     }
+    purge_free(purge);
     if (k.rc)
         redisFree(k.rc);
     if (k.db)
