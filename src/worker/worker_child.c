@@ -241,6 +241,8 @@ static int fetch_reply(struct wchild *ch, redisReply *r, const struct fetch_args
         return 0;
     }
     if (r->type == REDIS_REPLY_ERROR) {
+        if (rds_readonly(ch->rc, r))
+            return -1; /* a replica now: the context is marked broken */
         if (strncmp(r->str, "NOSCRIPT", 8) == 0)
             ch->fetch_sha[0] = '\0'; /* Redis restarted: reload next time */
         else
@@ -333,6 +335,8 @@ static int fetch(struct wchild *ch)
     int got = fetch_reply(ch, r, &a);
     freeReplyObject(r);
     if (got != 0 || !ch->have_last_ids) {
+        if (got == -1 && ch->rc->err)
+            return -1; /* e.g. READONLY: reconnect */
         if (got == -1)
             sleep_ms(200);
         return 0;

@@ -327,6 +327,11 @@ static int flush_batch(struct keeper *k)
     if (arr->type != REDIS_REPLY_ARRAY || arr->elements == 0) {
         if (arr->type == REDIS_REPLY_ERROR) {
             log_warnx("keeper: taking task records from %s: %s", k->k_src, arr->str);
+            if (rds_readonly(rc, arr)) {
+                freeReplyObject(arr);
+                k_redis_broken(k);
+                return -1;
+            }
             if (strncmp(arr->str, "NOSCRIPT", 8) == 0)
                 k->take_sha[0] = '\0';
             freeReplyObject(arr);
@@ -401,6 +406,8 @@ static int flush_batch(struct keeper *k)
                         log_warnx("keeper: clearing the written batch: %s; it will be replayed "
                                   "(no duplicates)",
                                   d->str);
+                        if (rds_readonly(rc, d))
+                            k_redis_broken(k);
                         rv = -1;
                     }
                     freeReplyObject(d);

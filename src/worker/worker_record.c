@@ -258,6 +258,7 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
         goto out; /* the context is unusable now */
     }
     redisReply *r = rep;
+    rds_readonly(rc, r); /* a replica now: the caller reconnects (Sentinel) */
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
         rv = 0;
     } else if (err &&
