@@ -216,7 +216,6 @@ static void spawn_keeper(struct pool *p)
 static void on_message(struct pool *p, struct slot *s, const struct wmsg *m)
 {
     char why[128];
-    (void)p;
     if (wmsg_check(m, why, sizeof(why)) == -1) {
         log_warnx("master: child %d sent a bad message (%s); ignored", s->pid, why);
         return;
@@ -225,6 +224,7 @@ static void on_message(struct pool *p, struct slot *s, const struct wmsg *m)
     case WMSG_READY:
         s->ready = true;
         s->fails = 0;
+        p->next_hb = 0; /* the child count in the heartbeat now, not in a second */
         break;
     case WMSG_START:
         s->busy = true;

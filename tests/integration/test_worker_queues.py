@@ -154,6 +154,20 @@ class WorkerQueues(unittest.TestCase):
             self.wait_done([first] + burst, 20)
         self.assertLessEqual(worst, 1)
 
+    def test_d_a_dead_consumers_entry_on_a_numbered_queue_is_requeued(self):
+        self.ensure_group("5")
+        tid, t = task("5", tag="orphaned")
+        # Added and claimed at once (MULTI) by a consumer no heartbeat knows,
+        # as if its worker had been killed right after: our idle child must
+        # not get it first.
+        rep = self.r.pipeline([("MULTI",), ("XADD", P + "q:5", "*", "t", t),
+                               ("XREADGROUP", "GROUP", "workers", "ghost-node:424242", "COUNT", "1",
+                                "STREAMS", P + "q:5", ">"), ("EXEC",)])
+        self.assertTrue(rep[3] and rep[3][1], f"the ghost consumer claimed nothing: {rep!r}")
+        st = self.wait_done([tid], 30)[0]  # keeper pass every 5 s, idle >= 3 s
+        self.assertEqual(st["status"], "success", st)
+        self.assertEqual(st["result"], "orphaned")
+
 
 if __name__ == "__main__":
     unittest.main()
