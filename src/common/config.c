@@ -143,6 +143,10 @@ static const struct copt options[] = {
           "how long a sync call's task status stays in Redis, s (its record stays in MariaDB)"),
     O_INT("worker.record_flush_ms", record_flush_ms, 1000, 10, 60000,
           "task record batch flush interval, ms"),
+    {"worker.queues", CT_STRLIST, ELT(worker_queues), NULL, 0, 0, 0, 0,
+     "queues this worker's children serve, e.g. [\"sync\", \"5\"] (default: all of sync, cron, "
+     "async, 0..9)",
+     offsetof(struct tconf, worker_nqueues), CONF_MAX_QUEUES},
 
     O_INT("beat.lease_ms", lease_ms, 3000, 500, 60000, "beat leadership lease, ms"),
     O_INT("beat.misfire_grace", misfire_grace, 60, 0, 86400,
@@ -579,6 +583,18 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
         if (!ipv4_valid(c->fo_unicast_peers[i]))
             errs_add(e, LINE_OF("failover.unicast_peers"), "failover.unicast_peers",
                      "item %d \"%s\" is not an IPv4 address", i + 1, c->fo_unicast_peers[i]);
+    for (int i = 0; i < c->worker_nqueues; i++) {
+        const char *q = c->worker_queues[i];
+        bool known = strcmp(q, "sync") == 0 || strcmp(q, "cron") == 0 || strcmp(q, "async") == 0 ||
+                     (q[0] >= '0' && q[0] <= '9' && q[1] == '\0');
+        if (!known)
+            errs_add(e, LINE_OF("worker.queues"), "worker.queues",
+                     "item %d \"%s\" is not a queue (sync, cron, async or 0..9)", i + 1, q);
+        for (int j = 0; j < i; j++)
+            if (strcmp(c->worker_queues[j], q) == 0)
+                errs_add(e, LINE_OF("worker.queues"), "worker.queues",
+                         "item %d \"%s\" is listed twice", i + 1, q);
+    }
     if (strncmp(c->ctl_url, "http://", 7) != 0 && strncmp(c->ctl_url, "https://", 8) != 0)
         errs_add(e, LINE_OF("ctl.url"), "ctl.url", "\"%s\" must start with http:// or https://",
                  c->ctl_url);

@@ -8,7 +8,7 @@
 
 #define CONF_STR 256
 #define CONF_MAX_PEERS 8
-#define CONF_MAX_QUEUES 8
+#define CONF_MAX_QUEUES 13 /* sync, cron, async, 0..9 */
 
 struct tconf {
     char path[CONF_STR]; /* the file it was loaded from */
@@ -82,6 +82,10 @@ struct tconf {
     int task_ttl;        /* worker.task_ttl s a task's status stays in Redis, default 86400 */
     int sync_task_ttl;   /* worker.sync_task_ttl s, the same for sync calls, default 300 */
     int record_flush_ms; /* worker.record_flush_ms, default 1000 */
+    /* worker.queues = ["sync", "cron", "async", "0", ..., "9"]: the streams
+     * this worker's children serve; none listed (the default) = all. */
+    char worker_queues[CONF_MAX_QUEUES][8];
+    int worker_nqueues;
 
     /* beat */
     int lease_ms;      /* beat.lease_ms, default 3000, 500..60000 */

@@ -172,9 +172,12 @@ int task_decode(struct task *t, const char *json, char **err)
         goto bad;
     }
     t->origin = (enum task_origin)org;
+    /* DFF's numbered queues 0..9 (@DFF.API(queue=N)) are streams too. */
+    bool numbered = t->queue[0] >= '0' && t->queue[0] <= '9' && t->queue[1] == '\0';
     if (strcmp(t->queue, "sync") != 0 && strcmp(t->queue, "async") != 0 &&
-        strcmp(t->queue, "cron") != 0) {
-        err_set(err, "task: field \"queue\" \"%s\" is not one of sync, async, cron", t->queue);
+        strcmp(t->queue, "cron") != 0 && !numbered) {
+        err_set(err, "task: field \"queue\" \"%s\" is not one of sync, async, cron, 0..9",
+                t->queue);
         goto bad;
     }
     json_t *kw = json_object_get(o, "kwargs");
