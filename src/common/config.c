@@ -139,7 +139,7 @@ static const struct copt options[] = {
           "grace after a task's timeout before its entry is reclaimed, s"),
     O_INT("worker.task_ttl", task_ttl, 86400, 60, 30 * 86400,
           "how long a task's status stays in Redis, s"),
-    O_INT("worker.sync_task_ttl", sync_task_ttl, 300, 10, 30 * 86400,
+    O_INT("worker.sync_task_ttl", sync_task_ttl, 10, 2, 30 * 86400,
           "how long a sync call's task status stays in Redis, s (its record stays in MariaDB)"),
     O_INT("worker.record_flush_ms", record_flush_ms, 1000, 10, 60000,
           "task record batch flush interval, ms"),

@@ -80,7 +80,7 @@ struct tconf {
     int64_t output_cap;  /* worker.output_cap bytes of print/log kept, default 64 KiB */
     int reclaim_margin;  /* worker.reclaim_margin s, default 10 */
     int task_ttl;        /* worker.task_ttl s a task's status stays in Redis, default 86400 */
-    int sync_task_ttl;   /* worker.sync_task_ttl s, the same for sync calls, default 300 */
+    int sync_task_ttl;   /* worker.sync_task_ttl s, the same for sync calls, default 10 */
     int record_flush_ms; /* worker.record_flush_ms, default 1000 */
     /* worker.queues = ["sync", "cron", "async", "0", ..., "9"]: the streams
      * this worker's children serve; none listed (the default) = all. */
