@@ -475,7 +475,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->suspended = false;
         json_t *o = r->outcome;
         r->outcome = NULL;
-        r->done(r, o, r->done_ud);
+        /* answered already: srv_call's enqueue failed after the dispatcher
+         * had claimed r; only that answer goes out */
+        if (!r->answered)
+            r->done(r, o, r->done_ud);
         json_decref(o);
         return queue_answer(r);
     }

@@ -124,6 +124,15 @@ void pending_insert(struct srv_req *r);
 bool pending_remove(struct srv_req *r);
 /* Called under pend_mu by srv_call when the outcome may already be there. */
 void dispatcher_expire_all(const char *reason, const char *message);
+/* The two halves of the dispatcher's expiry, for tests: take the requests
+ * past their deadline (all of them when `all`) out of the pending table, a
+ * list chained by pnext; then deliver each a made-up timeout outcome
+ * (reason NULL: asks Redis whether the task was running) and resume it.
+ * A claimed request is the dispatcher's to deliver to, even when srv_call
+ * has answered it meanwhile (srv_call then waits suspended). */
+struct srv_req *pending_claim(bool all);
+void pending_deliver_timeouts(struct srv_req *list, redisContext *rc, const char *reason,
+                              const char *message);
 /* Outcome → response, used by the dispatcher's tests: reason for an expired task. */
 
 /* server_http.c */
