@@ -95,6 +95,15 @@ static const struct copt options[] = {
     O_INT("server.sync_timeout", sync_timeout, 35, 1, 3600, "longest wait for a sync call, s"),
     O_INT("server.async_timeout", async_timeout, 3600, 1, 3600, "longest run of an async task, s"),
     O_INT("server.max_connections", max_connections, 1024, 1, 65536, "concurrent HTTP connections"),
+    O_INT("server.max_connections_per_ip", max_conn_per_ip, 64, 0, 65536,
+          "concurrent HTTP connections from one client address (0 = no cap)"),
+    O_INT("server.header_timeout", header_timeout, 10, 1, 3600,
+          "total time a client has to send a request's headers, s"),
+    O_INT("server.body_timeout", body_timeout, 30, 1, 3600,
+          "total time a client has to send a request's body, s"),
+    O_INT("server.health_port", health_port, 0, -1, 65535,
+          "port answering only health and ping, that a flood of the main port cannot block "
+          "(0 = server.port + 1, -1 = none)"),
 
     O_INT("worker.children", worker_children, 2, 1, 64, "child processes running functions"),
     O_INT("worker.default_timeout", func_timeout, 30, 1, 3600,
@@ -191,6 +200,15 @@ static void derive_node_name(struct tconf *c)
 static void derive_ctl_url(struct tconf *c)
 {
     snprintf(c->ctl_url, sizeof(c->ctl_url), "http://127.0.0.1:%d", c->server_port);
+}
+
+int tconf_health_port(const struct tconf *c)
+{
+    if (c->health_port > 0)
+        return c->health_port;
+    if (c->health_port < 0 || c->server_port >= 65535)
+        return -1;
+    return c->server_port + 1;
 }
 
 static void derive_fo_socket(struct tconf *c)
@@ -490,6 +508,9 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
                  "must not be empty when mysql.socket is not set");
     if (c->db_name[0] == '\0')
         errs_add(e, LINE_OF("mysql.database"), "mysql.database", "must not be empty");
+    if (c->health_port > 0 && c->health_port == c->server_port)
+        errs_add(e, LINE_OF("server.health_port"), "server.health_port",
+                 "%d is server.port too; pick another port (or -1 for none)", c->health_port);
     if (c->fo_vip[0] && !ipv4_prefix_valid(c->fo_vip))
         errs_add(e, LINE_OF("failover.vip"), "failover.vip",
                  "\"%s\" is not an IPv4 address with prefix, e.g. \"198.18.0.100/24\"", c->fo_vip);

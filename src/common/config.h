@@ -50,6 +50,10 @@ struct tconf {
     int sync_timeout;       /* server.sync_timeout s, default 35 (DFF), 1..3600 */
     int async_timeout;      /* server.async_timeout s, default 3600 (DFF), 1..3600 */
     int max_connections;    /* server.max_connections, default 1024 */
+    int max_conn_per_ip;    /* server.max_connections_per_ip, default 64 (0 = no cap) */
+    int header_timeout;     /* server.header_timeout s: total time for a request's headers */
+    int body_timeout;       /* server.body_timeout s: total time for a request's body */
+    int health_port;        /* server.health_port: 0 = server.port + 1, -1 = none */
 
     /* worker */
     int worker_children; /* worker.children 1..64, default 2 */
@@ -104,5 +108,9 @@ int tconf_load(struct tconf *c, const char *path, char **err);
 /* Write the effective configuration (every option, commented) to f. */
 struct _IO_FILE;
 void tconf_dump(const struct tconf *c, struct _IO_FILE *f);
+
+/* The port of the server's health listener (server.health_port, 0 meaning
+ * server.port + 1), or -1 when there is none. */
+int tconf_health_port(const struct tconf *c);
 
 #endif
