@@ -16,6 +16,8 @@
 #include "log.h"
 #include "sha256.h"
 #include "server_int.h"
+#include "server_tls.h"
+#include "util.h"
 
 /* ---- envelope ------------------------------------------------------------ */
 
@@ -548,6 +550,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             trace_id_new(r->trace_id, sizeof r->trace_id);
         r->state = RS_BODY;
         *con_cls = r;
+        if (srv_tls_client_required()) {
+            char why[256];
+            if (!srv_tls_client_ok(conn, why, sizeof why)) {
+                r->body_too_large = true; /* drop the body, answer now */
+                req_err(r, 401, "EAPIAuth", NULL, "%s", why);
+                return queue_answer(r);
+            }
+        }
         /* Refuse an announced oversize body before reading any of it. */
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -673,8 +683,58 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static struct MHD_Daemon *health_mhd;
 
+/* server.plain_port with TLS on: a plain-HTTP listener that either sends
+ * every request to the https:// URL (308 keeps the method and body) or,
+ * when the operator turned the redirect off, serves the API itself. */
+static struct MHD_Daemon *g_plain;
+
+static enum MHD_Result on_plain(void *cls, struct MHD_Connection *conn, const char *url,
+                                const char *method, const char *version, const char *upload_data,
+                                size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)method;
+    (void)version;
+    (void)upload_data;
+    if (*con_cls == NULL) {
+        *con_cls = conn; /* wait for the whole request before answering */
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    char h[256];
+    snprintf(h, sizeof h, "%s",
+             host && *host && !strpbrk(host, "\r\n") ? host : S.conf.server_listen);
+    /* drop the plain port: "host:80" -> "host", "[v6]:80" -> "[v6]" */
+    char *cut = h[0] == '[' ? strstr(h, "]:") : strrchr(h, ':');
+    if (cut)
+        cut[h[0] == '[' ? 1 : 0] = '\0';
+    char *loc = xasprintf("https://%s:%d%s", h, S.conf.server_port, url);
+    static const char body[] = "use https\n";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_NO;
+    if (resp && loc) {
+        MHD_add_response_header(resp, "Location", loc);
+        ret = MHD_queue_response(conn, 308, resp);
+    }
+    if (resp)
+        MHD_destroy_response(resp);
+    free(loc);
+    return ret;
+}
+
+/* One listener on server.listen:port. Every one gets the connection limits
+ * and the total-time deadlines (on_connection + the reaper); `tls` (may be
+ * NULL) adds the TLS options; a redirect-only listener has no request
+ * state, so no on_completed. */
 static struct MHD_Daemon *daemon_start(const char *what, int port, unsigned threads, unsigned limit,
-                                       unsigned per_ip, void *cls)
+                                       unsigned per_ip, MHD_AccessHandlerCallback handler,
+                                       void *cls, bool with_completed,
+                                       const struct MHD_OptionItem *tls)
 {
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
@@ -686,44 +746,67 @@ static struct MHD_Daemon *daemon_start(const char *what, int port, unsigned thre
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
+    if (tls && tls[0].option != MHD_OPTION_END)
+        flags |= MHD_USE_TLS;
+    static const struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
     /* MHD_OPTION_CONNECTION_TIMEOUT stays the idle timeout (keep-alive,
      * stalled reads of the answer); total-time deadlines are the reaper's */
-    struct MHD_OptionItem opts[] = {
-        {MHD_OPTION_SOCK_ADDR, 0, &sa},
-        {MHD_OPTION_CONNECTION_TIMEOUT, S.conf.conn_timeout, NULL},
-        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)limit, NULL},
-        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)per_ip, NULL},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL},
-        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL},
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
-        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    struct MHD_Daemon *d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, cls,
-                                            MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    struct MHD_OptionItem opts[9];
+    int n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &sa};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, S.conf.conn_timeout, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)limit, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)per_ip, NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
+    if (threads > 1)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
+    if (with_completed)
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL};
+    opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    struct MHD_Daemon *d =
+        MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handler, cls, MHD_OPTION_ARRAY, opts,
+                         MHD_OPTION_ARRAY, tls ? tls : none, MHD_OPTION_END);
     if (!d)
-        log_err("cannot listen on %s:%d for %s (in use? bad address?)", S.conf.server_listen, port,
-                what);
+        log_err("cannot listen on %s:%d for %s (in use? bad address?%s)", S.conf.server_listen,
+                port, what, flags & MHD_USE_TLS ? " TLS setup refused?" : "");
     return d;
 }
 
 int http_start(void)
 {
-    S.mhd =
-        daemon_start("the API (server.port)", S.conf.server_port, (unsigned)S.conf.server_threads,
-                     (unsigned)S.conf.max_connections, (unsigned)S.conf.max_conn_per_ip, NULL);
+    struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
+    int ntls = srv_tls_mhd_options(tls, 3);
+    tls[ntls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    S.mhd = daemon_start("the API (server.port)", S.conf.server_port,
+                         (unsigned)S.conf.server_threads, (unsigned)S.conf.max_connections,
+                         (unsigned)S.conf.max_conn_per_ip, on_request, NULL, true, tls);
     if (!S.mhd)
         return -1;
-    log_info("listening on http://%s:%d (%d threads, %d connections, %d per address)",
-             S.conf.server_listen, S.conf.server_port, S.conf.server_threads,
-             S.conf.max_connections, S.conf.max_conn_per_ip);
-    /* Its own socket, thread and connection slots: the supervisor's probe
-     * and load balancers still get an answer while slow or greedy clients
-     * hold every connection of the main port. */
+    log_info("listening on %s://%s:%d (%d threads, %d connections, %d per address)",
+             ntls ? "https" : "http", S.conf.server_listen, S.conf.server_port,
+             S.conf.server_threads, S.conf.max_connections, S.conf.max_conn_per_ip);
+    if (S.conf.plain_port) {
+        bool redirect = S.conf.plain_redirect;
+        g_plain = daemon_start("server.plain_port", S.conf.plain_port,
+                               redirect ? 1 : (unsigned)S.conf.server_threads,
+                               (unsigned)S.conf.max_connections, (unsigned)S.conf.max_conn_per_ip,
+                               redirect ? on_plain : on_request, NULL, !redirect, NULL);
+        if (!g_plain)
+            return -1;
+        log_info("plain http on %s:%d %s", S.conf.server_listen, S.conf.plain_port,
+                 redirect ? "redirects to https" : "serves the API");
+    }
+    /* Its own socket, thread and connection slots, plain HTTP even when
+     * server.port speaks TLS: the supervisor's probe and load balancers
+     * still get an answer while slow or greedy clients hold every
+     * connection of the main port. */
     int hp = tconf_health_port(&S.conf);
     if (hp > 0) {
-        health_mhd =
-            daemon_start("health (server.health_port)", hp, 1, 256, 16, &health_listener_tag);
+        health_mhd = daemon_start("health (server.health_port)", hp, 1, 256, 16, on_request,
+                                  &health_listener_tag, true, NULL);
         if (!health_mhd && S.conf.health_port > 0)
             return -1;
         if (health_mhd)
@@ -743,8 +826,8 @@ int http_start(void)
 
 void http_quiesce(void)
 {
-    struct MHD_Daemon *ds[] = {S.mhd, health_mhd};
-    for (int i = 0; i < 2; i++) {
+    struct MHD_Daemon *ds[] = {g_plain, S.mhd, health_mhd};
+    for (int i = 0; i < 3; i++) {
         if (ds[i]) {
             MHD_socket fd = MHD_quiesce_daemon(ds[i]);
             if (fd != MHD_INVALID_SOCKET)
@@ -760,6 +843,9 @@ void http_stop(void)
         pthread_join(ct.reaper, NULL);
         ct.reaper_running = false;
     }
+    if (g_plain)
+        MHD_stop_daemon(g_plain);
+    g_plain = NULL;
     if (S.mhd)
         MHD_stop_daemon(S.mhd);
     S.mhd = NULL;
