@@ -293,6 +293,33 @@ class TestGenBump(unittest.TestCase):
             ST.redis("SET", "tandem:gen", str(int(gen) + 1000))
 
 
+class TestBeatReload(unittest.TestCase):
+    def test_pause_saved_without_a_gen_change_stops_cron_within_5s(self):
+        ST.push_script("sc__t", "@DFF.API('tick')\ndef tick():\n    return 1\n")
+        jid = ST.api("POST", "/api/v1/cron-jobs", {"func_id": "sc__t.tick", "expr": "* * * * * *",
+                                                   "overlap": "allow"})["id"]
+
+        def last():
+            return ST.redis("HGET", f"tandem:cron:state:{jid}", "last_slot")
+        try:
+            wait_for(lambda: last(), 15, 0.2, "the job to fire")
+            # what an admin write does when its gen INCR is refused: the SQL
+            # is committed, nothing announced
+            ST.sql("INSERT INTO setting (k, v, updated_at) VALUES ('cron.paused', '1', NOW(3)) "
+                   "ON DUPLICATE KEY UPDATE v = VALUES(v), updated_at = NOW(3)")
+            t0 = time.monotonic()
+
+            def stopped():
+                a = last()
+                time.sleep(1.5)
+                return a == last()
+            wait_for(stopped, 10, 0, "cron to stop firing without a gen change")
+            self.assertLess(time.monotonic() - t0, 8)
+        finally:
+            ST.api("PATCH", "/api/v1/cron-jobs/_settings", {"paused": False})
+            ST.api("DELETE", f"/api/v1/cron-jobs/{jid}")
+
+
 class TestZDatabaseStopped(unittest.TestCase):
     """Runs last: MariaDB is stopped (SIGSTOP) and comes back."""
 
