@@ -186,13 +186,15 @@ bool sv_peer_ready_backup(struct sv *s, char *who, size_t n)
     return ok;
 }
 
-/* GET /api/v1/health on the local server. Returns the HTTP status, 0 if no answer. */
-static int probe_server(const struct tconf *c, char *detail, size_t n)
+/* GET /api/v1/health on the local server's port `port`. Returns the HTTP
+ * status, 0 if no answer; *refused when nothing listens there. */
+static int probe_port(const struct tconf *c, int port, char *detail, size_t n, bool *refused)
 {
     const char *host = c->server_listen;
     if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0)
         host = "127.0.0.1";
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->server_port)};
+    *refused = false;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         snprintf(detail, n, "server.listen %s is not an IPv4 address", host);
         return 0;
@@ -207,7 +209,8 @@ static int probe_server(const struct tconf *c, char *detail, size_t n)
     int status = 0;
     char buf[2048];
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
-        snprintf(detail, n, "connect %s:%d: %s", host, c->server_port, strerror(errno));
+        *refused = errno == ECONNREFUSED;
+        snprintf(detail, n, "connect %s:%d: %s", host, port, strerror(errno));
         goto out;
     }
     int k = snprintf(buf, sizeof(buf),
@@ -222,7 +225,7 @@ static int probe_server(const struct tconf *c, char *detail, size_t n)
         got += (size_t)r;
     buf[got] = '\0';
     if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
-        snprintf(detail, n, "no HTTP answer from %s:%d", host, c->server_port);
+        snprintf(detail, n, "no HTTP answer from %s:%d", host, port);
         status = 0;
         goto out;
     }
@@ -231,6 +234,22 @@ static int probe_server(const struct tconf *c, char *detail, size_t n)
 out:
     close(fd);
     return status;
+}
+
+/* The server's health listener (server.health_port) has its own socket and
+ * connection slots, so slow clients holding the main port cannot make the
+ * probe fail; the main port is the fallback when the server runs without
+ * one (server.health_port = -1, or server.port + 1 was taken). */
+static int probe_server(const struct tconf *c, char *detail, size_t n)
+{
+    bool refused = false;
+    int hp = tconf_health_port(c);
+    if (hp > 0) {
+        int st = probe_port(c, hp, detail, n, &refused);
+        if (!refused)
+            return st;
+    }
+    return probe_port(c, c->server_port, detail, n, &refused);
 }
 
 static void *health_main(void *arg)

@@ -107,8 +107,12 @@ static void check_gen(struct beat *b)
             freeReplyObject(r);
         }
     }
-    if (gen != b->gen_seen || b->reload_pending) {
+    /* also every 5 s without a gen change: a change whose INCR failed after
+     * its SQL commit (a paused cron, a deleted job) still applies by then */
+    static int64_t last_load_mono;
+    if (gen != b->gen_seen || b->reload_pending || t - last_load_mono >= 5000) {
         if (beat_jobs_load(b) == 0) {
+            last_load_mono = t;
             b->gen_seen = gen;
             b->reload_pending = false;
         } else {

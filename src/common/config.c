@@ -114,6 +114,15 @@ static const struct copt options[] = {
     O_INT("server.api_queue_limit", api_queue_limit, 10000, 0, 100000000,
           "Sync/Async API calls are refused (429) while their queue is longer (0 = no cap)"),
     O_INT("server.max_connections", max_connections, 1024, 1, 65536, "concurrent HTTP connections"),
+    O_INT("server.max_connections_per_ip", max_conn_per_ip, 64, 0, 65536,
+          "concurrent HTTP connections from one client address (0 = no cap)"),
+    O_INT("server.header_timeout", header_timeout, 10, 1, 3600,
+          "total time a client has to send a request's headers, s"),
+    O_INT("server.body_timeout", body_timeout, 30, 1, 3600,
+          "total time a client has to send a request's body, s"),
+    O_INT("server.health_port", health_port, 0, -1, 65535,
+          "port answering only health and ping, that a flood of the main port cannot block "
+          "(0 = server.port + 1, -1 = none)"),
     O_STR("server.tls_cert", tls_cert, "",
           "HTTPS certificate (PEM, leaf first, chain allowed); set = server.port speaks TLS"),
     O_STR("server.tls_key", tls_key, "", "HTTPS private key (PEM); keep it readable by root only"),
@@ -246,6 +255,15 @@ static void derive_node_name(struct tconf *c)
 static void derive_ctl_url(struct tconf *c)
 {
     snprintf(c->ctl_url, sizeof(c->ctl_url), "http://127.0.0.1:%d", c->server_port);
+}
+
+int tconf_health_port(const struct tconf *c)
+{
+    if (c->health_port > 0)
+        return c->health_port;
+    if (c->health_port < 0 || c->server_port >= 65535)
+        return -1;
+    return c->server_port + 1;
 }
 
 static void derive_fo_socket(struct tconf *c)
@@ -573,6 +591,12 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
                  "must differ from server.port");
     if (c->db_name[0] == '\0')
         errs_add(e, LINE_OF("mysql.database"), "mysql.database", "must not be empty");
+    if (c->health_port > 0 && c->health_port == c->server_port)
+        errs_add(e, LINE_OF("server.health_port"), "server.health_port",
+                 "%d is server.port too; pick another port (or -1 for none)", c->health_port);
+    if (c->health_port > 0 && c->health_port == c->plain_port)
+        errs_add(e, LINE_OF("server.health_port"), "server.health_port",
+                 "%d is server.plain_port too; pick another port (or -1 for none)", c->health_port);
     if (c->fo_vip[0] && !ipv4_prefix_valid(c->fo_vip))
         errs_add(e, LINE_OF("failover.vip"), "failover.vip",
                  "\"%s\" is not an IPv4 address with prefix, e.g. \"198.18.0.100/24\"", c->fo_vip);

@@ -65,6 +65,10 @@ struct tconf {
     int api_queue_limit;    /* server.api_queue_limit: Sync/Async API calls get 429 while
                                their queue holds more entries; default 10000, 0 = off */
     int max_connections;    /* server.max_connections, default 1024 */
+    int max_conn_per_ip;    /* server.max_connections_per_ip, default 64 (0 = no cap) */
+    int header_timeout;     /* server.header_timeout s: total time for a request's headers */
+    int body_timeout;       /* server.body_timeout s: total time for a request's body */
+    int health_port;        /* server.health_port: 0 = server.port + 1, -1 = none */
     /* HTTPS (server_tls.c): with tls_cert set, server.port speaks TLS */
     char tls_cert[CONF_STR];       /* server.tls_cert: PEM, leaf first, chain allowed */
     char tls_key[CONF_STR];        /* server.tls_key: PEM private key (root-only file) */
@@ -142,5 +146,9 @@ int tconf_load(struct tconf *c, const char *path, char **err);
 /* Write the effective configuration (every option, commented) to f. */
 struct _IO_FILE;
 void tconf_dump(const struct tconf *c, struct _IO_FILE *f);
+
+/* The port of the server's health listener (server.health_port, 0 meaning
+ * server.port + 1), or -1 when there is none. */
+int tconf_health_port(const struct tconf *c);
 
 #endif

@@ -265,8 +265,8 @@ void h_script_delete(struct srv_req *r)
         if (n == 0) {
             req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "script %s not found", id);
         } else {
-            srv_gen_bump();
-            req_ok(r, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
+            if (srv_gen_bump_answer(r, "script %s deleted", id) == 0)
+                req_ok(r, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
         }
     } else {
         rollback(m);
@@ -405,7 +405,8 @@ static void publish_done(struct srv_req *r, json_t *outcome, void *ud)
     free(err);
     free(qid);
     free(qcode);
-    srv_gen_bump();
+    /* on failure this answers 503; the fixed cron jobs are still synced */
+    bool announced = srv_gen_bump_answer(r, "script %s published as version %lld", p->id, ver) == 0;
     err = NULL;
     json_t *data =
         json_pack("{s:s,s:I,s:O}", "id", p->id, "publish_version", (json_int_t)ver, "funcs", funcs);
@@ -414,7 +415,10 @@ static void publish_done(struct srv_req *r, json_t *outcome, void *ud)
         json_object_set_new(data, "cron_error", json_string(err ? err : "failed"));
     }
     free(err);
-    req_ok(r, data);
+    if (announced)
+        req_ok(r, data);
+    else
+        json_decref(data);
 out:
     free(p->code);
     free(p);
@@ -564,8 +568,8 @@ void h_api_create(struct srv_req *r)
                      "VALUES (%s, %s, %s, %s, %d, %d, %s)",
                      table, qid, qf, qt, qk, f.need_key ? 1 : 0,
                      (!f.has_enabled || f.enabled) ? 1 : 0, timeout) >= 0) {
-        srv_gen_bump();
-        api_answer(r, m, table, id);
+        if (srv_gen_bump_answer(r, "%s %s created", table, id) == 0)
+            api_answer(r, m, table, id);
     }
     free(kw);
     free(qid);
@@ -636,8 +640,8 @@ void h_api_patch(struct srv_req *r)
     free(q);
     if (n < 0)
         goto out;
-    if (*sep)
-        srv_gen_bump();
+    if (*sep && srv_gen_bump_answer(r, "%s %s updated", table, id) != 0)
+        goto out;
     api_answer(r, m, table, id);
 out:
     json_decref(body);
@@ -656,10 +660,9 @@ void h_api_delete(struct srv_req *r)
     if (n == 0)
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "%s %s not found",
                 is_sync_path(r) ? "sync API" : "async API", id);
-    else if (n > 0) {
-        srv_gen_bump();
+    else if (n > 0 && srv_gen_bump_answer(r, "%s %s deleted",
+                                          is_sync_path(r) ? "sync API" : "async API", id) == 0)
         req_ok(r, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
-    }
 }
 
 /* ---- env variables ------------------------------------------------------------ */
@@ -711,8 +714,8 @@ void h_env_put(struct srv_req *r)
                      "INSERT INTO env_variable (id, value) VALUES (%s, %s) "
                      "ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = NOW(3)",
                      qid, qv) >= 0) {
-        srv_gen_bump();
-        env_answer(r, m, id);
+        if (srv_gen_bump_answer(r, "env variable %s saved", id) == 0)
+            env_answer(r, m, id);
     }
     free(qid);
     free(qv);
@@ -731,10 +734,8 @@ void h_env_delete(struct srv_req *r)
     free(q);
     if (n == 0)
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "env variable %s not found", id);
-    else if (n > 0) {
-        srv_gen_bump();
+    else if (n > 0 && srv_gen_bump_answer(r, "env variable %s deleted", id) == 0)
         req_ok(r, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
-    }
 }
 
 /* ---- access keys ---------------------------------------------------------------- */
@@ -767,8 +768,9 @@ void h_key_create(struct srv_req *r)
     char *qid = db_q(m, id), *qn = db_q(m, name ? name : ""), *qh = db_q(m, hex);
     if (req_sql_exec(r, m, "INSERT INTO access_key (id, name, secret_sha256) VALUES (%s, %s, %s)",
                      qid, qn, qh) >= 0) {
-        srv_gen_bump();
-        req_ok(r, json_pack("{s:s,s:s,s:s}", "id", id, "name", name ? name : "", "secret", secret));
+        if (srv_gen_bump_answer(r, "access key %s created", id) == 0)
+            req_ok(r, json_pack("{s:s,s:s,s:s}", "id", id, "name", name ? name : "", "secret",
+                                secret));
     }
     free(qid);
     free(qn);
@@ -799,8 +801,8 @@ void h_key_delete(struct srv_req *r)
             r, m, "UPDATE access_key SET revoked_at = NOW(3) WHERE id = %s AND revoked_at IS NULL",
             q) < 0)
         goto out;
-    srv_gen_bump();
-    req_ok(r, json_pack("{s:s,s:b}", "id", id, "revoked", 1));
+    if (srv_gen_bump_answer(r, "access key %s revoked", id) == 0)
+        req_ok(r, json_pack("{s:s,s:b}", "id", id, "revoked", 1));
 out:
     free(q);
 }

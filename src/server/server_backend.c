@@ -2,6 +2,8 @@
  * and, once an admin endpoint needs it, one MariaDB connection. Dropped on
  * I/O errors and reconnected by the next request. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <errmsg.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -156,12 +158,14 @@ void req_redis_err(struct srv_req *r, redisContext *rc, redisReply *rep, const c
     }
 }
 
-int srv_gen_bump(void)
+/* INCR <prefix>gen; why it failed goes to why[]. */
+static int gen_bump(char *why, size_t whyn)
 {
     char *err = NULL;
     redisContext *rc = redis_thread(&err);
     if (!rc) {
-        log_warnx("cannot bump generation: redis: %s", err ? err : "?");
+        snprintf(why, whyn, "redis: %s", err ? err : "?");
+        log_warnx("cannot bump generation: %s", why);
         free(err);
         return -1;
     }
@@ -169,8 +173,9 @@ int srv_gen_bump(void)
     rds_key(key, sizeof key, &S.conf, "gen");
     redisReply *rep = redisCommand(rc, "INCR %s", key);
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
-        log_warnx("cannot bump generation: %s",
-                  rc->err ? rc->errstr : (rep && rep->str ? rep->str : "?"));
+        snprintf(why, whyn, "redis: INCR gen: %s",
+                 rc->err ? rc->errstr : (rep && rep->str ? rep->str : "no reply"));
+        log_warnx("cannot bump generation: %s", why);
         if (rc->err)
             srv_redis_broken();
         if (rep)
@@ -195,4 +200,31 @@ int srv_gen_bump(void)
     }
     pthread_mutex_unlock(&S.cache_mu);
     return 0;
+}
+
+int srv_gen_bump(void)
+{
+    char why[256];
+    return gen_bump(why, sizeof why);
+}
+
+int srv_gen_bump_answer(struct srv_req *r, const char *fmt, ...)
+{
+    char why[256];
+    if (gen_bump(why, sizeof why) == 0)
+        return 0;
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    /* The SQL change is committed; only the announcement failed. Every
+     * process also reloads on its own every SRV_RELOAD_MS, so say when it
+     * takes effect at the latest instead of leaving the caller guessing. */
+    req_err(r, 503, "EBackend",
+            json_pack("{s:b,s:b,s:s}", "saved", 1, "announced", 0, "cause", why),
+            "%s: saved, but the change could not be announced to the other processes (%s); "
+            "they pick it up at their periodic reload within %d s",
+            what, why, SRV_RELOAD_MS / 1000);
+    return -1;
 }

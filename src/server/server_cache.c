@@ -253,7 +253,7 @@ void *housekeeper_main(void *arg)
     (void)arg;
     redisContext *rc = NULL;
     MYSQL *m = NULL;
-    int64_t last_hb = 0, last_fail_log = 0;
+    int64_t last_hb = 0, last_fail_log = 0, last_load = 0;
     char gkey[128];
     rds_key(gkey, sizeof gkey, &S.conf, "gen");
     while (!S.stop) {
@@ -287,9 +287,13 @@ void *housekeeper_main(void *arg)
             pthread_mutex_lock(&S.cache_mu);
             bool need = !S.cache->loaded || S.cache->gen != gen;
             pthread_mutex_unlock(&S.cache_mu);
+            /* A change whose gen INCR failed (Redis refused it after the SQL
+             * commit) is never announced: reload anyway every SRV_RELOAD_MS
+             * so a revoked key or deleted API cannot stay in force. */
+            need = need || mono_ms() - last_load >= SRV_RELOAD_MS;
             if (ok && need) {
                 if (!m)
-                    m = db_connect(&S.conf, 5, &err);
+                    m = db_connect(&S.conf, 2, &err); /* short: heartbeats wait */
                 struct srv_cache *c = NULL;
                 if (m && cache_load(m, rc, &c, &err) == 0) {
                     log_debug("cache: loaded generation %lld: %zu funcs, %zu sync APIs, %zu async "
@@ -298,6 +302,7 @@ void *housekeeper_main(void *arg)
                               json_object_size(c->sapis), json_object_size(c->aapis),
                               json_object_size(c->keys));
                     cache_swap(c);
+                    last_load = mono_ms();
                 } else {
                     if (mono_ms() - last_fail_log > 10000) {
                         log_warnx("cache: cannot load from the database: %s", err ? err : "?");

@@ -19,55 +19,7 @@ void h_ping(struct srv_req *r)
     req_ok(r, json_string("pong"));
 }
 
-void h_health(struct srv_req *r)
-{
-    bool redis_ok = false, db_ok = false;
-    long long workers = 0;
-    int64_t epoch = S.epoch;
-    char *err = NULL;
-    redisContext *rc = rds_connect(&S.conf, 1000, &err);
-    /* a fresh connection on purpose: health must see what a new client sees */
-    json_t *detail = json_object();
-    if (rc) {
-        redisReply *rep = redisCommand(rc, "PING");
-        redis_ok = rep && rep->type == REDIS_REPLY_STATUS;
-        if (rep)
-            freeReplyObject(rep);
-        if (redis_ok)
-            workers = hb_live(rc, "worker");
-        redisFree(rc);
-    } else {
-        json_object_set_new(detail, "redis", json_string(err ? err : "?"));
-        free(err);
-        err = NULL;
-    }
-    MYSQL *m = srv_db(r);
-    if (m) {
-        db_ok = mysql_ping(m) == 0;
-        if (!db_ok) {
-            json_object_set_new(detail, "db", json_string(mysql_error(m)));
-            srv_db_broken();
-        }
-    } else {
-        /* srv_db answered 503 already: replace that answer with the health one */
-        r->answered = false;
-        if (r->resp)
-            MHD_destroy_response(r->resp);
-        r->resp = NULL;
-        json_object_set_new(detail, "db", json_string("unreachable"));
-    }
-    json_t *data = json_pack("{s:b,s:b,s:I,s:I}", "redis", redis_ok, "db", db_ok, "workers",
-                             (json_int_t)workers, "epoch", (json_int_t)epoch);
-    if (redis_ok && db_ok && workers > 0) {
-        json_decref(detail);
-        req_ok(r, data);
-        return;
-    }
-    json_object_set(detail, "health", data);
-    json_decref(data);
-    req_err(r, 503, "EBackend", detail, "not ready:%s%s%s", redis_ok ? "" : " redis down",
-            db_ok ? "" : " db down", workers > 0 ? "" : " no live worker");
-}
+/* h_health: server_health.c (answers from a background check) */
 
 void h_metrics(struct srv_req *r)
 {

@@ -334,8 +334,8 @@ static void h_create(struct srv_req *r)
             "%d, %s, %s, %s, 0, NOW(3), NOW(3))",
             qid, qf, qt, qe, qz, qk, (!f.has_enabled || f.enabled) ? 1 : 0, qo, grace,
             f.expires_sql) >= 0) {
-        srv_gen_bump();
-        answer_job(r, m, id);
+        if (srv_gen_bump_answer(r, "cron job %s created", id) == 0)
+            answer_job(r, m, id);
     }
     free(kw);
     free(qid);
@@ -416,10 +416,8 @@ static void h_patch(struct srv_req *r, const char *id)
     long long n = req_sql_exec(r, m, "UPDATE cron_job SET %s WHERE id = %s", set, qid);
     free(set);
     free(qid);
-    if (n >= 0) {
-        srv_gen_bump();
+    if (n >= 0 && srv_gen_bump_answer(r, "cron job %s updated", id) == 0)
         answer_job(r, m, id);
-    }
 out:
     json_decref(body);
 }
@@ -436,9 +434,8 @@ static void h_delete(struct srv_req *r, const char *id)
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "cron job %s not found", id);
         return;
     }
-    if (n < 0)
+    if (n < 0 || srv_gen_bump_answer(r, "cron job %s deleted", id) != 0)
         return;
-    srv_gen_bump();
     redisContext *rc = srv_redis(r);
     if (!rc)
         return;
@@ -474,7 +471,9 @@ static void h_settings(struct srv_req *r)
                 "ON DUPLICATE KEY UPDATE v = VALUES(v), updated_at = NOW(3)",
                 paused ? 1 : 0) < 0)
             return;
-        srv_gen_bump();
+        if (srv_gen_bump_answer(r, "cron pause setting (paused=%s)", paused ? "true" : "false") !=
+            0)
+            return;
     } else if (strcmp(r->method, "GET") != 0) {
         req_err(r, 405, "EClientMethodNotAllowed", NULL, "%s not allowed here (GET, PATCH)",
                 r->method);

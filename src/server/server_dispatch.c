@@ -120,14 +120,14 @@ static json_t *made_up_outcome(redisContext *rc, struct srv_req *r, const char *
                      "message", message);
 }
 
-static void expire(redisContext *rc, bool all, const char *reason, const char *message)
+struct srv_req *pending_claim(bool all)
 {
     int64_t now = mono_ms();
     struct srv_req *list = NULL;
     pthread_mutex_lock(&S.pend_mu);
     if (S.npend == 0) {
         pthread_mutex_unlock(&S.pend_mu);
-        return;
+        return NULL;
     }
     for (int b = 0; b < PENDING_BUCKETS; b++) {
         struct srv_req **pp = &S.pend[b];
@@ -144,7 +144,15 @@ static void expire(redisContext *rc, bool all, const char *reason, const char *m
         }
     }
     pthread_mutex_unlock(&S.pend_mu);
-    /* out of the table: nobody else delivers to these; ask Redis unlocked */
+    return list;
+}
+
+void pending_deliver_timeouts(struct srv_req *list, redisContext *rc, const char *reason,
+                              const char *message)
+{
+    /* out of the table: nobody else delivers to these, and srv_call keeps a
+     * claimed request alive (suspended) until this delivery, so asking Redis
+     * unlocked here is safe */
     while (list) {
         struct srv_req *r = list;
         list = r->pnext;
@@ -154,6 +162,11 @@ static void expire(redisContext *rc, bool all, const char *reason, const char *m
         deliver_locked(r, o);
         pthread_mutex_unlock(&S.pend_mu);
     }
+}
+
+static void expire(redisContext *rc, bool all, const char *reason, const char *message)
+{
+    pending_deliver_timeouts(pending_claim(all), rc, reason, message);
 }
 
 void dispatcher_expire_all(const char *reason, const char *message)
@@ -262,12 +275,29 @@ int srv_call(struct srv_req *r, struct task *t, srv_call_done done, void *ud)
     /* registered before the enqueue: the outcome can come back at once */
     pending_insert(r);
     if (task_enqueue(rc, &S.conf, t, &err) != 0) {
-        pending_remove(r);
         metrics_call(&S.metrics, CO_ENQUEUE_ERROR);
         req_err(r, 503, "EBackend", NULL, "cannot enqueue the task: %s", err ? err : "?");
         free(err);
         if (rc->err)
             srv_redis_broken();
+        /* One owner: whoever takes r out of the pending table delivers to
+         * it. If the dispatcher's expire() claimed r while the enqueue
+         * stalled, it is about to write r->outcome and resume r: r must
+         * live until then, so it waits suspended with the 503 above as its
+         * answer (the resume path sends it and drops the outcome). */
+        pthread_mutex_lock(&S.pend_mu);
+        bool claimed = pending_take_locked(r->task_id) == NULL;
+        json_t *late = NULL;
+        if (claimed && r->outcome) {
+            late = r->outcome; /* already delivered: nothing more will come */
+            r->outcome = NULL;
+        } else if (claimed) {
+            r->suspended = true;
+            r->state = RS_SUSPENDED;
+            MHD_suspend_connection(r->conn);
+        }
+        pthread_mutex_unlock(&S.pend_mu);
+        json_decref(late);
         return -1;
     }
     pthread_mutex_lock(&S.pend_mu);

@@ -9,7 +9,9 @@
 #include <microhttpd.h>
 #include <strings.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include "clock.h"
 #include "log.h"
 #include "sha256.h"
@@ -339,12 +341,26 @@ static void trace_id_new(char *buf, size_t n)
     snprintf(buf, n, "trace-%016llx", (unsigned long long)(rng_state * 0x2545F4914F6CDD1Dull));
 }
 
-static void route_and_run(struct srv_req *r)
+/* The health listener serves these rclasses only: answers that need no
+ * backend round trip, so one thread keeps up with any probe rate. */
+static bool health_only_route(const struct srv_route *rt)
+{
+    return strcmp(rt->rclass, "health") == 0 || strcmp(rt->rclass, "ping") == 0;
+}
+
+static void route_and_run(struct srv_req *r, bool health_listener)
 {
     char allow[128];
     bool path_matched;
     const struct srv_route *rt = route_match(srv_routes, srv_nroutes, r->method, r->path, r->params,
                                              &r->nparams, &path_matched, allow, sizeof allow);
+    if (rt && health_listener && !health_only_route(rt)) {
+        req_err(r, 404, "ENotFound", NULL,
+                "the health port serves only GET /api/v1/health and /api/v1/do/ping; %s %s is "
+                "on server.port",
+                r->method, r->path);
+        return;
+    }
     if (!rt) {
         if (path_matched) {
             req_err(r, 405, "EClientMethodNotAllowed", json_pack("{s:s}", "allow", allow),
@@ -385,14 +401,139 @@ static enum MHD_Result queue_answer(struct srv_req *r)
     return ret;
 }
 
+/* ---- connection deadlines ------------------------------------------------
+ * libmicrohttpd's connection timeout only measures inactivity: a client
+ * sending a byte every 0.5 s keeps a connection forever. Each connection is
+ * tracked from accept (MHD_OPTION_NOTIFY_CONNECTION) with the phase it is
+ * in and when that began; a reaper thread shuts down the socket of one whose
+ * headers took longer than server.header_timeout in total, or whose body
+ * took longer than server.body_timeout. shutdown() (not close()) makes
+ * libmicrohttpd see EOF and close it itself; the tracker is unlinked under
+ * the lock in the CLOSED notification, which libmicrohttpd sends before it
+ * closes the fd, so the reaper never touches a reused descriptor. Waiting
+ * for a worker (PH_BUSY) has no deadline here: the call's timeout bounds it. */
+enum conn_phase_e { PH_HEADERS, PH_BODY, PH_BUSY };
+
+struct conn_track {
+    int fd;
+    int phase;
+    int64_t since; /* mono ms the phase began */
+    bool cut;
+    struct conn_track *prev, *next;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    struct conn_track *head;
+    pthread_t reaper;
+    bool reaper_running;
+    volatile bool stop;
+} ct = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static char health_listener_tag; /* on_request's cls on the health listener */
+
+static void conn_phase(struct MHD_Connection *conn, int phase)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_track *t = ci ? ci->socket_context : NULL;
+    if (!t)
+        return;
+    pthread_mutex_lock(&ct.mu);
+    if (t->phase != phase) {
+        t->phase = phase;
+        t->since = mono_ms();
+    }
+    pthread_mutex_unlock(&ct.mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct conn_track *t = calloc(1, sizeof *t);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!t || !ci) {
+            free(t);
+            return; /* untracked: only the idle timeout applies */
+        }
+        t->fd = ci->connect_fd;
+        t->phase = PH_HEADERS;
+        t->since = mono_ms();
+        pthread_mutex_lock(&ct.mu);
+        t->next = ct.head;
+        if (ct.head)
+            ct.head->prev = t;
+        ct.head = t;
+        pthread_mutex_unlock(&ct.mu);
+        *socket_context = t;
+        return;
+    }
+    struct conn_track *t = *socket_context;
+    if (!t)
+        return;
+    pthread_mutex_lock(&ct.mu);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        ct.head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    pthread_mutex_unlock(&ct.mu);
+    *socket_context = NULL;
+    free(t);
+}
+
+/* Deadline of a phase in ms, 0 = none. */
+static int64_t phase_limit_ms(int phase)
+{
+    if (phase == PH_HEADERS)
+        return (int64_t)S.conf.header_timeout * 1000;
+    if (phase == PH_BODY)
+        return (int64_t)S.conf.body_timeout * 1000;
+    return 0;
+}
+
+static void *reaper_main(void *arg)
+{
+    (void)arg;
+    while (!ct.stop) {
+        usleep(100 * 1000);
+        int64_t now = mono_ms();
+        int cut[2] = {0, 0};
+        pthread_mutex_lock(&ct.mu);
+        for (struct conn_track *t = ct.head; t; t = t->next) {
+            int64_t lim = phase_limit_ms(t->phase);
+            if (t->cut || lim == 0 || now - t->since <= lim)
+                continue;
+            t->cut = true;
+            shutdown(t->fd, SHUT_RDWR);
+            cut[t->phase == PH_HEADERS ? 0 : 1]++;
+        }
+        pthread_mutex_unlock(&ct.mu);
+        if (cut[0] || cut[1]) {
+            atomic_fetch_add(&S.metrics.slow_cut[0], (unsigned long)cut[0]);
+            atomic_fetch_add(&S.metrics.slow_cut[1], (unsigned long)cut[1]);
+            log_debug("closed %d connection(s) past server.header_timeout (%d s) and %d past "
+                      "server.body_timeout (%d s)",
+                      cut[0], S.conf.header_timeout, cut[1], S.conf.body_timeout);
+        }
+    }
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
 {
-    (void)cls;
     (void)version;
     struct srv_req *r = *con_cls;
     if (!r) {
+        /* headers are in: from here the body deadline runs */
+        conn_phase(conn, PH_BODY);
+
         r = calloc(1, sizeof *r);
         if (!r)
             return MHD_NO;
@@ -485,7 +626,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->suspended = false;
         json_t *o = r->outcome;
         r->outcome = NULL;
-        r->done(r, o, r->done_ud);
+        /* answered already: srv_call's enqueue failed after the dispatcher
+         * had claimed r; only that answer goes out */
+        if (!r->answered)
+            r->done(r, o, r->done_ud);
         json_decref(o);
         if (r->state == RS_SUSPENDED)
             return MHD_YES; /* `done` handed it to the worker again (API Auth func) */
@@ -496,7 +640,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         free(r->body);
         r->body = NULL;
     }
-    route_and_run(r);
+    conn_phase(conn, PH_BUSY);
+    route_and_run(r, cls == &health_listener_tag);
     if (r->state == RS_SUSPENDED)
         return MHD_YES;
     return queue_answer(r);
@@ -506,7 +651,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
+    /* keep-alive: the next request's headers are due within header_timeout */
+    conn_phase(conn, PH_HEADERS);
     struct srv_req *r = *con_cls;
     if (!r)
         return;
@@ -538,6 +684,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         buf[--n] = '\0';
     log_debug("microhttpd: %s", buf);
 }
+
+static struct MHD_Daemon *health_mhd;
 
 /* server.plain_port with TLS on: a plain-HTTP listener that either sends
  * every request to the https:// URL (308 keeps the method and body) or,
@@ -583,84 +731,129 @@ static enum MHD_Result on_plain(void *cls, struct MHD_Connection *conn, const ch
     return ret;
 }
 
-static int plain_start(const struct sockaddr_in *main_sa)
-{
-    struct sockaddr_in sa = *main_sa;
-    sa.sin_port = htons((uint16_t)S.conf.plain_port);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-                     (S.conf.plain_redirect ? 0 : MHD_ALLOW_SUSPEND_RESUME);
-    g_plain = MHD_start_daemon(
-        flags, (uint16_t)S.conf.plain_port, NULL, NULL,
-        S.conf.plain_redirect ? on_plain : on_request, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S.conf.conn_timeout,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)S.conf.max_connections, MHD_OPTION_NOTIFY_COMPLETED,
-        S.conf.plain_redirect ? NULL : on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        NULL, MHD_OPTION_END);
-    if (!g_plain) {
-        log_err("cannot listen on %s:%d (server.plain_port)", S.conf.server_listen,
-                S.conf.plain_port);
-        return -1;
-    }
-    log_info("plain http on %s:%d %s", S.conf.server_listen, S.conf.plain_port,
-             S.conf.plain_redirect ? "redirects to https" : "serves the API");
-    return 0;
-}
-
-int http_start(void)
+/* One listener on server.listen:port. Every one gets the connection limits
+ * and the total-time deadlines (on_connection + the reaper); `tls` (may be
+ * NULL) adds the TLS options; a redirect-only listener has no request
+ * state, so no on_completed. */
+static struct MHD_Daemon *daemon_start(const char *what, int port, unsigned threads, unsigned limit,
+                                       unsigned per_ip, MHD_AccessHandlerCallback handler,
+                                       void *cls, bool with_completed,
+                                       const struct MHD_OptionItem *tls)
 {
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)S.conf.server_port);
+    sa.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, S.conf.server_listen, &sa.sin_addr) != 1) {
         log_err("server.listen '%s' is not an IPv4 address", S.conf.server_listen);
-        return -1;
+        return NULL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
+    if (tls && tls[0].option != MHD_OPTION_END)
+        flags |= MHD_USE_TLS;
+    static const struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
+    /* MHD_OPTION_CONNECTION_TIMEOUT stays the idle timeout (keep-alive,
+     * stalled reads of the answer); total-time deadlines are the reaper's */
+    struct MHD_OptionItem opts[9];
+    int n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &sa};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, S.conf.conn_timeout, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)limit, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)per_ip, NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
+    if (threads > 1)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
+    if (with_completed)
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL};
+    opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    struct MHD_Daemon *d =
+        MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handler, cls, MHD_OPTION_ARRAY, opts,
+                         MHD_OPTION_ARRAY, tls ? tls : none, MHD_OPTION_END);
+    if (!d)
+        log_err("cannot listen on %s:%d for %s (in use? bad address?%s)", S.conf.server_listen,
+                port, what, flags & MHD_USE_TLS ? " TLS setup refused?" : "");
+    return d;
+}
+
+int http_start(void)
+{
     struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
     int ntls = srv_tls_mhd_options(tls, 3);
     tls[ntls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    if (ntls)
-        flags |= MHD_USE_TLS;
-    S.mhd = MHD_start_daemon(
-        flags, (uint16_t)S.conf.server_port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)S.conf.server_threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S.conf.conn_timeout, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)S.conf.max_connections, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
-    if (!S.mhd) {
-        log_err("cannot listen on %s:%d (in use? bad address?%s)", S.conf.server_listen,
-                S.conf.server_port, ntls ? " TLS setup refused?" : "");
+    S.mhd = daemon_start("the API (server.port)", S.conf.server_port,
+                         (unsigned)S.conf.server_threads, (unsigned)S.conf.max_connections,
+                         (unsigned)S.conf.max_conn_per_ip, on_request, NULL, true, tls);
+    if (!S.mhd)
         return -1;
+    log_info("listening on %s://%s:%d (%d threads, %d connections, %d per address)",
+             ntls ? "https" : "http", S.conf.server_listen, S.conf.server_port,
+             S.conf.server_threads, S.conf.max_connections, S.conf.max_conn_per_ip);
+    if (S.conf.plain_port) {
+        bool redirect = S.conf.plain_redirect;
+        g_plain = daemon_start("server.plain_port", S.conf.plain_port,
+                               redirect ? 1 : (unsigned)S.conf.server_threads,
+                               (unsigned)S.conf.max_connections, (unsigned)S.conf.max_conn_per_ip,
+                               redirect ? on_plain : on_request, NULL, !redirect, NULL);
+        if (!g_plain)
+            return -1;
+        log_info("plain http on %s:%d %s", S.conf.server_listen, S.conf.plain_port,
+                 redirect ? "redirects to https" : "serves the API");
     }
-    log_info("listening on %s://%s:%d (%d threads)", ntls ? "https" : "http", S.conf.server_listen,
-             S.conf.server_port, S.conf.server_threads);
-    if (S.conf.plain_port && plain_start(&sa) != 0)
-        return -1;
+    /* Its own socket, thread and connection slots, plain HTTP even when
+     * server.port speaks TLS: the supervisor's probe and load balancers
+     * still get an answer while slow or greedy clients hold every
+     * connection of the main port. */
+    int hp = tconf_health_port(&S.conf);
+    if (hp > 0) {
+        health_mhd = daemon_start("health (server.health_port)", hp, 1, 256, 16, on_request,
+                                  &health_listener_tag, true, NULL);
+        if (!health_mhd && S.conf.health_port > 0)
+            return -1;
+        if (health_mhd)
+            log_info("health and ping also on http://%s:%d", S.conf.server_listen, hp);
+        else
+            log_warnx("no health listener: port %d (server.port + 1) is taken; set "
+                      "server.health_port to a free port (the supervisor probes server.port "
+                      "meanwhile, which a flood of slow clients can block)",
+                      hp);
+    }
+    ct.stop = false;
+    ct.reaper_running = pthread_create(&ct.reaper, NULL, reaper_main, NULL) == 0;
+    if (!ct.reaper_running)
+        log_warnx("cannot start the connection reaper: only the idle timeout applies");
     return 0;
 }
 
 void http_quiesce(void)
 {
-    if (g_plain) {
-        MHD_socket pfd = MHD_quiesce_daemon(g_plain);
-        if (pfd != MHD_INVALID_SOCKET)
-            close(pfd);
-    }
-    if (S.mhd) {
-        MHD_socket fd = MHD_quiesce_daemon(S.mhd);
-        if (fd != MHD_INVALID_SOCKET)
-            close(fd);
+    struct MHD_Daemon *ds[] = {g_plain, S.mhd, health_mhd};
+    for (int i = 0; i < 3; i++) {
+        if (ds[i]) {
+            MHD_socket fd = MHD_quiesce_daemon(ds[i]);
+            if (fd != MHD_INVALID_SOCKET)
+                close(fd);
+        }
     }
 }
 
 void http_stop(void)
 {
+    if (ct.reaper_running) {
+        ct.stop = true;
+        pthread_join(ct.reaper, NULL);
+        ct.reaper_running = false;
+    }
     if (g_plain)
         MHD_stop_daemon(g_plain);
     g_plain = NULL;
     if (S.mhd)
         MHD_stop_daemon(S.mhd);
     S.mhd = NULL;
+    if (health_mhd)
+        MHD_stop_daemon(health_mhd);
+    health_mhd = NULL;
 }

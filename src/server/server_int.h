@@ -44,6 +44,7 @@ struct srv_metrics {
     atomic_ulong lat_bucket[LAT_NBUCKETS + 1]; /* last = +Inf */
     atomic_ulong lat_count;
     atomic_ulong lat_sum_us;
+    atomic_ulong slow_cut[2]; /* connections cut past header_timeout / body_timeout */
 };
 
 int rclass_index(const char *name);
@@ -118,12 +119,36 @@ void epoch_read(redisContext *rc);
  * last second, or counted now with rc when that is stale. */
 long long hb_live(redisContext *rc, const char *kind);
 
+/* server_health.c: a background check once a second; h_health reads it */
+struct srv_health {
+    bool redis_ok, db_ok;
+    long long workers;         /* live worker masters (heartbeats) */
+    long long worker_children; /* their ready children, summed */
+    int64_t at_mono;           /* when the check finished, 0 = never */
+    char redis_err[200], db_err[200];
+};
+int health_start(void);
+void health_stop(void); /* after S.stop is set */
+/* The answer for a check result: data object (new reference), *http 200 or
+ * 503, why = " redis down ..." reasons (empty when 200). Pure, for tests. */
+json_t *health_judge(const struct srv_health *h, int64_t now_mono, int64_t epoch, int *http,
+                     char *why, size_t whyn);
+
 /* server_dispatch.c */
 void *dispatcher_main(void *arg);
 void pending_insert(struct srv_req *r);
 bool pending_remove(struct srv_req *r);
 /* Called under pend_mu by srv_call when the outcome may already be there. */
 void dispatcher_expire_all(const char *reason, const char *message);
+/* The two halves of the dispatcher's expiry, for tests: take the requests
+ * past their deadline (all of them when `all`) out of the pending table, a
+ * list chained by pnext; then deliver each a made-up timeout outcome
+ * (reason NULL: asks Redis whether the task was running) and resume it.
+ * A claimed request is the dispatcher's to deliver to, even when srv_call
+ * has answered it meanwhile (srv_call then waits suspended). */
+struct srv_req *pending_claim(bool all);
+void pending_deliver_timeouts(struct srv_req *list, redisContext *rc, const char *reason,
+                              const char *message);
 /* Outcome → response, used by the dispatcher's tests: reason for an expired task. */
 
 /* server_http.c */

@@ -69,7 +69,7 @@ static int init(const struct cli_opts *o)
     signal(SIGPIPE, SIG_IGN);
 
     if (pthread_create(&S.housekeeper, NULL, housekeeper_main, NULL) != 0 ||
-        pthread_create(&S.dispatcher, NULL, dispatcher_main, NULL) != 0) {
+        pthread_create(&S.dispatcher, NULL, dispatcher_main, NULL) != 0 || health_start() != 0) {
         log_err("cannot start threads");
         return -1;
     }
@@ -127,6 +127,7 @@ static void shutdown_gracefully(void)
     pthread_mutex_unlock(&S.kick_mu);
     pthread_join(S.dispatcher, NULL);
     pthread_join(S.housekeeper, NULL);
+    health_stop();
     http_stop();
 }
 

@@ -156,6 +156,14 @@ char *metrics_format(const struct srv_metrics *m, json_t *ext)
             (double)atomic_load_explicit(&m->lat_sum_us, memory_order_relaxed) / 1e6);
     fprintf(f, "tandem_http_request_duration_seconds_count %lu\n",
             atomic_load_explicit(&m->lat_count, memory_order_relaxed));
+    fputs("# HELP tandem_http_slow_clients_closed_total Connections closed for sending their "
+          "headers or body slower than server.header_timeout/body_timeout in total.\n"
+          "# TYPE tandem_http_slow_clients_closed_total counter\n",
+          f);
+    static const char *const phases[2] = {"headers", "body"};
+    for (int i = 0; i < 2; i++)
+        fprintf(f, "tandem_http_slow_clients_closed_total{phase=\"%s\"} %lu\n", phases[i],
+                atomic_load_explicit(&m->slow_cut[i], memory_order_relaxed));
 
     json_t *q = json_object_get(ext, "queues");
     if (json_is_object(q)) {

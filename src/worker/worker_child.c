@@ -176,8 +176,14 @@ static void check_gen(struct wchild *ch, redisReply *g)
     int64_t gen = 0;
     if (g && g->type == REDIS_REPLY_STRING)
         gen = strtoll(g->str, NULL, 10);
-    if (ch->gen != -1 && gen != ch->gen)
+    /* also every 5 s without a gen change: a change whose INCR failed after
+     * its SQL commit (an unpublished script, a changed env variable) still
+     * applies by then; invalidating only makes scripts re-check versions */
+    static int64_t last_inval_mono;
+    if ((ch->gen != -1 && gen != ch->gen) || mono_ms() - last_inval_mono >= 5000) {
         py_invalidate();
+        last_inval_mono = mono_ms();
+    }
     ch->gen = gen;
 }
 

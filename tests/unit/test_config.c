@@ -253,6 +253,28 @@ static void test_config_too_long_string(void **state)
     expect_errors(text, "2: node.name: value is too long", NULL);
 }
 
+/* server.health_port: 0 follows server.port, -1 turns it off, and it may
+ * not be server.port itself. */
+static void test_config_health_port(void **state)
+{
+    (void)state;
+    struct tconf c;
+    load_ok(&c, "server = {\n port = 9000;\n};\n");
+    assert_int_equal(tconf_health_port(&c), 9001);
+    assert_int_equal(c.header_timeout, 10);
+    assert_int_equal(c.body_timeout, 30);
+    assert_int_equal(c.max_conn_per_ip, 64);
+    load_ok(&c, "server = {\n port = 9000;\n health_port = -1;\n};\n");
+    assert_int_equal(tconf_health_port(&c), -1);
+    load_ok(&c, "server = {\n port = 65535;\n};\n");
+    assert_int_equal(tconf_health_port(&c), -1);
+    load_ok(&c, "server = {\n health_port = 7000;\n};\n");
+    assert_int_equal(tconf_health_port(&c), 7000);
+    expect_errors("server = {\n port = 9000;\n health_port = 9000;\n};\n",
+                  "3: server.health_port: 9000 is server.port too", NULL);
+    expect_errors("server = {\n header_timeout = 0;\n};\n", "2: server.header_timeout:", NULL);
+}
+
 static void test_config_bad_values(void **state)
 {
     (void)state;
@@ -404,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_config_syntax_error_has_line),
         cmocka_unit_test(test_config_missing_file),
         cmocka_unit_test(test_config_include_reports_included_file),
+        cmocka_unit_test(test_config_health_port),
         cmocka_unit_test(test_config_dump_round_trips),
         cmocka_unit_test(test_config_shipped_example_loads_clean),
     };

@@ -110,6 +110,48 @@ static void test_server_http_cache_snapshot_survives_swap_while_held(void **stat
     srv_cache_put(now);
 }
 
+/* /health's verdict from a background check result (issue 10 defects 5, 9). */
+static void test_server_http_health_judge(void **state)
+{
+    (void)state;
+    struct srv_health h = {
+        .redis_ok = true, .db_ok = true, .workers = 1, .worker_children = 2, .at_mono = 10000};
+    char why[600];
+    int http;
+    json_t *d = health_judge(&h, 10500, 3, &http, why, sizeof why);
+    assert_int_equal(http, 200);
+    assert_string_equal(why, "");
+    assert_int_equal(json_integer_value(json_object_get(d, "worker_children")), 2);
+    assert_int_equal(json_integer_value(json_object_get(d, "checked_ms_ago")), 500);
+    assert_int_equal(json_integer_value(json_object_get(d, "epoch")), 3);
+    json_decref(d);
+    /* a worker master whose children are all dead is not a live worker */
+    h.worker_children = 0;
+    d = health_judge(&h, 10500, 3, &http, why, sizeof why);
+    assert_int_equal(http, 503);
+    assert_non_null(strstr(why, "no live worker child"));
+    json_decref(d);
+    /* a check that stopped coming is not trusted */
+    h.worker_children = 1;
+    d = health_judge(&h, 10000 + 7000, 3, &http, why, sizeof why);
+    assert_int_equal(http, 503);
+    assert_non_null(strstr(why, "stuck"));
+    json_decref(d);
+    /* never checked: starting */
+    h.at_mono = 0;
+    d = health_judge(&h, 5, 3, &http, why, sizeof why);
+    assert_int_equal(http, 503);
+    assert_non_null(strstr(why, "starting"));
+    json_decref(d);
+    h = (struct srv_health){.redis_ok = true, .at_mono = 1};
+    snprintf(h.db_err, sizeof h.db_err, "Can't connect");
+    d = health_judge(&h, 2, 3, &http, why, sizeof why);
+    assert_int_equal(http, 503);
+    assert_non_null(strstr(why, "db down: Can't connect"));
+    assert_non_null(strstr(why, "no live worker"));
+    json_decref(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -118,6 +160,7 @@ int main(void)
         cmocka_unit_test(test_server_http_envelope_stays_valid_json_with_invalid_utf8),
         cmocka_unit_test(test_server_http_time_parsing_accepts_iso_and_unix),
         cmocka_unit_test(test_server_http_cache_snapshot_survives_swap_while_held),
+        cmocka_unit_test(test_server_http_health_judge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
