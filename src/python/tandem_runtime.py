@@ -583,6 +583,7 @@ def _debug_child(w, task_id, code, script_id, func_name, kwargs):
                     v = v.data
                 res.update({'status': 'success', 'returnValue':
                             pprint.saferepr(v) if func_name else None,
+                            'result': tandem_dff.to_jsonable(v),
                             'responseControl': resp, 'exception': None, 'exceptionType': None,
                             'traceback': None})
             else:

@@ -161,6 +161,8 @@ void h_key_create(struct srv_req *r);
 void h_key_delete(struct srv_req *r);
 void h_task_records(struct srv_req *r);
 void h_failover_events(struct srv_req *r);
+void h_connectors(struct srv_req *r);   /* server_connector.c */
+void h_script_debug(struct srv_req *r); /* server_connector.c: draft runs */
 
 /* helpers shared by the call handlers and tests */
 /* Kwargs of a Sync/Async API call from the request: normal form (GET
