@@ -264,13 +264,14 @@ int ctl_script_run(struct ctl *c, int argc, char **argv)
     if (rc != CTL_OK)
         return rc;
     const char *status = jstr(data, "status");
+    bool ok = strcmp(status, "success") == 0;
     if (c->json) {
         print_json(data);
     } else {
         size_t i;
         json_t *l;
         json_array_foreach(json_object_get(data, "printLogs"), i, l) puts(json_string_value(l));
-        if (strcmp(status, "success") == 0) {
+        if (ok) {
             char *s = json_dumps(json_object_get(data, "result"), JSON_ENCODE_ANY | JSON_COMPACT);
             printf("result: %s\n", s ? s : jstr(data, "returnValue"));
             free(s);
@@ -280,6 +281,6 @@ int ctl_script_run(struct ctl *c, int argc, char **argv)
                 fputs(jstr(data, "traceback"), stderr);
         }
     }
-    json_decref(resp);
-    return strcmp(status, "success") == 0 ? CTL_OK : CTL_REFUSED;
+    json_decref(resp); /* status pointed into it */
+    return ok ? CTL_OK : CTL_REFUSED;
 }
