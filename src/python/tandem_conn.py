@@ -38,10 +38,24 @@ def open_secrets(config, opener):
     return out
 
 
-def _qmark(sql, params):
-    """DFF's `?` placeholders to the driver's %s (a literal % doubled);
-    '?' inside quotes stays."""
-    out, quote, i = [], None, 0
+def format_sql(sql, params, esc, ident):
+    """DFF's placeholders, filled in: `?` a value (a list -> v1, v2, a list
+    of lists -> (..), (..), a dict -> k = v, ...), `??` an identifier. A
+    '?' inside quotes stays. esc(v) / ident(name) quote for the driver."""
+    if not params:
+        return sql.strip()
+    if not isinstance(params, (list, tuple)):
+        params = [params]
+
+    def value(v):
+        if isinstance(v, dict):
+            return ', '.join('%s = %s' % (k, 'NULL' if x is None else esc(x)) for k, x in v.items())
+        if isinstance(v, (list, tuple, set)):
+            return ', '.join('(%s)' % ', '.join(esc(y) for y in x)
+                             if isinstance(x, (list, tuple, set)) else esc(x) for x in v)
+        return esc(v)
+
+    out, quote, i, n = [], None, 0, 0
     while i < len(sql):
         c = sql[i]
         if quote:
@@ -51,16 +65,21 @@ def _qmark(sql, params):
                 continue
             if c == quote:
                 quote = None
-            out.append('%%' if c == '%' else c)
+            out.append(c)
         elif c in '\'"`':
             quote = c
             out.append(c)
-        elif c == '?':
-            out.append('%s')
+        elif c == '?' and n < len(params):
+            if sql.startswith('??', i):
+                out.append(ident(str(params[n])))
+                i += 1
+            else:
+                out.append(value(params[n]))
+            n += 1
         else:
-            out.append('%%' if c == '%' else c)
+            out.append(c)
         i += 1
-    return ''.join(out), tuple(params or ())
+    return ''.join(out)
 
 
 def _port(c, default):
@@ -103,10 +122,10 @@ class _SQLHelper(object):
         self.query('SELECT 1')
 
     def _execute(self, conn, sql, sql_params=None, commit=True):
-        q, p = _qmark(sql, sql_params)
         cur = conn.cursor(**self._cursor_args())
         try:
-            cur.execute(q, p if p else None)
+            cur.execute(format_sql(sql, sql_params, lambda v: self._esc(conn, cur, v),
+                                   self._ident))
             rows = [dict(r) for r in cur.fetchall()] if cur.description else []
             count = cur.rowcount
             if commit:
@@ -165,6 +184,14 @@ class MySQLHelper(_SQLHelper):
     def _cursor_args(self):
         return {}
 
+    @staticmethod
+    def _esc(conn, cur, v):
+        return conn.escape(v)
+
+    @staticmethod
+    def _ident(name):
+        return '`%s`' % name.replace('`', '``')
+
 
 class PostgreSQLHelper(_SQLHelper):
     kind = 'postgresql'
@@ -181,6 +208,14 @@ class PostgreSQLHelper(_SQLHelper):
     def _cursor_args(self):
         import psycopg2.extras
         return {'cursor_factory': psycopg2.extras.RealDictCursor}
+
+    @staticmethod
+    def _esc(conn, cur, v):
+        return cur.mogrify('%s', (v,)).decode('utf-8')
+
+    @staticmethod
+    def _ident(name):
+        return '"%s"' % name.replace('"', '""')
 
 
 # ---- Redis -----------------------------------------------------------------
@@ -257,8 +292,10 @@ class MemcachedHelper(object):
                 self.servers.append((host, int(port)))
             except ValueError:
                 raise ConnectorError('memcached server %r: port must be a number' % s) from None
+        # default_noreply=False: add/replace answer whether they stored (as DFF's do)
         self.client = HashClient(self.servers, connect_timeout=CONNECT_TIMEOUT, timeout=30,
-                                 use_pooling=False, ignore_exc=False, retry_attempts=1)
+                                 use_pooling=False, ignore_exc=False, retry_attempts=1,
+                                 default_noreply=False)
 
     def run(self, *args, **kwargs):
         cmd = args[0].lower()
@@ -376,7 +413,10 @@ def helper(connector_id, ctype, config, **helper_kwargs):
         raise tandem_dff.ConnectorNotSupport('connector `%s`: %s'
                                              % (connector_id, unsupported_message(ctype)))
     try:
-        return HELPERS[ctype](config, **helper_kwargs)
+        h = HELPERS[ctype](config, **helper_kwargs)
+        if isinstance(h, _SQLHelper):
+            h._client()  # connect now: a failure names the connector
+        return h
     except ConnectorError as e:
         raise ConnectorError('connector `%s` (%s): %s' % (connector_id, ctype, e)) from None
 
