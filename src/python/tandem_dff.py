@@ -1074,7 +1074,8 @@ class _ThreadHelper(object):
 
     def _reset(self):
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            # never wait: a stuck thread must not hold the child past its task
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = None
         self._results = {}
 

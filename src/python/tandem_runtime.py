@@ -330,8 +330,10 @@ def _bind(mod, fn, task):
     """DFF's per-run globals of the script: _DFF_* variables and print."""
     g = mod.__dict__
     g.update(task.variables())
-    g['print'] = tandem_dff._print
-    g['print_var'] = tandem_dff._print_var
+    # DFF's print and print_var, unless the script defines its own
+    for name, fn in (('print', tandem_dff._print), ('print_var', tandem_dff._print_var)):
+        if g.get(name, fn) is fn:
+            g[name] = fn
 
 
 def _outcome(v, func_id, output, cache_result):
