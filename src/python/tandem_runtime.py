@@ -542,13 +542,16 @@ def inspect_code(task_id, code, script_id):
 
 # ---- draft runs (DFF's debugger) ------------------------------------------------
 
-def _debug_child(w, task_id, code, script_id, func_name, kwargs):
+def _debug_child(w, task_id, code, script_id, func_name, kwargs, limit):
     """In the throwaway fork: run the draft, write DFF's debugger result
     (JSON) to w. Never returns."""
     status = 'failure'
     try:
         _tandem.after_fork()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # dies on its own even if the child that waits for it is killed first
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(limit + 2)
         func_id = '%s.%s' % (script_id, func_name) if func_name else ''
         task = tandem_dff._Task({'id': task_id, 'origin': 'debug', 'queue': 'debug'}, func_id,
                                 script_id, debug=True)
@@ -619,7 +622,7 @@ def debug_code(task_id, kw, timeout):
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _debug_child(w, task_id, code, script_id, func_name, kwargs)
+        _debug_child(w, task_id, code, script_id, func_name, kwargs, limit)
     os.close(w)
     chunks, deadline, timed_out = [], time.time() + limit, False
     try:

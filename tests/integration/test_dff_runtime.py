@@ -283,6 +283,27 @@ class DFFRuntimeTest(unittest.TestCase):
         self.assertIn("ZeroDivisionError", p.stderr)
         self.serves()
 
+    def test_draft_runs_in_a_throwaway_fork(self):
+        # a draft that taints a module, then one that kills its own process:
+        # neither reaches the interpreters that serve calls
+        code = ("import json, os, signal\n@DFF.API('t')\ndef taint():\n    json.TAINTED = 1\n"
+                "    return os.getpid()\n@DFF.API('k')\ndef kill():\n"
+                "    os.kill(os.getpid(), signal.SIGKILL)\n")
+        self.st.api("PUT", "/api/v1/scripts/dffc__fork", {"code_draft": code})
+        v = self.st.api("POST", "/api/v1/scripts/dffc__fork/do/debug", {"funcName": "taint"},
+                        timeout=90)
+        self.assertEqual(v["status"], "success", v)
+        self.assertFalse(os.path.exists("/proc/%d" % v["result"]), "the draft's process is gone")
+        v = self.st.api("POST", "/api/v1/scripts/dffc__fork/do/debug", {"funcName": "kill"},
+                        timeout=90)
+        self.assertEqual(v["status"], "failure", v)
+        self.assertIn("killed by signal 9", v["exception"])
+        self.st.push_script("dffc__probe", "import json\n@DFF.API('p')\ndef p():\n"
+                            "    return hasattr(json, 'TAINTED')\n")
+        for _ in range(4):  # every serving child
+            self.assertIs(self.call("dffc__probe.p"), False)
+        self.serves()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
