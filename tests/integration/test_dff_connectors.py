@@ -33,7 +33,7 @@ class Servers(object):
     """The five backends, each on a loopback port, data in one temp dir."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="tandem-conn-")
+        self.dir = tempfile.mkdtemp(prefix="tandem-connsrv-")
         os.chmod(self.dir, 0o755)
         self.procs = []
         self.port = {}
