@@ -164,8 +164,8 @@ def to_jsonable(v, _depth=0):
     ISO 8601 (naive taken as UTC, as arrow does), Decimal -> number,
     NaN/Infinity -> null, bytes -> text, tuple -> list, anything else ->
     its repr (pprint.saferepr, DFF's fallback)."""
-    if _depth > 200:
-        return pprint.saferepr(v)
+    if _depth > 200:  # saferepr itself would recurse too deep here
+        return '<%s nested deeper than 200 levels>' % type(v).__name__
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, int):
