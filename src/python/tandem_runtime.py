@@ -362,6 +362,14 @@ def call(task_id, func_id, script_id, func_name, kwargs_json, raw, ver):
     if root:
         task.root_task_id = root
     task.chain = chain + [func_id]
+    if task.origin == 'cron' and not task.cron_expr and task.origin_id:
+        # _DFF_CRON_EXPR: the job's expression (one query, cron tasks only)
+        try:
+            _, rows, _, _ = _tandem.sql('SELECT expr FROM cron_job WHERE id = ?',
+                                        [task.origin_id])
+            task.cron_expr = rows[0][0] if rows else None
+        except Exception:
+            pass
 
     def body():
         s = _load(script_id, ver)

@@ -100,6 +100,12 @@ def variables():
                                       '_DFF_START_TIME', '_DFF_START_TIME_MS', '_DFF_DEBUG')}
 
 
+@DFF.API('Cron variables')
+def cron_vars():
+    return [_DFF_ORIGIN, _DFF_ORIGIN_ID, _DFF_CRON_EXPR, _DFF_CRONTAB, _DFF_QUEUE,
+            _DFF_TRIGGER_TIME == _DFF_START_TIME or _DFF_TRIGGER_TIME <= _DFF_START_TIME]
+
+
 @DFF.API('Print')
 def printing():
     print('hello', 'world', sep='-')

@@ -154,6 +154,20 @@ class DFFRuntimeTest(unittest.TestCase):
         self.assertEqual(v["_DFF_START_TIME_MS"] // 1000, v["_DFF_START_TIME"])
         self.assertEqual(v["_DFF_TRIGGER_TIME_MS"] // 1000, v["_DFF_TRIGGER_TIME"])
 
+    def test_cron_task_sees_its_cron_variables(self):
+        job = self.st.api("POST", "/api/v1/cron-jobs",
+                          {"func_id": "dffc__members.cron_vars", "expr": "* * * * * *"})
+        try:
+            def fired():
+                rows = self.st.sql("SELECT id FROM task_record WHERE func_id = "
+                                   "'dffc__members.cron_vars' AND status = 'success' LIMIT 1")
+                return rows[0][0] if rows else None
+            tid = wait_for(fired, 40, what="a cron run of cron_vars")
+        finally:
+            self.st.http("DELETE", "/api/v1/cron-jobs/" + job["id"])
+        t = self.st.wait_task(tid)
+        self.assertEqual(t["result"], ["cron", job["id"], "* * * * * *", "* * * * * *", 2, True])
+
     def test_print_lines_carry_dff_prefix_and_line_limit(self):
         status, r = self.st.http("POST", "/api/v1/func/dffc__members.printing", {"kwargs": {}})
         out = self.st.wait_task(r["data"]["id"])["output"].splitlines()
