@@ -105,6 +105,8 @@ static const struct copt options[] = {
     O_INT("server.connection_timeout", conn_timeout, 10, 1, 3600, "idle/slow client timeout, s"),
     O_INT("server.sync_timeout", sync_timeout, 35, 1, 3600, "longest wait for a sync call, s"),
     O_INT("server.async_timeout", async_timeout, 3600, 1, 3600, "longest run of an async task, s"),
+    O_INT("server.api_queue_limit", api_queue_limit, 10000, 0, 100000000,
+          "Sync/Async API calls are refused (429) while their queue is longer (0 = no cap)"),
     O_INT("server.max_connections", max_connections, 1024, 1, 65536, "concurrent HTTP connections"),
     O_STR("server.tls_cert", tls_cert, "",
           "HTTPS certificate (PEM, leaf first, chain allowed); set = server.port speaks TLS"),

@@ -58,6 +58,8 @@ struct tconf {
     int conn_timeout;       /* server.connection_timeout s, default 10, 1..3600 */
     int sync_timeout;       /* server.sync_timeout s, default 35 (DFF), 1..3600 */
     int async_timeout;      /* server.async_timeout s, default 3600 (DFF), 1..3600 */
+    int api_queue_limit;    /* server.api_queue_limit: Sync/Async API calls get 429 while
+                               their queue holds more entries; default 10000, 0 = off */
     int max_connections;    /* server.max_connections, default 1024 */
     /* HTTPS (server_tls.c): with tls_cert set, server.port speaks TLS */
     char tls_cert[CONF_STR];       /* server.tls_cert: PEM, leaf first, chain allowed */

@@ -487,6 +487,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->outcome = NULL;
         r->done(r, o, r->done_ud);
         json_decref(o);
+        if (r->state == RS_SUSPENDED)
+            return MHD_YES; /* `done` handed it to the worker again (API Auth func) */
         return queue_answer(r);
     }
 
@@ -512,6 +514,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->answered)
         log_debug("%s %s: connection ended before an answer (code %d)", r->method, r->path,
                   (int)toe);
+    if (r->cleanup)
+        r->cleanup(r);
     int rc = r->route ? rclass_index(r->route->rclass) : RC_OTHER;
     metrics_request(&S.metrics, rc, r->answered ? r->status : 0, (mono_ms() - r->t0_mono) * 1000);
     for (int i = 0; i < r->nparams; i++)
