@@ -427,6 +427,9 @@ def _inspect_funcs(mod):
         # extra: the options as the script gave them (aliases resolved), and
         # DFF's extraConfig spelling under "dff" for tools that expect it.
         extra = {}
+        if given.get('api_timeout') is not None:
+            # the calls side reads it for a Sync API's wait (server_call.c)
+            extra['api_timeout'] = meta.get('timeout')
         for k, v in given.items():
             row = tandem_dff._OPT_BY_NAME.get(k)
             if row is None or v is None or row[0] in ('timeout', 'cache_result',

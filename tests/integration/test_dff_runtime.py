@@ -216,7 +216,11 @@ class DFFRuntimeTest(unittest.TestCase):
         self.assertEqual(funcs["old_cron"]["fixed_cron_expr"], "*/5 * * * *")
         self.assertEqual((funcs["auto_run"]["integration"], funcs["auto_run"]["auto_run_cron_expr"]),
                          ("autoRun", "0 * * * *"))
-        self.assertEqual(self.call("dffc__options.aliased", {"x": 3}), 3)
+        # queue=7: a call goes to stream q:7 (served by workers told to serve 7)
+        before = int(self.st.redis("XLEN", "tandem:q:7") or 0)
+        self.st.api("POST", "/api/v1/func/dffc__options.aliased",
+                    {"kwargs": {"x": 3}, "options": {"async": True}})
+        self.assertEqual(int(self.st.redis("XLEN", "tandem:q:7")), before + 1)
 
     def test_bad_or_unhonoured_options_are_refused_naming_them(self):
         cases = {
