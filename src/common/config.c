@@ -672,6 +672,10 @@ int tconf_load(struct tconf *c, const char *path, char **err)
         const char *sname = config_setting_name(sec);
         errs_at(&e, config_setting_source_file(sec), path);
         int sline = config_setting_source_line(sec);
+        /* custom { ... } holds the user's own settings (DFF's CUSTOM_*
+         * config), read by the worker for DFF.CONFIG: any keys, any types. */
+        if (strcmp(sname, "custom") == 0 && config_setting_type(sec) == CONFIG_TYPE_GROUP)
+            continue;
         if (config_setting_type(sec) != CONFIG_TYPE_GROUP) {
             if (section_known(sname))
                 errs_add(&e, sline, sname, "is a section; expected a group { ... }");

@@ -33,7 +33,9 @@ int ctl_report_error(struct ctl *c, long status, json_t *resp, const char *err);
 /* Command families implemented in their own files; each returns an enum ctl_exit. */
 int ctl_cron_main(struct ctl *c, int argc, char **argv); /* tandemctl cron ... */
 int ctl_failover_main(struct ctl *c, const char *cmd, int argc,
-                      char **argv);                        /* status|switchover|maintenance */
-int ctl_doctor_main(struct ctl *c, int argc, char **argv); /* tandemctl doctor */
+                      char **argv);                           /* status|switchover|maintenance */
+int ctl_doctor_main(struct ctl *c, int argc, char **argv);    /* tandemctl doctor */
+int ctl_connector_main(struct ctl *c, int argc, char **argv); /* connector ... (ctl_connector.c) */
+int ctl_script_run(struct ctl *c, int argc, char **argv);     /* script run ... (ctl_connector.c) */
 
 #endif

@@ -37,7 +37,7 @@ static const char usage_text[] =
     "  api create-sync FUNC_ID [--kwargs JSON] [--need-key] [--title T]\n"
     "  api create-async FUNC_ID [--kwargs JSON] [--need-key] [--title T]\n"
     "  api list [sync|async]\n"
-    "  cron ...  status | switchover | maintenance on|off  doctor\n"
+    "  cron ...  connector ...  status | switchover | maintenance on|off  doctor\n"
     "\n"
     "URL: --url, else $TANDEM_URL, else ctl.url. Key: --key, else $TANDEM_KEY, else ctl.key_file.\n"
     "--json prints the answer's data as one JSON document. Exit: 0 ok, 1 refused/failed,\n"
@@ -518,7 +518,10 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
         {"id", true, &id, NULL}, {"title", true, &title, NULL}, {NULL, false, NULL, NULL}};
 
     if (argc < 1)
-        return usage_err("usage: tandemctl script push FILE --id SET__NAME | publish ID | list");
+        return usage_err("usage: tandemctl script push FILE --id SET__NAME | publish ID | list | "
+                         "run ID FUNC [--kwargs JSON]");
+    if (!strcmp(argv[0], "run"))
+        return ctl_script_run(c, argc - 1, argv + 1);
     if ((rc = parse_cmd_opts("script", argc - 1, argv + 1, opts, pos, 2, &npos)) != CTL_OK)
         return rc;
     if (!strcmp(argv[0], "push")) {
@@ -778,9 +781,16 @@ static const struct command {
     const char *name;
     int (*fn)(struct ctl *c, int argc, char **argv);
 } commands[] = {
-    {"db", cmd_db},     {"key", cmd_key},        {"script", cmd_script},
-    {"func", cmd_func}, {"call", cmd_call},      {"task", cmd_task},
-    {"api", cmd_api},   {"cron", ctl_cron_main}, {"doctor", ctl_doctor_main},
+    {"db", cmd_db},
+    {"key", cmd_key},
+    {"script", cmd_script},
+    {"func", cmd_func},
+    {"call", cmd_call},
+    {"task", cmd_task},
+    {"api", cmd_api},
+    {"cron", ctl_cron_main},
+    {"doctor", ctl_doctor_main},
+    {"connector", ctl_connector_main},
     {NULL, NULL},
 };
 

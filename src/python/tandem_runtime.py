@@ -3,16 +3,23 @@ inspect code for publishing. Everything here returns plain tuples; the C
 side (src/worker/worker_py.c) turns them into outcomes.
 
 Outcome tuple: (status, result_json, reason, message, traceback, output,
-data_json, cache_result) — strings or None, cache_result an int.
+data_json, cache_result, resp_json) — strings or None, cache_result an int
+(seconds, rounded up), resp_json DFF.RESP's response control.
 """
 import builtins
+import collections
 import importlib.util
 import json
 import linecache
 import logging
+import math
+import os
 import re
+import select
+import signal
 import sys
 import threading
+import time
 import traceback
 import types
 
@@ -21,9 +28,17 @@ import tandem_dff
 from tandem_dff import DFF
 
 builtins.DFF = DFF
+builtins.dff = DFF  # DFF's lowercase spelling
+builtins.print_var = tandem_dff._print_var
 sys.modules.setdefault('DFF', DFF)  # `import DFF` gives the same object
 
 _cfg = {'default_timeout': 30, 'output_cap': 65536}
+
+# DFF's print-log limits (its config.yaml _TASK_RECORD_PRINT_LOG_*).
+LINE_LIMIT = 3000
+TOTAL_HEAD = 20000
+TOTAL_TAIL = 30000
+DEBUG_TIMEOUT = 60  # DFF's _FUNC_TASK_TIMEOUT_DEBUGGER
 
 # script_id -> _Script
 _scripts = {}
@@ -40,36 +55,59 @@ class _Script(object):
 
 
 class _Capture(object):
-    """sys.stdout/sys.stderr during a task: keeps the first `cap` bytes.
+    """sys.stdout/sys.stderr and DFF's print during a task. Each print()
+    is one entry and every other write is cut into lines; each line gets
+    DFF's prefix `[MM-DD HH:mm:ss] [+delta ms] [total ms]`. DFF's limits:
+    a line over LINE_LIMIT characters is cut (its length noted), and only
+    the first TOTAL_HEAD and the last TOTAL_TAIL characters are kept; the
+    result is also cut to worker.output_cap bytes."""
 
-    Only this task's output: threads that were already running when it
-    started (left over from earlier tasks) print into nothing here, not
-    into this task's output."""
-
-    def __init__(self, cap):
+    def __init__(self, cap, start=None):
         self.cap = cap
-        self.parts = []
-        self.size = 0
-        self.dropped = 0
+        self.start = start or time.time()
+        self.prev = self.start
+        self.partial = ''
+        self.head = []
+        self.head_len = 0
+        self.tail = collections.deque()
+        self.tail_len = 0
+        self.skipped = 0
+        # threads already running when the task began (left over from
+        # earlier tasks) print into nothing here, not into this task's output
         self.strays = frozenset(sys._current_frames()) - {threading.get_ident()}
+
+    def entry(self, msg):
+        if self.strays and threading.get_ident() in self.strays:
+            return  # an earlier task's thread: dropped
+        now = time.time()
+        stamp = '[%s] [+%dms] [%dms] ' % (time.strftime('%m-%d %H:%M:%S', time.localtime(now)),
+                                          int((now - self.prev) * 1000),
+                                          int((now - self.start) * 1000))
+        self.prev = now
+        if len(msg) > LINE_LIMIT:
+            msg = '%s... <Length: %d>' % (msg[:LINE_LIMIT], len(msg))
+        line = stamp + msg + '\n'
+        if self.head_len < TOTAL_HEAD:
+            self.head.append(line)
+            self.head_len += len(line)
+            return
+        self.tail.append(line)
+        self.tail_len += len(line)
+        while self.tail_len > TOTAL_TAIL and len(self.tail) > 1:
+            dropped = self.tail.popleft()
+            self.tail_len -= len(dropped)
+            self.skipped += len(dropped)
 
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError('write() argument must be str, not %s' % type(s).__name__)
         if self.strays and threading.get_ident() in self.strays:
             return len(s)  # an earlier task's thread: dropped
-        if self.size >= self.cap:
-            self.dropped += len(s) if s.isascii() else len(s.encode('utf-8', 'replace'))
-            return len(s)
-        b = s.encode('utf-8', 'replace')
-        room = self.cap - self.size
-        if len(b) <= room:
-            self.parts.append(s)
-            self.size += len(b)
-        else:
-            self.parts.append(b[:room].decode('utf-8', 'ignore'))
-            self.size = self.cap
-            self.dropped += len(b) - room
+        self.partial += s
+        if '\n' in self.partial:
+            *lines, self.partial = self.partial.split('\n')
+            for line in lines:
+                self.entry(line)
         return len(s)
 
     def writelines(self, lines):
@@ -94,10 +132,26 @@ class _Capture(object):
         """sys.stdout.buffer.write(b'...') lands in the same capture."""
         return _BytesView(self)
 
-    def getvalue(self):
-        out = ''.join(self.parts)
-        if self.dropped:
-            out += '\n...[truncated %d bytes]' % self.dropped
+    def lines(self, masks=()):
+        if self.partial:
+            self.entry(self.partial)
+            self.partial = ''
+        parts = list(self.head)
+        if self.skipped:
+            parts.append('!!! Content too long, only FIRST %d chars and LAST %d are saved !!!\n'
+                         '<skipped %d chars>\n' % (TOTAL_HEAD, TOTAL_TAIL, self.skipped))
+        parts.extend(self.tail)
+        out = ''.join(parts)
+        for m in sorted((m for m in masks if m), key=len, reverse=True):
+            out = out.replace(m, '*****')
+        return out
+
+    def getvalue(self, masks=()):
+        out = self.lines(masks)
+        b = out.encode('utf-8', 'replace')
+        if len(b) > self.cap:
+            out = b[:self.cap].decode('utf-8', 'ignore') + \
+                '\n...[truncated %d bytes]' % (len(b) - self.cap)
         return out
 
 
@@ -123,11 +177,12 @@ class _Handler(logging.Handler):
             self.handleError(record)
 
 
-def setup(default_timeout, output_cap):
+def setup(conf):
     if not any(isinstance(f, _ScriptFinder) for f in sys.meta_path):
         sys.meta_path.append(_ScriptFinder())
-    _cfg['default_timeout'] = int(default_timeout)
-    _cfg['output_cap'] = int(output_cap)
+    _cfg['default_timeout'] = int(conf.get('default_timeout', 30))
+    _cfg['output_cap'] = int(conf.get('output_cap', 65536))
+    tandem_dff._cfg.update(conf)
     root = logging.getLogger()
     h = _Handler()
     h.setFormatter(logging.Formatter('[%(levelname)s] %(message)s'))
@@ -238,12 +293,19 @@ def _dumps(value):
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(',', ':'))
 
 
-def _run(task_id, func_id, fn_body):
-    """Run fn_body() with output captured; returns (value_or_exc, ok, output)."""
-    cap = _Capture(_cfg['output_cap'])
+def _fail(reason, message, tb=None, output='', data=None):
+    return ('failure', None, reason, message, tb, output,
+            None if data is None else _dumps(data), 0, None)
+
+
+def _run(task, fn_body, module=None):
+    """Run fn_body() with output captured and the task's DFF state set;
+    returns (value_or_exc, ok, output)."""
+    cap = _Capture(_cfg['output_cap'], task.start_time)
+    task.lines = cap
     old = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = cap
-    tandem_dff._current = {'task_id': task_id, 'func_id': func_id}
+    tandem_dff._task = task
     try:
         v = fn_body()
         ok = True
@@ -252,12 +314,70 @@ def _run(task_id, func_id, fn_body):
         ok = False
     finally:
         sys.stdout, sys.stderr = old
-        tandem_dff._current = {'task_id': '', 'func_id': ''}
-    return v, ok, cap.getvalue()
+        try:
+            DFF.THREAD._reset()
+        except Exception:
+            pass
+        tandem_dff._task = tandem_dff._Task()
+    return v, ok, cap.getvalue(task.masks)
 
 
-def call(task_id, func_id, script_id, func_name, kwargs_json, ver):
+def _chain_of(task_id, origin):
+    """Call chain and root task of a subtask (DFF.FUNC stored them)."""
+    if origin != 'subtask':
+        return None, []
+    try:
+        raw = _tandem.redis('GET', '%sfchain:%s' % (tandem_dff._cfg['prefix'], task_id))
+        link = json.loads(raw) if raw else {}
+    except Exception:
+        link = {}
+    return link.get('root'), list(link.get('chain') or [])
+
+
+def _bind(mod, fn, task):
+    """DFF's per-run globals of the script: _DFF_* variables and print."""
+    g = mod.__dict__
+    g.update(task.variables())
+    # DFF's print and print_var, unless the script defines its own
+    for name, fn in (('print', tandem_dff._print), ('print_var', tandem_dff._print_var)):
+        if g.get(name, fn) is fn:
+            g[name] = fn
+
+
+def _outcome(v, func_id, output, cache_result):
+    """A function's return value as DFF answers it."""
+    resp = None
+    if isinstance(v, tandem_dff.BaseFuncResponse):
+        resp = v.resp()
+        v = v.data
+    try:
+        result = _dumps(tandem_dff.to_jsonable(v))
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:
+        return _fail('EFuncResultParsingFailed', 'result of %s is not JSON-serialisable: %s'
+                     % (func_id, _exc_msg(e)), None, output)
+    return ('success', result, None, None, None, output, None, cache_result,
+            None if resp is None else _dumps(resp))
+
+
+def call(task_id, func_id, script_id, func_name, kwargs_json, raw, ver):
     state = {'cache_result': 0}
+    try:
+        tj = json.loads(raw) if raw else {}
+    except ValueError:
+        tj = {}
+    task = tandem_dff._Task(tj if isinstance(tj, dict) else {}, func_id, script_id)
+    root, chain = _chain_of(task_id, task.origin)
+    if root:
+        task.root_task_id = root
+    task.chain = chain + [func_id]
+    if task.origin == 'cron' and not task.cron_expr and task.origin_id:
+        # _DFF_CRON_EXPR: the job's expression (one query, cron tasks only)
+        try:
+            _, rows, _, _ = _tandem.sql('SELECT expr FROM cron_job WHERE id = ?',
+                                        [task.origin_id])
+            task.cron_expr = rows[0][0] if rows else None
+        except Exception:
+            pass
 
     def body():
         s = _load(script_id, ver)
@@ -265,29 +385,29 @@ def call(task_id, func_id, script_id, func_name, kwargs_json, ver):
         if fn is None:
             raise _NotFound('func %s not found in script %s (version %d)'
                             % (func_name, script_id, s.ver))
-        state['cache_result'] = int(fn.__tandem_api__.get('cache_result') or 0)
+        cr = fn.__tandem_api__.get('cache_result') or 0
+        state['cache_result'] = int(math.ceil(cr)) if cr > 0 else 0
         kwargs = json.loads(kwargs_json) if kwargs_json else {}
+        _bind(s.module, fn, task)
         return fn(**kwargs)
 
-    v, ok, output = _run(task_id, func_id, body)
+    v, ok, output = _run(task, body)
     if not ok:
         if isinstance(v, _NotFound):
-            return ('failure', None, 'EFuncNotFound', str(v), None, output, None, 0)
+            return _fail('EFuncNotFound', str(v), None, output)
         if isinstance(v, _tandem.BackendError):
-            return ('failure', None, 'EBackend', 'cannot load script %s: %s' % (script_id, v),
-                    None, output, None, 0)
+            return _fail('EBackend', 'cannot load script %s: %s' % (script_id, v), None, output)
         if isinstance(v, SyntaxError) and v.filename == _filename(script_id):
-            return ('failure', None, 'EScriptSyntaxError',
-                    'SyntaxError at line %s: %s' % (v.lineno, v.msg), _tb_text(v), output,
-                    _dumps({'line': v.lineno}), 0)
-        return ('failure', None, 'EFuncFailed', _exc_msg(v), _tb_text(v), output, None, 0)
-    try:
-        result = _dumps(v)
-    except (TypeError, ValueError, OverflowError, RecursionError) as e:
-        return ('failure', None, 'EFuncResultParsingFailed',
-                'result of %s is not JSON-serialisable: %s' % (func_id, _exc_msg(e)), None,
-                output, None, 0)
-    return ('success', result, None, None, None, output, None, state['cache_result'])
+            return _fail('EScriptSyntaxError', 'SyntaxError at line %s: %s' % (v.lineno, v.msg),
+                         _tb_text(v), output, {'line': v.lineno})
+        return _fail('EFuncFailed', _mask(_exc_msg(v), task), _mask(_tb_text(v), task), output)
+    return _outcome(v, func_id, output, state['cache_result'])
+
+
+def _mask(text, task):
+    for m in sorted((m for m in task.masks if m), key=len, reverse=True):
+        text = text.replace(m, '*****')
+    return text
 
 
 def _inspect_funcs(mod):
@@ -295,35 +415,63 @@ def _inspect_funcs(mod):
     funcs = []
     for name, fn in _api_funcs(mod).items():
         meta = dict(fn.__tandem_api__)
+        given = dict(getattr(fn, '__tandem_options__', {}))
         line = getattr(getattr(fn, '__code__', None), 'co_firstlineno', None)
         title = meta.pop('title')
-        timeout = meta.pop('timeout', None)
+        timeout = meta.get('timeout')
         if timeout is None:
             timeout = _cfg['default_timeout']
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 3600:
-            raise _Invalid('func %s: timeout must be an integer 1..3600, got %r'
-                           % (name, timeout), line)
-        cache_result = meta.pop('cache_result', None) or 0
-        if isinstance(cache_result, bool) or not isinstance(cache_result, int) or cache_result < 0:
-            raise _Invalid('func %s: cache_result must be a non-negative integer (seconds), '
-                           'got %r' % (name, cache_result), line)
-        cron = meta.pop('fixed_cron_expr', None)
-        if cron is not None and not isinstance(cron, str):
-            raise _Invalid('func %s: fixed_cron_expr must be a string, got %r' % (name, cron), line)
+        cr = meta.get('cache_result') or 0
         try:
             sig = inspect.signature(fn)
             args = [p.name for p in sig.parameters.values()
                     if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            kwargs = {p.name: (None if p.default is p.empty else tandem_dff.to_jsonable(p.default))
+                      for p in sig.parameters.values()
+                      if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+            definition = '%s%s' % (name, sig)
         except (TypeError, ValueError):
-            args = []
+            args, kwargs, definition = [], {}, name
+        # extra: the options as the script gave them (aliases resolved), and
+        # DFF's extraConfig spelling under "dff" for tools that expect it.
+        extra = {}
+        if given.get('api_timeout') is not None:
+            # the calls side reads it for a Sync API's wait (server_call.c)
+            extra['api_timeout'] = meta.get('timeout')
+        for k, v in given.items():
+            row = tandem_dff._OPT_BY_NAME.get(k)
+            if row is None or v is None or row[0] in ('timeout', 'cache_result',
+                                                      'fixed_cron_expr'):
+                continue
+            extra[row[0]] = meta.get(row[0], v)
+        integ = meta.get('integration')
+        iconf = meta.get('integration_config') or {}
+        funcs.append({
+            'name': name, 'title': title, 'timeout': timeout,
+            # whole seconds for the result cache (DFF allows a float)
+            'cache_result': int(math.ceil(cr)) if cr > 0 else 0,
+            'fixed_cron_expr': meta.get('fixed_cron_expr'),
+            'queue': meta.get('queue'),
+            'expires': meta.get('expires'),
+            'delayed_cron_job': meta.get('delayed_cron_job'),
+            'integration': integ,
+            # autoRun with a cronExpr: the publish path creates a job with
+            # no kwargs (DFF's integration auto-run)
+            'auto_run_cron_expr': iconf.get('cronExpr') if integ == 'autoRun' else None,
+            'category': meta.get('category') or 'general',
+            'tags': meta.get('tags') or [],
+            'is_hidden': bool(meta.get('is_hidden')),
+            'description': inspect.getdoc(fn) or '',
+            'definition': definition,
+            'args': args, 'kwargs': kwargs, 'extra': extra,
+            'dff': {tandem_dff._OPT_BY_NAME[k][3]: v for k, v in meta.items()
+                    if k in tandem_dff._OPT_BY_NAME},
+        })
         try:
-            _dumps(meta)
+            _dumps(funcs[-1])
         except (TypeError, ValueError) as e:
             raise _Invalid('func %s: @DFF.API arguments must be JSON values: %s'
                            % (name, _exc_msg(e)), line)
-        funcs.append({'name': name, 'title': title, 'timeout': timeout,
-                      'cache_result': cache_result, 'fixed_cron_expr': cron, 'args': args,
-                      'extra': meta})
     return funcs
 
 
@@ -333,40 +481,255 @@ class _Invalid(Exception):
         self.line = line
 
 
-def inspect_code(task_id, code, script_id):
-    if not isinstance(code, str):
-        return ('failure', None, 'EClientBadRequest', 'kwargs.code must be a string', None, '',
-                None, 0)
+def _compile(code, script_id):
+    """(code object, None) or (None, failure tuple)."""
     filename = _filename(script_id)
     try:
-        co = compile(code, filename, 'exec', dont_inherit=True)
+        return compile(code, filename, 'exec', dont_inherit=True), None
     except SyntaxError as e:  # IndentationError, TabError included
-        return ('failure', None, 'EScriptSyntaxError',
-                'SyntaxError at line %s: %s' % (e.lineno, e.msg), None, '',
-                _dumps({'line': e.lineno, 'offset': e.offset}), 0)
+        return None, _fail('EScriptSyntaxError', 'SyntaxError at line %s: %s' % (e.lineno, e.msg),
+                           None, '', {'line': e.lineno, 'offset': e.offset})
     except ValueError as e:  # e.g. NUL bytes in the source
-        return ('failure', None, 'EScriptSyntaxError', 'SyntaxError at line 0: %s' % e, None, '',
-                _dumps({'line': 0}), 0)
+        return None, _fail('EScriptSyntaxError', 'SyntaxError at line 0: %s' % e, None, '',
+                           {'line': 0})
 
-    def body():
-        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        mod = types.ModuleType(script_id)
-        mod.__file__ = filename
-        mod.DFF = DFF
-        exec(co, mod.__dict__)
-        return _inspect_funcs(mod)
 
-    v, ok, output = _run(task_id, '__sys.inspect', body)
-    if not ok:
-        if isinstance(v, _Invalid):
-            return ('failure', None, 'EScriptSyntaxError', str(v), None, output,
-                    _dumps({'line': v.line}), 0)
+def _exec_draft(co, code, script_id):
+    filename = _filename(script_id)
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    mod = types.ModuleType(script_id)
+    mod.__file__ = filename
+    mod.DFF = DFF
+    mod.print = tandem_dff._print
+    mod.print_var = tandem_dff._print_var
+    exec(co, mod.__dict__)
+    return mod
+
+
+_DEF = re.compile(r'^\s*(?:async\s+)?def\s+(\w+)')
+
+
+def _decorated(code, line):
+    """Name of the function the decorator at `line` decorates, or None."""
+    lines = code.splitlines()
+    for i in range(max(0, (line or 1) - 1), min(len(lines), (line or 1) + 50)):
+        m = _DEF.match(lines[i])
+        if m:
+            return m.group(1)
+    return None
+
+
+def _load_failure(v, script_id, output, code=''):
+    filename = _filename(script_id)
+    if isinstance(v, tandem_dff.InvalidAPIOption):
         line = None
         tb = v.__traceback__
         while tb is not None:
             if tb.tb_frame.f_code.co_filename == filename:
                 line = tb.tb_lineno
             tb = tb.tb_next
-        return ('failure', None, 'EFuncFailed', 'script %s failed to load: %s'
-                % (script_id, _exc_msg(v)), _tb_text(v), output, _dumps({'line': line}), 0)
-    return ('success', _dumps({'funcs': v}), None, None, None, output, None, 0)
+        return _fail('EScriptSyntaxError', 'func %s (line %s): InvalidAPIOption: %s'
+                     % (_decorated(code, line) or '?', line, v), None, output, {'line': line})
+    if isinstance(v, _Invalid):
+        return _fail('EScriptSyntaxError', str(v), None, output, {'line': v.line})
+    line = None
+    tb = v.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return _fail('EFuncFailed', 'script %s failed to load: %s' % (script_id, _exc_msg(v)),
+                 _tb_text(v), output, {'line': line})
+
+
+def inspect_code(task_id, code, script_id):
+    if not isinstance(code, str):
+        return _fail('EClientBadRequest', 'kwargs.code must be a string', None, '')
+    co, bad = _compile(code, script_id)
+    if bad:
+        return bad
+    task = tandem_dff._Task({'id': task_id, 'origin': 'system'}, '__sys.inspect', script_id)
+
+    def body():
+        return _inspect_funcs(_exec_draft(co, code, script_id))
+
+    v, ok, output = _run(task, body)
+    if not ok:
+        return _load_failure(v, script_id, output, code)
+    return ('success', _dumps({'funcs': v}), None, None, None, output, None, 0, None)
+
+
+# ---- draft runs (DFF's debugger) ------------------------------------------------
+
+def _debug_child(w, task_id, code, script_id, func_name, kwargs, limit):
+    """In the throwaway fork: run the draft, write DFF's debugger result
+    (JSON) to w. Never returns."""
+    status = 'failure'
+    try:
+        _tandem.after_fork()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # dies on its own even if the child that waits for it is killed first
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(limit + 2)
+        func_id = '%s.%s' % (script_id, func_name) if func_name else ''
+        task = tandem_dff._Task({'id': task_id, 'origin': 'debug', 'queue': 'debug'}, func_id,
+                                script_id, debug=True)
+        task.chain = [func_id] if func_id else []
+        co, bad = _compile(code, script_id)
+        state = {'resp': None, 'funcs': [], 'value': None}
+
+        def body():
+            mod = _exec_draft(co, code, script_id)
+            mod.__dict__.update(task.variables())
+            state['funcs'] = _inspect_funcs(mod)
+            if not func_name:
+                return None
+            fn = mod.__dict__.get(func_name)
+            if fn is None or not callable(fn):
+                raise NameError('func %s not found in the draft of %s' % (func_name, script_id))
+            return fn(**(kwargs or {}))
+
+        if bad:
+            exc = bad[3]
+            res = {'status': 'failure', 'exception': exc, 'exceptionType': 'SyntaxError',
+                   'traceback': None, 'printLogs': [], 'returnValue': None,
+                   'responseControl': None, 'apiFuncs': [], 'cost': 0}
+        else:
+            t0 = time.time()
+            v, ok, output = _run(task, body)
+            res = {'printLogs': output.splitlines(), 'apiFuncs': state['funcs'],
+                   'cost': round(time.time() - t0, 3)}
+            if ok:
+                import pprint
+                resp = None
+                if isinstance(v, tandem_dff.BaseFuncResponse):
+                    resp = v.resp()
+                    v = v.data
+                res.update({'status': 'success', 'returnValue':
+                            pprint.saferepr(v) if func_name else None,
+                            'result': tandem_dff.to_jsonable(v),
+                            'responseControl': resp, 'exception': None, 'exceptionType': None,
+                            'traceback': None})
+            else:
+                res.update({'status': 'failure', 'returnValue': None, 'responseControl': None,
+                            'exception': _mask(_exc_msg(v), task),
+                            'exceptionType': type(v).__name__,
+                            'traceback': _mask(_tb_text(v), task)})
+        data = _dumps(res).encode('utf-8')
+        while data:
+            n = os.write(w, data)
+            data = data[n:]
+        status = 'success'
+    finally:
+        os._exit(0 if status == 'success' else 1)
+
+
+def debug_code(task_id, kw, timeout):
+    """__sys.debug {code, script_id, func_name, kwargs}: DFF's debugger. The
+    draft runs in a fork that is thrown away, never in this interpreter;
+    the answer is DFF's debugger result (a success even when the function
+    failed: its status is in the result)."""
+    code, script_id = kw.get('code'), kw.get('script_id') or 'draft__script'
+    func_name, kwargs = kw.get('func_name') or '', kw.get('kwargs') or {}
+    if not isinstance(code, str):
+        return _fail('EClientBadRequest', '__sys.debug: kwargs.code must be a string')
+    if not isinstance(kwargs, dict) or not isinstance(func_name, str):
+        return _fail('EClientBadRequest', '__sys.debug: func_name must be a string and kwargs '
+                     'an object')
+    limit = min(DEBUG_TIMEOUT, max(1, int(timeout or DEBUG_TIMEOUT) - 2))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        _debug_child(w, task_id, code, script_id, func_name, kwargs, limit)
+    os.close(w)
+    chunks, deadline, timed_out = [], time.time() + limit, False
+    try:
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([r], [], [], left)
+            if not ready:
+                continue
+            b = os.read(r, 65536)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(r)
+        if timed_out:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _, st = os.waitpid(pid, 0)
+    if timed_out:
+        res = {'status': 'timeout', 'exception': 'EFuncTimeout: the draft run took longer than '
+               '%d s' % limit, 'exceptionType': 'TaskTimeout', 'traceback': None,
+               'printLogs': [], 'returnValue': None, 'responseControl': None, 'apiFuncs': [],
+               'cost': limit}
+        return ('success', _dumps(res), None, None, None, '', None, 0, None)
+    try:
+        res = json.loads(b''.join(chunks).decode('utf-8'))
+    except ValueError:
+        why = ('killed by signal %d' % os.WTERMSIG(st)) if os.WIFSIGNALED(st) else \
+            ('exited with status %d' % os.WEXITSTATUS(st))
+        res = {'status': 'failure', 'exception': 'EWorkerCrashed: the draft run %s' % why,
+               'exceptionType': 'WorkerCrashed', 'traceback': None, 'printLogs': [],
+               'returnValue': None, 'responseControl': None, 'apiFuncs': [], 'cost': None}
+    return ('success', _dumps(res), None, None, None, '\n'.join(res.get('printLogs') or []),
+            None, 0, None)
+
+
+def connector_test(task_id, kw, timeout):
+    """__sys.connector_test {type, config} or {id}: connects and answers
+    {"ok": bool, "message": what failed}."""
+    import tandem_conn
+    ctype, config = kw.get('type'), kw.get('config')
+    if kw.get('id'):
+        try:
+            _, rows, _, _ = _tandem.sql('SELECT type, config_json FROM connector WHERE id = ?',
+                                        [kw['id']])
+        except _tandem.BackendError as e:
+            return _fail('EBackend', 'loading connector %s: %s' % (kw['id'], e))
+        if not rows:
+            return _fail('EFuncNotFound', 'connector %s not found' % kw['id'])
+        ctype, config = rows[0][0], json.loads(rows[0][1] or '{}')
+    if not isinstance(ctype, str) or not isinstance(config, dict):
+        return _fail('EClientBadRequest', '__sys.connector_test: type must be a string and '
+                     'config an object')
+    try:
+        config = tandem_conn.open_secrets(config, _tandem.secret_open)
+        why = tandem_conn.check(ctype, config)
+    except Exception as e:
+        why = _exc_msg(e)
+    return ('success', _dumps({'ok': why is None, 'message': why or 'connected'}), None, None,
+            None, '', None, 0, None)
+
+
+def _sys_inspect(task_id, kw, timeout):
+    return inspect_code(task_id, kw.get('code'), kw.get('script_id') or 'script')
+
+
+# system task name -> handler(task_id, kwargs, timeout)
+SYSTEM = {
+    '__sys.inspect': _sys_inspect,
+    '__sys.debug': debug_code,
+    '__sys.connector_test': connector_test,
+}
+
+
+def system(task_id, name, kwargs_json, timeout):
+    h = SYSTEM.get(name)
+    if h is None:
+        return _fail('EFuncNotFound', 'no system task %s (known: %s)'
+                     % (name, ', '.join(sorted(SYSTEM))))
+    try:
+        kw = json.loads(kwargs_json) if kwargs_json else {}
+    except ValueError as e:
+        return _fail('EClientBadRequest', '%s: kwargs: %s' % (name, e))
+    if not isinstance(kw, dict):
+        return _fail('EClientBadRequest', '%s: kwargs must be an object' % name)
+    return h(task_id, kw, timeout)

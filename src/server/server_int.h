@@ -186,6 +186,8 @@ void h_key_create(struct srv_req *r);
 void h_key_delete(struct srv_req *r);
 void h_task_records(struct srv_req *r);
 void h_failover_events(struct srv_req *r);
+void h_connectors(struct srv_req *r);   /* server_connector.c */
+void h_script_debug(struct srv_req *r); /* server_connector.c: draft runs */
 
 /* ---- calls (server_call.c) ---- */
 struct call_opts {

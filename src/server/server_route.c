@@ -66,6 +66,11 @@ const struct srv_route srv_routes[] = {
     {"DELETE", "/api/v1/access-keys/:", h_key_delete, true, "admin"},
     {"GET", "/api/v1/task-records", h_task_records, true, "admin"},
     {"GET", "/api/v1/failover-events", h_failover_events, true, "admin"},
+    /* connectors and draft runs: server_connector.c */
+    {"*", "/api/v1/connectors", h_connectors, true, "admin"},
+    {"*", "/api/v1/connectors/**", h_connectors, true, "admin"},
+    {"POST", "/api/v1/scripts/:/do/debug", h_script_debug, true, "admin"},
+    {"POST", "/api/v1/func-draft/:", h_script_debug, true, "admin"},
 
     {"*", "/api/v1/cron-jobs", h_cron, true, "cron"},
     {"*", "/api/v1/cron-jobs/**", h_cron, true, "cron"},

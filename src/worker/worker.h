@@ -107,6 +107,7 @@ struct woutcome {
     const char *output;
     json_t *result; /* borrowed; success only (NULL = null) */
     json_t *data;   /* borrowed; extra data (e.g. {"line":3}) or NULL */
+    json_t *resp;   /* borrowed; DFF.RESP's response control (success only) or NULL */
     int64_t start_ms, end_ms;
 };
 
@@ -203,6 +204,7 @@ struct wchild {
 /* What the Python side answered; all strings malloc'd or NULL. */
 struct pyres {
     char *status, *result_json, *reason, *message, *traceback, *output, *data_json;
+    char *resp_json; /* DFF.RESP's "resp" object, or NULL */
     int cache_result;
 };
 void pyres_free(struct pyres *r);
@@ -210,12 +212,14 @@ void pyres_free(struct pyres *r);
 /* Start the interpreter (isolated config, Debian's stdlib, paths.python),
  * register _tandem, import tandem_runtime. 0 or -1 with *err. */
 int py_start(struct wchild *ch, char **err);
-/* Run func `fname` of script `script_id` for task t. Always fills r (a
- * Python-side failure becomes a failure outcome). */
-void py_call(struct wchild *ch, const struct task *t, const char *script_id, const char *fname,
-             struct pyres *r);
-/* The system task __sys.inspect {code, script_id}. */
-void py_inspect(struct wchild *ch, const struct task *t, struct pyres *r);
+/* Run func `fname` of script `script_id` for task t (raw: the task JSON as
+ * read, for DFF's _DFF_* variables). Always fills r (a Python-side failure
+ * becomes a failure outcome). */
+void py_call(struct wchild *ch, const struct task *t, const char *raw, const char *script_id,
+             const char *fname, struct pyres *r);
+/* System tasks: __sys.inspect {code, script_id}, __sys.debug {code,
+ * script_id, func_name, kwargs} (a draft run in a throwaway fork). */
+void py_system(struct wchild *ch, const struct task *t, struct pyres *r);
 /* <prefix>gen changed: scripts and env variables are re-checked on next use. */
 void py_invalidate(void);
 

@@ -561,7 +561,7 @@ static void inspect_proc(struct wchild *ch, const struct task *t, int wfd)
         close(mysql_get_socket(ch->db));
         ch->db = NULL;
     }
-    py_inspect(ch, t, &pr);
+    py_system(ch, t, &pr);
     json_t *j = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:i}", "status", pr.status,
                           "result_json", pr.result_json, "reason", pr.reason, "message", pr.message,
                           "traceback", pr.traceback, "output", pr.output, "data_json", pr.data_json,
@@ -681,7 +681,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
     char set[128], script[256], fname[128];
     char cache_key[512];
     const char *ck = NULL;
-    json_t *result = NULL, *data = NULL;
+    json_t *result = NULL, *data = NULL, *resp = NULL;
     struct woutcome o;
 
     if (e->msg == NULL) {
@@ -710,7 +710,11 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
         o.reason = "ETaskExpired";
         o.message = why;
     } else if (strcmp(t.func, "__sys.inspect") == 0) {
+        /* top-level code of a script being published never runs in the
+         * interpreter that serves others (the draft debugger forks itself) */
         inspect_isolated(ch, &t, &pr);
+    } else if (strncmp(t.func, "__sys.", 6) == 0) {
+        py_system(ch, &t, &pr);
     } else if (!func_id_split(t.func, set, sizeof(set), script, sizeof(script), fname,
                               sizeof(fname))) {
         snprintf(why, sizeof(why), "func %s not found: not a func id (<set>__<script>.<func>)",
@@ -719,7 +723,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
         o.reason = "EFuncNotFound";
         o.message = why;
     } else {
-        py_call(ch, &t, script, fname, &pr);
+        py_call(ch, &t, e->msg, script, fname, &pr);
         if ((int)getpid() != ch->pid)
             _exit(0); /* a fork made by the function returned: only we record */
     }
@@ -743,6 +747,8 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
                 o.message = why;
             }
             o.result = result;
+            if (result && pr.resp_json)
+                o.resp = resp = json_loads(pr.resp_json, 0, NULL);
             if (result && pr.cache_result > 0) {
                 task_result_cache_key(cache_key, sizeof(cache_key), ch->c, t.func, t.kwargs);
                 ck = cache_key;
@@ -757,6 +763,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
               (long long)(o.end_ms - o.start_ms));
     json_decref(result);
     json_decref(data);
+    json_decref(resp);
     pyres_free(&pr);
     task_free(&t);
 }

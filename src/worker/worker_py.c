@@ -7,6 +7,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <libconfig.h>
 #include <mysql.h>
 #include <mysqld_error.h>
 #include <errmsg.h>
@@ -18,11 +19,12 @@
 #include "db.h"
 #include "log.h"
 #include "rds.h"
+#include "secret.h"
 
 /* The child's one context; set by py_start(). _tandem's functions have no
  * other way to reach it. */
 static struct wchild *g_ch;
-static PyObject *g_call, *g_inspect, *g_invalidate, *g_backend_error;
+static PyObject *g_call, *g_inspect, *g_invalidate, *g_backend_error, *g_command_error;
 
 /* ---- _tandem ------------------------------------------------------------- */
 
@@ -103,16 +105,18 @@ static PyObject *t_env_all(PyObject *self, PyObject *args)
 {
     (void)self;
     (void)args;
-    MYSQL_RES *res =
-        db_select("loading env variables", "SELECT id, value FROM env_variable%s", NULL);
+    MYSQL_RES *res = db_select("loading env variables",
+                               "SELECT id, value, value_type FROM env_variable%s", NULL);
     if (res == NULL)
         return NULL;
     PyObject *d = PyDict_New();
     MYSQL_ROW row;
     while (d && (row = mysql_fetch_row(res)) != NULL) {
         unsigned long *len = mysql_fetch_lengths(res);
-        PyObject *v =
-            PyUnicode_DecodeUTF8(row[1] ? row[1] : "", row[1] ? (Py_ssize_t)len[1] : 0, "replace");
+        PyObject *v = Py_BuildValue(
+            "(Ns)",
+            PyUnicode_DecodeUTF8(row[1] ? row[1] : "", row[1] ? (Py_ssize_t)len[1] : 0, "replace"),
+            row[2] ? row[2] : "string");
         if (v == NULL || PyDict_SetItemString(d, row[0], v) == -1) {
             Py_XDECREF(v);
             Py_CLEAR(d);
@@ -127,95 +131,377 @@ static PyObject *t_env_all(PyObject *self, PyObject *args)
 static redisContext *need_redis(void)
 {
     if (g_ch->rc == NULL) {
-        backend_error("redis is unavailable");
-        return NULL;
+        /* Dropped after a failure or in a forked draft run: connect again
+         * rather than failing every DFF call until the next task. */
+        char *err = NULL;
+        g_ch->rc = rds_connect(g_ch->c, 5000, &err);
+        if (g_ch->rc == NULL) {
+            backend_error("redis is unavailable: %s", err ? err : "?");
+            free(err);
+            return NULL;
+        }
     }
     return g_ch->rc;
 }
 
-/* A command on the child's Redis connection; NULL with an exception set. */
-static redisReply *redis_argv(const char *what, int argc, const char **argv, const size_t *lens)
+/* Reply -> Python, raw like redis-py without response callbacks: strings
+ * and status replies as bytes, integers as int, arrays as lists, nil as
+ * None. tandem_dff.py applies DFF's conversions per command. */
+static PyObject *reply_to_py(redisReply *r)
 {
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        return PyBytes_FromStringAndSize(r->str, (Py_ssize_t)r->len);
+    case REDIS_REPLY_INTEGER:
+        return PyLong_FromLongLong(r->integer);
+    case REDIS_REPLY_ARRAY: {
+        PyObject *l = PyList_New((Py_ssize_t)r->elements);
+        for (size_t i = 0; l && i < r->elements; i++) {
+            PyObject *v = reply_to_py(r->element[i]);
+            if (v == NULL) {
+                Py_CLEAR(l);
+                break;
+            }
+            PyList_SET_ITEM(l, (Py_ssize_t)i, v);
+        }
+        return l;
+    }
+    case REDIS_REPLY_ERROR:
+        PyErr_SetString(g_command_error, r->str);
+        return NULL;
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+/* redis(cmd, *args): one command on the child's connection. Keys are built
+ * in Python (no fixed-size buffer: long keys are never cut). Arguments may
+ * be str, bytes, int or float. A Redis error reply raises CommandError (the
+ * script's mistake); a lost connection raises BackendError. */
+static PyObject *t_redis(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_ssize_t n = PyTuple_Size(args);
+    if (n < 1 || n > 4096) {
+        PyErr_SetString(PyExc_TypeError, "redis() takes a command and up to 4095 arguments");
+        return NULL;
+    }
+    const char **av = calloc((size_t)n, sizeof(*av));
+    size_t *lens = calloc((size_t)n, sizeof(*lens));
+    PyObject **keep = calloc((size_t)n, sizeof(*keep));
+    PyObject *out = NULL;
+    if (av == NULL || lens == NULL || keep == NULL) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyTuple_GET_ITEM(args, i), *b;
+        if (PyBytes_Check(o))
+            b = Py_NewRef(o);
+        else if (PyUnicode_Check(o))
+            b = PyUnicode_AsEncodedString(o, "utf-8", "surrogatepass");
+        else if (PyLong_Check(o) || PyFloat_Check(o)) {
+            PyObject *s = PyObject_Str(o);
+            b = s ? PyUnicode_AsUTF8String(s) : NULL;
+            Py_XDECREF(s);
+        } else {
+            PyErr_Format(PyExc_TypeError,
+                         "redis argument %zd: expected str, bytes, int or float, got %s", i,
+                         Py_TYPE(o)->tp_name);
+            goto out;
+        }
+        if (b == NULL)
+            goto out;
+        keep[i] = b;
+        av[i] = PyBytes_AS_STRING(b);
+        lens[i] = (size_t)PyBytes_GET_SIZE(b);
+    }
     redisContext *rc = need_redis();
     if (rc == NULL)
-        return NULL;
-    redisReply *r = redisCommandArgv(rc, argc, argv, lens);
+        goto out;
+    redisReply *r = redisCommandArgv(rc, (int)n, av, lens);
     if (r == NULL) {
-        backend_error("%s: redis: %s", what, rc->errstr);
+        backend_error("redis: %s", rc->errstr);
         child_redis_broken(g_ch);
-        return NULL;
+        goto out;
     }
-    if (r->type == REDIS_REPLY_ERROR) {
-        backend_error("%s: redis: %s", what, r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
-
-/* DFF.CACHE key: <prefix>cache:<scope>:<key>; the scope (by default the
- * calling script, see tandem_dff.py) comes from Python. */
-static void cache_key(char *buf, size_t n, const char *scope, const char *key)
-{
-    rds_key(buf, n, g_ch->c, "cache:%s:%s", scope[0] ? scope : "_", key);
-}
-
-static PyObject *t_cache_get(PyObject *self, PyObject *args)
-{
-    const char *scope, *key;
-    char k[1024];
-    (void)self;
-    if (!PyArg_ParseTuple(args, "ss", &scope, &key))
-        return NULL;
-    cache_key(k, sizeof(k), scope, key);
-    const char *av[] = {"GET", k};
-    redisReply *r = redis_argv("DFF.CACHE.get", 2, av, NULL);
-    if (r == NULL)
-        return NULL;
-    PyObject *out;
-    if (r->type == REDIS_REPLY_STRING)
-        out = PyUnicode_DecodeUTF8(r->str, (Py_ssize_t)r->len, "replace");
-    else
-        out = Py_NewRef(Py_None);
+    out = reply_to_py(r);
     freeReplyObject(r);
+out:
+    for (Py_ssize_t i = 0; keep && i < n; i++)
+        Py_XDECREF(keep[i]);
+    free(keep);
+    free(av);
+    free(lens);
     return out;
 }
 
-static PyObject *t_cache_set(PyObject *self, PyObject *args)
+/* One SQL literal for a Python value; malloc'd. */
+static char *sql_literal(MYSQL *m, PyObject *o)
 {
-    const char *scope, *key, *val;
-    Py_ssize_t vlen;
-    long long ex;
-    char k[1024], exs[32];
-    (void)self;
-    if (!PyArg_ParseTuple(args, "sss#L", &scope, &key, &val, &vlen, &ex))
-        return NULL;
-    cache_key(k, sizeof(k), scope, key);
-    snprintf(exs, sizeof(exs), "%lld", ex);
-    const char *av[] = {"SET", k, val, "EX", exs};
-    size_t lens[] = {3, strlen(k), (size_t)vlen, 2, strlen(exs)};
-    redisReply *r = redis_argv("DFF.CACHE.set", ex > 0 ? 5 : 3, av, lens);
-    if (r == NULL)
-        return NULL;
-    freeReplyObject(r);
-    Py_RETURN_NONE;
+    char *out = NULL;
+    if (o == Py_None)
+        return strdup("NULL");
+    if (PyBool_Check(o))
+        return strdup(o == Py_True ? "1" : "0");
+    if (PyLong_Check(o) || PyFloat_Check(o)) {
+        PyObject *s = PyObject_Str(o);
+        const char *t = s ? PyUnicode_AsUTF8(s) : NULL;
+        out = t ? strdup(t) : NULL;
+        Py_XDECREF(s);
+        return out;
+    }
+    if (PyUnicode_Check(o)) {
+        Py_ssize_t len;
+        const char *t = PyUnicode_AsUTF8AndSize(o, &len);
+        return t ? db_qn(m, t, (size_t)len) : NULL;
+    }
+    if (PyBytes_Check(o))
+        return db_qn(m, PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o));
+    PyErr_Format(PyExc_TypeError,
+                 "sql parameter: expected None, bool, int, float, str or bytes, got %s",
+                 Py_TYPE(o)->tp_name);
+    return NULL;
 }
 
-static PyObject *t_cache_delete(PyObject *self, PyObject *args)
+/* The query with each '?' outside quotes replaced by a literal. */
+static char *sql_bind(MYSQL *m, const char *q, PyObject *params)
 {
-    const char *scope, *key;
-    char k[1024];
+    size_t cap = strlen(q) + 64, len = 0;
+    char *out = malloc(cap);
+    Py_ssize_t np = params ? PySequence_Fast_GET_SIZE(params) : 0, used = 0;
+    char quote = 0;
+    if (out == NULL)
+        return (char *)PyErr_NoMemory();
+    for (const char *p = q; *p; p++) {
+        const char *piece = p;
+        char *lit = NULL;
+        size_t plen = 1;
+        if (quote) {
+            if (*p == '\\' && p[1])
+                plen = 2;
+            else if (*p == quote)
+                quote = 0;
+        } else if (*p == '\'' || *p == '"' || *p == '`') {
+            quote = *p;
+        } else if (*p == '?') {
+            if (used >= np) {
+                PyErr_Format(PyExc_ValueError, "sql: more '?' than the %zd parameters given", np);
+                free(out);
+                return NULL;
+            }
+            lit = sql_literal(m, PySequence_Fast_GET_ITEM(params, used++));
+            if (lit == NULL) {
+                free(out);
+                return NULL;
+            }
+            piece = lit;
+            plen = strlen(lit);
+        }
+        if (len + plen + 1 > cap) {
+            cap = (len + plen + 1) * 2;
+            char *nb = realloc(out, cap);
+            if (nb == NULL) {
+                free(lit);
+                free(out);
+                return (char *)PyErr_NoMemory();
+            }
+            out = nb;
+        }
+        memcpy(out + len, piece, plen);
+        len += plen;
+        if (lit == NULL && plen == 2)
+            p++;
+        free(lit);
+    }
+    out[len] = '\0';
+    if (used != np) {
+        PyErr_Format(PyExc_ValueError, "sql: %zd parameters given for %zd '?'", np, used);
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* sql(query, params) -> (columns, rows, affected_rows, insert_id) on the
+ * child's MariaDB connection (DFF.STORE). Values come back as str or None. */
+static PyObject *t_sql(PyObject *self, PyObject *args)
+{
+    const char *query;
+    PyObject *params = NULL, *seq = NULL, *out = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "ss", &scope, &key))
+    if (!PyArg_ParseTuple(args, "s|O", &query, &params))
         return NULL;
-    cache_key(k, sizeof(k), scope, key);
-    const char *av[] = {"DEL", k};
-    redisReply *r = redis_argv("DFF.CACHE.delete", 2, av, NULL);
-    if (r == NULL)
+    if (params && params != Py_None) {
+        seq = PySequence_Fast(params, "sql parameters must be a list or tuple");
+        if (seq == NULL)
+            return NULL;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char *err = NULL;
+        MYSQL *m = child_db(g_ch, &err);
+        if (m == NULL) {
+            backend_error("sql: %s", err ? err : "database unavailable");
+            free(err);
+            break;
+        }
+        char *q = sql_bind(m, query, seq);
+        if (q == NULL)
+            break;
+        int rv = mysql_real_query(m, q, strlen(q));
+        free(q);
+        if (rv != 0) {
+            unsigned int e = mysql_errno(m);
+            if (conn_lost(e)) {
+                child_db_broken(g_ch);
+                if (attempt == 0)
+                    continue;
+                backend_error("sql: %s", "connection lost");
+            } else {
+                backend_error("sql: %s", mysql_error(m));
+            }
+            break;
+        }
+        MYSQL_RES *res = mysql_store_result(m);
+        PyObject *cols = PyList_New(0), *rows = PyList_New(0);
+        if (res) {
+            unsigned int nf = mysql_num_fields(res);
+            MYSQL_FIELD *f = mysql_fetch_fields(res);
+            for (unsigned int i = 0; cols && i < nf; i++) {
+                PyObject *name = PyUnicode_FromString(f[i].name);
+                if (name == NULL || PyList_Append(cols, name) == -1)
+                    Py_CLEAR(cols);
+                Py_XDECREF(name);
+            }
+            MYSQL_ROW row;
+            while (rows && (row = mysql_fetch_row(res)) != NULL) {
+                unsigned long *len = mysql_fetch_lengths(res);
+                PyObject *t = PyTuple_New(nf);
+                for (unsigned int i = 0; t && i < nf; i++) {
+                    PyObject *v = row[i]
+                                      ? PyUnicode_DecodeUTF8(row[i], (Py_ssize_t)len[i], "replace")
+                                      : Py_NewRef(Py_None);
+                    if (v == NULL)
+                        Py_CLEAR(t);
+                    else
+                        PyTuple_SET_ITEM(t, i, v);
+                }
+                if (t == NULL || PyList_Append(rows, t) == -1)
+                    Py_CLEAR(rows);
+                Py_XDECREF(t);
+            }
+            mysql_free_result(res);
+        }
+        if (cols && rows)
+            out = Py_BuildValue("(OOKK)", cols, rows, (unsigned long long)mysql_affected_rows(m),
+                                (unsigned long long)mysql_insert_id(m));
+        Py_XDECREF(cols);
+        Py_XDECREF(rows);
+        break;
+    }
+    Py_XDECREF(seq);
+    return out;
+}
+
+/* secret_open(sealed) / secret_seal(plain) with tandem.conf secret.key. */
+static PyObject *t_secret(PyObject *args, bool seal)
+{
+    const char *in;
+    char *out = NULL, *err = NULL;
+    if (!PyArg_ParseTuple(args, "s", &in))
         return NULL;
-    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-    freeReplyObject(r);
-    return PyBool_FromLong(n > 0);
+    int rv = seal ? secret_seal(g_ch->c->secret_key, in, &out, &err)
+                  : secret_open(g_ch->c->secret_key, in, &out, &err);
+    if (rv == -1) {
+        PyErr_Format(PyExc_ValueError, "%s", err ? err : "secret failed");
+        free(err);
+        return NULL;
+    }
+    PyObject *o = PyUnicode_DecodeUTF8(out, (Py_ssize_t)strlen(out), "replace");
+    free(out);
+    return o;
+}
+
+static PyObject *t_secret_open(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return t_secret(args, false);
+}
+
+static PyObject *t_secret_seal(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return t_secret(args, true);
+}
+
+static PyObject *setting_to_py(config_setting_t *s)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+        return PyLong_FromLong(config_setting_get_int(s));
+    case CONFIG_TYPE_INT64:
+        return PyLong_FromLongLong(config_setting_get_int64(s));
+    case CONFIG_TYPE_FLOAT:
+        return PyFloat_FromDouble(config_setting_get_float(s));
+    case CONFIG_TYPE_BOOL:
+        return PyBool_FromLong(config_setting_get_bool(s));
+    case CONFIG_TYPE_STRING:
+        return PyUnicode_FromString(config_setting_get_string(s));
+    case CONFIG_TYPE_GROUP: {
+        PyObject *d = PyDict_New();
+        for (int i = 0; d && i < config_setting_length(s); i++) {
+            config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            PyObject *v = setting_to_py(e);
+            if (v == NULL || PyDict_SetItemString(d, config_setting_name(e), v) == -1)
+                Py_CLEAR(d);
+            Py_XDECREF(v);
+        }
+        return d;
+    }
+    default: { /* array, list */
+        PyObject *l = PyList_New(0);
+        for (int i = 0; l && i < config_setting_length(s); i++) {
+            PyObject *v = setting_to_py(config_setting_get_elem(s, (unsigned)i));
+            if (v == NULL || PyList_Append(l, v) == -1)
+                Py_CLEAR(l);
+            Py_XDECREF(v);
+        }
+        return l;
+    }
+    }
+}
+
+/* custom_config() -> the `custom { ... }` group of tandem.conf as a dict
+ * (DFF's CUSTOM_* config, DFF.CONFIG); {} when there is none. */
+static PyObject *t_custom_config(PyObject *self, PyObject *args)
+{
+    config_t cf;
+    (void)self;
+    (void)args;
+    if (g_ch->c->path[0] == '\0')
+        return PyDict_New();
+    config_init(&cf);
+    if (config_read_file(&cf, g_ch->c->path) != CONFIG_TRUE) {
+        config_destroy(&cf);
+        return backend_error("reading %s: %s", g_ch->c->path, config_error_text(&cf));
+    }
+    config_setting_t *s = config_lookup(&cf, "custom");
+    PyObject *d =
+        s && config_setting_type(s) == CONFIG_TYPE_GROUP ? setting_to_py(s) : PyDict_New();
+    config_destroy(&cf);
+    return d;
+}
+
+/* after_fork(): in a forked draft run, forget (never close: the parent
+ * still talks over them) the inherited Redis and MariaDB connections. */
+static PyObject *t_after_fork(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    g_ch->rc = NULL;
+    g_ch->db = NULL;
+    Py_RETURN_NONE;
 }
 
 /* The timeout of func_id from the func table; the default if unknown. */
@@ -239,13 +525,14 @@ static int func_timeout(const char *func_id)
 
 static PyObject *t_func_call(PyObject *self, PyObject *args)
 {
-    const char *func_id, *kwargs_json, *parent;
-    int timeout;
+    const char *func_id, *kwargs_json, *parent, *queue, *chain;
+    int timeout, expires;
     struct task t;
     json_error_t je;
     char *err = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "ssis", &func_id, &kwargs_json, &timeout, &parent))
+    if (!PyArg_ParseTuple(args, "ssisssi", &func_id, &kwargs_json, &timeout, &parent, &queue,
+                          &chain, &expires))
         return NULL;
     if (!func_id_split(func_id, NULL, 0, NULL, 0, NULL, 0)) {
         PyErr_Format(PyExc_ValueError, "DFF.FUNC: \"%s\" is not a func id (<set>__<script>.<func>)",
@@ -265,14 +552,34 @@ static PyObject *t_func_call(PyObject *self, PyObject *args)
     t.origin = ORIGIN_SUBTASK;
     snprintf(t.origin_id, sizeof(t.origin_id), "%s", parent);
     t.timeout = timeout > 0 ? timeout : func_timeout(func_id);
-    snprintf(t.queue, sizeof(t.queue), "async");
+    snprintf(t.queue, sizeof(t.queue), "%s", queue[0] ? queue : "async");
     t.enq_ms = now_ms();
+    if (expires > 0)
+        t.expires_ms = t.enq_ms + (int64_t)expires * 1000;
     t.epoch = g_ch->epoch;
     redisContext *rc = need_redis();
     if (rc == NULL) {
         task_free(&t);
         return NULL;
     }
+    /* The call chain (and root task) of the new task, read back by the
+     * subtask's run for DFF's depth and circular-call checks; set before
+     * the XADD so the subtask always finds it. */
+    char ck[128 + ID_MAX], ttl[16];
+    rds_key(ck, sizeof(ck), g_ch->c, "fchain:%s", t.id);
+    snprintf(ttl, sizeof(ttl), "%d", g_ch->c->task_ttl);
+    const char *cav[] = {"SET", ck, chain, "EX", ttl};
+    redisReply *cr = redisCommandArgv(rc, 5, cav, NULL);
+    if (cr == NULL || cr->type == REDIS_REPLY_ERROR) {
+        backend_error("DFF.FUNC %s: redis: %s", func_id, cr ? cr->str : rc->errstr);
+        if (cr)
+            freeReplyObject(cr);
+        else
+            child_redis_broken(g_ch);
+        task_free(&t);
+        return NULL;
+    }
+    freeReplyObject(cr);
     int rv = task_enqueue(rc, g_ch->c, &t, &err);
     task_free(&t);
     if (rv == -1) {
@@ -288,12 +595,16 @@ static PyObject *t_func_call(PyObject *self, PyObject *args)
 static PyMethodDef tandem_methods[] = {
     {"script_fetch", t_script_fetch, METH_VARARGS,
      "script_fetch(script_id) -> (code or None, publish_version)"},
-    {"env_all", t_env_all, METH_NOARGS, "env_all() -> {name: value}"},
-    {"cache_get", t_cache_get, METH_VARARGS, "cache_get(func_id, key) -> str or None"},
-    {"cache_set", t_cache_set, METH_VARARGS, "cache_set(func_id, key, json, expires_s or 0)"},
-    {"cache_delete", t_cache_delete, METH_VARARGS, "cache_delete(func_id, key) -> bool"},
+    {"env_all", t_env_all, METH_NOARGS, "env_all() -> {name: (value, value_type)}"},
+    {"redis", t_redis, METH_VARARGS, "redis(cmd, *args) -> raw reply"},
+    {"sql", t_sql, METH_VARARGS, "sql(query, params) -> (columns, rows, affected, insert_id)"},
+    {"secret_open", t_secret_open, METH_VARARGS, "secret_open(sealed) -> plain"},
+    {"secret_seal", t_secret_seal, METH_VARARGS, "secret_seal(plain) -> sealed"},
+    {"custom_config", t_custom_config, METH_NOARGS, "custom_config() -> dict"},
+    {"after_fork", t_after_fork, METH_NOARGS, "after_fork(): drop inherited connections"},
     {"func_call", t_func_call, METH_VARARGS,
-     "func_call(func_id, kwargs_json, timeout or 0, parent_task_id) -> task id"},
+     "func_call(func_id, kwargs_json, timeout or 0, parent_task_id, queue, chain_json, "
+     "expires_s or 0) -> task id"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -317,8 +628,11 @@ static PyObject *PyInit__tandem(void)
     g_backend_error = PyErr_NewExceptionWithDoc("_tandem.BackendError",
                                                 "Redis or MariaDB is unavailable or failed.",
                                                 PyExc_RuntimeError, NULL);
-    if (g_backend_error == NULL ||
-        PyModule_AddObjectRef(m, "BackendError", g_backend_error) == -1) {
+    g_command_error = PyErr_NewExceptionWithDoc(
+        "_tandem.CommandError", "Redis refused a command (e.g. WRONGTYPE).", PyExc_Exception, NULL);
+    if (g_backend_error == NULL || g_command_error == NULL ||
+        PyModule_AddObjectRef(m, "BackendError", g_backend_error) == -1 ||
+        PyModule_AddObjectRef(m, "CommandError", g_command_error) == -1) {
         Py_DECREF(m);
         return NULL;
     }
@@ -420,10 +734,12 @@ int py_start(struct wchild *ch, char **err)
         return -1;
     }
     g_call = PyObject_GetAttrString(rt, "call");
-    g_inspect = PyObject_GetAttrString(rt, "inspect_code");
+    g_inspect = PyObject_GetAttrString(rt, "system");
     g_invalidate = PyObject_GetAttrString(rt, "invalidate");
-    PyObject *r =
-        PyObject_CallMethod(rt, "setup", "iL", ch->c->func_timeout, (long long)ch->c->output_cap);
+    PyObject *r = PyObject_CallMethod(
+        rt, "setup", "{s:i,s:L,s:s,s:s,s:i,s:i}", "default_timeout", ch->c->func_timeout,
+        "output_cap", (long long)ch->c->output_cap, "prefix", ch->c->redis_prefix, "node",
+        ch->c->node_name, "task_ttl", ch->c->task_ttl, "sync_timeout", ch->c->sync_timeout);
     Py_DECREF(rt);
     if (g_call == NULL || g_inspect == NULL || g_invalidate == NULL || r == NULL) {
         char *e = py_err_text();
@@ -446,6 +762,7 @@ void pyres_free(struct pyres *r)
     free(r->traceback);
     free(r->output);
     free(r->data_json);
+    free(r->resp_json);
     memset(r, 0, sizeof(*r));
 }
 
@@ -470,7 +787,7 @@ static char *item_str(PyObject *tup, Py_ssize_t i)
 static void take_result(PyObject *res, struct pyres *r, const char *what)
 {
     memset(r, 0, sizeof(*r));
-    if (res == NULL || !PyTuple_Check(res) || PyTuple_Size(res) != 8) {
+    if (res == NULL || !PyTuple_Check(res) || PyTuple_Size(res) != 9) {
         char *e = res == NULL ? py_err_text() : strdup("bad answer from tandem_runtime");
         r->status = strdup("failure");
         r->reason = strdup("EFuncFailed");
@@ -487,6 +804,7 @@ static void take_result(PyObject *res, struct pyres *r, const char *what)
     r->traceback = item_str(res, 4);
     r->output = item_str(res, 5);
     r->data_json = item_str(res, 6);
+    r->resp_json = item_str(res, 8);
     r->cache_result = (int)PyLong_AsLong(PyTuple_GetItem(res, 7));
     if (PyErr_Occurred()) {
         PyErr_Clear();
@@ -497,35 +815,29 @@ static void take_result(PyObject *res, struct pyres *r, const char *what)
     Py_DECREF(res);
 }
 
-void py_call(struct wchild *ch, const struct task *t, const char *script_id, const char *fname,
-             struct pyres *r)
+void py_call(struct wchild *ch, const struct task *t, const char *raw, const char *script_id,
+             const char *fname, struct pyres *r)
 {
     char *kw = json_dumps(t->kwargs, JSON_COMPACT);
     ch->cur_task = t->id;
-    PyObject *res = PyObject_CallFunction(g_call, "sssssL", t->id, t->func, script_id, fname,
-                                          kw ? kw : "{}", (long long)t->ver);
+    PyObject *res = PyObject_CallFunction(g_call, "ssssssL", t->id, t->func, script_id, fname,
+                                          kw ? kw : "{}", raw ? raw : "{}", (long long)t->ver);
     ch->cur_task = NULL;
     free(kw);
     take_result(res, r, t->func);
 }
 
-void py_inspect(struct wchild *ch, const struct task *t, struct pyres *r)
+/* System tasks (__sys.inspect, __sys.debug): the runtime's `system` entry
+ * takes the name and the kwargs as JSON. */
+void py_system(struct wchild *ch, const struct task *t, struct pyres *r)
 {
-    json_t *code = json_object_get(t->kwargs, "code");
-    json_t *sid = json_object_get(t->kwargs, "script_id");
-    const char *script_id = json_is_string(sid) ? json_string_value(sid) : "script";
-    if (!json_is_string(code)) {
-        memset(r, 0, sizeof(*r));
-        r->status = strdup("failure");
-        r->reason = strdup("EClientBadRequest");
-        r->message = strdup("__sys.inspect: kwargs.code must be a string");
-        return;
-    }
+    char *kw = json_dumps(t->kwargs, JSON_COMPACT);
     ch->cur_task = t->id;
-    PyObject *res = PyObject_CallFunction(g_inspect, "ss#s", t->id, json_string_value(code),
-                                          (Py_ssize_t)json_string_length(code), script_id);
+    PyObject *res =
+        PyObject_CallFunction(g_inspect, "sssi", t->id, t->func, kw ? kw : "{}", t->timeout);
     ch->cur_task = NULL;
-    take_result(res, r, "__sys.inspect");
+    free(kw);
+    take_result(res, r, t->func);
 }
 
 void py_invalidate(void)

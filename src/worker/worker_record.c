@@ -80,6 +80,8 @@ static void add_outcome(json_t *j, const struct woutcome *o, const char *node)
     json_object_set_new(j, "status", json_string(o->status));
     if (strcmp(o->status, "success") == 0) {
         json_object_set(j, "result", o->result ? o->result : json_null());
+        if (o->resp)
+            json_object_set(j, "resp", o->resp);
     } else {
         set_str(j, "reason", o->reason ? o->reason : "", REC_TEXT_MAX);
         set_str(j, "message", o->message ? o->message : "", REC_TEXT_MAX);
