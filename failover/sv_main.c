@@ -284,6 +284,20 @@ static void read_fifo(struct sv *s)
     }
 }
 
+static void discard_fifo(struct sv *s)
+{
+    char buf[4096];
+    ssize_t n;
+    size_t dropped = s->fifo_lb.len;
+    while ((n = read(s->fifo_fd, buf, sizeof(buf))) > 0 || (n == -1 && errno == EINTR))
+        if (n > 0)
+            dropped += (size_t)n;
+    s->fifo_lb.len = 0;
+    s->fifo_lb.overlong = 0;
+    if (dropped)
+        log_info("notify fifo: %zu bytes from the previous keepalived dropped", dropped);
+}
+
 static void check_health(struct sv *s)
 {
     uint64_t v;
@@ -351,11 +365,18 @@ static void tick(struct sv *s)
 {
     int64_t now = mono_ms();
     if (!s->shutting_down && s->ka.pid == 0 && now >= s->ka.next_start) {
-        if (sv_ka_start(s) == -1)
+        /* Whatever the dead keepalived left in the fifo is stale: drop it
+         * before its successor can write, then count lines again. */
+        discard_fifo(s);
+        if (sv_ka_start(s) == -1) {
             s->ka.next_start = now + 5000;
-        else if (s->ka.restarts)
-            sv_event(s, sv_role_name(s->fsm.role), sv_role_name(s->fsm.role),
-                     "keepalived restarted", s->fsm.epoch);
+        } else {
+            struct sv_input in = {.ev = SV_EV_KA_STARTED};
+            step(s, &in, HOLD_MS);
+            if (s->ka.restarts)
+                sv_event(s, sv_role_name(s->fsm.role), sv_role_name(s->fsm.role),
+                         "keepalived restarted", s->fsm.epoch);
+        }
     }
     if (s->promote_pending)
         promote_try(s);
@@ -384,14 +405,22 @@ static char **env_without_notify(void)
 
 static void setup_privs(struct sv *s)
 {
+    /* The stack runs users' Python: as root only when the operator said so. */
     struct passwd *pw = getpwnam(s->conf.fo_user);
-    if (pw == NULL) {
-        log_warnx("failover.user \"%s\" does not exist: the stack runs as root", s->conf.fo_user);
+    if (pw == NULL || pw->pw_uid == 0) {
+        if (!s->conf.fo_allow_root)
+            fatalx("%s: failover.user \"%s\" %s: refusing to run the stack (user Python "
+                   "included) as root; create the user (the package does) or set "
+                   "failover.allow_root = true",
+                   s->conf_path, s->conf.fo_user, pw ? "is root" : "does not exist");
+        log_warnx("failover.user \"%s\" %s and failover.allow_root is set: the stack runs as "
+                  "root",
+                  s->conf.fo_user, pw ? "is root" : "does not exist");
         return;
     }
     s->uid = pw->pw_uid;
     s->gid = pw->pw_gid;
-    s->drop_privs = pw->pw_uid != 0;
+    s->drop_privs = true;
 }
 
 static void setup_fifo(struct sv *s)

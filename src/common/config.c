@@ -131,6 +131,8 @@ static const struct copt options[] = {
      CONF_MAX_PEERS},
     O_STR("failover.keepalived", fo_keepalived, "/usr/sbin/keepalived", "keepalived binary"),
     O_STR("failover.user", fo_user, "tandem", "user the stack processes run as"),
+    O_BOOL("failover.allow_root", fo_allow_root, 0,
+           "run the stack (user Python included) as root when failover.user is missing or root"),
     O_STR("failover.bin_dir", fo_bin_dir, "/usr/bin", "where tandem-server etc. live"),
     O_STR("failover.control_socket", fo_socket, "",
           "supervisor control socket (default: <paths.run>/supervisor.sock)"),

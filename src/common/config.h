@@ -80,6 +80,7 @@ struct tconf {
     int fo_unicast_npeers;
     char fo_keepalived[CONF_STR]; /* failover.keepalived, default /usr/sbin/keepalived */
     char fo_user[32];             /* failover.user the stack runs as, default "tandem" */
+    bool fo_allow_root; /* failover.allow_root: run the stack as root when fo_user is missing */
     char
         fo_bin_dir[CONF_STR]; /* failover.bin_dir where tandem-server etc. live, default /usr/bin */
     char fo_socket[CONF_STR]; /* failover.control_socket, default <run>/supervisor.sock */
