@@ -87,7 +87,8 @@ struct sv_events {
     struct sv_event_row queue[256];
     int qhead, qlen;
     struct sv_event_row recent[SV_RECENT];
-    int nrecent; /* ring: newest at (nrecent-1) % SV_RECENT */
+    int nrecent;          /* ring: newest at (nrecent-1) % SV_RECENT */
+    int64_t db_max_epoch; /* MAX(epoch) of failover_event, read by the thread; -1 unknown */
 };
 
 struct sv {
@@ -116,6 +117,10 @@ struct sv {
     int64_t last_unhealthy_handover;
     int64_t planned_at; /* mono ms: a planned handover moves the VIP then */
     char planned_why[96];
+    /* The highest epoch this process ever saw (Redis, peers, our own). A
+     * promotion takes one above it and above failover_event's: a Redis that
+     * lost data must never hand out an epoch that was already used. */
+    int64_t epoch_seen;
     int64_t guard_ts;    /* promotion guard: the peer's publication we saw */
     int64_t guard_until; /* mono ms: wait this long for a newer one */
 
@@ -151,6 +156,7 @@ bool sv_peer_ready_backup(struct sv *s, char *who, size_t n);
 int64_t sv_fresh_ms(const struct tconf *c);
 
 /* sv_events.c */
+int64_t sv_events_db_max_epoch(struct sv *s); /* -1 if MariaDB was never read */
 int sv_events_start(struct sv *s);
 void sv_events_stop(struct sv *s);
 void sv_event(struct sv *s, const char *from, const char *to, const char *cause, int64_t epoch);

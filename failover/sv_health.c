@@ -67,6 +67,31 @@ static redisContext *ensure(redisContext **rc, const struct tconf *c)
     return ensure_ex(rc, c, 300, &last_fail);
 }
 
+/* Accepted tasks and the epoch live in Redis: one that keeps no
+ * append-only file loses everything since its last snapshot when it is
+ * killed or restarted. Said loudly at every (re)connection, since a Redis
+ * restarted with another config is a new Redis. */
+static void check_durable(const struct tconf *c, redisContext *rc)
+{
+    redisReply *r = redisCommand(rc, "CONFIG GET appendonly");
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        if (strcmp(r->element[1]->str, "yes") != 0)
+            log_warnx("NOT DURABLE: Redis at %s:%d runs without an append-only file "
+                      "(appendonly %s): accepted tasks and the fencing epoch are lost when it "
+                      "restarts; set appendonly yes (see docs/two-servers.md)",
+                      c->redis_socket[0] ? c->redis_socket : c->redis_host,
+                      c->redis_socket[0] ? 0 : c->redis_port, r->element[1]->str);
+        else
+            log_info("Redis keeps an append-only file (durable)");
+    } else {
+        log_warnx("cannot tell whether Redis is durable (CONFIG GET appendonly: %s)",
+                  r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
+    }
+    if (r)
+        freeReplyObject(r);
+}
+
 static char *self_json(struct sv *s)
 {
     pthread_mutex_lock(&s->hl.lock);
@@ -250,8 +275,11 @@ static void *health_main(void *arg)
         v = s->hl.view;
         pthread_mutex_unlock(&s->hl.lock);
 
+        bool fresh_conn = s->hl.rc == NULL || s->hl.rc->err;
         redisContext *rc = ensure(&s->hl.rc, &s->conf);
         v.redis_ok = rc != NULL;
+        if (rc && fresh_conn)
+            check_durable(&s->conf, rc);
         if (rc) {
             pthread_mutex_lock(&s->hl.pub_lock);
             publish(s, rc);

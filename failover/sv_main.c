@@ -103,6 +103,34 @@ static void step(struct sv *s, const struct sv_input *in, int hold_ms)
         do_actions(s, act, from, hold_ms);
 }
 
+/* A new epoch: one above what Redis holds and above the floor (every
+ * epoch this node saw, and failover_event's highest), in one step so two
+ * promotions never get the same value. A Redis that came back from an old
+ * snapshot or lost its last second of writes would otherwise hand out an
+ * epoch already used, and an old primary could pass for a new one. */
+#define EPOCH_TAKE_LUA                                                                             \
+    "local c = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "                                  \
+    "local f = tonumber(ARGV[1]) or 0 "                                                            \
+    "if f > c then c = f end "                                                                     \
+    "c = c + 1 redis.call('SET', KEYS[1], c) return c"
+
+/* The primary puts a Redis epoch that went back (data lost) up again. */
+#define EPOCH_RAISE_LUA                                                                            \
+    "local c = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "                                  \
+    "local f = tonumber(ARGV[1]) "                                                                 \
+    "if c < f then redis.call('SET', KEYS[1], f) return c end return -1"
+
+static int64_t epoch_floor(struct sv *s)
+{
+    int64_t f = s->epoch_seen > s->fsm.epoch ? s->epoch_seen : s->fsm.epoch;
+    int64_t db = sv_events_db_max_epoch(s);
+    if (db < 0)
+        log_warnx("promotion: failover_event's highest epoch is unknown (MariaDB not read "
+                  "yet): the floor is what this node saw, %lld",
+                  (long long)f);
+    return db > f ? db : f;
+}
+
 /* MASTER: take a new epoch, then start the stack with it. Refuses while the
  * peer is still seen running a primary (a VRRP partition, not a failure). */
 static void promote_try(struct sv *s)
@@ -147,10 +175,13 @@ static void promote_try(struct sv *s)
     }
     char key[128];
     rds_key(key, sizeof(key), &s->conf, "epoch");
-    redisReply *r = s->rc ? redisCommand(s->rc, "INCR %s", key) : NULL;
+    int64_t floor = epoch_floor(s);
+    redisReply *r =
+        s->rc ? redisCommand(s->rc, "EVAL %s 1 %s %lld", EPOCH_TAKE_LUA, key, (long long)floor)
+              : NULL;
     if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
         if (s->promote_retry == 0)
-            log_warnx("MASTER but cannot INCR %s (%s): stack waits for Redis", key,
+            log_warnx("MASTER but cannot take a new epoch in %s (%s): stack waits for Redis", key,
                       r && r->type == REDIS_REPLY_ERROR ? r->str
                       : s->rc && s->rc->err             ? s->rc->errstr
                                                         : "not connected");
@@ -165,6 +196,8 @@ static void promote_try(struct sv *s)
     }
     s->fsm.epoch = r->integer;
     freeReplyObject(r);
+    if (s->fsm.epoch > s->epoch_seen)
+        s->epoch_seen = s->fsm.epoch;
     s->promote_pending = false;
     sv_health_publish(s, "master");
     sv_event(s, "backup", "master", s->fsm.cause, s->fsm.epoch);
@@ -284,6 +317,34 @@ static void read_fifo(struct sv *s)
     }
 }
 
+static void epoch_raise(struct sv *s, int64_t seen)
+{
+    if (s->rc == NULL) /* the next publication reconnects */
+        return;
+    char key[128];
+    rds_key(key, sizeof(key), &s->conf, "epoch");
+    redisReply *r = s->rc ? redisCommand(s->rc, "EVAL %s 1 %s %lld", EPOCH_RAISE_LUA, key,
+                                         (long long)s->fsm.epoch)
+                          : NULL;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
+        log_warnx("epoch in Redis went back to %lld below ours %lld (Redis lost writes: "
+                  "restarted without its append-only file, or restored from a snapshot?): "
+                  "set back to %lld",
+                  (long long)r->integer, (long long)s->fsm.epoch, (long long)s->fsm.epoch);
+    else if (r == NULL || r->type == REDIS_REPLY_ERROR)
+        log_warnx("epoch in Redis is %lld, below ours %lld, and cannot be raised: %s",
+                  (long long)seen, (long long)s->fsm.epoch,
+                  r       ? r->str
+                  : s->rc ? s->rc->errstr
+                          : "not connected");
+    if (r)
+        freeReplyObject(r);
+    if (s->rc && s->rc->err) {
+        redisFree(s->rc);
+        s->rc = NULL;
+    }
+}
+
 static void discard_fifo(struct sv *s)
 {
     char buf[4096];
@@ -307,8 +368,15 @@ static void check_health(struct sv *s)
     struct sv_health_view h = s->hl.view;
     pthread_mutex_unlock(&s->hl.lock);
 
+    if (h.redis_epoch > s->epoch_seen)
+        s->epoch_seen = h.redis_epoch;
+    for (int i = 0; i < h.npeers; i++)
+        if (h.peers[i].epoch > s->epoch_seen)
+            s->epoch_seen = h.peers[i].epoch;
     if (s->fsm.role != SV_ROLE_MASTER || s->promote_pending)
         return;
+    if (h.redis_ok && h.redis_epoch >= 0 && h.redis_epoch < s->fsm.epoch)
+        epoch_raise(s, h.redis_epoch);
     if (h.redis_epoch > s->fsm.epoch) {
         struct sv_input in = {.ev = SV_EV_EPOCH_SEEN, .epoch = h.redis_epoch};
         step(s, &in, HOLD_MS);
