@@ -55,7 +55,9 @@ struct sv_health_view {
         int64_t age_ms;
         int64_t ts; /* wall ms of its last publication */
         bool maint;
+        bool warm; /* a backup whose server answers: ready to take the VIP */
     } peers[4];
+    char warm_for[64]; /* <prefix>sv:warm: the node asked to warm up, "" none */
 };
 
 /* What the supervisor publishes about itself (Psv hash). */
@@ -63,6 +65,7 @@ struct sv_self_view {
     char role[16];
     int64_t epoch;
     bool maint;
+    bool warm;
 };
 
 struct sv_health {
@@ -115,8 +118,15 @@ struct sv {
     int64_t hold_until; /* mono ms: the track file says FAULT until then */
     int track_value;    /* what the file says now */
     int64_t last_unhealthy_handover;
-    int64_t planned_at; /* mono ms: a planned handover moves the VIP then */
+    int64_t planned_at; /* mono ms: a planned handover moves the VIP then at the latest */
+    int64_t planned_begun;
     char planned_why[96];
+    char planned_peer[64];     /* the backup asked to warm up */
+    int64_t server_hold_until; /* mono ms: the server keeps serving the drain until then */
+    bool vip_on_lo;
+    bool warm; /* backup running worker + server for a planned handover */
+    int64_t warm_since;
+    bool stop_after_handover; /* SIGTERM on a primary: hand over first, then stop */
     /* The highest epoch this process ever saw (Redis, peers, our own). A
      * promotion takes one above it and above failover_event's: a Redis that
      * lost data must never hand out an epoch that was already used. */
@@ -144,7 +154,9 @@ void sv_proc_reap(struct sv *s);           /* SIGCHLD: waitpid and react */
 bool sv_stack_running(const struct sv *s); /* any stack process alive */
 int sv_vip_drop(const struct tconf *c);    /* remove the VIP from the interface (netlink) */
 bool sv_vip_present(const struct tconf *c);
-void sv_kill_all(struct sv *s); /* last resort at exit */
+int sv_vip_lo(const struct tconf *c, bool add); /* the VIP on lo during a planned drain */
+void sv_stack_warm(struct sv *s);               /* worker and server, no beat (planned handover) */
+void sv_kill_all(struct sv *s);                 /* last resort at exit */
 
 /* sv_health.c */
 int sv_health_start(struct sv *s);

@@ -97,9 +97,9 @@ static char *self_json(struct sv *s)
     pthread_mutex_lock(&s->hl.lock);
     struct sv_self_view me = s->hl.self;
     pthread_mutex_unlock(&s->hl.lock);
-    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:i,s:b}", "node", s->conf.node_name, "role", me.role,
-                          "epoch", (json_int_t)me.epoch, "ts", (json_int_t)now_ms(), "pid",
-                          (int)getpid(), "maint", me.maint);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:i,s:b,s:b}", "node", s->conf.node_name, "role",
+                          me.role, "epoch", (json_int_t)me.epoch, "ts", (json_int_t)now_ms(), "pid",
+                          (int)getpid(), "maint", me.maint, "warm", me.warm);
     char *js = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return js;
@@ -125,6 +125,7 @@ void sv_health_publish(struct sv *s, const char *role)
     snprintf(s->hl.self.role, sizeof(s->hl.self.role), "%s", role);
     s->hl.self.epoch = s->fsm.epoch;
     s->hl.self.maint = s->maint;
+    s->hl.self.warm = s->warm && s->hl.view.server_status == 200;
     pthread_mutex_unlock(&s->hl.lock);
     pthread_mutex_lock(&s->hl.pub_lock);
     if (ensure(&s->rc, &s->conf))
@@ -159,10 +160,25 @@ static int read_peers(struct sv *s, redisContext *rc, struct sv_health_view *v)
         v->peers[k].ts = json_integer_value(json_object_get(o, "ts"));
         v->peers[k].age_ms = now - v->peers[k].ts;
         v->peers[k].maint = json_is_true(json_object_get(o, "maint"));
+        v->peers[k].warm = json_is_true(json_object_get(o, "warm"));
         json_decref(o);
     }
     freeReplyObject(r);
     return v->npeers;
+}
+
+/* <prefix>sv:warm names the backup a primary asks to start its worker and
+ * server ahead of a planned handover (PX: a request outlives no primary). */
+static void read_warm(struct sv *s, redisContext *rc, struct sv_health_view *v)
+{
+    char key[128];
+    rds_key(key, sizeof(key), &s->conf, "sv:warm");
+    redisReply *r = redisCommand(rc, "GET %s", key);
+    v->warm_for[0] = '\0';
+    if (r && r->type == REDIS_REPLY_STRING)
+        snprintf(v->warm_for, sizeof(v->warm_for), "%s", r->str);
+    if (r)
+        freeReplyObject(r);
 }
 
 static int64_t read_epoch(struct sv *s, redisContext *rc)
@@ -285,6 +301,7 @@ static void *health_main(void *arg)
             publish(s, rc);
             pthread_mutex_unlock(&s->hl.pub_lock);
             v.redis_epoch = read_epoch(s, rc);
+            read_warm(s, rc, &v);
             if (read_peers(s, rc, &v) < 0 || rc->err)
                 v.redis_ok = false;
         } else {

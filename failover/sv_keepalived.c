@@ -177,6 +177,10 @@ int sv_kconf_render(const struct tconf *c, const struct sv_kpaths *p, char *buf,
     emit(&o, "global_defs {\n");
     emit(&o, "    router_id %s\n", c->node_name);
     emit(&o, "    vrrp_version 3\n");
+    /* Sub-second adverts must go out on time with every CPU busy (a
+     * loaded primary that misses three adverts is deposed): the VRRP
+     * process runs SCHED_RR, bounded by keepalived's default RLIMIT_RTTIME. */
+    emit(&o, "    vrrp_rt_priority 50\n");
     /* no scripts are used (states come through the fifo); this only keeps
      * keepalived from looking for a keepalived_script user at every start */
     emit(&o, "    script_user root\n");

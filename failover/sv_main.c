@@ -31,7 +31,9 @@
 #define UNHEALTHY_AFTER_MS 5000 /* bad health this long while the backend answers */
 #define STARTUP_GRACE_MS 15000  /* a fresh stack gets this long to become healthy */
 #define PROMOTE_RETRY_MS 200
-#define PLANNED_DRAIN_MS 60 /* switchover: calls in flight get this long */
+#define WARM_WAIT_MS 3000     /* planned handover: the most we wait for the peer's server */
+#define WARM_KEY_MS 5000      /* the warm-up request expires (a primary that died) */
+#define PLANNED_SERVE_MS 1000 /* after the VIP moved, the old server answers stragglers */
 
 extern char **environ;
 
@@ -138,7 +140,7 @@ static void promote_try(struct sv *s)
     int64_t now = mono_ms();
     if (!s->promote_pending || now < s->promote_retry)
         return;
-    if (sv_stack_running(s)) { /* the previous stack is still draining */
+    if (sv_stack_running(s) && !s->warm) { /* the previous stack is still draining */
         s->promote_retry = now + TICK_MS;
         return;
     }
@@ -196,6 +198,13 @@ static void promote_try(struct sv *s)
     }
     s->fsm.epoch = r->integer;
     freeReplyObject(r);
+    if (s->warm) { /* worker and server already run: the beat completes the stack */
+        s->warm = false;
+        rds_key(key, sizeof(key), &s->conf, "sv:warm");
+        r = redisCommand(s->rc, "DEL %s", key);
+        if (r)
+            freeReplyObject(r);
+    }
     if (s->fsm.epoch > s->epoch_seen)
         s->epoch_seen = s->fsm.epoch;
     s->promote_pending = false;
@@ -227,15 +236,46 @@ void sv_handover(struct sv *s, const char *why)
         step(s, &in, UNHEALTHY_HOLD_MS);
         return;
     }
-    /* Planned: the beat goes now and the server stops accepting, and the
-     * VIP moves only once calls in flight had a moment to get their answers
-     * out (after the VIP left, an answer can no longer reach its client). */
+    /* Planned: no call may fail. The beat goes now (it must never run on
+     * two nodes); the peer is asked to start its worker and server while
+     * this node still holds the VIP; once the peer's server answers (or
+     * WARM_WAIT_MS passed) the VIP moves, and this server keeps answering
+     * what still reaches this node for PLANNED_SERVE_MS (planned_tick). */
     if (s->planned_at)
         return;
     snprintf(s->planned_why, sizeof(s->planned_why), "%s", why);
-    s->planned_at = mono_ms() + PLANNED_DRAIN_MS;
-    log_info("%s: stopping beat and server, the VIP moves in <= %d ms", why, PLANNED_DRAIN_MS);
-    sv_stack_stop_begin(s);
+    int64_t now = mono_ms();
+    s->planned_begun = now;
+    s->planned_at = now + WARM_WAIT_MS;
+    s->planned_peer[0] = '\0';
+    struct sv_child *b = &s->stack[SV_BEAT];
+    if (b->pid > 0 && b->term_sent == 0) {
+        kill(b->pid, SIGTERM);
+        b->term_sent = now;
+    }
+    char peer[64], key[128];
+    if (sv_peer_ready_backup(s, peer, sizeof(peer)) && s->rc) {
+        snprintf(s->planned_peer, sizeof(s->planned_peer), "%s", peer);
+        rds_key(key, sizeof(key), &s->conf, "sv:warm");
+        redisReply *r = redisCommand(s->rc, "SET %s %s PX %d", key, peer, WARM_KEY_MS);
+        if (r)
+            freeReplyObject(r);
+    }
+    log_info("%s: beat stopped; %s%s, the VIP moves once its server answers (<= %d ms)", why,
+             s->planned_peer[0] ? "asked " : "no backup to warm up",
+             s->planned_peer[0] ? s->planned_peer : "", WARM_WAIT_MS);
+}
+
+static bool peer_warm(struct sv *s)
+{
+    bool ok = false;
+    pthread_mutex_lock(&s->hl.lock);
+    for (int i = 0; i < s->hl.view.npeers; i++)
+        if (strcmp(s->hl.view.peers[i].node, s->planned_peer) == 0 && s->hl.view.peers[i].warm &&
+            strcmp(s->hl.view.peers[i].role, "backup") == 0 && s->hl.view.peers[i].age_ms < 3000)
+            ok = true;
+    pthread_mutex_unlock(&s->hl.lock);
+    return ok;
 }
 
 static void planned_tick(struct sv *s)
@@ -246,11 +286,60 @@ static void planned_tick(struct sv *s)
         s->planned_at = 0;
         return;
     }
-    if (mono_ms() < s->planned_at && s->stack[SV_SERVER].pid > 0)
+    int64_t now = mono_ms();
+    bool warm = s->planned_peer[0] && peer_warm(s);
+    if (!warm && now < s->planned_at)
         return;
     s->planned_at = 0;
+    log_info("%s: peer %s after %lld ms: moving the VIP", s->planned_why,
+             warm ? "ready" : "not ready (moving anyway)", (long long)(now - s->planned_begun));
+    if (sv_vip_lo(&s->conf, true) == 0)
+        s->vip_on_lo = true;
+    s->server_hold_until = now + PLANNED_SERVE_MS;
     struct sv_input in = {.ev = SV_EV_HANDOVER, .why = s->planned_why};
     step(s, &in, HOLD_MS);
+}
+
+/* A backup asked to warm up starts worker and server, says so once its
+ * server answers, and stops them again if no promotion follows. */
+static void warm_tick(struct sv *s, const struct sv_health_view *h)
+{
+    int64_t now = mono_ms();
+    bool asked = h->warm_for[0] && strcmp(h->warm_for, s->conf.node_name) == 0;
+    if (!s->warm) {
+        if (asked && s->fsm.role == SV_ROLE_BACKUP && !s->maint && !s->stack_stopping &&
+            !s->shutting_down && !sv_stack_running(s)) {
+            s->warm = true;
+            s->warm_since = now;
+            log_info("the primary hands over: starting worker and server ahead of the VIP");
+            sv_stack_warm(s);
+            pthread_mutex_lock(&s->hl.lock);
+            s->hl.check_server = true;
+            s->hl.view.server_bad_since = 0;
+            s->hl.view.server_status = 0;
+            pthread_mutex_unlock(&s->hl.lock);
+        }
+        return;
+    }
+    if (s->fsm.role == SV_ROLE_MASTER)
+        return; /* promote_try completes the stack */
+    bool published = s->hl.self.warm;
+    if (h->server_status == 200 && !published) {
+        log_info("warm: server answers %lld ms after the request",
+                 (long long)(now - s->warm_since));
+        sv_health_publish(s, sv_role_name(s->fsm.role));
+    }
+    if (s->fsm.role != SV_ROLE_BACKUP || (!asked && now - s->warm_since >= WARM_WAIT_MS) ||
+        now - s->warm_since >= WARM_KEY_MS + WARM_WAIT_MS) {
+        log_info("warm: no promotion followed (%s): stopping worker and server",
+                 s->fsm.role != SV_ROLE_BACKUP ? "role changed" : "request gone");
+        s->warm = false;
+        pthread_mutex_lock(&s->hl.lock);
+        s->hl.check_server = false;
+        pthread_mutex_unlock(&s->hl.lock);
+        sv_stack_stop_begin(s);
+        sv_health_publish(s, sv_role_name(s->fsm.role));
+    }
 }
 
 void sv_set_maint(struct sv *s, bool on)
@@ -368,6 +457,7 @@ static void check_health(struct sv *s)
     struct sv_health_view h = s->hl.view;
     pthread_mutex_unlock(&s->hl.lock);
 
+    warm_tick(s, &h);
     if (h.redis_epoch > s->epoch_seen)
         s->epoch_seen = h.redis_epoch;
     for (int i = 0; i < h.npeers; i++)
@@ -400,13 +490,8 @@ static void check_health(struct sv *s)
     }
 }
 
-static void begin_shutdown(struct sv *s, int sig)
+static void finish_shutdown(struct sv *s)
 {
-    if (s->shutting_down)
-        return;
-    log_info("%s: stopping", strsignal(sig));
-    sv_notify("STOPPING=1");
-    s->shutting_down = true;
     s->shutdown_deadline = mono_ms() + (int64_t)s->conf.fo_drain_grace * 1000 + 5000;
     struct sv_input in = {.ev = SV_EV_SHUTDOWN};
     step(s, &in, 0);
@@ -416,6 +501,26 @@ static void begin_shutdown(struct sv *s, int sig)
         kill(s->ka.pid, SIGTERM);
         s->ka.term_sent = mono_ms();
     }
+}
+
+static void begin_shutdown(struct sv *s, int sig)
+{
+    if (s->shutting_down)
+        return;
+    log_info("%s: stopping", strsignal(sig));
+    sv_notify("STOPPING=1");
+    s->shutting_down = true;
+    char peer[64];
+    /* `systemctl stop` on the primary is a planned handover: the service
+     * moves to the peer first, without a failed call, then we stop. */
+    if (s->fsm.role == SV_ROLE_MASTER && !s->promote_pending &&
+        sv_peer_ready_backup(s, peer, sizeof(peer))) {
+        s->stop_after_handover = true;
+        s->shutdown_deadline = mono_ms() + WARM_WAIT_MS + 2000;
+        sv_handover(s, "stopping: handing over first");
+        return;
+    }
+    finish_shutdown(s);
 }
 
 static void read_signals(struct sv *s)
@@ -592,7 +697,12 @@ static void run(struct sv *s)
             sv_notify("READY=1");
             notify_status(s);
         }
-        if (s->shutting_down) {
+        if (s->shutting_down && s->stop_after_handover &&
+            (s->fsm.role != SV_ROLE_MASTER || mono_ms() > s->shutdown_deadline)) {
+            s->stop_after_handover = false;
+            finish_shutdown(s);
+        }
+        if (s->shutting_down && !s->stop_after_handover) {
             if (!sv_stack_running(s) && s->ka.pid == 0)
                 break;
             if (mono_ms() > s->shutdown_deadline) {

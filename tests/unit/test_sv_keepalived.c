@@ -37,6 +37,7 @@ static void test_sv_kconf_multicast_nopreempt_backup(void **st)
     base_conf(&c);
     assert_true(render(&c, buf, sizeof(buf), err) > 0);
     assert_non_null(strstr(buf, "vrrp_version 3\n"));
+    assert_non_null(strstr(buf, "vrrp_rt_priority 50\n"));
     assert_non_null(strstr(buf, "vrrp_notify_fifo \"/run/tandem/vrrp.fifo\"\n"));
     assert_non_null(strstr(buf, "file \"/run/tandem/health.track\"\n"));
     assert_non_null(strstr(buf, "state BACKUP\n"));
