@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "log.h"
 #include "rds.h"
+#include "sv_epoch.h"
 #include "sv_notify.h"
 
 #define PROG "tandem-supervisor"
@@ -105,23 +106,6 @@ static void step(struct sv *s, const struct sv_input *in, int hold_ms)
         do_actions(s, act, from, hold_ms);
 }
 
-/* A new epoch: one above what Redis holds and above the floor (every
- * epoch this node saw, and failover_event's highest), in one step so two
- * promotions never get the same value. A Redis that came back from an old
- * snapshot or lost its last second of writes would otherwise hand out an
- * epoch already used, and an old primary could pass for a new one. */
-#define EPOCH_TAKE_LUA                                                                             \
-    "local c = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "                                  \
-    "local f = tonumber(ARGV[1]) or 0 "                                                            \
-    "if f > c then c = f end "                                                                     \
-    "c = c + 1 redis.call('SET', KEYS[1], c) return c"
-
-/* The primary puts a Redis epoch that went back (data lost) up again. */
-#define EPOCH_RAISE_LUA                                                                            \
-    "local c = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "                                  \
-    "local f = tonumber(ARGV[1]) "                                                                 \
-    "if c < f then redis.call('SET', KEYS[1], f) return c end return -1"
-
 static int64_t epoch_floor(struct sv *s)
 {
     int64_t f = s->epoch_seen > s->fsm.epoch ? s->epoch_seen : s->fsm.epoch;
@@ -178,17 +162,12 @@ static void promote_try(struct sv *s)
     char key[128];
     rds_key(key, sizeof(key), &s->conf, "epoch");
     int64_t floor = epoch_floor(s);
-    redisReply *r =
-        s->rc ? redisCommand(s->rc, "EVAL %s 1 %s %lld", EPOCH_TAKE_LUA, key, (long long)floor)
-              : NULL;
-    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+    char err[160];
+    int64_t e = sv_epoch_take(s->rc, key, floor, err, sizeof(err));
+    if (e < 0) {
         if (s->promote_retry == 0)
             log_warnx("MASTER but cannot take a new epoch in %s (%s): stack waits for Redis", key,
-                      r && r->type == REDIS_REPLY_ERROR ? r->str
-                      : s->rc && s->rc->err             ? s->rc->errstr
-                                                        : "not connected");
-        if (r)
-            freeReplyObject(r);
+                      err);
         if (s->rc && s->rc->err) {
             redisFree(s->rc);
             s->rc = NULL;
@@ -196,12 +175,11 @@ static void promote_try(struct sv *s)
         s->promote_retry = now + PROMOTE_RETRY_MS;
         return;
     }
-    s->fsm.epoch = r->integer;
-    freeReplyObject(r);
+    s->fsm.epoch = e;
     if (s->warm) { /* worker and server already run: the beat completes the stack */
         s->warm = false;
         rds_key(key, sizeof(key), &s->conf, "sv:warm");
-        r = redisCommand(s->rc, "DEL %s", key);
+        redisReply *r = redisCommand(s->rc, "DEL %s", key);
         if (r)
             freeReplyObject(r);
     }
@@ -410,25 +388,18 @@ static void epoch_raise(struct sv *s, int64_t seen)
 {
     if (s->rc == NULL) /* the next publication reconnects */
         return;
-    char key[128];
+    char key[128], err[160];
     rds_key(key, sizeof(key), &s->conf, "epoch");
-    redisReply *r = s->rc ? redisCommand(s->rc, "EVAL %s 1 %s %lld", EPOCH_RAISE_LUA, key,
-                                         (long long)s->fsm.epoch)
-                          : NULL;
-    if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
+    int64_t was = sv_epoch_raise(s->rc, key, s->fsm.epoch, err, sizeof(err));
+    if (was >= 0)
         log_warnx("epoch in Redis went back to %lld below ours %lld (Redis lost writes: "
                   "restarted without its append-only file, or restored from a snapshot?): "
                   "set back to %lld",
-                  (long long)r->integer, (long long)s->fsm.epoch, (long long)s->fsm.epoch);
-    else if (r == NULL || r->type == REDIS_REPLY_ERROR)
+                  (long long)was, (long long)s->fsm.epoch, (long long)s->fsm.epoch);
+    else if (was == -2)
         log_warnx("epoch in Redis is %lld, below ours %lld, and cannot be raised: %s",
-                  (long long)seen, (long long)s->fsm.epoch,
-                  r       ? r->str
-                  : s->rc ? s->rc->errstr
-                          : "not connected");
-    if (r)
-        freeReplyObject(r);
-    if (s->rc && s->rc->err) {
+                  (long long)seen, (long long)s->fsm.epoch, err);
+    if (s->rc->err) {
         redisFree(s->rc);
         s->rc = NULL;
     }
