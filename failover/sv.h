@@ -162,6 +162,9 @@ void sv_kill_all(struct sv *s);                 /* last resort at exit */
 int sv_health_start(struct sv *s);
 void sv_health_stop(struct sv *s);
 void sv_health_publish(struct sv *s, const char *role); /* synchronous Psv write */
+/* The main thread's connection, (re)connected on demand (NULL while Redis is
+ * away; a failed attempt is retried after a second). */
+redisContext *sv_main_rc(struct sv *s);
 /* The peer runs a fresh stack (a primary we must not fight). */
 bool sv_peer_fresh_master(struct sv *s, char *who, size_t n, int64_t *ts);
 bool sv_peer_ready_backup(struct sv *s, char *who, size_t n);

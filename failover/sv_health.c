@@ -92,6 +92,11 @@ static void check_durable(const struct tconf *c, redisContext *rc)
         freeReplyObject(r);
 }
 
+redisContext *sv_main_rc(struct sv *s)
+{
+    return ensure(&s->rc, &s->conf);
+}
+
 static char *self_json(struct sv *s)
 {
     pthread_mutex_lock(&s->hl.lock);

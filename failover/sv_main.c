@@ -232,7 +232,7 @@ void sv_handover(struct sv *s, const char *why)
         b->term_sent = now;
     }
     char peer[64], key[128];
-    if (sv_peer_ready_backup(s, peer, sizeof(peer)) && s->rc) {
+    if (sv_peer_ready_backup(s, peer, sizeof(peer)) && sv_main_rc(s)) {
         snprintf(s->planned_peer, sizeof(s->planned_peer), "%s", peer);
         rds_key(key, sizeof(key), &s->conf, "sv:warm");
         redisReply *r = redisCommand(s->rc, "SET %s %s PX %d", key, peer, WARM_KEY_MS);
@@ -386,7 +386,7 @@ static void read_fifo(struct sv *s)
 
 static void epoch_raise(struct sv *s, int64_t seen)
 {
-    if (s->rc == NULL) /* the next publication reconnects */
+    if (sv_main_rc(s) == NULL)
         return;
     char key[128], err[160];
     rds_key(key, sizeof(key), &s->conf, "epoch");
