@@ -50,7 +50,10 @@ static void notify_status(struct sv *s)
 
 void sv_track_update(struct sv *s)
 {
-    int want = (s->maint || mono_ms() < s->hold_until) ? SV_TRACK_FAULT : SV_TRACK_OK;
+    /* maintenance gives the VIP away, but a planned handover in progress
+     * moves it itself once the peer is warm (planned_tick) */
+    int want =
+        ((s->maint && !s->planned_at) || mono_ms() < s->hold_until) ? SV_TRACK_FAULT : SV_TRACK_OK;
     if (want == s->track_value)
         return;
     if (sv_track_write(s->kp.track, want) == -1) {
@@ -239,6 +242,8 @@ void sv_handover(struct sv *s, const char *why)
         if (r)
             freeReplyObject(r);
     }
+    if (!s->planned_peer[0]) /* nobody to warm up (--force): move now */
+        s->planned_at = now;
     log_info("%s: beat stopped; %s%s, the VIP moves once its server answers (<= %d ms)", why,
              s->planned_peer[0] ? "asked " : "no backup to warm up",
              s->planned_peer[0] ? s->planned_peer : "", WARM_WAIT_MS);

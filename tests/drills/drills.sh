@@ -38,11 +38,9 @@ vip_holders() {
 }
 
 ns_pids() { # NS -> pids of every process in that network namespace
-    local ino p
-    ino=$(stat -L -c %i "/run/netns/$1" 2>/dev/null) || return 0
-    for p in /proc/[0-9]*; do
-        [ "$(stat -L -c %i "$p/ns/net" 2>/dev/null)" = "$ino" ] && echo "${p#/proc/}"
-    done
+    # (one ip(8) call; a stat(1) per process in /proc took seconds on a
+    # loaded host)
+    ip netns pids "$1" 2>/dev/null
 }
 
 # Nodes running any stack process (tandem-server, -worker, -beat).
@@ -364,6 +362,7 @@ drill_run() {
     echo "drill $name: primary node $P0, epoch $e0; client load ${LOAD_S}s, fault at ${FAULT_AT}s"
     nsx tandem-client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" load --url "http://$VIP:$PORT" \
         --key "$key" --sapi "$SAPI" --aapi "$AAPI" --seconds "$LOAD_S" --out "$out-client.json" \
+        --settle "$([ "$name" = redis-snapshot ] && echo 20 || echo 90)" \
         >"$out-client.log" 2>&1 &
     local cpid=$!
     sleep "$FAULT_AT"
