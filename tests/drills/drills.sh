@@ -14,11 +14,11 @@
 #     planned handover (switchover, stop-primary), nothing accepted at all
 #   - the standby not ready to take over again at the end (role backup)
 #
-# Names: switchover stop-primary kill-tree kill-keepalived kill-server sigstop
+# Names: switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop
 # partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom
 # backend-reboot
 
-DRILL_NAMES="switchover stop-primary kill-tree kill-keepalived kill-server sigstop partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom backend-reboot"
+DRILL_NAMES="switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom backend-reboot"
 LOAD_S=${DRILL_LOAD_S:-22}   # client load duration
 FAULT_AT=${DRILL_FAULT_AT:-5} # s into the load
 CRON_ID=cron-drill
@@ -137,13 +137,37 @@ fault_kill-tree() {
     pids=$(tree_pids "$svpid" | tr '\n' ' ')
     echo "  SIGKILL node $P0's supervisor tree: $pids"
     kill -KILL $pids 2>/dev/null
-    sleep 4
-    # as systemd would: the supervisor comes back (and drops the stale VIP)
+    # as systemd would (tandem.service RestartSec=2): the supervisor comes
+    # back and drops the VIP the killed keepalived left; until then this
+    # node still answers ARP for the VIP and RSTs calls that reach it,
+    # hence a target above power-cut's
+    sleep 2
     local order
     order=$(basename "$(ls "$DIR"/pids/*-sv-"$P0".pid)" | cut -d- -f1)
     kill_ns_leftovers "tandem-$P0"
     start "sv-$P0" "$order" "tandem-$P0" "$DIR/log/sv-$P0.log" "$BIN/tandem-supervisor" -c "$DIR/$P0/tandem.conf"
     echo "  restarted node $P0's supervisor (pid $LAST_PID)"
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=2500
+}
+
+# A power cut of the primary: its whole tree dies and its cable is out at
+# the same instant (kill-tree leaves the node on the network, still holding
+# the VIP until its supervisor is back, which a dead machine does not).
+# Back after 4 s: the supervisor first (it drops the stale VIP), then the link.
+fault_power-cut() {
+    local svpid pids order
+    svpid=$(cat "$DIR"/pids/*-sv-"$P0".pid)
+    pids=$(tree_pids "$svpid" | tr '\n' ' ')
+    echo "  power cut of node $P0: link p-$P0 down, SIGKILL $pids"
+    nsx tandem-br ip link set "p-$P0" down
+    kill -KILL $pids 2>/dev/null
+    sleep 4
+    order=$(basename "$(ls "$DIR"/pids/*-sv-"$P0".pid)" | cut -d- -f1)
+    kill_ns_leftovers "tandem-$P0"
+    start "sv-$P0" "$order" "tandem-$P0" "$DIR/log/sv-$P0.log" "$BIN/tandem-supervisor" -c "$DIR/$P0/tandem.conf"
+    sleep 1
+    nsx tandem-br ip link set "p-$P0" up
+    echo "  node $P0 back: supervisor pid $LAST_PID, link up"
     EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=1500
 }
 
