@@ -79,6 +79,12 @@ static const struct copt options[] = {
     O_STR("redis.master_name", redis_master_name, "tandem", "the master's name in Sentinel"),
     O_STR("redis.sentinel_password", redis_sentinel_password, "",
           "AUTH password of the Sentinels (empty = no AUTH)"),
+    O_INT("redis.wait_replicas", redis_wait_replicas, 0, 0, 16,
+          "an enqueue counts as accepted only once this many replicas have it (WAIT; 0 = off)"),
+    O_INT("redis.wait_timeout_ms", redis_wait_timeout_ms, 200, 1, 60000,
+          "how long an enqueue waits for the replicas, ms"),
+    O_BOOL("redis.wait_refuse", redis_wait_refuse, 1,
+           "fewer replicas than asked in time: refuse the call (503) instead of accepting it"),
 
     O_STR("mysql.host", db_host, "127.0.0.1", "MariaDB host (TCP)"),
     O_INT("mysql.port", db_port, 3306, 0, 65535, "MariaDB TCP port"),

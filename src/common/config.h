@@ -32,6 +32,10 @@ struct tconf {
     int redis_nsentinels;
     char redis_master_name[64];             /* redis.master_name, default "tandem" */
     char redis_sentinel_password[CONF_STR]; /* redis.sentinel_password, "" = no AUTH */
+    int redis_wait_replicas; /* redis.wait_replicas: an enqueue is accepted once N replicas have it
+                              */
+    int redis_wait_timeout_ms; /* redis.wait_timeout_ms, default 200 */
+    bool redis_wait_refuse; /* redis.wait_refuse: fewer acks = not accepted (503), default true */
 
     /* mysql (MariaDB) */
     char db_host[CONF_STR]; /* mysql.host, default 127.0.0.1 */
