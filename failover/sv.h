@@ -126,6 +126,7 @@ struct sv {
     bool vip_on_lo;
     bool warm; /* backup running worker + server for a planned handover */
     int64_t warm_since;
+    int64_t warm_ok_since;    /* first of the health 200s in a row while warm */
     bool stop_after_handover; /* SIGTERM on a primary: hand over first, then stop */
     /* The highest epoch this process ever saw (Redis, peers, our own). A
      * promotion takes one above it and above failover_event's: a Redis that

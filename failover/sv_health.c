@@ -130,7 +130,7 @@ void sv_health_publish(struct sv *s, const char *role)
     snprintf(s->hl.self.role, sizeof(s->hl.self.role), "%s", role);
     s->hl.self.epoch = s->fsm.epoch;
     s->hl.self.maint = s->maint;
-    s->hl.self.warm = s->warm && s->hl.view.server_status == 200;
+    s->hl.self.warm = s->warm && s->warm_ok_since && s->hl.view.server_status == 200;
     pthread_mutex_unlock(&s->hl.lock);
     pthread_mutex_lock(&s->hl.pub_lock);
     if (ensure(&s->rc, &s->conf))

@@ -35,6 +35,7 @@
 #define WARM_WAIT_MS 3000     /* planned handover: the most we wait for the peer's server */
 #define WARM_KEY_MS 5000      /* the warm-up request expires (a primary that died) */
 #define PLANNED_SERVE_MS 1000 /* after the VIP moved, the old server answers stragglers */
+#define WARM_SETTLE_MS 400    /* a warm server must keep answering this long before it is ready */
 
 extern char **environ;
 
@@ -294,6 +295,7 @@ static void warm_tick(struct sv *s, const struct sv_health_view *h)
             !s->shutting_down && !sv_stack_running(s)) {
             s->warm = true;
             s->warm_since = now;
+            s->warm_ok_since = 0;
             log_info("the primary hands over: starting worker and server ahead of the VIP");
             sv_stack_warm(s);
             pthread_mutex_lock(&s->hl.lock);
@@ -307,7 +309,14 @@ static void warm_tick(struct sv *s, const struct sv_health_view *h)
     if (s->fsm.role == SV_ROLE_MASTER)
         return; /* promote_try completes the stack */
     bool published = s->hl.self.warm;
-    if (h->server_status == 200 && !published) {
+    /* /api/v1/health can say 200 a moment before the server's API and key
+     * caches are loaded (its first calls would get 503): ready means it has
+     * kept answering 200 for WARM_SETTLE_MS */
+    if (h->server_status != 200)
+        s->warm_ok_since = 0;
+    else if (s->warm_ok_since == 0)
+        s->warm_ok_since = now;
+    if (s->warm_ok_since && now - s->warm_ok_since >= WARM_SETTLE_MS && !published) {
         log_info("warm: server answers %lld ms after the request",
                  (long long)(now - s->warm_since));
         sv_health_publish(s, sv_role_name(s->fsm.role));
