@@ -55,7 +55,9 @@ struct sv_health_view {
         int64_t age_ms;
         int64_t ts; /* wall ms of its last publication */
         bool maint;
+        bool warm; /* a backup whose server answers: ready to take the VIP */
     } peers[4];
+    char warm_for[64]; /* <prefix>sv:warm: the node asked to warm up, "" none */
 };
 
 /* What the supervisor publishes about itself (Psv hash). */
@@ -63,6 +65,7 @@ struct sv_self_view {
     char role[16];
     int64_t epoch;
     bool maint;
+    bool warm;
 };
 
 struct sv_health {
@@ -87,7 +90,8 @@ struct sv_events {
     struct sv_event_row queue[256];
     int qhead, qlen;
     struct sv_event_row recent[SV_RECENT];
-    int nrecent; /* ring: newest at (nrecent-1) % SV_RECENT */
+    int nrecent;          /* ring: newest at (nrecent-1) % SV_RECENT */
+    int64_t db_max_epoch; /* MAX(epoch) of failover_event, read by the thread; -1 unknown */
 };
 
 struct sv {
@@ -114,8 +118,20 @@ struct sv {
     int64_t hold_until; /* mono ms: the track file says FAULT until then */
     int track_value;    /* what the file says now */
     int64_t last_unhealthy_handover;
-    int64_t planned_at; /* mono ms: a planned handover moves the VIP then */
+    int64_t planned_at; /* mono ms: a planned handover moves the VIP then at the latest */
+    int64_t planned_begun;
     char planned_why[96];
+    char planned_peer[64];     /* the backup asked to warm up */
+    int64_t server_hold_until; /* mono ms: the server keeps serving the drain until then */
+    bool vip_on_lo;
+    bool warm; /* backup running worker + server for a planned handover */
+    int64_t warm_since;
+    int64_t warm_ok_since;    /* first of the health 200s in a row while warm */
+    bool stop_after_handover; /* SIGTERM on a primary: hand over first, then stop */
+    /* The highest epoch this process ever saw (Redis, peers, our own). A
+     * promotion takes one above it and above failover_event's: a Redis that
+     * lost data must never hand out an epoch that was already used. */
+    int64_t epoch_seen;
     int64_t guard_ts;    /* promotion guard: the peer's publication we saw */
     int64_t guard_until; /* mono ms: wait this long for a newer one */
 
@@ -139,18 +155,24 @@ void sv_proc_reap(struct sv *s);           /* SIGCHLD: waitpid and react */
 bool sv_stack_running(const struct sv *s); /* any stack process alive */
 int sv_vip_drop(const struct tconf *c);    /* remove the VIP from the interface (netlink) */
 bool sv_vip_present(const struct tconf *c);
-void sv_kill_all(struct sv *s); /* last resort at exit */
+int sv_vip_lo(const struct tconf *c, bool add); /* the VIP on lo during a planned drain */
+void sv_stack_warm(struct sv *s);               /* worker and server, no beat (planned handover) */
+void sv_kill_all(struct sv *s);                 /* last resort at exit */
 
 /* sv_health.c */
 int sv_health_start(struct sv *s);
 void sv_health_stop(struct sv *s);
 void sv_health_publish(struct sv *s, const char *role); /* synchronous Psv write */
+/* The main thread's connection, (re)connected on demand (NULL while Redis is
+ * away; a failed attempt is retried after a second). */
+redisContext *sv_main_rc(struct sv *s);
 /* The peer runs a fresh stack (a primary we must not fight). */
 bool sv_peer_fresh_master(struct sv *s, char *who, size_t n, int64_t *ts);
 bool sv_peer_ready_backup(struct sv *s, char *who, size_t n);
 int64_t sv_fresh_ms(const struct tconf *c);
 
 /* sv_events.c */
+int64_t sv_events_db_max_epoch(struct sv *s); /* -1 if MariaDB was never read */
 int sv_events_start(struct sv *s);
 void sv_events_stop(struct sv *s);
 void sv_event(struct sv *s, const char *from, const char *to, const char *cause, int64_t epoch);

@@ -74,15 +74,63 @@ static int write_row(struct sv *s, MYSQL **m, const struct sv_event_row *r)
     return rc;
 }
 
+int64_t sv_events_db_max_epoch(struct sv *s)
+{
+    pthread_mutex_lock(&s->ev.lock);
+    int64_t e = s->ev.db_max_epoch;
+    pthread_mutex_unlock(&s->ev.lock);
+    return e;
+}
+
+/* MAX(epoch) of failover_event: the epochs ever taken, kept where a Redis
+ * restored from an old snapshot cannot take them back. Read here, off the
+ * failover path, so a promotion never waits on MariaDB. */
+static void read_db_max(struct sv *s, MYSQL **m)
+{
+    char *err = NULL;
+    if (*m == NULL && (*m = db_connect(&s->conf, 2, &err)) == NULL) {
+        free(err);
+        return;
+    }
+    MYSQL_RES *res = db_query(*m, &err, "SELECT COALESCE(MAX(epoch), 0) FROM failover_event");
+    if (res == NULL) {
+        log_warnx("failover_event: cannot read the highest epoch: %s", err ? err : "?");
+        free(err);
+        mysql_close(*m);
+        *m = NULL;
+        return;
+    }
+    MYSQL_ROW row = mysql_fetch_row(res);
+    int64_t e = row && row[0] ? strtoll(row[0], NULL, 10) : 0;
+    mysql_free_result(res);
+    pthread_mutex_lock(&s->ev.lock);
+    if (e > s->ev.db_max_epoch)
+        s->ev.db_max_epoch = e;
+    pthread_mutex_unlock(&s->ev.lock);
+}
+
+#define DB_MAX_EVERY_MS 5000
+
 static void *events_main(void *arg)
 {
     struct sv *s = arg;
     MYSQL *m = NULL;
+    int64_t last_max = 0;
     mysql_thread_init();
     pthread_mutex_lock(&s->ev.lock);
     while (!s->ev.stop || s->ev.qlen > 0) {
+        if (!s->ev.stop && (last_max == 0 || mono_ms() - last_max >= DB_MAX_EVERY_MS)) {
+            last_max = mono_ms();
+            pthread_mutex_unlock(&s->ev.lock);
+            read_db_max(s, &m);
+            pthread_mutex_lock(&s->ev.lock);
+            continue;
+        }
         if (s->ev.qlen == 0) {
-            pthread_cond_wait(&s->ev.cond, &s->ev.lock);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += DB_MAX_EVERY_MS / 1000;
+            pthread_cond_timedwait(&s->ev.cond, &s->ev.lock, &ts);
             continue;
         }
         struct sv_event_row row = s->ev.queue[s->ev.qhead];
@@ -112,6 +160,7 @@ static void *events_main(void *arg)
 int sv_events_start(struct sv *s)
 {
     pthread_mutex_init(&s->ev.lock, NULL);
+    s->ev.db_max_epoch = -1;
     pthread_cond_init(&s->ev.cond, NULL);
     mysql_library_init(0, NULL, NULL);
     int e = pthread_create(&s->ev.thread, NULL, events_main, s);

@@ -34,6 +34,11 @@ unsigned sv_fsm_step(struct sv_fsm *f, const struct sv_input *in)
     case SV_EV_VRRP:
         if (in->vrrp == SV_VRRP_NONE)
             return 0;
+        /* No keepalived runs: a line still in the fifo was written by the
+         * one that died (or is stopping). Acting on it would promote with
+         * nobody holding the VRRP election, so it is ignored. */
+        if (f->role == SV_ROLE_DOWN)
+            return 0;
         if (in->vrrp == SV_VRRP_MASTER) {
             /* Standing down: keepalived has not seen the hold yet; the
              * FAULT line follows. Never start a stack meanwhile. */
@@ -78,6 +83,13 @@ unsigned sv_fsm_step(struct sv_fsm *f, const struct sv_input *in)
         f->role = SV_ROLE_STANDDOWN;
         snprintf(f->cause, sizeof(f->cause), "%s", in->why ? in->why : "handover");
         return SV_ACT_DEMOTE | SV_ACT_HOLD;
+
+    case SV_EV_KA_STARTED:
+        if (f->role == SV_ROLE_DOWN) {
+            f->role = SV_ROLE_INIT;
+            snprintf(f->cause, sizeof(f->cause), "keepalived started");
+        }
+        return 0;
 
     case SV_EV_SHUTDOWN:
         if (f->role == SV_ROLE_MASTER || f->role == SV_ROLE_STANDDOWN)

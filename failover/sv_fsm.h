@@ -14,7 +14,9 @@ enum sv_role {
     SV_ROLE_MASTER,    /* VIP held, stack running or starting */
     SV_ROLE_FAULT,     /* keepalived FAULT (health, maintenance, hold), no stack */
     SV_ROLE_STANDDOWN, /* we gave the VIP up on purpose; waiting for FAULT */
-    SV_ROLE_DOWN,      /* keepalived not running (died, or stopping) */
+    SV_ROLE_DOWN,      /* keepalived not running (died, or stopping): state lines are
+                        * stale (written before it died) and ignored until
+                        * SV_EV_KA_STARTED */
 };
 
 enum sv_event {
@@ -24,6 +26,7 @@ enum sv_event {
     SV_EV_PEER_MASTER, /* at promotion the peer still runs a fresh stack */
     SV_EV_HANDOVER,    /* switchover, maintenance or bad health while MASTER */
     SV_EV_SHUTDOWN,    /* SIGTERM */
+    SV_EV_KA_STARTED,  /* a new keepalived was started: its lines count again */
 };
 
 enum sv_action {

@@ -67,14 +67,44 @@ static redisContext *ensure(redisContext **rc, const struct tconf *c)
     return ensure_ex(rc, c, 300, &last_fail);
 }
 
+/* Accepted tasks and the epoch live in Redis: one that keeps no
+ * append-only file loses everything since its last snapshot when it is
+ * killed or restarted. Said loudly at every (re)connection, since a Redis
+ * restarted with another config is a new Redis. */
+static void check_durable(const struct tconf *c, redisContext *rc)
+{
+    redisReply *r = redisCommand(rc, "CONFIG GET appendonly");
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        if (strcmp(r->element[1]->str, "yes") != 0)
+            log_warnx("NOT DURABLE: Redis at %s:%d runs without an append-only file "
+                      "(appendonly %s): accepted tasks and the fencing epoch are lost when it "
+                      "restarts; set appendonly yes (see docs/two-servers.md)",
+                      c->redis_socket[0] ? c->redis_socket : c->redis_host,
+                      c->redis_socket[0] ? 0 : c->redis_port, r->element[1]->str);
+        else
+            log_info("Redis keeps an append-only file (durable)");
+    } else {
+        log_warnx("cannot tell whether Redis is durable (CONFIG GET appendonly: %s)",
+                  r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
+    }
+    if (r)
+        freeReplyObject(r);
+}
+
+redisContext *sv_main_rc(struct sv *s)
+{
+    return ensure(&s->rc, &s->conf);
+}
+
 static char *self_json(struct sv *s)
 {
     pthread_mutex_lock(&s->hl.lock);
     struct sv_self_view me = s->hl.self;
     pthread_mutex_unlock(&s->hl.lock);
-    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:i,s:b}", "node", s->conf.node_name, "role", me.role,
-                          "epoch", (json_int_t)me.epoch, "ts", (json_int_t)now_ms(), "pid",
-                          (int)getpid(), "maint", me.maint);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:i,s:b,s:b}", "node", s->conf.node_name, "role",
+                          me.role, "epoch", (json_int_t)me.epoch, "ts", (json_int_t)now_ms(), "pid",
+                          (int)getpid(), "maint", me.maint, "warm", me.warm);
     char *js = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return js;
@@ -100,6 +130,7 @@ void sv_health_publish(struct sv *s, const char *role)
     snprintf(s->hl.self.role, sizeof(s->hl.self.role), "%s", role);
     s->hl.self.epoch = s->fsm.epoch;
     s->hl.self.maint = s->maint;
+    s->hl.self.warm = s->warm && s->warm_ok_since && s->hl.view.server_status == 200;
     pthread_mutex_unlock(&s->hl.lock);
     pthread_mutex_lock(&s->hl.pub_lock);
     if (ensure(&s->rc, &s->conf))
@@ -134,10 +165,25 @@ static int read_peers(struct sv *s, redisContext *rc, struct sv_health_view *v)
         v->peers[k].ts = json_integer_value(json_object_get(o, "ts"));
         v->peers[k].age_ms = now - v->peers[k].ts;
         v->peers[k].maint = json_is_true(json_object_get(o, "maint"));
+        v->peers[k].warm = json_is_true(json_object_get(o, "warm"));
         json_decref(o);
     }
     freeReplyObject(r);
     return v->npeers;
+}
+
+/* <prefix>sv:warm names the backup a primary asks to start its worker and
+ * server ahead of a planned handover (PX: a request outlives no primary). */
+static void read_warm(struct sv *s, redisContext *rc, struct sv_health_view *v)
+{
+    char key[128];
+    rds_key(key, sizeof(key), &s->conf, "sv:warm");
+    redisReply *r = redisCommand(rc, "GET %s", key);
+    v->warm_for[0] = '\0';
+    if (r && r->type == REDIS_REPLY_STRING)
+        snprintf(v->warm_for, sizeof(v->warm_for), "%s", r->str);
+    if (r)
+        freeReplyObject(r);
 }
 
 static int64_t read_epoch(struct sv *s, redisContext *rc)
@@ -269,13 +315,17 @@ static void *health_main(void *arg)
         v = s->hl.view;
         pthread_mutex_unlock(&s->hl.lock);
 
+        bool fresh_conn = s->hl.rc == NULL || s->hl.rc->err;
         redisContext *rc = ensure(&s->hl.rc, &s->conf);
         v.redis_ok = rc != NULL;
+        if (rc && fresh_conn)
+            check_durable(&s->conf, rc);
         if (rc) {
             pthread_mutex_lock(&s->hl.pub_lock);
             publish(s, rc);
             pthread_mutex_unlock(&s->hl.pub_lock);
             v.redis_epoch = read_epoch(s, rc);
+            read_warm(s, rc, &v);
             if (read_peers(s, rc, &v) < 0 || rc->err)
                 v.redis_ok = false;
         } else {

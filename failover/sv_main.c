@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "log.h"
 #include "rds.h"
+#include "sv_epoch.h"
 #include "sv_notify.h"
 
 #define PROG "tandem-supervisor"
@@ -31,7 +32,10 @@
 #define UNHEALTHY_AFTER_MS 5000 /* bad health this long while the backend answers */
 #define STARTUP_GRACE_MS 15000  /* a fresh stack gets this long to become healthy */
 #define PROMOTE_RETRY_MS 200
-#define PLANNED_DRAIN_MS 60 /* switchover: calls in flight get this long */
+#define WARM_WAIT_MS 3000     /* planned handover: the most we wait for the peer's server */
+#define WARM_KEY_MS 5000      /* the warm-up request expires (a primary that died) */
+#define PLANNED_SERVE_MS 1000 /* after the VIP moved, the old server answers stragglers */
+#define WARM_SETTLE_MS 400    /* a warm server must keep answering this long before it is ready */
 
 extern char **environ;
 
@@ -47,7 +51,10 @@ static void notify_status(struct sv *s)
 
 void sv_track_update(struct sv *s)
 {
-    int want = (s->maint || mono_ms() < s->hold_until) ? SV_TRACK_FAULT : SV_TRACK_OK;
+    /* maintenance gives the VIP away, but a planned handover in progress
+     * moves it itself once the peer is warm (planned_tick) */
+    int want =
+        ((s->maint && !s->planned_at) || mono_ms() < s->hold_until) ? SV_TRACK_FAULT : SV_TRACK_OK;
     if (want == s->track_value)
         return;
     if (sv_track_write(s->kp.track, want) == -1) {
@@ -103,6 +110,17 @@ static void step(struct sv *s, const struct sv_input *in, int hold_ms)
         do_actions(s, act, from, hold_ms);
 }
 
+static int64_t epoch_floor(struct sv *s)
+{
+    int64_t f = s->epoch_seen > s->fsm.epoch ? s->epoch_seen : s->fsm.epoch;
+    int64_t db = sv_events_db_max_epoch(s);
+    if (db < 0)
+        log_warnx("promotion: failover_event's highest epoch is unknown (MariaDB not read "
+                  "yet): the floor is what this node saw, %lld",
+                  (long long)f);
+    return db > f ? db : f;
+}
+
 /* MASTER: take a new epoch, then start the stack with it. Refuses while the
  * peer is still seen running a primary (a VRRP partition, not a failure). */
 static void promote_try(struct sv *s)
@@ -110,7 +128,7 @@ static void promote_try(struct sv *s)
     int64_t now = mono_ms();
     if (!s->promote_pending || now < s->promote_retry)
         return;
-    if (sv_stack_running(s)) { /* the previous stack is still draining */
+    if (sv_stack_running(s) && !s->warm) { /* the previous stack is still draining */
         s->promote_retry = now + TICK_MS;
         return;
     }
@@ -147,15 +165,13 @@ static void promote_try(struct sv *s)
     }
     char key[128];
     rds_key(key, sizeof(key), &s->conf, "epoch");
-    redisReply *r = s->rc ? redisCommand(s->rc, "INCR %s", key) : NULL;
-    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+    int64_t floor = epoch_floor(s);
+    char err[160];
+    int64_t e = sv_epoch_take(s->rc, key, floor, err, sizeof(err));
+    if (e < 0) {
         if (s->promote_retry == 0)
-            log_warnx("MASTER but cannot INCR %s (%s): stack waits for Redis", key,
-                      r && r->type == REDIS_REPLY_ERROR ? r->str
-                      : s->rc && s->rc->err             ? s->rc->errstr
-                                                        : "not connected");
-        if (r)
-            freeReplyObject(r);
+            log_warnx("MASTER but cannot take a new epoch in %s (%s): stack waits for Redis", key,
+                      err);
         if (s->rc && s->rc->err) {
             redisFree(s->rc);
             s->rc = NULL;
@@ -163,8 +179,16 @@ static void promote_try(struct sv *s)
         s->promote_retry = now + PROMOTE_RETRY_MS;
         return;
     }
-    s->fsm.epoch = r->integer;
-    freeReplyObject(r);
+    s->fsm.epoch = e;
+    if (s->warm) { /* worker and server already run: the beat completes the stack */
+        s->warm = false;
+        rds_key(key, sizeof(key), &s->conf, "sv:warm");
+        redisReply *r = redisCommand(s->rc, "DEL %s", key);
+        if (r)
+            freeReplyObject(r);
+    }
+    if (s->fsm.epoch > s->epoch_seen)
+        s->epoch_seen = s->fsm.epoch;
     s->promote_pending = false;
     sv_health_publish(s, "master");
     sv_event(s, "backup", "master", s->fsm.cause, s->fsm.epoch);
@@ -194,15 +218,48 @@ void sv_handover(struct sv *s, const char *why)
         step(s, &in, UNHEALTHY_HOLD_MS);
         return;
     }
-    /* Planned: the beat goes now and the server stops accepting, and the
-     * VIP moves only once calls in flight had a moment to get their answers
-     * out (after the VIP left, an answer can no longer reach its client). */
+    /* Planned: no call may fail. The beat goes now (it must never run on
+     * two nodes); the peer is asked to start its worker and server while
+     * this node still holds the VIP; once the peer's server answers (or
+     * WARM_WAIT_MS passed) the VIP moves, and this server keeps answering
+     * what still reaches this node for PLANNED_SERVE_MS (planned_tick). */
     if (s->planned_at)
         return;
     snprintf(s->planned_why, sizeof(s->planned_why), "%s", why);
-    s->planned_at = mono_ms() + PLANNED_DRAIN_MS;
-    log_info("%s: stopping beat and server, the VIP moves in <= %d ms", why, PLANNED_DRAIN_MS);
-    sv_stack_stop_begin(s);
+    int64_t now = mono_ms();
+    s->planned_begun = now;
+    s->planned_at = now + WARM_WAIT_MS;
+    s->planned_peer[0] = '\0';
+    struct sv_child *b = &s->stack[SV_BEAT];
+    if (b->pid > 0 && b->term_sent == 0) {
+        kill(b->pid, SIGTERM);
+        b->term_sent = now;
+    }
+    char peer[64], key[128];
+    if (sv_peer_ready_backup(s, peer, sizeof(peer)) && sv_main_rc(s)) {
+        snprintf(s->planned_peer, sizeof(s->planned_peer), "%s", peer);
+        rds_key(key, sizeof(key), &s->conf, "sv:warm");
+        redisReply *r = redisCommand(s->rc, "SET %s %s PX %d", key, peer, WARM_KEY_MS);
+        if (r)
+            freeReplyObject(r);
+    }
+    if (!s->planned_peer[0]) /* nobody to warm up (--force): move now */
+        s->planned_at = now;
+    log_info("%s: beat stopped; %s%s, the VIP moves once its server answers (<= %d ms)", why,
+             s->planned_peer[0] ? "asked " : "no backup to warm up",
+             s->planned_peer[0] ? s->planned_peer : "", WARM_WAIT_MS);
+}
+
+static bool peer_warm(struct sv *s)
+{
+    bool ok = false;
+    pthread_mutex_lock(&s->hl.lock);
+    for (int i = 0; i < s->hl.view.npeers; i++)
+        if (strcmp(s->hl.view.peers[i].node, s->planned_peer) == 0 && s->hl.view.peers[i].warm &&
+            strcmp(s->hl.view.peers[i].role, "backup") == 0 && s->hl.view.peers[i].age_ms < 3000)
+            ok = true;
+    pthread_mutex_unlock(&s->hl.lock);
+    return ok;
 }
 
 static void planned_tick(struct sv *s)
@@ -213,11 +270,68 @@ static void planned_tick(struct sv *s)
         s->planned_at = 0;
         return;
     }
-    if (mono_ms() < s->planned_at && s->stack[SV_SERVER].pid > 0)
+    int64_t now = mono_ms();
+    bool warm = s->planned_peer[0] && peer_warm(s);
+    if (!warm && now < s->planned_at)
         return;
     s->planned_at = 0;
+    log_info("%s: peer %s after %lld ms: moving the VIP", s->planned_why,
+             warm ? "ready" : "not ready (moving anyway)", (long long)(now - s->planned_begun));
+    if (sv_vip_lo(&s->conf, true) == 0)
+        s->vip_on_lo = true;
+    s->server_hold_until = now + PLANNED_SERVE_MS;
     struct sv_input in = {.ev = SV_EV_HANDOVER, .why = s->planned_why};
     step(s, &in, HOLD_MS);
+}
+
+/* A backup asked to warm up starts worker and server, says so once its
+ * server answers, and stops them again if no promotion follows. */
+static void warm_tick(struct sv *s, const struct sv_health_view *h)
+{
+    int64_t now = mono_ms();
+    bool asked = h->warm_for[0] && strcmp(h->warm_for, s->conf.node_name) == 0;
+    if (!s->warm) {
+        if (asked && s->fsm.role == SV_ROLE_BACKUP && !s->maint && !s->stack_stopping &&
+            !s->shutting_down && !sv_stack_running(s)) {
+            s->warm = true;
+            s->warm_since = now;
+            s->warm_ok_since = 0;
+            log_info("the primary hands over: starting worker and server ahead of the VIP");
+            sv_stack_warm(s);
+            pthread_mutex_lock(&s->hl.lock);
+            s->hl.check_server = true;
+            s->hl.view.server_bad_since = 0;
+            s->hl.view.server_status = 0;
+            pthread_mutex_unlock(&s->hl.lock);
+        }
+        return;
+    }
+    if (s->fsm.role == SV_ROLE_MASTER)
+        return; /* promote_try completes the stack */
+    bool published = s->hl.self.warm;
+    /* /api/v1/health can say 200 a moment before the server's API and key
+     * caches are loaded (its first calls would get 503): ready means it has
+     * kept answering 200 for WARM_SETTLE_MS */
+    if (h->server_status != 200)
+        s->warm_ok_since = 0;
+    else if (s->warm_ok_since == 0)
+        s->warm_ok_since = now;
+    if (s->warm_ok_since && now - s->warm_ok_since >= WARM_SETTLE_MS && !published) {
+        log_info("warm: server answers %lld ms after the request",
+                 (long long)(now - s->warm_since));
+        sv_health_publish(s, sv_role_name(s->fsm.role));
+    }
+    if (s->fsm.role != SV_ROLE_BACKUP || (!asked && now - s->warm_since >= WARM_WAIT_MS) ||
+        now - s->warm_since >= WARM_KEY_MS + WARM_WAIT_MS) {
+        log_info("warm: no promotion followed (%s): stopping worker and server",
+                 s->fsm.role != SV_ROLE_BACKUP ? "role changed" : "request gone");
+        s->warm = false;
+        pthread_mutex_lock(&s->hl.lock);
+        s->hl.check_server = false;
+        pthread_mutex_unlock(&s->hl.lock);
+        sv_stack_stop_begin(s);
+        sv_health_publish(s, sv_role_name(s->fsm.role));
+    }
 }
 
 void sv_set_maint(struct sv *s, bool on)
@@ -284,6 +398,41 @@ static void read_fifo(struct sv *s)
     }
 }
 
+static void epoch_raise(struct sv *s, int64_t seen)
+{
+    if (sv_main_rc(s) == NULL)
+        return;
+    char key[128], err[160];
+    rds_key(key, sizeof(key), &s->conf, "epoch");
+    int64_t was = sv_epoch_raise(s->rc, key, s->fsm.epoch, err, sizeof(err));
+    if (was >= 0)
+        log_warnx("epoch in Redis went back to %lld below ours %lld (Redis lost writes: "
+                  "restarted without its append-only file, or restored from a snapshot?): "
+                  "set back to %lld",
+                  (long long)was, (long long)s->fsm.epoch, (long long)s->fsm.epoch);
+    else if (was == -2)
+        log_warnx("epoch in Redis is %lld, below ours %lld, and cannot be raised: %s",
+                  (long long)seen, (long long)s->fsm.epoch, err);
+    if (s->rc->err) {
+        redisFree(s->rc);
+        s->rc = NULL;
+    }
+}
+
+static void discard_fifo(struct sv *s)
+{
+    char buf[4096];
+    ssize_t n;
+    size_t dropped = s->fifo_lb.len;
+    while ((n = read(s->fifo_fd, buf, sizeof(buf))) > 0 || (n == -1 && errno == EINTR))
+        if (n > 0)
+            dropped += (size_t)n;
+    s->fifo_lb.len = 0;
+    s->fifo_lb.overlong = 0;
+    if (dropped)
+        log_info("notify fifo: %zu bytes from the previous keepalived dropped", dropped);
+}
+
 static void check_health(struct sv *s)
 {
     uint64_t v;
@@ -293,8 +442,16 @@ static void check_health(struct sv *s)
     struct sv_health_view h = s->hl.view;
     pthread_mutex_unlock(&s->hl.lock);
 
+    warm_tick(s, &h);
+    if (h.redis_epoch > s->epoch_seen)
+        s->epoch_seen = h.redis_epoch;
+    for (int i = 0; i < h.npeers; i++)
+        if (h.peers[i].epoch > s->epoch_seen)
+            s->epoch_seen = h.peers[i].epoch;
     if (s->fsm.role != SV_ROLE_MASTER || s->promote_pending)
         return;
+    if (h.redis_ok && h.redis_epoch >= 0 && h.redis_epoch < s->fsm.epoch)
+        epoch_raise(s, h.redis_epoch);
     if (h.redis_epoch > s->fsm.epoch) {
         struct sv_input in = {.ev = SV_EV_EPOCH_SEEN, .epoch = h.redis_epoch};
         step(s, &in, HOLD_MS);
@@ -318,13 +475,8 @@ static void check_health(struct sv *s)
     }
 }
 
-static void begin_shutdown(struct sv *s, int sig)
+static void finish_shutdown(struct sv *s)
 {
-    if (s->shutting_down)
-        return;
-    log_info("%s: stopping", strsignal(sig));
-    sv_notify("STOPPING=1");
-    s->shutting_down = true;
     s->shutdown_deadline = mono_ms() + (int64_t)s->conf.fo_drain_grace * 1000 + 5000;
     struct sv_input in = {.ev = SV_EV_SHUTDOWN};
     step(s, &in, 0);
@@ -334,6 +486,26 @@ static void begin_shutdown(struct sv *s, int sig)
         kill(s->ka.pid, SIGTERM);
         s->ka.term_sent = mono_ms();
     }
+}
+
+static void begin_shutdown(struct sv *s, int sig)
+{
+    if (s->shutting_down)
+        return;
+    log_info("%s: stopping", strsignal(sig));
+    sv_notify("STOPPING=1");
+    s->shutting_down = true;
+    char peer[64];
+    /* `systemctl stop` on the primary is a planned handover: the service
+     * moves to the peer first, without a failed call, then we stop. */
+    if (s->fsm.role == SV_ROLE_MASTER && !s->promote_pending &&
+        sv_peer_ready_backup(s, peer, sizeof(peer))) {
+        s->stop_after_handover = true;
+        s->shutdown_deadline = mono_ms() + WARM_WAIT_MS + 2000;
+        sv_handover(s, "stopping: handing over first");
+        return;
+    }
+    finish_shutdown(s);
 }
 
 static void read_signals(struct sv *s)
@@ -351,11 +523,18 @@ static void tick(struct sv *s)
 {
     int64_t now = mono_ms();
     if (!s->shutting_down && s->ka.pid == 0 && now >= s->ka.next_start) {
-        if (sv_ka_start(s) == -1)
+        /* Whatever the dead keepalived left in the fifo is stale: drop it
+         * before its successor can write, then count lines again. */
+        discard_fifo(s);
+        if (sv_ka_start(s) == -1) {
             s->ka.next_start = now + 5000;
-        else if (s->ka.restarts)
-            sv_event(s, sv_role_name(s->fsm.role), sv_role_name(s->fsm.role),
-                     "keepalived restarted", s->fsm.epoch);
+        } else {
+            struct sv_input in = {.ev = SV_EV_KA_STARTED};
+            step(s, &in, HOLD_MS);
+            if (s->ka.restarts)
+                sv_event(s, sv_role_name(s->fsm.role), sv_role_name(s->fsm.role),
+                         "keepalived restarted", s->fsm.epoch);
+        }
     }
     if (s->promote_pending)
         promote_try(s);
@@ -384,14 +563,22 @@ static char **env_without_notify(void)
 
 static void setup_privs(struct sv *s)
 {
+    /* The stack runs users' Python: as root only when the operator said so. */
     struct passwd *pw = getpwnam(s->conf.fo_user);
-    if (pw == NULL) {
-        log_warnx("failover.user \"%s\" does not exist: the stack runs as root", s->conf.fo_user);
+    if (pw == NULL || pw->pw_uid == 0) {
+        if (!s->conf.fo_allow_root)
+            fatalx("%s: failover.user \"%s\" %s: refusing to run the stack (user Python "
+                   "included) as root; create the user (the package does) or set "
+                   "failover.allow_root = true",
+                   s->conf_path, s->conf.fo_user, pw ? "is root" : "does not exist");
+        log_warnx("failover.user \"%s\" %s and failover.allow_root is set: the stack runs as "
+                  "root",
+                  s->conf.fo_user, pw ? "is root" : "does not exist");
         return;
     }
     s->uid = pw->pw_uid;
     s->gid = pw->pw_gid;
-    s->drop_privs = pw->pw_uid != 0;
+    s->drop_privs = true;
 }
 
 static void setup_fifo(struct sv *s)
@@ -495,7 +682,12 @@ static void run(struct sv *s)
             sv_notify("READY=1");
             notify_status(s);
         }
-        if (s->shutting_down) {
+        if (s->shutting_down && s->stop_after_handover &&
+            (s->fsm.role != SV_ROLE_MASTER || mono_ms() > s->shutdown_deadline)) {
+            s->stop_after_handover = false;
+            finish_shutdown(s);
+        }
+        if (s->shutting_down && !s->stop_after_handover) {
             if (!sv_stack_running(s) && s->ka.pid == 0)
                 break;
             if (mono_ms() > s->shutdown_deadline) {

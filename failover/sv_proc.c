@@ -173,6 +173,20 @@ void sv_stack_start(struct sv *s)
     }
 }
 
+void sv_stack_warm(struct sv *s)
+{
+    /* No beat: it is the one process that must never run on two nodes.
+     * Worker and server are safe on both (the queue is shared) and this
+     * node's server answers as soon as the VIP arrives. */
+    s->stack_started_mono = mono_ms();
+    for (int i = 0; i < SV_NSTACK; i++) {
+        s->stack[i].backoff_ms = BACKOFF_MIN_MS;
+        s->stack[i].next_start = 0;
+        if (i != SV_BEAT && s->stack[i].pid == 0)
+            start_one(s, i);
+    }
+}
+
 bool sv_stack_running(const struct sv *s)
 {
     for (int i = 0; i < SV_NSTACK; i++)
@@ -208,6 +222,10 @@ static void stop_step(struct sv *s)
         if (ch->pid == 0)
             continue;
         if (ch->term_sent == 0) {
+            /* planned handover: the server answers what still reaches this
+             * node (through the VIP kept on lo) until the peer has it all */
+            if (order[k] == SV_SERVER && now < s->server_hold_until)
+                return;
             kill(ch->pid, SIGTERM);
             ch->term_sent = now;
             log_info("stopping %s (pid %d)", ch->name, (int)ch->pid);
@@ -220,6 +238,11 @@ static void stop_step(struct sv *s)
         return;
     }
     s->stack_stopping = false;
+    s->server_hold_until = 0;
+    if (s->vip_on_lo) {
+        sv_vip_lo(&s->conf, false);
+        s->vip_on_lo = false;
+    }
     if (s->stack[SV_WORKER].term_sent || s->stack[SV_SERVER].term_sent)
         log_info("stack stopped");
 }
@@ -337,7 +360,59 @@ static int parse_vip(const struct tconf *c, struct in_addr *a, int *plen)
     return inet_pton(AF_INET, buf, a) == 1 ? 0 : -1;
 }
 
-/* RTM_DELADDR over netlink: no fork/exec of ip(8) on the failover path. */
+/* RTM_NEWADDR/RTM_DELADDR over netlink: no fork/exec of ip(8) on the
+ * failover path. 0 done (or nothing to do), -1 with errno. */
+static int addr_op(int type, unsigned idx, const struct in_addr *a, int plen)
+{
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd == -1)
+        return -1;
+    struct {
+        struct nlmsghdr nh;
+        struct ifaddrmsg ifa;
+        char attrs[64];
+    } req;
+    memset(&req, 0, sizeof(req));
+    req.nh.nlmsg_type = (unsigned short)type;
+    req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    if (type == RTM_NEWADDR)
+        req.nh.nlmsg_flags |= NLM_F_CREATE | NLM_F_REPLACE;
+    req.nh.nlmsg_seq = 1;
+    req.ifa.ifa_family = AF_INET;
+    req.ifa.ifa_prefixlen = (unsigned char)plen;
+    req.ifa.ifa_index = idx;
+    req.ifa.ifa_scope = RT_SCOPE_HOST;
+    struct rtattr *rta = (struct rtattr *)req.attrs;
+    rta->rta_type = IFA_LOCAL;
+    rta->rta_len = RTA_LENGTH(4);
+    memcpy(RTA_DATA(rta), a, 4);
+    req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg)) + RTA_ALIGN(rta->rta_len);
+    int rc = -1;
+    char buf[1024];
+    ssize_t n;
+    if (send(fd, &req, req.nh.nlmsg_len, 0) == -1)
+        goto out;
+    n = recv(fd, buf, sizeof(buf), 0);
+    if (n < (ssize_t)sizeof(struct nlmsghdr)) {
+        errno = EPROTO;
+        goto out;
+    }
+    struct nlmsghdr *nh = (struct nlmsghdr *)buf;
+    if (nh->nlmsg_type == NLMSG_ERROR) {
+        struct nlmsgerr *e = NLMSG_DATA(nh);
+        if (e->error == 0 || (type == RTM_DELADDR && e->error == -EADDRNOTAVAIL) ||
+            (type == RTM_NEWADDR && e->error == -EEXIST))
+            rc = 0;
+        else
+            errno = -e->error;
+    }
+out:;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
 int sv_vip_drop(const struct tconf *c)
 {
     struct in_addr a;
@@ -348,54 +423,69 @@ int sv_vip_drop(const struct tconf *c)
                   c->fo_interface);
         return -1;
     }
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd == -1) {
-        log_warn("netlink socket");
+    bool was = sv_vip_present(c);
+    if (addr_op(RTM_DELADDR, idx, &a, plen) == -1) {
+        log_warn("remove VIP %s from %s", c->fo_vip, c->fo_interface);
         return -1;
     }
-    struct {
-        struct nlmsghdr nh;
-        struct ifaddrmsg ifa;
-        char attrs[64];
-    } req;
-    memset(&req, 0, sizeof(req));
-    req.nh.nlmsg_type = RTM_DELADDR;
-    req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-    req.nh.nlmsg_seq = 1;
-    req.ifa.ifa_family = AF_INET;
-    req.ifa.ifa_prefixlen = (unsigned char)plen;
-    req.ifa.ifa_index = idx;
-    struct rtattr *rta = (struct rtattr *)req.attrs;
-    rta->rta_type = IFA_LOCAL;
-    rta->rta_len = RTA_LENGTH(4);
-    memcpy(RTA_DATA(rta), &a, 4);
-    req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg)) + RTA_ALIGN(rta->rta_len);
-    int rc = -1;
-    if (send(fd, &req, req.nh.nlmsg_len, 0) == -1) {
-        log_warn("netlink send RTM_DELADDR");
-        goto out;
+    if (was)
+        log_info("VIP %s removed from %s", c->fo_vip, c->fo_interface);
+    return 0;
+}
+
+/* The VIP as a host address on lo while a planned handover drains: packets
+ * still sent to this node (clients whose ARP entry has not moved yet, the
+ * rest of a call in flight) reach the server that is still running instead
+ * of vanishing. arp_ignore 1 on the VIP's interface keeps this node from
+ * answering ARP for it meanwhile (the peer owns it now); the old value comes
+ * back with the address. */
+static int saved_arp_ignore = -1;
+
+static int arp_ignore_set(const char *ifname, int v)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/arp_ignore", ifname);
+    int old = -1;
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%d", &old) != 1)
+            old = -1;
+        fclose(f);
     }
-    char buf[1024];
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n < (ssize_t)sizeof(struct nlmsghdr)) {
-        log_warn("netlink recv");
-        goto out;
-    }
-    struct nlmsghdr *nh = (struct nlmsghdr *)buf;
-    if (nh->nlmsg_type == NLMSG_ERROR) {
-        struct nlmsgerr *e = NLMSG_DATA(nh);
-        if (e->error == 0) {
-            log_info("VIP %s removed from %s", c->fo_vip, c->fo_interface);
-            rc = 0;
-        } else if (e->error == -EADDRNOTAVAIL) {
-            rc = 0; /* not there: nothing to do */
-        } else {
-            errno = -e->error;
-            log_warn("remove VIP %s from %s", c->fo_vip, c->fo_interface);
+    f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    fprintf(f, "%d\n", v);
+    if (fclose(f) != 0)
+        return -1;
+    return old;
+}
+
+int sv_vip_lo(const struct tconf *c, bool add)
+{
+    struct in_addr a;
+    int plen;
+    unsigned lo = if_nametoindex("lo");
+    if (parse_vip(c, &a, &plen) == -1 || lo == 0)
+        return -1;
+    if (add) {
+        int old = arp_ignore_set(c->fo_interface, 1);
+        if (old == -1) {
+            log_warn("arp_ignore on %s: not keeping the VIP on lo", c->fo_interface);
+            return -1;
         }
+        if (saved_arp_ignore == -1)
+            saved_arp_ignore = old;
     }
-out:
-    close(fd);
+    int rc = addr_op(add ? RTM_NEWADDR : RTM_DELADDR, lo, &a, 32);
+    if (rc == -1)
+        log_warn("%s VIP %s on lo", add ? "add" : "remove", c->fo_vip);
+    else if (add)
+        log_info("VIP %s kept on lo while calls in flight finish", c->fo_vip);
+    if (!add && saved_arp_ignore != -1) {
+        arp_ignore_set(c->fo_interface, saved_arp_ignore);
+        saved_arp_ignore = -1;
+    }
     return rc;
 }
 

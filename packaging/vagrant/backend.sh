@@ -13,6 +13,13 @@ conf=/etc/redis/redis.conf
 sed -i "s/^bind .*/bind 127.0.0.1 $ip/" "$conf"
 sed -i "s/^#\? *requirepass .*/requirepass $secret/" "$conf"
 grep -q "^requirepass $secret" "$conf" || echo "requirepass $secret" >>"$conf"
+# Durable: accepted tasks and the fencing epoch live in Redis. Debian ships
+# appendonly no (a restart loses everything since the last snapshot);
+# everysec loses at most ~1 s of writes on a crash of this machine, nothing
+# on a crash or restart of Redis alone (docs/two-servers.md).
+sed -i "s/^appendonly .*/appendonly yes/; s/^appendfsync .*/appendfsync everysec/" "$conf"
+grep -q "^appendonly yes" "$conf" || echo "appendonly yes" >>"$conf"
+grep -q "^appendfsync " "$conf" || echo "appendfsync everysec" >>"$conf"
 systemctl restart redis-server
 
 # MariaDB: private address, one user per node address.

@@ -102,14 +102,15 @@ struct tconf {
     char fo_interface[32];   /* failover.interface, default "eth0" */
     char fo_vip[64];         /* failover.vip "198.18.0.100/24" */
     int fo_vrid;             /* failover.virtual_router_id 1..255, default 51 */
-    int fo_priority;         /* failover.priority 1..254, default 100 */
-    double fo_advert_int;    /* failover.advert_int s, default 1.0, 0.01..255 (sub-second ok) */
+    int fo_priority;         /* failover.priority 1..254, default 250 */
+    double fo_advert_int;    /* failover.advert_int s, default 0.2, 0.01..255 (sub-second ok) */
     bool fo_nopreempt;       /* failover.nopreempt, default true */
     char fo_unicast_src[64]; /* failover.unicast_src, "" = multicast */
     char fo_unicast_peers[CONF_MAX_PEERS][64]; /* failover.unicast_peers = ["ip", ...] */
     int fo_unicast_npeers;
     char fo_keepalived[CONF_STR]; /* failover.keepalived, default /usr/sbin/keepalived */
     char fo_user[32];             /* failover.user the stack runs as, default "tandem" */
+    bool fo_allow_root; /* failover.allow_root: run the stack as root when fo_user is missing */
     char
         fo_bin_dir[CONF_STR]; /* failover.bin_dir where tandem-server etc. live, default /usr/bin */
     char fo_socket[CONF_STR]; /* failover.control_socket, default <run>/supervisor.sock */

@@ -268,10 +268,17 @@ static void check_install(struct doctor *d)
         report(d, V_OK, "binaries", NULL, "tandem-server, tandem-worker, tandem-beat in %s",
                t->fo_bin_dir);
 
-    if (getpwnam(t->fo_user) == NULL)
+    if (getpwnam(t->fo_user) == NULL && t->fo_allow_root)
+        report(d, V_WARN, "user", "create the user, or accept that user code runs as root",
+               "the stack's user '%s' does not exist: with failover.allow_root the stack, user "
+               "Python included, runs as root",
+               t->fo_user);
+    else if (getpwnam(t->fo_user) == NULL)
         report(d, V_FAIL, "user",
-               "systemd-sysusers (the package's sysusers.d file creates it) or set failover.user",
-               "the stack's user '%s' does not exist", t->fo_user);
+               "systemd-sysusers (the package's sysusers.d file creates it), set failover.user, "
+               "or failover.allow_root = true",
+               "the stack's user '%s' does not exist: the supervisor refuses to start the stack",
+               t->fo_user);
     else
         report(d, V_OK, "user", NULL, "the stack runs as '%s'", t->fo_user);
 }
@@ -515,6 +522,45 @@ static void check_peer(struct doctor *d)
     }
 }
 
+/* Accepted tasks, leases and the fencing epoch live in Redis: without an
+ * append-only file a Redis restart takes back everything since its last
+ * snapshot, silently. That FAILs; appendfsync only sets how much a crash of
+ * the backend machine (not of Redis) can lose (docs/two-servers.md). */
+static void check_redis_durable(struct doctor *d, redisContext *rc)
+{
+    static const char *fix = "in redis.conf: appendonly yes, appendfsync everysec (or always); "
+                             "then CONFIG SET appendonly yes or restart Redis";
+    char got[2][32] = {"", ""};
+    static const char *const names[] = {"appendonly", "appendfsync"};
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = redisCommand(rc, "CONFIG GET %s", names[i]);
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            r->element[1]->type == REDIS_REPLY_STRING)
+            snprintf(got[i], sizeof(got[i]), "%s", r->element[1]->str);
+        else
+            report(d, V_WARN, "redis-aof", "allow CONFIG GET for this node's Redis user",
+                   "cannot tell whether Redis is durable: CONFIG GET %s: %s", names[i],
+                   r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
+        if (r)
+            freeReplyObject(r);
+        if (!got[i][0])
+            return;
+    }
+    if (strcmp(got[0], "yes") != 0)
+        report(d, V_FAIL, "redis-aof", fix,
+               "Redis keeps no append-only file (appendonly %s): a Redis restart or crash "
+               "loses the accepted tasks and the epoch since its last snapshot",
+               got[0]);
+    else if (strcmp(got[1], "no") == 0)
+        report(d, V_WARN, "redis-aof", "appendfsync everysec",
+               "append-only file on, appendfsync no: a crash of the backend machine loses what "
+               "the kernel had not written yet (up to ~30 s)");
+    else
+        report(d, V_OK, "redis-aof", NULL,
+               "append-only file on, appendfsync %s (a backend machine crash loses %s)", got[1],
+               strcmp(got[1], "always") == 0 ? "nothing acknowledged" : "up to ~1 s of writes");
+}
+
 static void check_redis(struct doctor *d)
 {
     const struct tconf *t = &d->c->conf;
@@ -533,6 +579,7 @@ static void check_redis(struct doctor *d)
     }
     report(d, V_OK, "redis", NULL, "connected to %s",
            t->redis_socket[0] ? t->redis_socket : t->redis_host);
+    check_redis_durable(d, rc);
 
     int64_t t0 = now_ms();
     r = redisCommand(rc, "TIME");

@@ -138,9 +138,13 @@ static void print_status(json_t *st)
             printf("  %-10s not running\n", jstr(v, "name"));
     }
     json_t *peers = json_object_get(st, "peers");
-    if (json_array_size(peers) == 0)
-        printf("peer:        none seen in Redis%s%s\n", jstr(st, "peer_addr")[0] ? " (" : "",
-               jstr(st, "peer_addr")[0] ? jstr(st, "peer_addr") : "");
+    if (json_array_size(peers) == 0) {
+        const char *addr = jstr(st, "peer_addr");
+        if (addr[0])
+            printf("peer:        none seen in Redis (failover.peer %s)\n", addr);
+        else
+            printf("peer:        none seen in Redis\n");
+    }
     json_array_foreach(peers, i, v)
     {
         printf("peer:        %s %s%s, epoch %lld, seen %lld ms ago\n", jstr(v, "node"),

@@ -118,8 +118,8 @@ static void test_config_defaults(void **state)
     assert_true(c.cron_enabled);
     assert_string_equal(c.fo_interface, "eth0");
     assert_int_equal(c.fo_vrid, 51);
-    assert_int_equal(c.fo_priority, 100);
-    assert_true(c.fo_advert_int == 1.0);
+    assert_int_equal(c.fo_priority, 250);
+    assert_true(c.fo_advert_int == 0.2);
     assert_true(c.fo_nopreempt);
     assert_int_equal(c.fo_unicast_npeers, 0);
     assert_string_equal(c.fo_keepalived, "/usr/sbin/keepalived");

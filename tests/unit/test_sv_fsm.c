@@ -60,7 +60,37 @@ static void test_sv_fsm_keepalived_death_demotes_and_drops_vip(void **st)
     vrrp(&g, SV_VRRP_BACKUP);
     assert_int_equal(ev(&g, SV_EV_KA_DIED, 0), SV_ACT_DROP_VIP | SV_ACT_RESTART_KA);
     /* after the restart keepalived reports again and may promote */
+    assert_int_equal(ev(&f, SV_EV_KA_STARTED, 0), 0);
+    assert_int_equal(f.role, SV_ROLE_INIT);
     assert_int_equal(vrrp(&f, SV_VRRP_BACKUP), 0);
+    assert_int_equal(vrrp(&f, SV_VRRP_MASTER), SV_ACT_PROMOTE);
+}
+
+/* Defect 11: keepalived wrote MASTER to the fifo and died; the supervisor
+ * reaps it (KA_DIED) before it reads the line in the same tick. That line
+ * must not start a stack: nobody holds the election any more. */
+static void test_sv_fsm_master_line_after_keepalived_death_ignored(void **st)
+{
+    (void)st;
+    struct sv_fsm f = {0};
+    vrrp(&f, SV_VRRP_BACKUP);
+    ev(&f, SV_EV_KA_DIED, 0);
+    assert_int_equal(vrrp(&f, SV_VRRP_MASTER), 0);
+    assert_int_equal(f.role, SV_ROLE_DOWN);
+    /* same while a primary's keepalived died: demoted, and stays down */
+    struct sv_fsm g = {0};
+    vrrp(&g, SV_VRRP_MASTER);
+    ev(&g, SV_EV_KA_DIED, 0);
+    assert_int_equal(vrrp(&g, SV_VRRP_MASTER), 0);
+    assert_int_equal(vrrp(&g, SV_VRRP_BACKUP), 0);
+    assert_int_equal(g.role, SV_ROLE_DOWN);
+    /* and while stopping: keepalived's last lines never promote */
+    struct sv_fsm h = {0};
+    vrrp(&h, SV_VRRP_BACKUP);
+    ev(&h, SV_EV_SHUTDOWN, 0);
+    assert_int_equal(vrrp(&h, SV_VRRP_MASTER), 0);
+    /* a started keepalived's lines count again */
+    assert_int_equal(ev(&f, SV_EV_KA_STARTED, 0), 0);
     assert_int_equal(vrrp(&f, SV_VRRP_MASTER), SV_ACT_PROMOTE);
 }
 
@@ -117,6 +147,7 @@ int main(void)
         cmocka_unit_test(test_sv_fsm_master_promotes_once),
         cmocka_unit_test(test_sv_fsm_backup_fault_stop_demote_only_master),
         cmocka_unit_test(test_sv_fsm_keepalived_death_demotes_and_drops_vip),
+        cmocka_unit_test(test_sv_fsm_master_line_after_keepalived_death_ignored),
         cmocka_unit_test(test_sv_fsm_stale_primary_stands_down),
         cmocka_unit_test(test_sv_fsm_handover_and_refusal),
         cmocka_unit_test(test_sv_fsm_shutdown),

@@ -37,6 +37,7 @@ static void test_sv_kconf_multicast_nopreempt_backup(void **st)
     base_conf(&c);
     assert_true(render(&c, buf, sizeof(buf), err) > 0);
     assert_non_null(strstr(buf, "vrrp_version 3\n"));
+    assert_non_null(strstr(buf, "vrrp_rt_priority 50\n"));
     assert_non_null(strstr(buf, "vrrp_notify_fifo \"/run/tandem/vrrp.fifo\"\n"));
     assert_non_null(strstr(buf, "file \"/run/tandem/health.track\"\n"));
     assert_non_null(strstr(buf, "state BACKUP\n"));
@@ -139,6 +140,75 @@ static void test_sv_kconf_refuses_bad_options(void **st)
     assert_int_equal(render(&c, buf, 64, err), -1);
 }
 
+/* Defect 12: every string copied into keepalived.conf (which keepalived
+ * reads as root) is checked; one bad byte must refuse the whole file, never
+ * reach it. Each row breaks one option. */
+static void test_sv_kconf_refuses_injection(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *opt, *value, *err;
+    } rows[] = {
+        {"interface", "eth0\n}\nvrrp_script x {", "failover.interface"},
+        {"interface", "eth0\"", "failover.interface"},
+        {"interface", "eth0{", "failover.interface"},
+        {"interface", "eth0#x", "failover.interface"},
+        {"interface", "", "failover.interface"},
+        {"interface", "a-very-long-interface", "failover.interface"},
+        {"vip", "198.18.0.100/24\nglobal_defs {", "failover.vip"},
+        {"vip", "198.18.0.100 dev lo", "failover.vip"},
+        {"vip", "198.18.0.100/33", "failover.vip"},
+        {"vip", "\"198.18.0.100\"", "failover.vip"},
+        {"vip", "", "failover.vip"},
+        {"src", "198.18.0.11\n}", "unicast_src"},
+        {"peer", "198.18.0.12 }", "unicast_peers"},
+        {"peer", "198.18.0.12\nnopreempt", "unicast_peers"},
+        {"peer", "peer.example", "unicast_peers"},
+        {"name", "node a", "node.name"},
+        {"name", "node\n}", "node.name"},
+        {"name", "node{", "node.name"},
+        {"run", "/run/tandem\"\nglobal_defs {", "paths.run"},
+        {"run", "/run/tan\\dem", "paths.run"},
+        {"run", "run/tandem", "paths.run"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct tconf c;
+        base_conf(&c);
+        const char *run = "/run/tandem";
+        snprintf(c.fo_unicast_src, sizeof(c.fo_unicast_src), "198.18.0.11");
+        snprintf(c.fo_unicast_peers[0], 64, "198.18.0.12");
+        c.fo_unicast_npeers = 1;
+        if (strcmp(rows[i].opt, "interface") == 0)
+            snprintf(c.fo_interface, sizeof(c.fo_interface), "%s", rows[i].value);
+        else if (strcmp(rows[i].opt, "vip") == 0)
+            snprintf(c.fo_vip, sizeof(c.fo_vip), "%s", rows[i].value);
+        else if (strcmp(rows[i].opt, "src") == 0)
+            snprintf(c.fo_unicast_src, sizeof(c.fo_unicast_src), "%s", rows[i].value);
+        else if (strcmp(rows[i].opt, "peer") == 0)
+            snprintf(c.fo_unicast_peers[0], 64, "%s", rows[i].value);
+        else if (strcmp(rows[i].opt, "name") == 0)
+            snprintf(c.node_name, sizeof(c.node_name), "%s", rows[i].value);
+        else
+            run = rows[i].value;
+        struct sv_kpaths p;
+        char buf[8192], err[256] = "";
+        assert_int_equal(sv_kpaths_init(&p, run), 0);
+        int rc = sv_kconf_render(&c, &p, buf, sizeof(buf), err, sizeof(err));
+        if (rc != -1 || strstr(err, rows[i].err) == NULL)
+            fail_msg("row %zu (%s = \"%s\"): rc %d, err \"%s\" (want one naming %s)", i,
+                     rows[i].opt, rows[i].value, rc, err, rows[i].err);
+    }
+    /* the config file's own path only lands in a comment: a newline in it
+     * is shown as '?', never starts a line */
+    struct tconf c;
+    char buf[8192], err[256];
+    base_conf(&c);
+    snprintf(c.path, sizeof(c.path), "/etc/x\nglobal_defs {\n");
+    assert_true(render(&c, buf, sizeof(buf), err) > 0);
+    assert_non_null(strstr(buf, "from /etc/x?global_defs {?;"));
+    assert_null(strstr(buf, "\nglobal_defs {\n}"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -147,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_sv_kconf_unicast_peers),
         cmocka_unit_test(test_sv_kconf_subsecond_advert),
         cmocka_unit_test(test_sv_kconf_refuses_bad_options),
+        cmocka_unit_test(test_sv_kconf_refuses_injection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
