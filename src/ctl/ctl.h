@@ -35,5 +35,6 @@ int ctl_cron_main(struct ctl *c, int argc, char **argv); /* tandemctl cron ... *
 int ctl_failover_main(struct ctl *c, const char *cmd, int argc,
                       char **argv);                        /* status|switchover|maintenance */
 int ctl_doctor_main(struct ctl *c, int argc, char **argv); /* tandemctl doctor */
+int ctl_user_main(struct ctl *c, int argc, char **argv);   /* user add|passwd|disable|enable */
 
 #endif

@@ -16,6 +16,7 @@
 #include "db.h"
 #include "ids.h"
 #include "rds.h"
+#include "secret.h"
 #include "sha256.h"
 
 #define CALL_DEFAULT_TIMEOUT 30
@@ -37,6 +38,8 @@ static const char usage_text[] =
     "  api create-sync FUNC_ID [--kwargs JSON] [--need-key] [--title T]\n"
     "  api create-async FUNC_ID [--kwargs JSON] [--need-key] [--title T]\n"
     "  api list [sync|async]\n"
+    "  user add|passwd USERNAME            console user; the password is read from stdin\n"
+    "  user disable|enable USERNAME\n"
     "  cron ...  status | switchover | maintenance on|off  doctor\n"
     "\n"
     "URL: --url, else $TANDEM_URL, else ctl.url. Key: --key, else $TANDEM_KEY, else ctl.key_file.\n"
@@ -314,8 +317,18 @@ static int key_bootstrap(struct ctl *c, const char *name)
     qid = db_q(m, id);
     qname = db_q(m, name);
     qhash = db_q(m, hash);
-    ret = db_exec(m, &err, "INSERT INTO access_key (id, name, secret_sha256) VALUES (%s, %s, %s)",
-                  qid, qname, qhash);
+    /* sealed too, so the key can also sign requests (X-Dff-Ak-*); without
+     * secret.key it works as a Bearer key only */
+    char *sealed = NULL, *qsealed;
+    if (secret_seal(c->conf.secret_key, secret, &sealed, NULL) != 0)
+        sealed = NULL;
+    qsealed = db_q(m, sealed);
+    ret = db_exec(m, &err,
+                  "INSERT INTO access_key (id, name, secret_sha256, secret_sealed) "
+                  "VALUES (%s, %s, %s, %s)",
+                  qid, qname, qhash, qsealed);
+    free(sealed);
+    free(qsealed);
     free(qid);
     free(qname);
     free(qhash);
@@ -778,9 +791,16 @@ static const struct command {
     const char *name;
     int (*fn)(struct ctl *c, int argc, char **argv);
 } commands[] = {
-    {"db", cmd_db},     {"key", cmd_key},        {"script", cmd_script},
-    {"func", cmd_func}, {"call", cmd_call},      {"task", cmd_task},
-    {"api", cmd_api},   {"cron", ctl_cron_main}, {"doctor", ctl_doctor_main},
+    {"db", cmd_db},
+    {"key", cmd_key},
+    {"script", cmd_script},
+    {"func", cmd_func},
+    {"call", cmd_call},
+    {"task", cmd_task},
+    {"api", cmd_api},
+    {"cron", ctl_cron_main},
+    {"doctor", ctl_doctor_main},
+    {"user", ctl_user_main},
     {NULL, NULL},
 };
 
