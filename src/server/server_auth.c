@@ -260,7 +260,7 @@ int srv_auth_check(struct srv_req *r, enum srv_scope need)
     if (h && *h)
         return check_bearer(r, h, need);
     req_err(r, 401, "EAPIAuth", NULL,
-            "no credentials: send 'Authorization: Bearer <secret>', X-Dff-Auth-Token (sign-in) "
+            "missing credentials: send 'Authorization: Bearer <secret>', X-Dff-Auth-Token (sign-in) "
             "or an X-Dff-Ak-* signature");
     return -1;
 }
