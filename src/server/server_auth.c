@@ -259,9 +259,10 @@ int srv_auth_check(struct srv_req *r, enum srv_scope need)
     const char *h = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
     if (h && *h)
         return check_bearer(r, h, need);
-    req_err(r, 401, "EAPIAuth", NULL,
-            "missing credentials: send 'Authorization: Bearer <secret>', X-Dff-Auth-Token (sign-in) "
-            "or an X-Dff-Ak-* signature");
+    req_err(
+        r, 401, "EAPIAuth", NULL,
+        "missing credentials: send 'Authorization: Bearer <secret>', X-Dff-Auth-Token (sign-in) "
+        "or an X-Dff-Ak-* signature");
     return -1;
 }
 
