@@ -27,7 +27,8 @@ static const char usage_text[] =
     "\n"
     "  db migrate                          apply pending migrations (MariaDB, from the config)\n"
     "  db status                           count pending migrations\n"
-    "  key create NAME [--bootstrap]       new access key (--bootstrap: straight to MariaDB)\n"
+    "  key create NAME [--scope admin|call] [--bootstrap]\n"
+    "                                      new access key (--bootstrap: straight to MariaDB)\n"
     "  key list | key revoke ID\n"
     "  script push FILE --id SET__NAME [--title T]   save FILE as the script's draft\n"
     "  script publish ID                   publish the draft (refused with the SyntaxError line)\n"
@@ -368,11 +369,15 @@ static int cmd_key(struct ctl *c, int argc, char **argv)
     json_t *resp = NULL, *data = NULL;
     const char *pos[2];
     int npos, rc;
+    const char *scope = NULL;
     bool bootstrap = false;
-    struct copt opts[] = {{"bootstrap", false, NULL, &bootstrap}, {NULL, false, NULL, NULL}};
+    struct copt opts[] = {{"bootstrap", false, NULL, &bootstrap},
+                          {"scope", true, &scope, NULL},
+                          {NULL, false, NULL, NULL}};
 
     if (argc < 1)
-        return usage_err("usage: tandemctl key create NAME [--bootstrap] | list | revoke ID");
+        return usage_err("usage: tandemctl key create NAME [--scope admin|call] [--bootstrap] | "
+                         "list | revoke ID");
     if ((rc = parse_cmd_opts("key", argc - 1, argv + 1, opts, pos, 2, &npos)) != CTL_OK)
         return rc;
     if (!strcmp(argv[0], "create")) {
@@ -380,31 +385,37 @@ static int cmd_key(struct ctl *c, int argc, char **argv)
             return usage_err("usage: tandemctl key create NAME [--bootstrap]");
         if (strlen(pos[0]) > 128)
             return usage_err("key name longer than 128 characters");
+        if (scope && strcmp(scope, "admin") && strcmp(scope, "call"))
+            return usage_err("--scope '%s': admin (everything) or call (call funcs and APIs only)",
+                             scope);
+        if (bootstrap && scope)
+            return usage_err("--bootstrap makes an admin key; --scope goes without it");
         if (bootstrap)
             return key_bootstrap(c, pos[0]);
-        json_t *body = json_pack("{s:s}", "name", pos[0]);
-        rc = api(c, "POST", "/api/v1/access-keys", body, 0, &resp, &data);
+        json_t *body =
+            json_pack("{s:{s:s,s:s}}", "data", "name", pos[0], "scope", scope ? scope : "admin");
+        rc = api(c, "POST", "/api/v1/access-keys/do/add", body, 0, &resp, &data);
         json_decref(body);
         if (rc == CTL_OK)
-            print_new_key(c, jstr(data, "id"), jstr(data, "name"), jstr(data, "secret"));
-    } else if (bootstrap) {
-        return usage_err("--bootstrap only goes with key create");
+            print_new_key(c, jstr(data, "id"), pos[0], jstr(data, "secret"));
+    } else if (bootstrap || scope) {
+        return usage_err("--bootstrap and --scope only go with key create");
     } else if (!strcmp(argv[0], "list")) {
         if (npos)
             return usage_err("usage: tandemctl key list");
-        rc = api(c, "GET", "/api/v1/access-keys", NULL, 0, &resp, &data);
+        rc = api(c, "GET", "/api/v1/access-keys/do/list", NULL, 0, &resp, &data);
         if (rc == CTL_OK && c->json)
             print_json(data, false);
         else if (rc == CTL_OK) {
             size_t i;
             json_t *k;
-            printf("%-30s %-20s %-25s %s\n", "ID", "NAME", "CREATED", "REVOKED");
+            printf("%-30s %-20s %-6s %s\n", "ID", "NAME", "SCOPE", "CREATED");
             json_array_foreach(data, i, k)
             {
-                char cr[64], rv[64];
-                jtext(json_object_get(k, "created_at"), cr, sizeof(cr));
-                jtext(json_object_get(k, "revoked_at"), rv, sizeof(rv));
-                printf("%-30s %-20s %-25s %s\n", jstr(k, "id"), jstr(k, "name"), cr, rv);
+                char cr[64];
+                jtext(json_object_get(k, "createTime"), cr, sizeof(cr));
+                printf("%-30s %-20s %-6s %s\n", jstr(k, "id"), jstr(k, "name"), jstr(k, "scope"),
+                       cr);
             }
         }
     } else if (!strcmp(argv[0], "revoke")) {
@@ -413,8 +424,8 @@ static int cmd_key(struct ctl *c, int argc, char **argv)
             return usage_err("usage: tandemctl key revoke ID");
         if ((rc = check_id("key id", pos[0])) != CTL_OK)
             return rc;
-        snprintf(path, sizeof(path), "/api/v1/access-keys/%s", pos[0]);
-        rc = api(c, "DELETE", path, NULL, 0, &resp, &data);
+        snprintf(path, sizeof(path), "/api/v1/access-keys/%s/do/delete", pos[0]);
+        rc = api(c, "GET", path, NULL, 0, &resp, &data);
         if (rc == CTL_OK) {
             if (c->json)
                 printf("{\"id\":\"%s\",\"revoked\":true}\n", pos[0]);
@@ -478,7 +489,7 @@ static int script_publish(struct ctl *c, const char *id)
     char path[256], *err = NULL;
     int rc;
 
-    snprintf(path, sizeof(path), "/api/v1/scripts/%s/publish", id);
+    snprintf(path, sizeof(path), "/api/v1/scripts/%s/do/publish", id);
     /* publishing waits for a worker to inspect the code */
     rc = ctl_http_request(c->url, c->key, "POST", path, NULL, 0, 60000 + HTTP_MARGIN_MS, &r, &err);
     if (rc == -1) {
@@ -522,6 +533,47 @@ static int script_publish(struct ctl *c, const char *id)
     return rc;
 }
 
+/* DFF has add and modify, no upsert: the set is added unless it exists,
+ * the script modified, and added when modify finds none. */
+static int script_save(struct ctl *c, const char *id, json_t *body, json_t **resp, json_t **data)
+{
+    char path[256], set[128];
+    long st;
+    char *err = NULL;
+    json_t *r = NULL;
+    snprintf(set, sizeof(set), "%.*s", (int)(strstr(id, "__") - id), id);
+    json_t *sb = json_pack("{s:{s:s}}", "data", "id", set);
+    int rc = ctl_http(c, "POST", "/api/v1/script-sets/do/add", sb, &st, &r, &err);
+    json_decref(sb);
+    json_decref(r);
+    if (rc == -1) {
+        rc = ctl_report_error(c, 0, NULL, err);
+        free(err);
+        return rc;
+    }
+    snprintf(path, sizeof(path), "/api/v1/scripts/%s/do/modify", id);
+    r = NULL;
+    rc = ctl_http(c, "POST", path, body, &st, &r, &err);
+    if (rc == -1) {
+        rc = ctl_report_error(c, 0, NULL, err);
+        free(err);
+        return rc;
+    }
+    if (st == 404) {
+        json_decref(r);
+        json_object_set_new(json_object_get(body, "data"), "id", json_string(id));
+        return api(c, "POST", "/api/v1/scripts/do/add", body, 0, resp, data);
+    }
+    if (st < 200 || st > 299 || !json_is_object(r)) {
+        rc = ctl_report_error(c, st, r, NULL);
+        json_decref(r);
+        return rc;
+    }
+    *resp = r;
+    *data = json_object_get(r, "data");
+    return CTL_OK;
+}
+
 static int cmd_script(struct ctl *c, int argc, char **argv)
 {
     json_t *resp = NULL, *data = NULL;
@@ -535,7 +587,7 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
     if ((rc = parse_cmd_opts("script", argc - 1, argv + 1, opts, pos, 2, &npos)) != CTL_OK)
         return rc;
     if (!strcmp(argv[0], "push")) {
-        char *code = NULL, path[256];
+        char *code = NULL;
         size_t len = 0;
         json_t *body;
         if (npos != 1 || !id)
@@ -544,14 +596,13 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
             return usage_err("--id '%s': a script id is SET__NAME, letters, digits and _", id);
         if ((rc = read_file(pos[0], &code, &len)) != CTL_OK)
             return rc;
-        body = json_pack("{s:s%}", "code_draft", code, len);
+        body = json_pack("{s:{s:s%}}", "data", "codeDraft", code, len);
         free(code);
         if (!body)
             return usage_err("'%s' is not valid UTF-8 text", pos[0]);
         if (title)
-            json_object_set_new(body, "title", json_string(title));
-        snprintf(path, sizeof(path), "/api/v1/scripts/%s", id);
-        rc = api(c, "PUT", path, body, 0, &resp, &data);
+            json_object_set_new(json_object_get(body, "data"), "title", json_string(title));
+        rc = script_save(c, id, body, &resp, &data);
         json_decref(body);
         if (rc == CTL_OK) {
             if (c->json)
@@ -568,7 +619,7 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
     } else if (!strcmp(argv[0], "list")) {
         if (npos || id || title)
             return usage_err("usage: tandemctl script list");
-        rc = api(c, "GET", "/api/v1/scripts", NULL, 0, &resp, &data);
+        rc = api(c, "GET", "/api/v1/scripts/do/list", NULL, 0, &resp, &data);
         if (rc == CTL_OK && c->json)
             print_json(data, false);
         else if (rc == CTL_OK) {
@@ -578,7 +629,7 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
             json_array_foreach(data, i, s)
             {
                 char v[32];
-                jtext(json_object_get(s, "publish_version"), v, sizeof(v));
+                jtext(json_object_get(s, "publishVersion"), v, sizeof(v));
                 printf("%-40s %-8s %s\n", jstr(s, "id"), v, jstr(s, "title"));
             }
         }
@@ -605,7 +656,7 @@ static int cmd_func(struct ctl *c, int argc, char **argv)
         return rc;
     if (script && !script_id_valid(script))
         return usage_err("--script '%s' is not a script id (SET__NAME)", script);
-    snprintf(path, sizeof(path), "/api/v1/funcs%s%s", script ? "?script=" : "",
+    snprintf(path, sizeof(path), "/api/v1/funcs/do/list%s%s", script ? "?scriptId=" : "",
              script ? script : "");
     rc = api(c, "GET", path, NULL, 0, &resp, &data);
     if (rc == CTL_OK && c->json)
@@ -618,7 +669,7 @@ static int cmd_func(struct ctl *c, int argc, char **argv)
         {
             char to[32], args[256];
             jtext(json_object_get(f, "timeout"), to, sizeof(to));
-            jtext(json_object_get(f, "args"), args, sizeof(args));
+            jtext(json_object_get(f, "argsJSON"), args, sizeof(args));
             printf("%-44s %-8s %-24s %s\n", jstr(f, "id"), to, args, jstr(f, "title"));
         }
     }
@@ -729,20 +780,20 @@ static int cmd_api(struct ctl *c, int argc, char **argv)
         rc = CTL_OK;
         for (int k = from; k < to && rc == CTL_OK; k++) {
             char path[64];
-            snprintf(path, sizeof(path), "/api/v1/%s-apis", kinds[k]);
+            snprintf(path, sizeof(path), "/api/v1/%s-apis/do/list", kinds[k]);
             rc = api(c, "GET", path, NULL, 0, &resp, &data);
             if (rc == CTL_OK && !c->json) {
                 size_t i;
                 json_t *a;
                 printf("%s%-6s %-30s %-44s %-8s %s\n", k > from ? "\n" : "", "KIND", "ID", "FUNC",
-                       "NEEDKEY", "ENABLED");
+                       "NEEDKEY", "DISABLED");
                 json_array_foreach(data, i, a)
                 {
-                    char nk[16], en[16];
-                    jtext(json_object_get(a, "need_key"), nk, sizeof(nk));
-                    jtext(json_object_get(a, "enabled"), en, sizeof(en));
-                    printf("%-6s %-30s %-44s %-8s %s\n", kinds[k], jstr(a, "id"),
-                           jstr(a, "func_id"), nk, en);
+                    char nk[16], dis[16];
+                    jtext(json_object_get(a, "needKey"), nk, sizeof(nk));
+                    jtext(json_object_get(a, "isDisabled"), dis, sizeof(dis));
+                    printf("%-6s %-30s %-44s %-8s %s\n", kinds[k], jstr(a, "id"), jstr(a, "funcId"),
+                           nk, dis);
                 }
             } else if (rc == CTL_OK) {
                 json_object_set(all, kinds[k], data);
@@ -767,10 +818,11 @@ static int cmd_api(struct ctl *c, int argc, char **argv)
         return usage_err("'%s' is not a func id (SET__SCRIPT.FUNC)", pos[0]);
     if (kw && (rc = parse_kwargs(kw, &kwargs)) != CTL_OK)
         return rc;
-    body =
-        json_pack("{s:s,s:o,s:b,s:s}", "func_id", pos[0], "kwargs", kwargs ? kwargs : json_object(),
-                  "need_key", need_key, "title", title ? title : "");
-    rc = api(c, "POST", sync ? "/api/v1/sync-apis" : "/api/v1/async-apis", body, 0, &resp, &data);
+    body = json_pack("{s:{s:s,s:o,s:b,s:s}}", "data", "funcId", pos[0], "funcCallKwargsJSON",
+                     kwargs ? kwargs : json_object(), "needKey", need_key, "title",
+                     title ? title : "");
+    rc = api(c, "POST", sync ? "/api/v1/sync-apis/do/add" : "/api/v1/async-apis/do/add", body, 0,
+             &resp, &data);
     json_decref(body);
     if (rc == CTL_OK) {
         if (c->json)
