@@ -66,6 +66,7 @@ struct resource {
     bool has_update; /* table has updated_at */
     res_hook hook;
     res_delete del;
+    long long page_default; /* a list without pageSize: 0 = everything */
 };
 
 static const char *const VALUE_TYPES[] = {"string",  "password", "integer",    "float",
@@ -194,6 +195,38 @@ static const struct field api_auth_fields[] = {
     {"configJSON", "config_json", FT_JSON, F_REQ, NULL, NULL},
     {"note", "note", FT_STR, 0, NULL, NULL},
     TIMES,
+    END,
+};
+
+/* Task records under DFF's names: its origins and its four statuses. */
+#define TR_ORIGIN                                                                                  \
+    "CASE origin WHEN 'func' THEN 'direct' WHEN 'sync-api' THEN 'syncAPI' WHEN 'async-api' THEN "  \
+    "'asyncAPI' WHEN 'cron' THEN 'cronJob' WHEN 'subtask' THEN 'subTask' ELSE origin END"
+#define TR_STATUS                                                                                  \
+    "CASE status WHEN 'crashed' THEN 'failure' WHEN 'expired' THEN 'timeout' WHEN 'skipped' THEN " \
+    "'skip' WHEN 'missed' THEN 'skip' ELSE status END"
+#define TR_MS(col) "CAST(UNIX_TIMESTAMP(" col ") * 1000 AS SIGNED)"
+
+static const struct field task_record_fields[] = {
+    {"id", "id", FT_STR, F_RO, NULL, NULL},
+    {"funcId", "func_id", FT_STR, F_RO, NULL, NULL},
+    {"scriptId", "SUBSTRING_INDEX(func_id, '.', 1)", FT_STR, F_RO, NULL, NULL},
+    {"scriptSetId", "SUBSTRING_INDEX(func_id, '__', 1)", FT_STR, F_RO, NULL, NULL},
+    {"origin", TR_ORIGIN, FT_STR, F_RO, NULL, NULL},
+    {"originId", "origin_id", FT_STR, F_RO, NULL, NULL},
+    {"queue", "queue", FT_STR, F_RO, NULL, NULL},
+    {"status", TR_STATUS, FT_STR, F_RO, NULL, NULL},
+    {"tandemStatus", "status", FT_STR, F_RO, NULL, NULL}, /* crashed, expired, missed kept */
+    {"exceptionType", "NULLIF(reason, '')", FT_STR, F_RO, NULL, NULL},
+    {"exceptionTEXT", "message", FT_STR, F_RO, NULL, NULL},
+    {"tracebackTEXT", "traceback", FT_STR, F_RO, NULL, NULL},
+    {"printLogsTEXT", "output", FT_STR, F_RO, NULL, NULL},
+    {"node", "node", FT_STR, F_RO, NULL, NULL},
+    {"triggerTimeMs", TR_MS("COALESCE(nominal_at, enqueued_at, ended_at)"), FT_INT, F_RO, NULL,
+     NULL},
+    {"startTimeMs", TR_MS("started_at"), FT_INT, F_RO, NULL, NULL},
+    {"endTimeMs", TR_MS("ended_at"), FT_INT, F_RO, NULL, NULL},
+    {"costMs", "cost_ms", FT_INT, F_RO, NULL, NULL},
     END,
 };
 
@@ -461,30 +494,32 @@ static int user_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, c
 
 static const struct resource resources[] = {
     {"script-sets", "script set", "script_set", NULL, script_set_id_ok, script_set_fields, NULL,
-     "id", true, true, NULL, script_set_delete},
+     "id", true, true, NULL, script_set_delete, 0},
     {"scripts", "script", "script", NULL, script_id_valid, script_fields, NULL, "id", true, true,
-     script_hook, script_delete},
-    {"funcs", "func", "func", NULL, NULL, func_fields, NULL, "id", false, false, NULL, NULL},
+     script_hook, script_delete, 0},
+    {"funcs", "func", "func", NULL, NULL, func_fields, NULL, "id", false, false, NULL, NULL, 0},
     {"sync-apis", "sync API", "sync_api", "sapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL},
+     true, false, NULL, NULL, 0},
     {"auth-links", "auth link", "sync_api", "sapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL},
+     true, false, NULL, NULL, 0},
     {"async-apis", "async API", "async_api", "aapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL},
+     true, false, NULL, NULL, 0},
     {"batches", "batch", "async_api", "aapi-", id_valid, api_fields, NULL, "created_at, id", true,
-     false, NULL, NULL},
+     false, NULL, NULL, 0},
     {"cron-jobs", "cron job", "cron_job", "cron-", id_valid, cron_fields, NULL, "created_at, id",
-     true, true, cron_hook, NULL},
+     true, true, cron_hook, NULL, 0},
     {"crontab-configs", "crontab config", "cron_job", "cron-", id_valid, cron_fields, NULL,
-     "created_at, id", true, true, cron_hook, NULL},
+     "created_at, id", true, true, cron_hook, NULL, 0},
     {"env-variables", "env variable", "env_variable", NULL, ident_ok, env_fields, NULL, "id", true,
-     true, env_hook, NULL},
+     true, env_hook, NULL, 0},
     {"access-keys", "access key", "access_key", "ak-", id_valid, key_fields, "revoked_at IS NULL",
-     "created_at, id", true, false, key_hook, key_delete},
+     "created_at, id", true, false, key_hook, key_delete, 0},
     {"users", "user", "user", "u-", id_valid, user_fields, NULL, "created_at, id", false, true,
-     user_hook, user_delete},
+     user_hook, user_delete, 0},
     {"api-auth", "API auth", "api_auth", "apia-", id_valid, api_auth_fields, NULL, "created_at, id",
-     true, true, NULL, NULL},
+     true, true, NULL, NULL, 0},
+    {"task-records", "task record", "task_record", NULL, NULL, task_record_fields, NULL, "seq DESC",
+     false, false, NULL, NULL, 50},
 };
 
 /* The resource named by the path segment after /api/v1/. */
@@ -581,7 +616,7 @@ static void list_where(struct srv_req *r, MYSQL *m, const struct resource *rs, F
         sep = " AND ";
     }
     for (const struct field *f = rs->fields; f->wire; f++) {
-        if (f->type != FT_STR || (f->flags & (F_HIDDEN | F_NOLIST)) || strchr(f->col, '('))
+        if (f->type != FT_STR || (f->flags & (F_HIDDEN | F_NOLIST)))
             continue;
         const char *v = req_query(r, f->wire);
         if (!v)
@@ -608,7 +643,7 @@ void h_res_list(struct srv_req *r)
     const struct resource *rs = res_of(r);
     if (!rs)
         return;
-    long long size = 0, page = 1;
+    long long size = rs->page_default, page = 1;
     if (query_ll(r, "pageSize", 1, 1000, &size) || query_ll(r, "pageNumber", 1, 1000000, &page))
         return;
     MYSQL *m = srv_db(r);

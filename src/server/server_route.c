@@ -61,6 +61,8 @@ const struct srv_route srv_routes[] = {
     DFF_RES("access-keys"),
     DFF_RES("users"),
     DFF_RES("api-auth"),
+    {"GET", "/api/v1/task-records/do/list", h_res_list, A, "admin"},
+    {"GET", "/api/v1/task-records/func/do/list", h_res_list, A, "admin"},
 
     /* Tandem's first API, kept for tandemctl, bench and the drills. */
     {"GET", "/api/v1/scripts", h_scripts_list, A, "admin"},

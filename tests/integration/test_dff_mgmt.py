@@ -16,7 +16,8 @@ import uuid
 from harness import BUILD, Stack
 
 ST = None
-CODE = "@DFF.API('plus')\ndef plus(x, y):\n    return x + y\n"
+CODE = ("@DFF.API('plus')\ndef plus(x, y):\n    return x + y\n\n"
+        "@DFF.API('boom')\ndef boom():\n    raise ValueError('kaboom')\n")
 
 
 def setUpModule():
@@ -261,12 +262,39 @@ class TestResources(unittest.TestCase):
         st, r = ST.http("GET", "/api/v1/funcs/do/list?scriptId=mg__s", key=None,
                         headers={"X-Dff-Auth-Token": self.tok})
         self.assertEqual(st, 200, r)
-        self.assertEqual([f["id"] for f in r["data"]], ["mg__s.plus"])
+        self.assertEqual([f["id"] for f in r["data"]], ["mg__s.boom", "mg__s.plus"])
         self.assertEqual(r["data"][0]["scriptSetId"], "mg")
         st, r = self.d("GET", "/api/v1/scripts/mg__s/do/get")
         self.assertEqual(r["data"]["codeDraft"], CODE)
         st, r = self.d("GET", "/api/v1/scripts/do/list")
         self.assertNotIn("codeDraft", r["data"][0])
+
+    def test_dff_task_records_under_dff_names(self):
+        ST.http("POST", "/api/v1/func/mg__s.plus", body={"kwargs": {"x": 1, "y": 2}})
+        ST.http("POST", "/api/v1/func/mg__s.boom", body={"kwargs": {}})
+        hdr = {"X-Dff-Auth-Token": self.tok}
+
+        def listed():
+            st, r = ST.http("GET", "/api/v1/task-records/func/do/list?scriptId=mg__s&origin=direct", key=None,
+                            headers=hdr)
+            return r["data"] if st == 200 and len(r["data"]) >= 2 else None
+        deadline = time.time() + 20
+        rows = None
+        while time.time() < deadline and not rows:
+            rows = listed()
+            time.sleep(0.3)
+        self.assertTrue(rows, "task records did not show up")
+        by = {t["funcId"]: t for t in rows}
+        self.assertEqual(by["mg__s.plus"]["status"], "success")
+        self.assertEqual(by["mg__s.plus"]["origin"], "direct")
+        self.assertEqual(by["mg__s.plus"]["scriptSetId"], "mg")
+        self.assertEqual(by["mg__s.boom"]["status"], "failure")
+        self.assertIn("kaboom", by["mg__s.boom"]["tracebackTEXT"])
+        self.assertIsInstance(by["mg__s.boom"]["endTimeMs"], int)
+        st, r = ST.http("GET", "/api/v1/task-records/do/list?status=success&funcId=mg__s.boom", key=None,
+                        headers=hdr)
+        self.assertEqual((st, r["data"]), (200, []))
+        self.assertEqual(r["pageInfo"]["pageSize"], 50)
 
     def test_dff_list_paging(self):
         for i in range(3):
