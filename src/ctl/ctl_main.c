@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include "build_config.h"
 #include "ctl.h"
@@ -41,6 +42,7 @@ static const char usage_text[] =
     "  api list [sync|async]\n"
     "  user add|passwd USERNAME            console user; the password is read from stdin\n"
     "  user disable|enable USERNAME\n"
+    "  import FILE [--overwrite] [--no-publish]   a DFF script-set export (.zip), all or nothing\n"
     "  cron ...  status | switchover | maintenance on|off  doctor\n"
     "\n"
     "URL: --url, else $TANDEM_URL, else ctl.url. Key: --key, else $TANDEM_KEY, else ctl.key_file.\n"
@@ -640,6 +642,130 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
+/* --- import ------------------------------------------------------------- */
+
+/* DFF's export is a zip of META.yaml and the script files; Python (which the
+ * worker embeds anyway) reads it into the JSON the server imports. */
+static const char dff_export_to_json[] =
+    "import sys, json, zipfile\n"
+    "try:\n"
+    "    import yaml\n"
+    "except ImportError:\n"
+    "    sys.exit('reading a DFF export needs python3-yaml')\n"
+    "path = sys.argv[1]\n"
+    "try:\n"
+    "    z = zipfile.ZipFile(path)\n"
+    "    files = {n: z.read(n).decode('utf-8') for n in z.namelist() if not n.endswith('/')}\n"
+    "except Exception as e:\n"
+    "    sys.exit('%s is not a DFF export (zip): %s' % (path, e))\n"
+    "metas = [n for n in files if n == 'META.yaml' or n.endswith('/META.yaml')]\n"
+    "if not metas:\n"
+    "    sys.exit('%s has no META.yaml: not a DFF script-set export' % path)\n"
+    "root = metas[0][:-len('META.yaml')]\n"
+    "try:\n"
+    "    d = yaml.safe_load(files[metas[0]]) or {}\n"
+    "except Exception as e:\n"
+    "    sys.exit('%s: META.yaml: %s' % (path, e))\n"
+    "for s in d.get('scriptSets') or []:\n"
+    "    for sc in s.get('scripts') or []:\n"
+    "        name = str(sc.get('id', '')).split('__', 1)[-1]\n"
+    "        for ext in ('.py', ''):\n"
+    "            p = '%sscript-sets/%s/%s%s' % (root, s.get('id'), name, ext)\n"
+    "            if p in files:\n"
+    "                sc['code'] = files[p]\n"
+    "                break\n"
+    "json.dump(d, sys.stdout, default=str)\n";
+
+static int export_to_json(const char *path, json_t **out)
+{
+    int fds[2];
+    if (pipe(fds) == -1)
+        return usage_err("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid == -1)
+        return usage_err("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("python3", "python3", "-c", dff_export_to_json, path, (char *)NULL);
+        fprintf(stderr, "tandemctl import: cannot run python3: %s\n", strerror(errno));
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    json_error_t je;
+    *out = f ? json_loadf(f, 0, &je) : NULL;
+    if (f)
+        fclose(f);
+    int st = 0;
+    while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+        ;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !*out) {
+        json_decref(*out);
+        *out = NULL;
+        fprintf(stderr, "tandemctl import: cannot read %s (see above)\n", path);
+        return CTL_USAGE;
+    }
+    return CTL_OK;
+}
+
+static int cmd_import(struct ctl *c, int argc, char **argv)
+{
+    json_t *resp = NULL, *data = NULL, *doc = NULL;
+    const char *pos[1];
+    bool overwrite = false, no_publish = false;
+    int npos, rc;
+    struct copt opts[] = {{"overwrite", false, NULL, &overwrite},
+                          {"no-publish", false, NULL, &no_publish},
+                          {NULL, false, NULL, NULL}};
+
+    if ((rc = parse_cmd_opts("import", argc, argv, opts, pos, 1, &npos)) != CTL_OK)
+        return rc;
+    if (npos != 1)
+        return usage_err("usage: tandemctl import FILE [--overwrite] [--no-publish]  (FILE: a "
+                         "DFF script-set export .zip, or its META as JSON)");
+    size_t len = strlen(pos[0]);
+    if (len > 4 && !strcmp(pos[0] + len - 4, ".zip")) {
+        if ((rc = export_to_json(pos[0], &doc)) != CTL_OK)
+            return rc;
+    } else {
+        json_error_t je;
+        doc = json_load_file(pos[0], 0, &je);
+        if (!doc)
+            return usage_err("%s: line %d: %s", pos[0], je.line, je.text);
+    }
+    json_t *body = json_pack("{s:o,s:b}", "data", doc, "overwrite", overwrite);
+    rc = api(c, "POST", "/api/v1/script-sets/do/import", body, 0, &resp, &data);
+    json_decref(body);
+    if (rc != CTL_OK)
+        return rc;
+    size_t i;
+    json_t *v;
+    if (c->json) {
+        print_json(data, false);
+    } else {
+        const char *k;
+        json_object_foreach(json_object_get(data, "imported"), k, v)
+        {
+            printf("imported %zu %s\n", json_array_size(v), k);
+        }
+        json_array_foreach(json_object_get(data, "warnings"), i, v)
+        {
+            fprintf(stderr, "tandemctl import: warning: %s\n", json_string_value(v));
+        }
+    }
+    if (!no_publish)
+        json_array_foreach(json_object_get(data, "publish"), i, v)
+        {
+            int prc = script_publish(c, json_string_value(v));
+            if (prc != CTL_OK)
+                rc = prc;
+        }
+    json_decref(resp);
+    return rc;
+}
+
 /* --- func, call, task --------------------------------------------------- */
 
 static int cmd_func(struct ctl *c, int argc, char **argv)
@@ -843,17 +969,10 @@ static const struct command {
     const char *name;
     int (*fn)(struct ctl *c, int argc, char **argv);
 } commands[] = {
-    {"db", cmd_db},
-    {"key", cmd_key},
-    {"script", cmd_script},
-    {"func", cmd_func},
-    {"call", cmd_call},
-    {"task", cmd_task},
-    {"api", cmd_api},
-    {"cron", ctl_cron_main},
-    {"doctor", ctl_doctor_main},
-    {"user", ctl_user_main},
-    {NULL, NULL},
+    {"db", cmd_db},          {"key", cmd_key},        {"script", cmd_script},
+    {"func", cmd_func},      {"call", cmd_call},      {"task", cmd_task},
+    {"api", cmd_api},        {"cron", ctl_cron_main}, {"doctor", ctl_doctor_main},
+    {"user", ctl_user_main}, {"import", cmd_import},  {NULL, NULL},
 };
 
 static void load_key_file(struct ctl *c, const char *path)

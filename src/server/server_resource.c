@@ -853,6 +853,75 @@ static int bump(struct srv_req *r, const struct resource *rs, const char *what, 
     return -1;
 }
 
+/* The INSERT (add) or UPDATE (modify) of one item, checked field by field;
+ * *sql malloc'd, or -1 after answering. */
+static int build_write(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id,
+                       json_t *data, bool add, json_t *answer, char **sql)
+{
+    char *cols = NULL, *vals = NULL;
+    size_t cl = 0, vl = 0;
+    int ret = -1;
+    *sql = NULL;
+    FILE *cw = open_memstream(&cols, &cl), *vw = open_memstream(&vals, &vl);
+    if (!cw || !vw) {
+        req_err(r, 500, "EServerInternal", NULL, "out of memory");
+        goto out;
+    }
+    char *qid = db_q(m, id);
+    if (add) {
+        fprintf(cw, "id");
+        fprintf(vw, "%s", qid);
+    } else {
+        fprintf(cw, "id = id");
+    }
+    for (const struct field *f = rs->fields; f->wire; f++) {
+        if (f->flags & F_RO)
+            continue;
+        json_t *v = json_object_get(data, f->wire);
+        if (!v || (!add && (f->flags & F_NOMOD))) {
+            if (add && (f->flags & F_REQ)) {
+                req_err(r, 400, "EClientBadRequest",
+                        json_pack("{s:s,s:s}", "field", f->wire, "id", id),
+                        "%s %s: field 'data.%s' is required", rs->label, id, f->wire);
+                goto out_q;
+            }
+            if (add && f->dflt)
+                pair(cw, vw, add, f->col, f->dflt);
+            continue;
+        }
+        char *lit = field_literal(r, m, f, v);
+        if (!lit)
+            goto out_q;
+        pair(cw, vw, add, f->col, lit);
+        free(lit);
+    }
+    if (rs->hook && rs->hook(r, m, rs, id, data, add, cw, vw, answer) != 0)
+        goto out_q;
+    if (rs->has_update && !add)
+        fprintf(cw, ", updated_at = NOW(3)");
+    fclose(cw);
+    fclose(vw);
+    cw = vw = NULL;
+    int n = add ? asprintf(sql, "INSERT INTO %s (%s) VALUES (%s)", rs->table, cols, vals)
+                : asprintf(sql, "UPDATE %s SET %s WHERE id = %s", rs->table, cols, qid);
+    if (n < 0) {
+        *sql = NULL;
+        req_err(r, 500, "EServerInternal", NULL, "out of memory");
+    } else {
+        ret = 0;
+    }
+out_q:
+    free(qid);
+out:
+    if (cw)
+        fclose(cw);
+    if (vw)
+        fclose(vw);
+    free(cols);
+    free(vals);
+    return ret;
+}
+
 static void res_write(struct srv_req *r, bool add)
 {
     const struct resource *rs = res_of(r);
@@ -862,9 +931,7 @@ static void res_write(struct srv_req *r, bool add)
     if (!body)
         return;
     json_t *data = NULL;
-    char *cols = NULL, *vals = NULL, *sql = NULL;
-    size_t cl = 0, vl = 0;
-    FILE *cw = NULL, *vw = NULL;
+    char *sql = NULL;
     json_t *answer = json_object();
     if (req_field_obj(r, body, "data", true, &data))
         goto out;
@@ -898,64 +965,14 @@ static void res_write(struct srv_req *r, bool add)
     }
     if (!add && res_fetch(r, m, rs, id, NULL) != 1)
         goto out;
-    cw = open_memstream(&cols, &cl);
-    vw = open_memstream(&vals, &vl);
-    char *qid = db_q(m, id);
-    if (add) {
-        fprintf(cw, "id");
-        fprintf(vw, "%s", qid);
-    } else {
-        fprintf(cw, "id = id");
-    }
-    free(qid);
-    for (const struct field *f = rs->fields; f->wire; f++) {
-        if (f->flags & F_RO)
-            continue;
-        json_t *v = json_object_get(data, f->wire);
-        if (!v || (!add && (f->flags & F_NOMOD))) {
-            if (add && (f->flags & F_REQ)) {
-                req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", f->wire),
-                        "field 'data.%s' is required", f->wire);
-                goto out;
-            }
-            if (add && f->dflt)
-                pair(cw, vw, add, f->col, f->dflt);
-            continue;
-        }
-        char *lit = field_literal(r, m, f, v);
-        if (!lit)
-            goto out;
-        pair(cw, vw, add, f->col, lit);
-        free(lit);
-    }
-    if (rs->hook && rs->hook(r, m, rs, id, data, add, cw, vw, answer) != 0)
+    if (build_write(r, m, rs, id, data, add, answer, &sql) != 0)
         goto out;
-    if (rs->has_update && !add)
-        fprintf(cw, ", updated_at = NOW(3)");
-    fclose(cw);
-    fclose(vw);
-    cw = vw = NULL;
-    char *q = db_q(m, id);
-    int n = add ? asprintf(&sql, "INSERT INTO %s (%s) VALUES (%s)", rs->table, cols, vals)
-                : asprintf(&sql, "UPDATE %s SET %s WHERE id = %s", rs->table, cols, q);
-    free(q);
-    if (n < 0) {
-        sql = NULL;
-        req_err(r, 500, "EServerInternal", NULL, "out of memory");
-        goto out;
-    }
     if (write_sql(r, m, rs, sql) != 0 || bump(r, rs, add ? "added" : "modified", id) != 0)
         goto out;
     json_object_set_new(answer, "id", json_string(id));
     req_ok(r, answer);
     answer = NULL;
 out:
-    if (cw)
-        fclose(cw);
-    if (vw)
-        fclose(vw);
-    free(cols);
-    free(vals);
     free(sql);
     json_decref(answer);
     json_decref(body);
@@ -996,4 +1013,224 @@ void h_res_delete(struct srv_req *r)
     }
     if (bump(r, rs, "deleted", id) == 0)
         req_ok(r, json_pack("{s:s}", "id", id));
+}
+
+/* ---- import of a DFF script-set export ------------------------------------------------ */
+
+/* The export's sections (DFF's META.yaml, its legacy names second) and the
+ * resource each is written as. Scripts come nested in their script set. */
+static const struct {
+    const char *key, *legacy, *wire;
+} import_sections[] = {
+    {"scriptSets", NULL, "script-sets"},         {"envVariables", NULL, "env-variables"},
+    {"syncAPIs", "authLinks", "sync-apis"},      {"asyncAPIs", "batches", "async-apis"},
+    {"cronJobs", "crontabConfigs", "cron-jobs"},
+};
+
+static const struct resource *res_named(const char *wire)
+{
+    for (size_t i = 0; i < sizeof resources / sizeof resources[0]; i++)
+        if (strcmp(resources[i].wire, wire) == 0)
+            return &resources[i];
+    return NULL;
+}
+
+/* DFF's export holds database rows: JSON columns as JSON text, booleans as
+ * 0/1. Make them what the fields expect. */
+static void import_normalize(const struct resource *rs, json_t *item)
+{
+    for (const struct field *f = rs->fields; f->wire; f++) {
+        json_t *v = json_object_get(item, f->wire);
+        if (!v)
+            continue;
+        if (f->type == FT_JSON && json_is_string(v)) {
+            json_t *j = json_loads(json_string_value(v), JSON_DECODE_ANY, NULL);
+            if (j)
+                json_object_set_new(item, f->wire, j);
+        } else if ((f->type == FT_BOOL || f->type == FT_NBOOL) && json_is_integer(v)) {
+            json_object_set_new(item, f->wire, json_boolean(json_integer_value(v) != 0));
+        }
+    }
+}
+
+struct import_item {
+    const struct resource *rs;
+    const char *section;
+    json_t *item; /* borrowed from the body */
+    bool exists;
+};
+
+/* Flattens the export into items in write order (a set before its
+ * scripts). -1 after answering a malformed export. */
+static int import_collect(struct srv_req *r, json_t *data, struct import_item **out, size_t *n)
+{
+    size_t cap = 16;
+    *n = 0;
+    *out = calloc(cap, sizeof **out);
+    if (!*out) {
+        req_err(r, 500, "EServerInternal", NULL, "out of memory");
+        return -1;
+    }
+    for (size_t s = 0; s < sizeof import_sections / sizeof import_sections[0]; s++) {
+        const char *key = import_sections[s].key;
+        json_t *list = json_object_get(data, key);
+        if (!list && import_sections[s].legacy)
+            list = json_object_get(data, key = import_sections[s].legacy);
+        if (!list || json_is_null(list))
+            continue;
+        if (!json_is_array(list)) {
+            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "section", key),
+                    "malformed export: '%s' must be a list", key);
+            return -1;
+        }
+        const struct resource *rs = res_named(import_sections[s].wire);
+        size_t i;
+        json_t *item;
+        json_array_foreach(list, i, item)
+        {
+            for (int nested = 0; nested < 2; nested++) {
+                json_t *scripts = nested ? json_object_get(item, "scripts") : NULL;
+                size_t nk = nested ? (json_is_array(scripts) ? json_array_size(scripts) : 0) : 1;
+                for (size_t k = 0; k < nk; k++) {
+                    json_t *it = nested ? json_array_get(scripts, k) : item;
+                    const struct resource *irs = nested ? res_named("scripts") : rs;
+                    const char *id = json_string_value(json_object_get(it, "id"));
+                    if (!json_is_object(it) || !id || !irs->id_ok(id)) {
+                        req_err(r, 400, "EClientBadRequest",
+                                json_pack("{s:s,s:I}", "section", nested ? "scripts" : key, "index",
+                                          (json_int_t)(nested ? k : i)),
+                                "malformed export: %s item %zu has no valid id", key,
+                                nested ? k : i);
+                        return -1;
+                    }
+                    if (nested && !json_object_get(it, "codeDraft")) {
+                        json_t *code = json_object_get(it, "code");
+                        json_object_set_new(it, "codeDraft",
+                                            code ? json_incref(code) : json_string(""));
+                    }
+                    import_normalize(irs, it);
+                    if (*n == cap) {
+                        struct import_item *nb = realloc(*out, 2 * cap * sizeof **out);
+                        if (!nb) {
+                            req_err(r, 500, "EServerInternal", NULL, "out of memory");
+                            return -1;
+                        }
+                        *out = nb;
+                        cap *= 2;
+                    }
+                    (*out)[(*n)++] = (struct import_item){irs, nested ? "scripts" : key, it, false};
+                }
+                if (!nested && !json_is_object(item))
+                    break;
+            }
+        }
+    }
+    return 0;
+}
+
+/* POST /api/v1/script-sets/do/import {"data": <DFF export, as JSON>,
+ * "overwrite": false}: all or nothing, in one transaction. Ids that exist
+ * are a 409 listing them unless overwrite. Scripts arrive as drafts: the
+ * answer's "publish" lists them (tandemctl import publishes them). */
+void h_res_import(struct srv_req *r)
+{
+    json_t *body = req_body_object(r, true), *data = NULL;
+    struct import_item *items = NULL;
+    size_t n = 0;
+    bool overwrite = false;
+    json_t *conflicts = NULL, *imported = NULL, *publish = NULL, *warnings = NULL;
+    if (!body)
+        return;
+    if (req_field_obj(r, body, "data", true, &data) ||
+        req_field_bool(r, body, "overwrite", false, &overwrite) ||
+        import_collect(r, data, &items, &n) != 0)
+        goto out;
+    MYSQL *m = srv_db(r);
+    if (!m)
+        goto out;
+    conflicts = json_object();
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_string_value(json_object_get(items[i].item, "id"));
+        for (size_t j = 0; j < i; j++)
+            if (items[j].rs->table == items[i].rs->table &&
+                strcmp(id, json_string_value(json_object_get(items[j].item, "id"))) == 0) {
+                req_err(r, 400, "EClientBadRequest",
+                        json_pack("{s:s,s:s}", "section", items[i].section, "id", id),
+                        "malformed export: %s %s appears twice", items[i].rs->label, id);
+                goto out;
+            }
+        char *q = db_q(m, id);
+        MYSQL_RES *res =
+            req_sql_query(r, m, "SELECT 1 FROM %s WHERE id = %s", items[i].rs->table, q);
+        free(q);
+        if (!res)
+            goto out;
+        items[i].exists = mysql_fetch_row(res) != NULL;
+        mysql_free_result(res);
+        if (items[i].exists) {
+            json_t *l = json_object_get(conflicts, items[i].section);
+            if (!l)
+                json_object_set_new(conflicts, items[i].section, l = json_array());
+            json_array_append_new(l, json_string(id));
+        }
+    }
+    if (json_object_size(conflicts) && !overwrite) {
+        req_err(r, 409, "EBizRequestConflict", json_pack("{s:O}", "conflicts", conflicts),
+                "the export names %zu item(s) that exist here; nothing was imported (send "
+                "\"overwrite\": true to replace them)",
+                json_object_size(conflicts));
+        goto out;
+    }
+    if (req_sql_exec(r, m, "START TRANSACTION") < 0)
+        goto out;
+    imported = json_object();
+    publish = json_array();
+    warnings = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_string_value(json_object_get(items[i].item, "id"));
+        char *sql = NULL;
+        json_t *ans = json_object();
+        int rc = build_write(r, m, items[i].rs, id, items[i].item, !items[i].exists, ans, &sql);
+        json_decref(ans);
+        if (rc == 0)
+            rc = write_sql(r, m, items[i].rs, sql);
+        free(sql);
+        if (rc != 0) {
+            db_exec(m, NULL, "ROLLBACK");
+            goto out;
+        }
+        json_t *l = json_object_get(imported, items[i].section);
+        if (!l)
+            json_object_set_new(imported, items[i].section, l = json_array());
+        json_array_append_new(l, json_string(id));
+        if (strcmp(items[i].section, "scripts") == 0)
+            json_array_append_new(publish, json_string(id));
+        const char *t = json_string_value(json_object_get(items[i].item, "autoTypeCasting"));
+        if (t && strcmp(t, "password") == 0)
+            json_array_append_new(
+                warnings, json_sprintf("env variable %s: a password is exported sealed with "
+                                       "DFF's own key; set its value again",
+                                       id));
+    }
+    if (req_sql_exec(r, m, "COMMIT") < 0) {
+        db_exec(m, NULL, "ROLLBACK");
+        goto out;
+    }
+    json_t *cn = json_object_get(data, "connectors");
+    if (json_is_array(cn) && json_array_size(cn))
+        json_array_append_new(warnings,
+                              json_sprintf("%zu connector(s) not imported: add them with the "
+                                           "connector API",
+                                           json_array_size(cn)));
+    if (bump(r, res_named("scripts"), "imported", "(export)") != 0)
+        goto out;
+    req_ok(r, json_pack("{s:O,s:O,s:O,s:O}", "imported", imported, "overwritten", conflicts,
+                        "publish", publish, "warnings", warnings));
+out:
+    free(items);
+    json_decref(conflicts);
+    json_decref(imported);
+    json_decref(publish);
+    json_decref(warnings);
+    json_decref(body);
 }

@@ -405,6 +405,105 @@ class TestAccessKeySigning(unittest.TestCase):
         self.assertEqual(st, 200, r)
 
 
+META = """scriptSets:
+  - id: imp
+    title: Imported
+    description: from DFF
+    scripts:
+      - id: imp__main
+        title: Main
+        publishVersion: 3
+        type: python
+envVariables:
+  - id: IMP_VAR
+    title: v
+    autoTypeCasting: string
+    valueTEXT: hello
+authLinks:
+  - id: imp_sapi
+    funcId: imp__main.plus
+    funcCallKwargsJSON: '{"x":"INPUT_BY_CALLER","y":1}'
+    tagsJSON: '["a"]'
+    isDisabled: 0
+batches:
+  - id: imp_aapi
+    funcId: imp__main.plus
+    funcCallKwargsJSON: '{}'
+crontabConfigs:
+  - id: imp_cron
+    funcId: imp__main.plus
+    funcCallKwargsJSON: '{"x":1,"y":2}'
+    cronExpr: '0 0 * * *'
+    isDisabled: 1
+connectors:
+  - id: imp_conn
+    type: redis
+"""
+
+
+def make_export(path, meta=META, code=CODE, root="dff-export/"):
+    import zipfile
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(root + "META.yaml", meta)
+        z.writestr(root + "script-sets/imp/main.py", code)
+
+
+class TestImport(unittest.TestCase):
+    def test_dff_import_all_or_nothing_conflicts_overwrite(self):
+        path = os.path.join(ST.dir, "export.zip")
+        make_export(path)
+        p = ST.ctl("import", path)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("imported 1 scripts", p.stdout)
+        self.assertIn("connector", p.stderr)  # not imported: said so
+        # published: the func exists and the imported Sync API calls it
+        st, r = ST.http("POST", "/api/v1/sync/imp_sapi", body={"kwargs": {"x": 2}}, key=None)
+        self.assertEqual(st, 200, r)
+        self.assertEqual(r, 3)
+        tok = token()
+        st, r = dff("GET", "/api/v1/cron-jobs/imp_cron/do/get", tok=tok)
+        self.assertEqual((r["data"]["isDisabled"], r["data"]["cronExpr"]), (True, "0 0 * * *"))
+        st, r = dff("GET", "/api/v1/env-variables/IMP_VAR/do/get", tok=tok)
+        self.assertEqual(r["data"]["valueTEXT"], "hello")
+        # again: every existing id is a conflict, nothing is written
+        ST.sql("UPDATE env_variable SET value = 'changed' WHERE id = 'IMP_VAR'")
+        p = ST.ctl("--json", "import", path)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        out = json.loads(p.stdout)
+        self.assertEqual(out["reason"], "EBizRequestConflict")
+        self.assertEqual(out["detail"]["conflicts"]["envVariables"], ["IMP_VAR"])
+        self.assertEqual(sorted(out["detail"]["conflicts"]), ["authLinks", "batches", "crontabConfigs",
+                                                              "envVariables", "scriptSets", "scripts"])
+        self.assertEqual(ST.sql("SELECT value FROM env_variable WHERE id = 'IMP_VAR'"), [["changed"]])
+        p = ST.ctl("import", path, "--overwrite")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(ST.sql("SELECT value FROM env_variable WHERE id = 'IMP_VAR'"), [["hello"]])
+
+    def test_dff_import_bad_item_leaves_nothing_behind(self):
+        path = os.path.join(ST.dir, "bad.zip")
+        bad = META.replace("imp", "bad").replace("IMP", "BAD").replace("funcId: bad__main.plus\n    funcCallKwargsJSON: '{}'",
+                                                 "funcId: not-a-func\n    funcCallKwargsJSON: '{}'")
+        make_export(path, meta=bad, root="")
+        p = ST.ctl("import", path)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("funcId", p.stderr)
+        for table in ("script_set", "script", "env_variable", "sync_api"):
+            self.assertEqual(ST.sql(f"SELECT COUNT(*) FROM {table} WHERE id LIKE 'bad%%' OR id LIKE 'BAD%%'"),
+                             [["0"]], table)
+        p = ST.ctl("import", os.path.join(ST.dir, "nope.zip"))
+        self.assertEqual(p.returncode, 2)
+        with open(os.path.join(ST.dir, "nometa.zip"), "wb") as f:
+            import zipfile
+            with zipfile.ZipFile(f, "w") as z:
+                z.writestr("x.txt", "x")
+        p = ST.ctl("import", os.path.join(ST.dir, "nometa.zip"))
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("META.yaml", p.stderr)
+        st, r = dff("POST", "/api/v1/script-sets/do/import", {"data": {"scriptSets": {"id": "x"}}})
+        self.assertEqual((st, r["reason"]), (400, "EClientBadRequest"))
+        self.assertIn("must be a list", r["message"])
+
+
 def admin_routes():
     exe = os.path.join(BUILD, "tests", "test_server_route")
     out = subprocess.run([exe, "--list-routes"], capture_output=True, text=True, check=True).stdout
