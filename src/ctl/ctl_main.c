@@ -43,6 +43,8 @@ static const char usage_text[] =
     "  user add|passwd USERNAME            console user; the password is read from stdin\n"
     "  user disable|enable USERNAME\n"
     "  import FILE [--overwrite] [--no-publish]   a DFF script-set export (.zip), all or nothing\n"
+    "  export FILE.zip SET... [--env ID,ID]        the sets, their APIs and cron jobs, DFF's "
+    "format\n"
     "  cron ...  status | switchover | maintenance on|off  doctor\n"
     "\n"
     "URL: --url, else $TANDEM_URL, else ctl.url. Key: --key, else $TANDEM_KEY, else ctl.key_file.\n"
@@ -766,6 +768,95 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
+/* The zip DFF's console imports: META.yaml plus one file per script. */
+static const char json_to_dff_export[] =
+    "import sys, json, zipfile\n"
+    "try:\n"
+    "    import yaml\n"
+    "except ImportError:\n"
+    "    sys.exit('writing a DFF export needs python3-yaml')\n"
+    "d = json.load(sys.stdin)\n"
+    "with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n"
+    "    for s in d.get('scriptSets') or []:\n"
+    "        for sc in s.get('scripts') or []:\n"
+    "            code = sc.pop('code', None)\n"
+    "            draft = sc.pop('codeDraft', None)\n"
+    "            name = sc['id'].split('__', 1)[-1]\n"
+    "            z.writestr('script-sets/%s/%s.py' % (s['id'], name),\n"
+    "                       code if code is not None else (draft or ''))\n"
+    "    z.writestr('META.yaml', yaml.safe_dump(d, allow_unicode=True, sort_keys=False))\n";
+
+static int cmd_export(struct ctl *c, int argc, char **argv)
+{
+    json_t *resp = NULL, *data = NULL;
+    const char *pos[64], *env = NULL;
+    int npos, rc;
+    struct copt opts[] = {{"env", true, &env, NULL}, {NULL, false, NULL, NULL}};
+
+    if ((rc = parse_cmd_opts("export", argc, argv, opts, pos, 64, &npos)) != CTL_OK)
+        return rc;
+    if (npos < 2)
+        return usage_err("usage: tandemctl export FILE.zip SCRIPT_SET... [--env ID,ID]  (with "
+                         "the sets' sync/async APIs and cron jobs)");
+    json_t *sets = json_array(), *envs = NULL;
+    for (int i = 1; i < npos; i++)
+        json_array_append_new(sets, json_string(pos[i]));
+    if (env) {
+        envs = json_array();
+        for (const char *p = env; *p;) {
+            size_t n = strcspn(p, ",");
+            json_array_append_new(envs, json_stringn(p, n));
+            p += n + (p[n] == ',');
+        }
+    }
+    json_t *body = json_pack("{s:o,s:b,s:b,s:b,s:o?}", "scriptSetIds", sets, "includeSyncAPIs", 1,
+                             "includeAsyncAPIs", 1, "includeCronJobs", 1, "envVariableIds", envs);
+    rc = api(c, "POST", "/api/v1/script-sets/do/export", body, 0, &resp, &data);
+    json_decref(body);
+    if (rc != CTL_OK)
+        return rc;
+    char *doc = json_dumps(data, JSON_COMPACT);
+    json_decref(resp);
+    int fds[2];
+    if (!doc || pipe(fds) == -1) {
+        free(doc);
+        return usage_err("cannot hand the export to python3");
+    }
+    pid_t pid = fork();
+    if (pid == -1) {
+        free(doc);
+        return usage_err("fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        dup2(fds[0], 0);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("python3", "python3", "-c", json_to_dff_export, pos[0], (char *)NULL);
+        fprintf(stderr, "tandemctl export: cannot run python3: %s\n", strerror(errno));
+        _exit(127);
+    }
+    close(fds[0]);
+    size_t len = strlen(doc), off = 0;
+    while (off < len) {
+        ssize_t w = write(fds[1], doc + off, len - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    close(fds[1]);
+    free(doc);
+    int st = 0;
+    while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+        ;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "tandemctl export: writing %s failed (see above)\n", pos[0]);
+        return CTL_REFUSED;
+    }
+    if (!c->json)
+        printf("exported to %s\n", pos[0]);
+    return CTL_OK;
+}
+
 /* --- func, call, task --------------------------------------------------- */
 
 static int cmd_func(struct ctl *c, int argc, char **argv)
@@ -969,10 +1060,19 @@ static const struct command {
     const char *name;
     int (*fn)(struct ctl *c, int argc, char **argv);
 } commands[] = {
-    {"db", cmd_db},          {"key", cmd_key},        {"script", cmd_script},
-    {"func", cmd_func},      {"call", cmd_call},      {"task", cmd_task},
-    {"api", cmd_api},        {"cron", ctl_cron_main}, {"doctor", ctl_doctor_main},
-    {"user", ctl_user_main}, {"import", cmd_import},  {NULL, NULL},
+    {"db", cmd_db},
+    {"key", cmd_key},
+    {"script", cmd_script},
+    {"func", cmd_func},
+    {"call", cmd_call},
+    {"task", cmd_task},
+    {"api", cmd_api},
+    {"cron", ctl_cron_main},
+    {"doctor", ctl_doctor_main},
+    {"user", ctl_user_main},
+    {"import", cmd_import},
+    {"export", cmd_export},
+    {NULL, NULL},
 };
 
 static void load_key_file(struct ctl *c, const char *path)

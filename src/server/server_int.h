@@ -89,6 +89,7 @@ void h_res_add(struct srv_req *r);
 void h_res_modify(struct srv_req *r);
 void h_res_delete(struct srv_req *r);
 void h_res_import(struct srv_req *r);
+void h_res_export(struct srv_req *r);
 void h_sign_in(struct srv_req *r);
 void h_sign_out(struct srv_req *r);
 /* Ends every sign-in session of a user (disabled, deleted, new password). */

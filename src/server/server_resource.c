@@ -1234,3 +1234,139 @@ out:
     json_decref(warnings);
     json_decref(body);
 }
+
+/* ---- export in DFF's format -------------------------------------------------------------- */
+
+/* Rows of a resource matching an SQL condition, as answered by do/get
+ * (full) or do/list; NULL after answering. */
+static json_t *rows_where(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *where,
+                          bool full)
+{
+    char *cols = NULL;
+    size_t cl = 0;
+    FILE *c = open_memstream(&cols, &cl);
+    select_cols(c, rs, full);
+    fclose(c);
+    MYSQL_RES *res =
+        req_sql_query(r, m, "SELECT %s FROM %s WHERE %s ORDER BY id", cols, rs->table, where);
+    free(cols);
+    if (!res)
+        return NULL;
+    json_t *a = json_array();
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)))
+        json_array_append_new(a, row_json(rs, row, full));
+    mysql_free_result(res);
+    return a;
+}
+
+/* "'a', 'b'" from a JSON list of ids; NULL after answering. */
+static char *sql_id_list(struct srv_req *r, MYSQL *m, json_t *ids, const char *field)
+{
+    if (!json_is_array(ids) || !json_array_size(ids)) {
+        req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", field),
+                "field '%s' must be a non-empty list of ids", field);
+        return NULL;
+    }
+    char *out = NULL;
+    size_t ol = 0;
+    FILE *w = open_memstream(&out, &ol);
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        if (!json_is_string(v)) {
+            fclose(w);
+            free(out);
+            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", field),
+                    "field '%s' must list ids (strings)", field);
+            return NULL;
+        }
+        char *q = db_q(m, json_string_value(v));
+        fprintf(w, "%s%s", i ? ", " : "", q);
+        free(q);
+    }
+    fclose(w);
+    return out;
+}
+
+/* POST /api/v1/script-sets/do/export {"scriptSetIds":[…], "includeSyncAPIs",
+ * "includeAsyncAPIs", "includeCronJobs" (or DFF's legacy names),
+ * "envVariableIds":[…]}: the export's META as JSON, scripts with their code
+ * (tandemctl export writes DFF's zip). A password variable's value is not
+ * exported. */
+void h_res_export(struct srv_req *r)
+{
+    json_t *body = req_body_object(r, true);
+    char *sets = NULL, *envs = NULL;
+    json_t *out = NULL;
+    if (!body)
+        return;
+    MYSQL *m = srv_db(r);
+    if (!m || !(sets = sql_id_list(r, m, json_object_get(body, "scriptSetIds"), "scriptSetIds")))
+        goto out;
+    json_t *envids = json_object_get(body, "envVariableIds");
+    if (envids && !json_is_null(envids) && !(envs = sql_id_list(r, m, envids, "envVariableIds")))
+        goto out;
+    char *where = NULL;
+    out = json_object();
+    if (asprintf(&where, "id IN (%s)", sets) < 0)
+        goto oom;
+    json_t *ss = rows_where(r, m, res_named("script-sets"), where, true);
+    free(where);
+    if (!ss)
+        goto out;
+    json_object_set_new(out, "scriptSets", ss);
+    size_t i;
+    json_t *set;
+    json_array_foreach(ss, i, set)
+    {
+        char *q = db_q(m, json_string_value(json_object_get(set, "id")));
+        int n = asprintf(&where, "script_set_id = %s", q);
+        free(q);
+        if (n < 0)
+            goto oom;
+        json_t *sc = rows_where(r, m, res_named("scripts"), where, true);
+        free(where);
+        if (!sc)
+            goto out;
+        json_object_set_new(set, "scripts", sc);
+    }
+    static const struct {
+        const char *flag, *legacy, *key, *wire;
+    } parts[] = {{"includeSyncAPIs", "includeAuthLinks", "syncAPIs", "sync-apis"},
+                 {"includeAsyncAPIs", "includeBatches", "asyncAPIs", "async-apis"},
+                 {"includeCronJobs", "includeCrontabConfigs", "cronJobs", "cron-jobs"}};
+    for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
+        if (!json_is_true(json_object_get(body, parts[p].flag)) &&
+            !json_is_true(json_object_get(body, parts[p].legacy)))
+            continue;
+        if (asprintf(&where, "SUBSTRING_INDEX(func_id, '__', 1) IN (%s)", sets) < 0)
+            goto oom;
+        json_t *a = rows_where(r, m, res_named(parts[p].wire), where, true);
+        free(where);
+        if (!a)
+            goto out;
+        json_object_set_new(out, parts[p].key, a);
+    }
+    if (envs) {
+        if (asprintf(&where, "id IN (%s)", envs) < 0)
+            goto oom;
+        json_t *a = rows_where(r, m, res_named("env-variables"), where, true);
+        free(where);
+        if (!a)
+            goto out;
+        json_object_set_new(out, "envVariables", a);
+    }
+    json_object_set_new(out, "extra", json_pack("{s:s}", "exportedBy", "tandem"));
+    req_ok(r, out);
+    out = NULL;
+    goto out;
+oom:
+    req_err(r, 500, "EServerInternal", NULL, "out of memory");
+out:
+    json_decref(out);
+    free(sets);
+    free(envs);
+    json_decref(body);
+}

@@ -48,6 +48,7 @@ const struct srv_route srv_routes[] = {
     {"POST", "/api/v1/auth/do/sign-out", h_sign_out, SRV_SCOPE_CALL, "admin"},
     DFF_RES("script-sets"),
     {"POST", "/api/v1/script-sets/do/import", h_res_import, A, "admin"},
+    {"POST", "/api/v1/script-sets/do/export", h_res_export, A, "admin"},
     DFF_RES("scripts"),
     {"POST", "/api/v1/scripts/:/do/publish", h_script_publish, A, "admin"},
     {"GET", "/api/v1/funcs/do/list", h_res_list, A, "admin"},

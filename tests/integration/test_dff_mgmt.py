@@ -441,11 +441,11 @@ connectors:
 """
 
 
-def make_export(path, meta=META, code=CODE, root="dff-export/"):
+def make_export(path, meta=META, code=CODE, root="dff-export/", set_id="imp"):
     import zipfile
     with zipfile.ZipFile(path, "w") as z:
         z.writestr(root + "META.yaml", meta)
-        z.writestr(root + "script-sets/imp/main.py", code)
+        z.writestr(root + f"script-sets/{set_id}/main.py", code)
 
 
 class TestImport(unittest.TestCase):
@@ -478,6 +478,42 @@ class TestImport(unittest.TestCase):
         p = ST.ctl("import", path, "--overwrite")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(ST.sql("SELECT value FROM env_variable WHERE id = 'IMP_VAR'"), [["hello"]])
+
+    def test_dff_export_import_round_trip_loses_nothing(self):
+        src = os.path.join(ST.dir, "rt-src.zip")
+        make_export(src, meta=META.replace("imp", "rt").replace("IMP", "RT"), code=CODE.replace("x + y", "x * y"),
+                    set_id="rt")
+        self.assertEqual(ST.ctl("import", src).returncode, 0)
+        tok = token()
+
+        def snapshot():
+            snap = {}
+            for root, q in (("script-sets", "id=rt"), ("scripts", "scriptSetId=rt"),
+                            ("sync-apis", "id=rt_sapi"), ("async-apis", "id=rt_aapi"),
+                            ("cron-jobs", "id=rt_cron"), ("env-variables", "id=RT_VAR"),
+                            ("funcs", "scriptSetId=rt")):
+                st, r = ST.http("GET", f"/api/v1/{root}/do/list?{q}", key=None, headers={"X-Dff-Auth-Token": tok})
+                self.assertEqual(st, 200, r)
+                snap[root] = [{k: v for k, v in row.items() if not k.endswith("Time") and k != "publishVersion"}
+                              for row in r["data"]]
+            st, r = dff("GET", "/api/v1/scripts/rt__main/do/get", tok=tok)
+            snap["code"] = r["data"]["code"]
+            return snap
+        before = snapshot()
+        self.assertEqual(len(before["funcs"]), 2)
+        out = os.path.join(ST.dir, "rt-out.zip")
+        p = ST.ctl("export", out, "rt", "--env", "RT_VAR")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        import zipfile
+        with zipfile.ZipFile(out) as z:
+            self.assertIn("META.yaml", z.namelist())
+            self.assertEqual(z.read("script-sets/rt/main.py").decode(), before["code"])
+        for path in ("script-sets/rt", "sync-apis/rt_sapi", "async-apis/rt_aapi", "cron-jobs/rt_cron",
+                     "env-variables/RT_VAR"):
+            self.assertEqual(dff("GET", f"/api/v1/{path}/do/delete", tok=tok)[0], 200, path)
+        p = ST.ctl("import", out)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(snapshot(), before)
 
     def test_dff_import_bad_item_leaves_nothing_behind(self):
         path = os.path.join(ST.dir, "bad.zip")
