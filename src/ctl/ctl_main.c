@@ -740,8 +740,10 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
     json_t *body = json_pack("{s:o,s:b}", "data", doc, "overwrite", overwrite);
     rc = api(c, "POST", "/api/v1/script-sets/do/import", body, 0, &resp, &data);
     json_decref(body);
-    if (rc != CTL_OK)
+    if (rc != CTL_OK) {
+        json_decref(resp);
         return rc;
+    }
     size_t i;
     json_t *v;
     if (c->json) {
@@ -813,8 +815,10 @@ static int cmd_export(struct ctl *c, int argc, char **argv)
                              "includeAsyncAPIs", 1, "includeCronJobs", 1, "envVariableIds", envs);
     rc = api(c, "POST", "/api/v1/script-sets/do/export", body, 0, &resp, &data);
     json_decref(body);
-    if (rc != CTL_OK)
+    if (rc != CTL_OK) {
+        json_decref(resp);
         return rc;
+    }
     char *doc = json_dumps(data, JSON_COMPACT);
     json_decref(resp);
     int fds[2];

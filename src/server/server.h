@@ -157,6 +157,10 @@ void req_redis_err(struct srv_req *r, redisContext *rc, redisReply *rep, const c
  * this server's cache has reloaded, so the next request of the same client
  * sees the change. 0, or -1 (Redis down; logged, not answered). */
 int srv_gen_bump(void);
+/* srv_gen_bump() after a committed write; if Redis refuses, answers 503
+ * EBackend naming what was saved but not announced ("<label> <id> was
+ * <done> but …") and returns -1. */
+int req_gen_bump(struct srv_req *r, const char *label, const char *id, const char *done);
 
 /* ---- process ------------------------------------------------------------ */
 

@@ -844,13 +844,7 @@ static int write_sql(struct srv_req *r, MYSQL *m, const struct resource *rs, con
 
 static int bump(struct srv_req *r, const struct resource *rs, const char *what, const char *id)
 {
-    if (!rs->bumps || srv_gen_bump() == 0)
-        return 0;
-    req_err(r, 503, "EBackend", json_pack("{s:s,s:s}", "saved", what, "id", id),
-            "%s %s was saved but servers were not told (Redis refused the generation bump); "
-            "they reload within 5 s",
-            rs->label, id);
-    return -1;
+    return rs->bumps ? req_gen_bump(r, rs->label, id, what) : 0;
 }
 
 /* The INSERT (add) or UPDATE (modify) of one item, checked field by field;
@@ -1174,11 +1168,14 @@ void h_res_import(struct srv_req *r)
             json_array_append_new(l, json_string(id));
         }
     }
-    if (json_object_size(conflicts) && !overwrite) {
+    size_t nconf = 0;
+    for (size_t i = 0; i < n; i++)
+        nconf += items[i].exists;
+    if (nconf && !overwrite) {
         req_err(r, 409, "EBizRequestConflict", json_pack("{s:O}", "conflicts", conflicts),
                 "the export names %zu item(s) that exist here; nothing was imported (send "
                 "\"overwrite\": true to replace them)",
-                json_object_size(conflicts));
+                nconf);
         goto out;
     }
     if (req_sql_exec(r, m, "START TRANSACTION") < 0)

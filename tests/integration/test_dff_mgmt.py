@@ -563,5 +563,22 @@ class TestEveryAdminRouteRefuses(unittest.TestCase):
             self.assertEqual(st, 403, (method, path, r))
 
 
+class TestZzRedisDown(unittest.TestCase):
+    """Last (it stops the module's Redis): a write that is saved but cannot
+    be announced says so."""
+
+    def test_dff_saved_but_not_announced_is_503_naming_the_row(self):
+        import signal
+        os.kill(ST.pids()["redis"], signal.SIGKILL)
+        time.sleep(0.3)
+        st, r = ST.http("POST", "/api/v1/env-variables/do/add",
+                        body={"data": {"id": "RD_VAR", "valueTEXT": "v", "autoTypeCasting": "string"}})
+        self.assertEqual((st, r["reason"]), (503, "EBackend"), r)
+        self.assertEqual((r["detail"]["saved"], r["detail"]["id"]), ("added", "RD_VAR"))
+        self.assertEqual(ST.sql("SELECT value FROM env_variable WHERE id = 'RD_VAR'"), [["v"]])
+        st, r = ST.http("GET", "/api/v1/env-variables/do/list?id=RD_VAR")
+        self.assertEqual(st, 200, r)
+
+
 if __name__ == "__main__":
     unittest.main()
