@@ -81,6 +81,11 @@ static const char *const MON_NAMES[13] = {"",    "JAN", "FEB", "MAR", "APR", "MA
 static const char *const DOW_NAMES[8] = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", NULL};
 
 enum { F_SEC, F_MIN, F_HOUR, F_DOM, F_MON, F_DOW };
+/* A day field "restricts" the day unless it names every value, however it
+ * is written ("*", "1-31", "0-6", "SUN-SAT", "5,*"): croniter's rule, where
+ * Vixie cron looks at a leading '*' instead (day-of-week: see F_DOW). */
+#define DOM_ALL 0xfffffffeULL /* days 1..31 */
+#define DOW_ALL 0x7fULL       /* weekdays 0..6 once 7 is folded onto 0 */
 static const struct field_def FIELDS[6] = {
     {"second", 0, 59, NULL},       {"minute", 0, 59, NULL},     {"hour", 0, 23, NULL},
     {"day-of-month", 1, 31, NULL}, {"month", 1, 12, MON_NAMES}, {"day-of-week", 0, 7, DOW_NAMES},
@@ -131,10 +136,21 @@ static int parse_value(const struct field_def *f, const char *ftext, const char 
                 return 0;
             }
         }
+        if (n == 1 && strchr("LlWwHhRr", *s))
+            return fail(err,
+                        "%s field \"%s\": unknown name \"%c\" (of croniter's L, W, #, ?, H and R "
+                        "forms only a lone L in day-of-month is supported: list the values "
+                        "instead)",
+                        f->name, ftext, *s);
         return fail(err, "%s field \"%s\": unknown name \"%.*s\"", f->name, ftext, (int)n, s);
     }
     if (*s == '\0' || strchr(",-/", *s))
         return fail(err, "%s field \"%s\": a value is missing", f->name, ftext);
+    if (strchr("LlWw#?HhRr", *s))
+        return fail(err,
+                    "%s field \"%s\": unexpected '%c' (of croniter's L, W, #, ?, H and R forms "
+                    "only a lone L in day-of-month is supported: list the values instead)",
+                    f->name, ftext, *s);
     if (f->names)
         return fail(err, "%s field \"%s\": unexpected '%c' (expected a number or a name)", f->name,
                     ftext, *s);
@@ -147,24 +163,42 @@ static int parse_field(const struct field_def *f, const char *ftext, uint64_t *m
                        char **err)
 {
     *mask = 0;
-    *star = ftext[0] == '*';
+    *star = false; /* a bare "*" item, with no step */
     const char *p = ftext;
     for (;;) {
         int a, b, step = 1;
         bool ranged = false;
+        if (f == &FIELDS[F_DOM] && (*p == 'L' || *p == 'l') && (p[1] == ',' || !p[1])) {
+            *mask |= 1; /* "L": the month's last day, kept in the unused bit 0 */
+            if (*++p == ',') {
+                p++;
+                continue;
+            }
+            break;
+        }
         if (*p == '*') {
             a = f->lo;
             b = f->hi;
             ranged = true;
             p++;
+            *star |= *p != '/';
         } else {
             if (parse_value(f, ftext, &p, &a, err))
                 return -1;
             b = a;
             if (*p == '-') {
-                p++;
-                if (parse_value(f, ftext, &p, &b, err))
+                const char *hi_text = ++p;
+                if (f == &FIELDS[F_DOM] && (*p == 'L' || *p == 'l')) {
+                    b = f->hi; /* "10-L": croniter reads it as 10-31 */
+                    p++;
+                } else if (parse_value(f, ftext, &p, &b, err)) {
                     return -1;
+                }
+                /* "FRI-SUN", "5-0": a weekday range may end on Sunday
+                 * written as 0 (croniter reads it as 7). */
+                if (f->names == DOW_NAMES && b == 0 && b < a &&
+                    (p - hi_text == 1 || isalpha((unsigned char)*hi_text)))
+                    b = 7;
                 if (b < a)
                     return fail(err, "%s field \"%s\": range %d-%d runs backwards", f->name, ftext,
                                 a, b);
@@ -176,12 +210,17 @@ static int parse_field(const struct field_def *f, const char *ftext, uint64_t *m
             if (!isdigit((unsigned char)*p))
                 return fail(err, "%s field \"%s\": a step needs a number after '/'", f->name,
                             ftext);
+            /* Any positive step, as croniter: one larger than the range
+             * leaves just the start value (minute step 100 is minute 0). */
             long s = 0;
-            while (isdigit((unsigned char)*p) && s <= 1000)
+            while (isdigit((unsigned char)*p)) {
                 s = s * 10 + (*p++ - '0');
-            if (s < 1 || s > f->hi - f->lo + 1 || isdigit((unsigned char)*p))
-                return fail(err, "%s field \"%s\": step %ld out of range 1-%d", f->name, ftext, s,
-                            f->hi - f->lo + 1);
+                if (s > 1000)
+                    s = 1000;
+            }
+            if (s < 1)
+                return fail(err, "%s field \"%s\": step 0 (a step must be 1 or more)", f->name,
+                            ftext);
             step = (int)s;
             if (!ranged) /* "A/S" means A through the maximum, as croniter and cronie */
                 b = f->hi;
@@ -194,6 +233,11 @@ static int parse_field(const struct field_def *f, const char *ftext, uint64_t *m
         }
         if (*p == '\0')
             break;
+        if (*p == '#')
+            return fail(err,
+                        "%s field \"%s\": unexpected '#' (croniter's nth-weekday form is not "
+                        "supported)",
+                        f->name, ftext);
         return fail(err, "%s field \"%s\": unexpected '%c'", f->name, ftext, *p);
     }
     return 0;
@@ -269,40 +313,45 @@ int cron_parse(struct cron_expr *e, const char *text, char **err)
             break;
         case F_HOUR:
             e->hour = (uint32_t)m;
-            e->hour_star = star;
             break;
         case F_DOM:
             e->dom = (uint32_t)m;
-            e->dom_star = star;
+            e->dom_all = star || m == DOM_ALL;
             break;
         case F_MON:
             e->mon = (uint16_t)m;
             break;
         case F_DOW:
-            if (m & (1ULL << 7)) /* 7 is Sunday too */
+            /* croniter (as DFF calls it, seconds last) keeps 7 apart from 0
+             * when it decides whether the field names "every weekday": it
+             * does with a bare "*" item or exactly 7 distinct values of
+             * 0..7, so "1-7" and "MON-SUN" do, "0-7" and "*" with step 1
+             * (eight values) do not, and "0-5,7" does ... which croniter
+             * then reads as every day, Saturday included. 7 matches Sunday. */
+            e->dow_all = star || __builtin_popcountll(m & 0xff) == 7;
+            if (m & (1ULL << 7))
                 m = (m | 1) & 0x7f;
-            e->dow = (uint8_t)m;
-            e->dow_star = star;
+            e->dow = e->dow_all ? DOW_ALL : (uint8_t)m;
             break;
         }
     }
-    /* Day-of-month alone decides the day: make sure some chosen day exists in
-     * some chosen month (Feb counts 29, so "0 0 29 2 *" is fine). */
-    if (e->dow_star) {
-        bool ok = false;
-        for (unsigned mo = 1; mo <= 12 && !ok; mo++) {
-            if (!(e->mon & (1u << mo)))
-                continue;
-            unsigned maxd = mo == 2 ? 29 : days_in_month(2001, mo);
-            for (unsigned d = 1; d <= maxd && !ok; d++)
-                ok = e->dom & (1u << d);
-        }
-        if (!ok)
-            return fail(err,
-                        "day-of-month field \"%s\": no chosen day occurs in the chosen months, "
-                        "the job would never fire",
-                        fields[F_DOM - first]);
+    /* Some chosen day must exist in some chosen month (Feb counts 29, so
+     * "0 0 29 2 *" is fine). With day-of-week "*" the job would never fire;
+     * with a restricted day-of-week too (either matches) croniter gives up
+     * on the whole expression, so DFF never fires it either. */
+    bool ok = e->dom & 1; /* every month has a last day */
+    for (unsigned mo = 1; mo <= 12 && !ok; mo++) {
+        if (!(e->mon & (1u << mo)))
+            continue;
+        unsigned maxd = mo == 2 ? 29 : days_in_month(2001, mo);
+        for (unsigned d = 1; d <= maxd && !ok; d++)
+            ok = e->dom & (1u << d);
     }
+    if (!ok)
+        return fail(err,
+                    "day-of-month field \"%s\": no chosen day occurs in the chosen months, "
+                    "the job would never fire",
+                    fields[F_DOM - first]);
     return 0;
 }
 
@@ -319,13 +368,13 @@ static int next_bit(uint64_t mask, int from, int hi)
     return b <= hi ? b : -1;
 }
 
-static bool day_match(const struct cron_expr *e, unsigned d, int64_t days)
+static bool day_match(const struct cron_expr *e, int64_t y, unsigned mo, unsigned d, int64_t days)
 {
-    bool dom = e->dom & (1u << d);
+    bool dom = (e->dom & (1u << d)) || ((e->dom & 1) && d == days_in_month(y, mo));
     bool dow = e->dow & (1u << weekday(days));
-    if (e->dom_star || e->dow_star)
+    if (e->dom_all || e->dow_all)
         return dom && dow;
-    return dom || dow; /* Vixie cron: both restricted means either */
+    return dom || dow; /* croniter's day_or: both restricted means either */
 }
 
 /* Smallest matching civil time in [cs, climit], or -1. */
@@ -362,7 +411,7 @@ static int64_t civil_next(const struct cron_expr *e, int64_t cs, int64_t climit)
             h = mi = s = 0;
             continue;
         }
-        if (!day_match(e, d, days)) {
+        if (!day_match(e, y, mo, d, days)) {
             NEXT_DAY();
             continue;
         }
@@ -808,39 +857,27 @@ struct cron_tz *cron_tz_load(const char *name, char **err)
 
 int64_t cron_next(const struct cron_expr *e, const struct cron_tz *tz, int64_t after)
 {
+    /* Far outside any calendar a job could use: also keeps the sums below
+     * from overflowing. */
+    if (after < -CRON_TIME_LIMIT || after > CRON_TIME_LIMIT)
+        return -1;
     int64_t u = after + 1;
     int64_t limit = after + (int64_t)CRON_SEARCH_YEARS * 366 * 86400;
 
-    /* A spring-forward transition exactly at u: the gap's local times map to u. */
-    int64_t tp = tz_prev_trans(tz, u);
-    if (tp == u && !e->hour_star) {
-        int32_t ob = cron_tz_offset(tz, u - 1), oa = cron_tz_offset(tz, u);
-        if (oa > ob && civil_next(e, u + ob, u + oa - 1) >= 0)
-            return u;
-    }
+    /* DFF's rule (croniter.match at every tick): an instant fires when its
+     * local wall-clock time matches. Between two offset changes local time
+     * runs straight, so the first match there is the first matching civil
+     * time; local times a spring-forward skips never fire, those a fall-back
+     * repeats fire at both occurrences. */
     while (u <= limit) {
         int32_t o = cron_tz_offset(tz, u);
         int64_t tn = tz_next_trans(tz, u);
-        int64_t cs = u + o;
-        if (!e->hour_star) {
-            /* After a fall-back, local times already lived once before the
-             * transition; fixed-hour jobs fired at their first occurrence. */
-            tp = tz_prev_trans(tz, u);
-            if (tp != T_MIN) {
-                int32_t op = cron_tz_offset(tz, tp - 1);
-                if (op > o && tp + op > cs)
-                    cs = tp + op;
-            }
-        }
         int64_t cend = tn == T_MAX || tn > limit ? limit + o : tn + o - 1;
-        int64_t m = civil_next(e, cs, cend);
+        int64_t m = civil_next(e, u + o, cend);
         if (m >= 0)
             return m - o;
         if (tn == T_MAX || tn > limit)
             return -1;
-        int32_t on = cron_tz_offset(tz, tn);
-        if (on > o && !e->hour_star && civil_next(e, tn + o, tn + on - 1) >= 0)
-            return tn; /* a local time in the gap: the first valid instant after it */
         u = tn;
     }
     return -1;
@@ -884,6 +921,10 @@ int cron_parse_time(const char *s, const struct cron_tz *tz, int64_t *out, char 
         long long v = strtoll(s + 1, &end, 10);
         if (errno || end == s + 1 || *end)
             return fail(err, "time \"%s\": expected @UNIXSECONDS", s);
+        /* Callers turn times into milliseconds and SQL DATETIMEs: keep them
+         * to the years ISO 8601 writes with four digits. */
+        if (v < CRON_TIME_MIN || v > CRON_TIME_MAX)
+            return fail(err, "time \"%s\": out of range (years 0001 to 9999)", s);
         *out = v;
         return 0;
     }

@@ -58,13 +58,6 @@ bool userpw_verify(const char *password, const char *hash)
     return diff == 0;
 }
 
-void md5_hex(const void *data, size_t n, char out[33])
-{
-    unsigned char d[16];
-    gnutls_hash_fast(GNUTLS_DIG_MD5, data, n, d);
-    hex(d, sizeof d, out);
-}
-
 void hmac_sha1_hex(const char *key, const void *data, size_t n, char out[41])
 {
     unsigned char d[20];

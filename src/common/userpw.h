@@ -1,6 +1,7 @@
 /* Password hashes for users (PBKDF2-HMAC-SHA256 via GnuTLS: slow on
  * purpose, so a stolen table does not give the passwords away cheaply) and
- * the hex digests DFF's access-key signatures need. */
+ * the HMAC DFF's access-key signatures need (their body MD5 is md5_hex()
+ * of server_apiauth.c). */
 #ifndef TANDEM_USERPW_H
 #define TANDEM_USERPW_H
 
@@ -14,8 +15,6 @@ char *userpw_hash(const char *password);
 /* True when password matches a hash made by userpw_hash (constant time). */
 bool userpw_verify(const char *password, const char *hash);
 
-/* Lowercase hex MD5 of data (out: 33 bytes). */
-void md5_hex(const void *data, size_t n, char out[33]);
 /* Lowercase hex HMAC-SHA1 (out: 41 bytes). */
 void hmac_sha1_hex(const char *key, const void *data, size_t n, char out[41]);
 

@@ -21,6 +21,7 @@
 #include "db.h"
 #include "log.h"
 #include "rds.h"
+#include "worker_purge.h"
 
 #define FLUSH_BATCH 500
 #define RECLAIM_EVERY_MS 5000
@@ -425,7 +426,8 @@ int keeper_main(const struct tconf *c, int64_t epoch)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
-    int64_t next_flush = 0, next_reclaim = 0;
+    struct purge *purge = purge_new(c); /* NULL: retention off */
+    int64_t next_flush = 0, next_reclaim = 0, next_purge = 0;
     while (!g_stop) {
         int64_t now = mono_ms();
         if (now >= next_reclaim && k_redis(&k)) {
@@ -442,13 +444,18 @@ int keeper_main(const struct tconf *c, int64_t epoch)
                 ;
             next_flush = mono_ms() + c->record_flush_ms;
         }
+        if (purge && mono_ms() >= next_purge)
+            next_purge = purge_tick(purge, k_redis(&k), mono_ms());
         int64_t wake = next_flush < next_reclaim ? next_flush : next_reclaim;
+        if (purge && next_purge < wake)
+            wake = next_purge;
         int64_t d = wake - mono_ms();
         sleep_ms(d < 10 ? 10 : (d > 200 ? 200 : d));
     }
     /* Stopping: what is buffered goes to MariaDB now if it can. */
     for (int i = 0; i < 20 && flush_batch(&k) == FLUSH_BATCH; i++)
         ;
+    purge_free(purge);
     if (k.rc)
         redisFree(k.rc);
     if (k.db)
