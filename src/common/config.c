@@ -79,6 +79,12 @@ static const struct copt options[] = {
     O_STR("redis.master_name", redis_master_name, "tandem", "the master's name in Sentinel"),
     O_STR("redis.sentinel_password", redis_sentinel_password, "",
           "AUTH password of the Sentinels (empty = no AUTH)"),
+    O_INT("redis.wait_replicas", redis_wait_replicas, 0, 0, 16,
+          "an enqueue counts as accepted only once this many replicas have it (WAIT; 0 = off)"),
+    O_INT("redis.wait_timeout_ms", redis_wait_timeout_ms, 200, 1, 60000,
+          "how long an enqueue waits for the replicas, ms"),
+    O_BOOL("redis.wait_refuse", redis_wait_refuse, 1,
+           "fewer replicas than asked in time: refuse the call (503) instead of accepting it"),
 
     O_STR("mysql.host", db_host, "127.0.0.1", "MariaDB host (TCP)"),
     O_INT("mysql.port", db_port, 3306, 0, 65535, "MariaDB TCP port"),
@@ -137,6 +143,10 @@ static const struct copt options[] = {
           "how long a sync call's task status stays in Redis, s (its record stays in MariaDB)"),
     O_INT("worker.record_flush_ms", record_flush_ms, 1000, 10, 60000,
           "task record batch flush interval, ms"),
+    {"worker.queues", CT_STRLIST, ELT(worker_queues), NULL, 0, 0, 0, 0,
+     "queues this worker's children serve, e.g. [\"sync\", \"5\"] (default: all of sync, cron, "
+     "async, 0..9)",
+     offsetof(struct tconf, worker_nqueues), CONF_MAX_QUEUES},
 
     O_INT("beat.lease_ms", lease_ms, 3000, 500, 60000, "beat leadership lease, ms"),
     O_INT("beat.misfire_grace", misfire_grace, 60, 0, 86400,
@@ -573,6 +583,18 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
         if (!ipv4_valid(c->fo_unicast_peers[i]))
             errs_add(e, LINE_OF("failover.unicast_peers"), "failover.unicast_peers",
                      "item %d \"%s\" is not an IPv4 address", i + 1, c->fo_unicast_peers[i]);
+    for (int i = 0; i < c->worker_nqueues; i++) {
+        const char *q = c->worker_queues[i];
+        bool known = strcmp(q, "sync") == 0 || strcmp(q, "cron") == 0 || strcmp(q, "async") == 0 ||
+                     (q[0] >= '0' && q[0] <= '9' && q[1] == '\0');
+        if (!known)
+            errs_add(e, LINE_OF("worker.queues"), "worker.queues",
+                     "item %d \"%s\" is not a queue (sync, cron, async or 0..9)", i + 1, q);
+        for (int j = 0; j < i; j++)
+            if (strcmp(c->worker_queues[j], q) == 0)
+                errs_add(e, LINE_OF("worker.queues"), "worker.queues",
+                         "item %d \"%s\" is listed twice", i + 1, q);
+    }
     if (strncmp(c->ctl_url, "http://", 7) != 0 && strncmp(c->ctl_url, "https://", 8) != 0)
         errs_add(e, LINE_OF("ctl.url"), "ctl.url", "\"%s\" must start with http:// or https://",
                  c->ctl_url);

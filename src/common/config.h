@@ -8,7 +8,7 @@
 
 #define CONF_STR 256
 #define CONF_MAX_PEERS 8
-#define CONF_MAX_QUEUES 8
+#define CONF_MAX_QUEUES 13 /* sync, cron, async, 0..9 */
 
 struct tconf {
     char path[CONF_STR]; /* the file it was loaded from */
@@ -32,6 +32,10 @@ struct tconf {
     int redis_nsentinels;
     char redis_master_name[64];             /* redis.master_name, default "tandem" */
     char redis_sentinel_password[CONF_STR]; /* redis.sentinel_password, "" = no AUTH */
+    int redis_wait_replicas; /* redis.wait_replicas: an enqueue is accepted once N replicas have it
+                              */
+    int redis_wait_timeout_ms; /* redis.wait_timeout_ms, default 200 */
+    bool redis_wait_refuse; /* redis.wait_refuse: fewer acks = not accepted (503), default true */
 
     /* mysql (MariaDB) */
     char db_host[CONF_STR]; /* mysql.host, default 127.0.0.1 */
@@ -78,6 +82,10 @@ struct tconf {
     int task_ttl;        /* worker.task_ttl s a task's status stays in Redis, default 86400 */
     int sync_task_ttl;   /* worker.sync_task_ttl s, the same for sync calls, default 300 */
     int record_flush_ms; /* worker.record_flush_ms, default 1000 */
+    /* worker.queues = ["sync", "cron", "async", "0", ..., "9"]: the streams
+     * this worker's children serve; none listed (the default) = all. */
+    char worker_queues[CONF_MAX_QUEUES][8];
+    int worker_nqueues;
 
     /* beat */
     int lease_ms;      /* beat.lease_ms, default 3000, 500..60000 */

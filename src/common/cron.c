@@ -138,9 +138,8 @@ static int parse_value(const struct field_def *f, const char *ftext, const char 
         }
         if (n == 1 && strchr("LlWwHhRr", *s))
             return fail(err,
-                        "%s field \"%s\": unknown name \"%c\" (of croniter's L, W, #, ?, H and R "
-                        "forms only a lone L in day-of-month is supported: list the values "
-                        "instead)",
+                        "%s field \"%s\": unknown name \"%c\" (of croniter's special forms Tandem "
+                        "takes L in day-of-month, D#N and LD in day-of-week; not W, ?, H or R)",
                         f->name, ftext, *s);
         return fail(err, "%s field \"%s\": unknown name \"%.*s\"", f->name, ftext, (int)n, s);
     }
@@ -148,8 +147,8 @@ static int parse_value(const struct field_def *f, const char *ftext, const char 
         return fail(err, "%s field \"%s\": a value is missing", f->name, ftext);
     if (strchr("LlWw#?HhRr", *s))
         return fail(err,
-                    "%s field \"%s\": unexpected '%c' (of croniter's L, W, #, ?, H and R forms "
-                    "only a lone L in day-of-month is supported: list the values instead)",
+                    "%s field \"%s\": unexpected '%c' (of croniter's special forms Tandem takes L "
+                    "in day-of-month, D#N and LD in day-of-week; not W, ?, H or R)",
                     f->name, ftext, *s);
     if (f->names)
         return fail(err, "%s field \"%s\": unexpected '%c' (expected a number or a name)", f->name,
@@ -158,16 +157,82 @@ static int parse_value(const struct field_def *f, const char *ftext, const char 
                 f->name, ftext, *s);
 }
 
-/* A field's text into a bit mask (bit v = value v). */
+#define NTH_LAST 0x20 /* in cron_expr.nth[]: the weekday's last one of the month */
+
+static bool nth_match(const struct cron_expr *e, unsigned wd, unsigned d, unsigned len);
+
+static uint64_t nth_keys(const struct cron_expr *e)
+{
+    uint64_t k = 0;
+    for (int d = 0; d < 8; d++)
+        if (e->nth[d])
+            k |= 1ULL << d;
+    return k;
+}
+
+/* Day-of-week only: croniter's "D#N" (the Nth weekday D of the month,
+ * N 1..5) and "LD" (the last weekday D) items. nth[D] gets bit N-1 or
+ * NTH_LAST; the weekday D counts as a value of the field too (croniter
+ * decides "restricts" with it). 0 if the item at *p is not one. */
+static int parse_nth(const struct field_def *f, const char *ftext, const char **p, uint8_t *nth,
+                     uint64_t *mask, char **err)
+{
+    const char *s = *p;
+    int d;
+    if ((*s == 'L' || *s == 'l') && isdigit((unsigned char)s[1])) {
+        s++;
+        if (parse_value(f, ftext, &s, &d, err))
+            return -1;
+        nth[d] |= NTH_LAST;
+    } else {
+        const char *q = s;
+        while (isalnum((unsigned char)*q))
+            q++;
+        if (*q != '#')
+            return 0;
+        if (parse_value(f, ftext, &s, &d, err))
+            return -1;
+        if (s != q)
+            return fail(err, "%s field \"%s\": unexpected '%c'", f->name, ftext, *s);
+        s++;
+        if (!isdigit((unsigned char)*s) || *s < '1' || *s > '5' || isdigit((unsigned char)s[1]))
+            return fail(err, "%s field \"%s\": after '#' a week number 1-5", f->name, ftext);
+        nth[d] |= (uint8_t)(1u << (*s - '1'));
+        s++;
+    }
+    if (*s != ',' && *s != '\0')
+        return fail(err, "%s field \"%s\": unexpected '%c' after a '#' or 'L' weekday", f->name,
+                    ftext, *s);
+    *mask |= 1ULL << d;
+    *p = s;
+    return 1;
+}
+
+/* A field's text into a bit mask (bit v = value v). nth: day-of-week's
+ * "#"/"L" items (NULL for other fields); plain: the values given by other
+ * items, "*" aside. */
 static int parse_field(const struct field_def *f, const char *ftext, uint64_t *mask, bool *star,
-                       char **err)
+                       uint8_t *nth, uint64_t *plain, char **err)
 {
     *mask = 0;
+    *plain = 0;
     *star = false; /* a bare "*" item, with no step */
     const char *p = ftext;
     for (;;) {
         int a, b, step = 1;
         bool ranged = false;
+        if (nth) {
+            int r = parse_nth(f, ftext, &p, nth, mask, err);
+            if (r < 0)
+                return -1;
+            if (r > 0) {
+                if (*p == ',') {
+                    p++;
+                    continue;
+                }
+                break;
+            }
+        }
         if (f == &FIELDS[F_DOM] && (*p == 'L' || *p == 'l') && (p[1] == ',' || !p[1])) {
             *mask |= 1; /* "L": the month's last day, kept in the unused bit 0 */
             if (*++p == ',') {
@@ -225,8 +290,11 @@ static int parse_field(const struct field_def *f, const char *ftext, uint64_t *m
             if (!ranged) /* "A/S" means A through the maximum, as croniter and cronie */
                 b = f->hi;
         }
-        for (int v = a; v <= b; v += step)
+        for (int v = a; v <= b; v += step) {
             *mask |= 1ULL << v;
+            if (!*star)
+                *plain |= 1ULL << v;
+        }
         if (*p == ',') {
             p++;
             continue;
@@ -235,8 +303,8 @@ static int parse_field(const struct field_def *f, const char *ftext, uint64_t *m
             break;
         if (*p == '#')
             return fail(err,
-                        "%s field \"%s\": unexpected '#' (croniter's nth-weekday form is not "
-                        "supported)",
+                        "%s field \"%s\": unexpected '#' (D#N, the Nth weekday D, belongs in "
+                        "day-of-week)",
                         f->name, ftext);
         return fail(err, "%s field \"%s\": unexpected '%c'", f->name, ftext, *p);
     }
@@ -300,9 +368,10 @@ int cron_parse(struct cron_expr *e, const char *text, char **err)
         e->sec = 1; /* second 0 */
     for (int i = 0; i < nf; i++) {
         int fi = first + i;
-        uint64_t m;
+        uint64_t m, plain;
         bool star;
-        if (parse_field(&FIELDS[fi], fields[i], &m, &star, err))
+        if (parse_field(&FIELDS[fi], fields[i], &m, &star, fi == F_DOW ? e->nth : NULL, &plain,
+                        err))
             return -1;
         switch (fi) {
         case F_SEC:
@@ -329,6 +398,18 @@ int cron_parse(struct cron_expr *e, const char *text, char **err)
              * (eight values) do not, and "0-5,7" does ... which croniter
              * then reads as every day, Saturday included. 7 matches Sunday. */
             e->dow_all = star || __builtin_popcountll(m & 0xff) == 7;
+            for (int d = 0; d < 8; d++)
+                if (e->nth[d]) {
+                    e->has_nth = true;
+                    /* croniter refuses a plain weekday beside "#"/"L" ones,
+                     * unless the same weekday also has one ("5,5#2"). */
+                    if (plain & ~nth_keys(e))
+                        return fail(err,
+                                    "day-of-week field \"%s\": plain weekdays cannot be mixed "
+                                    "with '#' or 'L' ones (croniter refuses it)",
+                                    fields[i]);
+                    break;
+                }
             if (m & (1ULL << 7))
                 m = (m | 1) & 0x7f;
             e->dow = e->dow_all ? DOW_ALL : (uint8_t)m;
@@ -352,10 +433,40 @@ int cron_parse(struct cron_expr *e, const char *text, char **err)
                     "day-of-month field \"%s\": no chosen day occurs in the chosen months, "
                     "the job would never fire",
                     fields[F_DOM - first]);
+    /* With "#"/"L" weekdays and a restricted day-of-month croniter needs a
+     * day that is both (see day_match()) and gives up without one. One
+     * Gregorian cycle of 400 years holds every combination there is. */
+    if (e->has_nth && !e->dom_all) {
+        ok = false;
+        for (int64_t y = 2000; y < 2400 && !ok; y++)
+            for (unsigned mo = 1; mo <= 12 && !ok; mo++) {
+                if (!(e->mon & (1u << mo)))
+                    continue;
+                unsigned len = days_in_month(y, mo);
+                int64_t first = cron_days_from_civil(y, mo, 1);
+                for (unsigned d = 1; d <= len && !ok; d++)
+                    ok = ((e->dom & (1u << d)) || ((e->dom & 1) && d == len)) &&
+                         nth_match(e, weekday(first + d - 1), d, len);
+            }
+        if (!ok)
+            return fail(err,
+                        "day-of-month field \"%s\" and day-of-week field \"%s\": no chosen "
+                        "day of the month is ever the chosen '#'/'L' weekday, and croniter "
+                        "gives up on such an expression: it would never fire",
+                        fields[F_DOM - first], fields[F_DOW - first]);
+    }
     return 0;
 }
 
 /* ---------- matching in civil time ---------- */
+
+/* Day-of-week's "#"/"L" items for weekday wd (0..6; 7 counts as Sunday):
+ * is day d of a month of `len` days one of them? */
+static bool nth_match(const struct cron_expr *e, unsigned wd, unsigned d, unsigned len)
+{
+    unsigned bits = e->nth[wd] | (wd == 0 ? e->nth[7] : 0);
+    return (bits & (1u << ((d - 1) / 7))) || ((bits & NTH_LAST) && d + 7 > len);
+}
 
 static int next_bit(uint64_t mask, int from, int hi)
 {
@@ -371,6 +482,14 @@ static int next_bit(uint64_t mask, int from, int hi)
 static bool day_match(const struct cron_expr *e, int64_t y, unsigned mo, unsigned d, int64_t days)
 {
     bool dom = (e->dom & (1u << d)) || ((e->dom & 1) && d == days_in_month(y, mo));
+    if (e->has_nth) {
+        /* croniter: with "#"/"L" weekdays and both fields restricting, the
+         * "either" search always lands on the weekday's own match (the
+         * other branch needs both); with day-of-week naming every day, or
+         * day-of-month doing so, both apply. */
+        bool n = nth_match(e, weekday(days), d, days_in_month(y, mo));
+        return (e->dow_all && !e->dom_all) ? n && dom : n;
+    }
     bool dow = e->dow & (1u << weekday(days));
     if (e->dom_all || e->dow_all)
         return dom && dow;

@@ -7,7 +7,9 @@
  * (JAN..DEC, SUN..SAT, any case); weekday 0-7 (0 and 7 are Sunday; a
  * weekday range may end on Sunday written 0 or SUN: "FRI-SUN"); any step of
  * 1 or more; "L" in day-of-month for the month's last day ("10-L" is
- * 10-31, as croniter); macros @yearly @annually @monthly @weekly @daily @midnight
+ * 10-31, as croniter); in day-of-week "D#N" (the Nth weekday D of the
+ * month) and "LD" (the last one), with croniter's rules; macros @yearly @annually @monthly @weekly
+ * @daily @midnight
  * @hourly (Tandem's; DFF refuses them). The 5-field form means exactly what
  * it means in DataFlux Func, whose engine is croniter (day_or=True):
  *  - When both day-of-month and day-of-week restrict the day, a day matches
@@ -53,6 +55,8 @@ struct cron_expr {
     uint8_t dow;      /* bits 0..6, Sunday = 0 */
     bool dom_all;     /* day-of-month names every day 1..31: does not restrict */
     bool dow_all;     /* day-of-week names every weekday: does not restrict */
+    bool has_nth;     /* day-of-week has croniter "#"/"L" items */
+    uint8_t nth[8];   /* per weekday 0..7: bit n-1 = "D#n", 0x20 = "LD" (last) */
     bool has_seconds; /* 6-field form */
     char text[CRON_EXPR_MAX];
 };

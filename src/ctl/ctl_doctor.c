@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "ctl.h"
 #include "db.h"
+#include "ctl_doctor_tls.h"
 #include "rds.h"
 
 extern char **environ;
@@ -70,6 +71,20 @@ static void report(struct doctor *d, enum verdict v, const char *check, const ch
     else
         printf("%-4s %-11s %s; fix: %s\n", names[v], check, msg, fix);
     fflush(stdout);
+}
+
+/* ctl_doctor_tls.c reports through this (verdict 0 ok, 1 warn, 2 FAIL). */
+static void report_cb(void *dp, int verdict, const char *check, const char *fix, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
+static void report_cb(void *dp, int verdict, const char *check, const char *fix, const char *fmt,
+                      ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    report(dp, verdict == 2 ? V_FAIL : verdict == 1 ? V_WARN : V_OK, check, fix, "%s", msg);
 }
 
 /* Runs argv with stdin/stdout/stderr on /dev/null; its exit status, or -1
@@ -746,7 +761,8 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             puts("usage: tandemctl [-c FILE] [--json] doctor [FILE]\n"
                  "Checks this node: config, keepalived, interface and VIP, peer, Redis, MariaDB,\n"
-                 "clock offset, migrations. Exit 0 if nothing FAILed, 1 otherwise.");
+                 "clock offset, migrations, Python modules DFF scripts import. Exit 0 if\n"
+                 "nothing FAILed, 1 otherwise.");
             return CTL_OK;
         }
         if (argv[i][0] == '-' || file) {
@@ -770,6 +786,7 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
         check_redis(&d);
         check_mariadb(&d);
         check_python_modules(&d);
+        ctl_doctor_tls(&c->conf, report_cb, &d);
     }
 
     if (c->json) {

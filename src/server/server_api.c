@@ -610,7 +610,7 @@ static void answer_success(struct srv_req *r, json_t *outcome, json_t *options)
         add_header_safe(r->resp, MHD_HTTP_HEADER_LAST_MODIFIED, lm);
     }
     if (json_is_true(json_object_get(outcome, "cached")))
-        add_header_safe(r->resp, "X-Dataflux-Func-Cache", "Cached");
+        add_header_safe(r->resp, "X-Dff-Cache", "Cached");
 }
 
 void api_answer_outcome(struct srv_req *r, json_t *outcome, json_t *options)
@@ -714,8 +714,10 @@ static void api_proceed(struct srv_req *r, struct api_ctx *x)
         json_object_set(merged, "files", x->files);
     struct call_opts o = {.async = x->async};
     json_t *to = json_object_get(x->api, "timeout");
-    if (json_is_integer(to) && json_integer_value(to) > 0)
+    if (json_is_integer(to) && json_integer_value(to) > 0) {
         o.timeout = json_integer_value(to);
+        o.timeout_set_by_api = true;
+    }
     struct task t;
     json_t *f = NULL;
     if (call_task_build(r, x->c, func_id ? func_id : "", merged, &o,
@@ -754,6 +756,11 @@ static void api_done(struct srv_req *r, json_t *outcome, void *ud)
 {
     struct api_ctx *x = ud;
     if (x->stage == STAGE_CALL) {
+        /* the func is done with its uploads: gone before the caller hears back */
+        if (x->upload_dir[0] && !x->keep_uploads) {
+            rm_upload_dir(x->upload_dir);
+            x->upload_dir[0] = '\0';
+        }
         api_answer_outcome(r, outcome, x->options);
         return;
     }

@@ -1,4 +1,4 @@
-/* The hot endpoints: ping, health, metrics, func calls, Sync/Async APIs,
+/* The hot endpoints: ping, health, metrics, func calls (Sync/Async APIs: server_api.c),
  * task status. No SQL here except the task_record fallback of /tasks. */
 #include <ctype.h>
 #include <strings.h>
@@ -384,7 +384,9 @@ int call_task_build(struct srv_req *r, struct srv_cache *c, const char *func_id,
      * the func row's for calls, server.async_timeout (DFF: 3600 s) for
      * Async APIs */
     int64_t timeout = o->timeout;
-    bool explicit_to = timeout > 0;
+    /* a caller's options.timeout stays under server.sync_timeout; what the
+     * func's author or the API's admin set may pass it (DFF has no cap) */
+    bool explicit_to = timeout > 0 && o->timeout_set_by_api;
     if (!timeout && origin == ORIGIN_SYNC_API &&
         (timeout = extra_int(f, "api_timeout", 1, 3600)) > 0)
         explicit_to = true;

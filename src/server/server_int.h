@@ -185,12 +185,13 @@ void h_failover_events(struct srv_req *r);
 /* ---- calls (server_call.c) ---- */
 struct call_opts {
     bool async;
-    int64_t timeout; /* s; 0 = the func's / defaults */
-    int64_t due_ms;  /* 0 = now */
-    int queue;       /* 1..9 picked by the caller; 0 = the func's or by origin */
-    int64_t expires; /* s; 0 = the func's or defaults */
-    bool json_dumps; /* options.returnType "jsonDumps": the result as JSON text */
-    bool unbox;      /* options.unbox: answer the bare result (as a Sync API does) */
+    int64_t timeout;         /* s; 0 = the func's / defaults */
+    bool timeout_set_by_api; /* timeout is the API's own (admin-set): may pass the sync cap */
+    int64_t due_ms;          /* 0 = now */
+    int queue;               /* 1..9 picked by the caller; 0 = the func's or by origin */
+    int64_t expires;         /* s; 0 = the func's or defaults */
+    bool json_dumps;         /* options.returnType "jsonDumps": the result as JSON text */
+    bool unbox;              /* options.unbox: answer the bare result (as a Sync API does) */
 };
 /* The task of a call of func_id (kwargs stolen): timeout, queue and expires
  * from the options, the func's @DFF.API extras and the defaults. 0, or -1

@@ -38,6 +38,11 @@ static bool matches(const struct cron_expr *e, const struct cron_tz *tz, int64_t
                     cron_days_from_civil(y, mo, 1);
     bool dom = (e->dom & (1u << d)) || ((e->dom & 1) && d == last), dow = e->dow & (1u << wd);
     bool day = (e->dom_all || e->dow_all) ? dom && dow : dom || dow;
+    if (e->has_nth) { /* croniter's "#"/"L" weekdays: see cron.c day_match() */
+        unsigned bits = e->nth[wd] | (wd == 0 ? e->nth[7] : 0);
+        bool n = (bits & (1u << ((d - 1) / 7))) || ((bits & 0x20) && d + 7 > last);
+        day = (e->dow_all && !e->dom_all) ? n && dom : n;
+    }
     return day && (e->mon & (1u << mo)) && (e->hour & (1u << (rem / 3600))) &&
            (e->min & (1ULL << (rem / 60 % 60))) && (e->sec & (1ULL << (rem % 60)));
 }

@@ -69,6 +69,10 @@ def nap(s=0):
     time.sleep(float(s))
     return 'slept'
 
+@DFF.API('Cached', cache_result=30)
+def cached():
+    return 'at %r' % time.time()
+
 @DFF.API('Held', queue=7, expires=600)
 def held():
     time.sleep(6)
@@ -281,6 +285,15 @@ class TestResults(Case):
         self.assertEqual(status, 200, body)
         self.assertEqual(ST.wait_task(body["data"]["id"])["result"], "hello")
 
+    def test_cached_result_is_served_with_dffs_cache_header(self):
+        sid = sync_api("cached")
+        status, hdrs, first = raw_http("GET", f"/api/v1/sync/{sid}")
+        self.assertEqual(status, 200)
+        self.assertNotIn("x-dff-cache", hdrs)
+        status, hdrs, again = wait_for(lambda: (lambda a: a if "x-dff-cache" in a[1] else None)(
+            raw_http("GET", f"/api/v1/sync/{sid}")), 10, 0.1, "a cached answer")
+        self.assertEqual((status, again, hdrs["x-dff-cache"]), (200, first, "Cached"))
+
     def test_public_failure_gives_reason_and_message_but_no_traceback(self):
         sid = sync_api("boom")
         status, hdrs, raw = raw_http("GET", f"/api/v1/sync/{sid}")
@@ -389,6 +402,26 @@ class TestLimits(Case):
         t = wait_for(lambda: next((t for t in stream_tasks(7) if t["id"] == tid), None), 5, 0.05, "task on q:7")
         self.assertEqual((t["queue"], t["timeout"], t["origin"]), ("7", 3600, "async-api"))
         self.assertEqual(t["expires"] - t["enq"], 600 * 1000)
+
+    def test_func_call_timeout_option_stays_under_the_sync_cap(self):
+        res = {}
+
+        def call():
+            res["r"] = ST.http("POST", f"/api/v1/func/{SID}.held_long", {"options": {"timeout": 100}})
+        th = threading.Thread(target=call)
+        th.start()
+        task = wait_for(lambda: next((t for t in stream_tasks(7) if t["func"] == f"{SID}.held_long"
+                                      and t["origin"] == "func" and t["id"] not in self.seen), None),
+                        10, 0.05, "the task on tandem:q:7")
+        self.seen.add(task["id"])
+        ST.redis("LPUSH", f"tandem:reply:{task['reply']}",
+                 json.dumps({"id": task["id"], "status": "success", "result": 1}))
+        th.join(30)
+        # the caller asked 100 s; server.sync_timeout (35) caps what callers ask
+        self.assertEqual(task["timeout"], 35)
+        self.assertEqual(res["r"][1]["data"]["result"], 1)
+
+    seen = set()
 
     def test_func_call_return_type_and_unbox(self):
         d = ST.api("POST", f"/api/v1/func/{SID}.echo", {"kwargs": {"a": 1}, "options": {"returnType": "jsonDumps"}})

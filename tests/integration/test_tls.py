@@ -205,6 +205,47 @@ class TLSTest(unittest.TestCase):
         self.log.seek(0)
         self.assertIn("does not belong to the certificate", self.log.read())
 
+    def doctor(self, conf_extra, vip="127.0.0.1/32"):
+        conf = re.sub(r"server = \{", "server = { " + conf_extra, self.base_conf, count=1)
+        conf = conf.replace('ctl = {', f'failover = {{ vip = "{vip}"; }};\nctl = {{', 1)
+        path = os.path.join(self.st.dir, "tandem-doctor.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        p = subprocess.run([os.path.join(BIN, "tandemctl"), "-c", path, "--json", "doctor"],
+                           capture_output=True, text=True, timeout=120)
+        doc = json.loads(p.stdout)
+        return {c["check"]: c for c in doc["checks"] if c["check"].startswith("tls")}
+
+    def test_tls_doctor_checks_pair_names_expiry_and_peer(self):
+        checks = self.doctor(self.tls_conf("srv1"))
+        self.assertEqual(checks["tls"]["status"], "ok", checks)
+        self.assertEqual(checks["tls-name"]["status"], "ok", checks)  # covers 127.0.0.1, the VIP here
+        # the peer (another node's doctor) published another fingerprint
+        self.st.redis("HSET", "tandem:tls:fp", "node-other", "00" * 32)
+        checks = self.doctor(self.tls_conf("srv1"))
+        self.assertEqual(checks["tls-peer"]["status"], "FAIL", checks)
+        self.assertIn("node-other serves another certificate", checks["tls-peer"]["message"])
+        self.st.redis("DEL", "tandem:tls:fp")
+        # a key of another certificate, and an expired certificate
+        checks = self.doctor(f'tls_cert = "{self.pki}/srv1.crt"; tls_key = "{self.pki}/other.key"; ')
+        self.assertEqual(checks["tls"]["status"], "FAIL")
+        self.assertIn("does not belong", checks["tls"]["message"])
+        d = self.pki
+        subprocess.run(["certtool", "--generate-privkey", "--key-type", "ecdsa", "--outfile", f"{d}/old.key"],
+                       check=True, capture_output=True)
+        with open(f"{d}/old.tmpl", "w") as f:
+            f.write('cn = "old"\nactivation_date = "2020-01-01 00:00:00"\n'
+                    'expiration_date = "2021-01-01 00:00:00"\nip_address = "127.0.0.1"\n')
+        subprocess.run(["certtool", "--generate-self-signed", "--load-privkey", f"{d}/old.key",
+                        "--template", f"{d}/old.tmpl", "--outfile", f"{d}/old.crt"], check=True, capture_output=True)
+        checks = self.doctor(f'tls_cert = "{d}/old.crt"; tls_key = "{d}/old.key"; ')
+        self.assertEqual(checks["tls"]["status"], "FAIL")
+        self.assertIn("expired", checks["tls"]["message"])
+        # a certificate that does not name the VIP
+        checks = self.doctor(self.tls_conf("srv1"), vip="198.18.9.9/24")
+        self.assertEqual(checks["tls-name"]["status"], "FAIL", checks)
+        self.assertIn("does not cover 198.18.9.9", checks["tls-name"]["message"])
+
     def test_tls_old_protocols_are_refused(self):
         self.start_server(self.tls_conf("srv1"))
         c = self.ctx()

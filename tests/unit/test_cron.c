@@ -87,12 +87,14 @@ static void test_cron_bad_expressions_name_field_and_reason(void **state)
     expect_refused("1,,2 * * * *", "minute field", "missing");
     expect_refused("x * * * *", "minute field", "unexpected 'x'");
     expect_refused("* * L/2 * *", "day-of-month field", "unexpected 'L'");
-    expect_refused("* * LW * *", "day-of-month field", "only a lone L");
-    expect_refused("* * L-5 * *", "day-of-month field", "only a lone L");
-    expect_refused("L * * * *", "minute field", "only a lone L");
-    expect_refused("0 0 * * 5#2", "day-of-week field", "nth-weekday");
-    expect_refused("0 0 * * L5", "day-of-week field", "only a lone L");
-    expect_refused("H * * * *", "minute field", "only a lone L");
+    expect_refused("* * LW * *", "day-of-month field", "not W, ?, H or R");
+    expect_refused("* * L-5 * *", "day-of-month field", "not W, ?, H or R");
+    expect_refused("L * * * *", "minute field", "not W, ?, H or R");
+    expect_refused("0 0 * * 5#6", "day-of-week field", "week number 1-5");
+    expect_refused("0 0 * * 5#2,1", "day-of-week field", "cannot be mixed");
+    expect_refused("0 0 13 * L5", "day-of-week field", "never fire");
+    expect_refused("0 0 * * L", "day-of-week field", "not W, ?, H or R");
+    expect_refused("H * * * *", "minute field", "not W, ?, H or R");
     expect_refused("@reboot", "unknown macro", "@reboot");
     expect_refused("0 0 30 2 *", "day-of-month field", "never fire");
     expect_refused("0 0 31 4,6,9,11 *", "day-of-month field", "never fire");
@@ -208,6 +210,26 @@ static void test_cron_last_day_of_month(void **state)
     assert_false(e.dom_all); /* 32 items to croniter: restricts */
     assert_int_equal(cron_parse(&e, "0 0 *,L * *", NULL), 0);
     assert_true(e.dom_all);
+}
+
+static void test_cron_nth_and_last_weekday_as_croniter(void **state)
+{
+    (void)state;
+    /* The 2nd Friday; 2026-01-09, 02-13, 03-13. */
+    const char *a[] = {"2026-01-09T00:00:00+00:00", "2026-02-13T00:00:00+00:00",
+                       "2026-03-13T00:00:00+00:00"};
+    expect_fires("0 0 * * 5#2", "UTC", "2026-01-01T00:00:00Z", a, 3);
+    expect_fires("0 0 * * fri#2", "UTC", "2026-01-01T00:00:00Z", a, 3);
+    /* croniter: with day-of-month restricted too, only the weekday counts
+     * (as long as the two coincide some day, here 2026-02-13). */
+    expect_fires("0 0 13 * 5#2", "UTC", "2026-01-01T00:00:00Z", a, 3);
+    /* The last Friday; the 5th Friday only in months that have one. */
+    const char *b[] = {"2026-01-30T00:00:00+00:00", "2026-02-27T00:00:00+00:00"};
+    expect_fires("0 0 * * L5", "UTC", "2026-01-01T00:00:00Z", b, 2);
+    const char *c[] = {"2026-01-30T00:00:00+00:00", "2026-05-29T00:00:00+00:00"};
+    expect_fires("0 0 * * 5#5", "UTC", "2026-01-01T00:00:00Z", c, 2);
+    /* A plain weekday beside the same weekday's "#" adds nothing. */
+    expect_fires("0 0 * * 5,5#2", "UTC", "2026-01-01T00:00:00Z", a, 3);
 }
 
 static void test_cron_leap_years_feb_29(void **state)
@@ -371,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_cron_utc_basics),
         cmocka_unit_test(test_cron_dom_dow_or_semantics_as_croniter),
         cmocka_unit_test(test_cron_last_day_of_month),
+        cmocka_unit_test(test_cron_nth_and_last_weekday_as_croniter),
         cmocka_unit_test(test_cron_leap_years_feb_29),
         cmocka_unit_test(test_cron_berlin_spring_forward_skips_the_gap_as_dff),
         cmocka_unit_test(test_cron_berlin_fall_back_fires_both_occurrences_as_dff),

@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "rds.h"
+#include "task.h"
 
 struct ha {
     char dir[64];
@@ -223,6 +224,46 @@ static void test_readonly_reply_marks_context_broken(void **state)
     redisFree(rc);
 }
 
+static int enqueue_with(struct ha *h, int replicas, bool refuse, char **err)
+{
+    struct tconf c = h->conf;
+    c.redis_wait_replicas = replicas;
+    c.redis_wait_timeout_ms = 100;
+    c.redis_wait_refuse = refuse;
+    redisContext *rc = rds_connect(&c, 2000, err);
+    assert_non_null(rc);
+    struct task t = {.origin = ORIGIN_FUNC, .timeout = 5, .enq_ms = 1};
+    snprintf(t.id, sizeof t.id, "task-waittest%d%d", replicas, refuse);
+    snprintf(t.func, sizeof t.func, "s__x.f");
+    snprintf(t.queue, sizeof t.queue, "async");
+    t.kwargs = json_object();
+    int rc_ = task_enqueue(rc, &c, &t, err);
+    task_free(&t);
+    redisFree(rc);
+    return rc_;
+}
+
+static void test_enqueue_waits_for_a_replica(void **state)
+{
+    struct ha *h = *state;
+    char *err = NULL;
+    assert_int_equal(enqueue_with(h, 1, true, &err), 0); /* the one replica acknowledges */
+    assert_null(err);
+}
+
+static void test_enqueue_without_enough_replicas_is_refused_or_warned(void **state)
+{
+    struct ha *h = *state;
+    char *err = NULL;
+    assert_int_equal(enqueue_with(h, 2, true, &err), -1); /* there is only one replica */
+    assert_non_null(err);
+    assert_non_null(strstr(err, "not durable: 1 of 2 Redis replica(s) acknowledged"));
+    free(err);
+    err = NULL;
+    assert_int_equal(enqueue_with(h, 2, false, &err), 0); /* the operator chose to accept */
+    assert_null(err);
+}
+
 static void test_sentinel_failover_is_followed_on_reconnect(void **state)
 {
     struct ha *h = *state;
@@ -275,6 +316,8 @@ int main(void)
         cmocka_unit_test(test_sentinel_unknown_master_name_is_a_clear_error),
         cmocka_unit_test(test_sentinel_none_answering_names_each),
         cmocka_unit_test(test_readonly_reply_marks_context_broken),
+        cmocka_unit_test(test_enqueue_waits_for_a_replica),
+        cmocka_unit_test(test_enqueue_without_enough_replicas_is_refused_or_warned),
         cmocka_unit_test(test_sentinel_failover_is_followed_on_reconnect),
     };
     return cmocka_run_group_tests(tests, ha_up, ha_down);
