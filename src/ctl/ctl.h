@@ -37,5 +37,6 @@ int ctl_failover_main(struct ctl *c, const char *cmd, int argc,
 int ctl_doctor_main(struct ctl *c, int argc, char **argv);    /* tandemctl doctor */
 int ctl_connector_main(struct ctl *c, int argc, char **argv); /* connector ... (ctl_connector.c) */
 int ctl_script_run(struct ctl *c, int argc, char **argv);     /* script run ... (ctl_connector.c) */
+int ctl_user_main(struct ctl *c, int argc, char **argv);      /* user add|passwd|disable|enable */
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include "build_config.h"
 #include "ctl.h"
@@ -16,6 +17,7 @@
 #include "db.h"
 #include "ids.h"
 #include "rds.h"
+#include "secret.h"
 #include "sha256.h"
 
 #define CALL_DEFAULT_TIMEOUT 30
@@ -26,7 +28,8 @@ static const char usage_text[] =
     "\n"
     "  db migrate                          apply pending migrations (MariaDB, from the config)\n"
     "  db status                           count pending migrations\n"
-    "  key create NAME [--bootstrap]       new access key (--bootstrap: straight to MariaDB)\n"
+    "  key create NAME [--scope admin|call] [--bootstrap]\n"
+    "                                      new access key (--bootstrap: straight to MariaDB)\n"
     "  key list | key revoke ID\n"
     "  script push FILE --id SET__NAME [--title T]   save FILE as the script's draft\n"
     "  script publish ID                   publish the draft (refused with the SyntaxError line)\n"
@@ -38,6 +41,11 @@ static const char usage_text[] =
     "  api create-async FUNC_ID [--kwargs JSON] [--need-key] [--title T]\n"
     "  api list [sync|async]\n"
     "  cron ...  connector ...  status | switchover | maintenance on|off  doctor\n"
+    "  user add|passwd USERNAME            console user; the password is read from stdin\n"
+    "  user disable|enable USERNAME\n"
+    "  import FILE [--overwrite] [--no-publish]   a DFF script-set export (.zip), all or nothing\n"
+    "  export FILE.zip SET... [--env ID,ID]        the sets, their APIs and cron jobs, DFF's "
+    "format\n"
     "\n"
     "URL: --url, else $TANDEM_URL, else ctl.url. Key: --key, else $TANDEM_KEY, else ctl.key_file.\n"
     "--json prints the answer's data as one JSON document. Exit: 0 ok, 1 refused/failed,\n"
@@ -314,8 +322,18 @@ static int key_bootstrap(struct ctl *c, const char *name)
     qid = db_q(m, id);
     qname = db_q(m, name);
     qhash = db_q(m, hash);
-    ret = db_exec(m, &err, "INSERT INTO access_key (id, name, secret_sha256) VALUES (%s, %s, %s)",
-                  qid, qname, qhash);
+    /* sealed too, so the key can also sign requests (X-Dff-Ak-*); without
+     * secret.key it works as a Bearer key only */
+    char *sealed = NULL, *qsealed;
+    if (secret_seal(c->conf.secret_key, secret, &sealed, NULL) != 0)
+        sealed = NULL;
+    qsealed = db_q(m, sealed);
+    ret = db_exec(m, &err,
+                  "INSERT INTO access_key (id, name, secret_sha256, secret_sealed) "
+                  "VALUES (%s, %s, %s, %s)",
+                  qid, qname, qhash, qsealed);
+    free(sealed);
+    free(qsealed);
     free(qid);
     free(qname);
     free(qhash);
@@ -355,11 +373,15 @@ static int cmd_key(struct ctl *c, int argc, char **argv)
     json_t *resp = NULL, *data = NULL;
     const char *pos[2];
     int npos, rc;
+    const char *scope = NULL;
     bool bootstrap = false;
-    struct copt opts[] = {{"bootstrap", false, NULL, &bootstrap}, {NULL, false, NULL, NULL}};
+    struct copt opts[] = {{"bootstrap", false, NULL, &bootstrap},
+                          {"scope", true, &scope, NULL},
+                          {NULL, false, NULL, NULL}};
 
     if (argc < 1)
-        return usage_err("usage: tandemctl key create NAME [--bootstrap] | list | revoke ID");
+        return usage_err("usage: tandemctl key create NAME [--scope admin|call] [--bootstrap] | "
+                         "list | revoke ID");
     if ((rc = parse_cmd_opts("key", argc - 1, argv + 1, opts, pos, 2, &npos)) != CTL_OK)
         return rc;
     if (!strcmp(argv[0], "create")) {
@@ -367,31 +389,37 @@ static int cmd_key(struct ctl *c, int argc, char **argv)
             return usage_err("usage: tandemctl key create NAME [--bootstrap]");
         if (strlen(pos[0]) > 128)
             return usage_err("key name longer than 128 characters");
+        if (scope && strcmp(scope, "admin") && strcmp(scope, "call"))
+            return usage_err("--scope '%s': admin (everything) or call (call funcs and APIs only)",
+                             scope);
+        if (bootstrap && scope)
+            return usage_err("--bootstrap makes an admin key; --scope goes without it");
         if (bootstrap)
             return key_bootstrap(c, pos[0]);
-        json_t *body = json_pack("{s:s}", "name", pos[0]);
-        rc = api(c, "POST", "/api/v1/access-keys", body, 0, &resp, &data);
+        json_t *body =
+            json_pack("{s:{s:s,s:s}}", "data", "name", pos[0], "scope", scope ? scope : "admin");
+        rc = api(c, "POST", "/api/v1/access-keys/do/add", body, 0, &resp, &data);
         json_decref(body);
         if (rc == CTL_OK)
-            print_new_key(c, jstr(data, "id"), jstr(data, "name"), jstr(data, "secret"));
-    } else if (bootstrap) {
-        return usage_err("--bootstrap only goes with key create");
+            print_new_key(c, jstr(data, "id"), pos[0], jstr(data, "secret"));
+    } else if (bootstrap || scope) {
+        return usage_err("--bootstrap and --scope only go with key create");
     } else if (!strcmp(argv[0], "list")) {
         if (npos)
             return usage_err("usage: tandemctl key list");
-        rc = api(c, "GET", "/api/v1/access-keys", NULL, 0, &resp, &data);
+        rc = api(c, "GET", "/api/v1/access-keys/do/list", NULL, 0, &resp, &data);
         if (rc == CTL_OK && c->json)
             print_json(data, false);
         else if (rc == CTL_OK) {
             size_t i;
             json_t *k;
-            printf("%-30s %-20s %-25s %s\n", "ID", "NAME", "CREATED", "REVOKED");
+            printf("%-30s %-20s %-6s %s\n", "ID", "NAME", "SCOPE", "CREATED");
             json_array_foreach(data, i, k)
             {
-                char cr[64], rv[64];
-                jtext(json_object_get(k, "created_at"), cr, sizeof(cr));
-                jtext(json_object_get(k, "revoked_at"), rv, sizeof(rv));
-                printf("%-30s %-20s %-25s %s\n", jstr(k, "id"), jstr(k, "name"), cr, rv);
+                char cr[64];
+                jtext(json_object_get(k, "createTime"), cr, sizeof(cr));
+                printf("%-30s %-20s %-6s %s\n", jstr(k, "id"), jstr(k, "name"), jstr(k, "scope"),
+                       cr);
             }
         }
     } else if (!strcmp(argv[0], "revoke")) {
@@ -400,8 +428,8 @@ static int cmd_key(struct ctl *c, int argc, char **argv)
             return usage_err("usage: tandemctl key revoke ID");
         if ((rc = check_id("key id", pos[0])) != CTL_OK)
             return rc;
-        snprintf(path, sizeof(path), "/api/v1/access-keys/%s", pos[0]);
-        rc = api(c, "DELETE", path, NULL, 0, &resp, &data);
+        snprintf(path, sizeof(path), "/api/v1/access-keys/%s/do/delete", pos[0]);
+        rc = api(c, "GET", path, NULL, 0, &resp, &data);
         if (rc == CTL_OK) {
             if (c->json)
                 printf("{\"id\":\"%s\",\"revoked\":true}\n", pos[0]);
@@ -465,7 +493,7 @@ static int script_publish(struct ctl *c, const char *id)
     char path[256], *err = NULL;
     int rc;
 
-    snprintf(path, sizeof(path), "/api/v1/scripts/%s/publish", id);
+    snprintf(path, sizeof(path), "/api/v1/scripts/%s/do/publish", id);
     /* publishing waits for a worker to inspect the code */
     rc = ctl_http_request(c->url, c->key, "POST", path, NULL, 0, 60000 + HTTP_MARGIN_MS, &r, &err);
     if (rc == -1) {
@@ -509,6 +537,47 @@ static int script_publish(struct ctl *c, const char *id)
     return rc;
 }
 
+/* DFF has add and modify, no upsert: the set is added unless it exists,
+ * the script modified, and added when modify finds none. */
+static int script_save(struct ctl *c, const char *id, json_t *body, json_t **resp, json_t **data)
+{
+    char path[256], set[128];
+    long st;
+    char *err = NULL;
+    json_t *r = NULL;
+    snprintf(set, sizeof(set), "%.*s", (int)(strstr(id, "__") - id), id);
+    json_t *sb = json_pack("{s:{s:s}}", "data", "id", set);
+    int rc = ctl_http(c, "POST", "/api/v1/script-sets/do/add", sb, &st, &r, &err);
+    json_decref(sb);
+    json_decref(r);
+    if (rc == -1) {
+        rc = ctl_report_error(c, 0, NULL, err);
+        free(err);
+        return rc;
+    }
+    snprintf(path, sizeof(path), "/api/v1/scripts/%s/do/modify", id);
+    r = NULL;
+    rc = ctl_http(c, "POST", path, body, &st, &r, &err);
+    if (rc == -1) {
+        rc = ctl_report_error(c, 0, NULL, err);
+        free(err);
+        return rc;
+    }
+    if (st == 404) {
+        json_decref(r);
+        json_object_set_new(json_object_get(body, "data"), "id", json_string(id));
+        return api(c, "POST", "/api/v1/scripts/do/add", body, 0, resp, data);
+    }
+    if (st < 200 || st > 299 || !json_is_object(r)) {
+        rc = ctl_report_error(c, st, r, NULL);
+        json_decref(r);
+        return rc;
+    }
+    *resp = r;
+    *data = json_object_get(r, "data");
+    return CTL_OK;
+}
+
 static int cmd_script(struct ctl *c, int argc, char **argv)
 {
     json_t *resp = NULL, *data = NULL;
@@ -525,7 +594,7 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
     if ((rc = parse_cmd_opts("script", argc - 1, argv + 1, opts, pos, 2, &npos)) != CTL_OK)
         return rc;
     if (!strcmp(argv[0], "push")) {
-        char *code = NULL, path[256];
+        char *code = NULL;
         size_t len = 0;
         json_t *body;
         if (npos != 1 || !id)
@@ -534,14 +603,13 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
             return usage_err("--id '%s': a script id is SET__NAME, letters, digits and _", id);
         if ((rc = read_file(pos[0], &code, &len)) != CTL_OK)
             return rc;
-        body = json_pack("{s:s%}", "code_draft", code, len);
+        body = json_pack("{s:{s:s%}}", "data", "codeDraft", code, len);
         free(code);
         if (!body)
             return usage_err("'%s' is not valid UTF-8 text", pos[0]);
         if (title)
-            json_object_set_new(body, "title", json_string(title));
-        snprintf(path, sizeof(path), "/api/v1/scripts/%s", id);
-        rc = api(c, "PUT", path, body, 0, &resp, &data);
+            json_object_set_new(json_object_get(body, "data"), "title", json_string(title));
+        rc = script_save(c, id, body, &resp, &data);
         json_decref(body);
         if (rc == CTL_OK) {
             if (c->json)
@@ -558,7 +626,7 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
     } else if (!strcmp(argv[0], "list")) {
         if (npos || id || title)
             return usage_err("usage: tandemctl script list");
-        rc = api(c, "GET", "/api/v1/scripts", NULL, 0, &resp, &data);
+        rc = api(c, "GET", "/api/v1/scripts/do/list", NULL, 0, &resp, &data);
         if (rc == CTL_OK && c->json)
             print_json(data, false);
         else if (rc == CTL_OK) {
@@ -568,7 +636,7 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
             json_array_foreach(data, i, s)
             {
                 char v[32];
-                jtext(json_object_get(s, "publish_version"), v, sizeof(v));
+                jtext(json_object_get(s, "publishVersion"), v, sizeof(v));
                 printf("%-40s %-8s %s\n", jstr(s, "id"), v, jstr(s, "title"));
             }
         }
@@ -577,6 +645,223 @@ static int cmd_script(struct ctl *c, int argc, char **argv)
     }
     json_decref(resp);
     return rc;
+}
+
+/* --- import ------------------------------------------------------------- */
+
+/* DFF's export is a zip of META.yaml and the script files; Python (which the
+ * worker embeds anyway) reads it into the JSON the server imports. */
+static const char dff_export_to_json[] =
+    "import sys, json, zipfile\n"
+    "try:\n"
+    "    import yaml\n"
+    "except ImportError:\n"
+    "    sys.exit('reading a DFF export needs python3-yaml')\n"
+    "path = sys.argv[1]\n"
+    "try:\n"
+    "    z = zipfile.ZipFile(path)\n"
+    "    files = {n: z.read(n).decode('utf-8') for n in z.namelist() if not n.endswith('/')}\n"
+    "except Exception as e:\n"
+    "    sys.exit('%s is not a DFF export (zip): %s' % (path, e))\n"
+    "metas = [n for n in files if n == 'META.yaml' or n.endswith('/META.yaml')]\n"
+    "if not metas:\n"
+    "    sys.exit('%s has no META.yaml: not a DFF script-set export' % path)\n"
+    "root = metas[0][:-len('META.yaml')]\n"
+    "try:\n"
+    "    d = yaml.safe_load(files[metas[0]]) or {}\n"
+    "except Exception as e:\n"
+    "    sys.exit('%s: META.yaml: %s' % (path, e))\n"
+    "for s in d.get('scriptSets') or []:\n"
+    "    for sc in s.get('scripts') or []:\n"
+    "        name = str(sc.get('id', '')).split('__', 1)[-1]\n"
+    "        for ext in ('.py', ''):\n"
+    "            p = '%sscript-sets/%s/%s%s' % (root, s.get('id'), name, ext)\n"
+    "            if p in files:\n"
+    "                sc['code'] = files[p]\n"
+    "                break\n"
+    "json.dump(d, sys.stdout, default=str)\n";
+
+static int export_to_json(const char *path, json_t **out)
+{
+    int fds[2];
+    if (pipe(fds) == -1)
+        return usage_err("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid == -1)
+        return usage_err("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("python3", "python3", "-c", dff_export_to_json, path, (char *)NULL);
+        fprintf(stderr, "tandemctl import: cannot run python3: %s\n", strerror(errno));
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    json_error_t je;
+    *out = f ? json_loadf(f, 0, &je) : NULL;
+    if (f)
+        fclose(f);
+    int st = 0;
+    while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+        ;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !*out) {
+        json_decref(*out);
+        *out = NULL;
+        fprintf(stderr, "tandemctl import: cannot read %s (see above)\n", path);
+        return CTL_USAGE;
+    }
+    return CTL_OK;
+}
+
+static int cmd_import(struct ctl *c, int argc, char **argv)
+{
+    json_t *resp = NULL, *data = NULL, *doc = NULL;
+    const char *pos[1];
+    bool overwrite = false, no_publish = false;
+    int npos, rc;
+    struct copt opts[] = {{"overwrite", false, NULL, &overwrite},
+                          {"no-publish", false, NULL, &no_publish},
+                          {NULL, false, NULL, NULL}};
+
+    if ((rc = parse_cmd_opts("import", argc, argv, opts, pos, 1, &npos)) != CTL_OK)
+        return rc;
+    if (npos != 1)
+        return usage_err("usage: tandemctl import FILE [--overwrite] [--no-publish]  (FILE: a "
+                         "DFF script-set export .zip, or its META as JSON)");
+    size_t len = strlen(pos[0]);
+    if (len > 4 && !strcmp(pos[0] + len - 4, ".zip")) {
+        if ((rc = export_to_json(pos[0], &doc)) != CTL_OK)
+            return rc;
+    } else {
+        json_error_t je;
+        doc = json_load_file(pos[0], 0, &je);
+        if (!doc)
+            return usage_err("%s: line %d: %s", pos[0], je.line, je.text);
+    }
+    json_t *body = json_pack("{s:o,s:b}", "data", doc, "overwrite", overwrite);
+    rc = api(c, "POST", "/api/v1/script-sets/do/import", body, 0, &resp, &data);
+    json_decref(body);
+    if (rc != CTL_OK) {
+        json_decref(resp);
+        return rc;
+    }
+    size_t i;
+    json_t *v;
+    if (c->json) {
+        print_json(data, false);
+    } else {
+        const char *k;
+        json_object_foreach(json_object_get(data, "imported"), k, v)
+        {
+            printf("imported %zu %s\n", json_array_size(v), k);
+        }
+        json_array_foreach(json_object_get(data, "warnings"), i, v)
+        {
+            fprintf(stderr, "tandemctl import: warning: %s\n", json_string_value(v));
+        }
+    }
+    if (!no_publish)
+        json_array_foreach(json_object_get(data, "publish"), i, v)
+        {
+            int prc = script_publish(c, json_string_value(v));
+            if (prc != CTL_OK)
+                rc = prc;
+        }
+    json_decref(resp);
+    return rc;
+}
+
+/* The zip DFF's console imports: META.yaml plus one file per script. */
+static const char json_to_dff_export[] =
+    "import sys, json, zipfile\n"
+    "try:\n"
+    "    import yaml\n"
+    "except ImportError:\n"
+    "    sys.exit('writing a DFF export needs python3-yaml')\n"
+    "d = json.load(sys.stdin)\n"
+    "with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n"
+    "    for s in d.get('scriptSets') or []:\n"
+    "        for sc in s.get('scripts') or []:\n"
+    "            code = sc.pop('code', None)\n"
+    "            draft = sc.pop('codeDraft', None)\n"
+    "            name = sc['id'].split('__', 1)[-1]\n"
+    "            z.writestr('script-sets/%s/%s.py' % (s['id'], name),\n"
+    "                       code if code is not None else (draft or ''))\n"
+    "    z.writestr('META.yaml', yaml.safe_dump(d, allow_unicode=True, sort_keys=False))\n";
+
+static int cmd_export(struct ctl *c, int argc, char **argv)
+{
+    json_t *resp = NULL, *data = NULL;
+    const char *pos[64], *env = NULL;
+    int npos, rc;
+    struct copt opts[] = {{"env", true, &env, NULL}, {NULL, false, NULL, NULL}};
+
+    if ((rc = parse_cmd_opts("export", argc, argv, opts, pos, 64, &npos)) != CTL_OK)
+        return rc;
+    if (npos < 2)
+        return usage_err("usage: tandemctl export FILE.zip SCRIPT_SET... [--env ID,ID]  (with "
+                         "the sets' sync/async APIs and cron jobs)");
+    json_t *sets = json_array(), *envs = NULL;
+    for (int i = 1; i < npos; i++)
+        json_array_append_new(sets, json_string(pos[i]));
+    if (env) {
+        envs = json_array();
+        for (const char *p = env; *p;) {
+            size_t n = strcspn(p, ",");
+            json_array_append_new(envs, json_stringn(p, n));
+            p += n + (p[n] == ',');
+        }
+    }
+    json_t *body = json_pack("{s:o,s:b,s:b,s:b,s:o?}", "scriptSetIds", sets, "includeSyncAPIs", 1,
+                             "includeAsyncAPIs", 1, "includeCronJobs", 1, "envVariableIds", envs);
+    rc = api(c, "POST", "/api/v1/script-sets/do/export", body, 0, &resp, &data);
+    json_decref(body);
+    if (rc != CTL_OK) {
+        json_decref(resp);
+        return rc;
+    }
+    char *doc = json_dumps(data, JSON_COMPACT);
+    json_decref(resp);
+    int fds[2];
+    if (!doc || pipe(fds) == -1) {
+        free(doc);
+        return usage_err("cannot hand the export to python3");
+    }
+    pid_t pid = fork();
+    if (pid == -1) {
+        free(doc);
+        return usage_err("fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        dup2(fds[0], 0);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("python3", "python3", "-c", json_to_dff_export, pos[0], (char *)NULL);
+        fprintf(stderr, "tandemctl export: cannot run python3: %s\n", strerror(errno));
+        _exit(127);
+    }
+    close(fds[0]);
+    size_t len = strlen(doc), off = 0;
+    while (off < len) {
+        ssize_t w = write(fds[1], doc + off, len - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    close(fds[1]);
+    free(doc);
+    int st = 0;
+    while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+        ;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "tandemctl export: writing %s failed (see above)\n", pos[0]);
+        return CTL_REFUSED;
+    }
+    if (!c->json)
+        printf("exported to %s\n", pos[0]);
+    return CTL_OK;
 }
 
 /* --- func, call, task --------------------------------------------------- */
@@ -595,7 +880,7 @@ static int cmd_func(struct ctl *c, int argc, char **argv)
         return rc;
     if (script && !script_id_valid(script))
         return usage_err("--script '%s' is not a script id (SET__NAME)", script);
-    snprintf(path, sizeof(path), "/api/v1/funcs%s%s", script ? "?script=" : "",
+    snprintf(path, sizeof(path), "/api/v1/funcs/do/list%s%s", script ? "?scriptId=" : "",
              script ? script : "");
     rc = api(c, "GET", path, NULL, 0, &resp, &data);
     if (rc == CTL_OK && c->json)
@@ -608,7 +893,7 @@ static int cmd_func(struct ctl *c, int argc, char **argv)
         {
             char to[32], args[256];
             jtext(json_object_get(f, "timeout"), to, sizeof(to));
-            jtext(json_object_get(f, "args"), args, sizeof(args));
+            jtext(json_object_get(f, "argsJSON"), args, sizeof(args));
             printf("%-44s %-8s %-24s %s\n", jstr(f, "id"), to, args, jstr(f, "title"));
         }
     }
@@ -719,20 +1004,20 @@ static int cmd_api(struct ctl *c, int argc, char **argv)
         rc = CTL_OK;
         for (int k = from; k < to && rc == CTL_OK; k++) {
             char path[64];
-            snprintf(path, sizeof(path), "/api/v1/%s-apis", kinds[k]);
+            snprintf(path, sizeof(path), "/api/v1/%s-apis/do/list", kinds[k]);
             rc = api(c, "GET", path, NULL, 0, &resp, &data);
             if (rc == CTL_OK && !c->json) {
                 size_t i;
                 json_t *a;
                 printf("%s%-6s %-30s %-44s %-8s %s\n", k > from ? "\n" : "", "KIND", "ID", "FUNC",
-                       "NEEDKEY", "ENABLED");
+                       "NEEDKEY", "DISABLED");
                 json_array_foreach(data, i, a)
                 {
-                    char nk[16], en[16];
-                    jtext(json_object_get(a, "need_key"), nk, sizeof(nk));
-                    jtext(json_object_get(a, "enabled"), en, sizeof(en));
-                    printf("%-6s %-30s %-44s %-8s %s\n", kinds[k], jstr(a, "id"),
-                           jstr(a, "func_id"), nk, en);
+                    char nk[16], dis[16];
+                    jtext(json_object_get(a, "needKey"), nk, sizeof(nk));
+                    jtext(json_object_get(a, "isDisabled"), dis, sizeof(dis));
+                    printf("%-6s %-30s %-44s %-8s %s\n", kinds[k], jstr(a, "id"), jstr(a, "funcId"),
+                           nk, dis);
                 }
             } else if (rc == CTL_OK) {
                 json_object_set(all, kinds[k], data);
@@ -757,10 +1042,11 @@ static int cmd_api(struct ctl *c, int argc, char **argv)
         return usage_err("'%s' is not a func id (SET__SCRIPT.FUNC)", pos[0]);
     if (kw && (rc = parse_kwargs(kw, &kwargs)) != CTL_OK)
         return rc;
-    body =
-        json_pack("{s:s,s:o,s:b,s:s}", "func_id", pos[0], "kwargs", kwargs ? kwargs : json_object(),
-                  "need_key", need_key, "title", title ? title : "");
-    rc = api(c, "POST", sync ? "/api/v1/sync-apis" : "/api/v1/async-apis", body, 0, &resp, &data);
+    body = json_pack("{s:{s:s,s:o,s:b,s:s}}", "data", "funcId", pos[0], "funcCallKwargsJSON",
+                     kwargs ? kwargs : json_object(), "needKey", need_key, "title",
+                     title ? title : "");
+    rc = api(c, "POST", sync ? "/api/v1/sync-apis/do/add" : "/api/v1/async-apis/do/add", body, 0,
+             &resp, &data);
     json_decref(body);
     if (rc == CTL_OK) {
         if (c->json)
@@ -791,6 +1077,9 @@ static const struct command {
     {"cron", ctl_cron_main},
     {"doctor", ctl_doctor_main},
     {"connector", ctl_connector_main},
+    {"user", ctl_user_main},
+    {"import", cmd_import},
+    {"export", cmd_export},
     {NULL, NULL},
 };
 

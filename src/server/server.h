@@ -27,6 +27,14 @@
 
 struct srv_req;
 struct MHD_Connection;
+
+/* Who may call a route (server_auth.c). The numbers matter: rows written
+ * with `true`/`false` mean call/none. */
+enum srv_scope {
+    SRV_SCOPE_NONE = 0,  /* anyone */
+    SRV_SCOPE_CALL = 1,  /* any credential: call funcs and APIs */
+    SRV_SCOPE_ADMIN = 2, /* a signed-in user, or an access key of scope admin */
+};
 typedef void (*srv_handler)(struct srv_req *r);
 
 /* One row of the routing table (server_route.c). Pattern segments: literal,
@@ -37,8 +45,8 @@ struct srv_route {
     const char *method;
     const char *pattern;
     srv_handler fn;
-    bool needs_admin;   /* the HTTP layer checks the Bearer key first */
-    const char *rclass; /* metrics label: "ping","call","admin",... */
+    enum srv_scope need; /* the HTTP layer checks credentials first (srv_auth_check) */
+    const char *rclass;  /* metrics label: "ping","call","admin",... */
 };
 
 /* Outcome of a task handed to the worker with srv_call(). `outcome` is the
@@ -62,6 +70,8 @@ struct srv_req {
     int64_t t0_ms;     /* wall clock at arrival (reqTime) */
     int64_t t0_mono;   /* monotonic, for reqCost and latency */
     char key_id[64];   /* access key id when a valid key came with it */
+    char user_id[64];  /* user id when a sign-in token came with it */
+    char *uri;         /* raw request URI with query string (signatures cover it) */
 
     /* HTTP layer state (server_http.c) */
     int state;
@@ -118,8 +128,15 @@ int req_field_int(struct srv_req *r, json_t *obj, const char *name, bool require
 int req_field_bool(struct srv_req *r, json_t *obj, const char *name, bool required, bool *out);
 int req_field_obj(struct srv_req *r, json_t *obj, const char *name, bool required, json_t **out);
 
-/* The Bearer key is a live access key; else answers 401 EAPIAuth, -1. */
+/* Credentials (Bearer key, X-Dff-Auth-Token, X-Dff-Ak-* signature) that
+ * grant `need`; else answers 401 (none or bad) / 403 (scope too small) and
+ * returns -1. server_auth.c. */
+int srv_auth_check(struct srv_req *r, enum srv_scope need);
+/* srv_auth_check(r, SRV_SCOPE_CALL): any live credential. */
 int req_need_key(struct srv_req *r);
+
+/* 200 envelope with more top-level members (e.g. "pageInfo"), stolen. */
+void req_ok_extra(struct srv_req *r, json_t *data, json_t *extra);
 
 /* ---- backends ----------------------------------------------------------- */
 
@@ -153,6 +170,10 @@ int srv_gen_bump(void);
 int srv_gen_bump_answer(struct srv_req *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 #define SRV_RELOAD_MS 5000
+/* srv_gen_bump() after a committed write; if Redis refuses, answers 503
+ * EBackend naming what was saved but not announced ("<label> <id> was
+ * <done> but …") and returns -1. */
+int req_gen_bump(struct srv_req *r, const char *label, const char *id, const char *done);
 
 /* ---- process ------------------------------------------------------------ */
 

@@ -127,6 +127,17 @@ long long req_sql_exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
     return n < 0 ? 0 : n;
 }
 
+int req_gen_bump(struct srv_req *r, const char *label, const char *id, const char *done)
+{
+    if (srv_gen_bump() == 0)
+        return 0;
+    req_err(r, 503, "EBackend", json_pack("{s:s,s:s,s:s}", "saved", done, "what", label, "id", id),
+            "%s %s was %s but servers were not told (Redis refused the generation bump); they "
+            "reload within 5 s",
+            label, id, done);
+    return -1;
+}
+
 static void rollback(MYSQL *m)
 {
     db_exec(m, NULL, "ROLLBACK");
@@ -265,7 +276,7 @@ void h_script_delete(struct srv_req *r)
         if (n == 0) {
             req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "script %s not found", id);
         } else {
-            if (srv_gen_bump_answer(r, "script %s deleted", id) == 0)
+            if (req_gen_bump(r, "script", id, "deleted") == 0)
                 req_ok(r, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
         }
     } else {
@@ -406,7 +417,7 @@ static void publish_done(struct srv_req *r, json_t *outcome, void *ud)
     free(qid);
     free(qcode);
     /* on failure this answers 503; the fixed cron jobs are still synced */
-    bool announced = srv_gen_bump_answer(r, "script %s published as version %lld", p->id, ver) == 0;
+    bool announced = req_gen_bump(r, "script", p->id, "published") == 0;
     err = NULL;
     json_t *data =
         json_pack("{s:s,s:I,s:O}", "id", p->id, "publish_version", (json_int_t)ver, "funcs", funcs);
@@ -568,7 +579,7 @@ void h_api_create(struct srv_req *r)
                      "VALUES (%s, %s, %s, %s, %d, %d, %s)",
                      table, qid, qf, qt, qk, f.need_key ? 1 : 0,
                      (!f.has_enabled || f.enabled) ? 1 : 0, timeout) >= 0) {
-        if (srv_gen_bump_answer(r, "%s %s created", table, id) == 0)
+        if (req_gen_bump(r, table, id, "created") == 0)
             api_answer(r, m, table, id);
     }
     free(kw);
@@ -640,7 +651,7 @@ void h_api_patch(struct srv_req *r)
     free(q);
     if (n < 0)
         goto out;
-    if (*sep && srv_gen_bump_answer(r, "%s %s updated", table, id) != 0)
+    if (*sep && req_gen_bump(r, table, id, "modified") != 0)
         goto out;
     api_answer(r, m, table, id);
 out:
@@ -660,9 +671,10 @@ void h_api_delete(struct srv_req *r)
     if (n == 0)
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "%s %s not found",
                 is_sync_path(r) ? "sync API" : "async API", id);
-    else if (n > 0 && srv_gen_bump_answer(r, "%s %s deleted",
-                                          is_sync_path(r) ? "sync API" : "async API", id) == 0)
-        req_ok(r, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
+    else if (n > 0) {
+        if (req_gen_bump(r, "API", id, "deleted") == 0)
+            req_ok(r, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
+    }
 }
 
 /* ---- env variables ------------------------------------------------------------ */
@@ -714,7 +726,7 @@ void h_env_put(struct srv_req *r)
                      "INSERT INTO env_variable (id, value) VALUES (%s, %s) "
                      "ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = NOW(3)",
                      qid, qv) >= 0) {
-        if (srv_gen_bump_answer(r, "env variable %s saved", id) == 0)
+        if (req_gen_bump(r, "env variable", id, "saved") == 0)
             env_answer(r, m, id);
     }
     free(qid);
@@ -734,8 +746,10 @@ void h_env_delete(struct srv_req *r)
     free(q);
     if (n == 0)
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "env variable %s not found", id);
-    else if (n > 0 && srv_gen_bump_answer(r, "env variable %s deleted", id) == 0)
-        req_ok(r, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
+    else if (n > 0) {
+        if (req_gen_bump(r, "env variable", id, "deleted") == 0)
+            req_ok(r, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
+    }
 }
 
 /* ---- access keys ---------------------------------------------------------------- */
@@ -768,7 +782,7 @@ void h_key_create(struct srv_req *r)
     char *qid = db_q(m, id), *qn = db_q(m, name ? name : ""), *qh = db_q(m, hex);
     if (req_sql_exec(r, m, "INSERT INTO access_key (id, name, secret_sha256) VALUES (%s, %s, %s)",
                      qid, qn, qh) >= 0) {
-        if (srv_gen_bump_answer(r, "access key %s created", id) == 0)
+        if (req_gen_bump(r, "access key", id, "created") == 0)
             req_ok(r, json_pack("{s:s,s:s,s:s}", "id", id, "name", name ? name : "", "secret",
                                 secret));
     }
@@ -801,7 +815,7 @@ void h_key_delete(struct srv_req *r)
             r, m, "UPDATE access_key SET revoked_at = NOW(3) WHERE id = %s AND revoked_at IS NULL",
             q) < 0)
         goto out;
-    if (srv_gen_bump_answer(r, "access key %s revoked", id) == 0)
+    if (req_gen_bump(r, "access key", id, "revoked") == 0)
         req_ok(r, json_pack("{s:s,s:b}", "id", id, "revoked", 1));
 out:
     free(q);

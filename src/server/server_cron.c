@@ -334,7 +334,7 @@ static void h_create(struct srv_req *r)
             "%d, %s, %s, %s, 0, NOW(3), NOW(3))",
             qid, qf, qt, qe, qz, qk, (!f.has_enabled || f.enabled) ? 1 : 0, qo, grace,
             f.expires_sql) >= 0) {
-        if (srv_gen_bump_answer(r, "cron job %s created", id) == 0)
+        if (req_gen_bump(r, "cron job", id, "saved") == 0)
             answer_job(r, m, id);
     }
     free(kw);
@@ -416,8 +416,10 @@ static void h_patch(struct srv_req *r, const char *id)
     long long n = req_sql_exec(r, m, "UPDATE cron_job SET %s WHERE id = %s", set, qid);
     free(set);
     free(qid);
-    if (n >= 0 && srv_gen_bump_answer(r, "cron job %s updated", id) == 0)
-        answer_job(r, m, id);
+    if (n >= 0) {
+        if (req_gen_bump(r, "cron job", id, "saved") == 0)
+            answer_job(r, m, id);
+    }
 out:
     json_decref(body);
 }
@@ -434,7 +436,7 @@ static void h_delete(struct srv_req *r, const char *id)
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "cron job %s not found", id);
         return;
     }
-    if (n < 0 || srv_gen_bump_answer(r, "cron job %s deleted", id) != 0)
+    if (n < 0 || req_gen_bump(r, "cron job", id, "deleted") != 0)
         return;
     redisContext *rc = srv_redis(r);
     if (!rc)
@@ -469,10 +471,8 @@ static void h_settings(struct srv_req *r)
                 r, m,
                 "INSERT INTO setting (k, v, updated_at) VALUES ('cron.paused', '%d', NOW(3)) "
                 "ON DUPLICATE KEY UPDATE v = VALUES(v), updated_at = NOW(3)",
-                paused ? 1 : 0) < 0)
-            return;
-        if (srv_gen_bump_answer(r, "cron pause setting (paused=%s)", paused ? "true" : "false") !=
-            0)
+                paused ? 1 : 0) < 0 ||
+            req_gen_bump(r, "setting", "cron.paused", "saved") != 0)
             return;
     } else if (strcmp(r->method, "GET") != 0) {
         req_err(r, 405, "EClientMethodNotAllowed", NULL, "%s not allowed here (GET, PATCH)",

@@ -14,7 +14,6 @@
 #include <sys/socket.h>
 #include "clock.h"
 #include "log.h"
-#include "sha256.h"
 #include "server_int.h"
 #include "server_tls.h"
 #include "util.h"
@@ -66,30 +65,114 @@ static json_t *json_string_lossy(const char *s)
     return j ? j : json_string("");
 }
 
-char *envelope_build(int http, const char *reason, const char *message, json_t *detail,
-                     json_t *data, const char *trace_id, int64_t t0_ms, int64_t t1_ms,
-                     int64_t cost_ms)
+/* DFF's response codes (const.yaml respCodeMap): the wire "error" is
+ * <HTTP status>.<two digits> and "reason" DFF's name. Tandem's own reasons
+ * that DFF has no name for keep their name and get a code of their own. */
+static const struct {
+    const char *reason, *wire; /* wire NULL = reason as is */
+    const char *code;
+} reason_codes[] = {
+    {"EUser", NULL, "400.10"},
+    {"EUserPassword", NULL, "400.12"},
+    {"EUserCaptcha", NULL, "400.13"},
+    {"EUserAuth", NULL, "401.14"},
+    {"EUserPrivilege", NULL, "403.15"},
+    {"EUserDisabled", NULL, "401.16"},
+    {"EBizCondition", NULL, "403.21"},
+    {"EBizRequestConflict", NULL, "409.25"},
+    {"EClient", NULL, "400.40"},
+    {"EClientNotFound", NULL, "404.41"},
+    {"ENotFound", "EClientNotFound", "404.41"},
+    {"EFuncNotFound", NULL, "404.41"},
+    {"EClientDuplicated", NULL, "409.42"},
+    {"EClientBadRequest", NULL, "400.43"},
+    {"EClientUnsupported", NULL, "400.44"},
+    {"EClientRateLimit", NULL, "429.46"},
+    {"EClientMethodNotAllowed", NULL, "405.47"},
+    {"EClientBodyTooLarge", NULL, "413.48"},
+    {"ESys", NULL, "500.50"},
+    {"EServerInternal", NULL, "500.50"},
+    {"EBackend", NULL, "503.22"},
+    {"EAPIAuth", NULL, "401.99"},
+    {"EScriptSyntaxError", NULL, "400.90"},
+    {"EScriptPublishFailed", NULL, "400.90"},
+    {"EFuncFailed", NULL, "599.10"},
+    {"EFuncTimeout", NULL, "599.20"},
+    {"ETaskExpired", NULL, "599.21"},
+    {"EWorkerCrashed", NULL, "599.30"},
+    {"EFuncResultParsingFailed", NULL, "599.98"},
+    {"EWorkerNoResponse", NULL, "599.99"},
+};
+
+/* The wire reason and code of a reason; an unknown one keeps its name and
+ * gets "<http>" (an integer, as before). */
+void envelope_code(int http, const char *reason, const char **wire, char *code, size_t n)
 {
-    char t0[40], t1[40];
+    *wire = reason;
+    snprintf(code, n, "%d", http);
+    if (!reason)
+        return;
+    /* DFF's dotted reasons ("EBizCondition.SyncAPIDisabled") take their head's code */
+    size_t head = strcspn(reason, ".");
+    for (size_t i = 0; i < sizeof reason_codes / sizeof reason_codes[0]; i++) {
+        if (strlen(reason_codes[i].reason) != head ||
+            strncmp(reason_codes[i].reason, reason, head) != 0)
+            continue;
+        if (reason_codes[i].wire)
+            *wire = reason_codes[i].wire;
+        /* the integer part is always the HTTP status actually sent */
+        const char *dot = strchr(reason_codes[i].code, '.');
+        snprintf(code, n, "%d%s", http, dot ? dot : "");
+        return;
+    }
+}
+
+char *envelope_build_ex(int http, const char *reason, const char *message, json_t *detail,
+                        json_t *data, json_t *extra, const char *trace_id, int64_t t0_ms,
+                        int64_t t1_ms, int64_t cost_ms)
+{
+    char t0[40], t1[40], code[32];
+    const char *wire;
     bool ok = reason == NULL;
+    envelope_code(http, reason, &wire, code, sizeof code);
+    /* "error" is written by hand: a JSON real would print 400.43 as
+     * 400.43000000000001 */
     json_t *o = json_object();
-    json_object_set_new(o, "ok", json_boolean(ok));
-    json_object_set_new(o, "error", json_integer(http));
     if (!ok)
-        json_object_set_new(o, "reason", json_string(reason));
+        json_object_set_new(o, "reason", json_string(wire));
+    if (!ok) /* DFF's success envelope has no status */
+        json_object_set_new(o, "status", json_integer(http));
     json_object_set_new(o, "message", json_string_lossy(message ? message : ""));
     if (!ok)
         json_object_set_new(o, "detail", detail ? detail : json_object());
     else if (detail)
         json_decref(detail);
     json_object_set_new(o, "data", data ? data : json_null());
+    if (extra)
+        json_object_update(o, extra);
+    json_decref(extra);
     json_object_set_new(o, "traceId", json_string(trace_id ? trace_id : ""));
     json_object_set_new(o, "reqTime", json_string(iso8601_ms(t0_ms, t0, sizeof t0)));
     json_object_set_new(o, "respTime", json_string(iso8601_ms(t1_ms, t1, sizeof t1)));
     json_object_set_new(o, "reqCost", json_integer(cost_ms));
-    char *s = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *rest = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
     json_decref(o);
+    if (!rest)
+        return NULL;
+    char *s = NULL;
+    /* rest is "{...}" and never empty: it holds "message" at least */
+    if (asprintf(&s, "{\"ok\":%s,\"error\":%s,%s", ok ? "true" : "false", code, rest + 1) < 0)
+        s = NULL;
+    free(rest);
     return s;
+}
+
+char *envelope_build(int http, const char *reason, const char *message, json_t *detail,
+                     json_t *data, const char *trace_id, int64_t t0_ms, int64_t t1_ms,
+                     int64_t cost_ms)
+{
+    return envelope_build_ex(http, reason, message, detail, data, NULL, trace_id, t0_ms, t1_ms,
+                             cost_ms);
 }
 
 /* ---- answering ----------------------------------------------------------- */
@@ -113,14 +196,14 @@ void req_raw(struct srv_req *r, int http, const char *content_type, char *body, 
 }
 
 static void answer_envelope(struct srv_req *r, int http, const char *reason, json_t *detail,
-                            json_t *data, const char *msg)
+                            json_t *data, json_t *extra, const char *msg)
 {
     int64_t t1 = now_ms();
-    char *s = envelope_build(http, reason, msg, detail, data, r->trace_id, r->t0_ms, t1,
-                             (mono_ms() - r->t0_mono));
+    char *s = envelope_build_ex(http, reason, msg, detail, data, extra, r->trace_id, r->t0_ms, t1,
+                                (mono_ms() - r->t0_mono));
     if (!s) {
-        s = strdup("{\"ok\":false,\"error\":500,\"reason\":\"EServerInternal\",\"message\":"
-                   "\"cannot encode\"}");
+        s = strdup("{\"ok\":false,\"error\":500.50,\"reason\":\"EServerInternal\",\"status\":"
+                   "500,\"message\":\"cannot encode\"}");
         http = 500;
     }
     req_raw(r, http, "application/json", s, strlen(s));
@@ -128,7 +211,12 @@ static void answer_envelope(struct srv_req *r, int http, const char *reason, jso
 
 void req_ok(struct srv_req *r, json_t *data)
 {
-    answer_envelope(r, 200, NULL, NULL, data, "");
+    answer_envelope(r, 200, NULL, NULL, data, NULL, "");
+}
+
+void req_ok_extra(struct srv_req *r, json_t *data, json_t *extra)
+{
+    answer_envelope(r, 200, NULL, NULL, data, extra, "");
 }
 
 void req_err(struct srv_req *r, int http, const char *reason, json_t *detail, const char *fmt, ...)
@@ -140,7 +228,7 @@ void req_err(struct srv_req *r, int http, const char *reason, json_t *detail, co
     va_end(ap);
     if (http >= 500 && http != 599)
         log_warnx("%s %s: %d %s: %s", r->method, r->path, http, reason, msg);
-    answer_envelope(r, http, reason, detail, NULL, msg);
+    answer_envelope(r, http, reason, detail, NULL, NULL, msg);
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -291,40 +379,6 @@ int req_field_obj(struct srv_req *r, json_t *obj, const char *name, bool require
     return 0;
 }
 
-int req_need_key(struct srv_req *r)
-{
-    const char *h = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || !*h) {
-        req_err(r, 401, "EAPIAuth", NULL,
-                "missing access key: send 'Authorization: Bearer <secret>'");
-        return -1;
-    }
-    if (strncasecmp(h, "Bearer ", 7) != 0) {
-        req_err(r, 401, "EAPIAuth", NULL, "Authorization header must be 'Bearer <secret>'");
-        return -1;
-    }
-    const char *secret = h + 7;
-    while (*secret == ' ')
-        secret++;
-    char hex[65];
-    sha256_hex(secret, strlen(secret), hex);
-    struct srv_cache *c = srv_cache_get();
-    json_t *id = c->loaded ? json_object_get(c->keys, hex) : NULL;
-    if (id)
-        snprintf(r->key_id, sizeof r->key_id, "%s", json_string_value(id));
-    bool loaded = c->loaded;
-    srv_cache_put(c);
-    if (!loaded) {
-        req_err(r, 503, "EBackend", NULL, "access keys not loaded yet (database unreachable?)");
-        return -1;
-    }
-    if (!id) {
-        req_err(r, 401, "EAPIAuth", NULL, "access key is unknown or revoked");
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- request lifecycle --------------------------------------------------- */
 
 static __thread uint64_t rng_state;
@@ -380,7 +434,7 @@ static void route_and_run(struct srv_req *r, bool health_listener)
                 (long long)S.conf.body_limit);
         return;
     }
-    if (rt->needs_admin && req_need_key(r) != 0)
+    if (rt->need != SRV_SCOPE_NONE && srv_auth_check(r, rt->need) != 0)
         return;
     rt->fn(r);
 }
@@ -530,11 +584,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     (void)version;
     struct srv_req *r = *con_cls;
-    if (!r) {
+    if (!r || !r->conn) { /* on_uri may have made r, with the raw URI only */
         /* headers are in: from here the body deadline runs */
         conn_phase(conn, PH_BODY);
 
-        r = calloc(1, sizeof *r);
+        if (!r)
+            r = calloc(1, sizeof *r);
         if (!r)
             return MHD_NO;
         atomic_fetch_add(&S.inflight, 1);
@@ -657,6 +712,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r)
         return;
     *con_cls = NULL;
+    if (!r->conn) { /* only the URI was seen */
+        free(r->uri);
+        free(r);
+        return;
+    }
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->answered)
         log_debug("%s %s: connection ended before an answer (code %d)", r->method, r->path,
                   (int)toe);
@@ -670,8 +730,21 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         MHD_destroy_response(r->resp);
     json_decref(r->outcome);
     free(r->body);
+    free(r->uri);
     free(r);
     atomic_fetch_sub(&S.inflight, 1);
+}
+
+/* MHD's first look at a request: keep the raw URI (path and query as
+ * sent), which access-key signatures cover. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    struct srv_req *r = calloc(1, sizeof *r);
+    if (r)
+        r->uri = strdup(uri ? uri : "");
+    return r;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -755,7 +828,7 @@ static struct MHD_Daemon *daemon_start(const char *what, int port, unsigned thre
     static const struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
     /* MHD_OPTION_CONNECTION_TIMEOUT stays the idle timeout (keep-alive,
      * stalled reads of the answer); total-time deadlines are the reaper's */
-    struct MHD_OptionItem opts[9];
+    struct MHD_OptionItem opts[10];
     int n = 0;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &sa};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, S.conf.conn_timeout, NULL};
@@ -766,9 +839,12 @@ static struct MHD_Daemon *daemon_start(const char *what, int port, unsigned thre
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
     if (threads > 1)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
-    if (with_completed)
+    if (with_completed) {
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL};
+        /* the raw URI for access-key signatures; its r is freed by on_completed */
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, NULL};
+    }
     opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     struct MHD_Daemon *d =
         MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handler, cls, MHD_OPTION_ARRAY, opts,

@@ -76,6 +76,26 @@ char *envelope_build(int http, const char *reason, const char *message, json_t *
                      json_t *data, const char *trace_id, int64_t t0_ms, int64_t t1_ms,
                      int64_t cost_ms);
 
+/* Same with extra top-level members (stolen, may be NULL). */
+char *envelope_build_ex(int http, const char *reason, const char *message, json_t *detail,
+                        json_t *data, json_t *extra, const char *trace_id, int64_t t0_ms,
+                        int64_t t1_ms, int64_t cost_ms);
+/* DFF's wire reason and decimal code ("404.41") for a reason and status. */
+void envelope_code(int http, const char *reason, const char **wire, char *code, size_t n);
+
+/* ---- resources (server_resource.c) and auth (server_auth.c) ---- */
+void h_res_list(struct srv_req *r);
+void h_res_get(struct srv_req *r);
+void h_res_add(struct srv_req *r);
+void h_res_modify(struct srv_req *r);
+void h_res_delete(struct srv_req *r);
+void h_res_import(struct srv_req *r);
+void h_res_export(struct srv_req *r);
+void h_sign_in(struct srv_req *r);
+void h_sign_out(struct srv_req *r);
+/* Ends every sign-in session of a user (disabled, deleted, new password). */
+void auth_drop_user_tokens(redisContext *rc, const char *user_id);
+
 /* ---- process context ---- */
 #define PENDING_BUCKETS 4096
 

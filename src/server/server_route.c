@@ -1,8 +1,20 @@
 /* The routing table and its matcher. One row per endpoint; the HTTP layer
- * checks the admin key for rows that need it before calling the handler. */
+ * checks the row's scope (srv_auth_check) before calling the handler. This
+ * table is the one place that says who may call what. */
 #include <stdlib.h>
 #include <string.h>
 #include "server_int.h"
+
+#define A SRV_SCOPE_ADMIN
+/* DataFlux Func's management paths of one resource (server_resource.c). */
+#define DFF_RES(w)                                                                                 \
+    {"GET", "/api/v1/" w "/do/list", h_res_list, A, "admin"},                                      \
+        {"GET", "/api/v1/" w "/:/do/get", h_res_get, A, "admin"},                                  \
+        {"POST", "/api/v1/" w "/do/add", h_res_add, A, "admin"},                                   \
+        {"POST", "/api/v1/" w "/:/do/modify", h_res_modify, A, "admin"},                           \
+    {                                                                                              \
+        "GET", "/api/v1/" w "/:/do/delete", h_res_delete, A, "admin"                               \
+    }
 
 const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/do/ping", h_ping, false, "ping"},
@@ -41,40 +53,64 @@ const struct srv_route srv_routes[] = {
      * so async API callers without an admin key can fetch their result. */
     {"GET", "/api/v1/tasks/:", h_task_get, false, "task"},
 
-    {"GET", "/api/v1/scripts", h_scripts_list, true, "admin"},
-    {"GET", "/api/v1/scripts/:", h_script_get, true, "admin"},
-    {"PUT", "/api/v1/scripts/:", h_script_put, true, "admin"},
-    {"DELETE", "/api/v1/scripts/:", h_script_delete, true, "admin"},
-    {"POST", "/api/v1/scripts/:/publish", h_script_publish, true, "admin"},
-    {"GET", "/api/v1/funcs", h_funcs_list, true, "admin"},
-    {"GET", "/api/v1/sync-apis", h_apis_list, true, "admin"},
-    {"POST", "/api/v1/sync-apis", h_api_create, true, "admin"},
-    {"GET", "/api/v1/sync-apis/:", h_api_get, true, "admin"},
-    {"PATCH", "/api/v1/sync-apis/:", h_api_patch, true, "admin"},
-    {"DELETE", "/api/v1/sync-apis/:", h_api_delete, true, "admin"},
-    {"GET", "/api/v1/async-apis", h_apis_list, true, "admin"},
-    {"POST", "/api/v1/async-apis", h_api_create, true, "admin"},
-    {"GET", "/api/v1/async-apis/:", h_api_get, true, "admin"},
-    {"PATCH", "/api/v1/async-apis/:", h_api_patch, true, "admin"},
-    {"DELETE", "/api/v1/async-apis/:", h_api_delete, true, "admin"},
-    {"GET", "/api/v1/env-variables", h_env_list, true, "admin"},
-    {"GET", "/api/v1/env-variables/:", h_env_get, true, "admin"},
-    {"PUT", "/api/v1/env-variables/:", h_env_put, true, "admin"},
-    {"DELETE", "/api/v1/env-variables/:", h_env_delete, true, "admin"},
-    {"GET", "/api/v1/access-keys", h_keys_list, true, "admin"},
-    {"POST", "/api/v1/access-keys", h_key_create, true, "admin"},
-    {"DELETE", "/api/v1/access-keys/:", h_key_delete, true, "admin"},
-    {"GET", "/api/v1/task-records", h_task_records, true, "admin"},
-    {"GET", "/api/v1/failover-events", h_failover_events, true, "admin"},
+    {"POST", "/api/v1/auth/do/sign-in", h_sign_in, SRV_SCOPE_NONE, "admin"},
+    {"GET", "/api/v1/auth/do/sign-out", h_sign_out, SRV_SCOPE_CALL, "admin"},
+    {"POST", "/api/v1/auth/do/sign-out", h_sign_out, SRV_SCOPE_CALL, "admin"},
+    DFF_RES("script-sets"),
+    {"POST", "/api/v1/script-sets/do/import", h_res_import, A, "admin"},
+    {"POST", "/api/v1/script-sets/do/export", h_res_export, A, "admin"},
+    DFF_RES("scripts"),
+    {"POST", "/api/v1/scripts/:/do/publish", h_script_publish, A, "admin"},
+    {"GET", "/api/v1/funcs/do/list", h_res_list, A, "admin"},
+    {"GET", "/api/v1/funcs/:/do/get", h_res_get, A, "admin"},
+    DFF_RES("sync-apis"),
+    DFF_RES("auth-links"),
+    DFF_RES("async-apis"),
+    DFF_RES("batches"),
+    DFF_RES("cron-jobs"),
+    DFF_RES("crontab-configs"),
+    DFF_RES("env-variables"),
+    DFF_RES("access-keys"),
+    DFF_RES("users"),
+    DFF_RES("api-auth"),
+    {"GET", "/api/v1/task-records/do/list", h_res_list, A, "admin"},
+    {"GET", "/api/v1/task-records/func/do/list", h_res_list, A, "admin"},
     /* connectors and draft runs: server_connector.c */
-    {"*", "/api/v1/connectors", h_connectors, true, "admin"},
-    {"*", "/api/v1/connectors/**", h_connectors, true, "admin"},
-    {"POST", "/api/v1/scripts/:/do/debug", h_script_debug, true, "admin"},
-    {"POST", "/api/v1/func-draft/:", h_script_debug, true, "admin"},
+    {"*", "/api/v1/connectors", h_connectors, A, "admin"},
+    {"*", "/api/v1/connectors/**", h_connectors, A, "admin"},
+    {"POST", "/api/v1/scripts/:/do/debug", h_script_debug, A, "admin"},
+    {"POST", "/api/v1/func-draft/:", h_script_debug, A, "admin"},
 
-    {"*", "/api/v1/cron-jobs", h_cron, true, "cron"},
-    {"*", "/api/v1/cron-jobs/**", h_cron, true, "cron"},
-    {"POST", "/api/v1/cron/:", h_cron, true, "cron"},
+    /* Tandem's first API, kept for tandemctl, bench and the drills. */
+    {"GET", "/api/v1/scripts", h_scripts_list, A, "admin"},
+    {"GET", "/api/v1/scripts/:", h_script_get, A, "admin"},
+    {"PUT", "/api/v1/scripts/:", h_script_put, A, "admin"},
+    {"DELETE", "/api/v1/scripts/:", h_script_delete, A, "admin"},
+    {"POST", "/api/v1/scripts/:/publish", h_script_publish, A, "admin"},
+    {"GET", "/api/v1/funcs", h_funcs_list, A, "admin"},
+    {"GET", "/api/v1/sync-apis", h_apis_list, A, "admin"},
+    {"POST", "/api/v1/sync-apis", h_api_create, A, "admin"},
+    {"GET", "/api/v1/sync-apis/:", h_api_get, A, "admin"},
+    {"PATCH", "/api/v1/sync-apis/:", h_api_patch, A, "admin"},
+    {"DELETE", "/api/v1/sync-apis/:", h_api_delete, A, "admin"},
+    {"GET", "/api/v1/async-apis", h_apis_list, A, "admin"},
+    {"POST", "/api/v1/async-apis", h_api_create, A, "admin"},
+    {"GET", "/api/v1/async-apis/:", h_api_get, A, "admin"},
+    {"PATCH", "/api/v1/async-apis/:", h_api_patch, A, "admin"},
+    {"DELETE", "/api/v1/async-apis/:", h_api_delete, A, "admin"},
+    {"GET", "/api/v1/env-variables", h_env_list, A, "admin"},
+    {"GET", "/api/v1/env-variables/:", h_env_get, A, "admin"},
+    {"PUT", "/api/v1/env-variables/:", h_env_put, A, "admin"},
+    {"DELETE", "/api/v1/env-variables/:", h_env_delete, A, "admin"},
+    {"GET", "/api/v1/access-keys", h_keys_list, A, "admin"},
+    {"POST", "/api/v1/access-keys", h_key_create, A, "admin"},
+    {"DELETE", "/api/v1/access-keys/:", h_key_delete, A, "admin"},
+    {"GET", "/api/v1/task-records", h_task_records, A, "admin"},
+    {"GET", "/api/v1/failover-events", h_failover_events, A, "admin"},
+
+    {"*", "/api/v1/cron-jobs", h_cron, A, "cron"},
+    {"*", "/api/v1/cron-jobs/**", h_cron, A, "cron"},
+    {"POST", "/api/v1/cron/:", h_cron, A, "cron"},
 };
 const size_t srv_nroutes = sizeof srv_routes / sizeof srv_routes[0];
 

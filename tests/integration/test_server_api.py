@@ -85,7 +85,9 @@ class Envelope(unittest.TestCase):
         self.assertEqual(status, http, body)
         self.assertIsInstance(body, dict, body)
         self.assertIs(body["ok"], False)
-        self.assertEqual(body["error"], http)
+        # DFF's decimal code: <HTTP status>.<two digits>, and the status itself
+        self.assertEqual(int(body["error"]), http, body)
+        self.assertEqual(body["status"], http, body)
         self.assertEqual(body["reason"], reason, body)
         for k in ("message", "detail", "data", "traceId", "reqTime", "respTime", "reqCost"):
             self.assertIn(k, body)
@@ -181,9 +183,9 @@ class TestEndpoints(Envelope):
                            else "EBizCondition.AsyncAPIDisabled", "disabled")
             ST.api("DELETE", f"/api/v1/{kind}/{aid}")
             status, body = ST.http("GET", f"/api/v1/{kind}/{aid}")
-            self.assertErr(status, body, 404, "ENotFound")
+            self.assertErr(status, body, 404, "EClientNotFound")
             status, body = ST.http("GET", call + aid, key=None)
-            self.assertErr(status, body, 404, "ENotFound")
+            self.assertErr(status, body, 404, "EClientNotFound")
 
     def test_scripts_crud_and_funcs(self):
         d = ST.api("PUT", "/api/v1/scripts/t__draft", {"code_draft": "x = 1\n", "title": "Draft"})
@@ -198,7 +200,7 @@ class TestEndpoints(Envelope):
         self.assertEqual(names, {"t__srv.echo", "t__srv.nap", "t__srv.boom"})
         ST.api("DELETE", "/api/v1/scripts/t__draft")
         status, body = ST.http("GET", "/api/v1/scripts/t__draft")
-        self.assertErr(status, body, 404, "ENotFound")
+        self.assertErr(status, body, 404, "EClientNotFound")
 
     def test_publish_bumps_version_and_deleted_script_funcs_vanish(self):
         p1 = ST.push_script("t__gone", "@DFF.API('F')\ndef f():\n    return 1\n")
@@ -209,7 +211,7 @@ class TestEndpoints(Envelope):
         self.assertEqual(ST.api("POST", "/api/v1/func/t__gone.f", {})["result"], 2)
         ST.api("DELETE", "/api/v1/scripts/t__gone")
         status, body = ST.http("POST", "/api/v1/func/t__gone.f", {})
-        self.assertErr(status, body, 404, "ENotFound")
+        self.assertErr(status, body, 404, "EClientNotFound")
 
     def test_publish_syntax_error_names_the_line(self):
         ST.api("PUT", "/api/v1/scripts/t__bad", {"code_draft": "x = 1\ndef f(:\n    pass\n"})
@@ -226,7 +228,7 @@ class TestEndpoints(Envelope):
         self.assertIn("SRV_TEST", [e["id"] for e in ST.api("GET", "/api/v1/env-variables")])
         ST.api("DELETE", "/api/v1/env-variables/SRV_TEST")
         status, body = ST.http("DELETE", "/api/v1/env-variables/SRV_TEST")
-        self.assertErr(status, body, 404, "ENotFound")
+        self.assertErr(status, body, 404, "EClientNotFound")
 
     def test_access_keys_secret_once_hashed_and_revocable(self):
         d = ST.api("POST", "/api/v1/access-keys", {"name": "srv-test"})
@@ -366,17 +368,17 @@ class TestBadInput(Envelope):
 
     def test_unknown_and_unpublished_func(self):
         status, body = ST.http("POST", "/api/v1/func/t__srv.nope", {})
-        self.assertErr(status, body, 404, "ENotFound", "t__srv.nope")
+        self.assertErr(status, body, 404, "EClientNotFound", "t__srv.nope")
         ST.api("PUT", "/api/v1/scripts/t__unpub", {"code_draft": "@DFF.API('U')\ndef u():\n    return 1\n"})
         status, body = ST.http("POST", "/api/v1/func/t__unpub.u", {})
-        self.assertErr(status, body, 404, "ENotFound", "not published")
+        self.assertErr(status, body, 404, "EClientNotFound", "not published")
         status, body = ST.http("POST", "/api/v1/func/bad-id", {})
         self.assertErr(status, body, 400, "EClientBadRequest", "func id")
         sid = ST.create_sync_api("t__unpub.u")
         status, body = ST.http("GET", f"/api/v1/sync/{sid}", key=None)
-        self.assertErr(status, body, 404, "ENotFound")
+        self.assertErr(status, body, 404, "EClientNotFound")
         status, body = ST.http("GET", "/api/v1/sync/sapi-doesnotexist", key=None)
-        self.assertErr(status, body, 404, "ENotFound", "sapi-doesnotexist")
+        self.assertErr(status, body, 404, "EClientNotFound", "sapi-doesnotexist")
         self.assertServing()
 
     def test_missing_unknown_and_revoked_keys(self):
@@ -400,7 +402,7 @@ class TestBadInput(Envelope):
 
     def test_unknown_route_404_wrong_method_405(self):
         status, body = ST.http("GET", "/api/v1/nothing-here")
-        self.assertErr(status, body, 404, "ENotFound", "no such route")
+        self.assertErr(status, body, 404, "EClientNotFound", "no such route")
         status, body = ST.http("DELETE", "/api/v1/do/ping")
         self.assertErr(status, body, 405, "EClientMethodNotAllowed")
         self.assertEqual(body["detail"]["allow"], "GET")

@@ -1,5 +1,6 @@
 /* Routing table matcher: every endpoint lands on its handler, a known path
  * with the wrong method is a 405 with Allow, anything else a 404. */
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -150,8 +151,16 @@ static void test_server_route_unknown_path_is_404(void **state)
     free(longp);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* The table as data for tests/integration/test_dff_mgmt_routes.py,
+     * which sends a keyless and a call-only request to every admin row. */
+    if (argc > 1 && strcmp(argv[1], "--list-routes") == 0) {
+        for (size_t i = 0; i < srv_nroutes; i++)
+            printf("%s\t%s\t%d\n", srv_routes[i].method, srv_routes[i].pattern,
+                   (int)srv_routes[i].need);
+        return 0;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_route_every_endpoint_reaches_its_handler),
         cmocka_unit_test(test_server_route_wrong_method_is_405_with_allow),

@@ -1,0 +1,384 @@
+/* Who is calling, and may they: Bearer access keys (tk_...), DFF's
+ * sign-in tokens (X-Dff-Auth-Token, kept in Redis with a TTL) and DFF's
+ * access-key signatures (X-Dff-Ak-Id/-Timestamp/-Nonce/-Sign: HMAC-SHA1
+ * over "METHOD&URI&timestamp&nonce&md5(body as sorted compact JSON)", the
+ * string DFF's SDKs sign). Also sign-in and sign-out. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <microhttpd.h>
+#include <strings.h>
+#include <sys/random.h>
+#include "db.h"
+#include "ids.h"
+#include "log.h"
+#include "secret.h"
+#include "sha256.h"
+#include "server_int.h"
+#include "userpw.h"
+
+#define AK_WINDOW_S 900      /* DFF's _WEB_AK_TIMESTAMP_DIFF_LIMIT */
+#define AUTH_TOKEN_TTL 86400 /* DFF's _WEB_AUTH_EXPIRES */
+
+static const char *scope_name(enum srv_scope s)
+{
+    return s == SRV_SCOPE_ADMIN ? "admin" : s == SRV_SCOPE_CALL ? "call" : "none";
+}
+
+static int deny_scope(struct srv_req *r, const char *who, const char *have, enum srv_scope need)
+{
+    req_err(r, 403, "EUserPrivilege",
+            json_pack("{s:s,s:s,s:s}", "credential", who, "scope", have, "need", scope_name(need)),
+            "%s has scope '%s'; %s %s needs scope '%s'", who, have, r->method, r->path,
+            scope_name(need));
+    return -1;
+}
+
+/* The scope column of a live access key: 1 found, 0 unknown/revoked, -1 answered. */
+static int key_scope(struct srv_req *r, const char *id, char *scope, size_t n, char **sealed)
+{
+    MYSQL *m = srv_db(r);
+    if (!m)
+        return -1;
+    char *q = db_q(m, id);
+    MYSQL_RES *res = req_sql_query(
+        r, m, "SELECT scope, secret_sealed FROM access_key WHERE id = %s AND revoked_at IS NULL",
+        q);
+    free(q);
+    if (!res)
+        return -1;
+    MYSQL_ROW row = mysql_fetch_row(res);
+    int found = row != NULL;
+    if (row) {
+        snprintf(scope, n, "%s", row[0] ? row[0] : "admin");
+        if (sealed)
+            *sealed = row[1] ? strdup(row[1]) : NULL;
+    }
+    mysql_free_result(res);
+    return found;
+}
+
+static int check_bearer(struct srv_req *r, const char *h, enum srv_scope need)
+{
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        req_err(r, 401, "EAPIAuth", NULL, "Authorization header must be 'Bearer <secret>'");
+        return -1;
+    }
+    const char *secret = h + 7;
+    while (*secret == ' ')
+        secret++;
+    char hex[65];
+    sha256_hex(secret, strlen(secret), hex);
+    struct srv_cache *c = srv_cache_get();
+    json_t *id = c->loaded ? json_object_get(c->keys, hex) : NULL;
+    if (id)
+        snprintf(r->key_id, sizeof r->key_id, "%s", json_string_value(id));
+    bool loaded = c->loaded;
+    srv_cache_put(c);
+    if (!loaded) {
+        req_err(r, 503, "EBackend", NULL, "access keys not loaded yet (database unreachable?)");
+        return -1;
+    }
+    if (!id) {
+        req_err(r, 401, "EAPIAuth", NULL, "access key is unknown or revoked");
+        return -1;
+    }
+    if (need != SRV_SCOPE_ADMIN)
+        return 0;
+    /* the hot path (calls) needs no SQL; admin routes read the scope */
+    char scope[16];
+    int f = key_scope(r, r->key_id, scope, sizeof scope, NULL);
+    if (f < 0)
+        return -1;
+    if (f == 0) {
+        req_err(r, 401, "EAPIAuth", NULL, "access key is unknown or revoked");
+        return -1;
+    }
+    if (strcmp(scope, "admin") != 0)
+        return deny_scope(r, "access key", scope, need);
+    return 0;
+}
+
+static int check_token(struct srv_req *r, const char *tok, enum srv_scope need)
+{
+    (void)need; /* every user is an administrator: DFF's roles are not enforced */
+    if (strlen(tok) > 128 || !id_valid(tok)) {
+        req_err(r, 401, "EUserAuth", NULL, "X-Dff-Auth-Token is malformed");
+        return -1;
+    }
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        return -1;
+    redisReply *rep = redisCommand(rc, "GET %sauth:token:%s", S.conf.redis_prefix, tok);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        req_redis_err(r, rc, rep, "reading the sign-in token");
+        return -1;
+    }
+    bool ok = rep->type == REDIS_REPLY_STRING;
+    if (ok)
+        snprintf(r->user_id, sizeof r->user_id, "%s", rep->str);
+    freeReplyObject(rep);
+    if (!ok) {
+        req_err(
+            r, 401, "EUserAuth", NULL,
+            "sign-in token is unknown or expired: sign in again (POST /api/v1/auth/do/sign-in)");
+        return -1;
+    }
+    return 0;
+}
+
+/* The body as DFF's SDKs hash it: the parsed JSON dumped with sorted keys,
+ * no spaces, non-ASCII as is; no body is "{}". A body that is not JSON is
+ * hashed as sent. */
+static void body_md5(struct srv_req *r, char out[33])
+{
+    size_t i = 0;
+    while (r->body && i < r->body_len && strchr(" \t\r\n", r->body[i]))
+        i++;
+    if (!r->body || i == r->body_len) {
+        md5_hex("{}", 2, out);
+        return;
+    }
+    json_t *j = json_loadb(r->body, r->body_len, JSON_DECODE_ANY, NULL);
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    if (s) {
+        md5_hex(s, strlen(s), out);
+        free(s);
+    } else {
+        md5_hex(r->body, r->body_len, out);
+    }
+}
+
+static int check_signature(struct srv_req *r, const char *ak_id, enum srv_scope need)
+{
+    const char *ts = req_header(r, "X-Dff-Ak-Timestamp");
+    const char *nonce = req_header(r, "X-Dff-Ak-Nonce");
+    const char *sign = req_header(r, "X-Dff-Ak-Sign");
+    if (!nonce || !*nonce || strlen(nonce) > 128) {
+        req_err(r, 401, "EUserAuth", NULL, "X-Dff-Ak-Nonce is missing or longer than 128");
+        return -1;
+    }
+    char *end = NULL;
+    long long t = ts ? strtoll(ts, &end, 10) : 0;
+    if (!ts || !*ts || *end) {
+        req_err(r, 401, "EUserAuth", NULL, "X-Dff-Ak-Timestamp is missing or not unix seconds");
+        return -1;
+    }
+    long long now = (long long)time(NULL);
+    if (t < now - AK_WINDOW_S || t > now + AK_WINDOW_S) {
+        req_err(r, 401, "EUserAuth",
+                json_pack("{s:I,s:I,s:i}", "timestamp", (json_int_t)t, "server", (json_int_t)now,
+                          "window", AK_WINDOW_S),
+                "X-Dff-Ak-Timestamp %lld is more than %d s away from the server's clock (%lld)", t,
+                AK_WINDOW_S, now);
+        return -1;
+    }
+    if (strlen(ak_id) >= sizeof r->key_id || !id_valid(ak_id)) {
+        req_err(r, 401, "EUserAuth", NULL, "X-Dff-Ak-Id is malformed");
+        return -1;
+    }
+    char scope[16];
+    char *sealed = NULL;
+    int f = key_scope(r, ak_id, scope, sizeof scope, &sealed);
+    if (f < 0)
+        return -1;
+    if (f == 0) {
+        req_err(r, 401, "EUserAuth", json_pack("{s:s}", "akId", ak_id),
+                "access key %s is unknown or revoked", ak_id);
+        return -1;
+    }
+    char *secret = NULL, *err = NULL;
+    if (!sealed) {
+        req_err(r, 401, "EUserAuth", json_pack("{s:s}", "akId", ak_id),
+                "access key %s was made before signing existed: it works as a Bearer key only",
+                ak_id);
+        return -1;
+    }
+    if (secret_open(S.conf.secret_key, sealed, &secret, &err) != 0) {
+        free(sealed);
+        req_err(r, 500, "EServerInternal", NULL, "cannot open access key %s: %s", ak_id,
+                err ? err : "?");
+        free(err);
+        return -1;
+    }
+    free(sealed);
+    char md5[33], want[41];
+    body_md5(r, md5);
+    char *msg = NULL;
+    int len =
+        asprintf(&msg, "%s&%s&%s&%s&%s", r->method, r->uri ? r->uri : r->path, ts, nonce, md5);
+    if (len < 0) {
+        free(secret);
+        req_err(r, 500, "EServerInternal", NULL, "out of memory");
+        return -1;
+    }
+    hmac_sha1_hex(secret, msg, (size_t)len, want);
+    free(secret);
+    free(msg);
+    if (!sign || strlen(sign) != 40 || strcasecmp(sign, want) != 0) {
+        req_err(r, 401, "EUserAuth", json_pack("{s:s}", "akId", ak_id),
+                "X-Dff-Ak-Sign does not match: expected hex HMAC-SHA1(secret, "
+                "\"METHOD&PATH?QUERY&TIMESTAMP&NONCE&md5(sorted compact JSON body)\")");
+        return -1;
+    }
+    /* after the signature, so a forger cannot burn a client's nonces */
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        return -1;
+    redisReply *rep = redisCommand(rc, "SET %sak:nonce:%s:%s 1 NX EX %d", S.conf.redis_prefix,
+                                   ak_id, nonce, 2 * AK_WINDOW_S + 1);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        req_redis_err(r, rc, rep, "recording the access key nonce");
+        return -1;
+    }
+    bool fresh = rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    if (!fresh) {
+        req_err(r, 401, "EUserAuth", json_pack("{s:s}", "nonce", nonce),
+                "X-Dff-Ak-Nonce was used before: every signed request needs a new nonce");
+        return -1;
+    }
+    snprintf(r->key_id, sizeof r->key_id, "%s", ak_id);
+    if (need == SRV_SCOPE_ADMIN && strcmp(scope, "admin") != 0)
+        return deny_scope(r, "access key", scope, need);
+    return 0;
+}
+
+int srv_auth_check(struct srv_req *r, enum srv_scope need)
+{
+    if (need == SRV_SCOPE_NONE)
+        return 0;
+    const char *ak = req_header(r, "X-Dff-Ak-Id");
+    if (ak && *ak)
+        return check_signature(r, ak, need);
+    const char *tok = req_header(r, "X-Dff-Auth-Token");
+    if (tok && *tok)
+        return check_token(r, tok, need);
+    const char *h = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (h && *h)
+        return check_bearer(r, h, need);
+    req_err(
+        r, 401, "EAPIAuth", NULL,
+        "missing credentials: send 'Authorization: Bearer <secret>', X-Dff-Auth-Token (sign-in) "
+        "or an X-Dff-Ak-* signature");
+    return -1;
+}
+
+int req_need_key(struct srv_req *r)
+{
+    return srv_auth_check(r, SRV_SCOPE_CALL);
+}
+
+/* ---- sign-in / sign-out ---------------------------------------------------- */
+
+void auth_drop_user_tokens(redisContext *rc, const char *user_id)
+{
+    redisReply *rep = redisCommand(rc, "SMEMBERS %sauth:user:%s", S.conf.redis_prefix, user_id);
+    if (rep && rep->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < rep->elements; i++) {
+            redisReply *d =
+                redisCommand(rc, "DEL %sauth:token:%s", S.conf.redis_prefix, rep->element[i]->str);
+            if (d)
+                freeReplyObject(d);
+        }
+    if (rep)
+        freeReplyObject(rep);
+    rep = redisCommand(rc, "DEL %sauth:user:%s", S.conf.redis_prefix, user_id);
+    if (rep)
+        freeReplyObject(rep);
+}
+
+void h_sign_in(struct srv_req *r)
+{
+    json_t *body = req_body_object(r, true);
+    if (!body)
+        return;
+    json_t *si = NULL;
+    const char *user = NULL, *pw = NULL;
+    /* captcha and captchaToken are accepted and ignored: there is no captcha */
+    if (req_field_obj(r, body, "signIn", true, &si) ||
+        req_field_str(r, si, "username", true, &user) ||
+        req_field_str(r, si, "password", true, &pw))
+        goto out;
+    MYSQL *m = srv_db(r);
+    if (!m)
+        goto out;
+    char *q = db_q(m, user);
+    MYSQL_RES *res = req_sql_query(
+        r, m, "SELECT id, password_hash, is_disabled FROM user WHERE username = %s", q);
+    free(q);
+    if (!res)
+        goto out;
+    MYSQL_ROW row = mysql_fetch_row(res);
+    char uid[64] = "";
+    bool good = row && userpw_verify(pw, row[1]);
+    bool disabled = row && row[2] && atoi(row[2]) != 0;
+    if (row)
+        snprintf(uid, sizeof uid, "%s", row[0]);
+    mysql_free_result(res);
+    if (!good) {
+        req_err(r, 400, "EUserPassword", NULL, "wrong username or password");
+        goto out;
+    }
+    if (disabled) {
+        req_err(r, 401, "EUserDisabled", json_pack("{s:s}", "username", user),
+                "user %s is disabled", user);
+        goto out;
+    }
+    unsigned char raw[24];
+    char tok[64];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+        req_err(r, 500, "EServerInternal", NULL, "no randomness for a token");
+        goto out;
+    }
+    strcpy(tok, "xat-");
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(tok + 4 + 2 * i, 3, "%02x", raw[i]);
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        goto out;
+    redisReply *rep = redisCommand(rc, "SET %sauth:token:%s %s EX %d", S.conf.redis_prefix, tok,
+                                   uid, AUTH_TOKEN_TTL);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        req_redis_err(r, rc, rep, "storing the sign-in token");
+        goto out;
+    }
+    freeReplyObject(rep);
+    /* the user's set of tokens, so disabling a user ends its sessions */
+    rep = redisCommand(rc, "SADD %sauth:user:%s %s", S.conf.redis_prefix, uid, tok);
+    if (rep)
+        freeReplyObject(rep);
+    rep = redisCommand(rc, "EXPIRE %sauth:user:%s %d", S.conf.redis_prefix, uid, AUTH_TOKEN_TTL);
+    if (rep)
+        freeReplyObject(rep);
+    req_ok(r,
+           json_pack("{s:s,s:s,s:i}", "xAuthToken", tok, "userId", uid, "expires", AUTH_TOKEN_TTL));
+out:
+    json_decref(body);
+}
+
+void h_sign_out(struct srv_req *r)
+{
+    const char *tok = req_header(r, "X-Dff-Auth-Token");
+    if (!tok || !*tok || !id_valid(tok)) {
+        req_err(r, 401, "EUserAuth", NULL, "sign-out needs the X-Dff-Auth-Token header");
+        return;
+    }
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        return;
+    redisReply *rep = redisCommand(rc, "DEL %sauth:token:%s", S.conf.redis_prefix, tok);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        req_redis_err(r, rc, rep, "deleting the sign-in token");
+        return;
+    }
+    freeReplyObject(rep);
+    if (r->user_id[0]) {
+        rep = redisCommand(rc, "SREM %sauth:user:%s %s", S.conf.redis_prefix, r->user_id, tok);
+        if (rep)
+            freeReplyObject(rep);
+    }
+    req_ok(r, NULL);
+}
