@@ -128,8 +128,12 @@ int beat_jobs_load(struct beat *b)
     char *err = NULL;
     MYSQL_RES *res = db_query(
         b->db, &err,
-        "SELECT c.id, c.func_id, c.expr, c.timezone, c.kwargs_json, c.enabled, c.overlap, "
-        "c.misfire_grace, UNIX_TIMESTAMP(c.expires_at), UNIX_TIMESTAMP(c.updated_at), f.id, "
+        /* a func's fixed_cron_expr (DFF) overrides the expression of the
+         * jobs configured for it, and a publish that changes it is a new
+         * schedule version */
+        "SELECT c.id, c.func_id, COALESCE(NULLIF(f.fixed_cron_expr, ''), c.expr), c.timezone, "
+        "c.kwargs_json, c.enabled, c.overlap, c.misfire_grace, UNIX_TIMESTAMP(c.expires_at), "
+        "UNIX_TIMESTAMP(GREATEST(c.updated_at, COALESCE(s.published_at, c.updated_at))), f.id, "
         "f.timeout, s.publish_version FROM cron_job c LEFT JOIN func f ON f.id = c.func_id "
         "LEFT JOIN script s ON s.id = f.script_id ORDER BY c.id");
     if (!res) {

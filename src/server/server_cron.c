@@ -1,6 +1,6 @@
 /* Cron jobs over HTTP: CRUD under /api/v1/cron-jobs, the global pause
  * (/api/v1/cron-jobs/_settings, setting k='cron.paused'), POST
- * /api/v1/cron/<id> (run once now), and fixed_cron_expr jobs on publish.
+ * /api/v1/cron/<id> (run once now), and autoRun jobs on publish.
  * Every expression and zone is checked here with the beat's own engine, so
  * a job the server accepts is one the beat can schedule. */
 #include <math.h>
@@ -374,7 +374,7 @@ static void h_patch(struct srv_req *r, const char *id)
     }
     if (fixed && (f.expr || f.func_id)) {
         bad(r, f.expr ? "expr" : "func_id",
-            "this job comes from fixed_cron_expr in its script: change the code and publish");
+            "this job comes from integration='autoRun' in its script: change the code and publish");
         free(qid);
         goto out;
     }
@@ -578,10 +578,11 @@ int server_cron_route(struct srv_req *r)
     return 0;
 }
 
-/* After a publish: each func with fixed_cron_expr gets (or keeps) one job
- * marked fixed, with that expression; a fixed job whose func no longer
- * declares one becomes an ordinary job. Bad expressions are reported, the
- * other funcs still get theirs. */
+/* After a publish: each func with integration='autoRun' gets (or keeps) one
+ * job marked fixed, with its expression and no kwargs; a fixed job whose
+ * func no longer declares one goes. fixed_cron_expr creates nothing: the
+ * beat applies it to the func's configured jobs. Bad expressions are
+ * reported, the other funcs still get theirs. */
 int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char **err)
 {
     char *errs = NULL;
@@ -601,15 +602,27 @@ int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char 
     json_array_foreach(funcs, i, f)
     {
         const char *name = json_string_value(json_object_get(f, "name"));
-        const char *expr = json_string_value(json_object_get(f, "fixed_cron_expr"));
-        if (!name || !expr || !*expr)
-            continue;
+        /* fixed_cron_expr (DFF): overrides the expression of the jobs the
+         * user configured for this func; the beat reads it from func at load
+         * time, so nothing is created here, only the expression checked.
+         * integration='autoRun' (auto_run_cron_expr) is what creates a job
+         * with no configuration: one system-owned job (fixed = 1), {} kwargs. */
+        const char *fixed = json_string_value(json_object_get(f, "fixed_cron_expr"));
+        const char *expr = json_string_value(json_object_get(f, "auto_run_cron_expr"));
         char fid[300];
-        snprintf(fid, sizeof fid, "%s.%s", script_id, name);
+        snprintf(fid, sizeof fid, "%s.%s", script_id, name ? name : "");
         struct cron_expr e;
         char *perr = NULL;
-        if (cron_parse(&e, expr, &perr)) {
+        if (name && fixed && *fixed && cron_parse(&e, fixed, &perr)) {
             fprintf(ef, "%sfunc %s: fixed_cron_expr: %s", ftell(ef) ? "; " : "", fid,
+                    perr ? perr : "bad expression");
+            free(perr);
+            perr = NULL;
+        }
+        if (!name || !expr || !*expr)
+            continue;
+        if (cron_parse(&e, expr, &perr)) {
+            fprintf(ef, "%sfunc %s: autoRun cron expression: %s", ftell(ef) ? "; " : "", fid,
                     perr ? perr : "bad expression");
             free(perr);
             continue;
@@ -667,8 +680,9 @@ int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char 
             row[1][sl] != '.')
             continue;
         char *qid = db_q(m, row[0]);
-        if (db_exec(m, NULL, "UPDATE cron_job SET fixed = 0, updated_at = NOW(3) WHERE id = %s",
-                    qid) == 0)
+        /* system-owned with no kwargs: it goes with its autoRun (and so do
+         * the {} jobs older versions made from fixed_cron_expr) */
+        if (db_exec(m, NULL, "DELETE FROM cron_job WHERE id = %s", qid) == 0)
             changed = true;
         free(qid);
     }

@@ -30,8 +30,12 @@ def gone():
     return 1
 
 @DFF.API('fixed', fixed_cron_expr='*/2 * * * * *')
-def fixed():
-    return 'fixed'
+def fixed(who):
+    return 'fixed ' + who
+
+@DFF.API('auto', integration='autoRun', integration_config={'crontab': '* * * * *'})
+def auto():
+    return 'auto'
 '''
 
 
@@ -138,14 +142,25 @@ class BeatApi(unittest.TestCase):
         status, r = self.st.http("POST", "/api/v1/cron/cron-doesnotexist")
         self.assertEqual(status, 404)
 
-    def test_fixed_cron_expr_creates_the_job_on_publish(self):
+    def test_fixed_cron_expr_overrides_configured_jobs_and_creates_none(self):
+        # DFF: fixed_cron_expr only fixes the expression of the jobs the user
+        # configured for the func; a job with no kwargs would fail every tick
         jobs = [x for x in self.st.api("GET", "/api/v1/cron-jobs") if x["func_id"] == "cj__t.fixed"]
+        self.assertEqual(jobs, [], "publish created no job for fixed_cron_expr")
+        jid = self.job(func="cj__t.fixed", expr="0 0 1 1 *", kwargs={"who": "ops"}, overlap="allow")["id"]
+        # the job's own expression fires once a year; the fixed one every 2 s
+        wait_for(lambda: len(self.records(jid, "success")) >= 2, 15, 0.5,
+                 "the job firing on the func's fixed expression")
+        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+
+    def test_auto_run_integration_creates_one_job_with_no_kwargs(self):
+        jobs = [x for x in self.st.api("GET", "/api/v1/cron-jobs") if x["func_id"] == "cj__t.auto"]
         self.assertEqual(len(jobs), 1)
         self.assertTrue(jobs[0]["fixed"])
-        self.assertEqual(jobs[0]["expr"], "*/2 * * * * *")
-        status, r = self.st.http("PATCH", f"/api/v1/cron-jobs/{jobs[0]['id']}", {"expr": "* * * * *"})
-        self.assertEqual(status, 400)
-        self.assertIn("fixed_cron_expr", r["message"])
+        self.assertEqual(jobs[0]["expr"], "* * * * *")
+        self.assertEqual(jobs[0]["kwargs"], {})
+        status, r = self.st.http("PATCH", f"/api/v1/cron-jobs/{jobs[0]['id']}", {"expr": "5 * * * *"})
+        self.assertEqual(status // 100, 4)
 
     def test_overlap_skip_records_skipped_and_worker_releases(self):
         jid = self.job(func="cj__t.slow", kwargs={"s": 2})["id"]
