@@ -141,9 +141,18 @@ struct sv {
     int64_t shutdown_deadline;
 
     redisContext *rc; /* main thread's: INCR epoch, promotion guard */
+    int tls_wfd;      /* write end of the server's certificate pipe, -1 = none */
     struct sv_health hl;
     struct sv_events ev;
 };
+
+/* sv_tls.c: the server's certificate, read here as root (the key file stays
+ * root-only) and handed to the unprivileged server through a pipe that
+ * becomes its fd 3 (TANDEM_TLS_FD=3); SIGHUP (systemctl reload) sends the
+ * files again and the server swaps them without a restart. */
+int sv_tls_pipe(struct sv *s, int *rfd); /* before the server's fork; -1 = none */
+void sv_tls_send(struct sv *s);          /* read the files, write them to the pipe */
+void sv_tls_close(struct sv *s);
 
 /* sv_proc.c: starting and stopping processes */
 int sv_proc_init(struct sv *s);

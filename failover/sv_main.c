@@ -516,6 +516,8 @@ static void read_signals(struct sv *s)
             sv_proc_reap(s);
         else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
             begin_shutdown(s, (int)si.ssi_signo);
+        else if (si.ssi_signo == SIGHUP) /* systemctl reload: the certificate */
+            sv_tls_send(s);
     }
 }
 
@@ -601,6 +603,7 @@ static void setup(struct sv *s, const char *conf_path)
         fatal("%s", conf_path);
     s->conf_path = abs;
     s->sig_fd = s->fifo_fd = s->ctl_fd = -1;
+    s->tls_wfd = -1;
     if (geteuid() != 0)
         fatalx("must run as root (keepalived, the VIP, and dropping privileges need it)");
     if (s->conf.fo_vip[0] == '\0')

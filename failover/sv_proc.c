@@ -48,8 +48,10 @@ int sv_proc_init(struct sv *s)
 }
 
 /* In the child between fork and exec: only async-signal-safe calls. */
-static void child_setup(struct sv *s, bool drop, int pdeath, pid_t parent)
+static void child_setup(struct sv *s, bool drop, int pdeath, pid_t parent, int pass_fd)
 {
+    if (pass_fd >= 0 && dup2(pass_fd, 3) == -1) /* dup2 leaves fd 3 open across exec */
+        _exit(125);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -62,7 +64,8 @@ static void child_setup(struct sv *s, bool drop, int pdeath, pid_t parent)
     }
 }
 
-static pid_t spawn(struct sv *s, struct sv_child *ch, char *const argv[], bool drop)
+static pid_t spawn_fd(struct sv *s, struct sv_child *ch, char *const argv[], bool drop, int pass_fd,
+                      char **env)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -71,8 +74,8 @@ static pid_t spawn(struct sv *s, struct sv_child *ch, char *const argv[], bool d
         return -1;
     }
     if (pid == 0) {
-        child_setup(s, drop, SIGTERM, parent);
-        execve(argv[0], argv, s->child_env);
+        child_setup(s, drop, SIGTERM, parent, pass_fd);
+        execve(argv[0], argv, env ? env : s->child_env);
         dprintf(2, "tandem-supervisor: exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
@@ -82,6 +85,11 @@ static pid_t spawn(struct sv *s, struct sv_child *ch, char *const argv[], bool d
     ch->term_sent = 0;
     ch->kill_sent = false;
     return pid;
+}
+
+static pid_t spawn(struct sv *s, struct sv_child *ch, char *const argv[], bool drop)
+{
+    return spawn_fd(s, ch, argv, drop, -1, NULL);
 }
 
 /* --- keepalived ---------------------------------------------------------- */
@@ -155,7 +163,27 @@ static void start_one(struct sv *s, int i)
         ch->next_start = mono_ms() + BACKOFF_MAX_MS;
         return;
     }
-    if (spawn(s, ch, argv, true) != -1)
+    int tls_rfd = -1;
+    char **env = NULL;
+    if (i == SV_SERVER && sv_tls_pipe(s, &tls_rfd) == 0 && tls_rfd >= 0) {
+        /* the environment plus TANDEM_TLS_FD=3: the certificate comes on fd 3 */
+        size_t n = 0;
+        while (s->child_env[n])
+            n++;
+        env = calloc(n + 2, sizeof *env);
+        if (env) {
+            memcpy(env, s->child_env, n * sizeof *env);
+            env[n] = "TANDEM_TLS_FD=3";
+        }
+    }
+    pid_t pid = spawn_fd(s, ch, argv, true, tls_rfd, env);
+    free(env);
+    if (tls_rfd >= 0) {
+        close(tls_rfd);
+        if (pid != -1)
+            sv_tls_send(s);
+    }
+    if (pid != -1)
         log_info("%s started (pid %d, epoch %lld)", ch->name, (int)ch->pid,
                  (long long)s->fsm.epoch);
 }

@@ -133,7 +133,8 @@ int beat_jobs_load(struct beat *b)
          * schedule version */
         "SELECT c.id, c.func_id, COALESCE(NULLIF(f.fixed_cron_expr, ''), c.expr), c.timezone, "
         "c.kwargs_json, c.enabled, c.overlap, c.misfire_grace, UNIX_TIMESTAMP(c.expires_at), "
-        "UNIX_TIMESTAMP(GREATEST(c.updated_at, COALESCE(s.published_at, c.updated_at))), f.id, "
+        "UNIX_TIMESTAMP(IF(COALESCE(f.fixed_cron_expr, '') <> '', "
+        "GREATEST(c.updated_at, COALESCE(s.published_at, c.updated_at)), c.updated_at)), f.id, "
         "f.timeout, s.publish_version FROM cron_job c LEFT JOIN func f ON f.id = c.func_id "
         "LEFT JOIN script s ON s.id = f.script_id ORDER BY c.id");
     if (!res) {

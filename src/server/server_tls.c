@@ -15,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <stdint.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "tlscert.h"
@@ -32,6 +35,7 @@ struct creds {
 
 static struct {
     bool on;
+    bool from_pipe; /* the supervisor hands certificates over (TANDEM_TLS_FD) */
     char cert_path[256], key_path[256];
     char *trust_pem; /* client CA for mutual TLS, NULL = none */
     char priorities[512];
@@ -141,6 +145,89 @@ static int load_files(char **err)
     return rc;
 }
 
+/* Reads exactly n bytes (blocking). 0, or -1 on EOF/error. */
+static int read_full(int fd, char *buf, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        ssize_t r = read(fd, buf + off, n - off);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        off += (size_t)r;
+    }
+    return 0;
+}
+
+/* One "TLSPEM <cert> <key>\n" message from the supervisor. 0, 1 at EOF,
+ * -1 and *err on a malformed one. */
+static int read_message(int fd, struct tls_pem *p, char **err)
+{
+    char hdr[64];
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, hdr + n, 1);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return n ? (err_set(err, "certificate pipe: truncated header"), -1) : 1;
+        if (hdr[n] == '\n')
+            break;
+        if (++n >= sizeof hdr - 1) {
+            err_set(err, "certificate pipe: header too long");
+            return -1;
+        }
+    }
+    hdr[n] = '\0';
+    size_t cn, kn;
+    if (sscanf(hdr, "TLSPEM %zu %zu", &cn, &kn) != 2 || cn == 0 || kn == 0 || cn > (1 << 20) ||
+        kn > (1 << 20)) {
+        err_set(err, "certificate pipe: bad header \"%s\"", hdr);
+        return -1;
+    }
+    memset(p, 0, sizeof *p);
+    p->cert = malloc(cn + 1);
+    p->key = malloc(kn + 1);
+    if (!p->cert || !p->key || read_full(fd, p->cert, cn) == -1 ||
+        read_full(fd, p->key, kn) == -1) {
+        free(p->cert);
+        free(p->key);
+        memset(p, 0, sizeof *p);
+        err_set(err, "certificate pipe: short read");
+        return -1;
+    }
+    p->cert[cn] = p->key[kn] = '\0';
+    p->certn = cn;
+    p->keyn = kn;
+    return 0;
+}
+
+/* Later messages: the supervisor's reloads (systemctl reload tandem). */
+static void *pipe_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    for (;;) {
+        struct tls_pem p;
+        char *err = NULL;
+        int r = read_message(fd, &p, &err);
+        if (r == 1)
+            break; /* the supervisor closed it: it restarts us with a new one */
+        if (r == -1) {
+            log_warnx("tls: %s; the previous certificate stays in service", err);
+            free(err);
+            break;
+        }
+        if (srv_tls_load_pem(&p, &err) == -1) {
+            log_warnx("tls reload: %s; the previous certificate stays in service", err);
+            free(err);
+        }
+        tls_pem_free(&p);
+    }
+    close(fd);
+    return NULL;
+}
+
 int srv_tls_init(const struct tconf *c, char **err)
 {
     T.on = c->tls_cert[0] != '\0';
@@ -169,6 +256,29 @@ int srv_tls_init(const struct tconf *c, char **err)
         tls_pem_free(&ca);
         (void)n;
     }
+    /* Under the supervisor the key file is root-only: the certificate and
+     * key come on the fd it passed (TANDEM_TLS_FD), first one now, reloads
+     * later; started by hand (appliance/local), the files are read here. */
+    const char *fdv = getenv("TANDEM_TLS_FD");
+    if (fdv && *fdv) {
+        int fd = atoi(fdv);
+        struct tls_pem p;
+        int r = read_message(fd, &p, err);
+        if (r != 0) {
+            if (r == 1)
+                err_set(err, "certificate pipe (fd %d) closed before a certificate came", fd);
+            return -1;
+        }
+        r = srv_tls_load_pem(&p, err);
+        tls_pem_free(&p);
+        if (r == -1)
+            return -1;
+        T.from_pipe = true;
+        pthread_t th;
+        if (pthread_create(&th, NULL, pipe_reader, (void *)(intptr_t)fd) == 0)
+            pthread_detach(th);
+        return 0;
+    }
     return load_files(err);
 }
 
@@ -179,7 +289,7 @@ bool srv_tls_enabled(void)
 
 int srv_tls_reload(char **err)
 {
-    if (!T.on)
+    if (!T.on || T.from_pipe) /* the supervisor sends reloads down the pipe */
         return 0;
     return load_files(err);
 }

@@ -30,6 +30,12 @@ def gone():
     return 1
 
 @DFF.API('fixed', fixed_cron_expr='*/2 * * * * *')
+def fixed():
+    return 'fixed'
+'''
+
+DFF_CRON_CODE = r'''
+@DFF.API('fixed', fixed_cron_expr='*/2 * * * * *')
 def fixed(who):
     return 'fixed ' + who
 
@@ -141,26 +147,6 @@ class BeatApi(unittest.TestCase):
         self.assertEqual(t["status"], "success")
         status, r = self.st.http("POST", "/api/v1/cron/cron-doesnotexist")
         self.assertEqual(status, 404)
-
-    def test_fixed_cron_expr_overrides_configured_jobs_and_creates_none(self):
-        # DFF: fixed_cron_expr only fixes the expression of the jobs the user
-        # configured for the func; a job with no kwargs would fail every tick
-        jobs = [x for x in self.st.api("GET", "/api/v1/cron-jobs") if x["func_id"] == "cj__t.fixed"]
-        self.assertEqual(jobs, [], "publish created no job for fixed_cron_expr")
-        jid = self.job(func="cj__t.fixed", expr="0 0 1 1 *", kwargs={"who": "ops"}, overlap="allow")["id"]
-        # the job's own expression fires once a year; the fixed one every 2 s
-        wait_for(lambda: len(self.records(jid, "success")) >= 2, 15, 0.5,
-                 "the job firing on the func's fixed expression")
-        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
-
-    def test_auto_run_integration_creates_one_job_with_no_kwargs(self):
-        jobs = [x for x in self.st.api("GET", "/api/v1/cron-jobs") if x["func_id"] == "cj__t.auto"]
-        self.assertEqual(len(jobs), 1)
-        self.assertTrue(jobs[0]["fixed"])
-        self.assertEqual(jobs[0]["expr"], "* * * * *")
-        self.assertEqual(jobs[0]["kwargs"], {})
-        status, r = self.st.http("PATCH", f"/api/v1/cron-jobs/{jobs[0]['id']}", {"expr": "5 * * * *"})
-        self.assertEqual(status // 100, 4)
 
     def test_overlap_skip_records_skipped_and_worker_releases(self):
         jid = self.job(func="cj__t.slow", kwargs={"s": 2})["id"]
@@ -296,6 +282,53 @@ class BeatApi(unittest.TestCase):
         self.assertGreaterEqual(time.time() - t0, 1.5)
         self.assertEqual(self.st.redis("ZCARD", "tandem:delayed"), "0")
 
+
+@unittest.skipUnless(have_binaries("tandem-beat", "tandem-server", "tandem-worker", "tandemctl"),
+                     "needs a full build")
+class DffCronOptions(unittest.TestCase):
+    """DFF's cron options on their own stack: fixed_cron_expr fixes the
+    expression of the jobs configured for a func, integration='autoRun'
+    creates the one job with no kwargs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.st = Stack(name="beatd").up()
+        cls.st.push_script("cjd__t", DFF_CRON_CODE)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.st.down()
+
+    def job(self, expr="* * * * * *", func="cjd__t.fixed", **kw):
+        body = {"func_id": func, "expr": expr}
+        body.update(kw)
+        return self.st.api("POST", "/api/v1/cron-jobs", body)
+
+    def records(self, job, status=None):
+        q = f"SELECT status, reason, message FROM task_record WHERE origin_id = '{job}'"
+        if status:
+            q += f" AND status = '{status}'"
+        return self.st.sql(q)
+
+    def test_fixed_cron_expr_overrides_configured_jobs_and_creates_none(self):
+        # DFF: fixed_cron_expr only fixes the expression of the jobs the user
+        # configured for the func; a job with no kwargs would fail every tick
+        jobs = [x for x in self.st.api("GET", "/api/v1/cron-jobs") if x["func_id"] == "cjd__t.fixed"]
+        self.assertEqual(jobs, [], "publish created no job for fixed_cron_expr")
+        jid = self.job(func="cjd__t.fixed", expr="0 0 1 1 *", kwargs={"who": "ops"}, overlap="allow")["id"]
+        # the job's own expression fires once a year; the fixed one every 2 s
+        wait_for(lambda: len(self.records(jid, "success")) >= 2, 15, 0.5,
+                 "the job firing on the func's fixed expression")
+        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+
+    def test_auto_run_integration_creates_one_job_with_no_kwargs(self):
+        jobs = [x for x in self.st.api("GET", "/api/v1/cron-jobs") if x["func_id"] == "cjd__t.auto"]
+        self.assertEqual(len(jobs), 1)
+        self.assertTrue(jobs[0]["fixed"])
+        self.assertEqual(jobs[0]["expr"], "* * * * *")
+        self.assertEqual(jobs[0]["kwargs"], {})
+        status, r = self.st.http("PATCH", f"/api/v1/cron-jobs/{jobs[0]['id']}", {"expr": "5 * * * *"})
+        self.assertEqual(status // 100, 4)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -205,6 +205,49 @@ class TLSTest(unittest.TestCase):
         self.log.seek(0)
         self.assertIn("does not belong to the certificate", self.log.read())
 
+    def test_tls_certificate_handed_over_a_pipe_and_reloaded_through_it(self):
+        # what the supervisor does: it reads the root-only key and writes
+        # "TLSPEM <n> <m>\n" + both PEMs to the server's fd 3
+        def msg(name):
+            c = open(os.path.join(self.pki, name + ".crt"), "rb").read()
+            k = open(os.path.join(self.pki, name + ".key"), "rb").read()
+            return b"TLSPEM %d %d\n" % (len(c), len(k)) + c + k
+        self.stop_server()
+        conf = re.sub(r"server = \{", 'server = { tls_cert = "/nonexistent/vip.crt"; '
+                      'tls_key = "/nonexistent/vip.key"; ', self.base_conf, count=1)
+        path = os.path.join(self.st.dir, "tandem-pipe.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        r, w = os.pipe()
+        os.write(w, msg("srv1"))
+        log = open(os.path.join(self.st.dir, "log", "server-pipe.log"), "w+")
+
+        def child():
+            os.dup2(r, 3)
+        proc = subprocess.Popen([os.path.join(BIN, "tandem-server"), "-c", path], stdout=log,
+                                stderr=subprocess.STDOUT, pass_fds=(r,), preexec_fn=child,
+                                env=dict(os.environ, TANDEM_TLS_FD="3"), start_new_session=True)
+        os.close(r)
+        TLSTest.server = proc
+        wait_for(lambda: self._port_open(self.st.port), 20, 0.1, "server on the piped certificate")
+
+        def served():
+            c = http.client.HTTPSConnection("127.0.0.1", self.st.port, context=self.ctx(), timeout=10)
+            status, _ = self.get(c, "/api/v1/do/ping")
+            fp = fingerprint(c.sock.getpeercert(binary_form=True))
+            c.close()
+            self.assertEqual(status, 200)
+            return fp
+        fp1 = served()
+        os.write(w, msg("srv2"))  # a reload: systemctl reload tandem
+        wait_for(lambda: served() != fp1, 10, 0.2, "the reloaded certificate served")
+        os.write(w, b"garbage\n")  # a broken message keeps the old one in service
+        time.sleep(0.5)
+        fp2 = served()
+        self.assertNotEqual(fp1, fp2)
+        os.close(w)
+        self.assertIsNone(proc.poll())
+
     def doctor(self, conf_extra, vip="127.0.0.1/32"):
         conf = re.sub(r"server = \{", "server = { " + conf_extra, self.base_conf, count=1)
         conf = conf.replace('ctl = {', f'failover = {{ vip = "{vip}"; }};\nctl = {{', 1)
