@@ -115,6 +115,7 @@ class Capture(unittest.TestCase):
         start = src.index("class _Capture(object):")
         end = src.index("class _Handler(logging.Handler):")
         ns = {"time": __import__("time"), "collections": __import__("collections"),
+              "sys": sys, "threading": __import__("threading"),
               "LINE_LIMIT": 3000, "TOTAL_HEAD": 20000, "TOTAL_TAIL": 30000}
         exec(src[start:end], ns)
         cap = ns["_Capture"](1 << 20)
