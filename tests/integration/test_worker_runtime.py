@@ -157,6 +157,8 @@ paths = {{ migrations = "{SRC}/migrations"; python = "{SRC}/src/python"; run = "
 worker = {{ children = {children}; memory_limit_mb = {memory_mb}; output_cap = {output_cap};
            record_flush_ms = {flush_ms}; }};
 failover = {{ drain_grace = 5; }};
+# these tests count every record: no retention trimming
+retention = {{ max_age_days = 0; sync_api = 0; async_api = 0; cron = 0; func = 0; other = 0; }};
 """)
         return path
 
