@@ -33,7 +33,13 @@ vip_holders() {
     out=${out# }
     echo "${out:-none}"
 }
-rcli() { msh backend redis-cli --no-auth-warning -a "$BACKEND_SECRET" "$@" 2>/dev/null; }
+# Redis from the host's redis-cli through the backend's network (the lab's
+# way; one nsenter per call is slow), else inside the backend machine.
+if command -v redis-cli >/dev/null; then
+    rcli() { ip netns exec tm-backend redis-cli -h "$BACKEND_IP" --no-auth-warning -a "$BACKEND_SECRET" "$@" 2>/dev/null; }
+else
+    rcli() { msh backend redis-cli --no-auth-warning -a "$BACKEND_SECRET" "$@" 2>/dev/null; }
+fi
 sqlq() { msh backend mariadb -N -B tandem -e "$1"; }
 sv_status() { msh "$1" tandemctl --json status 2>/dev/null; }
 stack_nodes() {
@@ -149,7 +155,10 @@ fault_backend-reboot() {
 
 # docs/packaging.md, "Upgrades": the backup first, then hand over, then the
 # old primary. The package scripts must restart the backup and must not
-# restart the primary.
+# restart the primary. Unattended, as a configuration manager would run it:
+# tandem.conf is a conffile the operator edited, and dpkg keeps it
+# (--force-confold) instead of asking.
+APT_UPGRADE=(apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 fault_rolling-upgrade() {
     local b deb pid0 pid1 v out
     b=$(other "$P0")
@@ -157,7 +166,7 @@ fault_rolling-upgrade() {
     cp "$NEW_DEB" "$DIR/root-a/root/" && cp "$NEW_DEB" "$DIR/root-b/root/"
     echo "  node $b (backup): apt-get install $deb"
     pid0=$(msh "$b" systemctl show -p MainPID --value tandem)
-    msh "$b" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb" >"$DIR/log/upgrade-$b.log" 2>&1 ||
+    msh "$b" env DEBIAN_FRONTEND=noninteractive "${APT_UPGRADE[@]}" "$deb" >"$DIR/log/upgrade-$b.log" 2>&1 ||
         { FIG_FAIL="apt-get install on the backup failed (log/upgrade-$b.log)"; }
     pid1=$(msh "$b" systemctl show -p MainPID --value tandem)
     [ "$pid0" != "$pid1" ] || FIG_FAIL="the backup's tandem.service was not restarted by the package"
@@ -165,7 +174,7 @@ fault_rolling-upgrade() {
     msh "$b" tandemctl db migrate >>"$DIR/log/upgrade-$b.log" 2>&1 || FIG_FAIL="tandemctl db migrate failed"
     echo "  node $P0 (primary): apt-get install $deb"
     pid0=$(msh "$P0" systemctl show -p MainPID --value tandem)
-    msh "$P0" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb" >"$DIR/log/upgrade-$P0.log" 2>&1 ||
+    msh "$P0" env DEBIAN_FRONTEND=noninteractive "${APT_UPGRADE[@]}" "$deb" >"$DIR/log/upgrade-$P0.log" 2>&1 ||
         { FIG_FAIL="apt-get install on the primary failed (log/upgrade-$P0.log)"; }
     pid1=$(msh "$P0" systemctl show -p MainPID --value tandem)
     [ "$pid0" = "$pid1" ] || FIG_FAIL="the package restarted the primary's tandem.service"
