@@ -2,6 +2,7 @@
  * style). Loading walks the file, not the table, so that every unknown
  * section or key is reported with its line. */
 #include "config.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -72,6 +73,18 @@ static const struct copt options[] = {
     O_STR("redis.password", redis_password, "", "Redis AUTH password (empty = no AUTH)"),
     O_INT("redis.db", redis_db, 0, 0, 15, "Redis database number"),
     O_STR("redis.prefix", redis_prefix, "tandem:", "prefix of every Redis key"),
+    {"redis.sentinels", CT_STRLIST, ELT(redis_sentinels), NULL, 0, 0, 0, 0,
+     "Sentinels as [\"host:port\", ...]: the master is asked of them (redis.host is then unused)",
+     offsetof(struct tconf, redis_nsentinels), CONF_MAX_PEERS},
+    O_STR("redis.master_name", redis_master_name, "tandem", "the master's name in Sentinel"),
+    O_STR("redis.sentinel_password", redis_sentinel_password, "",
+          "AUTH password of the Sentinels (empty = no AUTH)"),
+    O_INT("redis.wait_replicas", redis_wait_replicas, 0, 0, 16,
+          "an enqueue counts as accepted only once this many replicas have it (WAIT; 0 = off)"),
+    O_INT("redis.wait_timeout_ms", redis_wait_timeout_ms, 200, 1, 60000,
+          "how long an enqueue waits for the replicas, ms"),
+    O_BOOL("redis.wait_refuse", redis_wait_refuse, 1,
+           "fewer replicas than asked in time: refuse the call (503) instead of accepting it"),
 
     O_STR("mysql.host", db_host, "127.0.0.1", "MariaDB host (TCP)"),
     O_INT("mysql.port", db_port, 3306, 0, 65535, "MariaDB TCP port"),
@@ -79,6 +92,10 @@ static const struct copt options[] = {
     O_STR("mysql.user", db_user, "tandem", "MariaDB user"),
     O_STR("mysql.password", db_password, "", "MariaDB password"),
     O_STR("mysql.database", db_name, "tandem", "MariaDB database"),
+    {"mysql.hosts", CT_STRLIST, ELT(db_hosts), NULL, 0, 0, 0, 0,
+     "MariaDB servers as [\"host:port\", ...], tried in order; the first that is not "
+     "read_only is used (overrides mysql.host)",
+     offsetof(struct tconf, db_nhosts), CONF_MAX_PEERS},
 
     O_STR("paths.migrations", migrations_dir, TANDEM_DATADIR "/migrations",
           "directory of NNN_name.sql migrations"),
@@ -94,7 +111,22 @@ static const struct copt options[] = {
     O_INT("server.connection_timeout", conn_timeout, 10, 1, 3600, "idle/slow client timeout, s"),
     O_INT("server.sync_timeout", sync_timeout, 35, 1, 3600, "longest wait for a sync call, s"),
     O_INT("server.async_timeout", async_timeout, 3600, 1, 3600, "longest run of an async task, s"),
+    O_INT("server.api_queue_limit", api_queue_limit, 10000, 0, 100000000,
+          "Sync/Async API calls are refused (429) while their queue is longer (0 = no cap)"),
     O_INT("server.max_connections", max_connections, 1024, 1, 65536, "concurrent HTTP connections"),
+    O_STR("server.tls_cert", tls_cert, "",
+          "HTTPS certificate (PEM, leaf first, chain allowed); set = server.port speaks TLS"),
+    O_STR("server.tls_key", tls_key, "", "HTTPS private key (PEM); keep it readable by root only"),
+    O_STR("server.tls_client_ca", tls_client_ca, "",
+          "CA (PEM) client certificates must verify against: mutual TLS (empty = off)"),
+    O_STR("server.tls_priorities", tls_priorities,
+          "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"
+          "+CHACHA20-POLY1305:-RSA:-DHE-RSA:%SERVER_PRECEDENCE",
+          "GnuTLS priority string (default: TLS 1.2+, AEAD ciphers, forward secrecy only)"),
+    O_INT("server.plain_port", plain_port, 0, 0, 65535,
+          "with TLS on: also serve plain HTTP on this port (0 = no plain HTTP)"),
+    O_BOOL("server.plain_redirect", plain_redirect, 1,
+           "the plain port only redirects to https:// (308) instead of serving the API"),
 
     O_INT("worker.children", worker_children, 2, 1, 64, "child processes running functions"),
     O_INT("worker.default_timeout", func_timeout, 30, 1, 3600,
@@ -111,6 +143,10 @@ static const struct copt options[] = {
           "how long a sync call's task status stays in Redis, s (its record stays in MariaDB)"),
     O_INT("worker.record_flush_ms", record_flush_ms, 1000, 10, 60000,
           "task record batch flush interval, ms"),
+    {"worker.queues", CT_STRLIST, ELT(worker_queues), NULL, 0, 0, 0, 0,
+     "queues this worker's children serve, e.g. [\"sync\", \"5\"] (default: all of sync, cron, "
+     "async, 0..9)",
+     offsetof(struct tconf, worker_nqueues), CONF_MAX_QUEUES},
 
     O_INT("beat.lease_ms", lease_ms, 3000, 500, 60000, "beat leadership lease, ms"),
     O_INT("beat.misfire_grace", misfire_grace, 60, 0, 86400,
@@ -139,6 +175,21 @@ static const struct copt options[] = {
     O_INT("failover.health_weight", fo_health_weight, 50, 0, 254,
           "priority lost while health is bad"),
     O_STR("failover.peer", fo_peer, "", "address of the other node, for status/doctor"),
+
+    O_INT("retention.max_age_days", ret_max_age_days, 90, 0, 36500,
+          "task records older than this are deleted, days (0 = keep regardless of age)"),
+    O_INT("retention.sync_api", ret_sync_api, 100, 0, 10000000,
+          "task records kept per Sync API, newest first (0 = no count limit)"),
+    O_INT("retention.async_api", ret_async_api, 100, 0, 10000000,
+          "task records kept per Async API (0 = no count limit)"),
+    O_INT("retention.cron", ret_cron, 500, 0, 10000000,
+          "task records kept per cron job (0 = no count limit)"),
+    O_INT("retention.func", ret_func, 1000, 0, 10000000,
+          "task records kept per directly called func (0 = no count limit)"),
+    O_INT("retention.other", ret_other, 1000, 0, 10000000,
+          "task records kept per func for subtasks and system tasks (0 = no count limit)"),
+    O_INT("retention.batch", ret_batch, 1000, 10, 100000,
+          "rows deleted per statement by the retention purge"),
 
     O_STR("secret.key", secret_key, "",
           "seals env-variable passwords and connector secrets at rest (AES-256-GCM); at least "
@@ -425,6 +476,13 @@ wrong_type:
     errs_add(e, line, o->path, "expected %s, got %s", want_name(o->type), type_name(t));
 }
 
+static bool hostport_valid(const char *s)
+{
+    char h[128];
+    int port;
+    return hostport_split(s, h, sizeof h, &port) == 0;
+}
+
 static bool ipv4_valid(const char *s)
 {
     struct in_addr a;
@@ -492,6 +550,27 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
     if (c->db_socket[0] == '\0' && c->db_host[0] == '\0')
         errs_add(e, LINE_OF("mysql.host"), "mysql.host",
                  "must not be empty when mysql.socket is not set");
+    for (int i = 0; i < c->redis_nsentinels; i++)
+        if (!hostport_valid(c->redis_sentinels[i]))
+            errs_add(e, LINE_OF("redis.sentinels"), "redis.sentinels",
+                     "item %d \"%s\" is not host:port", i + 1, c->redis_sentinels[i]);
+    if (c->redis_nsentinels > 0 && c->redis_master_name[0] == '\0')
+        errs_add(e, LINE_OF("redis.master_name"), "redis.master_name",
+                 "must name the master when redis.sentinels is set");
+    for (int i = 0; i < c->db_nhosts; i++)
+        if (!hostport_valid(c->db_hosts[i]))
+            errs_add(e, LINE_OF("mysql.hosts"), "mysql.hosts", "item %d \"%s\" is not host:port",
+                     i + 1, c->db_hosts[i]);
+    if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
+        errs_add(e, LINE_OF(c->tls_cert[0] ? "server.tls_key" : "server.tls_cert"),
+                 c->tls_cert[0] ? "server.tls_key" : "server.tls_cert",
+                 "server.tls_cert and server.tls_key go together: set both or neither");
+    if (c->plain_port && c->tls_cert[0] == '\0')
+        errs_add(e, LINE_OF("server.plain_port"), "server.plain_port",
+                 "is only for TLS setups (server.port already speaks plain HTTP)");
+    if (c->plain_port && c->plain_port == c->server_port)
+        errs_add(e, LINE_OF("server.plain_port"), "server.plain_port",
+                 "must differ from server.port");
     if (c->db_name[0] == '\0')
         errs_add(e, LINE_OF("mysql.database"), "mysql.database", "must not be empty");
     if (c->fo_vip[0] && !ipv4_prefix_valid(c->fo_vip))
@@ -504,6 +583,18 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
         if (!ipv4_valid(c->fo_unicast_peers[i]))
             errs_add(e, LINE_OF("failover.unicast_peers"), "failover.unicast_peers",
                      "item %d \"%s\" is not an IPv4 address", i + 1, c->fo_unicast_peers[i]);
+    for (int i = 0; i < c->worker_nqueues; i++) {
+        const char *q = c->worker_queues[i];
+        bool known = strcmp(q, "sync") == 0 || strcmp(q, "cron") == 0 || strcmp(q, "async") == 0 ||
+                     (q[0] >= '0' && q[0] <= '9' && q[1] == '\0');
+        if (!known)
+            errs_add(e, LINE_OF("worker.queues"), "worker.queues",
+                     "item %d \"%s\" is not a queue (sync, cron, async or 0..9)", i + 1, q);
+        for (int j = 0; j < i; j++)
+            if (strcmp(c->worker_queues[j], q) == 0)
+                errs_add(e, LINE_OF("worker.queues"), "worker.queues",
+                         "item %d \"%s\" is listed twice", i + 1, q);
+    }
     if (strncmp(c->ctl_url, "http://", 7) != 0 && strncmp(c->ctl_url, "https://", 8) != 0)
         errs_add(e, LINE_OF("ctl.url"), "ctl.url", "\"%s\" must start with http:// or https://",
                  c->ctl_url);

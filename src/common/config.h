@@ -8,7 +8,7 @@
 
 #define CONF_STR 256
 #define CONF_MAX_PEERS 8
-#define CONF_MAX_QUEUES 8
+#define CONF_MAX_QUEUES 13 /* sync, cron, async, 0..9 */
 
 struct tconf {
     char path[CONF_STR]; /* the file it was loaded from */
@@ -27,6 +27,15 @@ struct tconf {
     char redis_password[CONF_STR];
     int redis_db;          /* redis.db 0..15 */
     char redis_prefix[64]; /* redis.prefix, default "tandem:" */
+    /* Sentinel: when set, the master is asked of these instead of redis.host */
+    char redis_sentinels[CONF_MAX_PEERS][128]; /* redis.sentinels = ["host:port", ...] */
+    int redis_nsentinels;
+    char redis_master_name[64];             /* redis.master_name, default "tandem" */
+    char redis_sentinel_password[CONF_STR]; /* redis.sentinel_password, "" = no AUTH */
+    int redis_wait_replicas; /* redis.wait_replicas: an enqueue is accepted once N replicas have it
+                              */
+    int redis_wait_timeout_ms; /* redis.wait_timeout_ms, default 200 */
+    bool redis_wait_refuse; /* redis.wait_refuse: fewer acks = not accepted (503), default true */
 
     /* mysql (MariaDB) */
     char db_host[CONF_STR]; /* mysql.host, default 127.0.0.1 */
@@ -35,6 +44,10 @@ struct tconf {
     char db_user[64]; /* default "tandem" */
     char db_password[CONF_STR];
     char db_name[64]; /* mysql.database, default "tandem" */
+    /* mysql.hosts = ["host:port", ...]: tried in order, the first one that is
+     * not read_only is used (a primary/replica pair); overrides mysql.host */
+    char db_hosts[CONF_MAX_PEERS][128];
+    int db_nhosts;
 
     /* paths */
     char migrations_dir[CONF_STR]; /* paths.migrations, default TANDEM_DATADIR/migrations */
@@ -49,7 +62,16 @@ struct tconf {
     int conn_timeout;       /* server.connection_timeout s, default 10, 1..3600 */
     int sync_timeout;       /* server.sync_timeout s, default 35 (DFF), 1..3600 */
     int async_timeout;      /* server.async_timeout s, default 3600 (DFF), 1..3600 */
+    int api_queue_limit;    /* server.api_queue_limit: Sync/Async API calls get 429 while
+                               their queue holds more entries; default 10000, 0 = off */
     int max_connections;    /* server.max_connections, default 1024 */
+    /* HTTPS (server_tls.c): with tls_cert set, server.port speaks TLS */
+    char tls_cert[CONF_STR];       /* server.tls_cert: PEM, leaf first, chain allowed */
+    char tls_key[CONF_STR];        /* server.tls_key: PEM private key (root-only file) */
+    char tls_client_ca[CONF_STR];  /* server.tls_client_ca: mutual TLS, "" = off */
+    char tls_priorities[CONF_STR]; /* server.tls_priorities: GnuTLS priority string */
+    int plain_port;                /* server.plain_port: extra plain-HTTP port, 0 = none */
+    bool plain_redirect;           /* server.plain_redirect: it only redirects to https */
 
     /* worker */
     int worker_children; /* worker.children 1..64, default 2 */
@@ -60,6 +82,10 @@ struct tconf {
     int task_ttl;        /* worker.task_ttl s a task's status stays in Redis, default 86400 */
     int sync_task_ttl;   /* worker.sync_task_ttl s, the same for sync calls, default 300 */
     int record_flush_ms; /* worker.record_flush_ms, default 1000 */
+    /* worker.queues = ["sync", "cron", "async", "0", ..., "9"]: the streams
+     * this worker's children serve; none listed (the default) = all. */
+    char worker_queues[CONF_MAX_QUEUES][8];
+    int worker_nqueues;
 
     /* beat */
     int lease_ms;      /* beat.lease_ms, default 3000, 500..60000 */
@@ -86,6 +112,15 @@ struct tconf {
     int fo_drain_grace;       /* failover.drain_grace s, default 10 */
     int fo_health_weight; /* failover.health_weight, default 50 (track_file weight on bad health) */
     char fo_peer[64];     /* failover.peer address of the other node, for status/doctor */
+
+    /* retention: task_record kept per origin and by age (worker_purge.c) */
+    int ret_max_age_days; /* retention.max_age_days, default 90 (DFF), 0 = no age limit */
+    int ret_sync_api;     /* retention.sync_api: newest N per Sync API, default 100 (DFF) */
+    int ret_async_api;    /* retention.async_api, default 100 (DFF) */
+    int ret_cron;         /* retention.cron: per cron job, default 500 (DFF) */
+    int ret_func;         /* retention.func: per directly called func, default 1000 (DFF) */
+    int ret_other;        /* retention.other: subtasks, system tasks, default 1000 */
+    int ret_batch;        /* retention.batch rows per DELETE, default 1000 */
 
     /* secret */
     char secret_key[CONF_STR]; /* secret.key: seals passwords at rest; the same on both nodes */

@@ -81,6 +81,11 @@ static const char *const MON_NAMES[13] = {"",    "JAN", "FEB", "MAR", "APR", "MA
 static const char *const DOW_NAMES[8] = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", NULL};
 
 enum { F_SEC, F_MIN, F_HOUR, F_DOM, F_MON, F_DOW };
+/* A day field "restricts" the day unless it names every value, however it
+ * is written ("*", "1-31", "0-6", "SUN-SAT", "5,*"): croniter's rule, where
+ * Vixie cron looks at a leading '*' instead (day-of-week: see F_DOW). */
+#define DOM_ALL 0xfffffffeULL /* days 1..31 */
+#define DOW_ALL 0x7fULL       /* weekdays 0..6 once 7 is folded onto 0 */
 static const struct field_def FIELDS[6] = {
     {"second", 0, 59, NULL},       {"minute", 0, 59, NULL},     {"hour", 0, 23, NULL},
     {"day-of-month", 1, 31, NULL}, {"month", 1, 12, MON_NAMES}, {"day-of-week", 0, 7, DOW_NAMES},
@@ -131,10 +136,20 @@ static int parse_value(const struct field_def *f, const char *ftext, const char 
                 return 0;
             }
         }
+        if (n == 1 && strchr("LlWwHhRr", *s))
+            return fail(err,
+                        "%s field \"%s\": unknown name \"%c\" (of croniter's special forms Tandem "
+                        "takes L in day-of-month, D#N and LD in day-of-week; not W, ?, H or R)",
+                        f->name, ftext, *s);
         return fail(err, "%s field \"%s\": unknown name \"%.*s\"", f->name, ftext, (int)n, s);
     }
     if (*s == '\0' || strchr(",-/", *s))
         return fail(err, "%s field \"%s\": a value is missing", f->name, ftext);
+    if (strchr("LlWw#?HhRr", *s))
+        return fail(err,
+                    "%s field \"%s\": unexpected '%c' (of croniter's special forms Tandem takes L "
+                    "in day-of-month, D#N and LD in day-of-week; not W, ?, H or R)",
+                    f->name, ftext, *s);
     if (f->names)
         return fail(err, "%s field \"%s\": unexpected '%c' (expected a number or a name)", f->name,
                     ftext, *s);
@@ -142,29 +157,113 @@ static int parse_value(const struct field_def *f, const char *ftext, const char 
                 f->name, ftext, *s);
 }
 
-/* A field's text into a bit mask (bit v = value v). */
+#define NTH_LAST 0x20 /* in cron_expr.nth[]: the weekday's last one of the month */
+
+static bool nth_match(const struct cron_expr *e, unsigned wd, unsigned d, unsigned len);
+
+static uint64_t nth_keys(const struct cron_expr *e)
+{
+    uint64_t k = 0;
+    for (int d = 0; d < 8; d++)
+        if (e->nth[d])
+            k |= 1ULL << d;
+    return k;
+}
+
+/* Day-of-week only: croniter's "D#N" (the Nth weekday D of the month,
+ * N 1..5) and "LD" (the last weekday D) items. nth[D] gets bit N-1 or
+ * NTH_LAST; the weekday D counts as a value of the field too (croniter
+ * decides "restricts" with it). 0 if the item at *p is not one. */
+static int parse_nth(const struct field_def *f, const char *ftext, const char **p, uint8_t *nth,
+                     uint64_t *mask, char **err)
+{
+    const char *s = *p;
+    int d;
+    if ((*s == 'L' || *s == 'l') && isdigit((unsigned char)s[1])) {
+        s++;
+        if (parse_value(f, ftext, &s, &d, err))
+            return -1;
+        nth[d] |= NTH_LAST;
+    } else {
+        const char *q = s;
+        while (isalnum((unsigned char)*q))
+            q++;
+        if (*q != '#')
+            return 0;
+        if (parse_value(f, ftext, &s, &d, err))
+            return -1;
+        if (s != q)
+            return fail(err, "%s field \"%s\": unexpected '%c'", f->name, ftext, *s);
+        s++;
+        if (!isdigit((unsigned char)*s) || *s < '1' || *s > '5' || isdigit((unsigned char)s[1]))
+            return fail(err, "%s field \"%s\": after '#' a week number 1-5", f->name, ftext);
+        nth[d] |= (uint8_t)(1u << (*s - '1'));
+        s++;
+    }
+    if (*s != ',' && *s != '\0')
+        return fail(err, "%s field \"%s\": unexpected '%c' after a '#' or 'L' weekday", f->name,
+                    ftext, *s);
+    *mask |= 1ULL << d;
+    *p = s;
+    return 1;
+}
+
+/* A field's text into a bit mask (bit v = value v). nth: day-of-week's
+ * "#"/"L" items (NULL for other fields); plain: the values given by other
+ * items, "*" aside. */
 static int parse_field(const struct field_def *f, const char *ftext, uint64_t *mask, bool *star,
-                       char **err)
+                       uint8_t *nth, uint64_t *plain, char **err)
 {
     *mask = 0;
-    *star = ftext[0] == '*';
+    *plain = 0;
+    *star = false; /* a bare "*" item, with no step */
     const char *p = ftext;
     for (;;) {
         int a, b, step = 1;
         bool ranged = false;
+        if (nth) {
+            int r = parse_nth(f, ftext, &p, nth, mask, err);
+            if (r < 0)
+                return -1;
+            if (r > 0) {
+                if (*p == ',') {
+                    p++;
+                    continue;
+                }
+                break;
+            }
+        }
+        if (f == &FIELDS[F_DOM] && (*p == 'L' || *p == 'l') && (p[1] == ',' || !p[1])) {
+            *mask |= 1; /* "L": the month's last day, kept in the unused bit 0 */
+            if (*++p == ',') {
+                p++;
+                continue;
+            }
+            break;
+        }
         if (*p == '*') {
             a = f->lo;
             b = f->hi;
             ranged = true;
             p++;
+            *star |= *p != '/';
         } else {
             if (parse_value(f, ftext, &p, &a, err))
                 return -1;
             b = a;
             if (*p == '-') {
-                p++;
-                if (parse_value(f, ftext, &p, &b, err))
+                const char *hi_text = ++p;
+                if (f == &FIELDS[F_DOM] && (*p == 'L' || *p == 'l')) {
+                    b = f->hi; /* "10-L": croniter reads it as 10-31 */
+                    p++;
+                } else if (parse_value(f, ftext, &p, &b, err)) {
                     return -1;
+                }
+                /* "FRI-SUN", "5-0": a weekday range may end on Sunday
+                 * written as 0 (croniter reads it as 7). */
+                if (f->names == DOW_NAMES && b == 0 && b < a &&
+                    (p - hi_text == 1 || isalpha((unsigned char)*hi_text)))
+                    b = 7;
                 if (b < a)
                     return fail(err, "%s field \"%s\": range %d-%d runs backwards", f->name, ftext,
                                 a, b);
@@ -176,24 +275,37 @@ static int parse_field(const struct field_def *f, const char *ftext, uint64_t *m
             if (!isdigit((unsigned char)*p))
                 return fail(err, "%s field \"%s\": a step needs a number after '/'", f->name,
                             ftext);
+            /* Any positive step, as croniter: one larger than the range
+             * leaves just the start value (minute step 100 is minute 0). */
             long s = 0;
-            while (isdigit((unsigned char)*p) && s <= 1000)
+            while (isdigit((unsigned char)*p)) {
                 s = s * 10 + (*p++ - '0');
-            if (s < 1 || s > f->hi - f->lo + 1 || isdigit((unsigned char)*p))
-                return fail(err, "%s field \"%s\": step %ld out of range 1-%d", f->name, ftext, s,
-                            f->hi - f->lo + 1);
+                if (s > 1000)
+                    s = 1000;
+            }
+            if (s < 1)
+                return fail(err, "%s field \"%s\": step 0 (a step must be 1 or more)", f->name,
+                            ftext);
             step = (int)s;
             if (!ranged) /* "A/S" means A through the maximum, as croniter and cronie */
                 b = f->hi;
         }
-        for (int v = a; v <= b; v += step)
+        for (int v = a; v <= b; v += step) {
             *mask |= 1ULL << v;
+            if (!*star)
+                *plain |= 1ULL << v;
+        }
         if (*p == ',') {
             p++;
             continue;
         }
         if (*p == '\0')
             break;
+        if (*p == '#')
+            return fail(err,
+                        "%s field \"%s\": unexpected '#' (D#N, the Nth weekday D, belongs in "
+                        "day-of-week)",
+                        f->name, ftext);
         return fail(err, "%s field \"%s\": unexpected '%c'", f->name, ftext, *p);
     }
     return 0;
@@ -256,9 +368,10 @@ int cron_parse(struct cron_expr *e, const char *text, char **err)
         e->sec = 1; /* second 0 */
     for (int i = 0; i < nf; i++) {
         int fi = first + i;
-        uint64_t m;
+        uint64_t m, plain;
         bool star;
-        if (parse_field(&FIELDS[fi], fields[i], &m, &star, err))
+        if (parse_field(&FIELDS[fi], fields[i], &m, &star, fi == F_DOW ? e->nth : NULL, &plain,
+                        err))
             return -1;
         switch (fi) {
         case F_SEC:
@@ -269,44 +382,91 @@ int cron_parse(struct cron_expr *e, const char *text, char **err)
             break;
         case F_HOUR:
             e->hour = (uint32_t)m;
-            e->hour_star = star;
             break;
         case F_DOM:
             e->dom = (uint32_t)m;
-            e->dom_star = star;
+            e->dom_all = star || m == DOM_ALL;
             break;
         case F_MON:
             e->mon = (uint16_t)m;
             break;
         case F_DOW:
-            if (m & (1ULL << 7)) /* 7 is Sunday too */
+            /* croniter (as DFF calls it, seconds last) keeps 7 apart from 0
+             * when it decides whether the field names "every weekday": it
+             * does with a bare "*" item or exactly 7 distinct values of
+             * 0..7, so "1-7" and "MON-SUN" do, "0-7" and "*" with step 1
+             * (eight values) do not, and "0-5,7" does ... which croniter
+             * then reads as every day, Saturday included. 7 matches Sunday. */
+            e->dow_all = star || __builtin_popcountll(m & 0xff) == 7;
+            for (int d = 0; d < 8; d++)
+                if (e->nth[d]) {
+                    e->has_nth = true;
+                    /* croniter refuses a plain weekday beside "#"/"L" ones,
+                     * unless the same weekday also has one ("5,5#2"). */
+                    if (plain & ~nth_keys(e))
+                        return fail(err,
+                                    "day-of-week field \"%s\": plain weekdays cannot be mixed "
+                                    "with '#' or 'L' ones (croniter refuses it)",
+                                    fields[i]);
+                    break;
+                }
+            if (m & (1ULL << 7))
                 m = (m | 1) & 0x7f;
-            e->dow = (uint8_t)m;
-            e->dow_star = star;
+            e->dow = e->dow_all ? DOW_ALL : (uint8_t)m;
             break;
         }
     }
-    /* Day-of-month alone decides the day: make sure some chosen day exists in
-     * some chosen month (Feb counts 29, so "0 0 29 2 *" is fine). */
-    if (e->dow_star) {
-        bool ok = false;
-        for (unsigned mo = 1; mo <= 12 && !ok; mo++) {
-            if (!(e->mon & (1u << mo)))
-                continue;
-            unsigned maxd = mo == 2 ? 29 : days_in_month(2001, mo);
-            for (unsigned d = 1; d <= maxd && !ok; d++)
-                ok = e->dom & (1u << d);
-        }
+    /* Some chosen day must exist in some chosen month (Feb counts 29, so
+     * "0 0 29 2 *" is fine). With day-of-week "*" the job would never fire;
+     * with a restricted day-of-week too (either matches) croniter gives up
+     * on the whole expression, so DFF never fires it either. */
+    bool ok = e->dom & 1; /* every month has a last day */
+    for (unsigned mo = 1; mo <= 12 && !ok; mo++) {
+        if (!(e->mon & (1u << mo)))
+            continue;
+        unsigned maxd = mo == 2 ? 29 : days_in_month(2001, mo);
+        for (unsigned d = 1; d <= maxd && !ok; d++)
+            ok = e->dom & (1u << d);
+    }
+    if (!ok)
+        return fail(err,
+                    "day-of-month field \"%s\": no chosen day occurs in the chosen months, "
+                    "the job would never fire",
+                    fields[F_DOM - first]);
+    /* With "#"/"L" weekdays and a restricted day-of-month croniter needs a
+     * day that is both (see day_match()) and gives up without one. One
+     * Gregorian cycle of 400 years holds every combination there is. */
+    if (e->has_nth && !e->dom_all) {
+        ok = false;
+        for (int64_t y = 2000; y < 2400 && !ok; y++)
+            for (unsigned mo = 1; mo <= 12 && !ok; mo++) {
+                if (!(e->mon & (1u << mo)))
+                    continue;
+                unsigned len = days_in_month(y, mo);
+                int64_t first = cron_days_from_civil(y, mo, 1);
+                for (unsigned d = 1; d <= len && !ok; d++)
+                    ok = ((e->dom & (1u << d)) || ((e->dom & 1) && d == len)) &&
+                         nth_match(e, weekday(first + d - 1), d, len);
+            }
         if (!ok)
             return fail(err,
-                        "day-of-month field \"%s\": no chosen day occurs in the chosen months, "
-                        "the job would never fire",
-                        fields[F_DOM - first]);
+                        "day-of-month field \"%s\" and day-of-week field \"%s\": no chosen "
+                        "day of the month is ever the chosen '#'/'L' weekday, and croniter "
+                        "gives up on such an expression: it would never fire",
+                        fields[F_DOM - first], fields[F_DOW - first]);
     }
     return 0;
 }
 
 /* ---------- matching in civil time ---------- */
+
+/* Day-of-week's "#"/"L" items for weekday wd (0..6; 7 counts as Sunday):
+ * is day d of a month of `len` days one of them? */
+static bool nth_match(const struct cron_expr *e, unsigned wd, unsigned d, unsigned len)
+{
+    unsigned bits = e->nth[wd] | (wd == 0 ? e->nth[7] : 0);
+    return (bits & (1u << ((d - 1) / 7))) || ((bits & NTH_LAST) && d + 7 > len);
+}
 
 static int next_bit(uint64_t mask, int from, int hi)
 {
@@ -319,13 +479,21 @@ static int next_bit(uint64_t mask, int from, int hi)
     return b <= hi ? b : -1;
 }
 
-static bool day_match(const struct cron_expr *e, unsigned d, int64_t days)
+static bool day_match(const struct cron_expr *e, int64_t y, unsigned mo, unsigned d, int64_t days)
 {
-    bool dom = e->dom & (1u << d);
+    bool dom = (e->dom & (1u << d)) || ((e->dom & 1) && d == days_in_month(y, mo));
+    if (e->has_nth) {
+        /* croniter: with "#"/"L" weekdays and both fields restricting, the
+         * "either" search always lands on the weekday's own match (the
+         * other branch needs both); with day-of-week naming every day, or
+         * day-of-month doing so, both apply. */
+        bool n = nth_match(e, weekday(days), d, days_in_month(y, mo));
+        return (e->dow_all && !e->dom_all) ? n && dom : n;
+    }
     bool dow = e->dow & (1u << weekday(days));
-    if (e->dom_star || e->dow_star)
+    if (e->dom_all || e->dow_all)
         return dom && dow;
-    return dom || dow; /* Vixie cron: both restricted means either */
+    return dom || dow; /* croniter's day_or: both restricted means either */
 }
 
 /* Smallest matching civil time in [cs, climit], or -1. */
@@ -362,7 +530,7 @@ static int64_t civil_next(const struct cron_expr *e, int64_t cs, int64_t climit)
             h = mi = s = 0;
             continue;
         }
-        if (!day_match(e, d, days)) {
+        if (!day_match(e, y, mo, d, days)) {
             NEXT_DAY();
             continue;
         }
@@ -808,39 +976,27 @@ struct cron_tz *cron_tz_load(const char *name, char **err)
 
 int64_t cron_next(const struct cron_expr *e, const struct cron_tz *tz, int64_t after)
 {
+    /* Far outside any calendar a job could use: also keeps the sums below
+     * from overflowing. */
+    if (after < -CRON_TIME_LIMIT || after > CRON_TIME_LIMIT)
+        return -1;
     int64_t u = after + 1;
     int64_t limit = after + (int64_t)CRON_SEARCH_YEARS * 366 * 86400;
 
-    /* A spring-forward transition exactly at u: the gap's local times map to u. */
-    int64_t tp = tz_prev_trans(tz, u);
-    if (tp == u && !e->hour_star) {
-        int32_t ob = cron_tz_offset(tz, u - 1), oa = cron_tz_offset(tz, u);
-        if (oa > ob && civil_next(e, u + ob, u + oa - 1) >= 0)
-            return u;
-    }
+    /* DFF's rule (croniter.match at every tick): an instant fires when its
+     * local wall-clock time matches. Between two offset changes local time
+     * runs straight, so the first match there is the first matching civil
+     * time; local times a spring-forward skips never fire, those a fall-back
+     * repeats fire at both occurrences. */
     while (u <= limit) {
         int32_t o = cron_tz_offset(tz, u);
         int64_t tn = tz_next_trans(tz, u);
-        int64_t cs = u + o;
-        if (!e->hour_star) {
-            /* After a fall-back, local times already lived once before the
-             * transition; fixed-hour jobs fired at their first occurrence. */
-            tp = tz_prev_trans(tz, u);
-            if (tp != T_MIN) {
-                int32_t op = cron_tz_offset(tz, tp - 1);
-                if (op > o && tp + op > cs)
-                    cs = tp + op;
-            }
-        }
         int64_t cend = tn == T_MAX || tn > limit ? limit + o : tn + o - 1;
-        int64_t m = civil_next(e, cs, cend);
+        int64_t m = civil_next(e, u + o, cend);
         if (m >= 0)
             return m - o;
         if (tn == T_MAX || tn > limit)
             return -1;
-        int32_t on = cron_tz_offset(tz, tn);
-        if (on > o && !e->hour_star && civil_next(e, tn + o, tn + on - 1) >= 0)
-            return tn; /* a local time in the gap: the first valid instant after it */
         u = tn;
     }
     return -1;
@@ -884,6 +1040,10 @@ int cron_parse_time(const char *s, const struct cron_tz *tz, int64_t *out, char 
         long long v = strtoll(s + 1, &end, 10);
         if (errno || end == s + 1 || *end)
             return fail(err, "time \"%s\": expected @UNIXSECONDS", s);
+        /* Callers turn times into milliseconds and SQL DATETIMEs: keep them
+         * to the years ISO 8601 writes with four digits. */
+        if (v < CRON_TIME_MIN || v > CRON_TIME_MAX)
+            return fail(err, "time \"%s\": out of range (years 0001 to 9999)", s);
         *out = v;
         return 0;
     }

@@ -12,16 +12,15 @@
 #include "log.h"
 #include "util.h"
 
-MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err)
+/* One server: connect, session setup. NULL and *err naming `where`. */
+static MYSQL *open_one(const struct tconf *c, const char *host, int port, const char *sock,
+                       int timeout_s, char **err)
 {
     MYSQL *m = mysql_init(NULL);
     unsigned int t = timeout_s > 0 ? (unsigned)timeout_s : 10;
     my_bool off = 0;
-    const char *sock = c->db_socket[0] ? c->db_socket : NULL;
     char where[CONF_STR + 32];
 
-    if (err)
-        *err = NULL;
     if (m == NULL) {
         err_set(err, "mysql_init: out of memory");
         return NULL;
@@ -29,7 +28,7 @@ MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err)
     if (sock)
         snprintf(where, sizeof(where), "unix:%s", sock);
     else
-        snprintf(where, sizeof(where), "%s:%d", c->db_host, c->db_port);
+        snprintf(where, sizeof(where), "%s:%d", host, port);
     mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &t);
     mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &t);
@@ -38,8 +37,8 @@ MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err)
     mysql_options(m, MYSQL_OPT_RECONNECT, &off);
     if (sock)
         mysql_options(m, MYSQL_OPT_PROTOCOL, &(unsigned int){MYSQL_PROTOCOL_SOCKET});
-    if (mysql_real_connect(m, sock ? NULL : c->db_host, c->db_user, c->db_password, c->db_name,
-                           sock ? 0 : (unsigned)c->db_port, sock, 0) == NULL) {
+    if (mysql_real_connect(m, sock ? NULL : host, c->db_user, c->db_password, c->db_name,
+                           sock ? 0 : (unsigned)port, sock, 0) == NULL) {
         err_set(err, "mariadb %s: connect as %s to database %s: %s", where, c->db_user, c->db_name,
                 mysql_error(m));
         mysql_close(m);
@@ -51,6 +50,64 @@ MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err)
         return NULL;
     }
     return m;
+}
+
+/* 1 read_only, 0 writable, -1 cannot tell (the connection is bad). */
+static int read_only(MYSQL *m)
+{
+    if (mysql_query(m, "SELECT @@global.read_only") != 0)
+        return -1;
+    MYSQL_RES *r = mysql_store_result(m);
+    if (!r)
+        return -1;
+    MYSQL_ROW row = mysql_fetch_row(r);
+    int ro = row && row[0] && strcmp(row[0], "0") != 0;
+    mysql_free_result(r);
+    return ro;
+}
+
+MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err)
+{
+    if (err)
+        *err = NULL;
+    if (c->db_socket[0])
+        return open_one(c, NULL, 0, c->db_socket, timeout_s, err);
+    if (c->db_nhosts == 0)
+        return open_one(c, c->db_host, c->db_port, NULL, timeout_s, err);
+    /* A primary/replica pair: write only where read_only is off, in the
+     * operator's order, so a switch of the primary (by hand or by a proxy
+     * that flips read_only) is followed on the next connect. */
+    char *why = NULL;
+    for (int i = 0; i < c->db_nhosts; i++) {
+        char host[128], *e = NULL;
+        int port;
+        MYSQL *m = NULL;
+        if (hostport_split(c->db_hosts[i], host, sizeof host, &port) == -1)
+            e = xasprintf("%s: not host:port", c->db_hosts[i]);
+        else if ((m = open_one(c, host, port, NULL, timeout_s, &e)) != NULL) {
+            int ro = read_only(m);
+            if (ro == 0) {
+                free(why);
+                return m;
+            }
+            e = xasprintf("mariadb %s: %s", c->db_hosts[i],
+                          ro == 1 ? "read_only (a replica)" : mysql_error(m));
+            mysql_close(m);
+        }
+        char *joined = why ? xasprintf("%s; %s", why, e ? e : "?") : (e ? strdup(e) : NULL);
+        free(why);
+        free(e);
+        why = joined;
+    }
+    err_set(err, "mariadb: no writable server among mysql.hosts: %s", why ? why : "none");
+    free(why);
+    return NULL;
+}
+
+bool db_is_readonly_error(unsigned int code)
+{
+    /* ER_OPTION_PREVENTS_STATEMENT: "running with the --read-only option" */
+    return code == 1290;
 }
 
 static void discard_results(MYSQL *m)

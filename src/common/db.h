@@ -3,12 +3,18 @@
 #define TANDEM_DB_H
 
 #include <mysql.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include "config.h"
 
 /* Connect with utf8mb4, UTC session time zone, autocommit, reconnect off,
  * connect/read/write timeouts of timeout_s. NULL and *err on failure. */
 MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err);
+/* With mysql.hosts, the first server in order whose read_only is off. */
+
+/* A statement failed because the server became read_only (the primary was
+ * switched): drop the connection and db_connect() again. */
+bool db_is_readonly_error(unsigned int code);
 
 /* Run one statement built with printf-style fmt. Use db_q() for every value
  * that came from outside. Returns 0, or -1 and *err (malloc'd, includes the

@@ -2,6 +2,9 @@
 
 #include <jansson.h>
 
+#include <pthread.h>
+#include <stdbool.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,26 +32,27 @@ static int setup_cmd(redisContext *rc, const char *where, char **err, const char
     return 0;
 }
 
-redisContext *rds_connect(const struct tconf *c, int timeout_ms, char **err)
+/* Connects to one address (unix socket when sock is set), with AUTH and
+ * SELECT when asked. NULL and *err on failure, naming `where`. */
+static redisContext *open_addr(const char *host, int port, const char *sock, int timeout_ms,
+                               const char *password, int db, char **err)
 {
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     struct timeval connect_tv = tv;
     char where[CONF_STR + 32];
     redisContext *rc;
 
-    if (err)
-        *err = NULL;
     if (timeout_ms <= 0) {
         /* Connecting must never hang forever even when commands may block. */
         connect_tv.tv_sec = 5;
         connect_tv.tv_usec = 0;
     }
-    if (c->redis_socket[0]) {
-        snprintf(where, sizeof(where), "unix:%s", c->redis_socket);
-        rc = redisConnectUnixWithTimeout(c->redis_socket, connect_tv);
+    if (sock && sock[0]) {
+        snprintf(where, sizeof(where), "unix:%s", sock);
+        rc = redisConnectUnixWithTimeout(sock, connect_tv);
     } else {
-        snprintf(where, sizeof(where), "%s:%d", c->redis_host, c->redis_port);
-        rc = redisConnectWithTimeout(c->redis_host, c->redis_port, connect_tv);
+        snprintf(where, sizeof(where), "%s:%d", host, port);
+        rc = redisConnectWithTimeout(host, port, connect_tv);
     }
     if (rc == NULL) {
         err_set(err, "redis %s: cannot allocate context", where);
@@ -65,25 +69,128 @@ redisContext *rds_connect(const struct tconf *c, int timeout_ms, char **err)
         redisFree(rc);
         return NULL;
     }
-    if (c->redis_socket[0] == '\0')
+    if (!(sock && sock[0]))
         redisEnableKeepAlive(rc);
-    if (c->redis_password[0]) {
-        const char *argv[] = {"AUTH", c->redis_password};
+    if (password && password[0]) {
+        const char *argv[] = {"AUTH", password};
         if (setup_cmd(rc, where, err, "AUTH", 2, argv) == -1) {
             redisFree(rc);
             return NULL;
         }
     }
-    if (c->redis_db != 0) {
-        char db[16];
-        snprintf(db, sizeof(db), "%d", c->redis_db);
-        const char *argv[] = {"SELECT", db};
+    if (db != 0) {
+        char dbs[16];
+        snprintf(dbs, sizeof(dbs), "%d", db);
+        const char *argv[] = {"SELECT", dbs};
         if (setup_cmd(rc, where, err, "SELECT", 2, argv) == -1) {
             redisFree(rc);
             return NULL;
         }
     }
     return rc;
+}
+
+/* The master named by one Sentinel: 0 with host/port, or -1 with *err. */
+static int sentinel_ask(const struct tconf *c, const char *addr, int timeout_ms, char *host,
+                        size_t hostn, int *port, char **err)
+{
+    char sh[128];
+    int sp;
+    if (hostport_split(addr, sh, sizeof sh, &sp) == -1) {
+        err_set(err, "sentinel %s: not host:port", addr);
+        return -1;
+    }
+    redisContext *sc = open_addr(sh, sp, NULL, timeout_ms, c->redis_sentinel_password, 0, err);
+    if (!sc)
+        return -1;
+    redisReply *r = redisCommand(sc, "SENTINEL get-master-addr-by-name %s", c->redis_master_name);
+    int ret = -1;
+    if (r == NULL)
+        err_set(err, "sentinel %s: %s", addr, sc->errstr);
+    else if (r->type == REDIS_REPLY_ERROR)
+        err_set(err, "sentinel %s: %s", addr, r->str);
+    else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+             r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING)
+        err_set(err, "sentinel %s: does not know a master named \"%s\" (redis.master_name)", addr,
+                c->redis_master_name);
+    else if (snprintf(host, hostn, "%s", r->element[0]->str) >= (int)hostn)
+        err_set(err, "sentinel %s: master address too long", addr);
+    else {
+        *port = atoi(r->element[1]->str);
+        ret = 0;
+    }
+    if (r)
+        freeReplyObject(r);
+    redisFree(sc);
+    return ret;
+}
+
+/* A Sentinel may answer with a master it has not yet seen demoted: believe
+ * only a server that says ROLE master itself. */
+static bool is_master(redisContext *rc)
+{
+    redisReply *r = redisCommand(rc, "ROLE");
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+              r->element[0]->type == REDIS_REPLY_STRING &&
+              strcmp(r->element[0]->str, "master") == 0;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+static pthread_mutex_t g_master_lock = PTHREAD_MUTEX_INITIALIZER;
+static char g_master[160]; /* the last master this process connected to, for the log */
+
+static redisContext *connect_sentinel(const struct tconf *c, int timeout_ms, char **err)
+{
+    /* Asking a Sentinel is short whatever the caller's command timeout. */
+    int ask_ms = timeout_ms > 0 && timeout_ms < 1000 ? timeout_ms : 1000;
+    char *why = NULL;
+    for (int i = 0; i < c->redis_nsentinels; i++) {
+        char host[128], *e = NULL;
+        int port = 0;
+        if (sentinel_ask(c, c->redis_sentinels[i], ask_ms, host, sizeof host, &port, &e) == 0) {
+            redisContext *rc =
+                open_addr(host, port, NULL, timeout_ms, c->redis_password, c->redis_db, &e);
+            if (rc && is_master(rc)) {
+                char now[160];
+                snprintf(now, sizeof now, "%s:%d", host, port);
+                pthread_mutex_lock(&g_master_lock);
+                bool changed = strcmp(now, g_master) != 0;
+                if (changed)
+                    snprintf(g_master, sizeof g_master, "%s", now);
+                pthread_mutex_unlock(&g_master_lock);
+                if (changed)
+                    log_info("redis: master \"%s\" is %s (from sentinel %s)", c->redis_master_name,
+                             now, c->redis_sentinels[i]);
+                free(why);
+                return rc;
+            }
+            if (rc) {
+                e = xasprintf("sentinel %s names %s:%d, which is not a master (yet)",
+                              c->redis_sentinels[i], host, port);
+                redisFree(rc);
+            }
+        }
+        char *joined = why ? xasprintf("%s; %s", why, e ? e : "?") : (e ? strdup(e) : NULL);
+        free(why);
+        free(e);
+        why = joined;
+    }
+    err_set(err, "redis: no master \"%s\" found through %d sentinel(s): %s", c->redis_master_name,
+            c->redis_nsentinels, why ? why : "none answered");
+    free(why);
+    return NULL;
+}
+
+redisContext *rds_connect(const struct tconf *c, int timeout_ms, char **err)
+{
+    if (err)
+        *err = NULL;
+    if (c->redis_nsentinels > 0 && c->redis_socket[0] == '\0')
+        return connect_sentinel(c, timeout_ms, err);
+    return open_addr(c->redis_host, c->redis_port, c->redis_socket, timeout_ms, c->redis_password,
+                     c->redis_db, err);
 }
 
 char *rds_key(char *buf, size_t n, const struct tconf *c, const char *fmt, ...)
@@ -98,6 +205,20 @@ char *rds_key(char *buf, size_t n, const struct tconf *c, const char *fmt, ...)
     return buf;
 }
 
+bool rds_readonly(redisContext *rc, const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "READONLY", 8) != 0)
+        return false;
+    /* Connected to a replica (Sentinel promoted another server): mark the
+     * context broken so the caller's reconnect path asks the Sentinels
+     * again; hiredis fails every later command on a context with err set. */
+    if (rc && rc->err == 0) {
+        rc->err = REDIS_ERR_OTHER;
+        snprintf(rc->errstr, sizeof rc->errstr, "READONLY: this Redis is a replica now");
+    }
+    return true;
+}
+
 int rds_ok(redisContext *rc, redisReply *r, const char *what)
 {
     if (r == NULL) {
@@ -106,6 +227,7 @@ int rds_ok(redisContext *rc, redisReply *r, const char *what)
     }
     if (r->type == REDIS_REPLY_ERROR) {
         log_warnx("redis %s: %s", what, r->str);
+        rds_readonly(rc, r);
         return 0;
     }
     return 1;
@@ -173,6 +295,7 @@ redisReply *rds_eval(redisContext *rc, const char *script, char sha[41], int nke
         freeReplyObject(r);
         r = eval_cmd(rc, "EVAL", script, nkeys, argv, argc);
     }
+    rds_readonly(rc, r);
     return r;
 }
 

@@ -6,12 +6,17 @@
 
 #include <hiredis.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include "config.h"
 
 /* Connect (TCP or unix socket), AUTH, SELECT, with a connect timeout of
  * timeout_ms and the same as the command timeout (0 = no command timeout,
- * needed for blocking reads). NULL and *err (malloc'd) on failure. */
+ * needed for blocking reads). NULL and *err (malloc'd) on failure.
+ * With redis.sentinels set, the Sentinels are asked in order for the master
+ * redis.master_name and only a server that answers ROLE master is used; a
+ * caller that loses its connection (Sentinel kills the clients of a demoted
+ * master) or gets -READONLY reconnects, and so follows a failover. */
 redisContext *rds_connect(const struct tconf *c, int timeout_ms, char **err);
 
 /* Prefixed key: rds_key(buf, n, c, "q:%s", "sync") -> "tandem:q:sync". Returns buf. */
@@ -21,6 +26,10 @@ char *rds_key(char *buf, size_t n, const struct tconf *c, const char *fmt, ...)
 /* A reply is usable: non-NULL and not REDIS_REPLY_ERROR. Logs the error
  * (with what) otherwise. Does not free. */
 int rds_ok(redisContext *rc, redisReply *r, const char *what);
+
+/* r is a -READONLY error: rc is then marked broken (rc->err set) so the
+ * caller reconnects through the Sentinels. rds_ok and rds_eval call it. */
+bool rds_readonly(redisContext *rc, const redisReply *r);
 
 /* SCRIPT LOAD script and store its SHA1 (40 hex + NUL) in sha. 0 or -1
  * (logged). rds_eval() calls it itself when sha[0] == '\0'. */

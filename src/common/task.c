@@ -172,9 +172,12 @@ int task_decode(struct task *t, const char *json, char **err)
         goto bad;
     }
     t->origin = (enum task_origin)org;
+    /* DFF's numbered queues 0..9 (@DFF.API(queue=N)) are streams too. */
+    bool numbered = t->queue[0] >= '0' && t->queue[0] <= '9' && t->queue[1] == '\0';
     if (strcmp(t->queue, "sync") != 0 && strcmp(t->queue, "async") != 0 &&
-        strcmp(t->queue, "cron") != 0) {
-        err_set(err, "task: field \"queue\" \"%s\" is not one of sync, async, cron", t->queue);
+        strcmp(t->queue, "cron") != 0 && !numbered) {
+        err_set(err, "task: field \"queue\" \"%s\" is not one of sync, async, cron, 0..9",
+                t->queue);
         goto bad;
     }
     json_t *kw = json_object_get(o, "kwargs");
@@ -207,7 +210,7 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
     char qkey[128], tkey[128 + ID_MAX];
     char *msg = NULL, *status = NULL;
     int rc_ = -1;
-    redisReply *r[3] = {NULL, NULL, NULL};
+    redisReply *r[4] = {NULL, NULL, NULL, NULL};
 
     if (err)
         *err = NULL;
@@ -250,7 +253,12 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
     redisAppendCommand(rc, "XADD %s * t %s", qkey, msg);
     redisAppendCommand(rc, "SET %s %s EX %d", tkey, status,
                        t->reply[0] ? c->sync_task_ttl : c->task_ttl);
-    for (int i = need_group ? 0 : 1; i < 3; i++) {
+    /* Accepted = on a replica too, when asked: in the same pipeline, so it
+     * costs the replication delay, not another round trip. */
+    int nrep = c->redis_wait_replicas > 0 ? 4 : 3;
+    if (nrep == 4)
+        redisAppendCommand(rc, "WAIT %d %d", c->redis_wait_replicas, c->redis_wait_timeout_ms);
+    for (int i = need_group ? 0 : 1; i < nrep; i++) {
         void *rep = NULL;
         if (redisGetReply(rc, &rep) != REDIS_OK) {
             err_set(err, "task %s: redis: %s", t->id, rc->errstr);
@@ -276,9 +284,27 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
          * missing until the worker writes one. */
         log_warnx("task %s: SET %s: %s", t->id, tkey, r[2]->str);
     }
+    if (nrep == 4) {
+        long long acked = r[3]->type == REDIS_REPLY_INTEGER ? r[3]->integer : -1;
+        if (acked < c->redis_wait_replicas) {
+            /* The entry is on the master's stream and may still run; the
+             * caller is told it was not accepted durably (refuse), or it is
+             * accepted with a warning (the operator's documented choice). */
+            if (c->redis_wait_refuse) {
+                err_set(err,
+                        "task %s: not durable: %lld of %d Redis replica(s) acknowledged it within "
+                        "%d ms (redis.wait_replicas)",
+                        t->id, acked < 0 ? 0 : acked, c->redis_wait_replicas,
+                        c->redis_wait_timeout_ms);
+                goto out;
+            }
+            log_warnx("task %s: accepted with %lld of %d replica acknowledgements", t->id,
+                      acked < 0 ? 0 : acked, c->redis_wait_replicas);
+        }
+    }
     rc_ = 0;
 out:
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (r[i])
             freeReplyObject(r[i]);
     free(msg);

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include "clock.h"
 #include "ctl.h"
 #include "db.h"
+#include "ctl_doctor_tls.h"
 #include "rds.h"
 
 extern char **environ;
@@ -69,6 +71,20 @@ static void report(struct doctor *d, enum verdict v, const char *check, const ch
     else
         printf("%-4s %-11s %s; fix: %s\n", names[v], check, msg, fix);
     fflush(stdout);
+}
+
+/* ctl_doctor_tls.c reports through this (verdict 0 ok, 1 warn, 2 FAIL). */
+static void report_cb(void *dp, int verdict, const char *check, const char *fix, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
+static void report_cb(void *dp, int verdict, const char *check, const char *fix, const char *fmt,
+                      ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    report(dp, verdict == 2 ? V_FAIL : verdict == 1 ? V_WARN : V_OK, check, fix, "%s", msg);
 }
 
 /* Runs argv with stdin/stdout/stderr on /dev/null; its exit status, or -1
@@ -546,6 +562,165 @@ static void check_redis(struct doctor *d)
     redisFree(rc);
 }
 
+/* The third-party modules DataFlux Func scripts import (DFF's requirements
+ * that Debian packages), with the packages that provide them: the .deb
+ * Recommends the Debian ones, the .rpm the few EL9 has for Python 3.11. */
+static const struct {
+    const char *module, *deb, *el;
+} PY_MODULES[] = {
+    {"requests", "python3-requests", "python3.11-requests"},
+    {"arrow", "python3-arrow", NULL},
+    {"pymysql", "python3-pymysql", "python3.11-PyMySQL"},
+    {"redis", "python3-redis", NULL},
+    {"psycopg2", "python3-psycopg2", "python3.11-psycopg2"},
+    {"pymemcache", "python3-pymemcache", NULL},
+    {"memcache", "python3-memcache", NULL},
+    {"paho.mqtt.client", "python3-paho-mqtt", NULL},
+    {"croniter", "python3-croniter", NULL},
+    {"yaml", "python3-yaml", "python3.11-pyyaml"},
+    {"simplejson", "python3-simplejson", NULL},
+    {"xmltodict", "python3-xmltodict", NULL},
+    {"dateutil", "python3-dateutil", NULL},
+    {"six", "python3-six", "python3.11-six"},
+    {"ujson", "python3-ujson", NULL},
+    {"toml", "python3-toml", NULL},
+    {"tomli", "python3-tomli", NULL},
+    {"tomli_w", "python3-tomli-w", NULL},
+    {"jinja2", "python3-jinja2", NULL},
+    {"markupsafe", "python3-markupsafe", NULL},
+    {"psutil", "python3-psutil", NULL},
+    {"Cryptodome", "python3-pycryptodome", NULL},
+    {"pymongo", "python3-pymongo", NULL},
+    {"pymssql", "python3-pymssql", NULL},
+    {"clickhouse_driver", "python3-clickhouse-driver", NULL},
+    {"influxdb", "python3-influxdb", NULL},
+    {"kafka", "python3-kafka", NULL},
+    {"funcsigs", "python3-funcsigs", NULL},
+    {"retry", "python3-retry", NULL},
+    {"timeout_decorator", "python3-timeout-decorator", NULL},
+};
+
+/* Imports each module in the CPython the worker embeds, with the worker's
+ * module path (build_config.h), isolated like the worker; warns naming the
+ * modules that fail and the packages to install. Scripts that do not
+ * import them run fine, hence warn, never FAIL. */
+static void check_python_modules(struct doctor *d)
+{
+    static const char script[] = "import sys\n"
+                                 "sys.path[:] = [p for p in sys.argv[1].split(':') if p]\n"
+                                 "bad = []\n"
+                                 "for m in sys.argv[2:]:\n"
+                                 "    try:\n"
+                                 "        __import__(m)\n"
+                                 "    except BaseException:\n"
+                                 "        bad.append(m)\n"
+                                 "print(' '.join(bad))\n";
+    enum { NMOD = sizeof(PY_MODULES) / sizeof(PY_MODULES[0]) };
+    /* The embedded CPython's stdlib dir (the first path entry, e.g.
+     * /usr/lib/python3.11) names its interpreter, /usr/bin/python3.11. */
+    char paths[] = TANDEM_PYTHON_PATH, exe[128], py[64];
+    size_t n = strcspn(paths, ":"), b = n;
+    while (b > 0 && paths[b - 1] != '/')
+        b--;
+    snprintf(py, sizeof(py), "%.*s", (int)(n - b), paths + b);
+    snprintf(exe, sizeof(exe), "/usr/bin/%s", py);
+
+    char *argv[NMOD + 7];
+    int k = 0;
+    argv[k++] = exe;
+    argv[k++] = "-I";
+    argv[k++] = "-S";
+    argv[k++] = "-c";
+    argv[k++] = (char *)script;
+    argv[k++] = paths;
+    for (int i = 0; i < NMOD; i++)
+        argv[k++] = (char *)PY_MODULES[i].module;
+    argv[k] = NULL;
+
+    int fds[2];
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    if (pipe2(fds, O_CLOEXEC) == -1 || posix_spawn_file_actions_init(&fa) != 0) {
+        report(d, V_WARN, "python", "", "cannot check the worker's Python modules: %s",
+               strerror(errno));
+        return;
+    }
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (rc != 0) {
+        close(fds[0]);
+        report(d, V_WARN, "python", "install the package of the Python the worker embeds",
+               "cannot run %s to check the modules DFF scripts import: %s", exe, strerror(rc));
+        return;
+    }
+    /* Read its one line, giving up after 30 s (an import that hangs). */
+    char out[2048];
+    size_t got = 0;
+    int64_t deadline = now_ms() + 30000;
+    bool timed_out = false;
+    for (;;) {
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int64_t left = deadline - now_ms();
+        if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
+            timed_out = true;
+            kill(pid, SIGKILL);
+            break;
+        }
+        ssize_t r = read(fds[0], out + got, sizeof(out) - 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || (got += (size_t)r) == sizeof(out) - 1)
+            break;
+    }
+    out[got] = '\0';
+    close(fds[0]);
+    int st;
+    while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+        ;
+    if (timed_out || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        report(d, V_WARN, "python", "run the import in python3 by hand to see why",
+               "%s could not check the modules DFF scripts import (%s)", exe,
+               timed_out ? "no answer in 30 s" : "it failed");
+        return;
+    }
+    out[strcspn(out, "\n")] = '\0';
+    if (!out[0]) {
+        report(d, V_OK, "python", NULL, "the worker's %s imports all %d modules DFF scripts use",
+               py, NMOD);
+        return;
+    }
+    /* Name each missing module with its package, and one install line. */
+    char list[1024] = "", pkgs[1024] = "", fix[1100];
+    int missing = 0;
+    bool el = access("/etc/redhat-release", F_OK) == 0;
+    for (char *save = NULL, *m = strtok_r(out, " ", &save); m; m = strtok_r(NULL, " ", &save)) {
+        for (int i = 0; i < NMOD; i++) {
+            if (strcmp(m, PY_MODULES[i].module) != 0)
+                continue;
+            const char *pkg = el ? PY_MODULES[i].el : PY_MODULES[i].deb;
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof(list) - l, "%s%s (%s)", missing ? ", " : "", m,
+                     pkg ? pkg : "pip3.11");
+            if (pkg) {
+                l = strlen(pkgs);
+                snprintf(pkgs + l, sizeof(pkgs) - l, " %s", pkg);
+            }
+            missing++;
+        }
+    }
+    if (pkgs[0])
+        snprintf(fix, sizeof(fix), "%s%s", el ? "dnf install" : "apt-get install", pkgs);
+    else
+        snprintf(fix, sizeof(fix), "pip3.11 install the modules named");
+    report(d, V_WARN, "python", fix,
+           "%d of %d modules DFF scripts import are missing for the worker's %s: %s", missing, NMOD,
+           py, list);
+}
+
 static void check_mariadb(struct doctor *d)
 {
     const struct tconf *t = &d->c->conf;
@@ -586,7 +761,8 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             puts("usage: tandemctl [-c FILE] [--json] doctor [FILE]\n"
                  "Checks this node: config, keepalived, interface and VIP, peer, Redis, MariaDB,\n"
-                 "clock offset, migrations. Exit 0 if nothing FAILed, 1 otherwise.");
+                 "clock offset, migrations, Python modules DFF scripts import. Exit 0 if\n"
+                 "nothing FAILed, 1 otherwise.");
             return CTL_OK;
         }
         if (argv[i][0] == '-' || file) {
@@ -609,6 +785,8 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
         check_peer(&d);
         check_redis(&d);
         check_mariadb(&d);
+        check_python_modules(&d);
+        ctl_doctor_tls(&c->conf, report_cb, &d);
     }
 
     if (c->json) {

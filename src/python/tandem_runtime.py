@@ -12,6 +12,7 @@ import linecache
 import logging
 import re
 import sys
+import threading
 import traceback
 import types
 
@@ -39,17 +40,24 @@ class _Script(object):
 
 
 class _Capture(object):
-    """sys.stdout/sys.stderr during a task: keeps the first `cap` bytes."""
+    """sys.stdout/sys.stderr during a task: keeps the first `cap` bytes.
+
+    Only this task's output: threads that were already running when it
+    started (left over from earlier tasks) print into nothing here, not
+    into this task's output."""
 
     def __init__(self, cap):
         self.cap = cap
         self.parts = []
         self.size = 0
         self.dropped = 0
+        self.strays = frozenset(sys._current_frames()) - {threading.get_ident()}
 
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError('write() argument must be str, not %s' % type(s).__name__)
+        if self.strays and threading.get_ident() in self.strays:
+            return len(s)  # an earlier task's thread: dropped
         if self.size >= self.cap:
             self.dropped += len(s) if s.isascii() else len(s.encode('utf-8', 'replace'))
             return len(s)

@@ -77,6 +77,12 @@ struct srv_req {
     struct srv_req *pnext; /* pending table chain */
     int64_t deadline_mono;
     bool suspended;
+
+    /* A handler's own state that outlives one callback (Sync/Async API
+     * calls: auth, uploads): `cleanup` runs once when the request ends,
+     * answered or not. */
+    void *call_ctx;
+    void (*cleanup)(struct srv_req *r);
 };
 
 /* ---- answering ---------------------------------------------------------- */
@@ -150,15 +156,17 @@ int64_t srv_epoch(void);
 /* ---- cache (server_cache.c): a refcounted snapshot of the call tables ---- */
 
 /* Snapshot. Objects are read-only; copy what you keep past srv_cache_put().
- *   funcs: {"<func_id>": {"script_id","name","title","timeout","ver","cache_result"}}
- *   sapis / aapis: {"<id>":
- * {"func_id","kwargs":{},"need_key":bool,"enabled":bool,"timeout":n|null}} keys:  {"<sha256_hex>":
- * "<key id>"}  (live keys only) */
+ *   funcs: {"<func_id>": {"script_id","name","title","timeout","ver","cache_result",
+ *           "extra":{..@DFF.API extras: queue, api_timeout, expires, ..}}}
+ *   sapis / aapis: {"<id>": {"func_id","kwargs":{},"need_key":bool,"enabled":bool,
+ *           "timeout":n|null,"api_auth_id":s|null,"expire_ms":n|null,"throttling":{}|null}}
+ *   keys:  {"<sha256_hex>": "<key id>"}  (live keys only)
+ *   auths: {"<api_auth id>": {"type","config":{}}} */
 struct srv_cache {
     int refs;
     int64_t gen;
     bool loaded;
-    json_t *funcs, *sapis, *aapis, *keys;
+    json_t *funcs, *sapis, *aapis, *keys, *auths;
 };
 struct srv_cache *srv_cache_get(void);
 void srv_cache_put(struct srv_cache *c);

@@ -22,6 +22,7 @@ struct srv_cache *cache_new_empty(void)
     c->sapis = json_object();
     c->aapis = json_object();
     c->keys = json_object();
+    c->auths = json_object();
     return c;
 }
 
@@ -31,6 +32,7 @@ static void cache_free(struct srv_cache *c)
     json_decref(c->sapis);
     json_decref(c->aapis);
     json_decref(c->keys);
+    json_decref(c->auths);
     free(c);
 }
 
@@ -70,8 +72,11 @@ static json_t *json_or(const char *s, json_t *dflt)
 
 static int load_apis(MYSQL *m, const char *table, json_t *into, char **err)
 {
-    MYSQL_RES *res = db_query(
-        m, err, "SELECT id, func_id, kwargs_json, need_key, enabled, timeout FROM %s", table);
+    MYSQL_RES *res = db_query(m, err,
+                              "SELECT id, func_id, kwargs_json, need_key, enabled, timeout, "
+                              "api_auth_id, FLOOR(UNIX_TIMESTAMP(expire_time) * 1000), "
+                              "throttling_json FROM %s",
+                              table);
     if (!res)
         return -1;
     MYSQL_ROW row;
@@ -81,11 +86,38 @@ static int load_apis(MYSQL *m, const char *table, json_t *into, char **err)
             json_decref(kw);
             kw = json_object();
         }
-        json_object_set_new(into, row[0],
-                            json_pack("{s:s,s:o,s:b,s:b,s:o}", "func_id", row[1], "kwargs", kw,
-                                      "need_key", row[3] && atoi(row[3]) != 0, "enabled",
-                                      row[4] && atoi(row[4]) != 0, "timeout",
-                                      row[5] ? json_integer(atoi(row[5])) : json_null()));
+        json_t *thr = json_or(row[8], json_null());
+        if (!json_is_object(thr)) {
+            json_decref(thr);
+            thr = json_null();
+        }
+        json_object_set_new(
+            into, row[0],
+            json_pack(
+                "{s:s,s:o,s:b,s:b,s:o,s:o,s:o,s:o}", "func_id", row[1], "kwargs", kw, "need_key",
+                row[3] && atoi(row[3]) != 0, "enabled", row[4] && atoi(row[4]) != 0, "timeout",
+                row[5] ? json_integer(atoi(row[5])) : json_null(), "api_auth_id",
+                row[6] && *row[6] ? json_string(row[6]) : json_null(), "expire_ms",
+                row[7] ? json_integer(strtoll(row[7], NULL, 10)) : json_null(), "throttling", thr));
+    }
+    mysql_free_result(res);
+    return 0;
+}
+
+/* API Auth configurations (migrations/003): {"<id>": {"type","config"}}. */
+static int load_auths(MYSQL *m, json_t *into, char **err)
+{
+    MYSQL_RES *res = db_query(m, err, "SELECT id, type, config_json FROM api_auth");
+    if (!res)
+        return -1;
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res))) {
+        json_t *cfg = json_or(row[2], json_object());
+        if (!json_is_object(cfg)) {
+            json_decref(cfg);
+            cfg = json_object();
+        }
+        json_object_set_new(into, row[0], json_pack("{s:s,s:o}", "type", row[1], "config", cfg));
     }
     mysql_free_result(res);
     return 0;
@@ -111,21 +143,27 @@ int cache_load(MYSQL *m, redisContext *rc, struct srv_cache **out, char **err)
     MYSQL_RES *res =
         db_query(m, err,
                  "SELECT f.id, f.script_id, f.name, f.title, f.timeout, f.cache_result, "
-                 "s.publish_version FROM func f JOIN script s ON s.id = f.script_id "
+                 "s.publish_version, f.extra_json FROM func f JOIN script s ON s.id = f.script_id "
                  "WHERE s.code IS NOT NULL");
     if (!res)
         goto fail;
     MYSQL_ROW row;
     while ((row = mysql_fetch_row(res))) {
-        json_object_set_new(c->funcs, row[0],
-                            json_pack("{s:s,s:s,s:s,s:i,s:i,s:I}", "script_id", row[1], "name",
-                                      row[2], "title", row[3] ? row[3] : "", "timeout",
-                                      row[4] ? atoi(row[4]) : 0, "cache_result",
-                                      row[5] ? atoi(row[5]) : 0, "ver",
-                                      (json_int_t)(row[6] ? strtoll(row[6], NULL, 10) : 0)));
+        json_t *extra = json_or(row[7], json_object());
+        if (!json_is_object(extra)) {
+            json_decref(extra);
+            extra = json_object();
+        }
+        json_object_set_new(
+            c->funcs, row[0],
+            json_pack("{s:s,s:s,s:s,s:i,s:i,s:I,s:o}", "script_id", row[1], "name", row[2], "title",
+                      row[3] ? row[3] : "", "timeout", row[4] ? atoi(row[4]) : 0, "cache_result",
+                      row[5] ? atoi(row[5]) : 0, "ver",
+                      (json_int_t)(row[6] ? strtoll(row[6], NULL, 10) : 0), "extra", extra));
     }
     mysql_free_result(res);
-    if (load_apis(m, "sync_api", c->sapis, err) || load_apis(m, "async_api", c->aapis, err))
+    if (load_apis(m, "sync_api", c->sapis, err) || load_apis(m, "async_api", c->aapis, err) ||
+        load_auths(m, c->auths, err))
         goto fail;
     res = db_query(m, err, "SELECT id, secret_sha256 FROM access_key WHERE revoked_at IS NULL");
     if (!res)

@@ -1,7 +1,8 @@
-/* The hot endpoints: ping, health, metrics, func calls, Sync/Async APIs,
+/* The hot endpoints: ping, health, metrics, func calls (Sync/Async APIs: server_api.c),
  * task status. No SQL here except the task_record fallback of /tasks. */
 #include <ctype.h>
 #include <strings.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 #include "log.h"
 #include "rds.h"
 #include "server_int.h"
+#include "sha256.h"
 
 void h_ping(struct srv_req *r)
 {
@@ -160,6 +162,9 @@ void h_metrics(struct srv_req *r)
 
 /* ---- time parsing ---------------------------------------------------------- */
 
+/* 9999-12-31T23:59:59Z: later times are refused, so "* 1000" stays in range */
+#define TIME_MAX_S 253402300799LL
+
 int64_t parse_time_str_ms(const char *s)
 {
     if (!s || !*s)
@@ -171,7 +176,8 @@ int64_t parse_time_str_ms(const char *s)
     if (digits) {
         char *end;
         double d = strtod(s, &end);
-        return *end ? -1 : (int64_t)(d * 1000.0);
+        /* bounded before the * 1000: a huge number must not overflow int64 */
+        return *end || !(d >= 0 && d <= TIME_MAX_S) ? -1 : (int64_t)(d * 1000.0);
     }
     struct tm tm;
     memset(&tm, 0, sizeof tm);
@@ -207,22 +213,20 @@ int64_t parse_time_str_ms(const char *s)
 
 int64_t parse_time_ms(json_t *v)
 {
-    if (json_is_integer(v))
-        return json_integer_value(v) >= 0 ? json_integer_value(v) * 1000 : -1;
-    if (json_is_real(v))
-        return json_real_value(v) >= 0 ? (int64_t)(json_real_value(v) * 1000.0) : -1;
+    if (json_is_integer(v)) {
+        json_int_t x = json_integer_value(v);
+        return x >= 0 && x <= TIME_MAX_S ? (int64_t)x * 1000 : -1;
+    }
+    if (json_is_real(v)) {
+        double x = json_real_value(v);
+        return x >= 0 && x <= TIME_MAX_S ? (int64_t)(x * 1000.0) : -1;
+    }
     if (json_is_string(v))
         return parse_time_str_ms(json_string_value(v));
     return -1;
 }
 
 /* ---- func calls ------------------------------------------------------------ */
-
-struct call_opts {
-    bool async;
-    int64_t timeout;
-    int64_t due_ms; /* 0 = now */
-};
 
 static int opt_err(struct srv_req *r, const char *field, const char *want)
 {
@@ -250,6 +254,35 @@ static int parse_options(struct srv_req *r, json_t *body, struct call_opts *o)
             return opt_err(r, "options.timeout", "an integer number of seconds, 1..3600");
         o->timeout = json_integer_value(v);
     }
+    v = json_object_get(opt, "queue");
+    if (v && !json_is_null(v)) {
+        /* DFF: a caller may pick queue 1..9 (0 is DFF's system queue) */
+        json_int_t q = json_is_integer(v)  ? json_integer_value(v)
+                       : json_is_string(v) ? strtoll(json_string_value(v), NULL, 10)
+                                           : -1;
+        if (q < 1 || q > 9)
+            return opt_err(r, "options.queue", "an integer between 1 and 9");
+        o->queue = (int)q;
+    }
+    v = json_object_get(opt, "expires");
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 86400)
+            return opt_err(r, "options.expires", "an integer number of seconds, 1..86400");
+        o->expires = json_integer_value(v);
+    }
+    v = json_object_get(opt, "returnType");
+    if (v && !json_is_null(v)) {
+        const char *rt = json_string_value(v);
+        if (!rt || (strcmp(rt, "raw") != 0 && strcmp(rt, "jsonDumps") != 0))
+            return opt_err(r, "options.returnType", "\"raw\" or \"jsonDumps\"");
+        o->json_dumps = strcmp(rt, "jsonDumps") == 0;
+    }
+    v = json_object_get(opt, "unbox");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v))
+            return opt_err(r, "options.unbox", "a boolean");
+        o->unbox = json_is_true(v);
+    }
     v = json_object_get(opt, "eta");
     if (v && !json_is_null(v)) {
         int64_t ms = parse_time_ms(v);
@@ -266,28 +299,39 @@ static int parse_options(struct srv_req *r, json_t *body, struct call_opts *o)
     return 0;
 }
 
+enum { DONE_JSON_DUMPS = 1, DONE_UNBOX = 2 };
+
+/* DFF's returnType/unbox of a direct call; the flags ride in `ud`. */
 static void done_envelope(struct srv_req *r, json_t *outcome, void *ud)
 {
-    (void)ud;
-    srv_answer_outcome(r, outcome, false);
+    uintptr_t flags = (uintptr_t)ud;
+    const char *status = json_string_value(json_object_get(outcome, "status"));
+    bool ok = status && strcmp(status, "success") == 0;
+    json_t *o = json_incref(outcome);
+    if (ok && (flags & DONE_JSON_DUMPS)) {
+        char *s = json_dumps(json_object_get(outcome, "result"), JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(o);
+        o = json_copy(outcome);
+        json_object_set_new(o, "result", s ? json_string(s) : json_null());
+        free(s);
+    }
+    if (ok && (flags & DONE_UNBOX))
+        api_answer_outcome(r, o, NULL);
+    else
+        srv_answer_outcome(r, o, false);
+    json_decref(o);
 }
 
-static void done_raw(struct srv_req *r, json_t *outcome, void *ud)
+json_t *call_cached_outcome(struct srv_req *r, json_t *f, const struct task *t, bool *answered)
 {
-    (void)ud;
-    srv_answer_outcome(r, outcome, true);
-}
-
-/* A func with cache_result answers a sync call from the result a worker
- * cached for the same kwargs, without queueing. 0 = answered; -1 = no cached
- * result (or Redis trouble, which the enqueue then reports), call as usual. */
-static int answer_cached(struct srv_req *r, json_t *f, const struct task *t, bool raw)
-{
+    *answered = false;
     if (json_integer_value(json_object_get(f, "cache_result")) <= 0)
-        return -1;
+        return NULL;
     redisContext *rc = srv_redis(r);
-    if (rc == NULL)
-        return 0; /* srv_redis() answered 503 */
+    if (rc == NULL) {
+        *answered = true; /* srv_redis() answered 503 */
+        return NULL;
+    }
     char key[512];
     task_result_cache_key(key, sizeof key, srv_conf(), t->func, t->kwargs);
     redisReply *rep = redisCommand(rc, "GET %s", key);
@@ -299,42 +343,103 @@ static int answer_cached(struct srv_req *r, json_t *f, const struct task *t, boo
     if (rep)
         freeReplyObject(rep);
     if (result == NULL)
-        return -1;
-    json_t *outcome = json_pack("{s:s,s:s,s:o,s:b}", "id", t->id, "status", "success", "result",
-                                result, "cached", 1);
-    srv_answer_outcome(r, outcome, raw);
-    json_decref(outcome);
-    return 0;
+        return NULL;
+    return json_pack("{s:s,s:s,s:o,s:b}", "id", t->id, "status", "success", "result", result,
+                     "cached", 1);
 }
 
-/* Common tail of every call: look up the func, build and send the task. */
-static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_id, json_t *kwargs,
-                      const struct call_opts *o, enum task_origin origin, const char *origin_id,
-                      bool raw)
+/* A func's declared timeout: the func row's, unless it is just the worker's
+ * default (the func declared none); 0 then. */
+static int64_t declared_timeout(json_t *f)
+{
+    int64_t to = json_integer_value(json_object_get(f, "timeout"));
+    return to > 0 && to != srv_conf()->func_timeout ? to : 0;
+}
+
+static int64_t extra_int(json_t *f, const char *name, int64_t lo, int64_t hi)
+{
+    json_t *v = json_object_get(json_object_get(f, "extra"), name);
+    int64_t x = json_is_integer(v)  ? json_integer_value(v)
+                : json_is_string(v) ? strtoll(json_string_value(v), NULL, 10)
+                                    : -1;
+    return x >= lo && x <= hi ? x : -1;
+}
+
+int call_task_build(struct srv_req *r, struct srv_cache *c, const char *func_id, json_t *kwargs,
+                    const struct call_opts *o, enum task_origin origin, const char *origin_id,
+                    struct task *t, json_t **func)
 {
     json_t *f = json_object_get(c->funcs, func_id);
     if (!f) {
         json_decref(kwargs);
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "func_id", func_id),
                 "func %s not found (not published, or its script was deleted)", func_id);
-        return;
+        return -1;
     }
-    int timeout =
-        (int)(o->timeout ? o->timeout : json_integer_value(json_object_get(f, "timeout")));
+    if (func)
+        *func = f;
     bool sync = !o->async && o->due_ms == 0;
+    /* timeout: the caller's (options / the API's own), else what the func
+     * declares (api_timeout for a Sync API wait, as DFF), else the defaults:
+     * the func row's for calls, server.async_timeout (DFF: 3600 s) for
+     * Async APIs */
+    int64_t timeout = o->timeout;
+    /* a caller's options.timeout stays under server.sync_timeout; what the
+     * func's author or the API's admin set may pass it (DFF has no cap) */
+    bool explicit_to = timeout > 0 && o->timeout_set_by_api;
+    if (!timeout && origin == ORIGIN_SYNC_API &&
+        (timeout = extra_int(f, "api_timeout", 1, 3600)) > 0)
+        explicit_to = true;
+    else if (!timeout && (timeout = declared_timeout(f)) > 0)
+        explicit_to = true;
+    else if (!timeout && origin == ORIGIN_ASYNC_API)
+        timeout = srv_conf()->async_timeout;
+    else if (!timeout)
+        timeout = json_integer_value(json_object_get(f, "timeout"));
+    srv_task_init(t, func_id, kwargs, sync, (int)timeout);
+    if (explicit_to && sync && timeout > t->timeout && timeout <= 3600) {
+        /* a timeout the func or API states beats the sync default cap */
+        t->timeout = (int)timeout;
+        t->expires_ms = t->enq_ms + timeout * 1000;
+    }
+    t->origin = origin;
+    snprintf(t->origin_id, sizeof t->origin_id, "%s", origin_id ? origin_id : "");
+    t->ver = json_integer_value(json_object_get(f, "ver"));
+    /* queue: the caller's, else the func's @DFF.API(queue=N), else by origin */
+    int64_t q = o->queue ? o->queue : extra_int(f, "queue", 0, 9);
+    if (q >= 0 && (o->queue || json_object_get(json_object_get(f, "extra"), "queue")))
+        snprintf(t->queue, sizeof t->queue, "%d", (int)q);
+    /* expires: the caller's, else the func's (DFF: start it within N s or drop it) */
+    int64_t ex = o->expires ? o->expires : extra_int(f, "expires", 1, 86400);
+    if (ex > 0)
+        t->expires_ms = t->enq_ms + ex * 1000;
+    return 0;
+}
+
+/* Common tail of a func call: build and send the task. */
+static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_id, json_t *kwargs,
+                      const struct call_opts *o)
+{
     struct task t;
-    srv_task_init(&t, func_id, kwargs, sync, timeout);
-    t.origin = origin;
-    snprintf(t.origin_id, sizeof t.origin_id, "%s", origin_id ? origin_id : "");
-    t.ver = json_integer_value(json_object_get(f, "ver"));
+    json_t *f = NULL;
+    if (call_task_build(r, c, func_id, kwargs, o, ORIGIN_FUNC, NULL, &t, &f) != 0)
+        return;
+    bool sync = !o->async && o->due_ms == 0;
+    void *flags =
+        (void *)(uintptr_t)((o->json_dumps ? DONE_JSON_DUMPS : 0) | (o->unbox ? DONE_UNBOX : 0));
+    bool answered = false;
+    json_t *cached = NULL;
     if (o->due_ms > now_ms()) {
         if (srv_call_delayed(r, &t, o->due_ms) == 0)
             req_ok(r, json_pack("{s:s}", "id", t.id));
     } else if (!sync) {
         if (srv_call(r, &t, NULL, NULL) == 0)
             req_ok(r, json_pack("{s:s}", "id", t.id));
-    } else if (answer_cached(r, f, &t, raw) != 0) {
-        srv_call(r, &t, raw ? done_raw : done_envelope, NULL);
+    } else if ((cached = call_cached_outcome(r, f, &t, &answered)) != NULL) {
+        done_envelope(r, cached, flags);
+        json_decref(cached);
+    } else if (!answered) {
+        srv_call(r, &t, done_envelope, flags);
     }
     task_free(&t);
 }
@@ -362,157 +467,43 @@ void h_func_call(struct srv_req *r)
     if (!c->loaded)
         req_err(r, 503, "EBackend", NULL, "function cache not loaded yet (database unreachable?)");
     else
-        call_func(r, c, func_id, kwargs, &o, ORIGIN_FUNC, NULL, false);
+        call_func(r, c, func_id, kwargs, &o);
     if (!c->loaded)
         json_decref(kwargs);
     srv_cache_put(c);
 }
 
-static int collect_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    (void)kind;
-    json_object_set_new(cls, key, json_string(value ? value : ""));
-    return MHD_YES;
-}
-
-/* A simplified call posted as an HTML form: a=1&b=two -> {"a":"1","b":"two"}. */
-static json_t *form_kwargs(struct srv_req *r)
-{
-    json_t *kw = json_object();
-    char *copy = r->body ? strndup(r->body, r->body_len) : NULL;
-    char *save = NULL;
-    for (char *pair = copy ? strtok_r(copy, "&", &save) : NULL; pair;
-         pair = strtok_r(NULL, "&", &save)) {
-        char *eq = strchr(pair, '=');
-        if (eq)
-            *eq++ = '\0';
-        for (char *p = pair; *p; p++)
-            if (*p == '+')
-                *p = ' ';
-        for (char *p = eq; p && *p; p++)
-            if (*p == '+')
-                *p = ' ';
-        MHD_http_unescape(pair);
-        if (eq)
-            MHD_http_unescape(eq);
-        json_t *v = json_string(eq ? eq : "");
-        json_t *k = json_string(pair); /* names must be UTF-8 too */
-        bool ok = *pair && v && k;
-        json_decref(k);
-        if (!ok) {
-            json_decref(v);
-            json_decref(kw);
-            req_err(r, 400, "EClientBadRequest", NULL,
-                    "form body: empty name or a value that is not UTF-8 near '%.40s'", pair);
-            free(copy); /* after the message: pair points into it */
-            return NULL;
-        }
-        json_object_set_new(kw, pair, v);
-    }
-    free(copy);
-    return kw;
-}
-
-json_t *api_kwargs_from_request(struct srv_req *r, bool simplified)
-{
-    bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
-    if (simplified) {
-        if (get) {
-            json_t *kw = json_object();
-            MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND,
-                                      (MHD_KeyValueIterator)collect_query, kw);
-            return kw;
-        }
-        const char *ct = req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
-            return form_kwargs(r);
-        return req_body_object(r, false);
-    }
-    if (get) {
-        const char *q = req_query(r, "kwargs");
-        if (!q || !*q)
-            return json_object();
-        json_error_t e;
-        json_t *kw = json_loads(q, 0, &e);
-        if (!kw) {
-            req_err(r, 400, "EClientBadRequest",
-                    json_pack("{s:s,s:i}", "field", "kwargs", "position", e.position),
-                    "query argument 'kwargs' is not valid JSON: %s at position %d", e.text,
-                    e.position);
-            return NULL;
-        }
-        if (!json_is_object(kw)) {
-            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "kwargs"),
-                    "query argument 'kwargs' must be a JSON object");
-            json_decref(kw);
-            return NULL;
-        }
-        return kw;
-    }
-    json_t *body = req_body_object(r, false);
-    if (!body)
-        return NULL;
-    json_t *kw = NULL;
-    if (req_field_obj(r, body, "kwargs", false, &kw)) {
-        json_decref(body);
-        return NULL;
-    }
-    json_t *out = kw ? json_deep_copy(kw) : json_object();
-    json_decref(body);
-    return out;
-}
-
-static void api_call(struct srv_req *r, bool async)
-{
-    const char *id = r->params[0];
-    bool simplified = strstr(r->route->pattern, "/simplified") != NULL;
-    struct srv_cache *c = srv_cache_get();
-    const char *what = async ? "async API" : "sync API";
-    if (!c->loaded) {
-        req_err(r, 503, "EBackend", NULL, "API cache not loaded yet (database unreachable?)");
-        goto out;
-    }
-    json_t *api = json_object_get(async ? c->aapis : c->sapis, id);
-    if (!api) {
-        req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "%s %s not found", what, id);
-        goto out;
-    }
-    if (!json_is_true(json_object_get(api, "enabled"))) {
-        req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "%s %s is disabled", what, id);
-        goto out;
-    }
-    if (json_is_true(json_object_get(api, "need_key")) && req_need_key(r) != 0)
-        goto out;
-    json_t *kw = api_kwargs_from_request(r, simplified);
-    if (!kw)
-        goto out;
-    /* the API's fixed kwargs go under the caller's (schema: sync_api.kwargs_json) */
-    json_t *merged = json_deep_copy(json_object_get(api, "kwargs"));
-    if (!merged)
-        merged = json_object();
-    json_object_update(merged, kw);
-    json_decref(kw);
-    struct call_opts o = {.async = async};
-    json_t *to = json_object_get(api, "timeout");
-    if (json_is_integer(to))
-        o.timeout = json_integer_value(to);
-    call_func(r, c, json_string_value(json_object_get(api, "func_id")), merged, &o,
-              async ? ORIGIN_ASYNC_API : ORIGIN_SYNC_API, id, !async);
-out:
-    srv_cache_put(c);
-}
-
-void h_sync_api(struct srv_req *r)
-{
-    api_call(r, false);
-}
-
-void h_async_api(struct srv_req *r)
-{
-    api_call(r, true);
-}
-
 /* ---- task status ------------------------------------------------------------ */
+
+/* The caller sent a live access key (Bearer). Unlike req_need_key() this
+ * answers nothing: a task's status is public by its id, its traceback is not. */
+static bool has_valid_key(struct srv_req *r)
+{
+    const char *h = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *secret = h + 7;
+    while (*secret == ' ')
+        secret++;
+    char hex[65];
+    sha256_hex(secret, strlen(secret), hex);
+    struct srv_cache *c = srv_cache_get();
+    bool ok = c->loaded && json_object_get(c->keys, hex) != NULL;
+    srv_cache_put(c);
+    return ok;
+}
+
+/* Without a key the task id is the only credential, and async API callers
+ * get ids without being trusted: the traceback and the func's output stay
+ * with the operator (as for failures of public APIs). */
+static json_t *task_for_caller(struct srv_req *r, json_t *t)
+{
+    if (!has_valid_key(r)) {
+        json_object_del(t, "traceback");
+        json_object_del(t, "output");
+    }
+    return t;
+}
 
 void h_task_get(struct srv_req *r)
 {
@@ -540,7 +531,7 @@ void h_task_get(struct srv_req *r)
             req_err(r, 500, "EServerInternal", NULL, "task %s: stored status is not JSON", id);
             return;
         }
-        req_ok(r, t);
+        req_ok(r, task_for_caller(r, t));
         return;
     }
     freeReplyObject(rep);
@@ -568,5 +559,5 @@ void h_task_get(struct srv_req *r)
     }
     json_t *o = db_row_json(res, row);
     mysql_free_result(res);
-    req_ok(r, o);
+    req_ok(r, task_for_caller(r, o));
 }

@@ -14,6 +14,8 @@
 #include "log.h"
 #include "sha256.h"
 #include "server_int.h"
+#include "server_tls.h"
+#include "util.h"
 
 /* ---- envelope ------------------------------------------------------------ */
 
@@ -407,6 +409,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             trace_id_new(r->trace_id, sizeof r->trace_id);
         r->state = RS_BODY;
         *con_cls = r;
+        if (srv_tls_client_required()) {
+            char why[256];
+            if (!srv_tls_client_ok(conn, why, sizeof why)) {
+                r->body_too_large = true; /* drop the body, answer now */
+                req_err(r, 401, "EAPIAuth", NULL, "%s", why);
+                return queue_answer(r);
+            }
+        }
         /* Refuse an announced oversize body before reading any of it. */
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -477,6 +487,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->outcome = NULL;
         r->done(r, o, r->done_ud);
         json_decref(o);
+        if (r->state == RS_SUSPENDED)
+            return MHD_YES; /* `done` handed it to the worker again (API Auth func) */
         return queue_answer(r);
     }
 
@@ -502,6 +514,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->answered)
         log_debug("%s %s: connection ended before an answer (code %d)", r->method, r->path,
                   (int)toe);
+    if (r->cleanup)
+        r->cleanup(r);
     int rc = r->route ? rclass_index(r->route->rclass) : RC_OTHER;
     metrics_request(&S.metrics, rc, r->answered ? r->status : 0, (mono_ms() - r->t0_mono) * 1000);
     for (int i = 0; i < r->nparams; i++)
@@ -525,6 +539,73 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("microhttpd: %s", buf);
 }
 
+/* server.plain_port with TLS on: a plain-HTTP listener that either sends
+ * every request to the https:// URL (308 keeps the method and body) or,
+ * when the operator turned the redirect off, serves the API itself. */
+static struct MHD_Daemon *g_plain;
+
+static enum MHD_Result on_plain(void *cls, struct MHD_Connection *conn, const char *url,
+                                const char *method, const char *version, const char *upload_data,
+                                size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)method;
+    (void)version;
+    (void)upload_data;
+    if (*con_cls == NULL) {
+        *con_cls = conn; /* wait for the whole request before answering */
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    char h[256];
+    snprintf(h, sizeof h, "%s",
+             host && *host && !strpbrk(host, "\r\n") ? host : S.conf.server_listen);
+    /* drop the plain port: "host:80" -> "host", "[v6]:80" -> "[v6]" */
+    char *cut = h[0] == '[' ? strstr(h, "]:") : strrchr(h, ':');
+    if (cut)
+        cut[h[0] == '[' ? 1 : 0] = '\0';
+    char *loc = xasprintf("https://%s:%d%s", h, S.conf.server_port, url);
+    static const char body[] = "use https\n";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_NO;
+    if (resp && loc) {
+        MHD_add_response_header(resp, "Location", loc);
+        ret = MHD_queue_response(conn, 308, resp);
+    }
+    if (resp)
+        MHD_destroy_response(resp);
+    free(loc);
+    return ret;
+}
+
+static int plain_start(const struct sockaddr_in *main_sa)
+{
+    struct sockaddr_in sa = *main_sa;
+    sa.sin_port = htons((uint16_t)S.conf.plain_port);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     (S.conf.plain_redirect ? 0 : MHD_ALLOW_SUSPEND_RESUME);
+    g_plain = MHD_start_daemon(
+        flags, (uint16_t)S.conf.plain_port, NULL, NULL,
+        S.conf.plain_redirect ? on_plain : on_request, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S.conf.conn_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)S.conf.max_connections, MHD_OPTION_NOTIFY_COMPLETED,
+        S.conf.plain_redirect ? NULL : on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, MHD_OPTION_END);
+    if (!g_plain) {
+        log_err("cannot listen on %s:%d (server.plain_port)", S.conf.server_listen,
+                S.conf.plain_port);
+        return -1;
+    }
+    log_info("plain http on %s:%d %s", S.conf.server_listen, S.conf.plain_port,
+             S.conf.plain_redirect ? "redirects to https" : "serves the API");
+    return 0;
+}
+
 int http_start(void)
 {
     struct sockaddr_in sa;
@@ -537,24 +618,36 @@ int http_start(void)
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
+    int ntls = srv_tls_mhd_options(tls, 3);
+    tls[ntls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    if (ntls)
+        flags |= MHD_USE_TLS;
     S.mhd = MHD_start_daemon(
         flags, (uint16_t)S.conf.server_port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)S.conf.server_threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S.conf.conn_timeout, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)S.conf.max_connections, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!S.mhd) {
-        log_err("cannot listen on %s:%d (in use? bad address?)", S.conf.server_listen,
-                S.conf.server_port);
+        log_err("cannot listen on %s:%d (in use? bad address?%s)", S.conf.server_listen,
+                S.conf.server_port, ntls ? " TLS setup refused?" : "");
         return -1;
     }
-    log_info("listening on http://%s:%d (%d threads)", S.conf.server_listen, S.conf.server_port,
-             S.conf.server_threads);
+    log_info("listening on %s://%s:%d (%d threads)", ntls ? "https" : "http", S.conf.server_listen,
+             S.conf.server_port, S.conf.server_threads);
+    if (S.conf.plain_port && plain_start(&sa) != 0)
+        return -1;
     return 0;
 }
 
 void http_quiesce(void)
 {
+    if (g_plain) {
+        MHD_socket pfd = MHD_quiesce_daemon(g_plain);
+        if (pfd != MHD_INVALID_SOCKET)
+            close(pfd);
+    }
     if (S.mhd) {
         MHD_socket fd = MHD_quiesce_daemon(S.mhd);
         if (fd != MHD_INVALID_SOCKET)
@@ -564,6 +657,9 @@ void http_quiesce(void)
 
 void http_stop(void)
 {
+    if (g_plain)
+        MHD_stop_daemon(g_plain);
+    g_plain = NULL;
     if (S.mhd)
         MHD_stop_daemon(S.mhd);
     S.mhd = NULL;

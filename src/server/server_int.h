@@ -162,11 +162,78 @@ void h_key_delete(struct srv_req *r);
 void h_task_records(struct srv_req *r);
 void h_failover_events(struct srv_req *r);
 
-/* helpers shared by the call handlers and tests */
-/* Kwargs of a Sync/Async API call from the request: normal form (GET
- * ?kwargs=<json>, POST {"kwargs":{}}) or simplified (query args / flat JSON
- * body). Answers 400 and returns NULL on bad input. */
-json_t *api_kwargs_from_request(struct srv_req *r, bool simplified);
+/* ---- calls (server_call.c) ---- */
+struct call_opts {
+    bool async;
+    int64_t timeout;         /* s; 0 = the func's / defaults */
+    bool timeout_set_by_api; /* timeout is the API's own (admin-set): may pass the sync cap */
+    int64_t due_ms;          /* 0 = now */
+    int queue;               /* 1..9 picked by the caller; 0 = the func's or by origin */
+    int64_t expires;         /* s; 0 = the func's or defaults */
+    bool json_dumps;         /* options.returnType "jsonDumps": the result as JSON text */
+    bool unbox;              /* options.unbox: answer the bare result (as a Sync API does) */
+};
+/* The task of a call of func_id (kwargs stolen): timeout, queue and expires
+ * from the options, the func's @DFF.API extras and the defaults. 0, or -1
+ * after answering 404 (no such func). *func (may be NULL) gets the cache
+ * entry of the func. t is to be task_free()d after 0. */
+int call_task_build(struct srv_req *r, struct srv_cache *c, const char *func_id, json_t *kwargs,
+                    const struct call_opts *o, enum task_origin origin, const char *origin_id,
+                    struct task *t, json_t **func);
+/* The outcome a worker cached for this func and kwargs (cache_result), or
+ * NULL; *answered when Redis was down and r got its 503. */
+json_t *call_cached_outcome(struct srv_req *r, json_t *f, const struct task *t, bool *answered);
+
+/* ---- Sync/Async API calls (server_api.c, server_apiauth.c, server_throttle.c) ---- */
+/* DFF's rule for the API's fixed kwargs (`base`, modified in place) and the
+ * caller's (`input`): a caller's extra name is added; a placeholder
+ * (INPUT_BY_CALLER / FROM_PARAMETER) takes the caller's value or, when the
+ * caller gives none, is dropped; a fixed value the caller also sends is an
+ * error. 0, or -1 with *bad_field set to the offending name. */
+int api_kwargs_merge(json_t *base, json_t *input, const char **bad_field);
+/* A DFF.RESP content type ("json", "html", "text", "jpg", ... or a full MIME
+ * type) → MIME type; NULL for a short name it does not know. */
+const char *api_mime_of(const char *ct);
+/* Content type to serve a file as, from its name's extension. */
+const char *api_mime_of_filename(const char *name);
+
+/* base64 (RFC 4648, with padding): encode → malloc'd string; decode → malloc'd
+ * bytes and *n, NULL when malformed. MD5 of data as 32 lowercase hex. */
+char *b64_encode(const void *data, size_t n);
+unsigned char *b64_decode(const char *s, size_t len, size_t *n);
+void md5_hex(const void *data, size_t n, char out[33]);
+
+/* API Auth (DFF's fixedField, httpBasic, httpDigest, func). */
+enum apiauth_result { APIAUTH_OK, APIAUTH_ANSWERED, APIAUTH_FUNC };
+/* Checks the request against the auth config `auth` ({"type","config"}) of
+ * an API whose realm is e.g. "SyncAPI:<id>". OK: admitted; ANSWERED: r was
+ * answered (401, or 503 when Redis is down); FUNC: the caller must run
+ * config.funcId as a task and admit on a truthy result. `body` is the
+ * request's parsed data (query args, JSON or form body); fixedField fields
+ * of location query/body are removed from `strip` (the caller's kwargs) so
+ * a token never reaches the function. */
+enum apiauth_result apiauth_check(struct srv_req *r, json_t *auth, const char *realm, json_t *body,
+                                  json_t *strip);
+/* The Digest response python-requests' HTTPDigestAuth computes (RFC 7616,
+ * MD5; qop "auth" or none). Pure, for tests. */
+void apiauth_digest_response(const char *user, const char *realm, const char *password,
+                             const char *method, const char *uri, const char *nonce, const char *nc,
+                             const char *cnonce, const char *qop, char out[33]);
+/* Parses `Digest k=v, k="v"` into an object; NULL if malformed. */
+json_t *apiauth_parse_kv(const char *s);
+
+/* Throttling and the queue-depth cap in one Redis round trip. `rules` is
+ * DFF's throttlingJSON ({"bySecond":n,"byMinute":n,...}; NULL = none),
+ * `qkey` the full stream key the call goes to, `qlimit` its cap (0 = none).
+ * 0 = go on; -1 = answered (429 with Retry-After, or 503). */
+int api_throttle(struct srv_req *r, const char *kind, const char *id, json_t *rules,
+                 const char *qkey, long long qlimit);
+/* A Sync API's answer of an outcome: the bare result (a str raw, None
+ * empty, else JSON) shaped by the outcome's "resp" (DFF.RESP) and
+ * options.returnType; a failure gives reason and message, no traceback. */
+void api_answer_outcome(struct srv_req *r, json_t *outcome, json_t *options);
+/* Seconds of a DFF throttling rule name (bySecond 1 ... byYear); 0 if unknown. */
+int throttle_rule_seconds(const char *rule);
 /* ISO-8601 ("2026-11-27T23:59:01Z", fractional and offset allowed) or unix
  * seconds (number or digits) → ms. -1 if malformed. */
 int64_t parse_time_ms(json_t *v);

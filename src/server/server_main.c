@@ -11,6 +11,7 @@
 #include "log.h"
 #include "rds.h"
 #include "server_int.h"
+#include "server_tls.h"
 
 static void init_epoch(int64_t cli_epoch)
 {
@@ -70,6 +71,12 @@ static int init(const struct cli_opts *o)
     if (pthread_create(&S.housekeeper, NULL, housekeeper_main, NULL) != 0 ||
         pthread_create(&S.dispatcher, NULL, dispatcher_main, NULL) != 0) {
         log_err("cannot start threads");
+        return -1;
+    }
+    char *tls_err = NULL;
+    if (srv_tls_init(&S.conf, &tls_err) != 0) {
+        log_err("tls: %s", tls_err);
+        free(tls_err);
         return -1;
     }
     if (http_start() != 0)
@@ -134,8 +141,14 @@ static int run(void)
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
             continue;
-        if (sig == SIGHUP)
-            continue; /* nothing to reload that gen does not already cover */
+        if (sig == SIGHUP) {
+            /* the certificate (systemctl reload); everything else follows gen */
+            char *err = NULL;
+            if (srv_tls_reload(&err) == -1)
+                log_warnx("tls reload: %s; the previous certificate stays in service", err);
+            free(err);
+            continue;
+        }
         log_info("signal %d: stopping (in flight: %d)", sig, atomic_load(&S.inflight));
         S.stop = 1;
         shutdown_gracefully();

@@ -27,8 +27,38 @@
 #include "task.h"
 
 #define W_GROUP "workers"
-#define W_NQUEUES 3
-extern const char *const w_queues[W_NQUEUES]; /* "sync", "cron", "async": read order */
+/* Every stream a task can be on: sync, cron, async by origin, and DFF's
+ * numbered queues 0..9 (a func's `queue=N`), stream <prefix>q:<name>.
+ * Children serve those worker.queues names (default all); the keeper
+ * reclaims on all of them. */
+#define W_NQUEUES 13
+extern const char *const w_queues[W_NQUEUES]; /* "sync", "cron", "async", "0".."9" */
+/* Index of a queue name in w_queues, -1 if it is not one. */
+int w_queue_index(const char *name);
+/* The served set from the config: serve[i] for w_queues[i]. 0, or -1
+ * with why filled (an unknown name; config validation catches it first). */
+int w_queues_served(const struct tconf *c, bool serve[W_NQUEUES], char *why, size_t n);
+
+/* Weighted round-robin over the served streams: each turn of a fixed,
+ * smooth cycle (sync 4, cron 2, async 1, each numbered queue 1) names the
+ * stream tried first; the rest follow in cycle order. A busy stream
+ * therefore gets at least its weight's share whatever the others hold (sync
+ * cannot starve cron or async), an idle one costs nothing, and no stream
+ * saves up turns for a burst later. */
+#define W_WRR_MAX 64
+struct wrr {
+    int n;            /* served streams */
+    int q[W_NQUEUES]; /* their w_queues indexes, in the fixed order */
+    int seq[W_WRR_MAX], nseq;
+    int pos; /* the current turn in seq */
+};
+int w_queue_weight(int q); /* sync 4, cron 2, async 1, 0..9 1 */
+void wrr_init(struct wrr *w, const bool serve[W_NQUEUES]);
+/* The order to try the served streams in for this turn (w_queues indexes,
+ * w->n of them). */
+void wrr_order(const struct wrr *w, int order[W_NQUEUES]);
+/* A task was taken: next turn. */
+void wrr_took(struct wrr *w);
 
 /* ---- worker_proto.c: what a child tells the master over its pipe -------- */
 
@@ -42,7 +72,7 @@ struct wtask {
     int32_t origin;  /* enum task_origin */
     int32_t timeout; /* s */
     char origin_id[ID_MAX];
-    char queue[16]; /* the stream it was read from: "sync" | "cron" | "async" */
+    char queue[16]; /* the stream it was read from: one of w_queues */
     char reply[128];
     char entry[48]; /* stream entry id, for XACK/XDEL */
     int64_t enq_ms, epoch, nominal, ver;
@@ -100,13 +130,17 @@ char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err);
 /* Cut s to at most max bytes on a UTF-8 boundary (in place). */
 void wrec_cut_utf8(char *s, size_t max);
 
-/* The one pipeline after a run: SET status, LPUSH reply (sync), LPUSH record,
- * HINCRBY stats, cron running release, result cache, XACK + XDEL.
+/* Records a finished task and acks its entry in one Lua script (SET
+ * status, LPUSH reply (sync), LPUSH record, HINCRBY stats, cron running
+ * release, result cache, XACK + XDEL): all or nothing, so an entry is never
+ * acked without its outcome (e.g. Redis refusing writes at maxmemory).
  * result_cache_key: NULL, or "<prefix>cache:result:..." to SET the result.
- * 0, or -1 when Redis failed (the context is then broken: reconnect). */
-/* One more command riding in the same round trip (the child's fetch of its
- * next task): append() adds exactly one command; reply() sees its reply
- * (borrowed) if the pipeline went through. */
+ * Returns 0 recorded; 1 recorded, but the context broke afterwards (while
+ * reading extra's reply); -1 not recorded: *err says why, and the context
+ * is broken when rc->err is set (else Redis refused, e.g. OOM: retry).
+ * extra: one more command riding in the same round trip (the child's fetch
+ * of its next task): append() adds exactly one command; reply() sees its
+ * reply (borrowed) if it arrived. */
 struct wrec_extra {
     void (*append)(redisContext *rc, void *ud);
     void (*reply)(redisReply *r, void *ud);
@@ -155,8 +189,15 @@ struct wchild {
     const char *cur_task;             /* task id running now, for DFF.FUNC */
     struct wentry backlog[W_BACKLOG]; /* claimed, to run next, in order */
     int nbacklog;
-    bool recover;       /* reconnected: re-read our own pending entries when idle */
-    char fetch_sha[41]; /* SHA of the fetch script once loaded */
+    bool recover;                 /* reconnected: re-read our own pending entries when idle */
+    char fetch_sha[41];           /* SHA of the fetch script once loaded */
+    bool serve[W_NQUEUES];        /* worker.queues */
+    struct wrr wrr;               /* which served stream goes first */
+    char last_ids[W_NQUEUES][48]; /* newest entry id per stream when the
+                                     last fetch found nothing: XREAD waits
+                                     for anything newer without claiming */
+    bool have_last_ids;
+    int pid; /* getpid(): a fork of user code is not us */
 };
 
 /* What the Python side answered; all strings malloc'd or NULL. */

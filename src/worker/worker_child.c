@@ -5,13 +5,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <mysql.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <pthread.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,18 +32,28 @@ static void on_stop(int sig)
     g_stop = 1;
 }
 
-/* Claims at most one entry, sync before cron before async, and reads the
- * generation in the same round trip when asked. Returns {gen} or
- * {gen, stream index (1..3), entry id, fields}. */
+/* Claims at most one entry, trying the streams in the order given (the
+ * scheduler's turn, see struct wrr), and reads the generation in the same
+ * round trip when asked. Returns {gen, position (1..) in KEYS[2..], entry
+ * id, fields}, or, when every stream is empty, {gen, 0, {newest entry id of
+ * each stream, or "0-0"}}: the XREAD that then waits for a new entry starts
+ * after those, so nothing added in between is missed, and it claims nothing.
+ * One entry at a time: a claimed entry never waits behind another task (it
+ * would age towards XAUTOCLAIM and run twice). */
 static const char FETCH_LUA[] =
     "local g = false "
     "if ARGV[2] == '1' then g = redis.call('GET', KEYS[1]) end "
-    "for i = 2, 4 do "
+    "for i = 2, #KEYS do "
     "  local r = redis.call('XREADGROUP', 'GROUP', 'workers', ARGV[1], 'COUNT', '1', "
     "                       'STREAMS', KEYS[i], '>') "
     "  if r then return {g, i - 1, r[1][2][1][1], r[1][2][1][2]} end "
     "end "
-    "return {g}";
+    "local last = {} "
+    "for i = 2, #KEYS do "
+    "  local e = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', '1') "
+    "  if e[1] then last[i - 1] = e[1][1] else last[i - 1] = '0-0' end "
+    "end "
+    "return {g, 0, last}";
 
 static void sleep_ms(int64_t ms)
 {
@@ -51,6 +65,8 @@ static void sleep_ms(int64_t ms)
 static void tell_master(struct wchild *ch, enum wmsg_type type, const struct wtask *t)
 {
     struct wmsg m;
+    if ((int)getpid() != ch->pid)
+        _exit(0); /* a fork of user code came back here: it is not this child */
     wmsg_init(&m, type, t);
     for (;;) {
         ssize_t n = write(ch->fd, &m, sizeof(m));
@@ -103,6 +119,8 @@ static void create_groups(struct wchild *ch)
 {
     char k[128];
     for (int i = 0; i < W_NQUEUES; i++) {
+        if (!ch->serve[i])
+            continue;
         rds_key(k, sizeof(k), ch->c, "q:%s", w_queues[i]);
         redisReply *r = redisCommand(ch->rc, "XGROUP CREATE %s " W_GROUP " 0 MKSTREAM", k);
         if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
@@ -171,7 +189,7 @@ static bool is_nogroup(redisReply *r)
 static void push_entry(struct wchild *ch, int q, const char *id, redisReply *fields)
 {
     if (ch->nbacklog >= W_BACKLOG)
-        return; /* cannot happen (at most W_NQUEUES + 1 per fetch); left pending */
+        return; /* cannot happen (one entry per fetch); left pending */
     for (int i = 0; i < ch->nbacklog; i++)
         if (ch->backlog[i].q == q && strcmp(ch->backlog[i].id, id) == 0)
             return;
@@ -181,22 +199,50 @@ static void push_entry(struct wchild *ch, int q, const char *id, redisReply *fie
     e->msg = field_t(fields);
 }
 
-static void fetch_keys(struct wchild *ch, char kg[128], char kq[W_NQUEUES][128])
+static void queue_key(const struct wchild *ch, int q, char k[128])
 {
-    rds_key(kg, 128, ch->c, "gen");
-    for (int i = 0; i < W_NQUEUES; i++)
-        rds_key(kq[i], 128, ch->c, "q:%s", w_queues[i]);
+    rds_key(k, 128, ch->c, "q:%s", w_queues[q]);
 }
 
-/* The reply of FETCH_LUA: gen check, then at most one entry to the backlog.
- * Returns the number of entries added, -1 for an error reply. */
-static int fetch_reply(struct wchild *ch, redisReply *r, bool want_gen)
+/* The arguments of FETCH_LUA for this turn: KEYS = gen + the served
+ * streams in the scheduler's order. */
+struct fetch_args {
+    int n;                /* streams */
+    int order[W_NQUEUES]; /* w_queues index of KEYS[2 + i] */
+    char kg[128], kq[W_NQUEUES][128];
+    const char *argv[2 + W_NQUEUES + 2];
+    int argc;
+    bool want_gen;
+};
+
+static void fetch_args(struct wchild *ch, struct fetch_args *a)
+{
+    a->n = ch->wrr.n;
+    wrr_order(&ch->wrr, a->order);
+    a->want_gen = mono_ms() - ch->gen_check_mono >= 200;
+    rds_key(a->kg, sizeof(a->kg), ch->c, "gen");
+    a->argc = 0;
+    a->argv[a->argc++] = a->kg;
+    for (int i = 0; i < a->n; i++) {
+        queue_key(ch, a->order[i], a->kq[i]);
+        a->argv[a->argc++] = a->kq[i];
+    }
+    a->argv[a->argc++] = ch->consumer;
+    a->argv[a->argc++] = a->want_gen ? "1" : "0";
+}
+
+/* The reply of FETCH_LUA: gen check, then at most one entry to the backlog
+ * (or the newest ids to wait after). Returns the number of entries added,
+ * -1 for an error reply. */
+static int fetch_reply(struct wchild *ch, redisReply *r, const struct fetch_args *a)
 {
     if (is_nogroup(r)) { /* the streams were deleted (FLUSHALL): recreate */
         create_groups(ch);
         return 0;
     }
     if (r->type == REDIS_REPLY_ERROR) {
+        if (rds_readonly(ch->rc, r))
+            return -1; /* a replica now: the context is marked broken */
         if (strncmp(r->str, "NOSCRIPT", 8) == 0)
             ch->fetch_sha[0] = '\0'; /* Redis restarted: reload next time */
         else
@@ -207,125 +253,120 @@ static int fetch_reply(struct wchild *ch, redisReply *r, bool want_gen)
         log_warnx("child %s: reading the queues: unexpected reply", ch->consumer);
         return -1;
     }
-    if (want_gen) {
+    if (a->want_gen) {
         check_gen(ch, r->element[0]);
         ch->gen_check_mono = mono_ms();
     }
     if (r->elements == 4 && r->element[1]->type == REDIS_REPLY_INTEGER &&
         r->element[2]->type == REDIS_REPLY_STRING) {
-        int q = (int)r->element[1]->integer - 1;
-        if (q >= 0 && q < W_NQUEUES) {
-            push_entry(ch, q, r->element[2]->str, r->element[3]);
+        long long pos = r->element[1]->integer;
+        if (pos >= 1 && pos <= a->n) {
+            push_entry(ch, a->order[pos - 1], r->element[2]->str, r->element[3]);
+            wrr_took(&ch->wrr);
+            return 1;
+        }
+    }
+    if (r->elements == 3 && r->element[2]->type == REDIS_REPLY_ARRAY &&
+        r->element[2]->elements == (size_t)a->n) {
+        for (int i = 0; i < a->n; i++) {
+            redisReply *id = r->element[2]->element[i];
+            snprintf(ch->last_ids[a->order[i]], sizeof(ch->last_ids[0]), "%s",
+                     id->type == REDIS_REPLY_STRING ? id->str : "0-0");
+        }
+        ch->have_last_ids = true;
+    }
+    return 0;
+}
+
+/* After a reconnect, with nothing running: an entry this consumer claimed
+ * but never recorded (a reply lost with the connection) runs now instead
+ * of waiting an hour for XAUTOCLAIM. One at a time, like fetch(). Returns
+ * the number found (0: none left), -1 on a Redis error. */
+static int recover_own(struct wchild *ch)
+{
+    for (int q = 0; q < W_NQUEUES; q++) {
+        char k[128];
+        if (!ch->serve[q])
+            continue;
+        queue_key(ch, q, k);
+        redisReply *r = redisCommand(ch->rc, "XREADGROUP GROUP " W_GROUP " %s COUNT 1 STREAMS %s 0",
+                                     ch->consumer, k);
+        if (r == NULL)
+            return -1;
+        int n = 0;
+        if (is_nogroup(r))
+            create_groups(ch);
+        else if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+                 r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+            redisReply *es = r->element[0]->element[1];
+            if (es->type == REDIS_REPLY_ARRAY && es->elements >= 1 &&
+                es->element[0]->type == REDIS_REPLY_ARRAY && es->element[0]->elements == 2 &&
+                es->element[0]->element[0]->type == REDIS_REPLY_STRING) {
+                push_entry(ch, q, es->element[0]->element[0]->str, es->element[0]->element[1]);
+                n = 1;
+            }
+        }
+        freeReplyObject(r);
+        if (n > 0) {
+            log_info("child %s: running an entry of q:%s claimed before a reconnect", ch->consumer,
+                     w_queues[q]);
             return 1;
         }
     }
     return 0;
 }
 
-/* An XREADGROUP reply over the three streams: entries to the backlog in
- * priority order. */
-static int streams_reply(struct wchild *ch, redisReply *r, char kq[W_NQUEUES][128])
-{
-    int n = 0;
-    if (r->type != REDIS_REPLY_ARRAY)
-        return 0;
-    for (int qi = 0; qi < W_NQUEUES; qi++) {
-        for (size_t i = 0; i < r->elements; i++) {
-            redisReply *s = r->element[i];
-            if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
-                s->element[0]->type != REDIS_REPLY_STRING ||
-                strcmp(s->element[0]->str, kq[qi]) != 0 || s->element[1]->type != REDIS_REPLY_ARRAY)
-                continue;
-            redisReply *es = s->element[1];
-            for (size_t j = 0; j < es->elements; j++) {
-                redisReply *e = es->element[j];
-                if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-                    e->element[0]->type != REDIS_REPLY_STRING)
-                    continue;
-                push_entry(ch, qi, e->element[0]->str, e->element[1]);
-                n++;
-            }
-        }
-    }
-    return n;
-}
-
-/* After a reconnect, with nothing running: entries this consumer claimed
- * but never recorded (a reply lost with the connection) run now instead of
- * waiting an hour for XAUTOCLAIM. */
-static int recover_own(struct wchild *ch)
-{
-    char kg[128], kq[W_NQUEUES][128];
-    fetch_keys(ch, kg, kq);
-    redisReply *r =
-        redisCommand(ch->rc, "XREADGROUP GROUP " W_GROUP " %s COUNT 5 STREAMS %s %s %s 0 0 0",
-                     ch->consumer, kq[0], kq[1], kq[2]);
-    if (r == NULL)
-        return -1;
-    if (is_nogroup(r))
-        create_groups(ch);
-    int n = streams_reply(ch, r, kq);
-    if (n > 0)
-        log_info("child %s: running %d entries claimed before a reconnect", ch->consumer, n);
-    freeReplyObject(r);
-    return 0;
-}
-
-/* Claims the next entries into the backlog; -1 on a Redis error. */
+/* Claims the next entry into the backlog, or waits up to a second for one
+ * to arrive; -1 on a Redis error. */
 static int fetch(struct wchild *ch)
 {
-    char kg[128], kq[W_NQUEUES][128];
-    const char *argv[6];
-    bool want_gen = mono_ms() - ch->gen_check_mono >= 200;
-
-    fetch_keys(ch, kg, kq);
-    argv[0] = kg;
-    argv[1] = kq[0];
-    argv[2] = kq[1];
-    argv[3] = kq[2];
-    argv[4] = ch->consumer;
-    argv[5] = want_gen ? "1" : "0";
-
-    redisReply *r = rds_eval(ch->rc, FETCH_LUA, ch->fetch_sha, 4, argv, 6);
+    struct fetch_args a;
+    fetch_args(ch, &a);
+    if (a.n == 0) { /* nothing to serve (cannot happen: config refuses it) */
+        sleep_ms(1000);
+        return 0;
+    }
+    redisReply *r = rds_eval(ch->rc, FETCH_LUA, ch->fetch_sha, 1 + a.n, a.argv, a.argc);
     if (r == NULL) {
         log_warnx("child %s: reading the queues: %s", ch->consumer, ch->rc->errstr);
         return -1;
     }
-    int got = fetch_reply(ch, r, want_gen);
+    ch->have_last_ids = false;
+    int got = fetch_reply(ch, r, &a);
     freeReplyObject(r);
-    if (got != 0) {
+    if (got != 0 || !ch->have_last_ids) {
+        if (got == -1 && ch->rc->err)
+            return -1; /* e.g. READONLY: reconnect */
         if (got == -1)
             sleep_ms(200);
         return 0;
     }
 
-    /* Nothing waiting: block until something arrives on any queue. */
-    r = redisCommand(ch->rc,
-                     "XREADGROUP GROUP " W_GROUP " %s COUNT 1 BLOCK 1000 STREAMS %s %s %s > > >",
-                     ch->consumer, kq[0], kq[1], kq[2]);
+    /* Nothing waiting: wait for a new entry on any served stream without
+     * claiming it (plain XREAD after the newest ids), then claim one by the
+     * fetch above. A few idle children may wake for one entry; one gets it. */
+    const char *argv[6 + 2 * W_NQUEUES]; /* XREAD COUNT 1 BLOCK 1000 STREAMS keys ids */
+    int argc = 0;
+    argv[argc++] = "XREAD";
+    argv[argc++] = "COUNT";
+    argv[argc++] = "1";
+    argv[argc++] = "BLOCK";
+    argv[argc++] = "1000";
+    argv[argc++] = "STREAMS";
+    for (int i = 0; i < a.n; i++)
+        argv[argc++] = a.kq[i];
+    for (int i = 0; i < a.n; i++)
+        argv[argc++] = ch->last_ids[a.order[i]];
+    r = redisCommandArgv(ch->rc, argc, argv, NULL);
     if (r == NULL) {
-        log_warnx("child %s: reading the queues: %s", ch->consumer, ch->rc->errstr);
+        log_warnx("child %s: waiting on the queues: %s", ch->consumer, ch->rc->errstr);
         return -1;
     }
-    int n = 0;
-    if (is_nogroup(r)) {
-        create_groups(ch);
-    } else if (r->type == REDIS_REPLY_ERROR) {
-        log_warnx("child %s: XREADGROUP: %s", ch->consumer, r->str);
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_warnx("child %s: XREAD: %s", ch->consumer, r->str);
         sleep_ms(200);
-    } else {
-        n = streams_reply(ch, r, kq);
     }
     freeReplyObject(r);
-    /* Woken after a long wait: scripts may have changed meanwhile. */
-    if (n > 0 && mono_ms() - ch->gen_check_mono >= 200) {
-        r = redisCommand(ch->rc, "GET %s", kg);
-        if (r) { /* else the commit after the run reconnects */
-            check_gen(ch, r);
-            ch->gen_check_mono = mono_ms();
-            freeReplyObject(r);
-        }
-    }
     return 0;
 }
 
@@ -333,27 +374,36 @@ static int fetch(struct wchild *ch)
  * one round trip. */
 struct prefetch {
     struct wchild *ch;
-    bool want_gen;
-    char kg[128], kq[W_NQUEUES][128];
+    struct fetch_args a;
 };
 
 static void prefetch_append(redisContext *rc, void *ud)
 {
     struct prefetch *p = ud;
-    redisAppendCommand(rc, "EVALSHA %s 4 %s %s %s %s %s %s", p->ch->fetch_sha, p->kg, p->kq[0],
-                       p->kq[1], p->kq[2], p->ch->consumer, p->want_gen ? "1" : "0");
+    const char *argv[3 + 2 + W_NQUEUES + 2];
+    char nk[16];
+    int argc = 0;
+    snprintf(nk, sizeof(nk), "%d", 1 + p->a.n);
+    argv[argc++] = "EVALSHA";
+    argv[argc++] = p->ch->fetch_sha;
+    argv[argc++] = nk;
+    for (int i = 0; i < p->a.argc; i++)
+        argv[argc++] = p->a.argv[i];
+    redisAppendCommandArgv(rc, argc, argv, NULL);
 }
 
 static void prefetch_reply(redisReply *r, void *ud)
 {
     struct prefetch *p = ud;
-    fetch_reply(p->ch, r, p->want_gen);
+    fetch_reply(p->ch, r, &p->a);
 }
 
 /* ---- running ------------------------------------------------------------- */
 
-/* Records until it works: the entry stays pending (and the master keeps
- * the task's deadline) meanwhile. */
+/* Records until it works: the entry stays pending meanwhile. Once a try
+ * has failed the master is told the function is done, so a long outage
+ * (Redis at maxmemory) is not mistaken for a timeout: the outcome waits
+ * here, and is recorded when Redis takes writes again. */
 static void commit(struct wchild *ch, const struct wtask *wt, const struct woutcome *o,
                    const char *cache_key)
 {
@@ -364,21 +414,34 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
         struct wrec_extra extra = {prefetch_append, prefetch_reply, &pf};
         /* Prefetch only with nothing else claimed, the script loaded, and
          * not while stopping (a claimed entry would wait for a reclaim). */
-        bool prefetch = !g_stop && ch->nbacklog == 0 && ch->fetch_sha[0] && !ch->recover;
+        bool prefetch =
+            !g_stop && ch->nbacklog == 0 && ch->fetch_sha[0] && !ch->recover && ch->wrr.n > 0;
         if (prefetch) {
             pf.ch = ch;
-            pf.want_gen = mono_ms() - ch->gen_check_mono >= 200;
-            fetch_keys(ch, pf.kg, pf.kq);
+            fetch_args(ch, &pf.a);
         }
-        if (redis_up(ch) &&
-            wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch, cache_key,
-                        prefetch && !ch->recover ? &extra : NULL, &err) == 0)
+        int rv = -1;
+        if (redis_up(ch))
+            rv = wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch, cache_key,
+                             prefetch ? &extra : NULL, &err);
+        if (rv >= 0) {
+            if (rv == 1)
+                child_redis_broken(ch);
+            if (fails > 0)
+                log_info("child %s: task %s recorded after %d failed tries", ch->consumer, wt->id,
+                         fails);
+            free(err);
             return;
+        }
         if (err) {
-            log_warnx("child %s: %s", ch->consumer, err);
+            if (fails == 0 || fails % 30 == 0)
+                log_warnx("child %s: %s", ch->consumer, err);
             free(err);
         }
-        child_redis_broken(ch);
+        if (ch->rc && ch->rc->err)
+            child_redis_broken(ch);
+        if (fails == 0)
+            tell_master(ch, WMSG_DONE, wt);
         if (g_stop && fails > 20)
             return; /* left pending: re-queued once this consumer is gone */
         sleep_ms(backoff_ms(++fails, 100, 2000));
@@ -449,6 +512,160 @@ static void bad_message(struct wchild *ch, const struct wentry *e, const char *w
     json_decref(raw);
 }
 
+/* ---- __sys.inspect in a throwaway process ----------------------------------- */
+
+/* From libpython; this file stays free of Python.h (worker_py.c is the
+ * interpreter's file). */
+extern void PyOS_BeforeFork(void);
+extern void PyOS_AfterFork_Parent(void);
+extern void PyOS_AfterFork_Child(void);
+
+static void res_fail(struct pyres *r, const char *status, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void res_fail(struct pyres *r, const char *status, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    pyres_free(r);
+    r->status = strdup(status);
+    r->reason = strdup(reason);
+    va_start(ap, fmt);
+    if (vasprintf(&r->message, fmt, ap) == -1)
+        r->message = NULL;
+    va_end(ap);
+}
+
+static char *jdup(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? strdup(v) : NULL;
+}
+
+/* The inspect process: inspect, write the answer as JSON, exit. It never
+ * returns into the child's loop and shares no backend connection with it. */
+static void inspect_proc(struct wchild *ch, const struct task *t, int wfd)
+{
+    struct pyres pr;
+    char *err = NULL;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (ch->rc) /* a redis context owns just its socket: closing it sends nothing */
+        redisFree(ch->rc);
+    ch->rc = rds_connect(ch->c, 5000, &err); /* for DFF calls in top-level code */
+    free(err);
+    if (ch->db) { /* mysql_close() would log the parent's session out */
+        close(mysql_get_socket(ch->db));
+        ch->db = NULL;
+    }
+    py_inspect(ch, t, &pr);
+    json_t *j = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:i}", "status", pr.status,
+                          "result_json", pr.result_json, "reason", pr.reason, "message", pr.message,
+                          "traceback", pr.traceback, "output", pr.output, "data_json", pr.data_json,
+                          "cache_result", pr.cache_result);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    for (size_t off = 0, len = s ? strlen(s) : 0; off < len;) {
+        ssize_t n = write(wfd, s + off, len - off);
+        if (n <= 0 && errno != EINTR)
+            _exit(1);
+        if (n > 0)
+            off += (size_t)n;
+    }
+    _exit(s ? 0 : 1);
+}
+
+/* __sys.inspect runs the script's top-level code: in a fork, so whatever
+ * that code does (patching modules, starting threads, leaking memory)
+ * dies with the fork instead of staying in the interpreter that serves
+ * the next tasks. */
+static void inspect_isolated(struct wchild *ch, const struct task *t, struct pyres *r)
+{
+    int fds[2];
+    memset(r, 0, sizeof(*r));
+    if (pipe2(fds, O_CLOEXEC) == -1) {
+        res_fail(r, "failure", "EFuncFailed", "__sys.inspect: pipe: %s", strerror(errno));
+        return;
+    }
+    PyOS_BeforeFork();
+    pid_t pid = fork();
+    if (pid == 0) {
+        PyOS_AfterFork_Child();
+        close(fds[0]);
+        inspect_proc(ch, t, fds[1]);
+    }
+    PyOS_AfterFork_Parent();
+    close(fds[1]);
+    if (pid == -1) {
+        close(fds[0]);
+        res_fail(r, "failure", "EFuncFailed", "__sys.inspect: fork: %s", strerror(errno));
+        return;
+    }
+    /* Our own deadline, a little before the master's, so a hanging script
+     * costs the inspect process and not this warm interpreter. */
+    int64_t deadline = mono_ms() + (int64_t)t->timeout * 1000 - 300;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    bool timed_out = false;
+    for (;;) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int pr = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
+        if (pr == -1 && errno != EINTR)
+            break;
+        if (pr <= 0)
+            continue;
+        if (len + 65536 + 1 > cap) {
+            size_t ncap = cap ? cap * 2 : 131072;
+            char *nb = realloc(buf, ncap);
+            if (nb == NULL)
+                break;
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t n = read(fds[0], buf + len, cap - len - 1);
+        if (n == 0)
+            break;
+        if (n > 0)
+            len += (size_t)n;
+        else if (errno != EINTR && errno != EAGAIN)
+            break;
+    }
+    close(fds[0]);
+    if (timed_out)
+        kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+        ;
+    json_t *j = buf && !timed_out ? json_loadb(buf, len, 0, NULL) : NULL;
+    free(buf);
+    if (timed_out) {
+        res_fail(r, "timeout", "EFuncTimeout",
+                 "inspecting the script did not finish within %d s; its top-level code was "
+                 "stopped",
+                 t->timeout);
+    } else if (!json_is_object(j)) {
+        char ws[128];
+        wait_status_text(status, ws, sizeof(ws));
+        res_fail(r, "failure", "EFuncFailed",
+                 "inspecting the script failed: the inspect process %s without an answer "
+                 "(os._exit() or a crash in its top-level code?)",
+                 ws);
+    } else {
+        r->status = jdup(j, "status");
+        r->result_json = jdup(j, "result_json");
+        r->reason = jdup(j, "reason");
+        r->message = jdup(j, "message");
+        r->traceback = jdup(j, "traceback");
+        r->output = jdup(j, "output");
+        r->data_json = jdup(j, "data_json");
+        r->cache_result = (int)json_integer_value(json_object_get(j, "cache_result"));
+        if (r->status == NULL)
+            r->status = strdup("failure");
+    }
+    json_decref(j);
+}
+
 static void run_entry(struct wchild *ch, const struct wentry *e)
 {
     struct task t;
@@ -487,7 +704,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
         o.reason = "ETaskExpired";
         o.message = why;
     } else if (strcmp(t.func, "__sys.inspect") == 0) {
-        py_inspect(ch, &t, &pr);
+        inspect_isolated(ch, &t, &pr);
     } else if (!func_id_split(t.func, set, sizeof(set), script, sizeof(script), fname,
                               sizeof(fname))) {
         snprintf(why, sizeof(why), "func %s not found: not a func id (<set>__<script>.<func>)",
@@ -497,6 +714,8 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
         o.message = why;
     } else {
         py_call(ch, &t, script, fname, &pr);
+        if ((int)getpid() != ch->pid)
+            _exit(0); /* a fork made by the function returned: only we record */
     }
     if (pr.status) {
         o.status = pr.status;
@@ -538,6 +757,42 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
 
 /* ---- main ---------------------------------------------------------------- */
 
+/* ---- what user code inherits ---------------------------------------------- */
+
+static int g_master_fd = -1;
+
+/* In any fork() of this process (os.fork(), multiprocessing, our own
+ * inspect process): the pipe to the master is not theirs to write. exec()
+ * drops it anyway (FD_CLOEXEC, set by the master). */
+static void atfork_child(void)
+{
+    if (g_master_fd >= 0) {
+        close(g_master_fd);
+        g_master_fd = -1;
+    }
+}
+
+static void isolate_user_code(struct wchild *ch)
+{
+    g_master_fd = ch->fd;
+    fcntl(ch->fd, F_SETFD, FD_CLOEXEC);
+    pthread_atfork(NULL, NULL, atfork_child);
+    /* Orphans of a task (a double fork, a daemon) become ours rather than
+     * init's, so they stay in reach: killed with the child's process group
+     * or, if they left it with setsid(), by the master (a subreaper too)
+     * once this child is gone. Reaped between tasks. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+        log_warn("child %s: PR_SET_CHILD_SUBREAPER", ch->consumer);
+}
+
+/* Zombies of adopted orphans, between tasks (during one, user code may be
+ * waiting for its own children). */
+static void reap_orphans(void)
+{
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
 static void child_signals(void)
 {
     sigset_t all;
@@ -566,8 +821,16 @@ int child_main(const struct tconf *c, int64_t epoch, int fd)
     ch.epoch = epoch;
     ch.fd = fd;
     ch.gen = -1;
-    snprintf(ch.consumer, sizeof(ch.consumer), "%s:%d", c->node_name, (int)getpid());
+    ch.pid = (int)getpid();
+    snprintf(ch.consumer, sizeof(ch.consumer), "%s:%d", c->node_name, ch.pid);
     child_signals();
+    char why[256];
+    if (w_queues_served(c, ch.serve, why, sizeof(why)) == -1) {
+        log_err("child %s: %s", ch.consumer, why);
+        return 1;
+    }
+    wrr_init(&ch.wrr, ch.serve);
+    isolate_user_code(&ch);
 
     /* User code must not write into the daemon's stdout (a flood there
      * would fill the journal); print() is captured per task anyway. */
@@ -598,6 +861,7 @@ int child_main(const struct tconf *c, int64_t epoch, int fd)
     /* Entries already claimed run even when stopping: nobody else would
      * until this consumer is found dead. */
     while (!g_stop || ch.nbacklog > 0) {
+        reap_orphans();
         if (ch.nbacklog > 0) {
             struct wentry e = ch.backlog[0];
             memmove(&ch.backlog[0], &ch.backlog[1], sizeof(e) * (size_t)(ch.nbacklog - 1));
@@ -609,11 +873,11 @@ int child_main(const struct tconf *c, int64_t epoch, int fd)
         if (!redis_up(&ch))
             break;
         if (ch.recover) {
-            if (recover_own(&ch) == -1) {
+            int n = recover_own(&ch);
+            if (n == -1)
                 child_redis_broken(&ch);
-                continue;
-            }
-            ch.recover = false;
+            else if (n == 0)
+                ch.recover = false;
             continue;
         }
         if (fetch(&ch) == -1)

@@ -1,7 +1,14 @@
 /* The keeper: a child of the master without Python that does the slow,
  * backend-bound chores, so the master's loop (timeouts, memory limits)
  * never waits on MariaDB:
- *  - flushes Ptaskrec to task_record in batches (one multi-row INSERT);
+ *  - flushes Ptaskrec to task_record in batches (one multi-row INSERT),
+ *    losslessly: a batch is moved atomically to this keeper's processing
+ *    list Ptaskrec:proc:<node>:<pid> and deleted there only once MariaDB
+ *    has it; a batch that does not go through is split down to single
+ *    records (a record MariaDB refuses goes to Ptaskrec:dead); batches are
+ *    capped under max_allowed_packet; inserts are idempotent (unique key
+ *    id + status), so replaying a batch is harmless; the processing list
+ *    of a keeper that died is adopted by the next keeper pass;
  *  - re-queues entries pending on consumers that are gone, so an accepted
  *    task runs even when a whole worker was SIGKILLed. */
 #include "worker.h"
@@ -21,8 +28,12 @@
 #include "db.h"
 #include "log.h"
 #include "rds.h"
+#include "worker_purge.h"
 
 #define FLUSH_BATCH 500
+/* Batch bytes: at most half of max_allowed_packet (SQL quoting grows a
+ * record a little) and never more than this. */
+#define BATCH_BYTES_MAX (8 * 1024 * 1024)
 #define RECLAIM_EVERY_MS 5000
 /* A consumer not in any heartbeat is dead once it has been idle this long
  * (covers a child that started reading before its master's next heartbeat). */
@@ -46,6 +57,9 @@ struct keeper {
     bool redis_down, db_down;
     int redis_fails, db_fails;
     int64_t redis_retry, db_retry; /* mono ms */
+    int64_t max_packet;            /* MariaDB's max_allowed_packet, bytes */
+    char k_src[128], k_proc[256], k_procs[128], k_dead[128];
+    char take_sha[41], done_sha[41];
 };
 
 static void sleep_ms(int64_t ms)
@@ -54,11 +68,17 @@ static void sleep_ms(int64_t ms)
     nanosleep(&ts, NULL);
 }
 
+/* The connection is gone (or was dropped by the server for a packet over
+ * max_allowed_packet): reconnect, and split the batch. */
 static bool conn_lost(unsigned int e)
 {
     return e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST || e == CR_CONNECTION_ERROR ||
            e == CR_CONN_HOST_ERROR || e == CR_SERVER_LOST_EXTENDED || e == ER_CONNECTION_KILLED ||
-           e == 0;
+           e == ER_NET_PACKET_TOO_LARGE || e == CR_NET_PACKET_TOO_LARGE || e == ER_NET_READ_ERROR ||
+           e == ER_NET_ERROR_ON_WRITE || e == 0 ||
+           /* the server turned read_only (mysql.hosts: the primary was
+            * switched): reconnect, db_connect finds the writable one */
+           db_is_readonly_error(e);
 }
 
 static redisContext *k_redis(struct keeper *k)
@@ -105,6 +125,13 @@ static MYSQL *k_db(struct keeper *k)
             log_info("keeper: mariadb is back; flushing task records");
         k->db_down = false;
         k->db_fails = 0;
+        k->max_packet = 1024 * 1024; /* MariaDB's smallest default, if unknown */
+        MYSQL_RES *res = db_query(k->db, NULL, "SELECT @@max_allowed_packet");
+        MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+        if (row && row[0] && strtoll(row[0], NULL, 10) >= 1024)
+            k->max_packet = strtoll(row[0], NULL, 10);
+        if (res)
+            mysql_free_result(res);
     }
     free(err);
     return k->db;
@@ -119,138 +146,350 @@ static void k_db_broken(struct keeper *k)
 
 /* ---- record flush -------------------------------------------------------- */
 
+static json_t *live_consumers(redisContext *rc, const struct tconf *c);
+
 static char *quote_cb(void *ud, const char *s)
 {
     return db_q((MYSQL *)ud, s);
 }
 
-/* Puts popped records back at the tail they came from, oldest last out. */
-static void repush(struct keeper *k, const char *key, redisReply *arr)
+/* Moves a batch from Ptaskrec to this keeper's processing list and returns
+ * it; an unfinished batch already there comes back first (a replay).
+ * KEYS: Ptaskrec, processing list, Ptaskrec:procs (set of processing
+ * lists). ARGV: max records, max bytes (the first record always goes). */
+static const char TAKE_LUA[] =
+    "if redis.call('LLEN', KEYS[2]) > 0 then return redis.call('LRANGE', KEYS[2], 0, -1) end "
+    "local out, bytes, max, cap = {}, 0, tonumber(ARGV[1]), tonumber(ARGV[2]) "
+    "while #out < max do "
+    "  local v = redis.call('LINDEX', KEYS[1], -1) "
+    "  if not v then break end "
+    "  if #out > 0 and bytes + #v > cap then break end "
+    "  if #out == 0 then redis.call('SADD', KEYS[3], KEYS[2]) end "
+    "  redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') "
+    "  bytes = bytes + #v "
+    "  out[#out + 1] = v "
+    "end "
+    "return out";
+
+/* The batch is in MariaDB: records it refused go to Ptaskrec:dead (kept
+ * for the operator, never silently dropped), then the processing list is
+ * deleted. KEYS: processing list, Ptaskrec:dead. ARGV: refused records. */
+static const char DONE_LUA[] = "for i = 1, #ARGV do redis.call('LPUSH', KEYS[2], ARGV[i]) end "
+                               "redis.call('DEL', KEYS[1]) "
+                               "return 1";
+
+/* A dead keeper's processing list goes back to Ptaskrec (at the end RPOP
+ * reads first). KEYS: its list, Ptaskrec, Ptaskrec:procs. */
+static const char ADOPT_LUA[] = "local vs = redis.call('LRANGE', KEYS[1], 0, -1) "
+                                "for _, v in ipairs(vs) do redis.call('RPUSH', KEYS[2], v) end "
+                                "redis.call('DEL', KEYS[1]) "
+                                "redis.call('SREM', KEYS[3], KEYS[1]) "
+                                "return #vs";
+
+struct row {
+    char *sql; /* "(...)" VALUES tuple; NULL: malformed or refused */
+    size_t len;
+    bool refused;
+};
+
+/* The SQL row of a record, its texts cut so that it fits in one packet
+ * (a record over max_allowed_packet would otherwise never go in). */
+static char *fit_row(struct keeper *k, json_t *rec, char **err)
 {
-    for (size_t i = arr->elements; i-- > 0;) {
-        redisReply *e = arr->element[i];
-        redisAppendCommand(k->rc, "RPUSH %s %b", key, e->str, e->len);
-    }
-    for (size_t i = 0; i < arr->elements; i++) {
-        void *r = NULL;
-        if (redisGetReply(k->rc, &r) != REDIS_OK) {
-            log_warnx("keeper: putting %zu task records back failed: %s; they are lost",
-                      arr->elements - i, k->rc->errstr);
-            k_redis_broken(k);
-            return;
+    char *sql = wrec_sql_row(rec, quote_cb, k->db, err);
+    size_t limit = (size_t)k->max_packet > 8192 ? (size_t)k->max_packet - 4096 : 4096;
+    static const char *const texts[] = {"output", "traceback", "message"};
+    for (int round = 0; sql && strlen(sql) > limit && round < 4; round++) {
+        size_t keep = limit / (size_t)(4 << round);
+        for (size_t i = 0; i < 3; i++) {
+            const char *v = json_string_value(json_object_get(rec, texts[i]));
+            if (v == NULL || strlen(v) <= keep)
+                continue;
+            char *cut = strndup(v, keep);
+            if (cut == NULL)
+                continue;
+            wrec_cut_utf8(cut, keep);
+            char *nv = NULL;
+            if (asprintf(&nv, "%s\n...[cut to fit max_allowed_packet]", cut) != -1)
+                json_object_set_new(rec, texts[i], json_string(nv));
+            free(nv);
+            free(cut);
         }
-        freeReplyObject(r);
+        free(sql);
+        sql = wrec_sql_row(rec, quote_cb, k->db, err);
     }
+    return sql;
 }
 
-/* One batch. Returns the number of records taken, -1 on a backend problem. */
+/* INSERTs rows[lo..hi) that are not refused. 0: all in, or refused one by
+ * one (marked); -1: MariaDB is unreachable, keep the batch for later. */
+static int insert_rows(struct keeper *k, struct row *rows, size_t lo, size_t hi)
+{
+    static const char head[] = "INSERT INTO task_record (" WREC_SQL_COLUMNS ") VALUES ";
+    static const char tail[] = " ON DUPLICATE KEY UPDATE seq = seq";
+    size_t total = sizeof(head) + sizeof(tail), n = 0;
+    for (size_t i = lo; i < hi; i++)
+        if (rows[i].sql) {
+            total += rows[i].len + 1;
+            n++;
+        }
+    if (n == 0)
+        return 0;
+    if (n > 1 && total > (size_t)k->max_packet - 1024)
+        goto split;
+    char *sql = malloc(total);
+    if (sql == NULL)
+        return -1;
+    char *p = sql + sprintf(sql, "%s", head);
+    for (size_t i = lo, first = 1; i < hi; i++) {
+        if (!rows[i].sql)
+            continue;
+        if (!first)
+            *p++ = ',';
+        memcpy(p, rows[i].sql, rows[i].len);
+        p += rows[i].len;
+        first = 0;
+    }
+    memcpy(p, tail, sizeof(tail));
+    for (int attempt = 0;; attempt++) {
+        MYSQL *m = k_db(k);
+        if (m == NULL) {
+            free(sql);
+            return -1;
+        }
+        char *err = NULL;
+        if (db_exec(m, &err, "%s", sql) == 0) {
+            free(sql);
+            return 0;
+        }
+        unsigned int e = mysql_errno(m);
+        if (conn_lost(e)) {
+            k_db_broken(k);
+            if (n > 1 || attempt >= 1) {
+                /* Too big for the server, or MariaDB went away: halves on a
+                 * fresh connection, down to a record that fails alone. */
+                if (n > 1)
+                    log_warnx("keeper: writing %zu task records: %s; splitting the batch", n, err);
+                else
+                    log_warnx("keeper: writing a task record: %s; kept in redis", err);
+                free(err);
+                free(sql);
+                if (n > 1)
+                    goto split;
+                return -1;
+            }
+            free(err);
+            continue; /* one record: once more on a fresh connection */
+        }
+        /* A data problem in some row: find it by halving. */
+        if (n > 1) {
+            free(err);
+            free(sql);
+            goto split;
+        }
+        for (size_t i = lo; i < hi; i++)
+            if (rows[i].sql) {
+                log_warnx("keeper: MariaDB refused a task record (%s); moved to %s: %.200s", err,
+                          k->k_dead, rows[i].sql);
+                rows[i].refused = true;
+            }
+        free(err);
+        free(sql);
+        return 0;
+    }
+split : {
+    size_t mid = lo, seen = 0;
+    while (mid < hi && seen < n / 2)
+        if (rows[mid++].sql)
+            seen++;
+    if (insert_rows(k, rows, lo, mid) == -1)
+        return -1;
+    return insert_rows(k, rows, mid, hi);
+}
+}
+
+/* One batch. Returns the number of records handled, 0 when there were
+ * none, -1 on a backend problem (the batch stays in the processing list
+ * and is replayed). */
 static int flush_batch(struct keeper *k)
 {
-    char key[128];
     MYSQL *m = k_db(k);
     redisContext *rc = k_redis(k);
     if (m == NULL || rc == NULL)
         return -1;
-    rds_key(key, sizeof(key), k->c, "taskrec");
-    redisReply *arr = redisCommand(rc, "RPOP %s %d", key, FLUSH_BATCH);
+    int64_t cap = k->max_packet / 2 < BATCH_BYTES_MAX ? k->max_packet / 2 : BATCH_BYTES_MAX;
+    char count[16], bytes[32];
+    snprintf(count, sizeof(count), "%d", FLUSH_BATCH);
+    snprintf(bytes, sizeof(bytes), "%lld", (long long)cap);
+    const char *argv[] = {k->k_src, k->k_proc, k->k_procs, count, bytes};
+    redisReply *arr = rds_eval(rc, TAKE_LUA, k->take_sha, 3, argv, 5);
     if (arr == NULL) {
         k_redis_broken(k);
         return -1;
     }
     if (arr->type != REDIS_REPLY_ARRAY || arr->elements == 0) {
-        if (arr->type == REDIS_REPLY_ERROR)
-            log_warnx("keeper: RPOP %s: %s", key, arr->str);
+        if (arr->type == REDIS_REPLY_ERROR) {
+            log_warnx("keeper: taking task records from %s: %s", k->k_src, arr->str);
+            if (rds_readonly(rc, arr)) {
+                freeReplyObject(arr);
+                k_redis_broken(k);
+                return -1;
+            }
+            if (strncmp(arr->str, "NOSCRIPT", 8) == 0)
+                k->take_sha[0] = '\0';
+            freeReplyObject(arr);
+            return -1;
+        }
         freeReplyObject(arr);
         return 0;
     }
     size_t n = arr->elements;
-    char **rows = calloc(n, sizeof(*rows));
-    size_t total = 0, good = 0;
-    for (size_t i = 0; rows && i < n; i++) {
+    struct row *rows = calloc(n, sizeof(*rows));
+    if (rows == NULL) {
+        freeReplyObject(arr);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
         json_error_t je;
         char *err = NULL;
-        json_t *rec = json_loadb(arr->element[i]->str, arr->element[i]->len, 0, &je);
-        rows[i] = rec ? wrec_sql_row(rec, quote_cb, m, &err) : NULL;
-        if (rows[i] == NULL)
-            log_warnx("keeper: dropping a malformed task record: %s: %.200s",
-                      rec ? (err ? err : "?") : je.text, arr->element[i]->str);
-        else {
-            total += strlen(rows[i]) + 1;
-            good++;
+        redisReply *e = arr->element[i];
+        json_t *rec = e->type == REDIS_REPLY_STRING ? json_loadb(e->str, e->len, 0, &je) : NULL;
+        rows[i].sql = rec ? fit_row(k, rec, &err) : NULL;
+        if (rows[i].sql == NULL) {
+            log_warnx("keeper: a malformed task record (%s) moved to %s: %.200s",
+                      rec ? (err ? err : "?") : je.text, k->k_dead,
+                      e->type == REDIS_REPLY_STRING ? e->str : "(not a string)");
+            rows[i].refused = true;
+        } else {
+            rows[i].len = strlen(rows[i].sql);
         }
         free(err);
         json_decref(rec);
     }
-    if (rows == NULL) {
-        repush(k, key, arr);
-        freeReplyObject(arr);
-        return -1;
-    }
-    int rv = (int)n;
-    if (good > 0) {
-        static const char head[] = "INSERT INTO task_record (" WREC_SQL_COLUMNS ") VALUES ";
-        char *sql = malloc(sizeof(head) + total + 1);
-        if (sql) {
-            char *p = sql + sprintf(sql, "%s", head);
-            bool first = true;
-            for (size_t i = 0; i < n; i++) {
-                if (!rows[i])
-                    continue;
-                p += sprintf(p, "%s%s", first ? "" : ",", rows[i]);
-                first = false;
-            }
-        }
-        char *err = NULL;
-        if (sql == NULL || db_exec(m, &err, "%s", sql) == -1) {
-            unsigned int e = sql ? mysql_errno(m) : 0;
-            if (sql == NULL || conn_lost(e)) {
-                log_warnx("keeper: writing %zu task records: %s; kept in redis", good,
-                          err ? err : "out of memory");
-                if (sql)
-                    k_db_broken(k);
-                repush(k, key, arr);
-                rv = -1;
-            } else {
-                /* A data problem in some row: write them one by one so one
-                 * bad record cannot hold back the others forever. */
-                log_warnx("keeper: batch insert failed (%s); inserting one by one", err);
-                for (size_t i = 0; i < n; i++) {
-                    char *e1 = NULL;
-                    if (rows[i] &&
-                        db_exec(m, &e1, "INSERT INTO task_record (" WREC_SQL_COLUMNS ") VALUES %s",
-                                rows[i]) == -1) {
-                        log_warnx("keeper: dropping task record: %s: %.200s", e1, rows[i]);
-                        if (conn_lost(mysql_errno(m))) {
-                            free(e1);
-                            k_db_broken(k);
-                            break;
-                        }
-                    }
-                    free(e1);
+    int rv = insert_rows(k, rows, 0, n) == 0 ? (int)n : -1;
+    if (rv > 0) {
+        /* In MariaDB: drop the processing list, keeping what was refused. */
+        size_t nbad = 0;
+        for (size_t i = 0; i < n; i++)
+            nbad += rows[i].refused;
+        const char **dargv = calloc(2 + nbad, sizeof(*dargv));
+        size_t *dlen = calloc(2 + nbad, sizeof(*dlen));
+        if (dargv && dlen) {
+            size_t j = 0;
+            dargv[j] = k->k_proc;
+            dlen[j++] = strlen(k->k_proc);
+            dargv[j] = k->k_dead;
+            dlen[j++] = strlen(k->k_dead);
+            for (size_t i = 0; i < n; i++)
+                if (rows[i].refused && arr->element[i]->type == REDIS_REPLY_STRING) {
+                    dargv[j] = arr->element[i]->str;
+                    dlen[j++] = arr->element[i]->len;
                 }
+            char nk[] = "2";
+            const char **ev = calloc(j + 3, sizeof(*ev));
+            size_t *el = calloc(j + 3, sizeof(*el));
+            if (ev && el) {
+                ev[0] = "EVAL";
+                el[0] = 4;
+                ev[1] = DONE_LUA;
+                el[1] = strlen(DONE_LUA);
+                ev[2] = nk;
+                el[2] = 1;
+                memcpy(ev + 3, dargv, j * sizeof(*ev));
+                memcpy(el + 3, dlen, j * sizeof(*el));
+                redisReply *d = redisCommandArgv(rc, (int)(j + 3), ev, el);
+                if (d == NULL) {
+                    log_warnx("keeper: clearing the written batch: %s; it will be replayed "
+                              "(no duplicates)",
+                              rc->errstr);
+                    k_redis_broken(k);
+                    rv = -1;
+                } else {
+                    if (d->type == REDIS_REPLY_ERROR) {
+                        log_warnx("keeper: clearing the written batch: %s; it will be replayed "
+                                  "(no duplicates)",
+                                  d->str);
+                        if (rds_readonly(rc, d))
+                            k_redis_broken(k);
+                        rv = -1;
+                    }
+                    freeReplyObject(d);
+                }
+            } else {
+                rv = -1;
             }
+            free(ev);
+            free(el);
+        } else {
+            rv = -1;
         }
-        free(err);
-        free(sql);
+        free(dargv);
+        free(dlen);
     }
     for (size_t i = 0; i < n; i++)
-        free(rows[i]);
+        free(rows[i].sql);
     free(rows);
     freeReplyObject(arr);
     return rv;
 }
 
+/* Processing lists of keepers that are gone (not in any live worker
+ * heartbeat) go back to Ptaskrec. Returns records moved, -1 on Redis
+ * failure. */
+static int adopt_dead_batches(struct keeper *k)
+{
+    json_t *live = live_consumers(k->rc, k->c);
+    if (live == NULL)
+        return -1;
+    redisReply *r = redisCommand(k->rc, "SMEMBERS %s", k->k_procs);
+    if (r == NULL) {
+        json_decref(live);
+        return -1;
+    }
+    int moved = 0;
+    char prefix[160];
+    size_t plen = strlen(rds_key(prefix, sizeof(prefix), k->c, "taskrec:proc:"));
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING || strncmp(e->str, prefix, plen) != 0)
+            continue;
+        const char *owner = e->str + plen; /* "<node>:<pid>" */
+        if (strcmp(e->str, k->k_proc) == 0 || json_object_get(live, owner))
+            continue;
+        const char *argv[] = {e->str, k->k_src, k->k_procs};
+        redisReply *a = rds_eval(k->rc, ADOPT_LUA, NULL, 3, argv, 3);
+        if (a == NULL) {
+            moved = -1;
+            break;
+        }
+        if (a->type == REDIS_REPLY_INTEGER) {
+            if (a->integer > 0)
+                log_warnx("keeper: %lld task records of keeper %s (gone) taken over", a->integer,
+                          owner);
+            moved += (int)a->integer;
+        } else if (a->type == REDIS_REPLY_ERROR) {
+            log_warnx("keeper: taking over %s: %s", e->str, a->str);
+        }
+        freeReplyObject(a);
+    }
+    freeReplyObject(r);
+    json_decref(live);
+    return moved;
+}
+
 /* ---- reclaim ------------------------------------------------------------- */
 
 /* Moves one pending entry of a dead consumer to the end of its stream, as a
- * copy, atomically: two keepers cannot both re-queue it (XCLAIM's min idle
- * fails for the second), and a keeper dying halfway loses nothing. */
+ * copy, atomically: two keepers cannot both re-queue it (the second finds
+ * it no longer pending), and a keeper dying halfway loses nothing. The
+ * copy is written first, so when Redis refuses writes (maxmemory) nothing
+ * is acked either. KEYS: stream. ARGV: 1 unused, 2 entry id, 3 min idle. */
 static const char REQUEUE_LUA[] =
-    "local r = redis.call('XCLAIM', KEYS[1], 'workers', ARGV[1], ARGV[3], ARGV[2]) "
-    "if #r == 0 then return 0 end "
-    "local e = r[1] "
-    "if type(e) == 'table' and type(e[2]) == 'table' then "
-    "  redis.call('XADD', KEYS[1], '*', unpack(e[2])) "
+    "local p = redis.call('XPENDING', KEYS[1], 'workers', 'IDLE', ARGV[3], ARGV[2], ARGV[2], 1) "
+    "if #p == 0 then return 0 end "
+    "local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2]) "
+    "if e[1] and type(e[1][2]) == 'table' then "
+    "  redis.call('XADD', KEYS[1], '*', unpack(e[1][2])) "
     "end "
     "redis.call('XACK', KEYS[1], 'workers', ARGV[2]) "
     "redis.call('XDEL', KEYS[1], ARGV[2]) "
@@ -425,30 +664,52 @@ int keeper_main(const struct tconf *c, int64_t epoch)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
-    int64_t next_flush = 0, next_reclaim = 0;
+    rds_key(k.k_src, sizeof(k.k_src), c, "taskrec");
+    rds_key(k.k_proc, sizeof(k.k_proc), c, "taskrec:proc:%s", k.me);
+    rds_key(k.k_procs, sizeof(k.k_procs), c, "taskrec:procs");
+    rds_key(k.k_dead, sizeof(k.k_dead), c, "taskrec:dead");
+    k.max_packet = 1024 * 1024;
+
+    struct purge *purge = purge_new(c); /* NULL: retention off */
+    int64_t next_flush = 0, next_reclaim = 0, next_purge = 0;
     while (!g_stop) {
         int64_t now = mono_ms();
         if (now >= next_reclaim && k_redis(&k)) {
-            if (keeper_reclaim(k.rc, c, k.me, DEAD_IDLE_MS) == -1) {
+            if (keeper_reclaim(k.rc, c, k.me, DEAD_IDLE_MS) == -1 || adopt_dead_batches(&k) == -1) {
                 log_warnx("keeper: reclaim pass: %s", k.rc->err ? k.rc->errstr : "redis error");
                 k_redis_broken(&k);
             }
             next_reclaim = mono_ms() + RECLAIM_EVERY_MS;
         }
         if (now >= next_flush) {
-            int n;
-            /* Drain a backlog in full batches before sleeping again. */
-            while ((n = flush_batch(&k)) == FLUSH_BATCH && !g_stop)
+            /* Drain a backlog batch after batch (bounded, so reclaim still
+             * runs) before sleeping again. */
+            for (int i = 0; i < 100 && !g_stop && flush_batch(&k) > 0; i++)
                 ;
             next_flush = mono_ms() + c->record_flush_ms;
         }
+        if (purge && mono_ms() >= next_purge)
+            next_purge = purge_tick(purge, k_redis(&k), mono_ms());
         int64_t wake = next_flush < next_reclaim ? next_flush : next_reclaim;
+        if (purge && next_purge < wake)
+            wake = next_purge;
         int64_t d = wake - mono_ms();
         sleep_ms(d < 10 ? 10 : (d > 200 ? 200 : d));
     }
-    /* Stopping: what is buffered goes to MariaDB now if it can. */
-    for (int i = 0; i < 20 && flush_batch(&k) == FLUSH_BATCH; i++)
+    /* Stopping: what is buffered goes to MariaDB now if it can; a batch
+     * left in the processing list is taken over by the next keeper. */
+    for (int i = 0; i < 20 && flush_batch(&k) > 0; i++)
         ;
+    if (k.rc) {
+        redisReply *r = redisCommand(k.rc, "EXISTS %s", k.k_proc);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+            freeReplyObject(r);
+            r = redisCommand(k.rc, "SREM %s %s", k.k_procs, k.k_proc);
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    purge_free(purge);
     if (k.rc)
         redisFree(k.rc);
     if (k.db)

@@ -63,6 +63,7 @@ struct pool {
     bool stopping;
     int64_t stop_deadline;
     int64_t next_hb;
+    bool serve[W_NQUEUES]; /* worker.queues, for the heartbeat */
 };
 
 /* ---- redis (heartbeat and the records of dead children) ------------------ */
@@ -109,10 +110,16 @@ static void heartbeat(struct pool *p)
     }
     if (p->keeper_pid)
         json_array_append_new(pids, json_integer(p->keeper_pid));
-    json_t *hb =
-        json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:o}", "kind", "worker", "node",
-                  p->c->node_name, "pid", p->master_pid, "epoch", (json_int_t)p->epoch, "ts",
-                  (json_int_t)now_ms(), "busy", busy, "children", ready, "pids", pids);
+    json_t *queues = json_array();
+    for (int i = 0; i < W_NQUEUES; i++)
+        if (p->serve[i])
+            json_array_append_new(queues, json_string(w_queues[i]));
+    /* children: those alive and past their start (Python up, reading the
+     * queues); a crash-looping pool reports 0, which /health shows. */
+    json_t *hb = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:o, s:o}", "kind", "worker",
+                           "node", p->c->node_name, "pid", p->master_pid, "epoch",
+                           (json_int_t)p->epoch, "ts", (json_int_t)now_ms(), "busy", busy,
+                           "children", ready, "pids", pids, "queues", queues);
     char *s = hb ? json_dumps(hb, JSON_COMPACT) : NULL;
     json_decref(hb);
     redisContext *rc = p_redis(p);
@@ -126,12 +133,14 @@ static void heartbeat(struct pool *p)
 
 /* ---- children ------------------------------------------------------------ */
 
-/* In the new process: only its own pipe stays open (as fd 3). */
+/* In the new process: only its own pipe stays open (as fd 3), and not
+ * across an exec() by user code (dup2 clears FD_CLOEXEC). */
 static void child_fds(int wfd)
 {
     if (wfd != 3) {
         dup2(wfd, 3);
     }
+    fcntl(3, F_SETFD, FD_CLOEXEC);
     close_range(4, ~0U, 0);
 }
 
@@ -157,10 +166,14 @@ static void spawn_child(struct pool *p, struct slot *s)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != p->master_pid)
             _exit(0);
+        /* Its own process group: a timeout or memory kill takes whatever
+         * the task started along with it. */
+        setpgid(0, 0);
         close(fds[0]);
         child_fds(fds[1]);
         _exit(child_main(p->c, p->epoch, 3));
     }
+    setpgid(pid, pid); /* also here: no window where a kill of the group misses */
     close(fds[1]);
     fcntl(fds[0], F_SETFL, O_NONBLOCK);
     /* Room for a tick's worth of messages at full speed; if it fills, the
@@ -195,12 +208,14 @@ static void spawn_keeper(struct pool *p)
     }
     p->keeper_pid = pid;
     p->keeper_started = mono_ms();
+    /* Its pid in the heartbeat before it takes a batch: no other keeper
+     * mistakes its processing list for a dead keeper's. */
+    heartbeat(p);
 }
 
 static void on_message(struct pool *p, struct slot *s, const struct wmsg *m)
 {
     char why[128];
-    (void)p;
     if (wmsg_check(m, why, sizeof(why)) == -1) {
         log_warnx("master: child %d sent a bad message (%s); ignored", s->pid, why);
         return;
@@ -209,6 +224,7 @@ static void on_message(struct pool *p, struct slot *s, const struct wmsg *m)
     case WMSG_READY:
         s->ready = true;
         s->fails = 0;
+        p->next_hb = 0; /* the child count in the heartbeat now, not in a second */
         break;
     case WMSG_START:
         s->busy = true;
@@ -289,10 +305,38 @@ static void record_death(struct pool *p, struct slot *s, int status)
         log_warnx("master: cannot record task %s (%s); its queue entry stays pending and will be "
                   "re-queued",
                   t->id, err ? err : "redis unavailable");
-        if (rc)
+        if (rc && rc->err)
             p_redis_broken(p);
     }
     free(err);
+}
+
+/* Processes a dead child left behind: its process group, and orphans that
+ * left the group (setsid) and were re-parented to us (we are a subreaper). */
+static void kill_leftovers(struct pool *p, int child_pid)
+{
+    if (kill(-child_pid, SIGKILL) == 0)
+        log_warnx("master: killed processes left in the group of child %d", child_pid);
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", p->master_pid, p->master_pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n")) {
+        int pid = atoi(tok);
+        bool ours = pid <= 0 || pid == p->keeper_pid;
+        for (int i = 0; i < p->n && !ours; i++)
+            ours = p->s[i].pid == pid;
+        if (!ours) {
+            log_warnx("master: killing orphan %d a task left behind", pid);
+            kill(pid, SIGKILL);
+        }
+    }
 }
 
 static void child_died(struct pool *p, struct slot *s, int status)
@@ -316,8 +360,12 @@ static void child_died(struct pool *p, struct slot *s, int status)
     else if (!p->stopping)
         log_warnx("master: child %d %s%s", s->pid, ws, s->ready ? "" : " before it was ready");
 
+    int dead_pid = s->pid;
     s->pid = 0;
     s->busy = s->ready = false;
+    kill_leftovers(p, dead_pid);
+    if (!p->stopping)
+        p->next_hb = 0; /* tell the others the child count now */
     if (task_death || s->kill_why == KILL_MEMORY) {
         s->fails = 0; /* the task's fault, not the pool's: replace at once */
         s->respawn_at = 0;
@@ -361,7 +409,8 @@ static void kill_slot(struct slot *s, enum kill_why why, int64_t rss)
     s->kill_why = why;
     s->kill_rss = rss;
     snprintf(s->kill_task, sizeof(s->kill_task), "%s", s->busy ? s->task.id : "");
-    kill(s->pid, SIGKILL);
+    kill(-s->pid, SIGKILL); /* the child and everything in its process group */
+    kill(s->pid, SIGKILL);  /* in case it left its group */
 }
 
 /* Hard timeouts and memory limits. */
@@ -489,8 +538,15 @@ int pool_run(const struct wopts *o)
     for (int i = 0; i < p->n; i++)
         p->s[i].fd = -1;
 
+    char why[256];
+    if (w_queues_served(o->conf, p->serve, why, sizeof(why)) == -1)
+        fatalx("master: %s", why);
     if (o->supervised)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+    /* Orphans of tasks whose child died come to us, not to init: they are
+     * killed (kill_leftovers) instead of running on unsupervised. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+        log_warn("master: PR_SET_CHILD_SUBREAPER");
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
@@ -506,8 +562,13 @@ int pool_run(const struct wopts *o)
         p->epoch = o->epoch;
     else
         read_epoch(p);
-    log_info("master %d: node %s, epoch %lld, %d children, memory limit %d MiB", p->master_pid,
-             p->c->node_name, (long long)p->epoch, p->n, p->c->child_memory_mb);
+    char qs[128] = "";
+    for (int i = 0; i < W_NQUEUES; i++)
+        if (p->serve[i])
+            snprintf(qs + strlen(qs), sizeof(qs) - strlen(qs), "%s%s", qs[0] ? "," : "",
+                     w_queues[i]);
+    log_info("master %d: node %s, epoch %lld, %d children, memory limit %d MiB, queues %s",
+             p->master_pid, p->c->node_name, (long long)p->epoch, p->n, p->c->child_memory_mb, qs);
 
     spawn_keeper(p);
     for (int i = 0; i < p->n; i++)

@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const w_queues[W_NQUEUES] = {"sync", "cron", "async"};
-
 _Static_assert(sizeof(struct wmsg) <= PIPE_BUF, "wmsg must fit in one atomic pipe write");
 
 #define COPY(dst, src) snprintf((dst), sizeof(dst), "%s", (src))

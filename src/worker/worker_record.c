@@ -154,11 +154,33 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
     return j;
 }
 
-/* Releases Pcron:running:<cron_id> only if it still names this task, so a
- * later run that took the slot is not unblocked by an old one. */
-static const char CRON_RELEASE_LUA[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
-    "return 0";
+/* Records an outcome and acks its entry as one script: either all of it
+ * happens or none. Under Redis maxmemory (noeviction) the first write is
+ * refused with OOM and the script stops there, so the entry stays pending
+ * and the outcome is recorded later; never acked without its outcome.
+ * KEYS: task status, record list, stats, stream, reply list, cron running
+ * key, result cache key (unused ones are passed as the status key).
+ * ARGV: 1 status JSON, 2 its TTL, 3 record JSON, 4 status name, 5 cost ms,
+ * 6 entry id, 7 outcome JSON or "" (no reply), 8 task id, 9 "1" to release
+ * the cron running key if it still names this task, 10 cached result or ""
+ * (none), 11 its TTL. */
+static const char COMMIT_LUA[] =
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
+    "if ARGV[7] ~= '' then "
+    "  redis.call('LPUSH', KEYS[5], ARGV[7]) "
+    "  redis.call('EXPIRE', KEYS[5], 60) "
+    "end "
+    "redis.call('LPUSH', KEYS[2], ARGV[3]) "
+    "redis.call('HINCRBY', KEYS[3], 'tasks', 1) "
+    "redis.call('HINCRBY', KEYS[3], ARGV[4], 1) "
+    "redis.call('HINCRBY', KEYS[3], 'cost_ms', ARGV[5]) "
+    "if ARGV[9] == '1' and redis.call('GET', KEYS[6]) == ARGV[8] then "
+    "  redis.call('DEL', KEYS[6]) "
+    "end "
+    "if ARGV[10] ~= '' then redis.call('SET', KEYS[7], ARGV[10], 'EX', ARGV[11]) end "
+    "redis.call('XACK', KEYS[4], 'workers', ARGV[6]) "
+    "redis.call('XDEL', KEYS[4], ARGV[6]) "
+    "return 1";
 
 static char *dumps(json_t *j)
 {
@@ -172,9 +194,9 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                 const char *result_cache_key, const struct wrec_extra *extra, char **err)
 {
     char k_task[128 + ID_MAX], k_reply[256], k_rec[128], k_stats[128], k_q[128],
-        k_cron[128 + ID_MAX];
+        k_cron[128 + ID_MAX], ttl[16], cost[24], res_ttl[16];
     char *s_out = NULL, *s_status = NULL, *s_rec = NULL, *s_res = NULL;
-    int n = 0, rv = -1;
+    int rv = -1;
 
     if (err)
         *err = NULL;
@@ -191,63 +213,73 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
     rds_key(k_rec, sizeof(k_rec), c, "taskrec");
     rds_key(k_stats, sizeof(k_stats), c, "stats:worker");
     rds_key(k_q, sizeof(k_q), c, "q:%s", t->queue);
-
-    redisAppendCommand(rc, "SET %s %s EX %d", k_task, s_status,
-                       t->reply[0] ? c->sync_task_ttl : c->task_ttl);
-    n++;
-    if (t->reply[0]) {
+    if (t->reply[0])
         rds_key(k_reply, sizeof(k_reply), c, "reply:%s", t->reply);
-        redisAppendCommand(rc, "LPUSH %s %s", k_reply, s_out);
-        redisAppendCommand(rc, "EXPIRE %s 60", k_reply);
-        n += 2;
-    }
-    redisAppendCommand(rc, "LPUSH %s %s", k_rec, s_rec);
-    redisAppendCommand(rc, "HINCRBY %s tasks 1", k_stats);
-    redisAppendCommand(rc, "HINCRBY %s %s 1", k_stats, o->status);
-    redisAppendCommand(
-        rc, "HINCRBY %s cost_ms %lld", k_stats,
-        (long long)(o->end_ms > o->start_ms && o->start_ms > 0 ? o->end_ms - o->start_ms : 0));
-    n += 4;
-    if (t->origin == ORIGIN_CRON && t->origin_id[0]) {
+    bool cron = t->origin == ORIGIN_CRON && t->origin_id[0];
+    if (cron)
         rds_key(k_cron, sizeof(k_cron), c, "cron:running:%s", t->origin_id);
-        redisAppendCommand(rc, "EVAL %s 1 %s %s", CRON_RELEASE_LUA, k_cron, t->id);
-        n++;
-    }
-    if (result_cache_key && t->cache_result > 0 && strcmp(o->status, "success") == 0) {
+    if (result_cache_key && t->cache_result > 0 && strcmp(o->status, "success") == 0)
         s_res = json_dumps(o->result ? o->result : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-        if (s_res) {
-            redisAppendCommand(rc, "SET %s %s EX %d", result_cache_key, s_res, t->cache_result);
-            n++;
-        }
-    }
-    redisAppendCommand(rc, "XACK %s " W_GROUP " %s", k_q, t->entry);
-    redisAppendCommand(rc, "XDEL %s %s", k_q, t->entry);
-    n += 2;
-    if (extra) {
-        extra->append(rc, extra->ud);
-        n++;
-    }
+    snprintf(ttl, sizeof(ttl), "%d", t->reply[0] ? c->sync_task_ttl : c->task_ttl);
+    snprintf(cost, sizeof(cost), "%lld",
+             (long long)(o->end_ms > o->start_ms && o->start_ms > 0 ? o->end_ms - o->start_ms : 0));
+    snprintf(res_ttl, sizeof(res_ttl), "%d", t->cache_result);
 
-    rv = 0;
-    for (int i = 0; i < n; i++) {
-        void *rep = NULL;
+    const char *argv[] = {"EVAL",
+                          COMMIT_LUA,
+                          "7",
+                          k_task,
+                          k_rec,
+                          k_stats,
+                          k_q,
+                          t->reply[0] ? k_reply : k_task,
+                          cron ? k_cron : k_task,
+                          s_res ? result_cache_key : k_task,
+                          s_status,
+                          ttl,
+                          s_rec,
+                          o->status,
+                          cost,
+                          t->entry,
+                          s_out ? s_out : "",
+                          t->id,
+                          cron ? "1" : "0",
+                          s_res ? s_res : "",
+                          res_ttl};
+    redisAppendCommandArgv(rc, (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL);
+    if (extra)
+        extra->append(rc, extra->ud);
+
+    void *rep = NULL;
+    if (redisGetReply(rc, &rep) != REDIS_OK) {
+        if (err &&
+            asprintf(err, "task %s: recording the outcome: redis: %s", t->id, rc->errstr) == -1)
+            *err = NULL;
+        goto out; /* the context is unusable now */
+    }
+    redisReply *r = rep;
+    rds_readonly(rc, r); /* a replica now: the caller reconnects (Sentinel) */
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        rv = 0;
+    } else if (err &&
+               asprintf(err, "task %s: recording the outcome (entry left pending): %s", t->id,
+                        r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") == -1) {
+        *err = NULL;
+    }
+    freeReplyObject(r);
+    if (extra) {
+        rep = NULL;
         if (redisGetReply(rc, &rep) != REDIS_OK) {
-            if (err &&
-                asprintf(err, "task %s: recording the outcome: redis: %s", t->id, rc->errstr) == -1)
+            if (rv == 0 && err &&
+                asprintf(err, "task %s: outcome recorded, fetching the next: redis: %s", t->id,
+                         rc->errstr) == -1)
                 *err = NULL;
-            rv = -1;
-            break; /* the context is unusable now */
+            /* recorded or not, the context is broken: the caller reconnects */
+            rv = rv == 0 ? 1 : -1;
+            goto out;
         }
-        redisReply *r = rep;
-        if (extra && i == n - 1) {
-            extra->reply(r, extra->ud);
-            freeReplyObject(r);
-            break;
-        }
-        if (r->type == REDIS_REPLY_ERROR)
-            log_warnx("task %s: recording the outcome: command %d of %d: %s", t->id, i + 1, n,
-                      r->str);
-        freeReplyObject(r);
+        extra->reply(rep, extra->ud);
+        freeReplyObject(rep);
     }
 out:
     free(s_out);

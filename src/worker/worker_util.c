@@ -77,3 +77,89 @@ void wait_status_text(int status, char *buf, size_t n)
     else
         snprintf(buf, n, "stopped (wait status 0x%x)", status);
 }
+
+/* ---- queues and their scheduling ---------------------------------------- */
+
+const char *const w_queues[W_NQUEUES] = {"sync", "cron", "async", "0", "1", "2", "3",
+                                         "4",    "5",    "6",     "7", "8", "9"};
+
+int w_queue_index(const char *name)
+{
+    for (int i = 0; i < W_NQUEUES; i++)
+        if (strcmp(w_queues[i], name) == 0)
+            return i;
+    return -1;
+}
+
+int w_queues_served(const struct tconf *c, bool serve[W_NQUEUES], char *why, size_t n)
+{
+    for (int i = 0; i < W_NQUEUES; i++)
+        serve[i] = c->worker_nqueues == 0;
+    for (int i = 0; i < c->worker_nqueues; i++) {
+        int q = w_queue_index(c->worker_queues[i]);
+        if (q < 0) {
+            snprintf(why, n, "worker.queues: \"%s\" is not a queue (sync, cron, async or 0..9)",
+                     c->worker_queues[i]);
+            return -1;
+        }
+        serve[q] = true;
+    }
+    return 0;
+}
+
+int w_queue_weight(int q)
+{
+    /* Sync callers wait on an open HTTP request, so sync goes first most
+     * of the time, but never always: cron slots and async work still move
+     * under a sync flood. */
+    static const int w[3] = {4, 2, 1};
+    return q >= 0 && q < 3 ? w[q] : 1;
+}
+
+void wrr_init(struct wrr *w, const bool serve[W_NQUEUES])
+{
+    int cur[W_NQUEUES] = {0}, total = 0;
+    memset(w, 0, sizeof(*w));
+    for (int i = 0; i < W_NQUEUES; i++)
+        if (serve[i]) {
+            w->q[w->n++] = i;
+            total += w_queue_weight(i);
+        }
+    /* One cycle of smooth weighted round-robin with every stream busy
+     * (nginx's upstream algorithm): spreads a stream's turns evenly. */
+    for (int k = 0; k < total && k < W_WRR_MAX; k++) {
+        int best = 0;
+        for (int i = 0; i < w->n; i++) {
+            cur[i] += w_queue_weight(w->q[i]);
+            if (cur[i] > cur[best])
+                best = i;
+        }
+        cur[best] -= total;
+        w->seq[w->nseq++] = w->q[best];
+    }
+}
+
+void wrr_order(const struct wrr *w, int order[W_NQUEUES])
+{
+    /* The cycle from this turn on, each stream once: an empty stream's
+     * turn goes to the next in the cycle, so the busy ones share it in
+     * proportion to their weights. */
+    bool seen[W_NQUEUES] = {false};
+    int k = 0;
+    for (int i = 0; i < w->nseq && k < w->n; i++) {
+        int q = w->seq[(w->pos + i) % w->nseq];
+        if (!seen[q]) {
+            seen[q] = true;
+            order[k++] = q;
+        }
+    }
+    for (int i = 0; i < w->n && k < w->n; i++) /* cannot happen: all are in the cycle */
+        if (!seen[w->q[i]])
+            order[k++] = w->q[i];
+}
+
+void wrr_took(struct wrr *w)
+{
+    if (w->nseq > 0)
+        w->pos = (w->pos + 1) % w->nseq;
+}

@@ -106,8 +106,9 @@ def wait_for(fn, timeout=10.0, interval=0.1, what="condition"):
 
 
 class Stack:
-    def __init__(self, port=None, workers=2, name="it", keep=None):
+    def __init__(self, port=None, workers=2, name="it", keep=None, conf_extra=""):
         self.port = port or free_port()
+        self.conf_extra = conf_extra  # libconfig text appended to tandem.conf
         self.workers = workers
         self.keep = bool(os.environ.get("TANDEM_KEEP")) if keep is None else keep
         # short paths: unix socket names must fit in 108 bytes
@@ -122,6 +123,8 @@ class Stack:
     def up(self, timeout=180):
         _live.append(self)
         env = dict(os.environ, TANDEM_BUILD=BUILD)
+        if self.conf_extra:
+            env["TANDEM_CONF_EXTRA"] = self.conf_extra
         try:
             p = subprocess.run(
                 [LOCAL, "up", "--dir", self.dir, "--http-port", str(self.port), "--workers", str(self.workers)],

@@ -177,7 +177,8 @@ class TestEndpoints(Envelope):
             self.assertEqual((d["enabled"], d["kwargs"], d["timeout"]), (False, {"a": 1}, None))
             call = "/api/v1/sync/" if kind == "sync-apis" else "/api/v1/async/"
             status, body = ST.http("GET", call + aid, key=None)
-            self.assertErr(status, body, 404, "ENotFound", "disabled")
+            self.assertErr(status, body, 403, "EBizCondition.SyncAPIDisabled" if kind == "sync-apis"
+                           else "EBizCondition.AsyncAPIDisabled", "disabled")
             ST.api("DELETE", f"/api/v1/{kind}/{aid}")
             status, body = ST.http("GET", f"/api/v1/{kind}/{aid}")
             self.assertErr(status, body, 404, "ENotFound")
@@ -516,7 +517,7 @@ class TestSecondServer(Envelope):
         self.assertEqual(body["a"], "via-one")
         self.assertLess(time.monotonic() - t0, 2)
         ST.api("PATCH", f"/api/v1/sync-apis/{sid}", {"enabled": False})
-        wait_for(lambda: self.get(f"/api/v1/sync/{sid}", key=None)[0] == 404, 5, 0.05, "disable to propagate")
+        wait_for(lambda: self.get(f"/api/v1/sync/{sid}", key=None)[0] == 403, 5, 0.05, "disable to propagate")
 
     def test_body_limit_from_config(self):
         status, body = self.get("/api/v1/func/t__srv.echo", "POST", {"kwargs": {"a": "x" * 5000}})

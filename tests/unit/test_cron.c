@@ -1,6 +1,7 @@
 /* The cron engine: parsing with field+reason errors, next fire times in
  * time zones across DST days and leap years. Expected instants were checked
- * against Python's zoneinfo. */
+ * against Python's zoneinfo and against croniter.match() as DataFlux Func
+ * calls it (tests/integration/test_cron_croniter.py does that at scale). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,15 +80,27 @@ static void test_cron_bad_expressions_name_field_and_reason(void **state)
     expect_refused("* * * FOO *", "month field", "unknown name \"FOO\"");
     expect_refused("* * * * FUNDAY", "day-of-week field", "unknown name");
     expect_refused("*/0 * * * *", "minute field", "step 0");
+    expect_refused("1-5/00 * * * *", "minute field", "step 0");
     expect_refused("*/ * * * *", "minute field", "needs a number");
     expect_refused("5-1 * * * *", "minute field", "runs backwards");
     expect_refused("0 0 * * FRI-MON", "day-of-week field", "runs backwards");
     expect_refused("1,,2 * * * *", "minute field", "missing");
     expect_refused("x * * * *", "minute field", "unexpected 'x'");
-    expect_refused("* * L * *", "day-of-month field", "unexpected 'L'");
+    expect_refused("* * L/2 * *", "day-of-month field", "unexpected 'L'");
+    expect_refused("* * LW * *", "day-of-month field", "not W, ?, H or R");
+    expect_refused("* * L-5 * *", "day-of-month field", "not W, ?, H or R");
+    expect_refused("L * * * *", "minute field", "not W, ?, H or R");
+    expect_refused("0 0 * * 5#6", "day-of-week field", "week number 1-5");
+    expect_refused("0 0 * * 5#2,1", "day-of-week field", "cannot be mixed");
+    expect_refused("0 0 13 * L5", "day-of-week field", "never fire");
+    expect_refused("0 0 * * L", "day-of-week field", "not W, ?, H or R");
+    expect_refused("H * * * *", "minute field", "not W, ?, H or R");
     expect_refused("@reboot", "unknown macro", "@reboot");
     expect_refused("0 0 30 2 *", "day-of-month field", "never fire");
     expect_refused("0 0 31 4,6,9,11 *", "day-of-month field", "never fire");
+    /* Either day field may match, but croniter gives up on a day-of-month
+     * that never occurs, so DFF never fires this either. */
+    expect_refused("0 0 31 6 SUN", "day-of-month field", "never fire");
     expect_refused(NULL, "missing", NULL);
 }
 
@@ -99,7 +112,9 @@ static void test_cron_good_expressions_parse(void **state)
                         "*/10 * * * * *", "@hourly",         "@DAILY",
                         "@weekly",        "@monthly",        "@yearly",
                         "@annually",      "@midnight",       "  0  0  29  2  *  ",
-                        "5/20 * * * *",   "0 0 * * SUN-SAT", "0 0 31 * *"};
+                        "5/20 * * * *",   "0 0 * * SUN-SAT", "0 0 31 * *",
+                        "*/100 * * * *",  "0 0 * * FRI-SUN", "0 0 * * 5-0",
+                        "0 0 * * 0-7",    "1/0005 * * * *"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         struct cron_expr e;
         char *err = NULL;
@@ -112,6 +127,10 @@ static void test_cron_good_expressions_parse(void **state)
     assert_true(e.min == ((1ULL << 5) | (1ULL << 25) | (1ULL << 45)));
     assert_int_equal(cron_parse(&e, "0 0 * * 7", NULL), 0);
     assert_int_equal(e.dow, 1); /* 7 is Sunday */
+    assert_int_equal(cron_parse(&e, "*/100 * * * *", NULL), 0);
+    assert_true(e.min == 1); /* a step past the range leaves the start */
+    assert_int_equal(cron_parse(&e, "0 0 * * FRI-SUN", NULL), 0);
+    assert_int_equal(e.dow, (1 << 5) | (1 << 6) | 1);
 }
 
 static void test_cron_utc_basics(void **state)
@@ -139,17 +158,78 @@ static void test_cron_utc_basics(void **state)
     expect_fires("0 0 31 * *", "UTC", "2026-01-01T00:00:00Z", g, 3);
 }
 
-static void test_cron_dom_dow_or_semantics_as_vixie(void **state)
+static void test_cron_dom_dow_or_semantics_as_croniter(void **state)
 {
     (void)state;
     /* Both restricted: the 13th OR any Friday. */
     const char *a[] = {"2026-01-02T00:00:00+00:00", "2026-01-09T00:00:00+00:00",
                        "2026-01-13T00:00:00+00:00", "2026-01-16T00:00:00+00:00"};
     expect_fires("0 0 13 * FRI", "UTC", "2026-01-01T00:00:00Z", a, 4);
-    /* Day-of-month starts with '*': AND (odd days that are Mondays). */
-    const char *b[] = {"2026-01-05T00:00:00+00:00", "2026-01-19T00:00:00+00:00",
-                       "2026-02-09T00:00:00+00:00"};
-    expect_fires("0 0 */2 * MON", "UTC", "2026-01-01T00:00:00Z", b, 3);
+    /* A step restricts too, leading '*' or not (Vixie cron would AND here):
+     * odd days OR Mondays. 2026-01-01 is a Thursday. */
+    const char *b[] = {"2026-01-01T00:00:00+00:00", "2026-01-03T00:00:00+00:00",
+                       "2026-01-05T00:00:00+00:00", "2026-01-07T00:00:00+00:00",
+                       "2026-01-09T00:00:00+00:00", "2026-01-11T00:00:00+00:00",
+                       "2026-01-12T00:00:00+00:00"};
+    expect_fires("0 0 */2 * MON", "UTC", "2025-12-31T12:00:00Z", b, 7);
+    /* Issue 8's example: the 5th OR Sun/Wed/Sat ("*" step 3 is 0,3,6). */
+    const char *c[] = {"2026-01-03T16:00:00+00:00", "2026-01-03T16:18:00+00:00",
+                       "2026-01-03T16:36:00+00:00", "2026-01-03T16:54:00+00:00",
+                       "2026-01-03T17:00:00+00:00"};
+    expect_fires("*/18 16-19 5 * */3", "UTC", "2026-01-01T00:00:00Z", c, 5);
+    /* A field naming every value does not restrict: AND, i.e. the other
+     * field alone. "1-7" is every weekday to croniter. */
+    const char *d[] = {"2026-01-13T00:00:00+00:00", "2026-02-13T00:00:00+00:00"};
+    expect_fires("0 0 13 * 1-7", "UTC", "2026-01-01T00:00:00Z", d, 2);
+    expect_fires("0 0 13 * SUN-SAT", "UTC", "2026-01-01T00:00:00Z", d, 2);
+    const char *e2[] = {"2026-01-02T00:00:00+00:00", "2026-01-09T00:00:00+00:00"};
+    expect_fires("0 0 1-31 * FRI", "UTC", "2026-01-01T00:00:00Z", e2, 2);
+    /* ...but "0-7" is eight values to croniter, so it restricts: the 13th
+     * OR any day, i.e. every day. */
+    const char *f[] = {"2026-01-02T00:00:00+00:00", "2026-01-03T00:00:00+00:00"};
+    expect_fires("0 0 13 * 0-7", "UTC", "2026-01-01T00:00:00Z", f, 2);
+}
+
+static void test_cron_last_day_of_month(void **state)
+{
+    (void)state;
+    const char *a[] = {"2028-01-31T00:00:00+00:00", "2028-02-29T00:00:00+00:00",
+                       "2028-03-31T00:00:00+00:00", "2028-04-30T00:00:00+00:00"};
+    expect_fires("0 0 L * *", "UTC", "2028-01-01T00:00:00Z", a, 4);
+    expect_fires("0 0 l * *", "UTC", "2028-01-01T00:00:00Z", a, 4);
+    /* "28-L" is 28-31 (croniter), plus L itself changes nothing. */
+    const char *b[] = {"2027-02-28T00:00:00+00:00", "2027-03-28T00:00:00+00:00",
+                       "2027-03-29T00:00:00+00:00"};
+    expect_fires("0 0 28-L,L * *", "UTC", "2027-02-01T00:00:00Z", b, 3);
+    /* L OR Monday; 2026-02-28 is a Saturday. */
+    const char *c[] = {"2026-02-16T00:00:00+00:00", "2026-02-23T00:00:00+00:00",
+                       "2026-02-28T00:00:00+00:00", "2027-02-01T00:00:00+00:00"};
+    expect_fires("0 0 L 2 MON", "UTC", "2026-02-10T00:00:00Z", c, 4);
+    struct cron_expr e;
+    assert_int_equal(cron_parse(&e, "0 0 1-31,L * *", NULL), 0);
+    assert_false(e.dom_all); /* 32 items to croniter: restricts */
+    assert_int_equal(cron_parse(&e, "0 0 *,L * *", NULL), 0);
+    assert_true(e.dom_all);
+}
+
+static void test_cron_nth_and_last_weekday_as_croniter(void **state)
+{
+    (void)state;
+    /* The 2nd Friday; 2026-01-09, 02-13, 03-13. */
+    const char *a[] = {"2026-01-09T00:00:00+00:00", "2026-02-13T00:00:00+00:00",
+                       "2026-03-13T00:00:00+00:00"};
+    expect_fires("0 0 * * 5#2", "UTC", "2026-01-01T00:00:00Z", a, 3);
+    expect_fires("0 0 * * fri#2", "UTC", "2026-01-01T00:00:00Z", a, 3);
+    /* croniter: with day-of-month restricted too, only the weekday counts
+     * (as long as the two coincide some day, here 2026-02-13). */
+    expect_fires("0 0 13 * 5#2", "UTC", "2026-01-01T00:00:00Z", a, 3);
+    /* The last Friday; the 5th Friday only in months that have one. */
+    const char *b[] = {"2026-01-30T00:00:00+00:00", "2026-02-27T00:00:00+00:00"};
+    expect_fires("0 0 * * L5", "UTC", "2026-01-01T00:00:00Z", b, 2);
+    const char *c[] = {"2026-01-30T00:00:00+00:00", "2026-05-29T00:00:00+00:00"};
+    expect_fires("0 0 * * 5#5", "UTC", "2026-01-01T00:00:00Z", c, 2);
+    /* A plain weekday beside the same weekday's "#" adds nothing. */
+    expect_fires("0 0 * * 5,5#2", "UTC", "2026-01-01T00:00:00Z", a, 3);
 }
 
 static void test_cron_leap_years_feb_29(void **state)
@@ -171,73 +251,81 @@ static void test_cron_leap_years_feb_29(void **state)
                        "2028-02-21T00:00:00+00:00", "2028-02-28T00:00:00+00:00",
                        "2028-02-29T00:00:00+00:00", "2029-02-05T00:00:00+00:00"};
     expect_fires("0 0 29 2 MON", "UTC", "2028-02-01T00:00:00Z", d, 6);
-    /* Day 31 OR Monday in February: only the Mondays. */
-    const char *e2[] = {"2027-02-01T00:00:00+00:00", "2027-02-08T00:00:00+00:00"};
-    expect_fires("0 0 31 2 MON", "UTC", "2027-01-01T00:00:00Z", e2, 2);
+    /* Day 31 OR Monday in February: croniter gives up on Feb 31 and DFF
+     * never fires it, so Tandem refuses it. */
+    expect_refused("0 0 31 2 MON", "day-of-month field", "never fire");
     assert_int_equal(cron_days_from_civil(2000, 3, 1) - cron_days_from_civil(2000, 2, 28), 2);
     assert_int_equal(cron_days_from_civil(1900 + 200, 3, 1) - cron_days_from_civil(2100, 2, 28), 1);
 }
 
-static void test_cron_berlin_spring_forward_fires_after_the_gap(void **state)
+/* DST as DFF: croniter.match() on each tick's local wall-clock time, so a
+ * skipped local time never fires and a repeated one fires twice (Tandem
+ * used cronie's rules before issue 8: fire skipped fixed-hour slots after
+ * the gap, repeated ones once). */
+static void test_cron_berlin_spring_forward_skips_the_gap_as_dff(void **state)
 {
     (void)state;
-    /* 2026-03-29 02:00 CET -> 03:00 CEST (01:00Z). */
-    const char *a[] = {"2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00",
-                       "2026-03-30T02:30:00+02:00"};
+    /* 2026-03-29 02:00 CET -> 03:00 CEST (01:00Z): no 02:30 that day. */
+    const char *a[] = {"2026-03-28T02:30:00+01:00", "2026-03-30T02:30:00+02:00",
+                       "2026-03-31T02:30:00+02:00"};
     expect_fires("30 2 * * *", "Europe/Berlin", "2026-03-27T12:00:00Z", a, 3);
-    /* Fixed hours 1-3, every 30 minutes: 02:00 and 02:30 do not exist; they
-     * collapse into the transition instant, 03:00 CEST. */
+    /* Fixed hours 1-3, every 30 minutes: 02:00 and 02:30 do not exist. */
     const char *b2[] = {"2026-03-29T01:30:00+01:00", "2026-03-29T03:00:00+02:00",
                         "2026-03-29T03:30:00+02:00"};
     expect_fires("*/30 1-3 * * *", "Europe/Berlin", "2026-03-29T00:15:00Z", b2, 3);
-    /* Hour '*': real elapsed time, the skipped 02:15 simply never happens. */
     const char *b3[] = {"2026-03-29T01:15:00+01:00", "2026-03-29T03:15:00+02:00"};
     expect_fires("15 * * * *", "Europe/Berlin", "2026-03-29T00:00:00Z", b3, 2);
-    /* Every 30 minutes, hour '*'. */
     const char *b[] = {"2026-03-29T01:30:00+01:00", "2026-03-29T03:00:00+02:00",
                        "2026-03-29T03:30:00+02:00"};
     expect_fires("*/30 * * * *", "Europe/Berlin", "2026-03-29T00:15:00Z", b, 3);
     /* From exactly one second before the transition. */
-    const char *c[] = {"2026-03-29T03:00:00+02:00"};
+    const char *c[] = {"2026-03-30T02:30:00+02:00"};
     expect_fires("30 2 * * *", "Europe/Berlin", "2026-03-29T00:59:59Z", c, 1);
     /* Beyond the TZif table the POSIX rule decides: 2045-03-26. */
-    const char *d[] = {"2045-03-26T03:00:00+02:00", "2045-03-27T02:30:00+02:00"};
+    const char *d[] = {"2045-03-27T02:30:00+02:00", "2045-03-28T02:30:00+02:00"};
     expect_fires("30 2 * * *", "Europe/Berlin", "2045-03-25T12:00:00Z", d, 2);
+    /* The 6-field form follows the same rule. */
+    const char *e[] = {"2026-03-29T01:59:30+01:00", "2026-03-29T03:00:00+02:00"};
+    expect_fires("*/30 * * * * *", "Europe/Berlin", "2026-03-29T00:59:00Z", e, 2);
 }
 
-static void test_cron_berlin_fall_back_fires_fixed_hour_once(void **state)
+static void test_cron_berlin_fall_back_fires_both_occurrences_as_dff(void **state)
 {
     (void)state;
     /* 2026-10-25 03:00 CEST -> 02:00 CET (01:00Z): 02:xx happens twice. */
-    const char *a[] = {"2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"};
-    expect_fires("30 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", a, 2);
-    /* Hour '*': both occurrences (real elapsed time). */
+    const char *a[] = {"2026-10-25T02:30:00+02:00", "2026-10-25T02:30:00+01:00",
+                       "2026-10-26T02:30:00+01:00"};
+    expect_fires("30 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", a, 3);
     const char *b[] = {"2026-10-25T02:30:00+02:00", "2026-10-25T02:00:00+01:00",
                        "2026-10-25T02:30:00+01:00", "2026-10-25T03:00:00+01:00"};
     expect_fires("*/30 * * * *", "Europe/Berlin", "2026-10-25T00:15:00Z", b, 4);
-    /* Starting inside the second occurrence: a fixed-hour job waits a day. */
-    const char *c[] = {"2026-10-26T02:30:00+01:00"};
-    expect_fires("30 2 * * *", "Europe/Berlin", "2026-10-25T01:10:00Z", c, 1);
+    /* Starting inside the second occurrence. */
+    const char *c[] = {"2026-10-25T02:30:00+01:00", "2026-10-26T02:30:00+01:00"};
+    expect_fires("30 2 * * *", "Europe/Berlin", "2026-10-25T01:10:00Z", c, 2);
     /* 2045-10-29 via the POSIX rule. */
-    const char *d[] = {"2045-10-29T02:30:00+02:00", "2045-10-30T02:30:00+01:00"};
+    const char *d[] = {"2045-10-29T02:30:00+02:00", "2045-10-29T02:30:00+01:00"};
     expect_fires("30 2 * * *", "Europe/Berlin", "2045-10-28T12:00:00Z", d, 2);
 }
 
 static void test_cron_new_york_dst_days(void **state)
 {
     (void)state;
-    /* 2026-03-08 02:00 EST -> 03:00 EDT (07:00Z). */
-    const char *a[] = {"2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"};
+    /* 2026-03-08 02:00 EST -> 03:00 EDT (07:00Z): no 02:30 that day. */
+    const char *a[] = {"2026-03-09T02:30:00-04:00", "2026-03-10T02:30:00-04:00"};
     expect_fires("30 2 * * *", "America/New_York", "2026-03-07T12:00:00Z", a, 2);
-    /* 2026-11-01 02:00 EDT -> 01:00 EST (06:00Z). */
-    const char *b[] = {"2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"};
-    expect_fires("30 1 * * *", "America/New_York", "2026-10-31T12:00:00Z", b, 2);
+    /* 2026-11-01 02:00 EDT -> 01:00 EST (06:00Z): 01:30 twice. */
+    const char *b[] = {"2026-11-01T01:30:00-04:00", "2026-11-01T01:30:00-05:00",
+                       "2026-11-02T01:30:00-05:00"};
+    expect_fires("30 1 * * *", "America/New_York", "2026-10-31T12:00:00Z", b, 3);
     const char *c[] = {"2026-11-01T01:00:00-04:00", "2026-11-01T01:00:00-05:00",
                        "2026-11-01T02:00:00-05:00"};
     expect_fires("0 * * * *", "America/New_York", "2026-11-01T04:30:00Z", c, 3);
     /* A daily job at midnight is unaffected. */
     const char *d[] = {"2026-11-01T00:00:00-04:00", "2026-11-02T00:00:00-05:00"};
     expect_fires("@daily", "America/New_York", "2026-10-31T12:00:00Z", d, 2);
+    /* Santiago changes at midnight: 2026-09-06 00:00 does not exist. */
+    const char *e[] = {"2026-09-05T00:00:00-04:00", "2026-09-07T00:00:00-03:00"};
+    expect_fires("0 0 * * *", "America/Santiago", "2026-09-04T12:00:00Z", e, 2);
 }
 
 static void test_cron_unknown_or_malformed_zone_is_refused(void **state)
@@ -275,6 +363,16 @@ static void test_cron_time_parse_and_format(void **state)
     assert_int_equal(t, T("2026-10-25T00:30:00Z"));
     assert_int_equal(cron_parse_time("@1700000000", tz, &t, NULL), 0);
     assert_int_equal(t, 1700000000);
+    /* Unix seconds beyond year 9999 are refused: callers multiply by 1000
+     * (issue 10, defect 12). */
+    assert_int_equal(cron_parse_time("@253402300799", tz, &t, NULL), 0);
+    assert_int_equal(cron_parse_time("@9223372036854775807", tz, &t, &err), -1);
+    assert_non_null(strstr(err, "out of range"));
+    free(err);
+    err = NULL;
+    assert_int_equal(cron_parse_time("@-9223372036854775807", tz, &t, &err), -1);
+    free(err);
+    err = NULL;
     assert_int_equal(cron_parse_time("2026-02-30T00:00Z", tz, &t, &err), -1);
     free(err);
     err = NULL;
@@ -293,10 +391,12 @@ int main(void)
         cmocka_unit_test(test_cron_bad_expressions_name_field_and_reason),
         cmocka_unit_test(test_cron_good_expressions_parse),
         cmocka_unit_test(test_cron_utc_basics),
-        cmocka_unit_test(test_cron_dom_dow_or_semantics_as_vixie),
+        cmocka_unit_test(test_cron_dom_dow_or_semantics_as_croniter),
+        cmocka_unit_test(test_cron_last_day_of_month),
+        cmocka_unit_test(test_cron_nth_and_last_weekday_as_croniter),
         cmocka_unit_test(test_cron_leap_years_feb_29),
-        cmocka_unit_test(test_cron_berlin_spring_forward_fires_after_the_gap),
-        cmocka_unit_test(test_cron_berlin_fall_back_fires_fixed_hour_once),
+        cmocka_unit_test(test_cron_berlin_spring_forward_skips_the_gap_as_dff),
+        cmocka_unit_test(test_cron_berlin_fall_back_fires_both_occurrences_as_dff),
         cmocka_unit_test(test_cron_new_york_dst_days),
         cmocka_unit_test(test_cron_unknown_or_malformed_zone_is_refused),
         cmocka_unit_test(test_cron_time_parse_and_format),

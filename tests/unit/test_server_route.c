@@ -38,6 +38,9 @@ static void test_server_route_every_endpoint_reaches_its_handler(void **state)
         {"GET", "/api/v1/al/auln-x", h_sync_api, "auln-x"},
         {"POST", "/api/v1/async/aapi-2", h_async_api, "aapi-2"},
         {"GET", "/api/v1/bat/aapi-2/simplified", h_async_api, "aapi-2"},
+        {"GET", "/api/v1/sync/sapi-1/s", h_sync_api, "sapi-1"},
+        {"POST", "/api/v1/sync/sapi-1/normal/any/path.txt", h_sync_api, "sapi-1"},
+        {"POST", "/api/v1/async/aapi-2/s/x", h_async_api, "aapi-2"},
         {"GET", "/api/v1/tasks/task-abc", h_task_get, "task-abc"},
         {"GET", "/api/v1/scripts", h_scripts_list, NULL},
         {"GET", "/api/v1/scripts/", h_scripts_list, NULL},
@@ -95,6 +98,30 @@ static void test_server_route_wrong_method_is_405_with_allow(void **state)
     assert_int_equal(n, 0);
 }
 
+/* DFF's /<id>/<format>/<anything> paths: the format and the tail are captured. */
+static void test_server_route_api_format_and_tail(void **state)
+{
+    (void)state;
+    char *p[SRV_MAX_PARAMS] = {0};
+    int n = -1;
+    bool pm;
+    char allow[128];
+    const struct srv_route *rt = match("GET", "/api/v1/al/sapi-9/s/a/b.csv", p, &n, &pm, allow);
+    assert_non_null(rt);
+    assert_ptr_equal(rt->fn, h_sync_api);
+    assert_int_equal(n, 3);
+    assert_string_equal(p[0], "sapi-9");
+    assert_string_equal(p[1], "s");
+    assert_string_equal(p[2], "a/b.csv");
+    free_params(p, n);
+    rt = match("POST", "/api/v1/bat/aapi-1/normal", p, &n, &pm, allow);
+    assert_non_null(rt);
+    assert_ptr_equal(rt->fn, h_async_api);
+    assert_int_equal(n, 2);
+    assert_string_equal(p[1], "normal");
+    free_params(p, n);
+}
+
 static void test_server_route_unknown_path_is_404(void **state)
 {
     (void)state;
@@ -106,7 +133,7 @@ static void test_server_route_unknown_path_is_404(void **state)
                            "/api",
                            "/api/v1/nope",
                            "/api/v1/sync/",
-                           "/api/v1/sync/x/y",
+                           "/api/v1/syncx/x/y",
                            "/api/v1/scripts/a/b/c",
                            "/metricsx",
                            "/api/v1/func//x"};
@@ -129,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_server_route_every_endpoint_reaches_its_handler),
         cmocka_unit_test(test_server_route_wrong_method_is_405_with_allow),
         cmocka_unit_test(test_server_route_unknown_path_is_404),
+        cmocka_unit_test(test_server_route_api_format_and_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

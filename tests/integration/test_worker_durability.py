@@ -1,0 +1,125 @@
+"""Nothing the worker accepted is lost on the way to its records (issue 10,
+defects 1 and 2):
+- Redis at maxmemory refuses the outcome: the queue entry is not acked
+  either, and the outcome is recorded once Redis takes writes again;
+- task records bigger than MariaDB's max_allowed_packet in one batch still
+  all reach task_record (batches capped and split);
+- a batch a dead keeper left in its processing list is written by the next
+  keeper, and writing it twice gives one row."""
+import json
+import os
+import sys
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Stack, have_binaries, wait_for  # noqa: E402
+from resp import Redis  # noqa: E402
+
+CODE = r'''
+import time
+
+@DFF.API('Nap', timeout=5)
+def nap(s=0.0, tag=''):
+    time.sleep(s)
+    return tag
+'''
+
+P = "tandem:"
+
+
+def record(tid, output="", status="success"):
+    now = int(time.time() * 1000)
+    return json.dumps({"id": tid, "func_id": "demo__d.nap", "origin": "func", "origin_id": "",
+                       "queue": "async", "status": status, "reason": "", "message": None,
+                       "traceback": None, "output": output, "node": "test", "epoch": 0,
+                       "nominal_at": None, "enqueued_at": now, "started_at": now, "ended_at": now,
+                       "cost_ms": 1})
+
+
+@unittest.skipUnless(have_binaries("tandem-server", "tandem-worker", "tandemctl"), "not built")
+class WorkerDurability(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.st = Stack(name="wdur", workers=1).up()
+        cls.st.push_script("demo__d", CODE)
+        cls.r = Redis(os.path.join(cls.st.dir, "redis.sock"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.r.close()
+        cls.st.down()
+
+    def rows(self, tid):
+        return int(self.st.sql(f"SELECT COUNT(*) FROM task_record WHERE id = '{tid}'")[0][0])
+
+    def test_outcome_refused_at_maxmemory_is_not_acked_and_lands_later(self):
+        tid = "task-" + uuid.uuid4().hex
+        t = json.dumps({"id": tid, "func": "demo__d.nap", "kwargs": {"s": 1.0, "tag": "kept"},
+                        "origin": "func", "timeout": 5, "queue": "async",
+                        "enq": int(time.time() * 1000)})
+        self.r.cmd("XADD", P + "q:async", "*", "t", t)
+        wait_for(lambda: json.loads(self.r.cmd("GET", P + "task:" + tid) or "{}").get("status") == "running",
+                 10, 0.02, "the task to start")
+        # Every write that needs memory is refused from now on.
+        self.r.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.r.cmd("CONFIG", "SET", "maxmemory", "1")
+        try:
+            # The run ends (1 s) and well past its timeout (5 s): still not
+            # acked, no outcome, and not mistaken for a timeout either.
+            time.sleep(6.5)
+            st = json.loads(self.r.cmd("GET", P + "task:" + tid))
+            self.assertEqual(st["status"], "running", st)
+            self.assertEqual(self.r.cmd("XPENDING", P + "q:async", "workers")[0], 1,
+                             "the entry was acked although its outcome was refused")
+            self.assertEqual(self.r.cmd("XLEN", P + "q:async"), 1)
+        finally:
+            self.r.cmd("CONFIG", "SET", "maxmemory", "0")
+        st = wait_for(lambda: (lambda s: s if s.get("status") != "running" else None)(
+            json.loads(self.r.cmd("GET", P + "task:" + tid))), 15, 0.1, "the outcome to be recorded")
+        self.assertEqual(st["status"], "success", st)
+        self.assertEqual(st["result"], "kept")
+        self.assertEqual(self.r.cmd("XPENDING", P + "q:async", "workers")[0], 0)
+        wait_for(lambda: self.rows(tid) == 1, 15, 0.2, "its task record")
+
+    def test_batch_over_max_allowed_packet_is_written_in_full(self):
+        self.st.sql("SET GLOBAL max_allowed_packet = 1048576")
+        try:
+            # The keeper's connection keeps the old limit: make it reconnect.
+            for (cid,) in self.st.sql("SELECT id FROM information_schema.processlist "
+                                      "WHERE user = 'tandem'"):
+                try:
+                    self.st.sql(f"KILL CONNECTION {cid}")
+                except AssertionError:
+                    pass  # gone already
+            ids = ["task-" + uuid.uuid4().hex for _ in range(24)]
+            big = "x" * (200 * 1024)  # 24 x 200 KiB: ~5 MiB in one batch of 500
+            self.r.pipeline([("LPUSH", P + "taskrec", record(t, big)) for t in ids])
+            wait_for(lambda: int(self.st.sql("SELECT COUNT(*) FROM task_record WHERE id IN (%s)"
+                                             % ",".join(f"'{t}'" for t in ids))[0][0]) == len(ids),
+                     60, 0.5, "all 24 big records in task_record")
+            out = self.st.sql(f"SELECT LENGTH(output) FROM task_record WHERE id = '{ids[0]}'")
+            self.assertEqual(int(out[0][0]), len(big))
+        finally:
+            self.st.sql("SET GLOBAL max_allowed_packet = 16777216")
+
+    def test_dead_keepers_batch_is_written_once(self):
+        done = "task-" + uuid.uuid4().hex
+        self.r.cmd("LPUSH", P + "taskrec", record(done))
+        wait_for(lambda: self.rows(done) == 1, 15, 0.2, "the first record")
+        # A keeper that died after its INSERT but before clearing its list,
+        # and one that died before it: both batches come back.
+        fresh = "task-" + uuid.uuid4().hex
+        ghost = P + "taskrec:proc:ghost-node:999999"
+        self.r.cmd("LPUSH", ghost, record(done), record(fresh))
+        self.r.cmd("SADD", P + "taskrec:procs", ghost)
+        wait_for(lambda: self.rows(fresh) == 1, 30, 0.2, "the dead keeper's batch")
+        time.sleep(1.5)
+        self.assertEqual(self.rows(done), 1, "a replayed record was written twice")
+        self.assertEqual(self.r.cmd("EXISTS", ghost), 0)
+        self.assertEqual(self.r.cmd("SISMEMBER", P + "taskrec:procs", ghost), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
