@@ -1,0 +1,232 @@
+# Drills on booted machines, sourced by `appliance/machines drill NAME`
+# (which provides DIR, CHECKOUT, VIP, PORT, msh, power_cut, power_on,
+# wait_booted, leader_pid, vip_holders).
+#
+# The lab's drill runner is reused as it is (tests/drills/drills.sh:
+# client.py's load, the cron-slot and task checks, the report and its
+# promises); this file maps its namespaces and backend access onto the
+# machines and adds the faults only machines can have.
+#
+# Names: switchover stop kill power-cut reboot backend-reboot rolling-upgrade
+
+. "$CHECKOUT/tests/drills/drills.sh"
+DRILL_NAMES="switchover stop kill power-cut reboot backend-reboot rolling-upgrade"
+BACKEND_SECRET=$(cat "$DIR/secret")
+
+# The lab runner calls `nsx tandem-client ...` for its client: here that is
+# the tm-client namespace. With RETRY_CLIENT=1 the client retries a call
+# refused or answered 503 for up to 5 s (tests/machines/retry_client.py):
+# what "zero failed calls" means for a client that retries, as real ones do.
+nsx() {
+    local ns=${1/#tandem-/tm-}
+    shift
+    if [ "${RETRY_CLIENT:-0}" = 1 ] && [ "${2:-}" = "$CHECKOUT/tests/drills/client.py" ]; then
+        set -- "$1" "$CHECKOUT/tests/machines/retry_client.py" "${@:3}"
+    fi
+    ip netns exec "$ns" "$@"
+}
+vip_holders() {
+    local n out=""
+    for n in a b; do
+        ip -n "tm-$n" -o -4 addr show dev eth0 2>/dev/null | grep -q " $VIP/" && out="$out $n"
+    done
+    out=${out# }
+    echo "${out:-none}"
+}
+# Redis from the host's redis-cli through the backend's network (the lab's
+# way; one nsenter per call is slow), else inside the backend machine.
+if command -v redis-cli >/dev/null; then
+    rcli() { ip netns exec tm-backend redis-cli -h "$BACKEND_IP" --no-auth-warning -a "$BACKEND_SECRET" "$@" 2>/dev/null; }
+else
+    rcli() { msh backend redis-cli --no-auth-warning -a "$BACKEND_SECRET" "$@" 2>/dev/null; }
+fi
+sqlq() { msh backend mariadb -N -B tandem -e "$1"; }
+sv_status() { msh "$1" tandemctl --json status 2>/dev/null; }
+stack_nodes() {
+    local n p c out=""
+    for n in a b; do
+        for p in $(ns_pids "tm-$n"); do
+            c=$(cat "/proc/$p/comm" 2>/dev/null)
+            case "$c" in tandem-server | tandem-worker | tandem-beat) out="$out $n"; break ;; esac
+        done
+    done
+    out=${out# }
+    echo "${out:-none}"
+}
+
+tandem_active() { [ "$(msh "$1" systemctl is-active tandem 2>/dev/null)" = active ]; }
+wait_tandem() { # NODE S: tandem.service active (Type=notify: READY=1 sent)
+    local i
+    for ((i = 0; i < $2 * 5; i++)); do tandem_active "$1" && return 0; sleep 0.2; done
+    return 1
+}
+role_of() { sv_status "$1" | jget role; }
+
+# After a fault that took the primary P0 down and back: it must be running
+# again, as BACKUP (nopreempt: no flap back).
+check_rejoined() {
+    local r
+    if ! wait_tandem "$P0" 60; then
+        FIG_FAIL="node $P0's tandem.service is not active again"
+        return
+    fi
+    sleep 2
+    r=$(role_of "$P0")
+    FIGURES+="old_primary_rejoined_as=$r"$'\n'
+    [ "${r,,}" = backup ] || FIG_FAIL="node $P0 rejoined as '$r', not BACKUP"
+}
+
+fault_switchover() {
+    local out
+    out=$(msh "$P0" tandemctl --json switchover --wait 10)
+    echo "  tandemctl switchover: $out"
+    FIGURES+="switchover_ctl_ms=$(echo "$out" | jget ms)"$'\n'
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=""
+}
+
+fault_stop() {
+    local t0
+    t0=$(now_ms)
+    echo "  systemctl stop tandem on node $P0"
+    msh "$P0" systemctl stop tandem
+    FIGURES+="systemctl_stop_ms=$(($(now_ms) - t0))"$'\n'
+    sleep 3
+    echo "  systemctl start tandem on node $P0"
+    msh "$P0" systemctl start tandem
+    check_rejoined
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=""
+}
+
+fault_kill() {
+    echo "  systemctl kill -s KILL tandem on node $P0 (systemd restarts it: Restart=on-failure)"
+    msh "$P0" systemctl kill -s KILL tandem
+    sleep 3
+    check_rejoined
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=""
+}
+
+fault_power-cut() {
+    echo "  power cut on node $P0: every process SIGKILLed, link down"
+    power_cut "$P0"
+    sleep 5
+    echo "  power back on node $P0: boot"
+    local t0
+    t0=$(now_ms)
+    power_on "$P0"
+    wait_booted "$P0" 120 || FIG_FAIL="node $P0 did not boot again"
+    FIGURES+="boot_ms=$(($(now_ms) - t0))"$'\n'
+    check_rejoined
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=""
+}
+
+fault_reboot() {
+    local l0 l i t0
+    l0=$(leader_pid "$P0")
+    t0=$(now_ms)
+    echo "  systemctl reboot on node $P0"
+    msh "$P0" systemctl reboot
+    for ((i = 0; i < 600; i++)); do
+        l=$(leader_pid "$P0") && [ "$l" != "$l0" ] && break
+        sleep 0.1
+    done
+    wait_booted "$P0" 120 || FIG_FAIL="node $P0 did not boot again"
+    FIGURES+="reboot_ms=$(($(now_ms) - t0))"$'\n'
+    check_rejoined
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=""
+}
+
+fault_backend-reboot() {
+    local l0 l i t0
+    l0=$(leader_pid backend)
+    t0=$(now_ms)
+    echo "  systemctl reboot on the backend"
+    msh backend systemctl reboot
+    for ((i = 0; i < 600; i++)); do
+        l=$(leader_pid backend) && [ "$l" != "$l0" ] && break
+        sleep 0.1
+    done
+    wait_booted backend 120 || FIG_FAIL="the backend did not boot again"
+    FIGURES+="backend_reboot_ms=$(($(now_ms) - t0))"$'\n'
+    # Either node may end primary: a primary whose stack stays unhealthy
+    # longer than its health grace (10 s) hands over, and a backend reboot
+    # takes about that long.
+    EXPECT_PRIMARY=any EXPECT_EPOCH=any OUTAGE_TARGET_MS=""
+}
+
+# docs/packaging.md, "Upgrades": the backup first, then hand over, then the
+# old primary. The package scripts must restart the backup and must not
+# restart the primary. Unattended, as a configuration manager would run it:
+# tandem.conf is a conffile the operator edited, and dpkg keeps it
+# (--force-confold) instead of asking.
+APT_UPGRADE=(apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+fault_rolling-upgrade() {
+    local b deb pid0 pid1 v out
+    b=$(other "$P0")
+    deb=/root/$(basename "$NEW_DEB")
+    cp "$NEW_DEB" "$DIR/root-a/root/" && cp "$NEW_DEB" "$DIR/root-b/root/"
+    echo "  node $b (backup): apt-get install $deb"
+    pid0=$(msh "$b" systemctl show -p MainPID --value tandem)
+    msh "$b" env DEBIAN_FRONTEND=noninteractive "${APT_UPGRADE[@]}" "$deb" >"$DIR/log/upgrade-$b.log" 2>&1 ||
+        { FIG_FAIL="apt-get install on the backup failed (log/upgrade-$b.log)"; }
+    pid1=$(msh "$b" systemctl show -p MainPID --value tandem)
+    [ "$pid0" != "$pid1" ] || FIG_FAIL="the backup's tandem.service was not restarted by the package"
+    wait_tandem "$b" 30 || FIG_FAIL="the backup's tandem.service is not active after the upgrade"
+    msh "$b" tandemctl db migrate >>"$DIR/log/upgrade-$b.log" 2>&1 || FIG_FAIL="tandemctl db migrate failed"
+    echo "  node $P0 (primary): apt-get install $deb"
+    pid0=$(msh "$P0" systemctl show -p MainPID --value tandem)
+    msh "$P0" env DEBIAN_FRONTEND=noninteractive "${APT_UPGRADE[@]}" "$deb" >"$DIR/log/upgrade-$P0.log" 2>&1 ||
+        { FIG_FAIL="apt-get install on the primary failed (log/upgrade-$P0.log)"; }
+    pid1=$(msh "$P0" systemctl show -p MainPID --value tandem)
+    [ "$pid0" = "$pid1" ] || FIG_FAIL="the package restarted the primary's tandem.service"
+    sleep 2
+    out=$(msh "$P0" tandemctl --json switchover --wait 10)
+    echo "  node $P0: tandemctl switchover: $out"
+    msh "$P0" systemctl restart tandem
+    wait_tandem "$P0" 60 || FIG_FAIL="the old primary's tandem.service is not active after its restart"
+    for v in a b; do
+        FIGURES+="version_$v=$(msh "$v" dpkg-query -W -f '${Version}' tandem)"$'\n'
+    done
+    EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=""
+}
+
+# Seconds of client load per drill: the fault and the machine's return
+# must fit in it (the lab's default is 22 s).
+drill_load_s() {
+    case "$1" in
+    power-cut | reboot) echo 40 ;;
+    backend-reboot) echo 45 ;;
+    rolling-upgrade) echo 50 ;;
+    *) echo 25 ;;
+    esac
+}
+
+machines_drill() {
+    local name=$1 rc
+    case " $DRILL_NAMES " in *" $name "*) ;; *)
+        echo "$PROG: unknown drill '$name' (one of: $DRILL_NAMES)" >&2; return 2 ;;
+    esac
+    LOAD_S=${DRILL_LOAD_S:-$(drill_load_s "$name")}
+    RETRY_CLIENT=0
+    if [ "$name" = rolling-upgrade ]; then
+        NEW_DEB=${TANDEM_NEW_DEB:-$(current_deb)} || return 1
+        RETRY_CLIENT=1
+        [ "$(msh a dpkg-query -W -f '${Version}' tandem)" != "$(dpkg-deb -f "$NEW_DEB" Version)" ] ||
+            { echo "drill rolling-upgrade: node a already runs $NEW_DEB ('up --prev' installs the previous release)" >&2; return 1; }
+    fi
+    drill_run "$name"
+    rc=$?
+    if [ "$name" = rolling-upgrade ] && [ -s "$DIR/drill-$name.json" ]; then
+        # zero failed calls: no call failed even after its 5 s of retries
+        /usr/bin/python3 - "$DIR/drill-$name.json" <<'PY' || rc=1
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = r["sync_failed"] + r["async_refused_during_outage"]
+print("  calls that failed after retries: %d sync, %d async" % (r["sync_failed"], r["async_refused_during_outage"]))
+if bad:
+    print("  BROKEN: the rolling upgrade failed %d calls" % bad)
+    sys.exit(1)
+PY
+    fi
+    [ $rc = 0 ] && echo "---- drill $name on machines: PASS" || echo "---- drill $name on machines: FAIL"
+    return $rc
+}
