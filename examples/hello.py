@@ -14,7 +14,10 @@ def add(x, y):
     return x + y
 
 
-@DFF.API('Count calls per second', fixed_cron_expr='* * * * * *')
+# integration='autoRun' (DFF) creates the cron job on publish; the leading
+# seconds field is Tandem's extension: every second
+@DFF.API('Count calls per second', integration='autoRun',
+         integration_config={'crontab': '* * * * * *'})
 def tick():
     # DFF.CACHE is Redis with DFF's semantics: values come back as strings
     n = DFF.CACHE.incr('ticks')
