@@ -101,6 +101,9 @@ struct srv_req {
 void req_ok(struct srv_req *r, json_t *data);
 /* Error envelope: http = 400/401/404/405/413/500/503/599, reason = "ENotFound"
  * etc., detail stolen (may be NULL), message printf-style. */
+/* Integral reals become integers, as DFF's Node.js server writes them. */
+void srv_json_node_numbers(json_t *v);
+
 void req_err(struct srv_req *r, int http, const char *reason, json_t *detail, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 /* Raw answer (Sync API results, /metrics). Takes ownership of body (malloc'd). */

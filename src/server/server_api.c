@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -31,6 +32,7 @@
 #include "log.h"
 #include "rds.h"
 #include "server_int.h"
+#include "util.h"
 
 #define UPLOAD_SWEEP_EVERY_MS 60000
 #define UPLOAD_MAX_FILES 64
@@ -566,7 +568,13 @@ static void answer_success(struct srv_req *r, json_t *outcome, json_t *options)
         if (!mime)
             mime = download ? api_mime_of_filename(download) : "text/plain; charset=utf-8";
     } else {
-        body = json_dumps(res, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (json_is_real(res) && json_real_value(res) == floor(json_real_value(res)) &&
+            fabs(json_real_value(res)) < 9007199254740992.0) /* 30.0 -> 30, as DFF */
+            body = xasprintf("%lld", (long long)json_real_value(res));
+        else {
+            srv_json_node_numbers(res);
+            body = json_dumps(res, JSON_COMPACT | JSON_ENCODE_ANY);
+        }
         if (!mime)
             mime = "application/json";
     }

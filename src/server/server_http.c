@@ -1,6 +1,7 @@
 /* libmicrohttpd glue: request lifecycle, body limit, routing, envelope,
  * answering, suspend/resume. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,7 @@ char *envelope_build_ex(int http, const char *reason, const char *message, json_
     json_object_set_new(o, "reqTime", json_string(iso8601_ms(t0_ms, t0, sizeof t0)));
     json_object_set_new(o, "respTime", json_string(iso8601_ms(t1_ms, t1, sizeof t1)));
     json_object_set_new(o, "reqCost", json_integer(cost_ms));
+    srv_json_node_numbers(o);
     char *rest = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!rest)
@@ -217,6 +219,39 @@ void req_ok(struct srv_req *r, json_t *data)
 void req_ok_extra(struct srv_req *r, json_t *data, json_t *extra)
 {
     answer_envelope(r, 200, NULL, NULL, data, extra, "");
+}
+
+/* Answers carry numbers as DataFlux Func's Node.js server writes them: a
+ * real with no fractional part is an integer (30.0 -> 30, JSON.stringify's
+ * way), so a client comparing str(result) sees what DFF gives. Walks v in
+ * place; reals beyond 2^53 stay reals. */
+void srv_json_node_numbers(json_t *v)
+{
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x)
+        {
+            if (json_is_real(x)) {
+                double d = json_real_value(x);
+                if (d == floor(d) && fabs(d) < 9007199254740992.0)
+                    json_object_set_new(v, k, json_integer((json_int_t)d));
+            } else {
+                srv_json_node_numbers(x);
+            }
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *x = json_array_get(v, i);
+            if (json_is_real(x)) {
+                double d = json_real_value(x);
+                if (d == floor(d) && fabs(d) < 9007199254740992.0)
+                    json_array_set_new(v, i, json_integer((json_int_t)d));
+            } else {
+                srv_json_node_numbers(x);
+            }
+        }
+    }
 }
 
 void req_err(struct srv_req *r, int http, const char *reason, json_t *detail, const char *fmt, ...)

@@ -34,6 +34,14 @@ import time
 def add(x, y=100):
     return float(x) + float(y)
 
+@DFF.API('Floats')
+def floats(x, y):
+    return float(x) + float(y)
+
+@DFF.API('Floats in an object')
+def floats_obj():
+    return {'a': 30.0, 'b': 0.5, 'c': [2.0, 1e300]}
+
 @DFF.API('Echo')
 def echo(**kwargs):
     return kwargs
@@ -284,6 +292,17 @@ class TestResults(Case):
         status, body = ST.http("GET", f"/api/v1/async/{aid}", key=None)
         self.assertEqual(status, 200, body)
         self.assertEqual(ST.wait_task(body["data"]["id"])["result"], "hello")
+
+    def test_integral_floats_are_written_as_dff_writes_them(self):
+        # DFF's own suite: test_func returns float(x) + float(y) and compares
+        # str(answer) with str(x + y); its Node.js server writes 30.0 as 30
+        sid = sync_api("floats")
+        status, hdrs, body = raw_http("GET", f"/api/v1/sync/{sid}?x=10&y=20".replace("?", "/s?"))
+        self.assertEqual((status, body), (200, b"30"))
+        status, body = ST.http("POST", "/api/v1/func/t__calls.floats_obj", {"kwargs": {}})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["data"]["result"], {"a": 30, "b": 0.5, "c": [2, 1e300]})
+        self.assertIsInstance(body["data"]["result"]["a"], int)
 
     def test_cached_result_is_served_with_dffs_cache_header(self):
         sid = sync_api("cached")
