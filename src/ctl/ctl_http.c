@@ -1,8 +1,10 @@
-/* tandemctl's HTTP/1.1 client: http:// only, one request per connection
+/* tandemctl's HTTP/1.1 client: http:// and https:// (GnuTLS), one request per connection
  * (Connection: close), Content-Length, chunked or read-to-EOF answers, one
  * deadline for the whole exchange. Small on purpose: tandemctl talks to one
  * server that we also wrote, and a dependency like libcurl is not worth it. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -47,11 +49,12 @@ int ctl_http_parse_url(const char *url, char *host, size_t hostn, char *port, si
         *err = xasprintf("no server URL: give --url, set TANDEM_URL or ctl.url in the config");
         return -1;
     }
-    if (strncasecmp(url, "http://", 7) != 0) {
-        *err = xasprintf("URL '%s': only http:// is supported", url);
+    bool tls = strncasecmp(url, "https://", 8) == 0;
+    if (!tls && strncasecmp(url, "http://", 7) != 0) {
+        *err = xasprintf("URL '%s': only http:// and https:// are supported", url);
         return -1;
     }
-    p = url + 7;
+    p = url + (tls ? 8 : 7);
     slash = strchr(p, '/');
     if (*p == '[') { /* [v6]:port */
         hend = strchr(p, ']');
@@ -85,7 +88,7 @@ int ctl_http_parse_url(const char *url, char *host, size_t hostn, char *port, si
         port[pl] = '\0';
         p += 1 + pl;
     } else if (*p == '/' || *p == '\0') {
-        snprintf(port, portn, "80");
+        snprintf(port, portn, "%s", tls ? "443" : "80");
     } else {
         goto badhost;
     }
@@ -403,6 +406,138 @@ static int send_all(int fd, const char *buf, size_t n, long long deadline, char 
     return 0;
 }
 
+/* HTTPS: verification against the system CAs, or --cacert FILE; no
+ * verification only with --insecure. */
+static const char *g_cacert;
+static bool g_insecure;
+
+void ctl_http_tls_options(const char *cacert, bool insecure)
+{
+    g_cacert = cacert;
+    g_insecure = insecure;
+}
+
+struct conn {
+    int fd;
+    gnutls_session_t s; /* NULL for plain http */
+    gnutls_certificate_credentials_t cred;
+};
+
+static void conn_close(struct conn *c)
+{
+    if (c->s) {
+        gnutls_bye(c->s, GNUTLS_SHUT_WR);
+        gnutls_deinit(c->s);
+    }
+    if (c->cred)
+        gnutls_certificate_free_credentials(c->cred);
+    if (c->fd != -1)
+        close(c->fd);
+}
+
+/* Waits for what GnuTLS needs next (read or write), within the deadline. */
+static int tls_wait(struct conn *c, long long deadline)
+{
+    return wait_fd(c->fd, gnutls_record_get_direction(c->s) ? POLLOUT : POLLIN, deadline);
+}
+
+static int tls_start(struct conn *c, const char *host, long long deadline, char **err)
+{
+    int rc = gnutls_certificate_allocate_credentials(&c->cred);
+    if (rc >= 0)
+        rc = g_cacert
+                 ? gnutls_certificate_set_x509_trust_file(c->cred, g_cacert, GNUTLS_X509_FMT_PEM)
+                 : gnutls_certificate_set_x509_system_trust(c->cred);
+    if (rc < 0 || (g_cacert && rc == 0)) {
+        *err = xasprintf("TLS: CA certificates from %s: %s", g_cacert ? g_cacert : "the system",
+                         rc < 0 ? gnutls_strerror(rc) : "none found");
+        return -1;
+    }
+    rc = gnutls_init(&c->s, GNUTLS_CLIENT | GNUTLS_NONBLOCK);
+    if (rc >= 0)
+        rc = gnutls_set_default_priority(c->s);
+    if (rc >= 0)
+        rc = gnutls_credentials_set(c->s, GNUTLS_CRD_CERTIFICATE, c->cred);
+    if (rc < 0) {
+        *err = xasprintf("TLS setup: %s", gnutls_strerror(rc));
+        return -1;
+    }
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    if (!is_ip)
+        gnutls_server_name_set(c->s, GNUTLS_NAME_DNS, host, strlen(host));
+    if (!g_insecure)
+        gnutls_session_set_verify_cert(c->s, host, 0);
+    gnutls_transport_set_int(c->s, c->fd);
+    for (;;) {
+        rc = gnutls_handshake(c->s);
+        if (rc == 0)
+            return 0;
+        if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
+            int w = tls_wait(c, deadline);
+            if (w == 1)
+                continue;
+            *err = xasprintf("TLS handshake with %s: %s", host, w == 0 ? "timed out" : "poll");
+            return -1;
+        }
+        if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+            gnutls_datum_t txt = {0};
+            unsigned st = gnutls_session_get_verify_cert_status(c->s);
+            gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &txt, 0);
+            *err = xasprintf("TLS: the certificate of %s is not trusted: %s (--cacert FILE, or "
+                             "--insecure to skip the check)",
+                             host, txt.data ? (char *)txt.data : "verification failed");
+            gnutls_free(txt.data);
+            return -1;
+        }
+        if (gnutls_error_is_fatal(rc)) {
+            *err = xasprintf("TLS handshake with %s: %s", host, gnutls_strerror(rc));
+            return -1;
+        }
+    }
+}
+
+static int conn_send(struct conn *c, const char *buf, size_t n, long long deadline, char **err)
+{
+    if (!c->s)
+        return send_all(c->fd, buf, n, deadline, err);
+    while (n > 0) {
+        ssize_t w = gnutls_record_send(c->s, buf, n);
+        if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED) {
+            int rc = tls_wait(c, deadline);
+            if (rc == 1)
+                continue;
+            *err = xasprintf("%s", rc == 0 ? "timed out sending the request" : "poll");
+            return -1;
+        }
+        if (w < 0) {
+            *err = xasprintf("sending the request: %s", gnutls_strerror((int)w));
+            return -1;
+        }
+        buf += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* recv(2) semantics: bytes, 0 at the end, -1 with errno (EAGAIN: wait). */
+static ssize_t conn_recv(struct conn *c, char *buf, size_t n)
+{
+    if (!c->s)
+        return recv(c->fd, buf, n, 0);
+    ssize_t r = gnutls_record_recv(c->s, buf, n);
+    if (r >= 0)
+        return r;
+    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (r == GNUTLS_E_PREMATURE_TERMINATION)
+        return 0; /* servers often close without close_notify */
+    errno = EPROTO;
+    return -1;
+}
+
 int ctl_http_request(const char *url, const char *key, const char *method, const char *path,
                      const char *body, size_t body_len, int timeout_ms, struct ctl_http_resp *r,
                      char **err)
@@ -410,7 +545,8 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
     char host[256], port[16], base[256];
     char *req = NULL, *buf = NULL, *e = NULL;
     size_t n = 0, cap = 0;
-    int fd = -1, rc = -1;
+    int rc = -1;
+    struct conn cn = {.fd = -1};
     long long deadline = mono_now_ms() + (timeout_ms > 0 ? timeout_ms : CTL_HTTP_TIMEOUT_MS);
     bool with_len =
         body || !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
@@ -453,11 +589,13 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
         }
     }
 
-    fd = connect_to(host, port, deadline, err);
-    if (fd == -1)
+    cn.fd = connect_to(host, port, deadline, err);
+    if (cn.fd == -1)
         goto out;
-    if (send_all(fd, req, strlen(req), deadline, &e) == -1 ||
-        (body && body_len && send_all(fd, body, body_len, deadline, &e) == -1)) {
+    if (strncasecmp(url, "https://", 8) == 0 && tls_start(&cn, host, deadline, err) == -1)
+        goto out;
+    if (conn_send(&cn, req, strlen(req), deadline, &e) == -1 ||
+        (body && body_len && conn_send(&cn, body, body_len, deadline, &e) == -1)) {
         *err = xasprintf("%s %s%s at %s:%s: %s", method, base, path, host, port, e);
         goto out;
     }
@@ -481,12 +619,12 @@ int ctl_http_request(const char *url, const char *key, const char *method, const
             buf = nb;
             cap = nc;
         }
-        got = recv(fd, buf + n, cap - n, 0);
+        got = conn_recv(&cn, buf + n, cap - n);
         if (got == -1) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                prc = wait_fd(fd, POLLIN, deadline);
+                prc = cn.s ? tls_wait(&cn, deadline) : wait_fd(cn.fd, POLLIN, deadline);
                 if (prc == 1)
                     continue;
                 if (prc == 0)
@@ -515,8 +653,7 @@ out:
     free(e);
     free(req);
     free(buf);
-    if (fd != -1)
-        close(fd);
+    conn_close(&cn);
     return rc;
 }
 

@@ -20,7 +20,11 @@ struct ctl_http_resp {
 
 void ctl_http_resp_free(struct ctl_http_resp *r);
 
-/* url: "http://host[:port][/base]". key: bearer secret or NULL/"".
+/* https://: verify against cacert (a PEM file) instead of the system's CAs;
+ * insecure skips verification (only when the operator asks). */
+void ctl_http_tls_options(const char *cacert, bool insecure);
+
+/* url: "http[s]://host[:port][/base]". key: bearer secret or NULL/"".
  * body: request body or NULL (sent as application/json). timeout_ms bounds
  * connect + send + the whole answer. 0 with *r on any HTTP answer, -1 with
  * *err (malloc'd, says what failed and where) on a transport failure. */

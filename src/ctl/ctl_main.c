@@ -24,7 +24,8 @@
 #define HTTP_MARGIN_MS 15000 /* on top of a call's own timeout: queueing, server slack */
 
 static const char usage_text[] =
-    "usage: tandemctl [-c FILE] [--url URL] [--key KEY] [--json] CMD ...\n"
+    "usage: tandemctl [-c FILE] [--url URL] [--key KEY] [--json] [--cacert FILE|--insecure] CMD "
+    "...\n"
     "\n"
     "  db migrate                          apply pending migrations (MariaDB, from the config)\n"
     "  db status                           count pending migrations\n"
@@ -1140,6 +1141,8 @@ int main(int argc, char **argv)
                                           {"url", required_argument, NULL, 'u'},
                                           {"key", required_argument, NULL, 'k'},
                                           {"json", no_argument, NULL, 'j'},
+                                          {"cacert", required_argument, NULL, 'C'},
+                                          {"insecure", no_argument, NULL, 'I'},
                                           {"help", no_argument, NULL, 'h'},
                                           {"version", no_argument, NULL, 'V'},
                                           {NULL, 0, NULL, 0}};
@@ -1163,6 +1166,12 @@ int main(int argc, char **argv)
             break;
         case 'j':
             c->json = true;
+            break;
+        case 'C': /* https: trust this CA file instead of the system's */
+            ctl_http_tls_options(optarg, false);
+            break;
+        case 'I': /* https without checking the certificate: only when asked */
+            ctl_http_tls_options(NULL, true);
             break;
         case 'h':
             fputs(usage_text, stdout);

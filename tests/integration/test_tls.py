@@ -289,6 +289,21 @@ class TLSTest(unittest.TestCase):
         self.assertEqual(checks["tls-name"]["status"], "FAIL", checks)
         self.assertIn("does not cover 198.18.9.9", checks["tls-name"]["message"])
 
+    def test_tls_tandemctl_verifies_the_certificate(self):
+        self.start_server(self.tls_conf("srv1"))
+        url = f"https://127.0.0.1:{self.st.port}"
+
+        def ctl(*args):
+            return subprocess.run([os.path.join(BIN, "tandemctl"), "--url", url, "--key", self.st.key]
+                                  + list(args) + ["api", "list"], capture_output=True, text=True, timeout=60)
+        p = ctl("--cacert", os.path.join(self.pki, "ca.crt"))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        p = ctl()  # the system's CAs do not know the test CA
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertIn("not trusted", p.stderr)
+        p = ctl("--insecure")  # only when asked
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
     def test_tls_old_protocols_are_refused(self):
         self.start_server(self.tls_conf("srv1"))
         c = self.ctx()

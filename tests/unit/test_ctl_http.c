@@ -146,7 +146,11 @@ static void test_ctl_http_parse_url(void **state)
     assert_int_equal(
         ctl_http_parse_url("http://vip", h, sizeof(h), p, sizeof(p), b, sizeof(b), &err), 0);
     assert_string_equal(p, "80");
-    const char *bad[] = {"https://x",      "ftp://x",     "http://", "http://x:0",
+    assert_int_equal(
+        ctl_http_parse_url("https://vip.example", h, sizeof(h), p, sizeof(p), b, sizeof(b), &err),
+        0);
+    assert_string_equal(p, "443");
+    const char *bad[] = {"https://",       "ftp://x",     "http://", "http://x:0",
                          "http://x:99999", "http://x:1a", "",        NULL};
     for (int i = 0; bad[i]; i++) {
         err = NULL;
