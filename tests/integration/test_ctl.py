@@ -67,7 +67,7 @@ class CtlUsageTest(unittest.TestCase):
             (["task", "show"], "usage"),
             (["api", "create-sync", "demo__x.y", "--kwargs", "nope"], "invalid JSON"),
             (["api", "create-sync", "demo__x.y", "--bogus"], "unknown option"),
-            (["--url", "https://example.org", "func", "list"], "only http://"),
+            (["--url", "ftp://example.invalid", "func", "list"], "only http://"),
         ]
         for args, msg in cases:
             code, out, err = run(*args)
