@@ -222,11 +222,10 @@ class TLSTest(unittest.TestCase):
         os.write(w, msg("srv1"))
         log = open(os.path.join(self.st.dir, "log", "server-pipe.log"), "w+")
 
-        def child():
-            os.dup2(r, 3)
+        # the supervisor puts it on fd 3; any inherited fd works the same
         proc = subprocess.Popen([os.path.join(BIN, "tandem-server"), "-c", path], stdout=log,
-                                stderr=subprocess.STDOUT, pass_fds=(r,), preexec_fn=child,
-                                env=dict(os.environ, TANDEM_TLS_FD="3"), start_new_session=True)
+                                stderr=subprocess.STDOUT, pass_fds=(r,),
+                                env=dict(os.environ, TANDEM_TLS_FD=str(r)), start_new_session=True)
         os.close(r)
         TLSTest.server = proc
         wait_for(lambda: self._port_open(self.st.port), 20, 0.1, "server on the piped certificate")
