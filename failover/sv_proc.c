@@ -50,7 +50,9 @@ int sv_proc_init(struct sv *s)
 /* In the child between fork and exec: only async-signal-safe calls. */
 static void child_setup(struct sv *s, bool drop, int pdeath, pid_t parent, int pass_fd)
 {
-    if (pass_fd >= 0 && dup2(pass_fd, 3) == -1) /* dup2 leaves fd 3 open across exec */
+    /* dup2 leaves fd 3 open across exec; when it already is fd 3, dup2 is a
+     * no-op and the O_CLOEXEC of pipe2 has to be cleared by hand */
+    if (pass_fd >= 0 && (pass_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(pass_fd, 3)) == -1)
         _exit(125);
     sigset_t none;
     sigemptyset(&none);
