@@ -228,7 +228,7 @@ static int enqueue_with(struct ha *h, int replicas, bool refuse, char **err)
 {
     struct tconf c = h->conf;
     c.redis_wait_replicas = replicas;
-    c.redis_wait_timeout_ms = 100;
+    c.redis_wait_timeout_ms = 1000; /* generous: a loaded CI host delays the replica ack */
     c.redis_wait_refuse = refuse;
     redisContext *rc = rds_connect(&c, 2000, err);
     assert_non_null(rc);
