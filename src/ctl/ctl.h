@@ -30,6 +30,19 @@ int ctl_http(struct ctl *c, const char *method, const char *path, json_t *body, 
  * return the exit code that fits (CTL_REFUSED / CTL_UNREACHABLE). */
 int ctl_report_error(struct ctl *c, long status, json_t *resp, const char *err);
 
+/* One option of a command family: "--name VALUE" (has_arg, into *val) or
+ * "--name" (into *flag). ctl_parse_opts fills them and the positionals (at
+ * most maxpos); a bad argument prints "tandemctl: <prefix>why" and the
+ * family's usage and returns CTL_USAGE. */
+struct ctl_opt {
+    const char *name;
+    bool has_arg;
+    const char **val;
+    bool *flag;
+};
+int ctl_parse_opts(int argc, char **argv, struct ctl_opt *opts, const char **pos, int maxpos,
+                   int *npos, const char *prefix, const char *usage_text);
+
 /* Command families implemented in their own files; each returns an enum ctl_exit. */
 int ctl_cron_main(struct ctl *c, int argc, char **argv); /* tandemctl cron ... */
 int ctl_failover_main(struct ctl *c, const char *cmd, int argc,

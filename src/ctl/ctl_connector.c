@@ -31,47 +31,6 @@ static int usage(const char *fmt, ...)
     return CTL_USAGE;
 }
 
-struct opt {
-    const char *name;
-    bool has_arg;
-    const char **val;
-    bool *flag;
-};
-
-static int parse_opts(int argc, char **argv, struct opt *opts, const char **pos, int maxpos,
-                      int *npos)
-{
-    *npos = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) == 0 && a[2]) {
-            struct opt *o = NULL;
-            const char *eq = strchr(a + 2, '=');
-            size_t nl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-            for (struct opt *p = opts; p->name; p++)
-                if (strlen(p->name) == nl && strncmp(p->name, a + 2, nl) == 0)
-                    o = p;
-            if (!o)
-                return usage("unknown option '%s'", a);
-            if (o->has_arg) {
-                if (eq)
-                    *o->val = eq + 1;
-                else if (i + 1 < argc)
-                    *o->val = argv[++i];
-                else
-                    return usage("option '%s' needs a value", a);
-            } else {
-                *o->flag = true;
-            }
-            continue;
-        }
-        if (*npos == maxpos)
-            return usage("unexpected argument '%s'", a);
-        pos[(*npos)++] = a;
-    }
-    return CTL_OK;
-}
-
 static void print_json(json_t *j)
 {
     char *s = json_dumps(j ? j : json_null(), JSON_INDENT(2) | JSON_ENCODE_ANY);
@@ -114,10 +73,10 @@ static int connector_add(struct ctl *c, int argc, char **argv)
     const char *pos[1], *type = NULL, *config = NULL, *title = NULL, *desc = NULL;
     bool skip = false;
     int npos, rc;
-    struct opt opts[] = {{"type", true, &type, NULL},       {"config", true, &config, NULL},
-                         {"title", true, &title, NULL},     {"description", true, &desc, NULL},
-                         {"skip-test", false, NULL, &skip}, {NULL, false, NULL, NULL}};
-    if ((rc = parse_opts(argc, argv, opts, pos, 1, &npos)) != CTL_OK)
+    struct ctl_opt opts[] = {{"type", true, &type, NULL},       {"config", true, &config, NULL},
+                             {"title", true, &title, NULL},     {"description", true, &desc, NULL},
+                             {"skip-test", false, NULL, &skip}, {NULL, false, NULL, NULL}};
+    if ((rc = ctl_parse_opts(argc, argv, opts, pos, 1, &npos, "", USAGE)) != CTL_OK)
         return rc;
     if (npos != 1 || !type || !config)
         return usage("connector add needs ID, --type and --config");
@@ -147,8 +106,8 @@ static int connector_list(struct ctl *c, int argc, char **argv)
 {
     const char *pos[1], *type = NULL;
     int npos, rc;
-    struct opt opts[] = {{"type", true, &type, NULL}, {NULL, false, NULL, NULL}};
-    if ((rc = parse_opts(argc, argv, opts, pos, 0, &npos)) != CTL_OK)
+    struct ctl_opt opts[] = {{"type", true, &type, NULL}, {NULL, false, NULL, NULL}};
+    if ((rc = ctl_parse_opts(argc, argv, opts, pos, 0, &npos, "", USAGE)) != CTL_OK)
         return rc;
     char path[256];
     if (type && !id_valid(type))
@@ -237,8 +196,8 @@ int ctl_script_run(struct ctl *c, int argc, char **argv)
 {
     const char *pos[2], *kw = NULL;
     int npos, rc;
-    struct opt opts[] = {{"kwargs", true, &kw, NULL}, {NULL, false, NULL, NULL}};
-    if ((rc = parse_opts(argc, argv, opts, pos, 2, &npos)) != CTL_OK)
+    struct ctl_opt opts[] = {{"kwargs", true, &kw, NULL}, {NULL, false, NULL, NULL}};
+    if ((rc = ctl_parse_opts(argc, argv, opts, pos, 2, &npos, "", USAGE)) != CTL_OK)
         return rc;
     if (npos != 2)
         return usage("script run needs SCRIPT_ID and FUNC");

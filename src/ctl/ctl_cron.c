@@ -33,46 +33,48 @@ static int usage(const char *fmt, ...)
     return CTL_USAGE;
 }
 
-/* Options "--name VALUE" / "--flag"; the rest are positional. */
-struct opt {
-    const char *name;
-    bool has_arg;
-    const char **val;
-    bool *flag;
-};
-
-static int parse_opts(int argc, char **argv, struct opt *opts, const char **pos, int maxpos,
-                      int *npos)
+/* Options "--name VALUE" / "--name=VALUE" / "--flag"; the rest are
+ * positional. Shared by the command families (ctl.h). */
+int ctl_parse_opts(int argc, char **argv, struct ctl_opt *opts, const char **pos, int maxpos,
+                   int *npos, const char *prefix, const char *usage_text)
 {
+    const char *bad = NULL, *why = NULL;
     *npos = 0;
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc && !bad; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) == 0 && a[2]) {
-            struct opt *o = NULL;
+            struct ctl_opt *o = NULL;
             const char *eq = strchr(a + 2, '=');
             size_t nl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-            for (struct opt *p = opts; p->name; p++)
+            for (struct ctl_opt *p = opts; p->name; p++)
                 if (strlen(p->name) == nl && strncmp(p->name, a + 2, nl) == 0)
                     o = p;
-            if (!o)
-                return usage("unknown option '%s'", a);
-            if (o->has_arg) {
+            if (!o) {
+                bad = a, why = "unknown option '%s'";
+            } else if (o->has_arg) {
                 if (eq)
                     *o->val = eq + 1;
                 else if (i + 1 < argc)
                     *o->val = argv[++i];
                 else
-                    return usage("option '%s' needs a value", a);
+                    bad = a, why = "option '%s' needs a value";
             } else {
                 *o->flag = true;
             }
             continue;
         }
         if (*npos == maxpos)
-            return usage("unexpected argument '%s'", a);
-        pos[(*npos)++] = a;
+            bad = a, why = "unexpected argument '%s'";
+        else
+            pos[(*npos)++] = a;
     }
-    return CTL_OK;
+    if (!bad)
+        return CTL_OK;
+    fprintf(stderr, "tandemctl: %s", prefix);
+    fprintf(stderr, why, bad);
+    fputc('\n', stderr);
+    fputs(usage_text, stderr);
+    return CTL_USAGE;
 }
 
 static const char *jstr(json_t *o, const char *k)
@@ -112,11 +114,11 @@ static int cmd_next(struct ctl *c, int argc, char **argv)
 {
     const char *tzname = NULL, *from = NULL, *count = NULL, *pos[8];
     int npos, rc;
-    struct opt opts[] = {{"tz", true, &tzname, NULL},
-                         {"from", true, &from, NULL},
-                         {"count", true, &count, NULL},
-                         {NULL, false, NULL, NULL}};
-    if ((rc = parse_opts(argc, argv, opts, pos, 8, &npos)) != CTL_OK)
+    struct ctl_opt opts[] = {{"tz", true, &tzname, NULL},
+                             {"from", true, &from, NULL},
+                             {"count", true, &count, NULL},
+                             {NULL, false, NULL, NULL}};
+    if ((rc = ctl_parse_opts(argc, argv, opts, pos, 8, &npos, "cron: ", USAGE)) != CTL_OK)
         return rc;
     if (npos == 0)
         return usage("next: an expression is required, e.g. '*/5 * * * *'");
@@ -185,15 +187,15 @@ static int cmd_add(struct ctl *c, int argc, char **argv)
                *expires = NULL, *pos[8];
     bool disabled = false;
     int npos, rc;
-    struct opt opts[] = {{"tz", true, &tz, NULL},
-                         {"kwargs", true, &kw, NULL},
-                         {"title", true, &title, NULL},
-                         {"overlap", true, &overlap, NULL},
-                         {"grace", true, &grace, NULL},
-                         {"expires", true, &expires, NULL},
-                         {"disabled", false, NULL, &disabled},
-                         {NULL, false, NULL, NULL}};
-    if ((rc = parse_opts(argc, argv, opts, pos, 8, &npos)) != CTL_OK)
+    struct ctl_opt opts[] = {{"tz", true, &tz, NULL},
+                             {"kwargs", true, &kw, NULL},
+                             {"title", true, &title, NULL},
+                             {"overlap", true, &overlap, NULL},
+                             {"grace", true, &grace, NULL},
+                             {"expires", true, &expires, NULL},
+                             {"disabled", false, NULL, &disabled},
+                             {NULL, false, NULL, NULL}};
+    if ((rc = ctl_parse_opts(argc, argv, opts, pos, 8, &npos, "cron: ", USAGE)) != CTL_OK)
         return rc;
     if (npos < 2)
         return usage("add: FUNC_ID and EXPR are required");
