@@ -101,6 +101,11 @@ struct srv_req {
 void req_ok(struct srv_req *r, json_t *data);
 /* Error envelope: http = 400/401/404/405/413/500/503/599, reason = "ENotFound"
  * etc., detail stolen (may be NULL), message printf-style. */
+/* An integer query argument in [lo, hi], dflt when absent: 0, or -1 after
+ * answering 400 naming the argument. */
+int req_query_int(struct srv_req *r, const char *name, long long lo, long long hi, long long dflt,
+                  long long *out);
+
 /* Integral reals become integers, as DFF's Node.js server writes them. */
 void srv_json_node_numbers(json_t *v);
 

@@ -165,8 +165,8 @@ static void answer_row(struct srv_req *r, MYSQL_RES *res, const char *what, cons
     req_ok(r, o);
 }
 
-static int query_int(struct srv_req *r, const char *name, long long lo, long long hi,
-                     long long dflt, long long *out)
+int req_query_int(struct srv_req *r, const char *name, long long lo, long long hi, long long dflt,
+                  long long *out)
 {
     const char *s = req_query(r, name);
     *out = dflt;
@@ -863,7 +863,8 @@ static void paged(struct srv_req *r, MYSQL *m, const char *cols, const char *tab
 void h_task_records(struct srv_req *r)
 {
     long long page, size;
-    if (query_int(r, "page", 1, 1000000, 1, &page) || query_int(r, "pageSize", 1, 1000, 50, &size))
+    if (req_query_int(r, "page", 1, 1000000, 1, &page) ||
+        req_query_int(r, "pageSize", 1, 1000, 50, &size))
         return;
     MYSQL *m = srv_db(r);
     if (!m)
@@ -902,7 +903,8 @@ void h_task_records(struct srv_req *r)
 void h_failover_events(struct srv_req *r)
 {
     long long page, size;
-    if (query_int(r, "page", 1, 1000000, 1, &page) || query_int(r, "pageSize", 1, 1000, 50, &size))
+    if (req_query_int(r, "page", 1, 1000000, 1, &page) ||
+        req_query_int(r, "pageSize", 1, 1000, 50, &size))
         return;
     MYSQL *m = srv_db(r);
     if (m)

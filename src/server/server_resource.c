@@ -589,23 +589,6 @@ static json_t *row_json(const struct resource *rs, MYSQL_ROW row, bool full)
     return o;
 }
 
-static int query_ll(struct srv_req *r, const char *name, long long lo, long long hi, long long *out)
-{
-    const char *s = req_query(r, name);
-    if (!s || !*s)
-        return 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*end || v < lo || v > hi) {
-        req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", name),
-                "query argument '%s' must be an integer between %lld and %lld, got '%s'", name, lo,
-                hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* WHERE for the list: the resource's own condition, then ?<field>=a,b,c
  * for every plain string field (DFF's commaArray "in" filters). */
 static void list_where(struct srv_req *r, MYSQL *m, const struct resource *rs, FILE *w)
@@ -643,8 +626,9 @@ void h_res_list(struct srv_req *r)
     const struct resource *rs = res_of(r);
     if (!rs)
         return;
-    long long size = rs->page_default, page = 1;
-    if (query_ll(r, "pageSize", 1, 1000, &size) || query_ll(r, "pageNumber", 1, 1000000, &page))
+    long long size, page;
+    if (req_query_int(r, "pageSize", 1, 1000, rs->page_default, &size) ||
+        req_query_int(r, "pageNumber", 1, 1000000, 1, &page))
         return;
     MYSQL *m = srv_db(r);
     if (!m)
