@@ -171,12 +171,8 @@ void req_redis_err(struct srv_req *r, redisContext *rc, redisReply *rep, const c
  * this server's cache has reloaded, so the next request of the same client
  * sees the change. 0, or -1 (Redis down; logged, not answered). */
 int srv_gen_bump(void);
-/* srv_gen_bump() for a handler: 0, or -1 after answering 503 EBackend that
- * what (printf-style, e.g. "access key ak-1 revoked") was saved but not
- * announced. Servers, workers and beat also reload on their own at least
- * every SRV_RELOAD_MS, so an unannounced change still applies by then. */
-int srv_gen_bump_answer(struct srv_req *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Servers, workers and beat also reload on their own at least every
+ * SRV_RELOAD_MS, so a change whose announcement failed still applies by then. */
 #define SRV_RELOAD_MS 5000
 /* srv_gen_bump() after a committed write; if Redis refuses, answers 503
  * EBackend naming what was saved but not announced ("<label> <id> was

@@ -133,8 +133,8 @@ int req_gen_bump(struct srv_req *r, const char *label, const char *id, const cha
         return 0;
     req_err(r, 503, "EBackend", json_pack("{s:s,s:s,s:s}", "saved", done, "what", label, "id", id),
             "%s %s was %s but servers were not told (Redis refused the generation bump); they "
-            "reload within 5 s",
-            label, id, done);
+            "reload within %d s",
+            label, id, done, SRV_RELOAD_MS / 1000);
     return -1;
 }
 

@@ -2,7 +2,6 @@
  * and, once an admin endpoint needs it, one MariaDB connection. Dropped on
  * I/O errors and reconnected by the next request. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <errmsg.h>
 #include <pthread.h>
@@ -206,25 +205,4 @@ int srv_gen_bump(void)
 {
     char why[256];
     return gen_bump(why, sizeof why);
-}
-
-int srv_gen_bump_answer(struct srv_req *r, const char *fmt, ...)
-{
-    char why[256];
-    if (gen_bump(why, sizeof why) == 0)
-        return 0;
-    char what[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    /* The SQL change is committed; only the announcement failed. Every
-     * process also reloads on its own every SRV_RELOAD_MS, so say when it
-     * takes effect at the latest instead of leaving the caller guessing. */
-    req_err(r, 503, "EBackend",
-            json_pack("{s:b,s:b,s:s}", "saved", 1, "announced", 0, "cause", why),
-            "%s: saved, but the change could not be announced to the other processes (%s); "
-            "they pick it up at their periodic reload within %d s",
-            what, why, SRV_RELOAD_MS / 1000);
-    return -1;
 }
