@@ -23,7 +23,7 @@ LOAD_S=${DRILL_LOAD_S:-22}   # client load duration
 FAULT_AT=${DRILL_FAULT_AT:-5} # s into the load
 CRON_ID=cron-drill
 
-rcli() { nsx tandem-backend redis-cli -h "$BACKEND_IP" "$@" 2>/dev/null; }
+rcli() { nsx ${NS}backend redis-cli -h "$BACKEND_IP" "$@" 2>/dev/null; }
 sqlq() { mariadb --no-defaults -S "$DIR/backend/mysql.sock" -u root -N -B tandem -e "$1"; }
 now_ms() { date +%s%3N; }
 
@@ -31,7 +31,7 @@ now_ms() { date +%s%3N; }
 vip_holders() {
     local n out=""
     for n in a b; do
-        ip -n "tandem-$n" -o -4 addr show dev eth0 2>/dev/null | grep -q " $VIP/" && out="$out $n"
+        ip -n "${NS}$n" -o -4 addr show dev eth0 2>/dev/null | grep -q " $VIP/" && out="$out $n"
     done
     out=${out# }
     echo "${out:-none}"
@@ -47,7 +47,7 @@ ns_pids() { # NS -> pids of every process in that network namespace
 stack_nodes() {
     local n p c out=""
     for n in a b; do
-        for p in $(ns_pids "tandem-$n"); do
+        for p in $(ns_pids "${NS}$n"); do
             c=$(cat "/proc/$p/comm" 2>/dev/null)
             case "$c" in tandem-server | tandem-worker | tandem-beat) out="$out $n"; break ;; esac
         done
@@ -63,7 +63,7 @@ tree_pids() { # PID -> PID and all its descendants
 }
 
 sv_status() { # NODE -> JSON status from its supervisor
-    nsx "tandem-$1" "$BIN/tandemctl" -c "$DIR/$1/tandem.conf" --json status 2>/dev/null
+    nsx "${NS}$1" "$BIN/tandemctl" -c "$DIR/$1/tandem.conf" --json status 2>/dev/null
 }
 
 jget() { /usr/bin/python3 -c 'import json,sys
@@ -84,7 +84,7 @@ drill_setup() {
     [ -s "$DIR/drill.env" ] && return 0
     local key out
     key=$(head -n1 "$DIR/admin.key")
-    out=$(nsx tandem-client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" setup \
+    out=$(nsx ${NS}client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" setup \
         --url "http://$VIP:$PORT" --key "$key") || { echo "drill setup failed: $out" >&2; return 1; }
     printf '%s\n' "$out" >"$DIR/drill.env.tmp"
     local func
@@ -105,7 +105,7 @@ drill_setup() {
 fault_switchover() {
     local t0 out
     t0=$(now_ms)
-    out=$(nsx "tandem-$P0" "$BIN/tandemctl" -c "$DIR/$P0/tandem.conf" --json switchover --wait 10)
+    out=$(nsx "${NS}$P0" "$BIN/tandemctl" -c "$DIR/$P0/tandem.conf" --json switchover --wait 10)
     echo "  tandemctl switchover: $out"
     FIGURES+="switchover_ctl_ms=$(echo "$out" | jget ms)"$'\n'
     EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=500 NO_FAILED=1
@@ -127,7 +127,7 @@ fault_stop-primary() {
     fi
     FIGURES+="stop_primary_exit_ms=$(($(now_ms) - t0))"$'\n'
     echo "  supervisor exited after $(($(now_ms) - t0)) ms; starting it again"
-    start "sv-$P0" "$order" "tandem-$P0" "$DIR/log/sv-$P0.log" "$BIN/tandem-supervisor" -c "$DIR/$P0/tandem.conf"
+    start "sv-$P0" "$order" "${NS}$P0" "$DIR/log/sv-$P0.log" "$BIN/tandem-supervisor" -c "$DIR/$P0/tandem.conf"
     EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=500 NO_FAILED=1
 }
 
@@ -144,8 +144,8 @@ fault_kill-tree() {
     sleep 2
     local order
     order=$(basename "$(ls "$DIR"/pids/*-sv-"$P0".pid)" | cut -d- -f1)
-    kill_ns_leftovers "tandem-$P0"
-    start "sv-$P0" "$order" "tandem-$P0" "$DIR/log/sv-$P0.log" "$BIN/tandem-supervisor" -c "$DIR/$P0/tandem.conf"
+    kill_ns_leftovers "${NS}$P0"
+    start "sv-$P0" "$order" "${NS}$P0" "$DIR/log/sv-$P0.log" "$BIN/tandem-supervisor" -c "$DIR/$P0/tandem.conf"
     echo "  restarted node $P0's supervisor (pid $LAST_PID)"
     EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=2500
 }
@@ -159,14 +159,14 @@ fault_power-cut() {
     svpid=$(cat "$DIR"/pids/*-sv-"$P0".pid)
     pids=$(tree_pids "$svpid" | tr '\n' ' ')
     echo "  power cut of node $P0: link p-$P0 down, SIGKILL $pids"
-    nsx tandem-br ip link set "p-$P0" down
+    nsx ${NS}br ip link set "p-$P0" down
     kill -KILL $pids 2>/dev/null
     sleep 4
     order=$(basename "$(ls "$DIR"/pids/*-sv-"$P0".pid)" | cut -d- -f1)
-    kill_ns_leftovers "tandem-$P0"
-    start "sv-$P0" "$order" "tandem-$P0" "$DIR/log/sv-$P0.log" "$BIN/tandem-supervisor" -c "$DIR/$P0/tandem.conf"
+    kill_ns_leftovers "${NS}$P0"
+    start "sv-$P0" "$order" "${NS}$P0" "$DIR/log/sv-$P0.log" "$BIN/tandem-supervisor" -c "$DIR/$P0/tandem.conf"
     sleep 1
-    nsx tandem-br ip link set "p-$P0" up
+    nsx ${NS}br ip link set "p-$P0" up
     echo "  node $P0 back: supervisor pid $LAST_PID, link up"
     EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=1500
 }
@@ -182,7 +182,7 @@ fault_kill-keepalived() {
     kill -KILL "$kv" "$ka"
     for ((i = 0; i < 500; i++)); do
         t=$(now_ms)
-        if [ -z "$t_vip" ] && ! ip -n "tandem-$P0" -o -4 addr show dev eth0 | grep -q " $VIP/"; then
+        if [ -z "$t_vip" ] && ! ip -n "${NS}$P0" -o -4 addr show dev eth0 | grep -q " $VIP/"; then
             t_vip=$((t - t0))
         fi
         [ -z "$t_beat" ] && ! kill -0 "$beat" 2>/dev/null && t_beat=$((t - t0))
@@ -214,7 +214,7 @@ fault_kill-server() {
 
 fault_sigstop() {
     local pids
-    pids=$(ns_pids "tandem-$P0" | tr '\n' ' ')
+    pids=$(ns_pids "${NS}$P0" | tr '\n' ' ')
     echo "  SIGSTOP every process of node $P0 for 5 s: $pids"
     kill -STOP $pids
     sleep 5
@@ -230,9 +230,9 @@ fault_partition() {
     # VRRP adverts are the lab's only multicast (not for --unicast labs).
     local n how
     if command -v nft >/dev/null; then
-        how="IP protocol 112 dropped by nftables in tandem-a and tandem-b"
+        how="IP protocol 112 dropped by nftables in ${NS}a and ${NS}b"
         for n in a b; do
-            nsx "tandem-$n" nft -f - <<'NFT' || { echo "  FAIL: nft in tandem-$n"; return 1; }
+            nsx "${NS}$n" nft -f - <<'NFT' || { echo "  FAIL: nft in ${NS}$n"; return 1; }
 table inet tandem_drill {
     chain in { type filter hook input priority 0; policy accept; ip protocol vrrp drop; }
     chain out { type filter hook output priority 0; policy accept; ip protocol vrrp drop; }
@@ -241,16 +241,16 @@ NFT
         done
     else
         how="multicast to p-a and p-b blocked on the bridge"
-        nsx tandem-br bridge link set dev p-a mcast_flood off
-        nsx tandem-br bridge link set dev p-b mcast_flood off
+        nsx ${NS}br bridge link set dev p-a mcast_flood off
+        nsx ${NS}br bridge link set dev p-b mcast_flood off
     fi
     echo "  VRRP partition ($how) for 10 s"
     sleep 10
     if command -v nft >/dev/null; then
-        for n in a b; do nsx "tandem-$n" nft delete table inet tandem_drill; done
+        for n in a b; do nsx "${NS}$n" nft delete table inet tandem_drill; done
     else
-        nsx tandem-br bridge link set dev p-a mcast_flood on
-        nsx tandem-br bridge link set dev p-b mcast_flood on
+        nsx ${NS}br bridge link set dev p-a mcast_flood on
+        nsx ${NS}br bridge link set dev p-b mcast_flood on
     fi
     echo "  healed; stack nodes now: $(stack_nodes)"
     EXPECT_PRIMARY=any EXPECT_EPOCH=any OUTAGE_TARGET_MS=""
@@ -286,7 +286,7 @@ fault_redis-kill() {
 switchover_on_primary() {
     local p out
     p=$(vip_holders)
-    out=$(nsx "tandem-$p" "$BIN/tandemctl" -c "$DIR/$p/tandem.conf" --json switchover --wait 10)
+    out=$(nsx "${NS}$p" "$BIN/tandemctl" -c "$DIR/$p/tandem.conf" --json switchover --wait 10)
     echo "  tandemctl switchover on $p: $out"
 }
 
@@ -384,7 +384,7 @@ drill_run() {
     fi
     local t0; t0=$(date +%s)
     echo "drill $name: primary node $P0, epoch $e0; client load ${LOAD_S}s, fault at ${FAULT_AT}s"
-    nsx tandem-client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" load --url "http://$VIP:$PORT" \
+    nsx ${NS}client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" load --url "http://$VIP:$PORT" \
         --key "$key" --sapi "$SAPI" --aapi "$AAPI" --seconds "$LOAD_S" --out "$out-client.json" \
         --settle "$([ "$name" = redis-snapshot ] && echo 20 || echo 90)" \
         >"$out-client.log" 2>&1 &

@@ -7,6 +7,8 @@ NAME=${1:?drill name}
 SRC=${TANDEM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 export TANDEM_BUILD=${TANDEM_BUILD:-$SRC/build}
 LAB=$SRC/appliance/lab
+# shellcheck source=../../appliance/lab-id.sh
+. "$SRC/appliance/lab-id.sh"
 
 # A missing part FAILs the drill: a skip reads as a pass in CI and hides a
 # host that cannot run them. TANDEM_DRILLS_MAY_SKIP=1 (a developer's
@@ -23,7 +25,7 @@ done
 probe=tandem-drill-probe-$$
 ip netns add "$probe" 2>/dev/null || missing "no network namespace support here"
 ip netns del "$probe"
-for n in tandem-br tandem-backend tandem-a tandem-b tandem-client; do
+for n in ${NS}br ${NS}backend ${NS}a ${NS}b ${NS}client; do
     ip netns list | grep -qw "^$n" && { echo "FAIL drill $NAME: namespace $n exists (another lab is up)"; exit 1; }
 done
 [ -x "$TANDEM_BUILD/bin/tandem-supervisor" ] || { echo "FAIL drill $NAME: $TANDEM_BUILD/bin/tandem-supervisor not built"; exit 1; }
