@@ -23,8 +23,9 @@ LOAD_S=${DRILL_LOAD_S:-22}   # client load duration
 FAULT_AT=${DRILL_FAULT_AT:-5} # s into the load
 CRON_ID=cron-drill
 
-rcli() { nsx ${NS}backend redis-cli -h "$BACKEND_IP" "$@" 2>/dev/null; }
-sqlq() { mariadb --no-defaults -S "$DIR/backend/mysql.sock" -u root -N -B tandem -e "$1"; }
+# the Redis master and the MariaDB primary (which move in an --ha-backend lab)
+rcli() { nsx ${NS}backend redis-cli -h "$(ha_redis_master_ip)" "$@" 2>/dev/null; }
+sqlq() { mariadb --no-defaults -S "$(ha_mariadb_primary_sock)" -u root -N -B tandem -e "$1"; }
 now_ms() { date +%s%3N; }
 
 # The node (a|b) whose eth0 holds the VIP; "none" or "a b" otherwise.
