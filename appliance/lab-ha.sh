@@ -25,11 +25,15 @@ ha_nets() {
     NET_SPECS+=(backend2:$BACKEND2_IP)
 }
 
-# Redis settings both servers share (docs/backend-ha.md): an isolated master
-# refuses writes rather than accept ones the promotion will discard.
+# Redis settings both servers share. Not min-replicas-to-write: with one
+# replica it stops every write (BLPOP included) whenever the replica is
+# away, and after a failover the promoted master has none until the old one
+# is back (measured: ~17 s, long enough for the nodes to fail over too).
+# WAIT per enqueue (redis.wait_replicas) keeps accepted tasks on two servers
+# instead. Hook kept for settings both servers need.
 ha_redis_args() {
     ha_on || return 0
-    echo --min-replicas-to-write 1 --min-replicas-max-lag 10
+    echo ""
 }
 
 # The replica on backend2, following the master on backend. "old" restarts
@@ -114,6 +118,16 @@ ha_mariadb_args() { # SERVER_ID
         --log-slave-updates=1
 }
 
+# hook: before the primary first starts: the replica's datadir is a copy of
+# the freshly installed one (identical, so replication starts at the empty
+# GTID; a copy is quicker than a second mariadb-install-db)
+ha_mariadb_seed() {
+    ha_on || return 0
+    [ -d "$DIR/backend2/mysql/mysql" ] && return 0
+    mkdir -p "$DIR/backend2"
+    cp -a "$DIR/backend/mysql" "$DIR/backend2/mysql" || fail mariadb-seed "" "cannot copy the datadir"
+}
+
 # hook: after the primary answers, before the database and user are made
 # (they reach the replica by replication). Both datadirs start from
 # mariadb-install-db, identical, so replication starts at the empty GTID.
@@ -121,15 +135,11 @@ ha_mariadb_up() {
     ha_on || return 0
     local d=$DIR/backend2 ilog=$DIR/log/mariadb-r-install.log
     mkdir -p "$d/tmp"
-    if [ ! -d "$d/mysql/mysql" ]; then
-        mariadb-install-db --no-defaults --datadir="$d/mysql" --user=root --skip-test-db \
-            --auth-root-authentication-method=socket >"$ilog" 2>&1 ||
-            fail mariadb-install-db "$ilog" "could not initialise $d/mysql"
-    fi
     mariadb_start_at r 2 ${NS}backend2 "$BACKEND2_IP" "$d" --read-only=1 $(ha_mariadb_args 2) ||
         fail mariadb-replica "$DIR/log/mariadb-r.log" "the MariaDB replica does not answer"
     local rpw
     rpw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    (umask 077 && echo "$rpw" >"$DIR/repl.pw") # the switch drill re-points the old primary
     mariadb --no-defaults -S "$DIR/backend/mysql.sock" -u root >>"$ilog" 2>&1 <<EOF ||
 CREATE USER IF NOT EXISTS 'repl'@'198.18.${LABNET}.%' IDENTIFIED BY '$rpw';
 GRANT REPLICATION SLAVE ON *.* TO 'repl'@'198.18.${LABNET}.%';
@@ -148,7 +158,12 @@ ha_conf_redis() {
     if ha_on; then
         printf 'redis = { sentinels = [ "%s:%d", "%s:%d", "%s:%d" ]; master_name = "%s"; prefix = "tandem:";\n' \
             "$BACKEND_IP" $SENTINEL_PORT "$A_IP" $SENTINEL_PORT "$B_IP" $SENTINEL_PORT $HA_MASTER_NAME
-        printf '          wait_replicas = 1; wait_timeout_ms = 500; };\n'
+        # wait_refuse false by default here: after a failover the new master
+        # has no replica until the old one is back, and the lab's drills
+        # measure the service going on meanwhile (LAB_WAIT_REFUSE=true to
+        # see enqueues refused instead)
+        printf '          wait_replicas = 1; wait_timeout_ms = 500; wait_refuse = %s; };\n' \
+            "${LAB_WAIT_REFUSE:-false}"
     else
         printf 'redis = { host = "%s"; port = 6379; prefix = "tandem:"; };\n' "$BACKEND_IP"
     fi
