@@ -124,7 +124,7 @@ static json_t *redis_probe(const struct tconf *t, int timeout_ms)
 /* One MariaDB server: reachable, read_only, GTID position. */
 static json_t *mysql_one(const struct tconf *t, const char *hostport, int timeout_s)
 {
-    json_t *h = json_pack("{s:s}", "addr", hostport);
+    json_t *h = json_pack("{s:s}", "addr", hostport ? hostport : "");
     char *err = NULL;
     MYSQL *m =
         hostport ? db_connect_host(t, hostport, timeout_s, &err) : db_connect(t, timeout_s, &err);
@@ -242,7 +242,9 @@ static void judge_redis(const struct tconf *t, json_t *redis, doctor_report_fn r
     json_t *v;
     size_t i;
     if (json_object_get(redis, "error")) {
-        report(d, 2, "redis-topo", "see the redis check", "no master: %s", js(redis, "error"));
+        /* the redis check has FAILed already, with the same cause */
+        report(d, 1, "redis-topo", "fix the redis check first", "not judged: no master: %s",
+               js(redis, "error"));
         return;
     }
     int online = 0, lagging = 0;
@@ -321,7 +323,10 @@ static void judge_mysql(json_t *my, doctor_report_fn report, void *d)
             snprintf(msg + len, sizeof msg - len, " (gtid %s)", js(v, "gtid"));
         }
     }
-    if (writable == 0)
+    if (down == (int)json_array_size(json_object_get(my, "hosts")))
+        report(d, 1, "mysql-topo", "fix the mariadb check first", "not judged: none answers: %s",
+               msg);
+    else if (writable == 0)
         report(d, 2, "mysql-topo",
                "turn read_only off on the primary (SET GLOBAL read_only = 0) or fix mysql.hosts",
                "no writable MariaDB: %s", msg);
