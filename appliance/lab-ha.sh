@@ -21,31 +21,27 @@ ha_on() { [ "${HA_BACKEND:-0}" = 1 ] || [ -f "$DIR/ha-backend" ]; }
 # hook: the extra namespace and its address (before the network is made)
 ha_nets() {
     ha_on || return 0
-    NETS+=(${NS}backend2)
-    NET_SPECS+=(backend2:$BACKEND2_IP)
+    NETS+=("${NS}backend2")
+    NET_SPECS+=("backend2:$BACKEND2_IP")
 }
 
-# Redis settings both servers share. Not min-replicas-to-write: with one
-# replica it stops every write (BLPOP included) whenever the replica is
-# away, and after a failover the promoted master has none until the old one
-# is back (measured: ~17 s, long enough for the nodes to fail over too).
+# No min-replicas-to-write on either Redis: with one replica it stops every
+# write (BLPOP included) whenever the replica is away, and after a failover
+# the promoted master has none until the old one is back (measured: ~17 s,
+# long enough for the nodes to fail over too; bench/RESULTS-failover.md).
 # WAIT per enqueue (redis.wait_replicas) keeps accepted tasks on two servers
-# instead. Hook kept for settings both servers need.
-ha_redis_args() {
-    ha_on || return 0
-    echo ""
-}
+# instead.
 
-# The replica on backend2, following the master on backend. "old" restarts
-# the killed master on backend as it comes back: without replicaof, as a
-# restarted master would; the Sentinels turn it into a replica.
+# The replica on backend2, following the master on backend. (A killed
+# master comes back through redis_start, as the master it was; the Sentinels
+# turn it into a replica: the redis-failover drill.)
 ha_redis_replica_start() {
     local i
     mkdir -p "$DIR/backend2"
     start redis-r 1 ${NS}backend2 "$DIR/log/redis-r.log" redis-server --bind "$BACKEND2_IP" --port 6379 \
         --protected-mode no --dir "$DIR/backend2" --dbfilename redis.rdb --save "" \
         --appendonly yes --appendfsync "${LAB_REDIS_FSYNC:-everysec}" --daemonize no --logfile "" \
-        --replicaof "$BACKEND_IP" 6379 $(ha_redis_args)
+        --replicaof "$BACKEND_IP" 6379
     for ((i = 0; i < 100; i++)); do
         [ "$(nsx ${NS}backend2 redis-cli -h $BACKEND2_IP ping 2>/dev/null)" = PONG ] && return 0
         sleep 0.1
