@@ -177,6 +177,7 @@ ha_conf_mysql() {
 # The MariaDB primary's socket now: the one whose read_only is off.
 ha_mariadb_primary_sock() {
     local s
+    ha_on || { echo "$DIR/backend/mysql.sock"; return 0; }
     for s in "$DIR/backend/mysql.sock" "$DIR/backend2/mysql.sock"; do
         [ -S "$s" ] || continue
         [ "$(mariadb --no-defaults -S "$s" -u root -N -B -e 'SELECT @@read_only' 2>/dev/null)" = 0 ] &&
