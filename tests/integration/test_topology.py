@@ -90,6 +90,9 @@ class TopologyTest(unittest.TestCase):
                     f'paths = {{ migrations = "{SRC}/migrations"; }};\n')
         p = subprocess.run([os.path.join(BIN, "tandemctl"), "-c", path, "--json", "doctor"],
                            capture_output=True, text=True, timeout=120)
+        # 0 or 1 (something FAILed); anything else is a crash (or, in a
+        # sanitizer build, a leak report)
+        self.assertIn(p.returncode, (0, 1), p.stderr[-3000:])
         try:
             checks = {c["check"]: c for c in json.loads(p.stdout)["checks"]}
         except (ValueError, KeyError) as e:
