@@ -466,25 +466,6 @@ static json_t *task_for_caller(struct srv_req *r, json_t *t)
     return t;
 }
 
-/* A record's JSON texts as values under the task JSON's names (kwargs,
- * result, call_chain); a text cut for size stays a string. */
-static void record_json_fields(json_t *o)
-{
-    static const struct {
-        const char *col, *name;
-    } m[] = {{"kwargs_json", "kwargs"},
-             {"return_value_json", "result"},
-             {"call_chain_json", "call_chain"}};
-    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
-        const char *s = json_string_value(json_object_get(o, m[i].col));
-        if (s) {
-            json_t *v = json_loads(s, JSON_DECODE_ANY, NULL);
-            json_object_set_new(o, m[i].name, v ? v : json_string(s));
-        }
-        json_object_del(o, m[i].col);
-    }
-}
-
 void h_task_get(struct srv_req *r)
 {
     const char *id = r->params[0];
@@ -524,8 +505,9 @@ void h_task_get(struct srv_req *r)
         db_query(m, &err,
                  "SELECT id, func_id AS func, status, origin, origin_id, queue, reason, message, "
                  "traceback, output, node, epoch, nominal_at, enqueued_at, started_at, ended_at, "
-                 "cost_ms AS cost, kwargs_json, return_value_json, call_chain_json, root_task_id, "
-                 "trigger_at FROM task_record WHERE id = %s ORDER BY seq DESC LIMIT 1",
+                 "cost_ms AS cost, kwargs_json, return_value_json AS result_json, call_chain_json, "
+                 "root_task_id, trigger_at FROM task_record WHERE id = %s ORDER BY seq DESC "
+                 "LIMIT 1",
                  q);
     free(q);
     if (!res) {
@@ -540,6 +522,5 @@ void h_task_get(struct srv_req *r)
     }
     json_t *o = db_row_json(res, row);
     mysql_free_result(res);
-    record_json_fields(o);
     req_ok(r, task_for_caller(r, o));
 }
