@@ -64,7 +64,7 @@ class _Task(object):
         self.eta = task.get('eta')
         self.delay = task.get('delay') or 0
         self.cron_expr = task.get('cron_expr')
-        self.http_request = task.get('http_request')
+        self.http_request = task.get('http_request') or {}  # DFF: {} when not an API call
         self.cron_job_delay = task.get('cron_job_delay') or 0
         self.root_task_id = self.task_id
         self.chain = []
