@@ -82,7 +82,7 @@ static void job_delays(struct beat_job *j, const char *extra_json)
     int n = task_cron_delays(extra, d, why, sizeof why);
     json_decref(extra);
     if (n < 0) {
-        snprintf(j->bad, sizeof j->bad, "func %.100s: %s", j->func, why);
+        snprintf(j->bad, sizeof j->bad, "func %.80s: %.150s", j->func, why);
         return;
     }
     if (n > 0 && (j->delays = malloc(sizeof d[0] * (size_t)n)) != NULL) {
