@@ -10,12 +10,13 @@ import collections
 import datetime
 import json
 import os
+import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SRC, Stack, have_binaries, wait_for  # noqa: E402
+from harness import BIN, SRC, Stack, have_binaries, wait_for  # noqa: E402
 
 SCRIPT = "dffc__records"
 
@@ -76,6 +77,42 @@ class DFFRecordsTest(unittest.TestCase):
         self.assertEqual(self.records("tick_at_and_after", "COUNT(*)")[0][0],
                          str(2 * len({r[0] for r in self.records("tick_at_and_after",
                                                                  "nominal_at")})))
+
+    def test_delayed_cron_runs_once_while_two_beats_trade_the_lease(self):
+        with open(os.path.join(self.st.dir, "log", "beat-two.log"), "ab") as log:
+            b2 = subprocess.Popen([os.path.join(BIN, "tandem-beat"), "-c", self.st.conf],
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                  start_new_session=True)
+        try:
+            job = self.st.api("POST", "/api/v1/cron-jobs",
+                              {"func_id": f"{SCRIPT}.tick_at_and_after", "expr": "* * * * * *",
+                               "overlap": "allow"})["id"]
+            t0 = int(time.time()) + 1
+            # the lease is yanked every 2 s, each change racing the old
+            # holder's next fire; a slot fired twice would enqueue its
+            # delayed run twice
+            for _ in range(4):
+                time.sleep(2)
+                self.st.redis("DEL", "tandem:beat:lease")
+            t1 = int(time.time()) - 1
+            self.st.api("PATCH", f"/api/v1/cron-jobs/{job}", {"enabled": False})
+            self.assertIsNone(b2.poll(), "the second beat died")
+        finally:
+            b2.terminate()
+            b2.wait(10)
+
+        def per_slot():
+            out = collections.defaultdict(list)
+            for nominal, rv in self.st.sql(
+                    "SELECT FLOOR(UNIX_TIMESTAMP(nominal_at)), return_value_json FROM task_record "
+                    f"WHERE origin_id = '{job}'"):
+                out[int(nominal)].append(json.loads(rv)["delay"] if rv else None)
+            return out if all(len(out.get(t, [])) >= 2 for t in range(t0, t1 + 1)) else None
+        got = wait_for(per_slot, 30, 0.5, "both runs of every slot")
+        time.sleep(1)
+        got = per_slot()
+        self.assertEqual({t: sorted(v) for t, v in got.items() if sorted(v) != [0, 2]}, {},
+                         "slots with a run missing or twice")
 
     def test_bad_delayed_cron_job_is_refused_at_publish(self):
         for opt, want in (("[-1]", "delays in seconds"), ("['5']", "should be int"),
