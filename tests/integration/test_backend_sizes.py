@@ -6,6 +6,7 @@ over 80 %)."""
 import json
 import os
 import re
+import signal
 import sys
 import unittest
 
@@ -32,7 +33,11 @@ class BackendSizesTest(unittest.TestCase):
             status, _ = cls.st.http("POST", f"/api/v1/sync/{sapi}", {"kwargs": {"x": i}}, key=None)
             assert status == 200, status
         cls.sapi = sapi
-        # one finished retention pass: 25 calls trimmed to 5
+        # rows the purge must delete, whatever the keeper trimmed at flush
+        vals = ",".join(f"('task-sizes-{i}', 's__a.f', 'sync-api', 'sapi-sizes', 'success', UTC_TIMESTAMP(3))"
+                        for i in range(20))
+        cls.st.sql("INSERT INTO task_record (id, func_id, origin, origin_id, status, ended_at) VALUES " + vals)
+        # one finished retention pass: trimmed to 5
         wait_for(lambda: int(cls.st.redis("HGET", "tandem:stats:purge", "last_pass_rows") or 0) > 0,
                  30, 0.3, "a finished retention pass in Pstats:purge")
 
@@ -65,7 +70,7 @@ class BackendSizesTest(unittest.TestCase):
         self.assertGreater(metric(m, "tandem_purge_last_pass_end_timestamp_seconds"), 1.7e9)
         self.assertGreater(metric(m, "tandem_purge_last_pass_seconds"), 0)
         self.assertGreater(metric(m, "tandem_purge_busy_seconds_total"), 0)
-        self.assertGreaterEqual(metric(m, "tandem_purge_deleted_total"), 20)
+        self.assertGreaterEqual(metric(m, "tandem_purge_deleted_total"), 15)  # the 20 rows inserted, cap 5
 
     def test_status_prints_sizes_without_a_supervisor(self):
         # a local stack has no supervisor: status fails for that, but the
@@ -77,6 +82,39 @@ class BackendSizesTest(unittest.TestCase):
         self.assertRegex(p.stdout, r"last purge:\s+\d{4}-\d\d-\d\dT[\d:.]+Z, \d+ rows in [\d.]+ ms")
         # --no-sizes leaves it out
         self.assertNotIn("redis size:", self.st.ctl("status", "--no-sizes").stdout)
+
+    def keeper_pid(self):
+        """The worker's child that is not a Python child (those have the
+        master's pipe on fd 3; the keeper closes every fd from 3 up)."""
+        worker = self.st.pids()["worker"]
+        with open(f"/proc/{worker}/task/{worker}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+        for p in kids:
+            try:
+                fd3 = os.readlink(f"/proc/{p}/fd/3")
+            except OSError:
+                fd3 = ""
+            if not fd3.startswith("pipe:"):
+                return p
+        self.fail(f"no keeper among {kids}")
+
+    def test_flush_writes_only_the_newest_cap_records_of_a_batch(self):
+        # the keeper stopped, 30 calls pile up in Redis: one batch of 30 for
+        # an API capped at 5, of which only the newest 5 are written
+        sapi = self.st.deploy("sizes__trim", "@DFF.API('T')\ndef t(x=1):\n    return x\n", "t")
+        before = int(self.st.redis("HGET", "tandem:stats:purge", "trimmed_at_flush") or 0)
+        kp = self.keeper_pid()
+        os.kill(kp, signal.SIGSTOP)
+        try:
+            for i in range(30):
+                status, _ = self.st.http("POST", f"/api/v1/sync/{sapi}", {"kwargs": {"x": i}}, key=None)
+                self.assertEqual(status, 200)
+        finally:
+            os.kill(kp, signal.SIGCONT)
+        wait_for(lambda: int(self.st.redis("HGET", "tandem:stats:purge", "trimmed_at_flush") or 0) - before == 25,
+                 20, 0.2, "25 of 30 records trimmed at flush")
+        n = self.st.sql(f"SELECT COUNT(*) FROM task_record WHERE origin_id = '{sapi}'")[0][0]
+        self.assertEqual(int(n), 5)
 
     def doctor(self, conf=None, env=None):
         args = (["-c", conf] if conf else [])
