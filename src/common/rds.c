@@ -399,3 +399,41 @@ long long rds_hb_list(redisContext *rc, const struct tconf *c, const char *kind,
         *out = list;
     return live;
 }
+
+/* One "name:value" line of an INFO reply as an integer; -1 when absent. */
+static long long info_int(const char *info, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = info; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && p[n] == ':')
+            return strtoll(p + n + 1, NULL, 10);
+    return -1;
+}
+
+json_t *rds_size_stats(redisContext *rc, char **err)
+{
+    static const char *const cmds[] = {"INFO memory", "INFO persistence", "DBSIZE"};
+    redisReply *r[3] = {NULL, NULL, NULL};
+    json_t *o = NULL;
+    for (int i = 0; i < 3; i++) {
+        r[i] = redisCommand(rc, cmds[i]);
+        if (!r[i] || r[i]->type == REDIS_REPLY_ERROR ||
+            r[i]->type != (i < 2 ? REDIS_REPLY_STRING : REDIS_REPLY_INTEGER)) {
+            err_set(err, "%s: %s", cmds[i],
+                    !r[i]                             ? rc->errstr
+                    : r[i]->type == REDIS_REPLY_ERROR ? r[i]->str
+                                                      : "unexpected reply type");
+            goto out;
+        }
+    }
+    long long aof = info_int(r[1]->str, "aof_enabled");
+    o = json_pack("{s:I, s:I, s:b}", "used_memory", (json_int_t)info_int(r[0]->str, "used_memory"),
+                  "keys", (json_int_t)r[2]->integer, "aof_enabled", aof == 1);
+    if (aof == 1)
+        json_object_set_new(o, "aof_size", json_integer(info_int(r[1]->str, "aof_current_size")));
+out:
+    for (int i = 0; i < 3; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
+    return o;
+}

@@ -59,4 +59,11 @@ int rds_hb_del(redisContext *rc, const struct tconf *c, const char *kind, const 
  * are removed from the set. -1 on a Redis error. */
 long long rds_hb_list(redisContext *rc, const struct tconf *c, const char *kind, json_t **out);
 
+/* Redis's own size, for /metrics, tandemctl status and bench/: a new
+ * object {used_memory (bytes), keys (DBSIZE of the selected db),
+ * aof_enabled, aof_size (aof_current_size, only when on)}. INFO and DBSIZE
+ * only: no SCAN, cheap on any keyspace. NULL and *err when Redis refuses
+ * (an ACL without INFO) or the connection broke. */
+json_t *rds_size_stats(redisContext *rc, char **err);
+
 #endif

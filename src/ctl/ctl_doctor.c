@@ -26,6 +26,7 @@
 #include "build_config.h"
 #include "clock.h"
 #include "ctl.h"
+#include "ctl_backend_stats.h"
 #include "db.h"
 #include "ctl_doctor_tls.h"
 #include "ctl_topology.h"
@@ -845,7 +846,8 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
             puts("usage: tandemctl [-c FILE] [--json] doctor [FILE]\n"
                  "Checks this node: config, keepalived, interface and VIP, peer, Redis, MariaDB,\n"
                  "clock offset, migrations, the backend's topology (Redis master, replicas,\n"
-                 "Sentinels; MariaDB primary), Python modules DFF scripts import. Exit 0 if\n"
+                 "Sentinels; MariaDB primary), retention, backend disks, Python modules DFF\n"
+                 "scripts import. Exit 0 if\n"
                  "nothing FAILed, 1 otherwise.");
             return CTL_OK;
         }
@@ -870,6 +872,7 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
         check_redis(&d);
         check_mariadb(&d);
         ctl_topology_doctor(&c->conf, report_cb, &d);
+        ctl_backend_doctor(&c->conf, report_cb, &d); /* retention, backend disks */
         check_python_modules(&d);
         ctl_doctor_tls(&c->conf, report_cb, &d);
     }

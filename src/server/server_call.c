@@ -38,6 +38,8 @@ void h_metrics(struct srv_req *r)
         redisAppendCommand(rc, "HGETALL %s", k);
         rds_key(k, sizeof k, &S.conf, "stats:beat");
         redisAppendCommand(rc, "HGETALL %s", k);
+        rds_key(k, sizeof k, &S.conf, "stats:purge");
+        redisAppendCommand(rc, "HGETALL %s", k);
         rds_key(k, sizeof k, &S.conf, "delayed");
         redisAppendCommand(rc, "ZCARD %s", k);
         json_t *qs = json_object();
@@ -61,8 +63,8 @@ void h_metrics(struct srv_req *r)
                 freeReplyObject(b);
         }
         json_object_set_new(ext, "queues", qs);
-        const char *hn[] = {"worker", "beat"};
-        for (int i = 0; i < 2 && !broken; i++) {
+        const char *hn[] = {"worker", "beat", "purge"};
+        for (int i = 0; i < 3 && !broken; i++) {
             redisReply *h = NULL;
             if (redisGetReply(rc, (void **)&h) != REDIS_OK) {
                 broken = true;
@@ -85,6 +87,13 @@ void h_metrics(struct srv_req *r)
         if (!broken) {
             json_object_set_new(ext, "workers_live", json_integer(hb_live(rc, "worker")));
             json_object_set_new(ext, "servers_live", json_integer(hb_live(rc, "server")));
+            /* Redis's own size (issue 16): INFO + DBSIZE, no SCAN. A refusal
+             * (an ACL without INFO) only leaves these gauges out. */
+            json_t *rs = rds_size_stats(rc, NULL);
+            if (rs)
+                json_object_set_new(ext, "redis", rs);
+            else if (rc->err)
+                srv_redis_broken();
         } else {
             srv_redis_broken();
         }
