@@ -151,11 +151,17 @@ void wrec_cut_utf8(char *s, size_t max);
  * is broken when rc->err is set (else Redis refused, e.g. OOM: retry).
  * extra: one more command riding in the same round trip (the child's fetch
  * of its next task): append() adds exactly one command; reply() sees its
- * reply (borrowed) if it arrived. */
+ * reply (borrowed) if it arrived; append NULL for none. Without extra, or
+ * with its stats NULL, this task is counted in Pstats:worker (tasks, its
+ * status, cost_ms); else stats holds nstats (field, increment) pairs to
+ * add instead, possibly none: the child sums its counters in memory and
+ * flushes them about once a second (struct wstats). */
 struct wrec_extra {
     void (*append)(redisContext *rc, void *ud);
     void (*reply)(redisReply *r, void *ud);
     void *ud;
+    const char *const *stats;
+    int nstats;
 };
 int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                 const struct woutcome *o, const char *node, int64_t epoch,
@@ -186,6 +192,28 @@ struct wentry {
 };
 #define W_BACKLOG 16
 
+/* Pstats:worker counters of a child not yet written: one HINCRBY per
+ * counter and second instead of three per task. */
+#define W_STATS_MAX 8
+struct wstats {
+    long long tasks, cost_ms;
+    struct {
+        char status[16];
+        long long n;
+    } by[W_STATS_MAX];
+    int nby;
+    int64_t flushed_mono; /* 0: never: the first task flushes at once */
+    /* as (field, increment) argv pairs for wrec_extra / HINCRBY */
+    char num[2 + W_STATS_MAX][24];
+    const char *argv[2 * (2 + W_STATS_MAX)];
+};
+/* Counts one finished task. */
+void wstats_add(struct wstats *s, const char *status, long long cost_ms);
+/* The pending counters as argv pairs in s->argv; returns how many strings
+ * (0: nothing pending). */
+int wstats_argv(struct wstats *s);
+void wstats_clear(struct wstats *s, int64_t now_mono);
+
 /* The one context of a child process. */
 struct wchild {
     const struct tconf *c;
@@ -208,7 +236,10 @@ struct wchild {
                                      last fetch found nothing: XREAD waits
                                      for anything newer without claiming */
     bool have_last_ids;
-    int pid; /* getpid(): a fork of user code is not us */
+    int64_t empty_mono[W_NQUEUES]; /* when a fetch last found the stream
+                                      empty (0: not known empty) */
+    int pid;                       /* getpid() at start */
+    struct wstats stats;           /* counters not yet in Pstats:worker */
 };
 
 /* What the Python side answered; all strings malloc'd or NULL. */

@@ -157,17 +157,32 @@ static char *quote_cb(void *ud, const char *s)
  * it; an unfinished batch already there comes back first (a replay).
  * KEYS: Ptaskrec, processing list, Ptaskrec:procs (set of processing
  * lists). ARGV: max records, max bytes (the first record always goes). */
+/* The oldest records (the list's tail) are read in growing chunks (16,
+ * 64, ...) and moved with one LTRIM and LPUSH per batch: a LINDEX and an
+ * LMOVE per record were two Redis commands of every call. */
 static const char TAKE_LUA[] =
     "if redis.call('LLEN', KEYS[2]) > 0 then return redis.call('LRANGE', KEYS[2], 0, -1) end "
     "local out, bytes, max, cap = {}, 0, tonumber(ARGV[1]), tonumber(ARGV[2]) "
-    "while #out < max do "
-    "  local v = redis.call('LINDEX', KEYS[1], -1) "
-    "  if not v then break end "
-    "  if #out > 0 and bytes + #v > cap then break end "
-    "  if #out == 0 then redis.call('SADD', KEYS[3], KEYS[2]) end "
-    "  redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') "
-    "  bytes = bytes + #v "
-    "  out[#out + 1] = v "
+    "local off, chunk, full = 0, 16, false "
+    "while #out < max and not full do "
+    "  local want = math.min(chunk, max - #out) "
+    "  local vs = redis.call('LRANGE', KEYS[1], -(off + want), -(off + 1)) "
+    "  for i = #vs, 1, -1 do "
+    "    local v = vs[i] "
+    "    if #out > 0 and bytes + #v > cap then full = true break end "
+    "    bytes = bytes + #v "
+    "    out[#out + 1] = v "
+    "  end "
+    "  if #vs < want then break end "
+    "  off = off + #vs "
+    "  chunk = chunk * 4 "
+    "end "
+    "if #out > 0 then "
+    "  redis.call('SADD', KEYS[3], KEYS[2]) "
+    "  redis.call('LTRIM', KEYS[1], 0, -#out - 1) "
+    "  for i = 1, #out, 200 do "
+    "    redis.call('LPUSH', KEYS[2], unpack(out, i, math.min(i + 199, #out))) "
+    "  end "
     "end "
     "return out";
 
