@@ -86,6 +86,10 @@
   /* ---- sign-in -------------------------------------------------------- */
   function signIn(message) {
     clearInterval(state.timer);
+    /* a poll that was already in flight may answer 401 after a sign-out:
+     * keep the message the person saw */
+    if (state.view === "signin" && document.getElementById("signin-error")) return;
+    state.view = "signin";
     var msg = el("p", { class: "err", id: "signin-error", role: "alert", text: message || "" });
     var user = el("input", { id: "username", name: "username", autocomplete: "username", required: true });
     var pw = el("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
@@ -98,6 +102,7 @@
           .then(function (d) {
             state.csrf = d.csrf;
             state.user = d.username;
+            state.view = "";
             route();
           })
           .catch(function (e) { msg.textContent = e.message; });
@@ -126,7 +131,7 @@
   function route() {
     if (!state.csrf) {
       api("GET", "/api/v1/console/do/session")
-        .then(function (d) { state.csrf = d.csrf; state.user = d.username; route(); })
+        .then(function (d) { state.csrf = d.csrf; state.user = d.username; state.view = ""; route(); })
         .catch(function () { /* signIn() already shown */ });
       return;
     }
@@ -147,6 +152,8 @@
     v[2](main, hash.slice(1));
   }
   function signOut() {
+    clearInterval(state.timer);
+    state.view = "";
     api("POST", "/api/v1/console/do/sign-out", {})
       .catch(function () { /* the cookie is gone either way */ })
       .then(function () { state.csrf = ""; signIn("Signed out."); });
@@ -196,13 +203,15 @@
     load();
     state.timer = setInterval(load, 2000);
   }
+  var ROLE_NAMES = { master: "primary", backup: "backup", fault: "fault" };
   function renderOverview(body, c, rate, errs) {
     var names = Object.keys(c.nodes || {}).sort();
     var cards = names.map(function (n) {
       var s = c.nodes[n] || {};
-      var primary = s.role === "primary";
-      return el("div", { class: "panel node", id: "node-" + n },
-        el("h3", null, n + " ", badge(s.role || "?", s.role), s.maint ? badge("maintenance", "warn") : null,
+      var primary = s.role === "master";
+      var role = ROLE_NAMES[s.role] || s.role || "?";
+      return el("div", { class: "panel node", id: "node-" + n, "data-role": role },
+        el("h3", null, n + " ", badge(role, role), s.maint ? badge("maintenance", "warn") : null,
           primary ? el("span", { class: "muted", text: " holds the VIP" }) : null),
         el("div", { class: "kv" },
           el("span", { text: "epoch" }), el("span", { class: "epoch", text: s.epoch }),
@@ -218,7 +227,7 @@
     var qtotal = Object.keys(q).reduce(function (a, k) { return a + q[k]; }, 0);
     var stats = el("div", { class: "panel stats" },
       stat("served by", c.node, "served-by"),
-      stat("epoch", c.epoch, "cluster-epoch"),
+      stat("epoch", c.epoch < 0 ? "none yet" : c.epoch, "cluster-epoch"),
       stat("servers", (hb.server || []).length),
       stat("workers", (hb.worker || []).length + " (" + workers + " children)", "workers"),
       stat("beat", (hb.beat || []).length),
@@ -235,9 +244,21 @@
           el("td", { text: e.from_state }), el("td", { text: e.to_state }), el("td", { text: e.epoch }),
           el("td", { text: e.cause }));
       })));
+    var primaryNode = names.filter(function (n) { return (c.nodes[n] || {}).role === "master"; })[0];
+    var res = c.switchoverResult;
     var actions = el("div", { class: "panel" },
       el("h2", { text: "Failover" }),
-      el("p", { class: "muted", text: "Switchover and maintenance move the VIP between the nodes. They run on the primary's supervisor: use `tandemctl switchover` or `tandemctl maintenance on` there (the console cannot reach the supervisor's root-only control socket yet)." }));
+      primaryNode ? el("p", null,
+        el("button", { class: "danger", id: "switchover", disabled: !!c.switchoverPending, onclick: function () {
+          if (!confirm("Switch over: " + primaryNode + " hands the VIP and the stack to its peer. Calls in flight on " + primaryNode + " finish or are retried; a sub-second gap is expected. Go on?")) return;
+          api("POST", "/api/v1/console/do/switchover", { primary: primaryNode })
+            .then(function () { toast("Switchover requested: " + primaryNode + "'s supervisor hands over within a second"); })
+            .catch(fail);
+        } }, "Switch over from " + primaryNode), " ",
+        el("span", { class: "muted", text: c.switchoverPending ? "request waiting for the primary's supervisor…" : "Refused unless the peer is ready (as `tandemctl switchover` without --force). Maintenance: `tandemctl maintenance on` on the node." }))
+        : el("p", { class: "muted", text: "No primary reports to Redis: switchover needs the two-node appliance." }),
+      res ? el("p", { id: "switchover-result", class: res.ok ? "okc" : "err",
+        text: "Last switchover request (" + res.node + ", " + ago(res.at) + "): " + (res.ok ? "handing over at epoch " + res.epoch : res.error) }) : null);
     body.replaceChildren(stats, el("div", { class: "nodes" }, cards), queues, actions,
       el("div", { class: "panel" }, el("h2", { text: "Failover timeline" }),
         (c.failoverEvents || []).length ? ev : el("p", { class: "muted", text: "No failover events recorded." })));

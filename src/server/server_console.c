@@ -98,8 +98,16 @@ static void console_headers(struct srv_req *r)
     MHD_add_response_header(r->resp, "Referrer-Policy", "no-referrer");
 }
 
+void h_console_file(struct srv_req *r);
+
+/* "/" and "/console" send the browser to "/console/"; the router folds
+ * "/console/" into "/console" too, so that one is the index itself. */
 void h_console_root(struct srv_req *r)
 {
+    if (strcmp(r->path, "/console/") == 0) {
+        h_console_file(r);
+        return;
+    }
     static const char body[] = "the console is at /console/\n";
     req_raw(r, 302, "text/plain; charset=utf-8", strdup(body), sizeof body - 1);
     if (r->resp)
@@ -266,16 +274,21 @@ void h_console_cluster(struct srv_req *r)
     const char *P = S.conf.redis_prefix;
     redisAppendCommand(rc, "HGETALL %ssv", P);
     redisAppendCommand(rc, "GET %sepoch", P);
+    redisAppendCommand(rc, "GET %ssv:switchover", P);
+    redisAppendCommand(rc, "GET %ssv:switchover:result", P);
     for (size_t i = 0; i < NQUEUES; i++)
         redisAppendCommand(rc, "XLEN %sq:%s", P, console_queues[i]);
     redisReply *rep = NULL;
     json_t *nodes = json_object(), *queues = json_object();
     long long epoch = -1;
-    for (size_t i = 0; i < 2 + NQUEUES; i++) {
+    json_t *pending = json_null(), *result = json_null();
+    for (size_t i = 0; i < 4 + NQUEUES; i++) {
         if (redisGetReply(rc, (void **)&rep) != REDIS_OK || !rep) {
             req_redis_err(r, rc, NULL, "reading the cluster state");
             json_decref(nodes);
             json_decref(queues);
+            json_decref(pending);
+            json_decref(result);
             return;
         }
         if (i == 0 && rep->type == REDIS_REPLY_ARRAY)
@@ -285,8 +298,12 @@ void h_console_cluster(struct srv_req *r)
                     json_or_string(rep->element[k + 1]->str, rep->element[k + 1]->len));
         else if (i == 1 && rep->type == REDIS_REPLY_STRING)
             epoch = atoll(rep->str);
-        else if (i >= 2 && rep->type == REDIS_REPLY_INTEGER)
-            json_object_set_new(queues, console_queues[i - 2], json_integer(rep->integer));
+        else if (i == 2 && rep->type == REDIS_REPLY_STRING)
+            json_decref(pending), pending = json_or_string(rep->str, rep->len);
+        else if (i == 3 && rep->type == REDIS_REPLY_STRING)
+            json_decref(result), result = json_or_string(rep->str, rep->len);
+        else if (i >= 4 && rep->type == REDIS_REPLY_INTEGER)
+            json_object_set_new(queues, console_queues[i - 4], json_integer(rep->integer));
         freeReplyObject(rep);
     }
     json_t *hb = json_pack("{s:o,s:o,s:o}", "server", heartbeats(rc, "server"), "worker",
@@ -326,4 +343,71 @@ fail:
     json_decref(hb);
     json_decref(events);
     json_decref(paused);
+}
+
+/* ---- POST /api/v1/console/do/switchover {"primary":"<node>"} ---------------
+ * tandem-server runs unprivileged and cannot reach the supervisor's
+ * root-only control socket; it leaves a request in Redis that the primary's
+ * supervisor takes within half a second and answers like `tandemctl
+ * switchover` without --force (failover/sv_ctl.c). "primary" is the page's
+ * confirmation: the node the person saw as primary, which must still be it,
+ * so a stale page cannot move the VIP back. */
+#define SWITCHOVER_REQ_PX 10000
+#define SV_FRESH_MS 3000
+
+void h_console_switchover(struct srv_req *r)
+{
+    json_t *body = req_body_object(r, true);
+    const char *want = NULL;
+    if (!body)
+        return;
+    if (req_field_str(r, body, "primary", true, &want))
+        goto out;
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        goto out;
+    const char *P = S.conf.redis_prefix;
+    redisReply *rep = redisCommand(rc, "HGET %ssv %s", P, want);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        req_redis_err(r, rc, rep, "reading the supervisors' state");
+        goto out;
+    }
+    json_t *st = rep->type == REDIS_REPLY_STRING ? json_loads(rep->str, 0, NULL) : NULL;
+    freeReplyObject(rep);
+    const char *role = json_string_value(json_object_get(st, "role"));
+    int64_t age = now_ms() - json_integer_value(json_object_get(st, "ts"));
+    bool primary = role && strcmp(role, "master") == 0 && age < SV_FRESH_MS;
+    json_decref(st);
+    if (!primary) {
+        req_err(r, 409, "EBizCondition.NotPrimary", json_pack("{s:s}", "primary", want),
+                "node %s is not the primary now (or its supervisor has not reported for %d ms): "
+                "reload the overview",
+                want, SV_FRESH_MS);
+        goto out;
+    }
+    char *req = NULL;
+    json_t *o = json_pack("{s:s,s:s,s:I}", "node", want, "by",
+                          r->user_id[0] ? r->user_id : r->key_id, "at", (json_int_t)now_ms());
+    req = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    rep = redisCommand(rc, "DEL %ssv:switchover:result", P);
+    if (rep)
+        freeReplyObject(rep);
+    rep =
+        redisCommand(rc, "SET %ssv:switchover %s NX PX %d", P, req ? req : "{}", SWITCHOVER_REQ_PX);
+    free(req);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        req_redis_err(r, rc, rep, "leaving the switchover request");
+        goto out;
+    }
+    bool set = rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    if (!set) {
+        req_err(r, 409, "EBizCondition.SwitchoverPending", NULL,
+                "a switchover request is already waiting for the primary's supervisor");
+        goto out;
+    }
+    req_ok(r, json_pack("{s:b,s:s}", "requested", 1, "primary", want));
+out:
+    json_decref(body);
 }

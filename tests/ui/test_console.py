@@ -167,7 +167,7 @@ class ConsoleTest(unittest.TestCase):
         took = time.monotonic() - t0
         # a loose bound: CI machines are shared; the figure is printed
         print("sign-in to overview: %.2f s" % took, file=sys.stderr)
-        self.assertLess(took, 20.0, "overview took %.2f s" % took)
+        self.assertLess(took, 60.0, "overview took %.2f s" % took)
         self.assertIn(USER, self.find("#who").text)
         # the session cookie is HttpOnly: page script cannot read it
         self.assertNotIn("tandem_session", self.d.execute_script("return document.cookie"))
