@@ -490,6 +490,19 @@
     var kw = el("textarea", { class: "json", id: "cron-kwargs", text: "{}" });
     var body = el("tbody");
     var global = el("span", { id: "cron-global" });
+    var next = el("div", { id: "cron-next", class: "muted mono" });
+    var pending = 0;
+    function preview() {
+      clearTimeout(pending);
+      pending = setTimeout(function () {
+        api("GET", "/api/v1/console/cron-next?count=5&expr=" + encodeURIComponent(expr.value) + "&timezone=" + encodeURIComponent(tz.value))
+          .then(function (d) { next.replaceChildren("Next: ", d.join("  ·  ")); })
+          .catch(function (e) { next.replaceChildren(el("span", { class: "err", text: e.message })); });
+      }, 250);
+    }
+    expr.addEventListener("input", preview);
+    tz.addEventListener("input", preview);
+    preview();
     add(main, [el("h1", { text: "Cron jobs" }),
       el("div", { class: "panel" }, el("form", { onsubmit: function (ev) {
         ev.preventDefault();
@@ -498,7 +511,7 @@
         api("POST", "/api/v1/cron-jobs", { func_id: fsel.value, expr: expr.value, timezone: tz.value, kwargs: k })
           .then(function () { toast("Cron job created"); load(); }).catch(fail);
       } }, el("label", null, "Function", fsel), el("label", null, "Expression", expr), el("label", null, "Time zone", tz),
-        el("label", null, "kwargs (JSON)", kw), el("button", { class: "primary", type: "submit", id: "cron-create" }, "Create cron job"))),
+        el("label", null, "kwargs (JSON)", kw), el("button", { class: "primary", type: "submit", id: "cron-create" }, "Create cron job"), next)),
       el("div", { class: "panel" }, global),
       el("div", { class: "panel" }, el("table", { id: "cron-jobs" }, el("thead", null, el("tr", null,
         ["job", "function", "expression", "zone", "state", "last outcome", ""].map(function (h) { return el("th", { text: h }); }))), body))]);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "clock.h"
+#include "cron.h"
 #include "log.h"
 #include "server_int.h"
 
@@ -410,4 +411,46 @@ void h_console_switchover(struct srv_req *r)
     req_ok(r, json_pack("{s:b,s:s}", "requested", 1, "primary", want));
 out:
     json_decref(body);
+}
+
+/* ---- GET /api/v1/console/cron-next?expr=&timezone=&count=5 -----------------
+ * The next fire times of an expression in a zone, from the one cron engine
+ * (the beat's), so the page shows what the beat will do while one types. */
+void h_console_cron_next(struct srv_req *r)
+{
+    const char *expr = req_query(r, "expr"), *tzname = req_query(r, "timezone");
+    long long n;
+    if (req_query_int(r, "count", 1, 50, 5, &n))
+        return;
+    if (!expr || !*expr) {
+        req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "expr"),
+                "query argument 'expr' (a cron expression) is required");
+        return;
+    }
+    struct cron_expr e;
+    char *err = NULL;
+    if (cron_parse(&e, expr, &err)) {
+        req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "expr"), "expr: %s",
+                err ? err : "bad cron expression");
+        free(err);
+        return;
+    }
+    struct cron_tz *tz = cron_tz_load(tzname && *tzname ? tzname : "UTC", &err);
+    if (!tz) {
+        req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "timezone"),
+                "timezone: %s", err ? err : "unknown time zone");
+        free(err);
+        return;
+    }
+    json_t *a = json_array();
+    int64_t t = now_ms() / 1000;
+    for (long long i = 0; i < n; i++) {
+        t = cron_next(&e, tz, t);
+        if (t < 0)
+            break;
+        char buf[64];
+        json_array_append_new(a, json_string(cron_format(t, tz, buf, sizeof buf)));
+    }
+    cron_tz_free(tz);
+    req_ok(r, a);
 }

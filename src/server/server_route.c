@@ -31,6 +31,7 @@ const struct srv_route srv_routes[] = {
     {"POST", "/api/v1/console/do/sign-out", h_console_sign_out, A, "admin"},
     {"GET", "/api/v1/console/cluster", h_console_cluster, A, "admin"},
     {"POST", "/api/v1/console/do/switchover", h_console_switchover, A, "admin"},
+    {"GET", "/api/v1/console/cron-next", h_console_cron_next, A, "admin"},
 
     {"POST", "/api/v1/func/:", h_func_call, true, "call"},
     /* Sync/Async APIs (and DFF's legacy names al/bat): /<id>, /<id>/<format>

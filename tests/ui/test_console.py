@@ -262,6 +262,9 @@ class ConsoleTest(unittest.TestCase):
         Select(self.find("#cron-func")).select_by_value("ui__calc.add")
         self.type("#cron-expr", "0 3 * * *")
         self.type("#cron-tz", "Europe/Berlin")
+        # the next five fire times, from the beat's engine, in the job's zone
+        nxt = self.text_in("#cron-next", "T03:00:00+0")
+        self.assertEqual(nxt.count("T03:00:00+0"), 5, nxt)
         self.click("#cron-create")
         self.text_in("#cron-jobs tr.cron", "0 3 * * *")
         self.click("#cron-jobs tr.cron .cron-toggle")
