@@ -217,6 +217,13 @@ void sv_ctl_console_request(struct sv *s)
 {
     if (s->fsm.role != SV_ROLE_MASTER || s->promote_pending || s->shutting_down)
         return;
+    /* only while the health thread sees Redis answer: this runs in the main
+     * loop, which must not wait on a Redis that is away during a failover */
+    pthread_mutex_lock(&s->hl.lock);
+    bool redis_ok = s->hl.view.redis_ok;
+    pthread_mutex_unlock(&s->hl.lock);
+    if (!redis_ok)
+        return;
     char key[128], rkey[160];
     rds_key(key, sizeof(key), &s->conf, "sv:switchover");
     snprintf(rkey, sizeof rkey, "%s:result", key);
