@@ -189,6 +189,8 @@ void sv_event(struct sv *s, const char *from, const char *to, const char *cause,
 /* sv_ctl.c */
 int sv_ctl_open(struct sv *s);
 void sv_ctl_accept(struct sv *s);
+/* The web console's switchover request left in Redis (<prefix>sv:switchover). */
+void sv_ctl_console_request(struct sv *s);
 void sv_ctl_close(struct sv *s);
 
 /* sv_main.c: role changes that the control socket may ask for */

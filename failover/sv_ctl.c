@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "rds.h"
 
 #define REQ_MAX 4096
 #define REQ_WAIT_MS 200 /* a client gets this long to send its line */
@@ -106,6 +107,10 @@ static json_t *status_json(struct sv *s)
 
 static json_t *answer(struct sv *s, json_t *req)
 {
+    /* who asked, for the failover_event's cause: the console names its user */
+    const char *via = json_string_value(json_object_get(req, "via"));
+    char why[160];
+    snprintf(why, sizeof why, "switchover requested by %s", via && *via ? via : "tandemctl");
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
     if (cmd == NULL)
         return json_pack("{s:b,s:s}", "ok", 0, "error", "request has no \"cmd\" string");
@@ -121,7 +126,7 @@ static json_t *answer(struct sv *s, json_t *req)
             return json_pack("{s:b,s:s}", "ok", 0, "error",
                              "no peer is ready to take over (none seen as backup, or it is in "
                              "maintenance); --force hands over anyway");
-        sv_handover(s, "switchover requested by tandemctl");
+        sv_handover(s, why);
         return json_pack("{s:b,s:s,s:I}", "ok", 1, "message", "handing over", "epoch",
                          (json_int_t)s->fsm.epoch);
     }
@@ -197,5 +202,82 @@ void sv_ctl_accept(struct sv *s)
             free(out);
         }
         close(fd);
+    }
+}
+
+/* The web console cannot reach this root-only socket (tandem-server runs as
+ * the unprivileged user), so it leaves a request in Redis instead:
+ * <prefix>sv:switchover = {"node":<the primary it saw>,"by":<user>} with a
+ * short PX, SET NX. The primary takes it (GETDEL) and answers it exactly as
+ * `tandemctl switchover` without --force: refused unless a peer is ready.
+ * The answer goes to <prefix>sv:switchover:result (PX 60 s) for the page.
+ * Called from the main loop; a request naming another node is left alone
+ * (it is that node's, or expires). */
+void sv_ctl_console_request(struct sv *s)
+{
+    if (s->fsm.role != SV_ROLE_MASTER || s->promote_pending || s->shutting_down)
+        return;
+    /* only while the health thread sees Redis answer: this runs in the main
+     * loop, which must not wait on a Redis that is away during a failover */
+    pthread_mutex_lock(&s->hl.lock);
+    bool redis_ok = s->hl.view.redis_ok;
+    pthread_mutex_unlock(&s->hl.lock);
+    if (!redis_ok)
+        return;
+    char key[128], rkey[160];
+    rds_key(key, sizeof(key), &s->conf, "sv:switchover");
+    snprintf(rkey, sizeof rkey, "%s:result", key);
+    /* s->rc is shared with the state publisher: its lock, but not across
+     * answer(), which publishes the handover itself */
+    pthread_mutex_lock(&s->hl.pub_lock);
+    redisContext *rc = sv_main_rc(s);
+    if (!rc) {
+        pthread_mutex_unlock(&s->hl.pub_lock);
+        return;
+    }
+    /* take it only if it names this node: compare and delete in one step */
+    redisReply *r =
+        redisCommand(rc, "EVAL %s 1 %s %s",
+                     "local v = redis.call('GET', KEYS[1]) if not v then return false end "
+                     "local ok, o = pcall(cjson.decode, v) "
+                     "if ok and type(o) == 'table' and o.node ~= ARGV[1] then return false end "
+                     "redis.call('DEL', KEYS[1]) return v",
+                     key, s->conf.node_name);
+    pthread_mutex_unlock(&s->hl.pub_lock);
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        if (r)
+            freeReplyObject(r);
+        return;
+    }
+    json_t *req = json_loads(r->str, 0, NULL);
+    freeReplyObject(r);
+    json_t *resp;
+    if (!json_is_object(req)) {
+        resp = json_pack("{s:b,s:s}", "ok", 0, "error", "malformed console request");
+    } else {
+        const char *by = json_string_value(json_object_get(req, "by"));
+        char via[128];
+        snprintf(via, sizeof via, "the console (user %s)", by ? by : "?");
+        json_t *cmd = json_pack("{s:s,s:b,s:s}", "cmd", "switchover", "force", 0, "via", via);
+        resp = answer(s, cmd);
+        json_decref(cmd);
+        log_info("console switchover request by %s: %s", by ? by : "?",
+                 json_is_true(json_object_get(resp, "ok"))
+                     ? "handing over"
+                     : json_string_value(json_object_get(resp, "error")));
+    }
+    json_decref(req);
+    json_object_set_new(resp, "node", json_string(s->conf.node_name));
+    json_object_set_new(resp, "at", json_integer(now_ms()));
+    char *js = json_dumps(resp, JSON_COMPACT);
+    json_decref(resp);
+    if (js) {
+        pthread_mutex_lock(&s->hl.pub_lock);
+        rc = sv_main_rc(s);
+        r = rc ? redisCommand(rc, "SET %s %s PX 60000", rkey, js) : NULL;
+        pthread_mutex_unlock(&s->hl.pub_lock);
+        if (r)
+            freeReplyObject(r);
+        free(js);
     }
 }

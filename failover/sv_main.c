@@ -661,6 +661,7 @@ static void setup(struct sv *s, const char *conf_path)
 static void run(struct sv *s)
 {
     bool ready = false;
+    int64_t next_console = 0;
     for (;;) {
         struct pollfd p[4] = {
             {.fd = s->sig_fd, .events = POLLIN},
@@ -680,6 +681,10 @@ static void run(struct sv *s)
         if (p[3].revents)
             check_health(s);
         tick(s);
+        if (mono_ms() >= next_console) {
+            next_console = mono_ms() + 500;
+            sv_ctl_console_request(s);
+        }
         if (!ready && s->ka.pid > 0) {
             ready = true;
             sv_notify("READY=1");

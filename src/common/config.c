@@ -136,6 +136,8 @@ static const struct copt options[] = {
           "with TLS on: also serve plain HTTP on this port (0 = no plain HTTP)"),
     O_BOOL("server.plain_redirect", plain_redirect, 1,
            "the plain port only redirects to https:// (308) instead of serving the API"),
+    O_STR("server.console_dir", console_dir, TANDEM_DATADIR "/console",
+          "directory of the web console's files, served under /console/ (empty = no console)"),
 
     O_INT("worker.children", worker_children, 2, 1, 64, "child processes running functions"),
     O_INT("worker.default_timeout", func_timeout, 30, 1, 3600,

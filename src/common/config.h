@@ -70,6 +70,7 @@ struct tconf {
     int body_timeout;       /* server.body_timeout s: total time for a request's body */
     int health_port;        /* server.health_port: 0 = server.port + 1, -1 = none */
     /* HTTPS (server_tls.c): with tls_cert set, server.port speaks TLS */
+    char console_dir[CONF_STR];    /* server.console_dir: the web console's files */
     char tls_cert[CONF_STR];       /* server.tls_cert: PEM, leaf first, chain allowed */
     char tls_key[CONF_STR];        /* server.tls_key: PEM private key (root-only file) */
     char tls_client_ca[CONF_STR];  /* server.tls_client_ca: mutual TLS, "" = off */

@@ -10,6 +10,8 @@
 #include <microhttpd.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include "db.h"
 #include "ids.h"
 #include "log.h"
@@ -18,8 +20,12 @@
 #include "server_int.h"
 #include "userpw.h"
 
-#define AK_WINDOW_S 900      /* DFF's _WEB_AK_TIMESTAMP_DIFF_LIMIT */
-#define AUTH_TOKEN_TTL 86400 /* DFF's _WEB_AUTH_EXPIRES */
+#define AK_WINDOW_S 900        /* DFF's _WEB_AK_TIMESTAMP_DIFF_LIMIT */
+#define AUTH_TOKEN_TTL 86400   /* DFF's _WEB_AUTH_EXPIRES */
+#define SIGNIN_FAIL_MAX 5      /* wrong passwords per client address and user ... */
+#define SIGNIN_FAIL_WINDOW 300 /* ... within this many seconds, then 429 */
+#define CONSOLE_COOKIE "tandem_session"
+#define CONSOLE_CSRF_HEADER "X-Tandem-Csrf"
 
 static const char *scope_name(enum srv_scope s)
 {
@@ -246,6 +252,8 @@ static int check_signature(struct srv_req *r, const char *ak_id, enum srv_scope 
     return 0;
 }
 
+static int check_cookie(struct srv_req *r, const char *tok, enum srv_scope need);
+
 int srv_auth_check(struct srv_req *r, enum srv_scope need)
 {
     if (need == SRV_SCOPE_NONE)
@@ -259,6 +267,10 @@ int srv_auth_check(struct srv_req *r, enum srv_scope need)
     const char *h = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
     if (h && *h)
         return check_bearer(r, h, need);
+    const char *ck =
+        r->conn ? MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, CONSOLE_COOKIE) : NULL;
+    if (ck && *ck)
+        return check_cookie(r, ck, need);
     req_err(
         r, 401, "EAPIAuth", NULL,
         "missing credentials: send 'Authorization: Bearer <secret>', X-Dff-Auth-Token (sign-in) "
@@ -290,60 +302,123 @@ void auth_drop_user_tokens(redisContext *rc, const char *user_id)
         freeReplyObject(rep);
 }
 
-void h_sign_in(struct srv_req *r)
+/* ---- wrong-password rate limit --------------------------------------------- */
+
+static void client_ip(struct srv_req *r, char *ip, size_t n)
 {
-    json_t *body = req_body_object(r, true);
-    if (!body)
+    snprintf(ip, n, "unknown");
+    const union MHD_ConnectionInfo *ci =
+        r->conn ? MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
+    if (!ci || !ci->client_addr)
         return;
-    json_t *si = NULL;
-    const char *user = NULL, *pw = NULL;
-    /* captcha and captchaToken are accepted and ignored: there is no captcha */
-    if (req_field_obj(r, body, "signIn", true, &si) ||
-        req_field_str(r, si, "username", true, &user) ||
-        req_field_str(r, si, "password", true, &pw))
-        goto out;
+    if (ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)ci->client_addr)->sin_addr, ip, (socklen_t)n);
+    else if (ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ci->client_addr)->sin6_addr, ip, (socklen_t)n);
+}
+
+/* Password guessing is slowed per (client address, user name): after
+ * SIGNIN_FAIL_MAX wrong passwords the pair waits out the window (429 with
+ * Retry-After), and other users and addresses are not locked out by it. */
+static bool signin_throttled(struct srv_req *r, const char *user)
+{
+    char ip[64];
+    client_ip(r, ip, sizeof ip);
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        return true;
+    redisReply *rep = redisCommand(rc, "EVAL %s 1 %sauth:fail:%s:%s",
+                                   "return {redis.call('GET', KEYS[1]) or "
+                                   "'0', redis.call('TTL', KEYS[1])}",
+                                   S.conf.redis_prefix, ip, user);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        req_redis_err(r, rc, rep, "reading the sign-in failure count");
+        return true;
+    }
+    long long fails = atoll(rep->element[0]->str ? rep->element[0]->str : "0");
+    long long ttl = rep->element[1]->integer;
+    freeReplyObject(rep);
+    if (fails < SIGNIN_FAIL_MAX)
+        return false;
+    if (ttl < 1)
+        ttl = 1;
+    req_err(r, 429, "EClientRateLimit",
+            json_pack("{s:s,s:I,s:I}", "username", user, "failures", (json_int_t)fails,
+                      "retryAfter", (json_int_t)ttl),
+            "too many wrong passwords for %s from %s: try again in %lld s", user, ip, ttl);
+    if (r->resp) {
+        char ra[24];
+        snprintf(ra, sizeof ra, "%lld", ttl);
+        MHD_add_response_header(r->resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    return true;
+}
+
+static void signin_failed(struct srv_req *r, const char *user)
+{
+    char ip[64];
+    client_ip(r, ip, sizeof ip);
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        return;
+    /* the window starts at the first failure and is not extended */
+    redisReply *rep = redisCommand(
+        rc, "EVAL %s 1 %sauth:fail:%s:%s %d",
+        "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], "
+        "ARGV[1]) end return n",
+        S.conf.redis_prefix, ip, user, SIGNIN_FAIL_WINDOW);
+    if (rep)
+        freeReplyObject(rep);
+}
+
+/* Checks user and password (rate-limited per client address and user) and
+ * issues a sign-in token. 0 with tok/uid filled, or -1 after answering. */
+static int sign_in(struct srv_req *r, const char *user, const char *pw, char tok[64], char uid[64])
+{
+    if (signin_throttled(r, user))
+        return -1;
     MYSQL *m = srv_db(r);
     if (!m)
-        goto out;
+        return -1;
     char *q = db_q(m, user);
     MYSQL_RES *res = req_sql_query(
         r, m, "SELECT id, password_hash, is_disabled FROM user WHERE username = %s", q);
     free(q);
     if (!res)
-        goto out;
+        return -1;
     MYSQL_ROW row = mysql_fetch_row(res);
-    char uid[64] = "";
     bool good = row && userpw_verify(pw, row[1]);
     bool disabled = row && row[2] && atoi(row[2]) != 0;
+    uid[0] = '\0';
     if (row)
-        snprintf(uid, sizeof uid, "%s", row[0]);
+        snprintf(uid, 64, "%s", row[0]);
     mysql_free_result(res);
     if (!good) {
+        signin_failed(r, user);
         req_err(r, 400, "EUserPassword", NULL, "wrong username or password");
-        goto out;
+        return -1;
     }
     if (disabled) {
         req_err(r, 401, "EUserDisabled", json_pack("{s:s}", "username", user),
                 "user %s is disabled", user);
-        goto out;
+        return -1;
     }
     unsigned char raw[24];
-    char tok[64];
     if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
         req_err(r, 500, "EServerInternal", NULL, "no randomness for a token");
-        goto out;
+        return -1;
     }
     strcpy(tok, "xat-");
     for (size_t i = 0; i < sizeof raw; i++)
         snprintf(tok + 4 + 2 * i, 3, "%02x", raw[i]);
     redisContext *rc = srv_redis(r);
     if (!rc)
-        goto out;
+        return -1;
     redisReply *rep = redisCommand(rc, "SET %sauth:token:%s %s EX %d", S.conf.redis_prefix, tok,
                                    uid, AUTH_TOKEN_TTL);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         req_redis_err(r, rc, rep, "storing the sign-in token");
-        goto out;
+        return -1;
     }
     freeReplyObject(rep);
     /* the user's set of tokens, so disabling a user ends its sessions */
@@ -353,6 +428,22 @@ void h_sign_in(struct srv_req *r)
     rep = redisCommand(rc, "EXPIRE %sauth:user:%s %d", S.conf.redis_prefix, uid, AUTH_TOKEN_TTL);
     if (rep)
         freeReplyObject(rep);
+    return 0;
+}
+
+void h_sign_in(struct srv_req *r)
+{
+    json_t *body = req_body_object(r, true);
+    if (!body)
+        return;
+    json_t *si = NULL;
+    const char *user = NULL, *pw = NULL;
+    char tok[64], uid[64];
+    /* captcha and captchaToken are accepted and ignored: there is no captcha */
+    if (req_field_obj(r, body, "signIn", true, &si) ||
+        req_field_str(r, si, "username", true, &user) ||
+        req_field_str(r, si, "password", true, &pw) || sign_in(r, user, pw, tok, uid))
+        goto out;
     req_ok(r,
            json_pack("{s:s,s:s,s:i}", "xAuthToken", tok, "userId", uid, "expires", AUTH_TOKEN_TTL));
 out:
@@ -381,4 +472,143 @@ void h_sign_out(struct srv_req *r)
             freeReplyObject(rep);
     }
     req_ok(r, NULL);
+}
+
+/* ---- the web console's session cookie --------------------------------------
+ * A browser signs in at /api/v1/console/do/sign-in and gets the sign-in token
+ * as an HttpOnly, SameSite=Strict cookie (Secure behind TLS), so page script
+ * never holds it. Every cookie-authenticated API request, reads included
+ * (DFF's deletes are GETs), must also carry X-Tandem-Csrf: a value derived
+ * from the token that the sign-in answer gives the page. Another site can
+ * make the browser send the cookie but cannot read that value. */
+
+static void csrf_of(const char *tok, char out[33])
+{
+    char hex[65];
+    char buf[160];
+    int n = snprintf(buf, sizeof buf, "tandem-csrf:%s", tok);
+    sha256_hex(buf, (size_t)n, hex);
+    memcpy(out, hex, 32);
+    out[32] = '\0';
+}
+
+static bool csrf_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char d = la != lb;
+    for (size_t i = 0; i < la && i < lb; i++)
+        d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+static int check_cookie(struct srv_req *r, const char *tok, enum srv_scope need)
+{
+    const char *h = req_header(r, CONSOLE_CSRF_HEADER);
+    char want[33];
+    if (strlen(tok) > 128 || !id_valid(tok)) {
+        req_err(r, 401, "EUserAuth", NULL, "the session cookie is malformed: sign in again");
+        return -1;
+    }
+    csrf_of(tok, want);
+    if (!h || !*h || !csrf_equal(h, want)) {
+        req_err(r, 403, "EClientCsrf", json_pack("{s:s}", "header", CONSOLE_CSRF_HEADER),
+                "%s %s with the session cookie needs the %s header the sign-in answered "
+                "(csrf): %s",
+                r->method, r->path, CONSOLE_CSRF_HEADER, h && *h ? "it does not match" : "missing");
+        return -1;
+    }
+    return check_token(r, tok, need);
+}
+
+static void session_cookie(struct srv_req *r, const char *tok, int max_age)
+{
+    if (!r->resp)
+        return;
+    char c[256];
+    snprintf(c, sizeof c, "%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict%s", CONSOLE_COOKIE,
+             tok, max_age, S.conf.tls_cert[0] ? "; Secure" : "");
+    MHD_add_response_header(r->resp, MHD_HTTP_HEADER_SET_COOKIE, c);
+}
+
+static json_t *session_json(struct srv_req *r, const char *tok, const char *uid)
+{
+    char csrf[33], name[128] = "";
+    csrf_of(tok, csrf);
+    MYSQL *m = srv_db(r);
+    if (!m)
+        return NULL;
+    char *q = db_q(m, uid);
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT username FROM user WHERE id = %s", q);
+    free(q);
+    if (!res)
+        return NULL;
+    MYSQL_ROW row = mysql_fetch_row(res);
+    if (row && row[0])
+        snprintf(name, sizeof name, "%s", row[0]);
+    mysql_free_result(res);
+    return json_pack("{s:s,s:s,s:s,s:i}", "userId", uid, "username", name, "csrf", csrf, "expires",
+                     AUTH_TOKEN_TTL);
+}
+
+/* POST /api/v1/console/do/sign-in {"username","password"} */
+void h_console_sign_in(struct srv_req *r)
+{
+    json_t *body = req_body_object(r, true);
+    if (!body)
+        return;
+    const char *user = NULL, *pw = NULL;
+    char tok[64], uid[64];
+    if (req_field_str(r, body, "username", true, &user) ||
+        req_field_str(r, body, "password", true, &pw) || sign_in(r, user, pw, tok, uid))
+        goto out;
+    json_t *sess = session_json(r, tok, uid);
+    if (!sess)
+        goto out;
+    req_ok(r, sess);
+    session_cookie(r, tok, AUTH_TOKEN_TTL);
+out:
+    json_decref(body);
+}
+
+/* GET /api/v1/console/do/session: who the cookie belongs to, and the CSRF
+ * value, for a page that was reloaded. No CSRF needed: it only answers the
+ * browser's own origin (no CORS), and answers nothing without the cookie. */
+void h_console_session(struct srv_req *r)
+{
+    const char *ck =
+        r->conn ? MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, CONSOLE_COOKIE) : NULL;
+    if (!ck || !*ck) {
+        req_err(r, 401, "EUserAuth", NULL, "not signed in");
+        return;
+    }
+    if (check_token(r, ck, SRV_SCOPE_ADMIN) != 0)
+        return;
+    json_t *sess = session_json(r, ck, r->user_id);
+    if (sess)
+        req_ok(r, sess);
+}
+
+/* POST /api/v1/console/do/sign-out (cookie + CSRF, checked by the route) */
+void h_console_sign_out(struct srv_req *r)
+{
+    const char *ck =
+        r->conn ? MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, CONSOLE_COOKIE) : NULL;
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        return;
+    if (ck && *ck && id_valid(ck)) {
+        redisReply *rep = redisCommand(rc, "DEL %sauth:token:%s", S.conf.redis_prefix, ck);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            req_redis_err(r, rc, rep, "deleting the session");
+            return;
+        }
+        freeReplyObject(rep);
+        if (r->user_id[0]) {
+            rep = redisCommand(rc, "SREM %sauth:user:%s %s", S.conf.redis_prefix, r->user_id, ck);
+            if (rep)
+                freeReplyObject(rep);
+        }
+    }
+    req_ok(r, NULL);
+    session_cookie(r, "", 0);
 }

@@ -93,6 +93,19 @@ void h_res_import(struct srv_req *r);
 void h_res_export(struct srv_req *r);
 void h_sign_in(struct srv_req *r);
 void h_sign_out(struct srv_req *r);
+/* the web console (server_auth.c: its session cookie; server_console.c) */
+void h_console_sign_in(struct srv_req *r);
+void h_console_session(struct srv_req *r);
+void h_console_sign_out(struct srv_req *r);
+void h_console_root(struct srv_req *r);
+void h_console_file(struct srv_req *r);
+void h_console_cluster(struct srv_req *r);
+void h_console_switchover(struct srv_req *r);
+void h_console_cron_next(struct srv_req *r);
+/* MIME type the console serves a file name as, NULL = not served; whether a
+ * path below /console/ is a plain name (0) or not (-1, *why says). */
+const char *console_mime(const char *name);
+int console_path_ok(const char *rel, const char **why);
 /* Ends every sign-in session of a user (disabled, deleted, new password). */
 void auth_drop_user_tokens(redisContext *rc, const char *user_id);
 

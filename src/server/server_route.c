@@ -22,6 +22,17 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/health", h_health, false, "health"},
     {"GET", "/metrics", h_metrics, false, "metrics"},
 
+    /* the web console: its files, and its session (server_console.c, server_auth.c) */
+    {"GET", "/", h_console_root, SRV_SCOPE_NONE, "console"},
+    {"GET", "/console", h_console_root, SRV_SCOPE_NONE, "console"},
+    {"GET", "/console/**", h_console_file, SRV_SCOPE_NONE, "console"},
+    {"POST", "/api/v1/console/do/sign-in", h_console_sign_in, SRV_SCOPE_NONE, "admin"},
+    {"GET", "/api/v1/console/do/session", h_console_session, SRV_SCOPE_NONE, "admin"},
+    {"POST", "/api/v1/console/do/sign-out", h_console_sign_out, A, "admin"},
+    {"GET", "/api/v1/console/cluster", h_console_cluster, A, "admin"},
+    {"POST", "/api/v1/console/do/switchover", h_console_switchover, A, "admin"},
+    {"GET", "/api/v1/console/cron-next", h_console_cron_next, A, "admin"},
+
     {"POST", "/api/v1/func/:", h_func_call, true, "call"},
     /* Sync/Async APIs (and DFF's legacy names al/bat): /<id>, /<id>/<format>
      * and /<id>/<format>/<anything> (format normal|simplified|s). */

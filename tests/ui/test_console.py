@@ -1,0 +1,384 @@
+"""The web console in a real browser: headless Chromium driven by Selenium
+(Debian's chromium, chromium-driver, python3-selenium) against a local
+stack (tests/integration/harness.py). One browser walks the flows a person
+would, in order: sign in, write a script, run its draft, publish, wire a
+Sync API and call it, read the task record, create and pause a cron job,
+revoke a key, sign out. Each flow leaves a screenshot in
+$TANDEM_BUILD/ui-screenshots/. Bad input: a wrong password (then
+rate-limited), a missing or wrong CSRF token, an ended session, a path
+outside the console's directory, a script title with HTML in it.
+Only the standard library besides selenium; Debian's /usr/bin/python3."""
+
+import http.client
+import json
+import os
+import shutil
+import sys
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+from harness import BUILD, Stack, wait_for  # noqa: E402
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+    HAVE_SELENIUM = True
+except ImportError:  # pragma: no cover - reported as a skip
+    HAVE_SELENIUM = False
+
+SHOTS = os.path.join(BUILD, "ui-screenshots")
+USER, PASSWORD = "ops", "console-pw-1"
+CODE = '''import DFF
+
+@DFF.API('Add two numbers')
+def add(x=1, y=2):
+    print('adding', x, y)
+    return x + y
+
+@DFF.API('Fail on purpose')
+def boom():
+    return 1 / 0
+'''
+HTML_TITLE = '<img src=x onerror="window.pwned=1"><b>bold</b>'
+
+
+def have_browser():
+    return HAVE_SELENIUM and shutil.which("chromedriver") and (shutil.which("chromium") or shutil.which("chromium-browser"))
+
+
+def raw(stack, method, path, body=None, headers=None):
+    """One request without the harness's admin key: (status, headers, parsed body)."""
+    u = urllib.parse.urlsplit(stack.url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    h = dict(headers or {})
+    if body is not None:
+        body = json.dumps(body)
+        h["Content-Type"] = "application/json"
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    c.close()
+    try:
+        data = json.loads(data)
+    except ValueError:
+        pass
+    return r.status, hdrs, data
+
+
+def cookie_of(hdrs):
+    sc = hdrs.get("set-cookie", "")
+    return sc.split(";", 1)[0]
+
+
+@unittest.skipUnless(have_browser(), "needs chromium, chromium-driver and python3-selenium")
+class ConsoleTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.st = Stack(name="ui").up()
+        p = cls.st.ctl("user", "add", USER, input=PASSWORD + "\n")
+        assert p.returncode == 0, p.stderr
+        p = cls.st.ctl("user", "add", "victim", input="victim-pw-1\n")
+        assert p.returncode == 0, p.stderr
+        os.makedirs(SHOTS, exist_ok=True)
+        o = webdriver.ChromeOptions()
+        o.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
+        for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--window-size=1280,720", "--lang=en-US"):
+            o.add_argument(a)
+        o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        cls.d = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=o)
+        cls.d.set_window_size(1280, 720)
+        cls.wait = WebDriverWait(cls.d, 20)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.d.quit()
+        finally:
+            cls.st.down()
+
+    # -- helpers -----------------------------------------------------------
+    def shot(self, name):
+        path = os.path.join(SHOTS, name + ".png")
+        self.d.save_screenshot(path)
+        return path
+
+    def find(self, css):
+        return self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+    def click(self, css):
+        e = self.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)))
+        e.click()
+        return e
+
+    def text_in(self, css, text, timeout=30):
+        WebDriverWait(self.d, timeout).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+        return self.d.find_element(By.CSS_SELECTOR, css).text
+
+    def row_with(self, css, text, timeout=30):
+        """The first element matching css whose text has `text`, once the
+        page has (re)drawn it; tolerant of a list redrawn meanwhile."""
+        def look(d):
+            for e in d.find_elements(By.CSS_SELECTOR, css):
+                try:
+                    if text in e.text:
+                        return e
+                except StaleElementReferenceException:
+                    pass
+            return False
+        return WebDriverWait(self.d, timeout).until(look)
+
+    def type(self, css, text, clear=True):
+        e = self.find(css)
+        if clear:
+            e.clear()
+        e.send_keys(text)
+        return e
+
+    def go(self, hash_):
+        self.d.get(self.st.url + "/console/#/" + hash_)
+
+    def sign_in(self, user=USER, pw=PASSWORD):
+        self.d.get(self.st.url + "/")
+        self.type("#username", user)
+        self.type("#password", pw)
+        self.click("#signin")
+
+    def csp_violations(self):
+        return [e for e in self.d.get_log("browser") if "Content Security Policy" in e.get("message", "")]
+
+    # -- the flows, in order (unittest runs test_* alphabetically) ----------
+    def test_01_sign_in_shows_the_overview(self):
+        self.d.get(self.st.url + "/")
+        self.assertTrue(self.d.current_url.endswith("/console/"), self.d.current_url)
+        self.find("#username")
+        self.shot("01-sign-in")
+        t0 = time.monotonic()
+        self.sign_in()
+        self.text_in("#served-by", "local")
+        self.text_in("#workers", "children")
+        took = time.monotonic() - t0
+        # a loose bound: CI machines are shared; the figure is printed
+        print("sign-in to overview: %.2f s" % took, file=sys.stderr)
+        self.assertLess(took, 60.0, "overview took %.2f s" % took)
+        self.assertIn(USER, self.find("#who").text)
+        # the session cookie is HttpOnly: page script cannot read it
+        self.assertNotIn("tandem_session", self.d.execute_script("return document.cookie"))
+        c = self.d.get_cookie("tandem_session")
+        self.assertTrue(c and c["httpOnly"], c)
+        self.assertEqual(c.get("sameSite"), "Strict")
+        self.shot("02-overview")
+
+    def test_02_script_edit_run_draft_publish(self):
+        self.go("scripts")
+        self.type("#new-script-id", "ui__calc")
+        self.type("#new-script-title", HTML_TITLE)
+        self.click("#new-script")
+        self.find(".editor textarea")
+        # the title with HTML in it is shown as text, never as markup
+        self.text_in("#script-heading", "<b>bold</b>")
+        self.assertFalse(self.d.find_elements(By.CSS_SELECTOR, "#script-detail img, #scripts img, #scripts b"))
+        self.assertIsNone(self.d.execute_script("return window.pwned"))
+        ta = self.find(".editor textarea")
+        self.d.execute_script(
+            "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));", ta, CODE)
+        # highlighting: keywords and strings get their spans, line numbers follow
+        self.assertTrue(self.d.find_elements(By.CSS_SELECTOR, ".editor pre .tok-kw"))
+        self.assertTrue(self.d.find_elements(By.CSS_SELECTOR, ".editor pre .tok-str"))
+        self.assertEqual(len(self.d.find_elements(By.CSS_SELECTOR, ".editor .gutter div")), CODE.count("\n") + 1)
+        Select(self.find("#run-func")).select_by_value("add")
+        self.type("#run-kwargs", '{"x": 20, "y": 22}')
+        self.click("#run")
+        self.text_in("#run-value", "42")
+        self.assertIn("adding 20 22", self.find("#run-logs").text)
+        self.shot("03-script-draft-run")
+        Select(self.find("#run-func")).select_by_value("boom")
+        self.type("#run-kwargs", "{}")
+        self.click("#run")
+        self.text_in("#run-traceback", "ZeroDivisionError")
+        # a syntax error marks its line in the gutter
+        self.d.execute_script(
+            "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));", ta,
+            CODE + "\ndef broken(:\n    pass\n")
+        self.click("#publish")
+        self.text_in("#publish-result", "SyntaxError")
+        bad = self.find(".editor .gutter .badline")
+        self.assertEqual(bad.text, str(CODE.count("\n") + 2))
+        self.shot("04-script-syntax-error")
+        self.d.execute_script(
+            "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));", ta, CODE)
+        self.click("#publish")
+        self.text_in("#publish-result", "Published v1")
+        self.click("#show-diff")
+        self.find("#diff")
+        funcs = self.st.api("GET", "/api/v1/funcs")
+        self.assertIn("ui__calc.add", [f["id"] for f in funcs])
+
+    def test_03_sync_api_create_and_call(self):
+        self.go("apis")
+        self.wait.until(lambda d: "ui__calc.add" in [o.get_attribute("value") for o in d.find_elements(By.CSS_SELECTOR, "#api-func option")])
+        Select(self.find("#api-func")).select_by_value("ui__calc.add")
+        self.type("#api-kwargs", '{"x": 5, "y": "INPUT_BY_CALLER"}')
+        self.type("#api-title", "adder")
+        self.click("#api-create")
+        card = self.find(".api")
+        url = card.find_element(By.CSS_SELECTOR, ".api-url").text
+        self.assertIn("/api/v1/sync/", url)
+        self.assertIn("curl -s", card.find_element(By.CSS_SELECTOR, ".api-curl").text)
+        # the URL works for a plain client, with the caller's y
+        sid = card.get_attribute("data-id")
+        st, _, body = raw(self.st, "GET", "/api/v1/sync/%s?kwargs=%s" % (sid, urllib.parse.quote('{"y": 10}')))
+        self.assertEqual((st, body), (200, 15))
+        card.find_element(By.CSS_SELECTOR, ".api-call").click()
+        self.text_in(".api-out", "200")
+        self.shot("05-sync-api")
+        self.__class__.sapi = sid
+
+    def test_04_task_record_of_the_call(self):
+        def seen():
+            st, r = self.st.http("GET", "/api/v1/task-records?func=ui__calc.add")
+            return st == 200 and r["data"]["total"] >= 1
+        wait_for(seen, 30, 0.3, "the task record of the Sync API call")
+        self.go("tasks")
+        self.type("#tr-func", "ui__calc.add")
+        self.click("#tr-filter")
+        row = self.row_with("#task-records tr.task", "ui__calc.add")
+        self.assertIn("success", row.text)
+        row.click()
+        self.text_in("#task-fields", "func_id")
+        self.assertIn("ui__calc.add", self.find("#task-fields").text)
+        self.shot("06-task-record")
+
+    def test_05_cron_create_and_pause(self):
+        self.go("cron")
+        self.wait.until(lambda d: "ui__calc.add" in [o.get_attribute("value") for o in d.find_elements(By.CSS_SELECTOR, "#cron-func option")])
+        Select(self.find("#cron-func")).select_by_value("ui__calc.add")
+        self.type("#cron-expr", "0 3 * * *")
+        self.type("#cron-tz", "Europe/Berlin")
+        # the next five fire times, from the beat's engine, in the job's zone
+        nxt = self.text_in("#cron-next", "T03:00:00+0")
+        self.assertEqual(nxt.count("T03:00:00+0"), 5, nxt)
+        self.click("#cron-create")
+        self.text_in("#cron-jobs tr.cron", "0 3 * * *")
+        self.click("#cron-jobs tr.cron .cron-toggle")
+        self.text_in("#cron-jobs tr.cron", "paused")
+        jobs = self.st.api("GET", "/api/v1/cron-jobs")
+        jobs = jobs if isinstance(jobs, list) else jobs["items"]
+        self.assertEqual([j["enabled"] for j in jobs if j["func_id"] == "ui__calc.add"], [False])
+        self.shot("07-cron-paused")
+        # bad expression: refused with the server's reason
+        self.type("#cron-expr", "61 * * * *")
+        self.click("#cron-create")
+        self.text_in(".toast.bad", "expr")
+
+    def test_06_key_create_and_revoke(self):
+        self.go("keys")
+        self.type("#key-name", "ui-client")
+        self.click("#key-create")
+        secret = self.find("#key-secret").text
+        self.assertTrue(secret.startswith("tk_"), secret)
+        st, _, _ = raw(self.st, "POST", "/api/v1/func/ui__calc.add", {"kwargs": {}},
+                       {"Authorization": "Bearer " + secret})
+        self.assertEqual(st, 200)
+        self.d.execute_script("window.confirm = function () { return true; };")
+        row = [r for r in self.d.find_elements(By.CSS_SELECTOR, "#keys tr.key") if "ui-client" in r.text][0]
+        kid = row.get_attribute("data-id")
+        row.find_element(By.CSS_SELECTOR, ".key-revoke").click()
+        self.text_in('#keys tr.key[data-id="%s"]' % kid, "revoked")
+        self.shot("08-key-revoked")
+        st, _, _ = raw(self.st, "POST", "/api/v1/func/ui__calc.add", {"kwargs": {}},
+                       {"Authorization": "Bearer " + secret})
+        self.assertEqual(st, 401)
+
+    def test_07_other_pages_render(self):
+        for view, css, text in (("env", "#env", "name"), ("users", "#users", "victim"),
+                                ("overview", "#served-by", "local")):
+            self.go(view)
+            self.text_in(css, text)
+        self.assertEqual(self.csp_violations(), [])
+
+    def test_08_sign_out_ends_the_session(self):
+        self.go("overview")
+        self.click("#signout")
+        self.text_in("#signin-error", "Signed out")
+        self.shot("09-signed-out")
+        self.go("scripts")
+        self.find("#username")
+        self.assertIsNone(self.d.get_cookie("tandem_session"))
+
+    # -- bad input, over plain HTTP ------------------------------------------
+    def test_10_wrong_password_is_refused_then_rate_limited(self):
+        codes = [raw(self.st, "POST", "/api/v1/console/do/sign-in", {"username": "victim", "password": "nope"})[0]
+                 for _ in range(6)]
+        self.assertEqual(codes[:5], [400] * 5)
+        st, h, body = raw(self.st, "POST", "/api/v1/console/do/sign-in",
+                          {"username": "victim", "password": "victim-pw-1"})
+        self.assertEqual(st, 429, body)
+        self.assertEqual(body["reason"], "EClientRateLimit")
+        self.assertGreater(int(h["retry-after"]), 0)
+        # another user from the same address is not locked out
+        st, _, _ = raw(self.st, "POST", "/api/v1/console/do/sign-in", {"username": USER, "password": PASSWORD})
+        self.assertEqual(st, 200)
+        # and the browser shows the refusal
+        self.sign_in(pw="wrong")
+        self.text_in("#signin-error", "wrong username or password")
+
+    def test_11_cookie_writes_need_the_csrf_token(self):
+        st, h, body = raw(self.st, "POST", "/api/v1/console/do/sign-in", {"username": USER, "password": PASSWORD})
+        self.assertEqual(st, 200)
+        ck, csrf = cookie_of(h), body["data"]["csrf"]
+        self.assertIn("HttpOnly", h["set-cookie"])
+        self.assertIn("SameSite=Strict", h["set-cookie"])
+        self.assertNotIn("xAuthToken", body["data"])
+        put = ("PUT", "/api/v1/scripts/ui__csrf", {"code_draft": "x = 1\n"})
+        st, _, body = raw(self.st, *put, headers={"Cookie": ck})
+        self.assertEqual(st, 403, body)
+        self.assertEqual(body["reason"], "EClientCsrf")
+        self.assertIn("missing", body["message"])
+        st, _, body = raw(self.st, *put, headers={"Cookie": ck, "X-Tandem-Csrf": "0" * 32})
+        self.assertEqual(st, 403, body)
+        # DFF's deletes are GETs: reads need the token too
+        st, _, _ = raw(self.st, "GET", "/api/v1/access-keys/do/list", headers={"Cookie": ck})
+        self.assertEqual(st, 403)
+        self.assertEqual(self.st.sql("SELECT COUNT(*) FROM script WHERE id = 'ui__csrf'"), [["0"]])
+        st, _, body = raw(self.st, *put, headers={"Cookie": ck, "X-Tandem-Csrf": csrf})
+        self.assertEqual(st, 200, body)
+        # an ended session (sign-out, or the token's expiry) is refused
+        st, _, _ = raw(self.st, "POST", "/api/v1/console/do/sign-out", {}, {"Cookie": ck, "X-Tandem-Csrf": csrf})
+        self.assertEqual(st, 200)
+        st, _, body = raw(self.st, *put, headers={"Cookie": ck, "X-Tandem-Csrf": csrf})
+        self.assertEqual(st, 401, body)
+        st, _, _ = raw(self.st, "GET", "/api/v1/console/do/session", headers={"Cookie": ck})
+        self.assertEqual(st, 401)
+
+    def test_12_static_files_headers_and_no_traversal(self):
+        st, h, _ = raw(self.st, "GET", "/console/app.js")
+        self.assertEqual(st, 200)
+        self.assertTrue(h["content-type"].startswith("text/javascript"))
+        self.assertIn("default-src 'self'", h["content-security-policy"])
+        self.assertNotIn("unsafe-inline", h["content-security-policy"])
+        self.assertEqual(h["x-content-type-options"], "nosniff")
+        st, h2, _ = raw(self.st, "GET", "/console/app.js", headers={"If-None-Match": h["etag"]})
+        self.assertEqual(st, 304)
+        for p in ("/console/../CMakeLists.txt", "/console/%2e%2e/CMakeLists.txt", "/console/..%2fCMakeLists.txt",
+                  "/console/.hidden", "/console/x%00.js", "/console/nope.js", "/console/editor.sh"):
+            st, _, body = raw(self.st, "GET", p)
+            self.assertEqual(st, 404, (p, body))
+        total = sum(os.path.getsize(os.path.join(self.st_src(), "console", f))
+                    for f in os.listdir(os.path.join(self.st_src(), "console")) if f.endswith((".js", ".css")))
+        self.assertLess(total, 300 * 1024)
+
+    def st_src(self):
+        from harness import SRC
+        return SRC
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
