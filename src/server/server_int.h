@@ -208,6 +208,14 @@ void h_task_records(struct srv_req *r);
 void h_failover_events(struct srv_req *r);
 void h_connectors(struct srv_req *r);   /* server_connector.c */
 void h_script_debug(struct srv_req *r); /* server_connector.c: draft runs */
+/* Import of a connector's configJSON (in place): DFF's emptied
+ * "<field>Cipher" keys dropped with a warning, Tandem-sealed secrets checked
+ * against secret.key, plain ones sealed. -1 after answering. */
+int connector_import_config(struct srv_req *r, const char *id, json_t *cfg, json_t *warnings);
+/* A stored (sealed) configJSON as exported: secrets emptied DFF's way
+ * ("<field>Cipher": "") unless with_secrets, which keeps them sealed. */
+void connector_export_config(json_t *cfg, bool with_secrets);
+bool connector_type_ok(struct srv_req *r, const char *type); /* answers 400 when not */
 
 /* ---- calls (server_call.c) ---- */
 struct call_opts {
