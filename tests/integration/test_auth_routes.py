@@ -3,7 +3,8 @@ the admin scope, and changes nothing when it does.
 
 The list of routes comes from the server's own table (server_route.c,
 printed by `test_server_route --list-routes`), so a route added later is
-walked too. Each is sent, with ids of rows that exist and bodies that would
+walked too, and a route that is not admin must be on the short list of
+public and call routes below. Each admin route is sent, with ids of rows that exist and bodies that would
 change them, by four callers: no credentials (401), a call-only Bearer key,
 the same key signing DFF's way, and a signed-in user whose role is DFF's
 'user' (403 each). The database (CHECKSUM TABLE of every table) and Redis
@@ -49,12 +50,26 @@ return out
 """
 
 
-def admin_routes():
-    """(method, pattern) of every route whose scope is admin."""
+# The only routes a caller without the admin scope may reach (scope none 0,
+# call 1). A new route is admin unless it is added here on purpose.
+NOT_ADMIN = {
+    ("GET", "/api/v1/do/ping", 0), ("GET", "/api/v1/ping", 0), ("GET", "/api/v1/health", 0),
+    ("GET", "/metrics", 0), ("POST", "/api/v1/func/:", 1), ("GET", "/api/v1/tasks/:", 0),
+    ("POST", "/api/v1/auth/do/sign-in", 0), ("GET", "/api/v1/auth/do/sign-out", 1),
+    ("POST", "/api/v1/auth/do/sign-out", 1),
+} | {(m, f"/api/v1/{kind}/{tail}", 0) for kind in ("sync", "al", "async", "bat") for m in ("GET", "POST")
+     for tail in (":", ":/:", ":/:/**")}
+
+
+def routes():
+    """(method, pattern, scope) of every row of the server's routing table."""
     exe = os.path.join(BUILD, "tests", "test_server_route")
     out = subprocess.run([exe, "--list-routes"], capture_output=True, text=True, check=True).stdout
-    rows = [line.split("\t") for line in out.splitlines()]
-    return [(m, p) for m, p, need in rows if need == "2"]
+    return [(m, p, int(need)) for m, p, need in (line.split("\t") for line in out.splitlines())]
+
+
+def admin_routes():
+    return [(m, p) for m, p, need in routes() if need == 2]
 
 
 def setUpModule():
@@ -125,6 +140,10 @@ class TestEveryAdminRoute(unittest.TestCase):
         tables = [t for (t,) in ST.sql("SHOW TABLES")]
         db = ST.sql("CHECKSUM TABLE " + ", ".join(tables))
         return db, sorted(ST.redis("EVAL", REDIS_STATE, 0).splitlines())
+
+    def test_no_route_is_open_by_accident(self):
+        """Every route is admin except the known public and call ones."""
+        self.assertEqual({r for r in routes() if r[2] != 2}, NOT_ADMIN)
 
     def test_every_admin_route_refuses_and_changes_nothing(self):
         routes = admin_routes()
