@@ -4,11 +4,12 @@ the admin scope, and changes nothing when it does.
 The list of routes comes from the server's own table (server_route.c,
 printed by `test_server_route --list-routes`), so a route added later is
 walked too, and a route that is not admin must be on the short list of
-public and call routes below. Each admin route is sent, with ids of rows that exist and bodies that would
-change them, by four callers: no credentials (401), a call-only Bearer key,
-the same key signing DFF's way, and a signed-in user whose role is DFF's
-'user' (403 each). The database (CHECKSUM TABLE of every table) and Redis
-(every key with its type and size) are the same afterwards."""
+public and call routes below. Each admin route is sent, with ids of rows
+that exist and bodies that would change them, by four callers: no
+credentials (401), a call-only Bearer key, the same key signing DFF's way,
+and a signed-in user whose role is DFF's 'user' (403 each). The database
+(CHECKSUM TABLE of every table) and Redis (every key without a TTL, with
+its value or size) are the same afterwards."""
 
 import os
 import subprocess
