@@ -43,10 +43,12 @@ static const char usage_text[] =
     "  api list [sync|async]\n"
     "  cron ...  connector ...  status | switchover | maintenance on|off  doctor\n"
     "  user add|passwd USERNAME            console user; the password is read from stdin\n"
+    "  user add USERNAME --role ROLE       sa (default) or admin administer; user, readonlyUser,\n"
+    "                                      customUser may only call funcs and APIs\n"
     "  user disable|enable USERNAME\n"
     "  import FILE [--overwrite] [--no-publish]   a DFF script-set export (.zip), all or nothing\n"
-    "  export FILE.zip SET... [--env ID,ID]        the sets, their APIs and cron jobs, DFF's "
-    "format\n"
+    "  export FILE.zip SET... [--env ID,ID] [--connectors ID,ID] [--with-secrets]\n"
+    "                                      the sets, their APIs and cron jobs, DFF's format\n"
     "\n"
     "URL: --url, else $TANDEM_URL, else ctl.url. Key: --key, else $TANDEM_KEY, else ctl.key_file.\n"
     "--json prints the answer's data as one JSON document. Exit: 0 ok, 1 refused/failed,\n"
@@ -792,31 +794,45 @@ static const char json_to_dff_export[] =
     "                       code if code is not None else (draft or ''))\n"
     "    z.writestr('META.yaml', yaml.safe_dump(d, allow_unicode=True, sort_keys=False))\n";
 
+/* "a,b,c" as a JSON list; NULL for NULL. */
+static json_t *id_list(const char *csv)
+{
+    if (!csv)
+        return NULL;
+    json_t *a = json_array();
+    for (const char *p = csv; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n)
+            json_array_append_new(a, json_stringn(p, n));
+        p += n + (p[n] == ',');
+    }
+    return a;
+}
+
 static int cmd_export(struct ctl *c, int argc, char **argv)
 {
     json_t *resp = NULL, *data = NULL;
-    const char *pos[64], *env = NULL;
+    const char *pos[64], *env = NULL, *conns = NULL;
+    bool secrets = false;
     int npos, rc;
-    struct copt opts[] = {{"env", true, &env, NULL}, {NULL, false, NULL, NULL}};
+    struct copt opts[] = {{"env", true, &env, NULL},
+                          {"connectors", true, &conns, NULL},
+                          {"with-secrets", false, NULL, &secrets},
+                          {NULL, false, NULL, NULL}};
 
     if ((rc = parse_cmd_opts("export", argc, argv, opts, pos, 64, &npos)) != CTL_OK)
         return rc;
     if (npos < 2)
-        return usage_err("usage: tandemctl export FILE.zip SCRIPT_SET... [--env ID,ID]  (with "
-                         "the sets' sync/async APIs and cron jobs)");
-    json_t *sets = json_array(), *envs = NULL;
+        return usage_err("usage: tandemctl export FILE.zip SCRIPT_SET... [--env ID,ID] "
+                         "[--connectors ID,ID] [--with-secrets]  (with the sets' sync/async APIs "
+                         "and cron jobs; --with-secrets keeps passwords, sealed under secret.key)");
+    json_t *sets = json_array();
     for (int i = 1; i < npos; i++)
         json_array_append_new(sets, json_string(pos[i]));
-    if (env) {
-        envs = json_array();
-        for (const char *p = env; *p;) {
-            size_t n = strcspn(p, ",");
-            json_array_append_new(envs, json_stringn(p, n));
-            p += n + (p[n] == ',');
-        }
-    }
-    json_t *body = json_pack("{s:o,s:b,s:b,s:b,s:o?}", "scriptSetIds", sets, "includeSyncAPIs", 1,
-                             "includeAsyncAPIs", 1, "includeCronJobs", 1, "envVariableIds", envs);
+    json_t *body =
+        json_pack("{s:o,s:b,s:b,s:b,s:o?,s:o?,s:b}", "scriptSetIds", sets, "includeSyncAPIs", 1,
+                  "includeAsyncAPIs", 1, "includeCronJobs", 1, "envVariableIds", id_list(env),
+                  "connectorIds", id_list(conns), "withSecrets", secrets);
     rc = api(c, "POST", "/api/v1/script-sets/do/export", body, 0, &resp, &data);
     json_decref(body);
     if (rc != CTL_OK) {

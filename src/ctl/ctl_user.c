@@ -58,9 +58,24 @@ static void drop_sessions(struct ctl *c, const char *uid)
 
 int ctl_user_main(struct ctl *c, int argc, char **argv)
 {
-    static const char *usage = "usage: tandemctl user add|passwd|disable|enable USERNAME "
-                               "(add and passwd read the password from stdin)";
-    if (argc != 2 || !id_valid(argv[1])) {
+    static const char *usage =
+        "usage: tandemctl user add USERNAME [--role sa|admin|user|readonlyUser|customUser] | "
+        "user passwd|disable|enable USERNAME (add and passwd read the password from stdin; "
+        "sa and admin administer, the other roles may only call funcs and APIs)";
+    /* DFF's role names (server/privilege.yaml); the default is the first */
+    static const char *const roles[] = {"sa", "admin", "user", "readonlyUser", "customUser"};
+    const char *role = roles[0];
+    bool role_ok = true;
+    if (argc == 4 && !strcmp(argv[0], "add") && !strcmp(argv[2], "--role")) {
+        role = argv[3];
+        role_ok = false;
+        for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+            role_ok |= !strcmp(role, roles[i]);
+        argc = 2;
+    }
+    if (argc != 2 || !id_valid(argv[1]) || !role_ok) {
+        if (!role_ok)
+            fprintf(stderr, "tandemctl user add: unknown role '%s'\n", role);
         fprintf(stderr, "%s\n", usage);
         return CTL_USAGE;
     }
@@ -117,8 +132,8 @@ int ctl_user_main(struct ctl *c, int argc, char **argv)
         char *qid = db_q(m, uid);
         if (db_exec(m, &err,
                     "INSERT INTO user (id, username, password_hash, name, roles_json) "
-                    "VALUES (%s, %s, %s, %s, '[\"sa\"]')",
-                    qid, qn, qh, qn) != 0)
+                    "VALUES (%s, %s, %s, %s, '[\"%s\"]')",
+                    qid, qn, qh, qn, role) != 0)
             ret = CTL_REFUSED;
         free(qid);
     } else {

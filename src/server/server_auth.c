@@ -106,9 +106,68 @@ static int check_bearer(struct srv_req *r, const char *h, enum srv_scope need)
     return 0;
 }
 
+/* DFF's roles (server/privilege.yaml) mapped onto Tandem's two scopes: sa,
+ * admin (and DFF's wildcard '*') administer; user, readonlyUser, customUser
+ * and no role at all may call funcs and APIs only. DFF lets 'user' edit
+ * scripts too; Tandem has no finer privileges, so it errs on the side of
+ * refusing. roles_json is a JSON list, or DFF's comma string from an import. */
+static bool roles_admin(const char *roles)
+{
+    if (!roles)
+        return false;
+    json_t *j = json_loads(roles, JSON_DECODE_ANY, NULL);
+    bool admin = false;
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v)
+        {
+            const char *s = json_string_value(v);
+            admin |= s && (!strcmp(s, "sa") || !strcmp(s, "admin") || !strcmp(s, "*"));
+        }
+    } else {
+        const char *p = json_is_string(j) ? json_string_value(j) : roles;
+        while (*p && !admin) {
+            size_t n = strcspn(p, ",");
+            while (n && *p == ' ')
+                p++, n--;
+            admin = (n == 2 && !strncmp(p, "sa", 2)) || (n == 5 && !strncmp(p, "admin", 5)) ||
+                    (n == 1 && *p == '*');
+            p += n + (p[n] == ',');
+        }
+    }
+    json_decref(j);
+    return admin;
+}
+
+/* The signed-in user's scope, read per admin request so a role change or a
+ * deleted user applies at once (admin routes are not the hot path). */
+static int user_scope(struct srv_req *r, enum srv_scope need)
+{
+    MYSQL *m = srv_db(r);
+    if (!m)
+        return -1;
+    char *q = db_q(m, r->user_id);
+    MYSQL_RES *res =
+        req_sql_query(r, m, "SELECT roles_json, is_disabled FROM user WHERE id = %s", q);
+    free(q);
+    if (!res)
+        return -1;
+    MYSQL_ROW row = mysql_fetch_row(res);
+    bool found = row != NULL, disabled = row && row[1] && atoi(row[1]) != 0;
+    bool admin = row && roles_admin(row[0]);
+    mysql_free_result(res);
+    if (!found || disabled) {
+        req_err(r, 401, found ? "EUserDisabled" : "EUserAuth", NULL,
+                "the signed-in user %s %s: sign in again", r->user_id,
+                found ? "is disabled" : "no longer exists");
+        return -1;
+    }
+    return admin ? 0 : deny_scope(r, "a user without role sa or admin", "call", need);
+}
+
 static int check_token(struct srv_req *r, const char *tok, enum srv_scope need)
 {
-    (void)need; /* every user is an administrator: DFF's roles are not enforced */
     if (strlen(tok) > 128 || !id_valid(tok)) {
         req_err(r, 401, "EUserAuth", NULL, "X-Dff-Auth-Token is malformed");
         return -1;
@@ -131,7 +190,7 @@ static int check_token(struct srv_req *r, const char *tok, enum srv_scope need)
             "sign-in token is unknown or expired: sign in again (POST /api/v1/auth/do/sign-in)");
         return -1;
     }
-    return 0;
+    return need == SRV_SCOPE_ADMIN ? user_scope(r, need) : 0;
 }
 
 /* The body as DFF's SDKs hash it: the parsed JSON dumped with sorted keys,

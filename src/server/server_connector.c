@@ -101,6 +101,63 @@ static int seal_secrets(struct srv_req *r, json_t *cfg)
     return 0;
 }
 
+/* ---- import and export (server_resource.c's script-set export) ---------- */
+
+int connector_import_config(struct srv_req *r, const char *id, json_t *cfg, json_t *warnings)
+{
+    for (size_t i = 0; i < NSECRET; i++) {
+        const char *f = SECRET_FIELDS[i];
+        char cipher[32];
+        snprintf(cipher, sizeof cipher, "%sCipher", f);
+        /* DFF's own export: "<field>Cipher" emptied (it never exports a
+         * secret); its ciphertext, when present, is under DFF's key. */
+        if (json_object_get(cfg, cipher)) {
+            json_object_del(cfg, cipher);
+            if (!json_object_get(cfg, f))
+                json_array_append_new(
+                    warnings, json_sprintf("connector %s: configJSON.%s is not in the export "
+                                           "(DataFlux Func leaves secrets out); set it with "
+                                           "/api/v1/connectors/%s/do/modify",
+                                           id, f, id));
+        }
+        const char *v = json_string_value(json_object_get(cfg, f));
+        if (!v || !secret_is_sealed(v))
+            continue;
+        /* a Tandem export made with withSecrets: only this stack's key opens it */
+        char *plain = NULL, *err = NULL;
+        if (secret_open(srv_conf()->secret_key, v, &plain, &err) != 0) {
+            req_err(r, 400, "EClientBadRequest", json_pack("{s:s,s:s}", "id", id, "field", f),
+                    "connector %s: configJSON.%s does not open with this stack's secret.key (%s); "
+                    "nothing was imported: import on a stack with the exporter's secret.key, "
+                    "or export without withSecrets",
+                    id, f, err ? err : "?");
+            free(err);
+            return -1;
+        }
+        free(plain);
+    }
+    return seal_secrets(r, cfg);
+}
+
+void connector_export_config(json_t *cfg, bool with_secrets)
+{
+    if (with_secrets)
+        return; /* stays sealed under secret.key */
+    for (size_t i = 0; i < NSECRET; i++) {
+        if (!json_object_get(cfg, SECRET_FIELDS[i]))
+            continue;
+        json_object_del(cfg, SECRET_FIELDS[i]);
+        char cipher[32];
+        snprintf(cipher, sizeof cipher, "%sCipher", SECRET_FIELDS[i]);
+        json_object_set_new(cfg, cipher, json_string(""));
+    }
+}
+
+bool connector_type_ok(struct srv_req *r, const char *type)
+{
+    return type_ok(r, type);
+}
+
 /* configJSON as answered: secret fields left out, as DFF does. */
 static json_t *public_config(const char *text)
 {

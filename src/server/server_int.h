@@ -204,23 +204,23 @@ void h_script_get(struct srv_req *r);
 void h_script_put(struct srv_req *r);
 void h_script_delete(struct srv_req *r);
 void h_script_publish(struct srv_req *r);
-void h_funcs_list(struct srv_req *r);
 void h_apis_list(struct srv_req *r);
 void h_api_create(struct srv_req *r);
 void h_api_get(struct srv_req *r);
 void h_api_patch(struct srv_req *r);
 void h_api_delete(struct srv_req *r);
-void h_env_list(struct srv_req *r);
-void h_env_get(struct srv_req *r);
-void h_env_put(struct srv_req *r);
-void h_env_delete(struct srv_req *r);
-void h_keys_list(struct srv_req *r);
-void h_key_create(struct srv_req *r);
-void h_key_delete(struct srv_req *r);
 void h_task_records(struct srv_req *r);
 void h_failover_events(struct srv_req *r);
 void h_connectors(struct srv_req *r);   /* server_connector.c */
 void h_script_debug(struct srv_req *r); /* server_connector.c: draft runs */
+/* Import of a connector's configJSON (in place): DFF's emptied
+ * "<field>Cipher" keys dropped with a warning, Tandem-sealed secrets checked
+ * against secret.key, plain ones sealed. -1 after answering. */
+int connector_import_config(struct srv_req *r, const char *id, json_t *cfg, json_t *warnings);
+/* A stored (sealed) configJSON as exported: secrets emptied DFF's way
+ * ("<field>Cipher": "") unless with_secrets, which keeps them sealed. */
+void connector_export_config(json_t *cfg, bool with_secrets);
+bool connector_type_ok(struct srv_req *r, const char *type); /* answers 400 when not */
 
 /* ---- calls (server_call.c) ---- */
 struct call_opts {

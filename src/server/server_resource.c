@@ -188,6 +188,19 @@ static const struct field user_fields[] = {
     END,
 };
 
+/* Connectors are served by server_connector.c; this row is for the
+ * script-set import and export only (no route reaches it otherwise). */
+static const struct field connector_fields[] = {
+    {"id", "id", FT_STR, F_RO, NULL, NULL},
+    {"title", "title", FT_STR, 0, "''", NULL},
+    {"description", "description", FT_STR, 0, NULL, NULL},
+    {"type", "type", FT_STR, F_REQ, NULL, NULL},
+    /* written by connector_hook (secrets sealed) */
+    {"configJSON", "config_json", FT_JSON, F_RO, NULL, NULL},
+    TIMES,
+    END,
+};
+
 static const struct field api_auth_fields[] = {
     {"id", "id", FT_STR, F_RO, NULL, NULL},
     {"name", "name", FT_STR, 0, NULL, NULL},
@@ -361,7 +374,23 @@ static int env_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, cons
     }
     char *sealed = NULL, *err = NULL;
     const char *val = json_string_value(v);
-    if (strcmp(type, "password") == 0) {
+    if (strcmp(type, "password") == 0 && secret_is_sealed(val)) {
+        /* already sealed (a Tandem export made withSecrets): kept as is, but
+         * only if this stack's secret.key opens it */
+        char *plain = NULL;
+        if (secret_open(S.conf.secret_key, val, &plain, &err) != 0) {
+            req_err(r, 400, "EClientBadRequest",
+                    json_pack("{s:s,s:s}", "id", id, "field", "valueTEXT"),
+                    "env variable %s: the sealed password does not open with this stack's "
+                    "secret.key (%s): "
+                    "import on a stack with the exporter's secret.key, or export without "
+                    "withSecrets",
+                    id, err ? err : "?");
+            free(err);
+            return -1;
+        }
+        free(plain);
+    } else if (strcmp(type, "password") == 0) {
         if (secret_seal(S.conf.secret_key, val, &sealed, &err) != 0) {
             req_err(r, 500, "EServerInternal", NULL,
                     "cannot seal the password value (secret.key in tandem.conf): %s",
@@ -376,6 +405,41 @@ static int env_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, cons
     free(q);
     free(sealed);
     return 0;
+}
+
+static int connector_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id,
+                          json_t *data, bool add, FILE *cols, FILE *vals, json_t *answer)
+{
+    (void)rs;
+    const char *type = json_string_value(json_object_get(data, "type"));
+    if (type && !connector_type_ok(r, type))
+        return -1;
+    json_t *cfg = json_object_get(data, "configJSON");
+    if (cfg && !json_is_null(cfg) && !json_is_object(cfg)) {
+        req_err(r, 400, "EClientBadRequest",
+                json_pack("{s:s,s:s}", "id", id, "field", "configJSON"),
+                "connector %s: configJSON must be an object", id);
+        return -1;
+    }
+    /* none at all is an empty configuration, as DFF's import takes it */
+    json_t *c = json_is_object(cfg) ? json_deep_copy(cfg) : json_object(), *w = json_array();
+    int ret = connector_import_config(r, id, c, w);
+    char *text = ret == 0 ? json_dumps(c, JSON_COMPACT) : NULL;
+    if (ret == 0 && !text) {
+        req_err(r, 500, "EServerInternal", NULL, "out of memory");
+        ret = -1;
+    }
+    if (text) {
+        char *q = db_q(m, text);
+        pair(cols, vals, add, "config_json", q);
+        free(q);
+        free(text);
+    }
+    if (ret == 0 && json_array_size(w))
+        json_object_set(answer, "warnings", w);
+    json_decref(w);
+    json_decref(c);
+    return ret;
 }
 
 static int cron_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id,
@@ -523,6 +587,8 @@ static const struct resource resources[] = {
      user_hook, user_delete, 0},
     {"api-auth", "API auth", "api_auth", "apia-", id_valid, api_auth_fields, NULL, "created_at, id",
      true, true, NULL, NULL, 0},
+    {"connectors", "connector", "connector", NULL, ident_ok, connector_fields, NULL, "id", true,
+     true, connector_hook, NULL, 0},
     {"task-records", "task record", "task_record", NULL, NULL, task_record_fields, NULL, "seq DESC",
      false, false, NULL, NULL, 50},
 };
@@ -1005,9 +1071,9 @@ void h_res_delete(struct srv_req *r)
 static const struct {
     const char *key, *legacy, *wire;
 } import_sections[] = {
-    {"scriptSets", NULL, "script-sets"},         {"envVariables", NULL, "env-variables"},
-    {"syncAPIs", "authLinks", "sync-apis"},      {"asyncAPIs", "batches", "async-apis"},
-    {"cronJobs", "crontabConfigs", "cron-jobs"},
+    {"scriptSets", NULL, "script-sets"},     {"connectors", NULL, "connectors"},
+    {"envVariables", NULL, "env-variables"}, {"syncAPIs", "authLinks", "sync-apis"},
+    {"asyncAPIs", "batches", "async-apis"},  {"cronJobs", "crontabConfigs", "cron-jobs"},
 };
 
 static const struct resource *res_named(const char *wire)
@@ -1177,6 +1243,7 @@ void h_res_import(struct srv_req *r)
         char *sql = NULL;
         json_t *ans = json_object();
         int rc = build_write(r, m, items[i].rs, id, items[i].item, !items[i].exists, ans, &sql);
+        json_array_extend(warnings, json_object_get(ans, "warnings"));
         json_decref(ans);
         if (rc == 0)
             rc = write_sql(r, m, items[i].rs, sql);
@@ -1191,23 +1258,11 @@ void h_res_import(struct srv_req *r)
         json_array_append_new(l, json_string(id));
         if (strcmp(items[i].section, "scripts") == 0)
             json_array_append_new(publish, json_string(id));
-        const char *t = json_string_value(json_object_get(items[i].item, "autoTypeCasting"));
-        if (t && strcmp(t, "password") == 0)
-            json_array_append_new(
-                warnings, json_sprintf("env variable %s: a password is exported sealed with "
-                                       "DFF's own key; set its value again",
-                                       id));
     }
     if (req_sql_exec(r, m, "COMMIT") < 0) {
         db_exec(m, NULL, "ROLLBACK");
         goto out;
     }
-    json_t *cn = json_object_get(data, "connectors");
-    if (json_is_array(cn) && json_array_size(cn))
-        json_array_append_new(warnings,
-                              json_sprintf("%zu connector(s) not imported: add them with the "
-                                           "connector API",
-                                           json_array_size(cn)));
     if (bump(r, res_named("scripts"), "imported", "(export)") != 0)
         goto out;
     req_ok(r, json_pack("{s:O,s:O,s:O,s:O}", "imported", imported, "overwritten", conflicts,
@@ -1276,30 +1331,75 @@ static char *sql_id_list(struct srv_req *r, MYSQL *m, json_t *ids, const char *f
     return out;
 }
 
+/* Secrets in an export: by default DFF's way, which never exports one (a
+ * password variable becomes an empty string variable, a connector's secret
+ * fields become empty "<field>Cipher"). withSecrets keeps them, still sealed
+ * under secret.key, so a stack sharing that key (a restore, a move between
+ * Tandem stacks) gets everything back; elsewhere the import refuses them. */
+static int export_secrets(struct srv_req *r, MYSQL *m, const char *wire, json_t *rows,
+                          bool with_secrets)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(rows, i, e)
+    {
+        json_t *cfg = json_object_get(e, "configJSON");
+        if (strcmp(wire, "connectors") == 0 && json_is_object(cfg))
+            connector_export_config(cfg, with_secrets);
+        if (strcmp(wire, "env-variables") != 0)
+            continue;
+        const char *t = json_string_value(json_object_get(e, "autoTypeCasting"));
+        if (!t || strcmp(t, "password") != 0)
+            continue;
+        if (!with_secrets) {
+            json_object_set_new(e, "autoTypeCasting", json_string("string"));
+            json_object_set_new(e, "valueTEXT", json_string(""));
+            continue;
+        }
+        char *q = db_q(m, json_string_value(json_object_get(e, "id")));
+        MYSQL_RES *res = req_sql_query(r, m, "SELECT value FROM env_variable WHERE id = %s", q);
+        free(q);
+        if (!res)
+            return -1;
+        MYSQL_ROW row = mysql_fetch_row(res);
+        json_object_set_new(e, "valueTEXT", json_string(row && row[0] ? row[0] : ""));
+        mysql_free_result(res);
+    }
+    return 0;
+}
+
+/* Rows of a resource whose col_expr is in ids ("'a', 'b'"); NULL after answering. */
+static json_t *rows_in(struct srv_req *r, MYSQL *m, const char *wire, const char *col_expr,
+                       const char *ids)
+{
+    char *where = NULL;
+    if (asprintf(&where, "%s IN (%s)", col_expr, ids) < 0) {
+        req_err(r, 500, "EServerInternal", NULL, "out of memory");
+        return NULL;
+    }
+    json_t *a = rows_where(r, m, res_named(wire), where, true);
+    free(where);
+    return a;
+}
+
 /* POST /api/v1/script-sets/do/export {"scriptSetIds":[…], "includeSyncAPIs",
  * "includeAsyncAPIs", "includeCronJobs" (or DFF's legacy names),
- * "envVariableIds":[…]}: the export's META as JSON, scripts with their code
- * (tandemctl export writes DFF's zip). A password variable's value is not
- * exported. */
+ * "envVariableIds":[…], "connectorIds":[…], "withSecrets"}: the export's
+ * META as JSON, scripts with their code (tandemctl export writes DFF's zip). */
 void h_res_export(struct srv_req *r)
 {
     json_t *body = req_body_object(r, true);
-    char *sets = NULL, *envs = NULL;
+    char *sets = NULL;
     json_t *out = NULL;
+    bool with_secrets = false;
     if (!body)
         return;
     MYSQL *m = srv_db(r);
-    if (!m || !(sets = sql_id_list(r, m, json_object_get(body, "scriptSetIds"), "scriptSetIds")))
+    if (!m || req_field_bool(r, body, "withSecrets", false, &with_secrets) ||
+        !(sets = sql_id_list(r, m, json_object_get(body, "scriptSetIds"), "scriptSetIds")))
         goto out;
-    json_t *envids = json_object_get(body, "envVariableIds");
-    if (envids && !json_is_null(envids) && !(envs = sql_id_list(r, m, envids, "envVariableIds")))
-        goto out;
-    char *where = NULL;
     out = json_object();
-    if (asprintf(&where, "id IN (%s)", sets) < 0)
-        goto oom;
-    json_t *ss = rows_where(r, m, res_named("script-sets"), where, true);
-    free(where);
+    json_t *ss = rows_in(r, m, "script-sets", "id", sets);
     if (!ss)
         goto out;
     json_object_set_new(out, "scriptSets", ss);
@@ -1308,16 +1408,13 @@ void h_res_export(struct srv_req *r)
     json_array_foreach(ss, i, set)
     {
         char *q = db_q(m, json_string_value(json_object_get(set, "id")));
-        int n = asprintf(&where, "script_set_id = %s", q);
+        json_t *sc = rows_in(r, m, "scripts", "script_set_id", q);
         free(q);
-        if (n < 0)
-            goto oom;
-        json_t *sc = rows_where(r, m, res_named("scripts"), where, true);
-        free(where);
         if (!sc)
             goto out;
         json_object_set_new(set, "scripts", sc);
     }
+    /* what hangs off the sets' funcs, when asked for */
     static const struct {
         const char *flag, *legacy, *key, *wire;
     } parts[] = {{"includeSyncAPIs", "includeAuthLinks", "syncAPIs", "sync-apis"},
@@ -1327,32 +1424,35 @@ void h_res_export(struct srv_req *r)
         if (!json_is_true(json_object_get(body, parts[p].flag)) &&
             !json_is_true(json_object_get(body, parts[p].legacy)))
             continue;
-        if (asprintf(&where, "SUBSTRING_INDEX(func_id, '__', 1) IN (%s)", sets) < 0)
-            goto oom;
-        json_t *a = rows_where(r, m, res_named(parts[p].wire), where, true);
-        free(where);
+        json_t *a = rows_in(r, m, parts[p].wire, "SUBSTRING_INDEX(func_id, '__', 1)", sets);
         if (!a)
             goto out;
         json_object_set_new(out, parts[p].key, a);
     }
-    if (envs) {
-        if (asprintf(&where, "id IN (%s)", envs) < 0)
-            goto oom;
-        json_t *a = rows_where(r, m, res_named("env-variables"), where, true);
-        free(where);
+    /* what is named by id */
+    static const struct {
+        const char *field, *key, *wire;
+    } named[] = {{"envVariableIds", "envVariables", "env-variables"},
+                 {"connectorIds", "connectors", "connectors"}};
+    for (size_t p = 0; p < sizeof named / sizeof named[0]; p++) {
+        json_t *ids = json_object_get(body, named[p].field);
+        if (!ids || json_is_null(ids))
+            continue;
+        char *list = sql_id_list(r, m, ids, named[p].field);
+        json_t *a = list ? rows_in(r, m, named[p].wire, "id", list) : NULL;
+        free(list);
         if (!a)
             goto out;
-        json_object_set_new(out, "envVariables", a);
+        json_object_set_new(out, named[p].key, a);
+        if (export_secrets(r, m, named[p].wire, a, with_secrets) != 0)
+            goto out;
     }
-    json_object_set_new(out, "extra", json_pack("{s:s}", "exportedBy", "tandem"));
+    json_object_set_new(
+        out, "extra", json_pack("{s:s,s:b}", "exportedBy", "tandem", "withSecrets", with_secrets));
     req_ok(r, out);
     out = NULL;
-    goto out;
-oom:
-    req_err(r, 500, "EServerInternal", NULL, "out of memory");
 out:
     json_decref(out);
     free(sets);
-    free(envs);
     json_decref(body);
 }

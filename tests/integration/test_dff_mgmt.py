@@ -1,19 +1,18 @@
 """DataFlux Func's management API on a real stack: users and sign-in tokens,
 the /do/ resource paths with DFF's bodies and pageInfo, access keys that sign
 requests the way DFF's SDKs do (HMAC-SHA1, timestamp window, single-use
-nonces) with admin and call-only scopes, DFF's decimal error codes, and every
-admin route of the routing table refusing keyless and call-only callers."""
+nonces) with admin and call-only scopes, user roles, DFF's decimal error
+codes, import/export. (Every admin route refusing: test_auth_routes.py.)"""
 
 import hashlib
 import hmac
 import json
 import os
-import subprocess
 import time
 import unittest
 import uuid
 
-from harness import BUILD, Stack
+from harness import Stack
 
 ST = None
 CODE = ("@DFF.API('plus')\ndef plus(x, y):\n    return x + y\n\n"
@@ -154,6 +153,44 @@ class TestUsersAndSignIn(unittest.TestCase):
         p = ST.ctl("user", "add", "u_empty", input="\n")
         self.assertEqual(p.returncode, 2)
         self.assertIn("empty", p.stderr)
+
+    def test_dff_roles_user_may_call_only_admin_and_sa_administer(self):
+        st, r = dff("POST", "/api/v1/script-sets/do/add", {"data": {"id": "rl"}})
+        self.assertEqual(st, 200, r)
+        st, r = dff("POST", "/api/v1/scripts/do/add", {"data": {"id": "rl__s", "codeDraft": CODE}})
+        self.assertEqual(st, 200, r)
+        self.assertEqual(dff("POST", "/api/v1/scripts/rl__s/do/publish", {"wait": True})[0], 200)
+        p = ST.ctl("user", "add", "u_role", "--role", "user", input="pw\n")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = ST.ctl("user", "add", "u_role2", "--role", "root", input="pw\n")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown role 'root'", p.stderr)
+        st, r = sign_in("u_role", "pw")
+        self.assertEqual(st, 200, r)
+        utok = r["data"]["xAuthToken"]
+        uid = r["data"]["userId"]
+        # a plain user calls funcs, and may not read env variables or publish code
+        st, r = dff("POST", "/api/v1/func/rl__s.plus", {"kwargs": {"x": 1, "y": 2}}, tok=utok)
+        self.assertEqual((st, r["data"]["result"]), (200, 3), r)
+        for method, path, body in (("GET", "/api/v1/env-variables/do/list", None),
+                                   ("POST", "/api/v1/scripts/rl__s/do/publish", {"wait": True}),
+                                   ("GET", "/api/v1/users/do/list", None),
+                                   ("POST", "/api/v1/users/" + uid + "/do/modify", {"data": {"roles": ["sa"]}})):
+            st, r = dff(method, path, body, tok=utok)
+            self.assertEqual((st, r["reason"]), (403, "EUserPrivilege"), (path, r))
+            self.assertIn("role", r["message"])
+        self.assertEqual(ST.sql(f"SELECT roles_json FROM user WHERE id = '{uid}'"), [['["user"]']])
+        # DFF's role names: admin administers at once, without a new sign-in;
+        # readonlyUser, customUser, none at all do not; a comma string counts
+        for roles, want in ((["admin"], 200), (["readonlyUser"], 403), (["customUser", "user"], 403),
+                            (None, 403), (["sa"], 200), ("user,admin", 200)):
+            st, r = dff("POST", f"/api/v1/users/{uid}/do/modify", {"data": {"roles": roles}})
+            self.assertEqual(st, 200, r)
+            st, r = dff("GET", "/api/v1/env-variables/do/list", tok=utok)
+            self.assertEqual(st, want, (roles, r))
+        # a deleted user's token opens nothing
+        self.assertEqual(dff("GET", f"/api/v1/users/{uid}/do/delete")[0], 200)
+        self.assertEqual(dff("GET", "/api/v1/env-variables/do/list", tok=utok)[0], 401)
 
 
 class TestResources(unittest.TestCase):
@@ -437,7 +474,9 @@ crontabConfigs:
     isDisabled: 1
 connectors:
   - id: imp_conn
+    title: cache
     type: redis
+    configJSON: '{"host":"127.0.0.1","port":6379,"passwordCipher":""}'
 """
 
 
@@ -455,7 +494,11 @@ class TestImport(unittest.TestCase):
         p = ST.ctl("import", path)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("imported 1 scripts", p.stdout)
-        self.assertIn("connector", p.stderr)  # not imported: said so
+        self.assertIn("imported 1 connectors", p.stdout)
+        # DFF leaves connector secrets out of its exports: said so
+        self.assertIn("connector imp_conn: configJSON.password is not in the export", p.stderr)
+        self.assertEqual(ST.sql("SELECT type, config_json FROM connector WHERE id = 'imp_conn'"),
+                         [["redis", '{"host":"127.0.0.1","port":6379}']])
         # published: the func exists and the imported Sync API calls it
         st, r = ST.http("POST", "/api/v1/sync/imp_sapi", body={"kwargs": {"x": 2}}, key=None)
         self.assertEqual(st, 200, r)
@@ -472,7 +515,7 @@ class TestImport(unittest.TestCase):
         out = json.loads(p.stdout)
         self.assertEqual(out["reason"], "EBizRequestConflict")
         self.assertEqual(out["detail"]["conflicts"]["envVariables"], ["IMP_VAR"])
-        self.assertEqual(sorted(out["detail"]["conflicts"]), ["authLinks", "batches", "crontabConfigs",
+        self.assertEqual(sorted(out["detail"]["conflicts"]), ["authLinks", "batches", "connectors", "crontabConfigs",
                                                               "envVariables", "scriptSets", "scripts"])
         self.assertEqual(ST.sql("SELECT value FROM env_variable WHERE id = 'IMP_VAR'"), [["changed"]])
         p = ST.ctl("import", path, "--overwrite")
@@ -485,6 +528,21 @@ class TestImport(unittest.TestCase):
                     set_id="rt")
         self.assertEqual(ST.ctl("import", src).returncode, 0)
         tok = token()
+        # secrets: a password variable and a connector with a password
+        st, r = dff("POST", "/api/v1/env-variables/do/add",
+                    {"data": {"id": "RT_PW", "title": "p", "valueTEXT": "hunter2", "autoTypeCasting": "password"}},
+                    tok=tok)
+        self.assertEqual(st, 200, r)
+        st, r = dff("POST", "/api/v1/connectors/do/add", {"skipTest": True, "data": {
+            "id": "rt_db", "title": "db", "type": "mysql", "description": "d",
+            "configJSON": {"host": "127.0.0.1", "port": 3306, "user": "u", "password": "s3cret"}}}, tok=tok)
+        self.assertEqual(st, 200, r)
+
+        def raw_rows():
+            return (ST.sql("SELECT id, title, description, value_type, value FROM env_variable "
+                           "WHERE id IN ('RT_VAR', 'RT_PW') ORDER BY id"),
+                    ST.sql("SELECT id, title, type, config_json, description FROM connector WHERE id = 'rt_db'"))
+        raw_before = raw_rows()
 
         def snapshot():
             snap = {}
@@ -502,18 +560,84 @@ class TestImport(unittest.TestCase):
         before = snapshot()
         self.assertEqual(len(before["funcs"]), 2)
         out = os.path.join(ST.dir, "rt-out.zip")
-        p = ST.ctl("export", out, "rt", "--env", "RT_VAR")
+        p = ST.ctl("export", out, "rt", "--env", "RT_VAR,RT_PW", "--connectors", "rt_db", "--with-secrets")
         self.assertEqual(p.returncode, 0, p.stderr)
         import zipfile
         with zipfile.ZipFile(out) as z:
             self.assertIn("META.yaml", z.namelist())
             self.assertEqual(z.read("script-sets/rt/main.py").decode(), before["code"])
+            meta = z.read("META.yaml").decode()
+        self.assertNotIn("hunter2", meta)  # sealed, never plain
+        self.assertNotIn("s3cret", meta)
         for path in ("script-sets/rt", "sync-apis/rt_sapi", "async-apis/rt_aapi", "cron-jobs/rt_cron",
-                     "env-variables/RT_VAR"):
+                     "env-variables/RT_VAR", "env-variables/RT_PW", "connectors/rt_db"):
             self.assertEqual(dff("GET", f"/api/v1/{path}/do/delete", tok=tok)[0], 200, path)
+        self.assertEqual(raw_rows(), ([], []))
         p = ST.ctl("import", out)
         self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, "")  # no warnings: nothing was left out
         self.assertEqual(snapshot(), before)
+        self.assertEqual(raw_rows(), raw_before)
+        # the worker still opens the imported secrets: DFF.ENV gives the password back
+        st, r = dff("POST", "/api/v1/scripts/do/add", {"data": {
+            "id": "rt__pw", "codeDraft": "@DFF.API('pw')\ndef pw():\n    return DFF.ENV('RT_PW')\n"}}, tok=tok)
+        self.assertEqual(st, 200, r)
+        self.assertEqual(dff("POST", "/api/v1/scripts/rt__pw/do/publish", {"wait": True}, tok=tok)[0], 200)
+        st, r = ST.http("POST", "/api/v1/func/rt__pw.pw", body={"kwargs": {}})
+        self.assertEqual((st, r["data"]["result"]), (200, "hunter2"), r)
+
+    def test_dff_export_leaves_secrets_out_as_dff_does_and_foreign_seals_are_refused(self):
+        tok = token()
+        for path, data in (("/api/v1/script-sets/do/add", {"id": "sx"}),
+                           ("/api/v1/env-variables/do/add",
+                            {"id": "SX_PW", "valueTEXT": "hunter2", "autoTypeCasting": "password"})):
+            self.assertEqual(dff("POST", path, {"data": data}, tok=tok)[0], 200)
+        st, r = dff("POST", "/api/v1/connectors/do/add", {"skipTest": True, "data": {
+            "id": "sx_conn", "type": "redis", "configJSON": {"host": "h", "password": "s3cret"}}}, tok=tok)
+        self.assertEqual(st, 200, r)
+        st, r = dff("POST", "/api/v1/script-sets/do/export",
+                    {"scriptSetIds": ["sx"], "envVariableIds": ["SX_PW"], "connectorIds": ["sx_conn"]}, tok=tok)
+        self.assertEqual(st, 200, r)
+        plain = r["data"]
+        # DFF's way: a password variable becomes an empty string, a secret an empty "<field>Cipher"
+        self.assertEqual([(e["id"], e["autoTypeCasting"], e["valueTEXT"]) for e in plain["envVariables"]],
+                         [("SX_PW", "string", "")])
+        self.assertEqual(plain["connectors"][0]["configJSON"], {"host": "h", "passwordCipher": ""})
+        st, r = dff("POST", "/api/v1/script-sets/do/export",
+                    {"scriptSetIds": ["sx"], "envVariableIds": ["SX_PW"], "connectorIds": ["sx_conn"],
+                     "withSecrets": True}, tok=tok)
+        self.assertEqual(st, 200, r)
+        sealed = r["data"]
+        self.assertTrue(sealed["envVariables"][0]["valueTEXT"].startswith("sealed:v1:"))
+        self.assertTrue(sealed["connectors"][0]["configJSON"]["password"].startswith("sealed:v1:"))
+        before = (ST.sql("SELECT value FROM env_variable WHERE id = 'SX_PW'"),
+                  ST.sql("SELECT config_json FROM connector WHERE id = 'sx_conn'"))
+        # a seal this stack's secret.key does not open (another stack's, or damaged): refused, nothing written
+        for section, item, field in (("envVariables", 0, "valueTEXT"), ("connectors", 0, "password")):
+            doc = json.loads(json.dumps(sealed))
+            doc["scriptSets"][0]["id"] = "sx2"
+            doc["envVariables"][0]["id"] = "SX2_PW"
+            doc["connectors"][0]["id"] = "sx2_conn"
+            holder = doc[section][item] if field == "valueTEXT" else doc[section][item]["configJSON"]
+            v = holder[field]
+            holder[field] = v[:-6] + ("A" if v[-6] != "A" else "B") + v[-5:]
+            st, r = dff("POST", "/api/v1/script-sets/do/import", {"data": doc}, tok=tok)
+            self.assertEqual((st, r["reason"]), (400, "EClientBadRequest"), r)
+            self.assertIn("does not open with this stack's secret.key", r["message"])
+            for table, rid in (("script_set", "sx2"), ("env_variable", "SX2_PW"), ("connector", "sx2_conn")):
+                self.assertEqual(ST.sql(f"SELECT COUNT(*) FROM {table} WHERE id = '{rid}'"), [["0"]], (section, table))
+        # overwrite with the DFF-way export: values emptied as DFF would, with a warning
+        st, r = dff("POST", "/api/v1/script-sets/do/import", {"data": plain, "overwrite": True}, tok=tok)
+        self.assertEqual(st, 200, r)
+        self.assertEqual(r["data"]["overwritten"]["connectors"], ["sx_conn"])
+        self.assertTrue(any("sx_conn: configJSON.password is not in the export" in w for w in r["data"]["warnings"]))
+        self.assertEqual(ST.sql("SELECT value_type, value FROM env_variable WHERE id = 'SX_PW'"), [["string", ""]])
+        self.assertNotEqual(ST.sql("SELECT config_json FROM connector WHERE id = 'sx_conn'"), before[1])
+        # and the sealed export brings everything back over it
+        st, r = dff("POST", "/api/v1/script-sets/do/import", {"data": sealed, "overwrite": True}, tok=tok)
+        self.assertEqual(st, 200, r)
+        self.assertEqual((ST.sql("SELECT value FROM env_variable WHERE id = 'SX_PW'"),
+                          ST.sql("SELECT config_json FROM connector WHERE id = 'sx_conn'")), before)
 
     def test_dff_import_bad_item_leaves_nothing_behind(self):
         path = os.path.join(ST.dir, "bad.zip")
@@ -538,29 +662,6 @@ class TestImport(unittest.TestCase):
         st, r = dff("POST", "/api/v1/script-sets/do/import", {"data": {"scriptSets": {"id": "x"}}})
         self.assertEqual((st, r["reason"]), (400, "EClientBadRequest"))
         self.assertIn("must be a list", r["message"])
-
-
-def admin_routes():
-    exe = os.path.join(BUILD, "tests", "test_server_route")
-    out = subprocess.run([exe, "--list-routes"], capture_output=True, text=True, check=True).stdout
-    rows = [line.split("\t") for line in out.splitlines()]
-    return [(m if m != "*" else "GET", p.replace("**", "x").replace(":", "x"))
-            for m, p, need in rows if need == "2"]
-
-
-class TestEveryAdminRouteRefuses(unittest.TestCase):
-    def test_dff_every_admin_route_refuses_keyless_and_call_only(self):
-        routes = admin_routes()
-        self.assertGreater(len(routes), 60)
-        call = new_key("call")
-        for method, path in routes:
-            body = {"data": {}} if method in ("POST", "PUT", "PATCH") else None
-            st, r = ST.http(method, path, body=body, key=None)
-            self.assertEqual(st, 401, (method, path, r))
-            st, r = ST.http(method, path, body=body, key=call["secret"])
-            self.assertEqual(st, 403, (method, path, r))
-            st, r = signed(call, method, path, body)
-            self.assertEqual(st, 403, (method, path, r))
 
 
 class TestZzRedisDown(unittest.TestCase):

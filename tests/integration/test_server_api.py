@@ -196,7 +196,7 @@ class TestEndpoints(Envelope):
         d = ST.api("GET", "/api/v1/scripts/t__srv")
         self.assertGreaterEqual(d["publish_version"], 1)
         self.assertEqual(d["code"], d["code_draft"])
-        names = {f["id"] for f in ST.api("GET", "/api/v1/funcs?script=t__srv")}
+        names = {f["id"] for f in ST.api("GET", "/api/v1/funcs/do/list?scriptId=t__srv")}
         self.assertEqual(names, {"t__srv.echo", "t__srv.nap", "t__srv.boom"})
         ST.api("DELETE", "/api/v1/scripts/t__draft")
         status, body = ST.http("GET", "/api/v1/scripts/t__draft")
@@ -221,24 +221,27 @@ class TestEndpoints(Envelope):
         self.assertServing()
 
     def test_env_variables_crud(self):
-        d = ST.api("PUT", "/api/v1/env-variables/SRV_TEST", {"value": "v1"})
-        self.assertEqual((d["id"], d["value"]), ("SRV_TEST", "v1"))
-        ST.api("PUT", "/api/v1/env-variables/SRV_TEST", {"value": "v2"})
-        self.assertEqual(ST.api("GET", "/api/v1/env-variables/SRV_TEST")["value"], "v2")
-        self.assertIn("SRV_TEST", [e["id"] for e in ST.api("GET", "/api/v1/env-variables")])
-        ST.api("DELETE", "/api/v1/env-variables/SRV_TEST")
-        status, body = ST.http("DELETE", "/api/v1/env-variables/SRV_TEST")
+        d = ST.api("POST", "/api/v1/env-variables/do/add", {"data": {"id": "SRV_TEST", "valueTEXT": "v1"}})
+        self.assertEqual(d["id"], "SRV_TEST")
+        ST.api("POST", "/api/v1/env-variables/SRV_TEST/do/modify", {"data": {"valueTEXT": "v2"}})
+        self.assertEqual(ST.api("GET", "/api/v1/env-variables/SRV_TEST/do/get")["valueTEXT"], "v2")
+        self.assertIn("SRV_TEST", [e["id"] for e in ST.api("GET", "/api/v1/env-variables/do/list")])
+        ST.api("GET", "/api/v1/env-variables/SRV_TEST/do/delete")
+        status, body = ST.http("GET", "/api/v1/env-variables/SRV_TEST/do/delete")
+        self.assertErr(status, body, 404, "EClientNotFound")
+        # Tandem's first paths for env variables are gone: DFF's shapes only
+        status, body = ST.http("PUT", "/api/v1/env-variables/SRV_TEST", {"value": "v"})
         self.assertErr(status, body, 404, "EClientNotFound")
 
     def test_access_keys_secret_once_hashed_and_revocable(self):
-        d = ST.api("POST", "/api/v1/access-keys", {"name": "srv-test"})
+        d = ST.api("POST", "/api/v1/access-keys/do/add", {"data": {"name": "srv-test"}})
         kid, secret = d["id"], d["secret"]
         self.assertTrue(secret.startswith("tk_"))
-        listed = [k for k in ST.api("GET", "/api/v1/access-keys", key=secret) if k["id"] == kid][0]
+        listed = [k for k in ST.api("GET", "/api/v1/access-keys/do/list", key=secret) if k["id"] == kid][0]
         self.assertNotIn("secret", listed)
-        self.assertNotIn(secret, json.dumps(ST.sql("SELECT * FROM access_key")))
-        ST.api("DELETE", f"/api/v1/access-keys/{kid}")
-        status, body = ST.http("GET", "/api/v1/access-keys", key=secret)
+        self.assertNotIn(secret, json.dumps(ST.sql("SELECT id, name, secret_sha256, scope FROM access_key")))
+        ST.api("GET", f"/api/v1/access-keys/{kid}/do/delete")
+        status, body = ST.http("GET", "/api/v1/access-keys/do/list", key=secret)
         self.assertErr(status, body, 401, "EAPIAuth", "revoked")
         self.assertServing()
 
@@ -331,7 +334,7 @@ class TestBadInput(Envelope):
             ("PUT", "/api/v1/scripts/t__x", {"title": "no draft"}, "code_draft"),
             ("POST", "/api/v1/sync-apis", {"func_id": "t__srv.echo", "need_key": "no"}, "need_key"),
             ("POST", "/api/v1/sync-apis", {"func_id": "nodots"}, "func_id"),
-            ("PUT", "/api/v1/env-variables/X", {"value": {"a": 1}}, "value"),
+            ("POST", "/api/v1/env-variables/do/add", {"data": {"id": "X", "valueTEXT": {"a": 1}}}, "valueTEXT"),
             ("GET", "/api/v1/task-records?page=0", None, "page"),
         ]
         for method, path, body, field in cases:
@@ -399,10 +402,10 @@ class TestBadInput(Envelope):
         sid = ST.create_sync_api("t__srv.echo", need_key=True)
         status, body = ST.http("GET", f"/api/v1/sync/{sid}", key=None)
         self.assertErr(status, body, 401, "EAPIAuth")
-        d = ST.api("POST", "/api/v1/access-keys", {"name": "caller"})
+        d = ST.api("POST", "/api/v1/access-keys/do/add", {"data": {"name": "caller", "scope": "call"}})
         status, body = ST.http("GET", f"/api/v1/sync/{sid}", key=d["secret"])
         self.assertEqual(status, 200, body)
-        ST.api("DELETE", f"/api/v1/access-keys/{d['id']}")
+        ST.api("GET", f"/api/v1/access-keys/{d['id']}/do/delete")
         status, body = ST.http("GET", f"/api/v1/sync/{sid}", key=d["secret"])
         self.assertErr(status, body, 401, "EAPIAuth", "revoked")
         self.assertServing()
@@ -431,9 +434,9 @@ class TestBadInput(Envelope):
         import random
         rnd = random.Random(4466)
         paths = ["/api/v1/func/t__srv.echo", "/api/v1/sync/x", "/api/v1/scripts/t__x", "/api/v1/sync-apis",
-                 "/api/v1/tasks/task-1", "/api/v1/task-records?page=1", "/api/v1/env-variables/E", "/metrics"]
+                 "/api/v1/tasks/task-1", "/api/v1/task-records?page=1", "/api/v1/env-variables/E/do/modify", "/metrics"]
         bodies = [b'{"kwargs":{"a":1}}', b'{"options":{"async":true,"eta":"2030-01-01T00:00:00Z"}}',
-                  b'{"code_draft":"x=1"}', b'{"func_id":"a__b.c","kwargs":{}}', b'{"value":"v"}']
+                  b'{"code_draft":"x=1"}', b'{"func_id":"a__b.c","kwargs":{}}', b'{"data":{"valueTEXT":"v"}}']
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "BREW"]
         for i in range(300):
             body = bytearray(rnd.choice(bodies))

@@ -273,7 +273,7 @@ class TestHealthState(unittest.TestCase):
 
 class TestGenBump(unittest.TestCase):
     def test_revoke_with_redis_refusing_the_bump_is_503_and_applies_within_5s(self):
-        d = ST.api("POST", "/api/v1/access-keys", {"name": "gen-test"})
+        d = ST.api("POST", "/api/v1/access-keys/do/add", {"data": {"name": "gen-test"}})
         kid, secret = d["id"], d["secret"]
         wait_for(lambda: ST.http("GET", "/api/v1/scripts", key=secret)[0] == 200, 5, 0.1, "new key works")
         gen = ST.redis("GET", "tandem:gen") or "0"
@@ -281,11 +281,11 @@ class TestGenBump(unittest.TestCase):
         # the same generation: nothing is announced
         ST.redis("SET", "tandem:gen", gen + "x")
         try:
-            status, body = ST.http("DELETE", f"/api/v1/access-keys/{kid}")
+            status, body = ST.http("GET", f"/api/v1/access-keys/{kid}/do/delete")
             self.assertEqual(status, 503, body)
             self.assertEqual(body["reason"], "EBackend")
             # says what was saved and that it applies without the announcement
-            self.assertIn(f"access key {kid} was revoked", body["message"])
+            self.assertIn(f"access key {kid} was deleted", body["message"])
             self.assertIn("within 5 s", body["message"])
             t0 = time.monotonic()
             wait_for(lambda: ST.http("GET", "/api/v1/scripts", key=secret)[0] == 401, 7, 0.1,

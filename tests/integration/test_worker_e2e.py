@@ -111,9 +111,9 @@ class WorkerE2E(unittest.TestCase):
                                      % r["data"]["id"]), 10, what="task_record row")
 
     def test_env_variable_change_is_seen(self):
-        self.st.api("PUT", "/api/v1/env-variables/greeting", {"value": "hi"})
+        self.st.api("POST", "/api/v1/env-variables/do/add", {"data": {"id": "greeting", "valueTEXT": "hi"}})
         self.assertEqual(self.call("demo__w.env", {"name": "greeting"})[1]["data"]["result"], "hi")
-        self.st.api("PUT", "/api/v1/env-variables/greeting", {"value": "hello"})
+        self.st.api("POST", "/api/v1/env-variables/greeting/do/modify", {"data": {"valueTEXT": "hello"}})
         time.sleep(0.3)
         got = {self.call("demo__w.env", {"name": "greeting"})[1]["data"]["result"]
                for _ in range(4)}

@@ -235,12 +235,13 @@ static void test_ctl_http_request_roundtrip(void **state)
     memset(&c, 0, sizeof(c));
     snprintf(c.url, sizeof(c.url), "http://127.0.0.1:%d/", s.port);
     snprintf(c.key, sizeof(c.key), "tk_secret");
-    assert_int_equal(ctl_http(&c, "POST", "/api/v1/access-keys", body, &status, &resp, &err), 0);
+    assert_int_equal(ctl_http(&c, "POST", "/api/v1/access-keys/do/add", body, &status, &resp, &err),
+                     0);
     pthread_join(th, NULL);
     close(s.lfd);
     assert_int_equal(status, 200);
     assert_string_equal(json_string_value(json_object_get(resp, "data")), "pong");
-    assert_non_null(strstr(s.req, "POST /api/v1/access-keys HTTP/1.1\r\n"));
+    assert_non_null(strstr(s.req, "POST /api/v1/access-keys/do/add HTTP/1.1\r\n"));
     assert_non_null(strstr(s.req, "Authorization: Bearer tk_secret\r\n"));
     assert_non_null(strstr(s.req, "Content-Length: 14\r\n"));
     assert_non_null(strstr(s.req, "\r\n\r\n{\"name\":\"ops\"}"));
