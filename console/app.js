@@ -383,7 +383,7 @@
 
   /* ---- Sync APIs ------------------------------------------------------ */
   function funcOptions(sel) {
-    return api("GET", "/api/v1/funcs").then(function (d) {
+    return api("GET", "/api/v1/funcs/do/list?pageSize=1000").then(function (d) {
       sel.replaceChildren.apply(sel, items(d).map(function (f) { return el("option", { value: f.id, text: f.id }); }));
     });
   }
@@ -557,18 +557,24 @@
     add(main, [el("h1", { text: "Env variables" }),
       el("div", { class: "panel" }, el("form", { onsubmit: function (ev) {
         ev.preventDefault();
-        api("PUT", "/api/v1/env-variables/" + encodeURIComponent(id.value), { value: value.value })
+        // DFF's paths: add, or modify the one that exists
+        var eid = encodeURIComponent(id.value);
+        api("POST", "/api/v1/env-variables/do/add", { data: { id: id.value, valueTEXT: value.value, autoTypeCasting: "string" } })
+          .catch(function (e) {
+            if (e.status !== 409 && e.reason !== "EClientDuplicated") throw e;
+            return api("POST", "/api/v1/env-variables/" + eid + "/do/modify", { data: { valueTEXT: value.value } });
+          })
           .then(function () { value.value = ""; load(); }).catch(fail);
       } }, el("label", null, "Name", id), el("label", null, "Value", value), el("button", { class: "primary", type: "submit", id: "env-set" }, "Set"))),
       el("div", { class: "panel" }, el("table", { id: "env" }, el("thead", null, el("tr", null,
         ["name", "value", "updated", ""].map(function (h) { return el("th", { text: h }); }))), body))]);
     function load() {
-      api("GET", "/api/v1/env-variables").then(function (d) {
+      api("GET", "/api/v1/env-variables/do/list?pageSize=1000").then(function (d) {
         body.replaceChildren.apply(body, items(d).map(function (v) {
           return el("tr", null, el("td", { class: "mono", text: v.id }),
-            el("td", { class: "mono", text: v.value === null ? "(sealed)" : v.value }), el("td", { text: fmtTime(v.updated_at) }),
+            el("td", { class: "mono", text: v.valueTEXT == null ? "(sealed)" : v.valueTEXT }), el("td", { text: fmtTime(v.updateTime || v.createTime) }),
             el("td", null, el("button", { class: "danger", onclick: function () {
-              if (confirm("Delete " + v.id + "?")) api("DELETE", "/api/v1/env-variables/" + encodeURIComponent(v.id)).then(load).catch(fail);
+              if (confirm("Delete " + v.id + "?")) api("GET", "/api/v1/env-variables/" + encodeURIComponent(v.id) + "/do/delete").then(load).catch(fail);
             } }, "Delete")));
         }));
       }).catch(fail);
@@ -584,8 +590,9 @@
     add(main, [el("h1", { text: "Access keys" }),
       el("div", { class: "panel" }, el("form", { onsubmit: function (ev) {
         ev.preventDefault();
-        api("POST", "/api/v1/access-keys", { name: name.value }).then(function (k) {
-          shown.replaceChildren(el("p", null, "Secret of ", el("b", { text: k.name }), " — shown once, copy it now:"),
+        var kname = name.value;
+        api("POST", "/api/v1/access-keys/do/add", { data: { name: kname } }).then(function (k) {
+          shown.replaceChildren(el("p", null, "Secret of ", el("b", { text: k.name || kname }), " — shown once, copy it now:"),
             el("div", { class: "secret", id: "key-secret", text: k.secret }));
           load();
         }).catch(fail);
@@ -593,14 +600,15 @@
       el("div", { class: "panel" }, el("table", { id: "keys" }, el("thead", null, el("tr", null,
         ["id", "name", "created", "state", ""].map(function (h) { return el("th", { text: h }); }))), body))]);
     function load() {
-      api("GET", "/api/v1/access-keys").then(function (d) {
+      // live keys only: a revoked key leaves the list (DFF's delete)
+      api("GET", "/api/v1/access-keys/do/list?pageSize=1000").then(function (d) {
         body.replaceChildren.apply(body, items(d).map(function (k) {
           return el("tr", { class: "key", "data-id": k.id }, el("td", { class: "mono", text: k.id }), el("td", { class: "key-name", text: k.name }),
-            el("td", { text: fmtTime(k.created_at) }),
-            el("td", null, k.revoked_at ? badge("revoked", "off") : badge("live", "on")),
-            el("td", null, k.revoked_at ? null : el("button", { class: "danger key-revoke", onclick: function () {
+            el("td", { text: fmtTime(k.createTime) }),
+            el("td", null, badge("live", "on")),
+            el("td", null, el("button", { class: "danger key-revoke", onclick: function () {
               if (confirm("Revoke access key " + k.name + "? Clients using it stop working."))
-                api("DELETE", "/api/v1/access-keys/" + encodeURIComponent(k.id)).then(load).catch(fail);
+                api("GET", "/api/v1/access-keys/" + encodeURIComponent(k.id) + "/do/delete").then(load).catch(fail);
             } }, "Revoke")));
         }));
       }).catch(fail);

@@ -58,6 +58,11 @@ NOT_ADMIN = {
     ("GET", "/metrics", 0), ("POST", "/api/v1/func/:", 1), ("GET", "/api/v1/tasks/:", 0),
     ("POST", "/api/v1/auth/do/sign-in", 0), ("GET", "/api/v1/auth/do/sign-out", 1),
     ("POST", "/api/v1/auth/do/sign-out", 1),
+    # the web console: its static files, the redirects to it, its sign-in
+    # and the "am I signed in" probe are public; everything else it does
+    # goes through the admin routes with its session cookie + CSRF header
+    ("GET", "/", 0), ("GET", "/console", 0), ("GET", "/console/**", 0),
+    ("POST", "/api/v1/console/do/sign-in", 0), ("GET", "/api/v1/console/do/session", 0),
 } | {(m, f"/api/v1/{kind}/{tail}", 0) for kind in ("sync", "al", "async", "bat") for m in ("GET", "POST")
      for tail in (":", ":/:", ":/:/**")}
 
