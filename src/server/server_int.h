@@ -154,6 +154,15 @@ void health_stop(void); /* after S.stop is set */
 json_t *health_judge(const struct srv_health *h, int64_t now_mono, int64_t epoch, int *http,
                      char *why, size_t whyn);
 
+/* server_journal.c: accept records of async tasks, group-committed to
+ * MariaDB task_accept; journal_accept suspends r (whose answer the caller
+ * builds next) until its row is committed. No-op when the journal is off. */
+int journal_start(void);
+void journal_stop(void);
+bool journal_on(void);
+void journal_accept(struct srv_req *r, const struct task *t);
+void journal_counts(unsigned long *rows, unsigned long *batches, unsigned long *unjournaled);
+
 /* server_dispatch.c */
 void *dispatcher_main(void *arg);
 void pending_insert(struct srv_req *r);
