@@ -145,6 +145,7 @@ struct srv_health {
     long long workers;         /* live worker masters (heartbeats) */
     long long worker_children; /* their ready children, summed */
     int64_t at_mono;           /* when the check finished, 0 = never */
+    bool cache_loaded;         /* funcs, APIs, keys loaded from MariaDB once */
     char redis_err[200], db_err[200];
 };
 int health_start(void);

@@ -21,17 +21,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errmsg.h>
 #include <microhttpd.h>
 
 #include "clock.h"
 #include "db.h"
+#include "journal.h"
 #include "log.h"
 #include "server_int.h"
 
-/* One statement stays well under max_allowed_packet (MariaDB's default is
- * 16 MiB, its smallest 1 MiB: a row of a bigger task goes alone). */
-#define JOURNAL_STMT_BYTES (768 * 1024)
 #define JOURNAL_RETRY_MS 1000
 
 struct jent {
@@ -146,76 +143,34 @@ static MYSQL *jdb(void)
     return J.db;
 }
 
-/* Writes rows [from, to) in one statement. 0, or -1 (connection dropped). */
-static int write_rows(struct jent *from, struct jent *to, size_t nrows)
-{
-    size_t cap = 256, len = 0;
-    for (struct jent *e = from; e != to; e = e->next)
-        cap += 2 * strlen(e->task) + 2 * strlen(e->id) + 2 * strlen(e->queue) + 64;
-    char *q = malloc(cap);
-    if (!q)
-        return -1;
-    len = (size_t)snprintf(q, cap,
-                           "INSERT IGNORE INTO task_accept (id, queue, task, accepted_ms) "
-                           "VALUES ");
-    for (struct jent *e = from; e != to; e = e->next) {
-        q[len++] = e == from ? '(' : ',';
-        if (e != from)
-            q[len++] = '(';
-        q[len++] = '\'';
-        len += mysql_real_escape_string(J.db, q + len, e->id, strlen(e->id));
-        memcpy(q + len, "','", 3);
-        len += 3;
-        len += mysql_real_escape_string(J.db, q + len, e->queue, strlen(e->queue));
-        memcpy(q + len, "','", 3);
-        len += 3;
-        len += mysql_real_escape_string(J.db, q + len, e->task, strlen(e->task));
-        len += (size_t)snprintf(q + len, cap - len, "',%lld)", (long long)e->accepted_ms);
-    }
-    int rc = mysql_real_query(J.db, q, len);
-    free(q);
-    if (rc != 0) {
-        unsigned e = mysql_errno(J.db);
-        log_warnx("journal: INSERT of %zu accept records: %s (errno %u); those tasks are in "
-                  "Redis without an accept record",
-                  nrows, mysql_error(J.db), e);
-        atomic_fetch_add(&J.unjournaled, nrows);
-        /* any error but a data one: start over on a fresh connection */
-        mysql_close(J.db);
-        J.db = NULL;
-        return -1;
-    }
-    atomic_fetch_add(&J.rows, nrows);
-    atomic_fetch_add(&J.batches, 1);
-    return 0;
-}
-
 static void write_batch(struct jent *list)
 {
     size_t n = 0;
     for (struct jent *e = list; e; e = e->next)
         n++;
-    if (!jdb()) {
+    struct journal_row *rows = calloc(n, sizeof *rows);
+    if (!rows || !jdb()) {
+        free(rows);
         atomic_fetch_add(&J.unjournaled, n);
         return;
     }
-    /* statements of at most JOURNAL_STMT_BYTES (a bigger row alone) */
-    struct jent *from = list;
-    while (from) {
-        size_t bytes = 0, rows = 0;
-        struct jent *to = from;
-        while (to && (rows == 0 || bytes + strlen(to->task) < JOURNAL_STMT_BYTES)) {
-            bytes += strlen(to->task) + 100;
-            rows++;
-            to = to->next;
-        }
-        if (!J.db && !jdb()) {
-            for (struct jent *e = from; e; e = e->next)
-                atomic_fetch_add(&J.unjournaled, 1);
-            return;
-        }
-        write_rows(from, to, rows);
-        from = to;
+    size_t i = 0;
+    for (struct jent *e = list; e; e = e->next, i++)
+        rows[i] = (struct journal_row){e->id, e->queue, e->task, e->accepted_ms};
+    char *err = NULL;
+    size_t done = journal_write(J.db, rows, n, &err);
+    free(rows);
+    atomic_fetch_add(&J.rows, done);
+    atomic_fetch_add(&J.batches, 1);
+    if (done < n) {
+        log_warnx("journal: INSERT of %zu accept records: %s; those tasks are in Redis without "
+                  "an accept record",
+                  n - done, err ? err : "?");
+        free(err);
+        atomic_fetch_add(&J.unjournaled, n - done);
+        /* start over on a fresh connection */
+        mysql_close(J.db);
+        J.db = NULL;
     }
 }
 
