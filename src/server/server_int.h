@@ -285,6 +285,12 @@ json_t *apiauth_parse_kv(const char *s);
  * 0 = go on; -1 = answered (429 with Retry-After, or 503). */
 int api_throttle(struct srv_req *r, const char *kind, const char *id, json_t *rules,
                  const char *qkey, long long qlimit);
+/* The data of a non-multipart request body by its Content-Type ct (JSON
+ * object, form fields, {"text"} or {"base64"}; *raw for the last two), as
+ * DFF reads it: a new object, or NULL after answering 400/500. Pure apart
+ * from the answer: fuzzed by tests/fuzz/fuzz-kwargs.c. */
+json_t *api_body_data(struct srv_req *r, const char *ct, bool *raw);
+
 /* A Sync API's answer of an outcome: the bare result (a str raw, None
  * empty, else JSON) shaped by the outcome's "resp" (DFF.RESP) and
  * options.returnType; a failure gives reason and message, no traceback. */
