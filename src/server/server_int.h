@@ -291,6 +291,20 @@ int api_throttle(struct srv_req *r, const char *kind, const char *id, json_t *ru
  * from the answer: fuzzed by tests/fuzz/fuzz-kwargs.c. */
 json_t *api_body_data(struct srv_req *r, const char *ct, bool *raw);
 
+/* server_resource.c: a DFF script-set export (its META as JSON) flattened
+ * into the items to write, in write order (a set before its scripts), each
+ * normalised (JSON text columns parsed, 0/1 booleans made booleans). *out
+ * (free it) borrows the items from data. -1 after answering a malformed
+ * export. Fuzzed by tests/fuzz/fuzz-import.c. */
+struct resource;
+struct import_item {
+    const struct resource *rs;
+    const char *section;
+    json_t *item; /* borrowed from the body */
+    bool exists;
+};
+int import_collect(struct srv_req *r, json_t *data, struct import_item **out, size_t *n);
+
 /* A Sync API's answer of an outcome: the bare result (a str raw, None
  * empty, else JSON) shaped by the outcome's "resp" (DFF.RESP) and
  * options.returnType; a failure gives reason and message, no traceback. */
