@@ -1,6 +1,8 @@
 #include "ids.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +25,52 @@ static void random_bytes(uint8_t *b, size_t n)
     }
 }
 
-static void hex_random(char *buf, size_t n, const char *prefix, size_t nhex)
+/* Ids take their random bytes from a per-thread pool filled by one
+ * getrandom() per 512 bytes (a task id per call made getrandom one of the
+ * server's most frequent syscalls). A fork() empties the pool of the
+ * forking thread, the only one the child has, so a forked process never
+ * hands out its parent's ids. Secrets read getrandom() directly. */
+static __thread uint8_t pool[512];
+static __thread size_t pool_left;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_forget(void)
+{
+    pool_left = 0;
+}
+
+static void pool_init(void)
+{
+    pthread_atfork(NULL, NULL, pool_forget);
+}
+
+static void pooled_bytes(uint8_t *b, size_t n)
+{
+    pthread_once(&pool_once, pool_init);
+    if (n > sizeof(pool)) {
+        random_bytes(b, n);
+        return;
+    }
+    if (pool_left < n) {
+        random_bytes(pool, sizeof(pool));
+        pool_left = sizeof(pool);
+    }
+    uint8_t *src = pool + sizeof(pool) - pool_left;
+    memcpy(b, src, n);
+    memset(src, 0, n); /* handed out once */
+    pool_left -= n;
+}
+
+static void hex_random(char *buf, size_t n, const char *prefix, size_t nhex, bool pooled)
 {
     uint8_t raw[32];
     static const char hex[] = "0123456789abcdef";
     char tmp[2 * sizeof(raw) + 1];
 
-    random_bytes(raw, (nhex + 1) / 2);
+    if (pooled)
+        pooled_bytes(raw, (nhex + 1) / 2);
+    else
+        random_bytes(raw, (nhex + 1) / 2);
     for (size_t i = 0; i < nhex; i++)
         tmp[i] = hex[(raw[i / 2] >> ((i % 2) ? 0 : 4)) & 0xf];
     tmp[nhex] = '\0';
@@ -38,12 +79,12 @@ static void hex_random(char *buf, size_t n, const char *prefix, size_t nhex)
 
 void id_new(char *buf, size_t n, const char *prefix)
 {
-    hex_random(buf, n, prefix, 24);
+    hex_random(buf, n, prefix, 24, true);
 }
 
 void secret_new(char *buf, size_t n)
 {
-    hex_random(buf, n, "tk_", 40);
+    hex_random(buf, n, "tk_", 40, false);
 }
 
 static bool word_char(char ch)

@@ -90,9 +90,8 @@ static redisContext *open_addr(const char *host, int port, const char *sock, int
     return rc;
 }
 
-/* The master named by one Sentinel: 0 with host/port, or -1 with *err. */
-static int sentinel_ask(const struct tconf *c, const char *addr, int timeout_ms, char *host,
-                        size_t hostn, int *port, char **err)
+int rds_sentinel_ask(const struct tconf *c, const char *addr, int timeout_ms, char *host,
+                     size_t hostn, int *port, char **err)
 {
     char sh[128];
     int sp;
@@ -149,7 +148,7 @@ static redisContext *connect_sentinel(const struct tconf *c, int timeout_ms, cha
     for (int i = 0; i < c->redis_nsentinels; i++) {
         char host[128], *e = NULL;
         int port = 0;
-        if (sentinel_ask(c, c->redis_sentinels[i], ask_ms, host, sizeof host, &port, &e) == 0) {
+        if (rds_sentinel_ask(c, c->redis_sentinels[i], ask_ms, host, sizeof host, &port, &e) == 0) {
             redisContext *rc =
                 open_addr(host, port, NULL, timeout_ms, c->redis_password, c->redis_db, &e);
             if (rc && is_master(rc)) {
@@ -399,4 +398,42 @@ long long rds_hb_list(redisContext *rc, const struct tconf *c, const char *kind,
     if (out)
         *out = list;
     return live;
+}
+
+/* One "name:value" line of an INFO reply as an integer; -1 when absent. */
+static long long info_int(const char *info, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = info; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && p[n] == ':')
+            return strtoll(p + n + 1, NULL, 10);
+    return -1;
+}
+
+json_t *rds_size_stats(redisContext *rc, char **err)
+{
+    static const char *const cmds[] = {"INFO memory", "INFO persistence", "DBSIZE"};
+    redisReply *r[3] = {NULL, NULL, NULL};
+    json_t *o = NULL;
+    for (int i = 0; i < 3; i++) {
+        r[i] = redisCommand(rc, cmds[i]);
+        if (!r[i] || r[i]->type == REDIS_REPLY_ERROR ||
+            r[i]->type != (i < 2 ? REDIS_REPLY_STRING : REDIS_REPLY_INTEGER)) {
+            err_set(err, "%s: %s", cmds[i],
+                    !r[i]                             ? rc->errstr
+                    : r[i]->type == REDIS_REPLY_ERROR ? r[i]->str
+                                                      : "unexpected reply type");
+            goto out;
+        }
+    }
+    long long aof = info_int(r[1]->str, "aof_enabled");
+    o = json_pack("{s:I, s:I, s:b}", "used_memory", (json_int_t)info_int(r[0]->str, "used_memory"),
+                  "keys", (json_int_t)r[2]->integer, "aof_enabled", aof == 1);
+    if (aof == 1)
+        json_object_set_new(o, "aof_size", json_integer(info_int(r[1]->str, "aof_current_size")));
+out:
+    for (int i = 0; i < 3; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
+    return o;
 }

@@ -19,6 +19,12 @@
  * master) or gets -READONLY reconnects, and so follows a failover. */
 redisContext *rds_connect(const struct tconf *c, int timeout_ms, char **err);
 
+/* The master one Sentinel ("host:port") names for redis.master_name: 0 with
+ * host/port, or -1 with *err. rds_connect asks each in turn; tandemctl's
+ * topology report asks all of them to see whether they agree. */
+int rds_sentinel_ask(const struct tconf *c, const char *addr, int timeout_ms, char *host,
+                     size_t hostn, int *port, char **err);
+
 /* Prefixed key: rds_key(buf, n, c, "q:%s", "sync") -> "tandem:q:sync". Returns buf. */
 char *rds_key(char *buf, size_t n, const struct tconf *c, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -52,5 +58,12 @@ int rds_hb_del(redisContext *rc, const struct tconf *c, const char *kind, const 
  * JSON array of the parsed heartbeat objects. Names whose key has expired
  * are removed from the set. -1 on a Redis error. */
 long long rds_hb_list(redisContext *rc, const struct tconf *c, const char *kind, json_t **out);
+
+/* Redis's own size, for /metrics, tandemctl status and bench/: a new
+ * object {used_memory (bytes), keys (DBSIZE of the selected db),
+ * aof_enabled, aof_size (aof_current_size, only when on)}. INFO and DBSIZE
+ * only: no SCAN, cheap on any keyspace. NULL and *err when Redis refuses
+ * (an ACL without INFO) or the connection broke. */
+json_t *rds_size_stats(redisContext *rc, char **err);
 
 #endif

@@ -14,8 +14,12 @@
 
 #include "clock.h"
 #include "ctl.h"
+#include "ctl_backend_stats.h"
+#include "ctl_topology.h"
 
 #define SV_TIMEOUT_MS 5000
+/* status asks each backend server itself: short, a dead one must not stall it */
+#define STATUS_TOPO_MS 500
 
 /* One request/answer. NULL and a message on stderr if the supervisor cannot
  * be reached or answers garbage. */
@@ -181,24 +185,50 @@ static json_t *sv_request(struct ctl *c, json_t *req, int *rc)
     return resp;
 }
 
+/* The backend's size (ctl_backend_stats.c) comes with the human status; with
+ * --json only when asked (--sizes): scripts and the drills poll
+ * `--json status` many times a second and need not pay for INFO and
+ * information_schema. --no-sizes leaves it out of the human form. */
 static int do_status(struct ctl *c, int argc, char **argv)
 {
-    (void)argv;
-    if (argc != 0) {
-        fprintf(stderr, "tandemctl: usage: tandemctl status [--json]\n");
-        return CTL_USAGE;
+    bool sizes = !c->json;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--sizes") == 0) {
+            sizes = true;
+        } else if (strcmp(argv[i], "--no-sizes") == 0) {
+            sizes = false;
+        } else {
+            fprintf(stderr, "tandemctl: usage: tandemctl [--json] status [--sizes|--no-sizes]\n");
+            return CTL_USAGE;
+        }
     }
     int rc;
     json_t *st = sv_request(c, json_pack("{s:s}", "cmd", "status"), &rc);
-    if (st == NULL)
+    json_t *b = sizes ? ctl_backend_stats(&c->conf, false) : NULL;
+    if (st == NULL) {
+        /* no supervisor (a stack without failover): the sizes still help */
+        if (b && !c->json)
+            ctl_backend_print(b);
+        json_decref(b);
         return rc;
+    }
+    /* the backend's topology, as this node sees it (ctl_topology.c) */
+    if (c->have_conf)
+        json_object_set_new(st, "topology", ctl_topology_probe(&c->conf, STATUS_TOPO_MS));
     if (c->json) {
+        if (b)
+            json_object_set(st, "sizes", b);
         char *s = json_dumps(st, JSON_COMPACT);
         puts(s);
         free(s);
     } else {
         print_status(st);
+        if (json_object_get(st, "topology"))
+            ctl_topology_print(json_object_get(st, "topology"));
+        if (b)
+            ctl_backend_print(b);
     }
+    json_decref(b);
     json_decref(st);
     return CTL_OK;
 }

@@ -113,6 +113,56 @@ static void emit_hash(FILE *f, const char *prefix, json_t *h)
     }
 }
 
+/* Issue 16's "is the backend staying the same size": Redis's memory, keys
+ * and AOF (from rds_size_stats), task_record's size and the last purge pass
+ * (from Pstats:purge, which the primary's keeper writes; absent while
+ * retention is off or before its first look). Each is left out when its
+ * source is missing rather than shown as 0. */
+static void emit_sizes(FILE *f, json_t *ext)
+{
+    json_t *rs = json_object_get(ext, "redis"), *pu = json_object_get(ext, "purge");
+    const struct {
+        json_t *src;
+        const char *field, *name, *help;
+        double scale;
+    } g[] = {
+        {rs, "used_memory", "tandem_redis_used_memory_bytes", "Redis INFO used_memory.", 1},
+        {rs, "keys", "tandem_redis_keys", "Keys in Tandem's Redis database (DBSIZE).", 1},
+        {rs, "aof_enabled", "tandem_redis_aof_enabled", "1 when Redis keeps an append-only file.",
+         1},
+        {rs, "aof_size", "tandem_redis_aof_size_bytes", "Redis INFO aof_current_size.", 1},
+        {pu, "table_rows_est", "tandem_task_record_rows_estimate",
+         "task_record rows, InnoDB's estimate from information_schema (not a COUNT).", 1},
+        {pu, "table_bytes", "tandem_task_record_bytes",
+         "task_record data + index bytes, from information_schema.", 1},
+        {pu, "last_pass_end_ms", "tandem_purge_last_pass_end_timestamp_seconds",
+         "When the last retention pass ended (every origin back within its cap).", 1e-3},
+        {pu, "last_pass_rows", "tandem_purge_last_pass_rows", "Rows the last pass deleted.", 1},
+        {pu, "last_pass_us", "tandem_purge_last_pass_seconds",
+         "Time the last pass's statements took.", 1e-6},
+        {pu, "busy_us", "tandem_purge_busy_seconds_total",
+         "Time spent in retention statements since the keeper started (its cost).", 1e-6},
+    };
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        json_t *v = json_object_get(g[i].src, g[i].field);
+        double d;
+        if (json_is_string(v)) { /* Redis hash fields come as strings */
+            char *end;
+            d = strtod(json_string_value(v), &end);
+            if (end == json_string_value(v) || *end)
+                continue;
+        } else if (json_is_number(v) || json_is_boolean(v)) {
+            d = json_is_boolean(v) ? json_is_true(v) : json_number_value(v);
+        } else {
+            continue;
+        }
+        if (d < 0) /* -1: not read yet */
+            continue;
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", g[i].name, g[i].help, g[i].name,
+                strstr(g[i].name, "_total") ? "counter" : "gauge", g[i].name, d * g[i].scale);
+    }
+}
+
 char *metrics_format(const struct srv_metrics *m, json_t *ext)
 {
     char *buf = NULL;
@@ -199,8 +249,10 @@ char *metrics_format(const struct srv_metrics *m, json_t *ext)
             fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", gauges[i].name, gauges[i].help,
                     gauges[i].name, gauges[i].name, (long long)json_integer_value(v));
     }
+    emit_sizes(f, ext);
     emit_hash(f, "tandem_worker_", json_object_get(ext, "worker"));
     emit_hash(f, "tandem_beat_", json_object_get(ext, "beat"));
+    emit_hash(f, "tandem_purge_", json_object_get(ext, "purge"));
     fclose(f);
     return buf;
 }

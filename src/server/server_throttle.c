@@ -4,6 +4,8 @@
  * then INCRs one counter per rule in its fixed window (DFF's windows: the
  * counter of window floor(now / seconds)) and stops at the first rule over
  * its limit. Counters expire with their window. */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,103 @@ static const char THROTTLE_LUA[] =
 
 static __thread char throttle_sha[41];
 
+/* The queue-depth cap without a Redis round trip per call: the last XLEN of
+ * each stream, shared by the server's threads, plus every call admitted
+ * since. The estimate only errs high (the workers' deletes are not seen
+ * until the next XLEN), and a call it would refuse is checked against a
+ * fresh XLEN first, so a refusal is always exact; a stale estimate admits
+ * at most what other servers enqueued in the last QLEN_FRESH_MS. */
+#define QLEN_FRESH_MS 100
+#define QLEN_SLOTS 16
+static struct {
+    char key[160];
+    long long est;
+    int64_t at_mono;
+} g_qlen[QLEN_SLOTS];
+static pthread_mutex_t g_qlen_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int qlen_slot_locked(const char *qkey)
+{
+    int free_slot = -1, oldest = 0;
+    for (int i = 0; i < QLEN_SLOTS; i++) {
+        if (strcmp(g_qlen[i].key, qkey) == 0)
+            return i;
+        if (!g_qlen[i].key[0] && free_slot < 0)
+            free_slot = i;
+        if (g_qlen[i].at_mono < g_qlen[oldest].at_mono)
+            oldest = i;
+    }
+    int i = free_slot >= 0 ? free_slot : oldest;
+    snprintf(g_qlen[i].key, sizeof g_qlen[i].key, "%s", qkey);
+    g_qlen[i].est = 0;
+    g_qlen[i].at_mono = INT64_MIN; /* never read: stale */
+    return i;
+}
+
+/* 0: under the cap, counted as admitted; 1: full (*len: the XLEN); -1: Redis
+ * failed (answered). */
+static int qlen_admit(struct srv_req *r, const char *qkey, long long cap, long long *len)
+{
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&g_qlen_mu);
+    int i = qlen_slot_locked(qkey);
+    bool fresh = now - g_qlen[i].at_mono < QLEN_FRESH_MS;
+    if (fresh && g_qlen[i].est <= cap) {
+        g_qlen[i].est++;
+        pthread_mutex_unlock(&g_qlen_mu);
+        return 0;
+    }
+    pthread_mutex_unlock(&g_qlen_mu);
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        return -1;
+    redisReply *rep = redisCommand(rc, "XLEN %s", qkey);
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) {
+        req_redis_err(r, rc, rep && rep->type == REDIS_REPLY_ERROR ? rep : NULL,
+                      "XLEN of the queue");
+        if (rep)
+            freeReplyObject(rep);
+        return -1;
+    }
+    long long n = rep->integer;
+    freeReplyObject(rep);
+    pthread_mutex_lock(&g_qlen_mu);
+    i = qlen_slot_locked(qkey);
+    g_qlen[i].est = n > cap ? n : n + 1;
+    g_qlen[i].at_mono = mono_ms();
+    pthread_mutex_unlock(&g_qlen_mu);
+    *len = n;
+    return n > cap ? 1 : 0;
+}
+
+/* The 429 of a refused call: which < 0 the queue is full (count: its
+ * length), else rule which (1-based) is over its limit (count: calls in
+ * its window sep of secs seconds). Returns -1. */
+static int refuse(struct srv_req *r, long long which, long long count, long long qlimit,
+                  const char *rname, long long rlimit, int secs, long long sep, int64_t now_s)
+{
+    char ra[24];
+    if (which < 0) {
+        /* the queue is deep: come back when the workers have caught up a bit */
+        req_err(r, 429, "EClientRateLimit.QueueFull",
+                json_pack("{s:I,s:I,s:i}", "queueLength", (json_int_t)count, "limit",
+                          (json_int_t)qlimit, "waitSeconds", 5),
+                "the queue of this API holds %lld tasks (server.api_queue_limit %lld); retry later",
+                count, qlimit);
+        snprintf(ra, sizeof ra, "5");
+    } else {
+        long long wait = (sep + 1) * secs - now_s + 1;
+        req_err(r, 429, "EClientRateLimit.APIThrottling",
+                json_pack("{s:s,s:I,s:I,s:I}", "rule", rname, "limit", (json_int_t)rlimit,
+                          "currentCount", (json_int_t)count, "waitSeconds", (json_int_t)wait),
+                "Maximum calling rate exceeded (%s: %lld)", rname, rlimit);
+        snprintf(ra, sizeof ra, "%lld", wait);
+    }
+    if (r->resp)
+        MHD_add_response_header(r->resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    return -1;
+}
+
 int api_throttle(struct srv_req *r, const char *kind, const char *id, json_t *rules,
                  const char *qkey, long long qlimit)
 {
@@ -75,6 +174,13 @@ int api_throttle(struct srv_req *r, const char *kind, const char *id, json_t *ru
     }
     if (nk == 0 && qlimit <= 0)
         return 0;
+    long long qlen = 0;
+    if (nk == 0) { /* the cap alone: from the estimate, no script */
+        int full = qlen_admit(r, qkey, qlimit, &qlen);
+        if (full <= 0)
+            return full;
+        return refuse(r, -1, qlen, qlimit, NULL, 0, 0, 0, now_s);
+    }
     redisContext *rc = srv_redis(r);
     if (!rc)
         return -1;
@@ -104,25 +210,6 @@ int api_throttle(struct srv_req *r, const char *kind, const char *id, json_t *ru
     freeReplyObject(rep);
     if (which == 0)
         return 0;
-    char ra[24];
-    if (which < 0) {
-        /* the queue is deep: come back when the workers have caught up a bit */
-        req_err(r, 429, "EClientRateLimit.QueueFull",
-                json_pack("{s:I,s:I,s:i}", "queueLength", (json_int_t)count, "limit",
-                          (json_int_t)qlimit, "waitSeconds", 5),
-                "the queue of this API holds %lld tasks (server.api_queue_limit %lld); retry later",
-                count, qlimit);
-        snprintf(ra, sizeof ra, "5");
-    } else {
-        int i = (int)which - 1;
-        long long wait = (rsep[i] + 1) * rsecs[i] - now_s + 1;
-        req_err(r, 429, "EClientRateLimit.APIThrottling",
-                json_pack("{s:s,s:I,s:I,s:I}", "rule", rname[i], "limit", (json_int_t)rlimit[i],
-                          "currentCount", (json_int_t)count, "waitSeconds", (json_int_t)wait),
-                "Maximum calling rate exceeded (%s: %lld)", rname[i], rlimit[i]);
-        snprintf(ra, sizeof ra, "%lld", wait);
-    }
-    if (r->resp)
-        MHD_add_response_header(r->resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
-    return -1;
+    int k = which > 0 ? (int)which - 1 : 0;
+    return refuse(r, which, count, qlimit, rname[k], rlimit[k], rsecs[k], rsep[k], now_s);
 }

@@ -109,6 +109,12 @@ struct woutcome {
     json_t *data;   /* borrowed; extra data (e.g. {"line":3}) or NULL */
     json_t *resp;   /* borrowed; DFF.RESP's response control (success only) or NULL */
     int64_t start_ms, end_ms;
+    /* For the task record only (DFF's task-record fields), all borrowed and
+     * optional: the call's kwargs, the root task of a DFF.FUNC chain (NULL:
+     * none, the task is its own root) and the chain of func ids. */
+    json_t *kwargs;
+    const char *root_task;
+    json_t *chain;
 };
 
 /* Outcome JSON for the reply list (docs/INTERNALS.md "Outcome JSON"). */
@@ -116,7 +122,10 @@ json_t *wrec_outcome(const struct wtask *t, const struct woutcome *o, const char
 /* Task status for Ptask:<id>: the task's fields merged with the outcome. */
 json_t *wrec_status(const struct wtask *t, const struct woutcome *o, const char *node);
 /* Record for Ptaskrec: the columns of task_record; times in ms since the
- * epoch (0 -> null). Long texts are cut to fit their columns. */
+ * epoch (0 -> null). Long texts are cut to fit their columns; kwargs,
+ * return value and call chain are JSON texts of at most WREC_JSON_MAX
+ * bytes (a longer one is cut and ends with "...[cut: N bytes in all]"). */
+#define WREC_JSON_MAX (64 * 1024)
 json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char *node,
                     int64_t epoch);
 /* One "(...)" VALUES row for INSERT INTO task_record (WREC_SQL_COLUMNS)
@@ -125,7 +134,8 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
  * malloc'd SQL literal. NULL with *err (malloc'd) for a malformed record. */
 #define WREC_SQL_COLUMNS                                                                           \
     "id, func_id, origin, origin_id, queue, status, reason, message, traceback, output, node, "    \
-    "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms"
+    "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms, kwargs_json, "                 \
+    "return_value_json, call_chain_json, root_task_id, trigger_at"
 typedef char *(*wrec_quote_fn)(void *ud, const char *s);
 char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err);
 /* Cut s to at most max bytes on a UTF-8 boundary (in place). */
@@ -141,11 +151,17 @@ void wrec_cut_utf8(char *s, size_t max);
  * is broken when rc->err is set (else Redis refused, e.g. OOM: retry).
  * extra: one more command riding in the same round trip (the child's fetch
  * of its next task): append() adds exactly one command; reply() sees its
- * reply (borrowed) if it arrived. */
+ * reply (borrowed) if it arrived; append NULL for none. Without extra, or
+ * with its stats NULL, this task is counted in Pstats:worker (tasks, its
+ * status, cost_ms); else stats holds nstats (field, increment) pairs to
+ * add instead, possibly none: the child sums its counters in memory and
+ * flushes them about once a second (struct wstats). */
 struct wrec_extra {
     void (*append)(redisContext *rc, void *ud);
     void (*reply)(redisReply *r, void *ud);
     void *ud;
+    const char *const *stats;
+    int nstats;
 };
 int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                 const struct woutcome *o, const char *node, int64_t epoch,
@@ -196,6 +212,28 @@ struct wentry {
 };
 #define W_BACKLOG 16
 
+/* Pstats:worker counters of a child not yet written: one HINCRBY per
+ * counter and second instead of three per task. */
+#define W_STATS_MAX 8
+struct wstats {
+    long long tasks, cost_ms;
+    struct {
+        char status[16];
+        long long n;
+    } by[W_STATS_MAX];
+    int nby;
+    int64_t flushed_mono; /* 0: never: the first task flushes at once */
+    /* as (field, increment) argv pairs for wrec_extra / HINCRBY */
+    char num[2 + W_STATS_MAX][24];
+    const char *argv[2 * (2 + W_STATS_MAX)];
+};
+/* Counts one finished task. */
+void wstats_add(struct wstats *s, const char *status, long long cost_ms);
+/* The pending counters as argv pairs in s->argv; returns how many strings
+ * (0: nothing pending). */
+int wstats_argv(struct wstats *s);
+void wstats_clear(struct wstats *s, int64_t now_mono);
+
 /* The one context of a child process. */
 struct wchild {
     const struct tconf *c;
@@ -218,13 +256,17 @@ struct wchild {
                                      last fetch found nothing: XREAD waits
                                      for anything newer without claiming */
     bool have_last_ids;
-    int pid; /* getpid(): a fork of user code is not us */
+    int64_t empty_mono[W_NQUEUES]; /* when a fetch last found the stream
+                                      empty (0: not known empty) */
+    int pid;                       /* getpid() at start */
+    struct wstats stats;           /* counters not yet in Pstats:worker */
 };
 
 /* What the Python side answered; all strings malloc'd or NULL. */
 struct pyres {
     char *status, *result_json, *reason, *message, *traceback, *output, *data_json;
     char *resp_json; /* DFF.RESP's "resp" object, or NULL */
+    char *rec_json;  /* {"root","chain"} for the task record (func calls), or NULL */
     int cache_result;
 };
 void pyres_free(struct pyres *r);

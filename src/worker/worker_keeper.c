@@ -158,17 +158,32 @@ static char *quote_cb(void *ud, const char *s)
  * it; an unfinished batch already there comes back first (a replay).
  * KEYS: Ptaskrec, processing list, Ptaskrec:procs (set of processing
  * lists). ARGV: max records, max bytes (the first record always goes). */
+/* The oldest records (the list's tail) are read in growing chunks (16,
+ * 64, ...) and moved with one LTRIM and LPUSH per batch: a LINDEX and an
+ * LMOVE per record were two Redis commands of every call. */
 static const char TAKE_LUA[] =
     "if redis.call('LLEN', KEYS[2]) > 0 then return redis.call('LRANGE', KEYS[2], 0, -1) end "
     "local out, bytes, max, cap = {}, 0, tonumber(ARGV[1]), tonumber(ARGV[2]) "
-    "while #out < max do "
-    "  local v = redis.call('LINDEX', KEYS[1], -1) "
-    "  if not v then break end "
-    "  if #out > 0 and bytes + #v > cap then break end "
-    "  if #out == 0 then redis.call('SADD', KEYS[3], KEYS[2]) end "
-    "  redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') "
-    "  bytes = bytes + #v "
-    "  out[#out + 1] = v "
+    "local off, chunk, full = 0, 16, false "
+    "while #out < max and not full do "
+    "  local want = math.min(chunk, max - #out) "
+    "  local vs = redis.call('LRANGE', KEYS[1], -(off + want), -(off + 1)) "
+    "  for i = #vs, 1, -1 do "
+    "    local v = vs[i] "
+    "    if #out > 0 and bytes + #v > cap then full = true break end "
+    "    bytes = bytes + #v "
+    "    out[#out + 1] = v "
+    "  end "
+    "  if #vs < want then break end "
+    "  off = off + #vs "
+    "  chunk = chunk * 4 "
+    "end "
+    "if #out > 0 then "
+    "  redis.call('SADD', KEYS[3], KEYS[2]) "
+    "  redis.call('LTRIM', KEYS[1], 0, -#out - 1) "
+    "  for i = 1, #out, 200 do "
+    "    redis.call('LPUSH', KEYS[2], unpack(out, i, math.min(i + 199, #out))) "
+    "  end "
     "end "
     "return out";
 
@@ -188,10 +203,39 @@ static const char ADOPT_LUA[] = "local vs = redis.call('LRANGE', KEYS[1], 0, -1)
                                 "return #vs";
 
 struct row {
-    char *sql; /* "(...)" VALUES tuple; NULL: malformed or refused */
+    char *sql; /* "(...)" VALUES tuple; NULL: malformed, refused or trimmed */
     size_t len;
     bool refused;
+    char *origin; /* "origin\x1forigin_id\x1ffunc_id": retention's key */
+    int cap;      /* its retention cap, 0 = none */
 };
+
+/* Retention ahead of the INSERT: of each origin's records in this batch only
+ * the newest `cap` can survive the purge (it keeps the highest seq, and the
+ * batch goes in in order, the last record newest), so the rest are not
+ * written at all: at a busy Sync API's rate most records would be inserted
+ * and deleted again within a second, and each costs MariaDB ~50 µs of CPU
+ * to delete (bench/purge-cost). A replayed batch (LRANGE of the processing
+ * list) comes newest first; trimming it keeps older rows, which the purge
+ * then removes as before. Returns the rows trimmed. */
+static size_t trim_over_cap(struct row *rows, size_t n)
+{
+    size_t trimmed = 0;
+    for (size_t i = n; i-- > 0;) {
+        if (!rows[i].sql || rows[i].cap <= 0 || !rows[i].origin)
+            continue;
+        int newer = 0;
+        for (size_t j = i + 1; j < n && newer < rows[i].cap; j++)
+            if (rows[j].sql && rows[j].origin && strcmp(rows[j].origin, rows[i].origin) == 0)
+                newer++;
+        if (newer >= rows[i].cap) {
+            free(rows[i].sql);
+            rows[i].sql = NULL;
+            trimmed++;
+        }
+    }
+    return trimmed;
+}
 
 /* The SQL row of a record, its texts cut so that it fits in one packet
  * (a record over max_allowed_packet would otherwise never go in). */
@@ -199,10 +243,12 @@ static char *fit_row(struct keeper *k, json_t *rec, char **err)
 {
     char *sql = wrec_sql_row(rec, quote_cb, k->db, err);
     size_t limit = (size_t)k->max_packet > 8192 ? (size_t)k->max_packet - 4096 : 4096;
-    static const char *const texts[] = {"output", "traceback", "message"};
+    static const char *const texts[] = {"output", "return_value_json", "kwargs_json", "traceback",
+                                        "message"};
+    size_t ntexts = sizeof texts / sizeof texts[0];
     for (int round = 0; sql && strlen(sql) > limit && round < 4; round++) {
-        size_t keep = limit / (size_t)(4 << round);
-        for (size_t i = 0; i < 3; i++) {
+        size_t keep = limit / (size_t)((ntexts + 1) << round);
+        for (size_t i = 0; i < ntexts; i++) {
             const char *v = json_string_value(json_object_get(rec, texts[i]));
             if (v == NULL || strlen(v) <= keep)
                 continue;
@@ -356,6 +402,15 @@ static int flush_batch(struct keeper *k)
         redisReply *e = arr->element[i];
         json_t *rec = e->type == REDIS_REPLY_STRING ? json_loadb(e->str, e->len, 0, &je) : NULL;
         rows[i].sql = rec ? fit_row(k, rec, &err) : NULL;
+        const char *o = json_string_value(json_object_get(rec, "origin"));
+        if (rows[i].sql && o) {
+            const char *oid = json_string_value(json_object_get(rec, "origin_id"));
+            const char *fid = json_string_value(json_object_get(rec, "func_id"));
+            rows[i].cap = purge_cap_for(k->c, o);
+            if (rows[i].cap > 0 && asprintf(&rows[i].origin, "%s\x1f%s\x1f%s", o, oid ? oid : "",
+                                            fid ? fid : "") == -1)
+                rows[i].origin = NULL;
+        }
         if (rows[i].sql == NULL) {
             log_warnx("keeper: a malformed task record (%s) moved to %s: %.200s",
                       rec ? (err ? err : "?") : je.text, k->k_dead,
@@ -367,7 +422,16 @@ static int flush_batch(struct keeper *k)
         free(err);
         json_decref(rec);
     }
+    size_t trimmed = trim_over_cap(rows, n);
     int rv = insert_rows(k, rows, 0, n) == 0 ? (int)n : -1;
+    if (rv > 0 && trimmed) {
+        char key[256];
+        rds_key(key, sizeof key, k->c, "stats:purge");
+        redisReply *r =
+            redisCommand(rc, "HINCRBY %s trimmed_at_flush %lld", key, (long long)trimmed);
+        if (r)
+            freeReplyObject(r);
+    }
     if (rv > 0) {
         /* In MariaDB: drop the processing list, keeping what was refused. */
         size_t nbad = 0;
@@ -427,8 +491,10 @@ static int flush_batch(struct keeper *k)
         free(dargv);
         free(dlen);
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free(rows[i].sql);
+        free(rows[i].origin);
+    }
     free(rows);
     freeReplyObject(arr);
     return rv;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "db.h"
@@ -28,6 +29,7 @@
 #define PURGE_AGE_EVERY_MS 10000 /* cheap when nothing is due: an empty index range */
 #define PURGE_FIRST_LOOK 200000  /* rows before MAX(seq) looked at on start */
 #define PURGE_MAX_KEYS 4096
+#define PURGE_TABLE_EVERY_MS 30000 /* information_schema read: cheap, but not per tick */
 
 struct pkey {
     char origin[24];
@@ -41,10 +43,20 @@ struct purge {
     int64_t last_seq; /* -1: not initialised */
     struct pkey *keys;
     size_t nkeys;
-    int64_t next_look, next_age;
+    int64_t next_look, next_age, next_table;
     bool age_behind;
+    int64_t pass_rows, pass_us; /* the pass in progress */
     struct purge_stats st;
 };
+
+/* Microseconds: a tick is often well under a millisecond, so ms would round
+ * the cost figure to nothing. */
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 int purge_cap_for(const struct tconf *c, const char *origin)
 {
@@ -70,6 +82,7 @@ struct purge *purge_new(const struct tconf *c)
     p->c = c;
     p->k = (struct kdb){.c = c, .who = "purge", .idle = "task records are not trimmed"};
     p->last_seq = -1;
+    p->st.table_rows_est = p->st.table_bytes = -1;
     return p;
 }
 
@@ -232,18 +245,43 @@ static int trim_age(struct purge *p, int64_t now)
     return n >= p->c->ret_batch ? 1 : 0;
 }
 
+/* Reads task_record's size from information_schema: InnoDB's row estimate
+ * and its data + index bytes, both cheap (no scan), both approximate. */
+static void table_size(struct purge *p, int64_t now)
+{
+    char *err = NULL;
+    MYSQL_RES *r = db_query(p->k.db, &err,
+                            "SELECT TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH FROM "
+                            "information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+                            "TABLE_NAME = 'task_record'");
+    if (!r) {
+        kdb_fail(&p->k, "reading task_record's size", err, now);
+        return;
+    }
+    MYSQL_ROW row = mysql_fetch_row(r);
+    if (row && row[0] && row[1]) {
+        p->st.table_rows_est = strtoll(row[0], NULL, 10);
+        p->st.table_bytes = strtoll(row[1], NULL, 10);
+    }
+    mysql_free_result(r);
+}
+
 static void publish(struct purge *p, redisContext *rc)
 {
     if (!rc)
         return;
     char key[256];
     rds_key(key, sizeof key, p->c, "stats:purge");
-    redisReply *r = redisCommand(rc,
-                                 "HSET %s deleted_total %lld deleted_age %lld statements %lld "
-                                 "last_run_ms %lld keys_pending %lld",
-                                 key, (long long)p->st.deleted_total, (long long)p->st.deleted_age,
-                                 (long long)p->st.statements, (long long)p->st.last_run_ms,
-                                 (long long)p->nkeys);
+    redisReply *r =
+        redisCommand(rc,
+                     "HSET %s deleted_total %lld deleted_age %lld statements %lld last_run_ms %lld "
+                     "keys_pending %lld busy_us %lld last_pass_end_ms %lld last_pass_rows %lld "
+                     "last_pass_us %lld table_rows_est %lld table_bytes %lld",
+                     key, (long long)p->st.deleted_total, (long long)p->st.deleted_age,
+                     (long long)p->st.statements, (long long)p->st.last_run_ms, (long long)p->nkeys,
+                     (long long)p->st.busy_us, (long long)p->st.last_pass_end_ms,
+                     (long long)p->st.last_pass_rows, (long long)p->st.last_pass_us,
+                     (long long)p->st.table_rows_est, (long long)p->st.table_bytes);
     if (r)
         freeReplyObject(r);
 }
@@ -252,7 +290,16 @@ int64_t purge_tick(struct purge *p, redisContext *rc, int64_t now)
 {
     if (!kdb_get(&p->k, now))
         return p->k.retry_mono;
-    int64_t start = mono_ms(), before = p->st.statements;
+    int64_t start = mono_ms(), start_us = mono_us(), before = p->st.statements,
+            deleted = p->st.deleted_total;
+    bool sized = false;
+    if (now >= p->next_table) {
+        table_size(p, now);
+        if (!p->k.db)
+            return p->k.retry_mono;
+        p->next_table = now + PURGE_TABLE_EVERY_MS;
+        sized = true;
+    }
     if (now >= p->next_look) {
         if (look(p, now) == -1)
             return p->k.retry_mono;
@@ -277,10 +324,25 @@ int64_t purge_tick(struct purge *p, redisContext *rc, int64_t now)
         p->age_behind = r == 1;
         p->next_age = now + PURGE_AGE_EVERY_MS;
     }
-    if (p->st.statements != before)
+    /* The cost figure counts every tick, the cheap "nothing new" looks too:
+     * it is what the purge costs the keeper (and, waiting on them, MariaDB). */
+    int64_t took = mono_us() - start_us;
+    p->st.busy_us += took;
+    if (p->st.deleted_total != deleted || p->pass_rows) {
+        p->pass_rows += p->st.deleted_total - deleted;
+        p->pass_us += took;
+    }
+    bool behind = p->nkeys || p->age_behind;
+    if (!behind && p->pass_rows) {
+        p->st.last_pass_end_ms = now_ms();
+        p->st.last_pass_rows = p->pass_rows;
+        p->st.last_pass_us = p->pass_us;
+        p->pass_rows = p->pass_us = 0;
+    }
+    if (p->st.statements != before || sized)
         publish(p, rc);
     /* Behind: come back soon, leaving the keeper time for its flushes. */
-    if (p->nkeys || p->age_behind)
+    if (behind)
         return mono_ms() + 2 * PURGE_BUDGET_MS;
-    return p->next_look;
+    return p->next_look < p->next_table ? p->next_look : p->next_table;
 }

@@ -37,6 +37,16 @@ struct purge_stats {
     int64_t statements;    /* DELETE statements run */
     int64_t last_run_ms;   /* wall ms of the last statement */
     int64_t keys_pending;  /* origins waiting to be trimmed */
+    int64_t busy_us;       /* wall time spent in purge statements since start */
+    /* The last completed pass (from the first DELETE until every origin is
+     * within its cap and nothing is past the age limit): */
+    int64_t last_pass_end_ms; /* wall ms it ended; 0 = none yet */
+    int64_t last_pass_rows;   /* rows it deleted */
+    int64_t last_pass_us;     /* wall time its ticks took */
+    /* task_record's size, from information_schema (an InnoDB estimate, not a
+     * COUNT(*)), refreshed every PURGE_TABLE_EVERY_MS; -1 = not read yet. */
+    int64_t table_rows_est;
+    int64_t table_bytes;
 };
 void purge_stats(const struct purge *p, struct purge_stats *out);
 

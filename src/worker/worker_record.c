@@ -119,7 +119,33 @@ json_t *wrec_status(const struct wtask *t, const struct woutcome *o, const char 
     set_int(j, "epoch", t->epoch);
     if (t->nominal > 0)
         set_int(j, "nominal", t->nominal);
+    if (o->root_task && o->root_task[0])
+        set_str(j, "root_task_id", o->root_task, ID_MAX);
     add_outcome(j, o, node);
+    return j;
+}
+
+/* A JSON value as compact JSON text for a record column, at most
+ * WREC_JSON_MAX bytes: a longer one keeps its head and ends with a marker
+ * naming its full size (no longer valid JSON, as DFF's UI shows it as text
+ * anyway), so one huge return value never makes a batch fail. */
+static json_t *json_text_capped(json_t *v)
+{
+    char *s = json_dumps(v ? v : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (s == NULL)
+        return json_null();
+    size_t len = strlen(s);
+    json_t *j;
+    if (len <= WREC_JSON_MAX) {
+        j = jstr_cut(s, len);
+    } else {
+        char tail[96];
+        int tl = snprintf(tail, sizeof tail, "...[cut: %zu bytes in all]", len);
+        size_t keep = utf8_cut_len(s, len, WREC_JSON_MAX - (size_t)tl);
+        memcpy(s + keep, tail, (size_t)tl + 1);
+        j = jstr_cut(s, strlen(s));
+    }
+    free(s);
     return j;
 }
 
@@ -153,6 +179,14 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
     set_ms_or_null(j, "started_at", o->start_ms);
     set_int(j, "ended_at", o->end_ms);
     set_int(j, "cost_ms", cost_of(o));
+    /* DFF's task-record fields (migration 008) */
+    json_object_set_new(j, "kwargs_json", o->kwargs ? json_text_capped(o->kwargs) : json_null());
+    json_object_set_new(j, "return_value_json",
+                        strcmp(o->status, "success") == 0 ? json_text_capped(o->result)
+                                                          : json_null());
+    json_object_set_new(j, "call_chain_json", o->chain ? json_text_capped(o->chain) : json_null());
+    set_str(j, "root_task_id", o->root_task && o->root_task[0] ? o->root_task : "ROOT", ID_MAX);
+    set_ms_or_null(j, "trigger_at", t->nominal > 0 ? t->nominal * 1000 : t->enq_ms);
     return j;
 }
 
@@ -162,20 +196,22 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
  * and the outcome is recorded later; never acked without its outcome.
  * KEYS: task status, record list, stats, stream, reply list, cron running
  * key, result cache key (unused ones are passed as the status key).
- * ARGV: 1 status JSON, 2 its TTL, 3 record JSON, 4 status name, 5 cost ms,
+ * ARGV: 1 status JSON, 2 its TTL, 3 record JSON, 4 (unused), 5 (unused),
  * 6 entry id, 7 outcome JSON or "" (no reply), 8 task id, 9 "1" to release
  * the cron running key if it still names this task, 10 cached result or ""
- * (none), 11 its TTL. */
+ * (none), 11 its TTL, 12.. (stats field, increment) pairs.
+ * The reply list gets its TTL when the push creates it, and again on every
+ * push while a backlog of 64 or more waits in it (a server that is behind
+ * must not lose the outcomes it has yet to read): one EXPIRE per call was
+ * one of the most frequent commands. */
 static const char COMMIT_LUA[] =
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
     "if ARGV[7] ~= '' then "
-    "  redis.call('LPUSH', KEYS[5], ARGV[7]) "
-    "  redis.call('EXPIRE', KEYS[5], 60) "
+    "  local n = redis.call('LPUSH', KEYS[5], ARGV[7]) "
+    "  if n == 1 or n >= 64 then redis.call('EXPIRE', KEYS[5], 60) end "
     "end "
     "redis.call('LPUSH', KEYS[2], ARGV[3]) "
-    "redis.call('HINCRBY', KEYS[3], 'tasks', 1) "
-    "redis.call('HINCRBY', KEYS[3], ARGV[4], 1) "
-    "redis.call('HINCRBY', KEYS[3], 'cost_ms', ARGV[5]) "
+    "for i = 12, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end "
     "if ARGV[9] == '1' and redis.call('GET', KEYS[6]) == ARGV[8] then "
     "  redis.call('DEL', KEYS[6]) "
     "end "
@@ -183,6 +219,9 @@ static const char COMMIT_LUA[] =
     "redis.call('XACK', KEYS[4], 'workers', ARGV[6]) "
     "redis.call('XDEL', KEYS[4], ARGV[6]) "
     "return 1";
+
+/* EVAL(SHA), script, "7", 7 keys, 11 arguments before the stats pairs */
+#define COMMIT_FIXED_ARGC 21
 
 static char *dumps(json_t *j)
 {
@@ -227,29 +266,53 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
              (long long)(o->end_ms > o->start_ms && o->start_ms > 0 ? o->end_ms - o->start_ms : 0));
     snprintf(res_ttl, sizeof(res_ttl), "%d", t->cache_result);
 
-    const char *argv[] = {"EVAL",
-                          COMMIT_LUA,
-                          "7",
-                          k_task,
-                          k_rec,
-                          k_stats,
-                          k_q,
-                          t->reply[0] ? k_reply : k_task,
-                          cron ? k_cron : k_task,
-                          s_res ? result_cache_key : k_task,
-                          s_status,
-                          ttl,
-                          s_rec,
-                          o->status,
-                          cost,
-                          t->entry,
-                          s_out ? s_out : "",
-                          t->id,
-                          cron ? "1" : "0",
-                          s_res ? s_res : "",
-                          res_ttl};
-    redisAppendCommandArgv(rc, (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL);
-    if (extra)
+    /* EVALSHA: the script's 1 KiB is not sent and hashed on every call */
+    static char sha[41];
+    if (sha[0] == '\0' && rds_script_load(rc, COMMIT_LUA, sha) == -1) {
+        sha[0] = '\0';
+        if (rc->err) {
+            if (err && asprintf(err, "task %s: loading the outcome script: redis: %s", t->id,
+                                rc->errstr) == -1)
+                *err = NULL;
+            goto out;
+        }
+    }
+    const char *argv[COMMIT_FIXED_ARGC + 2 * (2 + W_STATS_MAX)] = {sha[0] ? "EVALSHA" : "EVAL",
+                                                                   sha[0] ? sha : COMMIT_LUA,
+                                                                   "7",
+                                                                   k_task,
+                                                                   k_rec,
+                                                                   k_stats,
+                                                                   k_q,
+                                                                   t->reply[0] ? k_reply : k_task,
+                                                                   cron ? k_cron : k_task,
+                                                                   s_res ? result_cache_key
+                                                                         : k_task,
+                                                                   s_status,
+                                                                   ttl,
+                                                                   s_rec,
+                                                                   o->status,
+                                                                   cost,
+                                                                   t->entry,
+                                                                   s_out ? s_out : "",
+                                                                   t->id,
+                                                                   cron ? "1" : "0",
+                                                                   s_res ? s_res : "",
+                                                                   res_ttl};
+    int argc = COMMIT_FIXED_ARGC;
+    if (extra && extra->stats) {
+        for (int i = 0; i < extra->nstats && i < 2 * (2 + W_STATS_MAX); i++)
+            argv[argc++] = extra->stats[i];
+    } else {
+        argv[argc++] = "tasks";
+        argv[argc++] = "1";
+        argv[argc++] = o->status;
+        argv[argc++] = "1";
+        argv[argc++] = "cost_ms";
+        argv[argc++] = cost;
+    }
+    redisAppendCommandArgv(rc, argc, argv, NULL);
+    if (extra && extra->append)
         extra->append(rc, extra->ud);
 
     void *rep = NULL;
@@ -261,6 +324,34 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
     }
     redisReply *r = rep;
     rds_readonly(rc, r); /* a replica now: the caller reconnects (Sentinel) */
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        /* Redis restarted or SCRIPT FLUSH: nothing ran; once more as EVAL
+         * (which caches it again) after the extra's reply */
+        freeReplyObject(r);
+        if (extra && extra->append) {
+            rep = NULL;
+            if (redisGetReply(rc, &rep) != REDIS_OK) {
+                if (err && asprintf(err, "task %s: recording the outcome: redis: %s", t->id,
+                                    rc->errstr) == -1)
+                    *err = NULL;
+                goto out;
+            }
+            extra->reply(rep, extra->ud);
+            freeReplyObject(rep);
+        }
+        sha[0] = '\0';
+        argv[0] = "EVAL";
+        argv[1] = COMMIT_LUA;
+        r = redisCommandArgv(rc, argc, argv, NULL);
+        if (r == NULL) {
+            if (err &&
+                asprintf(err, "task %s: recording the outcome: redis: %s", t->id, rc->errstr) == -1)
+                *err = NULL;
+            goto out;
+        }
+        rds_readonly(rc, r);
+        extra = NULL; /* its reply is read */
+    }
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
         rv = 0;
     } else if (err &&
@@ -269,7 +360,7 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
         *err = NULL;
     }
     freeReplyObject(r);
-    if (extra) {
+    if (extra && extra->append) {
         rep = NULL;
         if (redisGetReply(rc, &rep) != REDIS_OK) {
             if (rv == 0 && err &&
@@ -461,6 +552,17 @@ char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err)
     }
     sb_add(&b, ",");
     if (col_int(&b, rec, "cost_ms", err) == -1)
+        goto bad;
+    /* optional: records of older workers and the beat's have none */
+    static const char *const dff[] = {"kwargs_json", "return_value_json", "call_chain_json",
+                                      "root_task_id"};
+    for (size_t i = 0; i < 4; i++) {
+        sb_add(&b, ",");
+        if (col_str(&b, rec, dff[i], NULL, false, quote, ud, err) == -1)
+            goto bad;
+    }
+    sb_add(&b, ",");
+    if (col_time(&b, rec, "trigger_at", false, quote, ud, err) == -1)
         goto bad;
     sb_add(&b, ")");
     if (b.oom) {

@@ -163,3 +163,48 @@ void wrr_took(struct wrr *w)
     if (w->nseq > 0)
         w->pos = (w->pos + 1) % w->nseq;
 }
+
+/* ---- a child's Pstats:worker counters --------------------------------- */
+
+void wstats_add(struct wstats *s, const char *status, long long cost_ms)
+{
+    s->tasks++;
+    s->cost_ms += cost_ms;
+    for (int i = 0; i < s->nby; i++)
+        if (strcmp(s->by[i].status, status) == 0) {
+            s->by[i].n++;
+            return;
+        }
+    if (s->nby < W_STATS_MAX) {
+        snprintf(s->by[s->nby].status, sizeof(s->by[0].status), "%s", status);
+        s->by[s->nby++].n = 1;
+    } else {
+        s->by[W_STATS_MAX - 1].n++; /* cannot happen: five statuses exist */
+    }
+}
+
+int wstats_argv(struct wstats *s)
+{
+    int n = 0;
+    if (s->tasks == 0)
+        return 0;
+    snprintf(s->num[0], sizeof(s->num[0]), "%lld", s->tasks);
+    snprintf(s->num[1], sizeof(s->num[1]), "%lld", s->cost_ms);
+    s->argv[n++] = "tasks";
+    s->argv[n++] = s->num[0];
+    s->argv[n++] = "cost_ms";
+    s->argv[n++] = s->num[1];
+    for (int i = 0; i < s->nby; i++) {
+        snprintf(s->num[2 + i], sizeof(s->num[0]), "%lld", s->by[i].n);
+        s->argv[n++] = s->by[i].status;
+        s->argv[n++] = s->num[2 + i];
+    }
+    return n;
+}
+
+void wstats_clear(struct wstats *s, int64_t now_mono)
+{
+    s->tasks = s->cost_ms = 0;
+    s->nby = 0;
+    s->flushed_mono = now_mono;
+}

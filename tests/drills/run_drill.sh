@@ -39,7 +39,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-if ! timeout 180 "$LAB" up --dir "$DIR"; then
+UP=()
+case "$NAME" in redis-failover | mariadb-switch) UP=(--ha-backend) ;; esac
+if ! timeout 180 "$LAB" up --dir "$DIR" "${UP[@]}"; then
     echo "FAIL drill $NAME: the lab did not come up"
     exit 1
 fi

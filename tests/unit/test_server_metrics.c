@@ -75,11 +75,39 @@ static void test_server_metrics_exports_queues_and_every_stats_field(void **stat
     free(t);
 }
 
+/* Issue 16's size gauges: scaled to seconds, a missing source or a -1
+ * (not read yet) leaves the gauge out rather than reporting 0. */
+static void test_server_metrics_backend_sizes(void **state)
+{
+    (void)state;
+    static struct srv_metrics m;
+    json_t *ext = json_loads("{\"redis\":{\"used_memory\":123456,\"keys\":5,\"aof_enabled\":false},"
+                             "\"purge\":{\"table_rows_est\":\"-1\",\"table_bytes\":\"65536\","
+                             "\"last_pass_us\":\"1500\",\"last_pass_end_ms\":\"1795823941123\","
+                             "\"busy_us\":\"2500000\",\"deleted_total\":\"42\"}}",
+                             0, NULL);
+    char *t = metrics_format(&m, ext);
+    assert_has(t, "\ntandem_redis_used_memory_bytes 123456\n");
+    assert_has(t, "\ntandem_redis_keys 5\n");
+    assert_has(t, "\ntandem_redis_aof_enabled 0\n");
+    assert_null(strstr(t, "tandem_redis_aof_size_bytes"));
+    assert_null(strstr(t, "tandem_task_record_rows_estimate"));
+    assert_has(t, "\ntandem_task_record_bytes 65536\n");
+    assert_has(t, "\ntandem_purge_last_pass_seconds 0.0015\n");
+    assert_has(t, "\ntandem_purge_last_pass_end_timestamp_seconds 1795823941.123\n");
+    assert_has(
+        t, "# TYPE tandem_purge_busy_seconds_total counter\ntandem_purge_busy_seconds_total 2.5\n");
+    assert_has(t, "\ntandem_purge_deleted_total 42\n");
+    json_decref(ext);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_metrics_counts_requests_calls_and_latency),
         cmocka_unit_test(test_server_metrics_exports_queues_and_every_stats_field),
+        cmocka_unit_test(test_server_metrics_backend_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -157,6 +157,36 @@ static void test_worker_queues_option_is_checked_at_load(void **state)
     free(err);
 }
 
+/* The child's counters: summed per status, written as HINCRBY pairs, and
+ * nothing to write once cleared (a flush that failed keeps them). */
+static void test_worker_stats_are_summed_until_flushed(void **state)
+{
+    (void)state;
+    struct wstats s;
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(wstats_argv(&s), 0);
+    wstats_add(&s, "success", 3);
+    wstats_add(&s, "failure", 4);
+    wstats_add(&s, "success", 5);
+    int n = wstats_argv(&s);
+    assert_int_equal(n, 8);
+    assert_string_equal(s.argv[0], "tasks");
+    assert_string_equal(s.argv[1], "3");
+    assert_string_equal(s.argv[2], "cost_ms");
+    assert_string_equal(s.argv[3], "12");
+    assert_string_equal(s.argv[4], "success");
+    assert_string_equal(s.argv[5], "2");
+    assert_string_equal(s.argv[6], "failure");
+    assert_string_equal(s.argv[7], "1");
+    /* not flushed: still all there, and the next task adds to them */
+    wstats_add(&s, "timeout", 0);
+    assert_int_equal(wstats_argv(&s), 10);
+    assert_string_equal(s.argv[1], "4");
+    wstats_clear(&s, 1234);
+    assert_int_equal(wstats_argv(&s), 0);
+    assert_int_equal(s.flushed_mono, 1234);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -165,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_worker_numbered_queues_get_their_turn),
         cmocka_unit_test(test_worker_queues_option_limits_the_served_streams),
         cmocka_unit_test(test_worker_queues_option_is_checked_at_load),
+        cmocka_unit_test(test_worker_stats_are_summed_until_flushed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
