@@ -12,6 +12,7 @@
 
 #include "beat.h"
 #include "clock.h"
+#include "journal.h"
 #include "log.h"
 #include "rds.h"
 #include "task.h"
@@ -446,6 +447,34 @@ void beat_fire_prepare(struct beat *b, int64_t slot)
         beat_fire_unprepare(b);
 }
 
+/* The fired tasks into the accept journal (task_accept), so a Redis
+ * restored from an older snapshot cannot take a fired slot's task with it:
+ * the keeper's reconciler queues it again. After the fire (the slot is
+ * decided by the script), so a window of this one INSERT remains; MariaDB
+ * down: logged, the fire stands (beat_db_ensure retries every 2 s). */
+static void journal_fired(struct beat *b, const struct item *items, int n, int64_t at)
+{
+    struct journal_row *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
+    size_t k = 0;
+    for (int i = 0; rows && i < n; i++)
+        if (items[i].code == 1 && strcmp(items[i].kind, "fire") == 0)
+            rows[k++] = (struct journal_row){items[i].tid, "cron", items[i].task, at};
+    if (k && beat_db_ensure(b) == 0) {
+        char *err = NULL;
+        size_t done = journal_write(b->db, rows, k, &err);
+        if (done < k) {
+            log_warnx("beat: accept journal: %zu fired task(s) not recorded: %s", k - done,
+                      err ? err : "?");
+            free(err);
+            mysql_close(b->db);
+            b->db = NULL;
+        }
+    } else if (k) {
+        log_warnx("beat: accept journal: MariaDB unavailable, %zu fired task(s) not recorded", k);
+    }
+    free(rows);
+}
+
 /* Send items in pipelined batches and apply the answers. 0, -1 (Redis
  * failure), -2 (fenced). */
 static int send_items(struct beat *b, struct item *items, int n)
@@ -624,6 +653,7 @@ static int send_items(struct beat *b, struct item *items, int n)
             freeReplyObject(r);
         }
     }
+    journal_fired(b, items, n, at);
     if (n >= 1000)
         log_debug("beat: %d slot(s): %lld ms firing, %lld ms writing status and state", n,
                   (long long)(t1 - t0), (long long)(mono_ms() - t1));

@@ -134,6 +134,9 @@ static const struct copt options[] = {
           "GnuTLS priority string (default: TLS 1.2+, AEAD ciphers, forward secrecy only)"),
     O_INT("server.plain_port", plain_port, 0, 0, 65535,
           "with TLS on: also serve plain HTTP on this port (0 = no plain HTTP)"),
+    O_BOOL("server.accept_journal", accept_journal, 1,
+           "record every accepted async task in MariaDB (task_accept) before answering, so a "
+           "Redis restored from an older snapshot loses none"),
     O_BOOL("server.plain_redirect", plain_redirect, 1,
            "the plain port only redirects to https:// (308) instead of serving the API"),
     O_STR("server.console_dir", console_dir, TANDEM_DATADIR "/console",

@@ -69,6 +69,7 @@ struct tconf {
     int header_timeout;     /* server.header_timeout s: total time for a request's headers */
     int body_timeout;       /* server.body_timeout s: total time for a request's body */
     int health_port;        /* server.health_port: 0 = server.port + 1, -1 = none */
+    bool accept_journal;    /* server.accept_journal: async accepts recorded in task_accept */
     /* HTTPS (server_tls.c): with tls_cert set, server.port speaks TLS */
     char console_dir[CONF_STR];    /* server.console_dir: the web console's files */
     char tls_cert[CONF_STR];       /* server.tls_cert: PEM, leaf first, chain allowed */

@@ -428,10 +428,16 @@ static json_t *request_data(struct srv_req *r, struct api_ctx *x, bool *raw)
         return q;
     }
     const char *ct = req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (r->body && r->body_len && ct_is(ct, "multipart/form-data"))
+        return parse_multipart(r, x);
+    return api_body_data(r, ct, raw);
+}
+
+json_t *api_body_data(struct srv_req *r, const char *ct, bool *raw)
+{
+    *raw = false;
     if (!r->body || r->body_len == 0)
         return json_object();
-    if (ct_is(ct, "multipart/form-data"))
-        return parse_multipart(r, x);
     if (ct_is(ct, "application/x-www-form-urlencoded"))
         return form_data(r);
     if (ct_is_json(ct))

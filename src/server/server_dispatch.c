@@ -264,6 +264,8 @@ int srv_call(struct srv_req *r, struct task *t, srv_call_done done, void *ud)
             return -1;
         }
         metrics_call(&S.metrics, CO_ASYNC);
+        /* the caller's answer waits for the accept record (server_journal.c) */
+        journal_accept(r, t);
         return 0;
     }
     r->done = done;

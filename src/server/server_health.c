@@ -31,10 +31,10 @@ json_t *health_judge(const struct srv_health *h, int64_t now_mono, int64_t epoch
 {
     int64_t age = h->at_mono ? now_mono - h->at_mono : -1;
     bool stale = age < 0 || age > HEALTH_STALE_MS;
-    json_t *data =
-        json_pack("{s:b,s:b,s:I,s:I,s:I,s:I}", "redis", h->redis_ok, "db", h->db_ok, "workers",
-                  (json_int_t)h->workers, "worker_children", (json_int_t)h->worker_children,
-                  "epoch", (json_int_t)epoch, "checked_ms_ago", (json_int_t)age);
+    json_t *data = json_pack("{s:b,s:b,s:I,s:I,s:I,s:I,s:b}", "redis", h->redis_ok, "db", h->db_ok,
+                             "workers", (json_int_t)h->workers, "worker_children",
+                             (json_int_t)h->worker_children, "epoch", (json_int_t)epoch,
+                             "checked_ms_ago", (json_int_t)age, "cache", h->cache_loaded);
     why[0] = '\0';
     size_t o = 0;
 #define WHY(...)                                                                                   \
@@ -55,8 +55,13 @@ json_t *health_judge(const struct srv_health *h, int64_t now_mono, int64_t epoch
     else if (h->worker_children <= 0)
         WHY(" no live worker child (%lld worker master(s) without a ready child)",
             (long long)h->workers);
+    /* a server that has not loaded its APIs yet answers 503 to calls of
+     * them: it is not ready to take the VIP (the switchover's 503s) */
+    if (!h->cache_loaded)
+        WHY(" funcs, APIs and keys not loaded from the database yet");
 #undef WHY
-    bool ok = !stale && h->redis_ok && h->db_ok && h->workers > 0 && h->worker_children > 0;
+    bool ok = !stale && h->redis_ok && h->db_ok && h->workers > 0 && h->worker_children > 0 &&
+              h->cache_loaded;
     *http = ok ? 200 : 503;
     return data;
 }
@@ -67,6 +72,10 @@ void h_health(struct srv_req *r)
     pthread_mutex_lock(&H.mu);
     h = H.h;
     pthread_mutex_unlock(&H.mu);
+    /* read now, not at the last check: ready the moment the load is in */
+    struct srv_cache *c = srv_cache_get();
+    h.cache_loaded = c->loaded;
+    srv_cache_put(c);
     int http;
     char why[600];
     json_t *data = health_judge(&h, mono_ms(), S.epoch, &http, why, sizeof why);

@@ -158,6 +158,7 @@ struct srv_health {
     long long workers;         /* live worker masters (heartbeats) */
     long long worker_children; /* their ready children, summed */
     int64_t at_mono;           /* when the check finished, 0 = never */
+    bool cache_loaded;         /* funcs, APIs, keys loaded from MariaDB once */
     char redis_err[200], db_err[200];
 };
 int health_start(void);
@@ -166,6 +167,15 @@ void health_stop(void); /* after S.stop is set */
  * 503, why = " redis down ..." reasons (empty when 200). Pure, for tests. */
 json_t *health_judge(const struct srv_health *h, int64_t now_mono, int64_t epoch, int *http,
                      char *why, size_t whyn);
+
+/* server_journal.c: accept records of async tasks, group-committed to
+ * MariaDB task_accept; journal_accept suspends r (whose answer the caller
+ * builds next) until its row is committed. No-op when the journal is off. */
+int journal_start(void);
+void journal_stop(void);
+bool journal_on(void);
+void journal_accept(struct srv_req *r, const struct task *t);
+void journal_counts(unsigned long *rows, unsigned long *batches, unsigned long *unjournaled);
 
 /* server_dispatch.c */
 void *dispatcher_main(void *arg);
@@ -296,6 +306,26 @@ json_t *apiauth_parse_kv(const char *s);
  * 0 = go on; -1 = answered (429 with Retry-After, or 503). */
 int api_throttle(struct srv_req *r, const char *kind, const char *id, json_t *rules,
                  const char *qkey, long long qlimit);
+/* The data of a non-multipart request body by its Content-Type ct (JSON
+ * object, form fields, {"text"} or {"base64"}; *raw for the last two), as
+ * DFF reads it: a new object, or NULL after answering 400/500. Pure apart
+ * from the answer: fuzzed by tests/fuzz/fuzz-kwargs.c. */
+json_t *api_body_data(struct srv_req *r, const char *ct, bool *raw);
+
+/* server_resource.c: a DFF script-set export (its META as JSON) flattened
+ * into the items to write, in write order (a set before its scripts), each
+ * normalised (JSON text columns parsed, 0/1 booleans made booleans). *out
+ * (free it) borrows the items from data. -1 after answering a malformed
+ * export. Fuzzed by tests/fuzz/fuzz-import.c. */
+struct resource;
+struct import_item {
+    const struct resource *rs;
+    const char *section;
+    json_t *item; /* borrowed from the body */
+    bool exists;
+};
+int import_collect(struct srv_req *r, json_t *data, struct import_item **out, size_t *n);
+
 /* A Sync API's answer of an outcome: the bare result (a str raw, None
  * empty, else JSON) shaped by the outcome's "resp" (DFF.RESP) and
  * options.returnType; a failure gives reason and message, no traceback. */

@@ -69,7 +69,8 @@ static int init(const struct cli_opts *o)
     signal(SIGPIPE, SIG_IGN);
 
     if (pthread_create(&S.housekeeper, NULL, housekeeper_main, NULL) != 0 ||
-        pthread_create(&S.dispatcher, NULL, dispatcher_main, NULL) != 0 || health_start() != 0) {
+        pthread_create(&S.dispatcher, NULL, dispatcher_main, NULL) != 0 || health_start() != 0 ||
+        journal_start() != 0) {
         log_err("cannot start threads");
         return -1;
     }
@@ -120,6 +121,7 @@ static void shutdown_gracefully(void)
     end = mono_ms() + 2000;
     while (mono_ms() < end && atomic_load(&S.inflight) > 0)
         usleep(20 * 1000);
+    journal_stop(); /* the calls still waiting for their accept record */
     S.stop = 2;
     wake_dispatcher();
     pthread_mutex_lock(&S.kick_mu);

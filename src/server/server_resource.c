@@ -1102,16 +1102,7 @@ static void import_normalize(const struct resource *rs, json_t *item)
     }
 }
 
-struct import_item {
-    const struct resource *rs;
-    const char *section;
-    json_t *item; /* borrowed from the body */
-    bool exists;
-};
-
-/* Flattens the export into items in write order (a set before its
- * scripts). -1 after answering a malformed export. */
-static int import_collect(struct srv_req *r, json_t *data, struct import_item **out, size_t *n)
+int import_collect(struct srv_req *r, json_t *data, struct import_item **out, size_t *n)
 {
     size_t cap = 16;
     *n = 0;

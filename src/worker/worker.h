@@ -167,6 +167,26 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                 const struct woutcome *o, const char *node, int64_t epoch,
                 const char *result_cache_key, const struct wrec_extra *extra, char **err);
 
+/* ---- worker_kdb.c -------------------------------------------------------- */
+
+/* A keeper helper's own MariaDB connection (purge, reconcile): READ
+ * COMMITTED (no gap locks that would stall the record writer), reconnected
+ * with backoff (0.5 s .. 30 s); `who` prefixes its log lines, `idle` says
+ * what waits while MariaDB is down. */
+struct kdb {
+    const struct tconf *c;
+    const char *who, *idle;
+    struct st_mysql *db;
+    int fails;
+    int64_t retry_mono;
+};
+/* The connection, or NULL while MariaDB is down (logged once). */
+struct st_mysql *kdb_get(struct kdb *k, int64_t now_mono);
+/* A statement failed: log it, drop the connection (it may be half-dead),
+ * back off. Frees err. */
+void kdb_fail(struct kdb *k, const char *what, char *err, int64_t now_mono);
+void kdb_close(struct kdb *k);
+
 /* ---- worker_util.c ------------------------------------------------------ */
 
 /* Resident set size in bytes from the text of /proc/PID/statm; -1 if malformed. */

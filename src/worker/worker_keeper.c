@@ -29,6 +29,7 @@
 #include "log.h"
 #include "rds.h"
 #include "worker_purge.h"
+#include "worker_reconcile.h"
 
 #define FLUSH_BATCH 500
 /* Batch bytes: at most half of max_allowed_packet (SQL quoting grows a
@@ -737,7 +738,8 @@ int keeper_main(const struct tconf *c, int64_t epoch)
     k.max_packet = 1024 * 1024;
 
     struct purge *purge = purge_new(c); /* NULL: retention off */
-    int64_t next_flush = 0, next_reclaim = 0, next_purge = 0;
+    struct recon *recon = recon_new(c); /* the accept journal vs Redis */
+    int64_t next_flush = 0, next_reclaim = 0, next_purge = 0, next_recon = 0;
     while (!g_stop) {
         int64_t now = mono_ms();
         if (now >= next_reclaim && k_redis(&k)) {
@@ -756,9 +758,13 @@ int keeper_main(const struct tconf *c, int64_t epoch)
         }
         if (purge && mono_ms() >= next_purge)
             next_purge = purge_tick(purge, k_redis(&k), mono_ms());
+        if (recon && mono_ms() >= next_recon)
+            next_recon = recon_tick(recon, k_redis(&k), mono_ms());
         int64_t wake = next_flush < next_reclaim ? next_flush : next_reclaim;
         if (purge && next_purge < wake)
             wake = next_purge;
+        if (recon && next_recon < wake)
+            wake = next_recon;
         int64_t d = wake - mono_ms();
         sleep_ms(d < 10 ? 10 : (d > 200 ? 200 : d));
     }
@@ -776,6 +782,7 @@ int keeper_main(const struct tconf *c, int64_t epoch)
             freeReplyObject(r);
     }
     purge_free(purge);
+    recon_free(recon);
     if (k.rc)
         redisFree(k.rc);
     if (k.db)

@@ -39,9 +39,7 @@ struct pkey {
 
 struct purge {
     const struct tconf *c;
-    MYSQL *db;
-    int fails;
-    int64_t retry_mono;
+    struct kdb k;     /* its own connection, READ COMMITTED */
     int64_t last_seq; /* -1: not initialised */
     struct pkey *keys;
     size_t nkeys;
@@ -82,6 +80,7 @@ struct purge *purge_new(const struct tconf *c)
     if (!p)
         return NULL;
     p->c = c;
+    p->k = (struct kdb){.c = c, .who = "purge", .idle = "task records are not trimmed"};
     p->last_seq = -1;
     p->st.table_rows_est = p->st.table_bytes = -1;
     return p;
@@ -91,8 +90,7 @@ void purge_free(struct purge *p)
 {
     if (!p)
         return;
-    if (p->db)
-        mysql_close(p->db);
+    kdb_close(&p->k);
     free(p->keys);
     free(p);
 }
@@ -101,42 +99,6 @@ void purge_stats(const struct purge *p, struct purge_stats *out)
 {
     *out = p->st;
     out->keys_pending = (int64_t)p->nkeys;
-}
-
-static MYSQL *pdb(struct purge *p, int64_t now)
-{
-    if (p->db || now < p->retry_mono)
-        return p->db;
-    char *err = NULL;
-    p->db = db_connect(p->c, 5, &err);
-    if (p->db &&
-        db_exec(p->db, &err, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED") == -1) {
-        mysql_close(p->db);
-        p->db = NULL;
-    }
-    if (!p->db) {
-        if (p->fails++ == 0)
-            log_warnx("purge: %s; task records are not trimmed until it is back",
-                      err ? err : "mariadb unavailable");
-        p->retry_mono = now + backoff_ms(p->fails, 500, 30000);
-    } else {
-        if (p->fails)
-            log_info("purge: mariadb is back");
-        p->fails = 0;
-    }
-    free(err);
-    return p->db;
-}
-
-/* A statement failed: drop the connection (it may be half-dead) and back off. */
-static void pfail(struct purge *p, const char *what, char *err, int64_t now)
-{
-    log_warnx("purge: %s: %s", what, err ? err : "error");
-    free(err);
-    if (p->db)
-        mysql_close(p->db);
-    p->db = NULL;
-    p->retry_mono = now + backoff_ms(++p->fails, 500, 30000);
 }
 
 static bool key_known(const struct purge *p, const struct pkey *k)
@@ -165,9 +127,9 @@ static int look(struct purge *p, int64_t now)
 {
     char *err = NULL;
     if (p->last_seq < 0) {
-        MYSQL_RES *r = db_query(p->db, &err, "SELECT COALESCE(MAX(seq), 0) FROM task_record");
+        MYSQL_RES *r = db_query(p->k.db, &err, "SELECT COALESCE(MAX(seq), 0) FROM task_record");
         if (!r) {
-            pfail(p, "reading the newest record", err, now);
+            kdb_fail(&p->k, "reading the newest record", err, now);
             return -1;
         }
         MYSQL_ROW row = mysql_fetch_row(r);
@@ -175,12 +137,12 @@ static int look(struct purge *p, int64_t now)
         mysql_free_result(r);
         p->last_seq = max > PURGE_FIRST_LOOK ? max - PURGE_FIRST_LOOK : 0;
     }
-    MYSQL_RES *r = db_query(p->db, &err,
+    MYSQL_RES *r = db_query(p->k.db, &err,
                             "SELECT origin, origin_id, func_id, MAX(seq) FROM task_record "
                             "WHERE seq > %lld GROUP BY origin, origin_id, func_id LIMIT %d",
                             (long long)p->last_seq, PURGE_MAX_KEYS);
     if (!r) {
-        pfail(p, "listing new records", err, now);
+        kdb_fail(&p->k, "listing new records", err, now);
         return -1;
     }
     MYSQL_ROW row;
@@ -223,18 +185,18 @@ static int64_t delete_rows(MYSQL *m, char **err, char *sql)
 static int trim_one(struct purge *p, const struct pkey *k, int64_t now)
 {
     int cap = purge_cap_for(p->c, k->origin);
-    char *o = db_q(p->db, k->origin), *oid = db_q(p->db, k->origin_id),
-         *fid = db_q(p->db, k->func_id);
+    char *o = db_q(p->k.db, k->origin), *oid = db_q(p->k.db, k->origin_id),
+         *fid = db_q(p->k.db, k->func_id);
     char *err = NULL;
     int ret = -1;
     if (!o || !oid || !fid)
         goto out;
-    MYSQL_RES *r = db_query(p->db, &err,
+    MYSQL_RES *r = db_query(p->k.db, &err,
                             "SELECT seq FROM task_record WHERE origin = %s AND origin_id = %s "
                             "AND func_id = %s ORDER BY seq DESC LIMIT %d, 1",
                             o, oid, fid, cap);
     if (!r) {
-        pfail(p, "finding the oldest record to keep", err, now);
+        kdb_fail(&p->k, "finding the oldest record to keep", err, now);
         goto out;
     }
     MYSQL_ROW row = mysql_fetch_row(r);
@@ -245,12 +207,12 @@ static int trim_one(struct purge *p, const struct pkey *k, int64_t now)
         goto out;
     }
     int64_t n = delete_rows(
-        p->db, &err,
+        p->k.db, &err,
         xasprintf("DELETE FROM task_record WHERE origin = %s AND origin_id = %s AND func_id = %s "
                   "AND seq <= %lld ORDER BY seq LIMIT %d",
                   o, oid, fid, (long long)cut, p->c->ret_batch));
     if (n == -1) {
-        pfail(p, "deleting records over the cap", err, now);
+        kdb_fail(&p->k, "deleting records over the cap", err, now);
         goto out;
     }
     p->st.deleted_total += n;
@@ -268,12 +230,12 @@ out:
 static int trim_age(struct purge *p, int64_t now)
 {
     char *err = NULL;
-    int64_t n = delete_rows(p->db, &err,
+    int64_t n = delete_rows(p->k.db, &err,
                             xasprintf("DELETE FROM task_record WHERE ended_at < UTC_TIMESTAMP(3) - "
                                       "INTERVAL %d DAY ORDER BY ended_at LIMIT %d",
                                       p->c->ret_max_age_days, p->c->ret_batch));
     if (n == -1) {
-        pfail(p, "deleting records past the age limit", err, now);
+        kdb_fail(&p->k, "deleting records past the age limit", err, now);
         return -1;
     }
     p->st.deleted_total += n;
@@ -288,12 +250,12 @@ static int trim_age(struct purge *p, int64_t now)
 static void table_size(struct purge *p, int64_t now)
 {
     char *err = NULL;
-    MYSQL_RES *r = db_query(p->db, &err,
+    MYSQL_RES *r = db_query(p->k.db, &err,
                             "SELECT TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH FROM "
                             "information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
                             "TABLE_NAME = 'task_record'");
     if (!r) {
-        pfail(p, "reading task_record's size", err, now);
+        kdb_fail(&p->k, "reading task_record's size", err, now);
         return;
     }
     MYSQL_ROW row = mysql_fetch_row(r);
@@ -326,21 +288,21 @@ static void publish(struct purge *p, redisContext *rc)
 
 int64_t purge_tick(struct purge *p, redisContext *rc, int64_t now)
 {
-    if (!pdb(p, now))
-        return p->retry_mono;
+    if (!kdb_get(&p->k, now))
+        return p->k.retry_mono;
     int64_t start = mono_ms(), start_us = mono_us(), before = p->st.statements,
             deleted = p->st.deleted_total;
     bool sized = false;
     if (now >= p->next_table) {
         table_size(p, now);
-        if (!p->db)
-            return p->retry_mono;
+        if (!p->k.db)
+            return p->k.retry_mono;
         p->next_table = now + PURGE_TABLE_EVERY_MS;
         sized = true;
     }
     if (now >= p->next_look) {
         if (look(p, now) == -1)
-            return p->retry_mono;
+            return p->k.retry_mono;
         p->next_look = now + PURGE_IDLE_MS;
     }
     /* Origins over their cap first (that is where a busy API grows), then age. */
@@ -348,7 +310,7 @@ int64_t purge_tick(struct purge *p, redisContext *rc, int64_t now)
         struct pkey k = p->keys[0];
         int r = trim_one(p, &k, now);
         if (r == -1)
-            return p->retry_mono;
+            return p->k.retry_mono;
         memmove(p->keys, p->keys + 1, (p->nkeys - 1) * sizeof *p->keys);
         p->nkeys--;
         if (r == 1)
@@ -358,7 +320,7 @@ int64_t purge_tick(struct purge *p, redisContext *rc, int64_t now)
         mono_ms() - start < PURGE_BUDGET_MS) {
         int r = trim_age(p, now);
         if (r == -1)
-            return p->retry_mono;
+            return p->k.retry_mono;
         p->age_behind = r == 1;
         p->next_age = now + PURGE_AGE_EVERY_MS;
     }

@@ -117,8 +117,12 @@ static void test_server_http_cache_snapshot_survives_swap_while_held(void **stat
 static void test_server_http_health_judge(void **state)
 {
     (void)state;
-    struct srv_health h = {
-        .redis_ok = true, .db_ok = true, .workers = 1, .worker_children = 2, .at_mono = 10000};
+    struct srv_health h = {.redis_ok = true,
+                           .db_ok = true,
+                           .workers = 1,
+                           .worker_children = 2,
+                           .at_mono = 10000,
+                           .cache_loaded = true};
     char why[600];
     int http;
     json_t *d = health_judge(&h, 10500, 3, &http, why, sizeof why);
@@ -134,8 +138,17 @@ static void test_server_http_health_judge(void **state)
     assert_int_equal(http, 503);
     assert_non_null(strstr(why, "no live worker child"));
     json_decref(d);
-    /* a check that stopped coming is not trusted */
+    /* backends fine, but the funcs/APIs/keys not loaded yet: not ready
+     * (a new primary would answer 503 to calls of the APIs it lacks) */
     h.worker_children = 1;
+    h.cache_loaded = false;
+    d = health_judge(&h, 10500, 3, &http, why, sizeof why);
+    assert_int_equal(http, 503);
+    assert_non_null(strstr(why, "not loaded"));
+    assert_false(json_is_true(json_object_get(d, "cache")));
+    json_decref(d);
+    h.cache_loaded = true;
+    /* a check that stopped coming is not trusted */
     d = health_judge(&h, 10000 + 7000, 3, &http, why, sizeof why);
     assert_int_equal(http, 503);
     assert_non_null(strstr(why, "stuck"));

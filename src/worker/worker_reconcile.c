@@ -1,0 +1,398 @@
+/* Every accepted async task runs or is reported, even when Redis comes back
+ * from an older snapshot (an operator restoring a backup, a Redis that lost
+ * its append-only file): the server journals each accepted task in MariaDB
+ * task_accept (server_journal.c) and this file, in the worker's keeper,
+ * compares the journal with Redis.
+ *
+ * - Pruning (every tick): a journal row whose task has an outcome in
+ *   task_record is done; it is deleted, in small autocommitted statements.
+ * - Sweep: when Redis's run_id changes (a restart, a restore; also on the
+ *   keeper's first look), every journal row accepted before that moment is
+ *   checked; and every 60 s the rows older than 30 s are (a backstop for a
+ *   restore the keeper never saw a restart of). A row whose task has no
+ *   status key `Ptask:<id>` in Redis and no outcome in task_record is gone
+ *   from Redis: the first time its task is queued again from the journal
+ *   (requeued = 1, at least once, as every task); a second time it is
+ *   recorded lost in task_record (status failure, reason ETaskLost) so its
+ *   caller learns it, instead of waiting forever.
+ *
+ * The status key is the witness: the server writes it in the same pipeline
+ * as the XADD and before the journal row, the worker overwrites it with the
+ * outcome (TTL worker.task_ttl, one day), and it goes only with the task's
+ * record safely in task_record or with the data Redis lost. */
+#include "worker_reconcile.h"
+
+#include <errmsg.h>
+#include <mysql.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "db.h"
+#include "log.h"
+#include "rds.h"
+#include "task.h"
+#include "util.h"
+#include "worker.h"
+
+#define RECON_IDLE_MS 1000
+#define RECON_BUDGET_MS 50
+#define RECON_PAGE 200
+#define RECON_PRUNE 2000
+#define RECON_BACKSTOP_EVERY_MS 60000
+#define RECON_BACKSTOP_AGE_MS 30000
+/* a row is pruned once its outcome is in task_record; the young ones are
+ * left for the next tick (their outcome is usually not flushed yet) */
+#define RECON_PRUNE_AGE_MS 2000
+
+struct recon {
+    const struct tconf *c;
+    struct kdb k; /* its own connection, READ COMMITTED */
+    char run_id[64];
+    /* the sweep in progress: rows accepted up to upto_ms, from the cursor on */
+    bool sweeping;
+    int64_t upto_ms, cur_ms;
+    char cur_id[ID_MAX];
+    int64_t next_backstop;
+    struct recon_stats st, told; /* told: what Pstats:reconcile has of st */
+};
+
+struct recon *recon_new(const struct tconf *c)
+{
+    struct recon *p = calloc(1, sizeof *p);
+    if (p) {
+        p->c = c;
+        p->k =
+            (struct kdb){.c = c, .who = "reconcile", .idle = "the accept journal is not checked"};
+    }
+    return p;
+}
+
+void recon_free(struct recon *p)
+{
+    if (!p)
+        return;
+    kdb_close(&p->k);
+    free(p);
+}
+
+void recon_stats(const struct recon *p, struct recon_stats *out)
+{
+    *out = p->st;
+}
+
+/* Deletes journal rows whose outcome is recorded. Rows deleted, or -1. */
+static int64_t prune(struct recon *p, int64_t now)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "DELETE FROM task_accept WHERE id IN (SELECT id FROM (SELECT a.id FROM task_accept a "
+             "JOIN task_record r ON r.id = a.id WHERE a.accepted_ms < %lld LIMIT %d) x)",
+             (long long)(now_ms() - RECON_PRUNE_AGE_MS), RECON_PRUNE);
+    if (mysql_real_query(p->k.db, sql, strlen(sql)) != 0) {
+        char *err = NULL;
+        err_set(&err, "%s (errno %u)", mysql_error(p->k.db), mysql_errno(p->k.db));
+        kdb_fail(&p->k, "pruning task_accept", err, now);
+        return -1;
+    }
+    int64_t n = (int64_t)mysql_affected_rows(p->k.db);
+    p->st.pruned += n;
+    return n;
+}
+
+/* Redis's run_id: it changes with every start of redis-server, so a restore
+ * from a snapshot is always seen as one. 1 changed, 0 same, -1 error. */
+static int run_id_changed(struct recon *p, redisContext *rc)
+{
+    redisReply *r = redisCommand(rc, "INFO server");
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    char id[64] = "";
+    const char *s = strstr(r->str, "run_id:");
+    if (s)
+        sscanf(s + 7, "%63[0-9a-f]", id);
+    freeReplyObject(r);
+    if (strcmp(id, p->run_id) == 0)
+        return 0;
+    bool first = p->run_id[0] == '\0';
+    snprintf(p->run_id, sizeof p->run_id, "%s", id);
+    if (!first)
+        log_warnx("reconcile: Redis restarted (run_id %s): checking every accepted task against "
+                  "it",
+                  id);
+    return 1;
+}
+
+static void start_sweep(struct recon *p, int64_t upto_ms)
+{
+    if (p->sweeping && p->upto_ms >= upto_ms)
+        return;
+    p->sweeping = true;
+    p->upto_ms = upto_ms;
+    p->cur_ms = -1;
+    p->cur_id[0] = '\0';
+    p->st.sweeps++;
+}
+
+struct row {
+    char id[ID_MAX];
+    int requeued;
+    int64_t accepted_ms;
+    char *task;
+    bool missing;
+};
+
+/* A task gone from Redis a second time: its caller learns it from its record. */
+static int record_lost(struct recon *p, struct row *w, int64_t now)
+{
+    struct task t;
+    char *err = NULL;
+    if (task_decode(&t, w->task, &err) != 0) {
+        log_warnx("reconcile: task %s: journal row unreadable (%s); recorded lost", w->id,
+                  err ? err : "?");
+        free(err);
+        err = NULL;
+        memset(&t, 0, sizeof t);
+        snprintf(t.func, sizeof t.func, "?");
+        snprintf(t.queue, sizeof t.queue, "async");
+    }
+    char *qid = db_q(p->k.db, w->id), *qf = db_q(p->k.db, t.func), *qo = db_q(p->k.db, t.origin_id),
+         *qq = db_q(p->k.db, t.queue), *qn = db_q(p->k.db, p->c->node_name);
+    int rc =
+        db_exec(p->k.db, &err,
+                "INSERT INTO task_record (id, func_id, origin, origin_id, queue, status, "
+                "reason, message, node, epoch, enqueued_at, ended_at) VALUES (%s, %s, '%s', "
+                "%s, %s, 'failure', 'ETaskLost', 'accepted, then lost by Redis twice (restored "
+                "from an older snapshot?): it did not run and was not queued a third time', "
+                "%s, %lld, FROM_UNIXTIME(%lld / 1000), NOW(3)) ON DUPLICATE KEY UPDATE seq = "
+                "seq",
+                qid, qf, task_origin_name(t.origin), qo, qq, qn, (long long)t.epoch,
+                (long long)w->accepted_ms);
+    free(qid);
+    free(qf);
+    free(qo);
+    free(qq);
+    free(qn);
+    task_free(&t);
+    if (rc != 0) {
+        kdb_fail(&p->k, "recording a lost task", err, now);
+        return -1;
+    }
+    log_warnx("reconcile: task %s accepted at %lld ms is gone from Redis again: recorded lost "
+              "(ETaskLost)",
+              w->id, (long long)w->accepted_ms);
+    p->st.lost++;
+    return 0;
+}
+
+static int requeue(struct recon *p, redisContext *rc, struct row *w, int64_t now)
+{
+    struct task t;
+    char *err = NULL;
+    if (task_decode(&t, w->task, &err) != 0) {
+        free(err);
+        w->requeued = 1; /* nothing to queue: report it */
+        return record_lost(p, w, now);
+    }
+    int e = task_enqueue(rc, p->c, &t, &err);
+    task_free(&t);
+    if (e != 0) {
+        log_warnx("reconcile: task %s: queueing it again: %s", w->id, err ? err : "?");
+        free(err);
+        return -2; /* Redis: the next sweep tries again */
+    }
+    err = NULL;
+    char *qid = db_q(p->k.db, w->id);
+    int rcode =
+        db_exec(p->k.db, &err, "UPDATE task_accept SET requeued = requeued + 1 WHERE id = %s", qid);
+    free(qid);
+    if (rcode != 0) {
+        kdb_fail(&p->k, "marking a task queued again", err, now);
+        return -1;
+    }
+    log_warnx("reconcile: task %s accepted at %lld ms was missing from Redis (restored from an "
+              "older snapshot?): queued again from the accept journal",
+              w->id, (long long)w->accepted_ms);
+    p->st.requeued++;
+    return 0;
+}
+
+/* One page of the sweep. 1 more to do, 0 sweep done, -1 error. */
+static int sweep_page(struct recon *p, redisContext *rc, int64_t now)
+{
+    char *err = NULL;
+    char *qcur = db_q(p->k.db, p->cur_id);
+    MYSQL_RES *res = db_query(p->k.db, &err,
+                              "SELECT id, requeued, accepted_ms, task FROM task_accept WHERE "
+                              "accepted_ms <= %lld AND (accepted_ms > %lld OR (accepted_ms = "
+                              "%lld AND id > %s)) ORDER BY accepted_ms, id LIMIT %d",
+                              (long long)p->upto_ms, (long long)p->cur_ms, (long long)p->cur_ms,
+                              qcur, RECON_PAGE);
+    free(qcur);
+    if (!res) {
+        kdb_fail(&p->k, "reading task_accept", err, now);
+        return -1;
+    }
+    size_t n = mysql_num_rows(res);
+    struct row *rows = calloc(n ? n : 1, sizeof *rows);
+    MYSQL_ROW row;
+    size_t i = 0;
+    while (rows && (row = mysql_fetch_row(res)) && i < n) {
+        snprintf(rows[i].id, sizeof rows[i].id, "%s", row[0] ? row[0] : "");
+        rows[i].requeued = row[1] ? atoi(row[1]) : 0;
+        rows[i].accepted_ms = row[2] ? strtoll(row[2], NULL, 10) : 0;
+        rows[i].task = strdup(row[3] ? row[3] : "");
+        i++;
+    }
+    mysql_free_result(res);
+    if (!rows)
+        return -1;
+    int ret = n < RECON_PAGE ? 0 : 1;
+    /* 1. which are missing from Redis (one pipeline) */
+    size_t nmiss = 0;
+    bool redis_err = false;
+    for (i = 0; i < n; i++) {
+        char key[160];
+        rds_key(key, sizeof key, p->c, "task:%s", rows[i].id);
+        redisAppendCommand(rc, "EXISTS %s", key);
+    }
+    for (i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(rc, (void **)&r) != REDIS_OK || !r) {
+            redis_err = true;
+            break;
+        }
+        if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+            rows[i].missing = true;
+            nmiss++;
+        }
+        freeReplyObject(r);
+    }
+    if (redis_err) {
+        ret = -2;
+        goto out;
+    }
+    /* 2. of those, which finished meanwhile (their record is in MariaDB) */
+    if (nmiss) {
+        size_t cap = 128 + nmiss * (2 * ID_MAX + 4), len = 0;
+        char *sql = malloc(cap);
+        if (!sql) {
+            ret = -1;
+            goto out;
+        }
+        len = (size_t)snprintf(sql, cap, "SELECT DISTINCT id FROM task_record WHERE id IN (");
+        bool first = true;
+        for (i = 0; i < n; i++) {
+            if (!rows[i].missing)
+                continue;
+            if (!first)
+                sql[len++] = ',';
+            first = false;
+            sql[len++] = '\'';
+            len += mysql_real_escape_string(p->k.db, sql + len, rows[i].id, strlen(rows[i].id));
+            sql[len++] = '\'';
+        }
+        sql[len++] = ')';
+        sql[len] = '\0';
+        if (mysql_real_query(p->k.db, sql, len) != 0 || !(res = mysql_store_result(p->k.db))) {
+            free(sql);
+            err_set(&err, "%s", mysql_error(p->k.db));
+            kdb_fail(&p->k, "looking up records", err, now);
+            ret = -1;
+            goto out;
+        }
+        free(sql);
+        while ((row = mysql_fetch_row(res)))
+            for (i = 0; i < n; i++)
+                if (rows[i].missing && row[0] && strcmp(rows[i].id, row[0]) == 0)
+                    rows[i].missing = false;
+        mysql_free_result(res);
+    }
+    /* 3. the rest is gone from Redis */
+    for (i = 0; i < n; i++) {
+        if (!rows[i].missing)
+            continue;
+        int e = rows[i].requeued ? record_lost(p, &rows[i], now) : requeue(p, rc, &rows[i], now);
+        if (e != 0) {
+            ret = e;
+            goto out;
+        }
+    }
+    if (n) {
+        p->cur_ms = rows[n - 1].accepted_ms;
+        snprintf(p->cur_id, sizeof p->cur_id, "%s", rows[n - 1].id);
+    }
+out:
+    for (i = 0; i < n; i++)
+        free(rows[i].task);
+    free(rows);
+    return ret;
+}
+
+int64_t recon_tick(struct recon *p, redisContext *rc, int64_t now)
+{
+    if (!kdb_get(&p->k, now))
+        return now + RECON_IDLE_MS;
+    int64_t end = now + RECON_BUDGET_MS;
+    int64_t n;
+    while ((n = prune(p, now)) == RECON_PRUNE && mono_ms() < end)
+        ;
+    if (n < 0)
+        return now + RECON_IDLE_MS;
+    if (!rc)
+        return now + RECON_IDLE_MS;
+    int ch = run_id_changed(p, rc);
+    if (ch == 1)
+        start_sweep(p, now_ms());
+    else if (ch == 0 && now >= p->next_backstop && !p->sweeping)
+        start_sweep(p, now_ms() - RECON_BACKSTOP_AGE_MS);
+    if (ch >= 0 && now >= p->next_backstop)
+        p->next_backstop = now + RECON_BACKSTOP_EVERY_MS;
+    while (p->sweeping && ch >= 0) {
+        int e = sweep_page(p, rc, now);
+        if (e == 0) {
+            p->sweeping = false;
+            if (p->st.requeued || p->st.lost)
+                log_info("reconcile: sweep done (%lld queued again, %lld recorded lost so far)",
+                         (long long)p->st.requeued, (long long)p->st.lost);
+        }
+        if (e < 0 || mono_ms() >= end)
+            break;
+    }
+    /* counters for status and the drills: deltas, so keepers on either
+     * node add to one total */
+    if (memcmp(&p->st, &p->told, sizeof p->st) != 0 && !rc->err) {
+        char key[128];
+        rds_key(key, sizeof key, p->c, "stats:reconcile");
+        const struct {
+            const char *f;
+            int64_t d;
+        } d[] = {{"pruned_total", p->st.pruned - p->told.pruned},
+                 {"sweeps_total", p->st.sweeps - p->told.sweeps},
+                 {"requeued_total", p->st.requeued - p->told.requeued},
+                 {"lost_total", p->st.lost - p->told.lost}};
+        int sent = 0;
+        for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+            if (d[i].d) {
+                redisAppendCommand(rc, "HINCRBY %s %s %lld", key, d[i].f, (long long)d[i].d);
+                sent++;
+            }
+        bool ok = true;
+        for (int i = 0; i < sent; i++) {
+            redisReply *r = NULL;
+            if (redisGetReply(rc, (void **)&r) != REDIS_OK || !r || r->type == REDIS_REPLY_ERROR)
+                ok = false;
+            if (r)
+                freeReplyObject(r);
+            if (rc->err)
+                break;
+        }
+        if (ok)
+            p->told = p->st;
+    }
+    return p->sweeping ? mono_ms() + 10 : now + RECON_IDLE_MS;
+}
