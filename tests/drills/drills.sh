@@ -124,9 +124,12 @@ tls_reload() {
     kst=$(stat -c '%U %a' "$DIR/$P0/tls/vip.key")
     FIGURES+="tls_server_uid=${uid:-?}"$'\n'"tls_key_owner_mode=${kst// /:}"$'\n'
     [ "$kst" = "root 600" ] || FIG_FAIL="the key on node $P0 is '$kst', want root-only (root 600)"
-    if [ "${uid:-0}" = 0 ]; then
-        echo "  note: the server runs as root here (no failover.user on this host): the hand-over is exercised, the privilege drop is not"
-    fi
+    # the point of the hand-over: a server that could not read the key itself
+    # (a --tls lab runs the stack as tandem, or nobody, never as root)
+    local cap
+    cap=$(awk '$1 == "CapEff:" {print $2}' "/proc/$srv/status" 2>/dev/null)
+    [ "${uid:-0}" != 0 ] && [ "$cap" = 0000000000000000 ] ||
+        FIG_FAIL="the server (pid $srv) runs with uid ${uid:-?}, capabilities ${cap:-?}: it could read the key itself"
     fp0=$(served_cert) || { FIG_FAIL="the VIP's certificate: $fp0"; return; }
     e0=$(rcli GET tandem:epoch)
     # one new certificate, the same copy on both nodes (as doctor wants)
