@@ -494,6 +494,32 @@ out:
     return rc;
 }
 
+/* Has a supervisor other than this node's ever written its state to the
+ * backend (the Psv hash keeps one field per node name)? Unknown (no Redis)
+ * counts as seen: the stricter answer. */
+static bool peer_ever_seen(const struct tconf *t)
+{
+    char *err = NULL;
+    redisContext *rc = rds_connect(t, DOCTOR_NET_TIMEOUT_MS, &err);
+    free(err);
+    if (rc == NULL)
+        return true;
+    char k[128];
+    bool seen = true;
+    redisReply *r = redisCommand(rc, "HKEYS %s", rds_key(k, sizeof k, t, "sv"));
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        seen = false;
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING &&
+                strcmp(r->element[i]->str, t->node_name))
+                seen = true;
+    }
+    if (r)
+        freeReplyObject(r);
+    redisFree(rc);
+    return seen;
+}
+
 static void check_peer(struct doctor *d)
 {
     const struct tconf *t = &d->c->conf;
@@ -508,6 +534,15 @@ static void check_peer(struct doctor *d)
      * is up and routable; only silence or an unreachable route fails. */
     if (tcp_probe(t->fo_peer, t->server_port, DOCTOR_NET_TIMEOUT_MS, msg, sizeof(msg)) == 0)
         report(d, V_OK, "peer", NULL, "%s reachable (%s)", t->fo_peer, msg);
+    else if (!peer_ever_seen(t))
+        /* The first node of a new pair is checked and started before the
+         * second exists (docs/two-servers.md: node-a first): failing it
+         * then would stop the documented order. Once any other node has
+         * run a supervisor against this backend, silence is a fault. */
+        report(d, V_WARN, "peer",
+               "fine while the other node is not installed yet; otherwise check the link and "
+               "firewalls between the nodes (VRRP is IP protocol 112)",
+               "%s: %s (no other node has run against this backend yet)", t->fo_peer, msg);
     else
         report(d, V_FAIL, "peer",
                "check the link and firewalls between the nodes (VRRP is IP protocol 112)", "%s: %s",

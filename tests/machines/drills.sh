@@ -9,6 +9,9 @@
 #
 # Names: switchover stop kill power-cut reboot backend-reboot rolling-upgrade
 
+# The lab runner names namespaces ${NS}client, ${NS}a...: with the lab's
+# default prefix, nsx below maps them onto the machines' tm-* namespaces.
+NS=tandem-
 . "$CHECKOUT/tests/drills/drills.sh"
 DRILL_NAMES="switchover stop kill power-cut reboot backend-reboot rolling-upgrade"
 BACKEND_SECRET=$(cat "$DIR/secret")
@@ -206,22 +209,22 @@ machines_drill() {
         echo "$PROG: unknown drill '$name' (one of: $DRILL_NAMES)" >&2; return 2 ;;
     esac
     LOAD_S=${DRILL_LOAD_S:-$(drill_load_s "$name")}
-    RETRY_CLIENT=0
+    RETRY_CLIENT=${RETRY_CLIENT:-0}
     if [ "$name" = rolling-upgrade ]; then
         NEW_DEB=${TANDEM_NEW_DEB:-$(current_deb)} || return 1
-        RETRY_CLIENT=1
         [ "$(msh a dpkg-query -W -f '${Version}' tandem)" != "$(dpkg-deb -f "$NEW_DEB" Version)" ] ||
             { echo "drill rolling-upgrade: node a already runs $NEW_DEB ('up --prev' installs the previous release)" >&2; return 1; }
     fi
     drill_run "$name"
     rc=$?
     if [ "$name" = rolling-upgrade ] && [ -s "$DIR/drill-$name.json" ]; then
-        # zero failed calls: no call failed even after its 5 s of retries
+        # zero failed calls, for a client that does not retry (RETRY_CLIENT=1
+        # measures what a retrying client sees, for comparison)
         /usr/bin/python3 - "$DIR/drill-$name.json" <<'PY' || rc=1
 import json, sys
 r = json.load(open(sys.argv[1]))
 bad = r["sync_failed"] + r["async_refused_during_outage"]
-print("  calls that failed after retries: %d sync, %d async" % (r["sync_failed"], r["async_refused_during_outage"]))
+print("  calls that failed: %d sync, %d async" % (r["sync_failed"], r["async_refused_during_outage"]))
 if bad:
     print("  BROKEN: the rolling upgrade failed %d calls" % bad)
     sys.exit(1)

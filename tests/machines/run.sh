@@ -2,14 +2,22 @@
 # tests/machines/run.sh [--prev] STEP...: one set of booted machines
 # (appliance/machines up, or up --prev), then each STEP in order, then down.
 # A STEP is a drill name or "systemd" (tests/machines/systemd.sh).
-# Exit 0 all passed, 1 something broke, 77 skipped (no root/nspawn/mmdebstrap).
+# Exit 0 all passed, 1 something broke (or a part is missing), 77 skipped
+# (only with TANDEM_MACHINES_MAY_SKIP=1).
 set -u
 SRC=${TANDEM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 M=$SRC/appliance/machines
 UP=(up)
 [ "${1:-}" = --prev ] && { UP+=(--prev); shift; }
 
-skip() { echo "SKIP machines: $*"; exit 77; }
+# A missing part FAILs: a skip reads as a pass in CI and hides a host that
+# cannot run them. TANDEM_MACHINES_MAY_SKIP=1 (a developer's machine
+# without root) turns that into ctest's skip.
+skip() {
+    [ -n "${TANDEM_MACHINES_MAY_SKIP:-}" ] && { echo "SKIP machines: $*"; exit 77; }
+    echo "FAIL machines: $* (TANDEM_MACHINES_MAY_SKIP=1 skips instead)"
+    exit 1
+}
 [ "$(id -u)" = 0 ] || skip "needs root"
 for t in systemd-nspawn mmdebstrap nsenter ip curl; do
     command -v $t >/dev/null || skip "$t is not installed"
