@@ -206,6 +206,8 @@ def cmd_load(a):
         "t0": t0, "t_load_end": t_load_end,
         "sync_calls": len(sync_log), "sync_ok": len(oks), "sync_failed": len(sync_log) - len(oks),
         "sync_codes": codes,
+        # when each failed call started and ended, to set beside the fault's log
+        "sync_failures": [[round(s_, 3), round(e_, 3), str(st)] for (s_, e_, st) in sync_log if st != 200][:50],
         "outage_ms": int(longest * 1000), "outage_at": at,
         "median_gap_ms": int(sorted(gaps)[len(gaps) // 2] * 1000) if gaps else None,
         "async_accepted": len(accepted), "async_refused": async_fail[0],

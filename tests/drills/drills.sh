@@ -137,6 +137,7 @@ tls_reload() {
         { FIG_FAIL="cannot renew the certificate"; return; }
     svpid=$(cat "$DIR"/pids/*-sv-"$P0".pid)
     echo "  renewed the certificate on both nodes; SIGHUP node $P0's supervisor (pid $svpid), server uid ${uid:-?}"
+    echo "  SIGHUP at $(date -u +%T.%3N)"
     kill -HUP "$svpid"
     for ((i = 0; i < 50; i++)); do
         fp1=$(served_cert) && [ "$fp1" != "$fp0" ] && break
@@ -184,7 +185,7 @@ fault_switchover() {
     [ "$TLS" = 1 ] && tls_reload
     t0=$(now_ms)
     out=$(nsx "${NS}$P0" "$BIN/tandemctl" -c "$DIR/$P0/tandem.conf" --json switchover --wait 10)
-    echo "  tandemctl switchover: $out"
+    echo "  tandemctl switchover: $out (done at $(date -u +%T.%3N))"
     FIGURES+="switchover_ctl_ms=$(echo "$out" | jget ms)"$'\n'
     # after the load: doctor's checks (Python imports among them) take CPU
     # that would show up as outage on a small machine
@@ -579,6 +580,10 @@ print("---- drill %s: %s" % (name, "PASS" if not broken else "FAIL"))
 print("  client-visible outage: %d ms%s (longest gap between successful sync calls)" % (
     c["outage_ms"], " (target <= %s ms: %s)" % (target, "met" if c["outage_ms"] <= int(target) else "NOT met") if target else ""))
 print("  sync calls: %d, failed %d %s" % (c["sync_calls"], c["sync_failed"], c["sync_codes"]))
+if c.get("sync_failures"):
+    import datetime
+    ts = lambda t: datetime.datetime.utcfromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
+    print("  failed calls (start-end UTC): " + ", ".join("%s-%s %s" % (ts(a), ts(b), st) for a, b, st in c["sync_failures"][:10]))
 print("  async: accepted %d, completed %d, refused during outage %d" % (c["async_accepted"], c["async_completed"], c["async_refused"]))
 print("  cron slots %d..%d: fired %d, missing %d, fired twice %d" % (lo, hi, len(slots), len(missing), len(double)))
 print("  primary: %s -> %s; epoch %d -> %d; stack running on: %s; standby %s: %s" % (p0, p1, e0i, e1i, stacks, standby or "-", sb_role))
