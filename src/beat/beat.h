@@ -16,6 +16,13 @@
  * just after the script, off the latency path: until then GET
  * /api/v1/tasks/<id> answers 404 for a task only the stream knows.
  *
+ * A job whose func declares DFF's delayed_cron_job [d1, d2, ...] makes one
+ * run per delay instead of one at the slot: a delay of 0 is XADDed as
+ * usual, the others are ZADDed to <prefix>delayed (score slot + d) by the
+ * same script, after the same HSETNX, so a slot's delayed runs exist
+ * exactly once whichever beat fired it; the lease holder's delayed-task
+ * script then moves each to its stream when due.
+ *
  * The catch-up cursor of a job is <prefix>cron:state:<id> field "next": the
  * oldest slot not yet handled, valid for the schedule version in field
  * "sched" (the job's updated_at). A new lease holder starts each job at
@@ -54,11 +61,14 @@ struct beat_job {
     int64_t changed;   /* updated_at, unix s */
     int timeout;       /* the func's timeout, s */
     int64_t ver;       /* script publish_version */
-    char bad[256];     /* why the job cannot run ("" = fine): recorded per slot */
-    bool bad_config;   /* expression/zone/kwargs broken: nothing to schedule */
-    int64_t next;      /* next slot to handle (unix s), -1 = none; valid while leader */
-    int64_t handled;   /* cursor this process advanced itself (0 = never): a lower
-                          bound it can trust on the next takeover */
+    int *delays;       /* DFF's delayed_cron_job: the slot's runs, s after it (NULL = one run
+                          at the slot); sorted, owned */
+    int ndelays;
+    char bad[256];   /* why the job cannot run ("" = fine): recorded per slot */
+    bool bad_config; /* expression/zone/kwargs broken: nothing to schedule */
+    int64_t next;    /* next slot to handle (unix s), -1 = none; valid while leader */
+    int64_t handled; /* cursor this process advanced itself (0 = never): a lower
+                        bound it can trust on the next takeover */
 };
 
 /* Latency bucket bounds, ms; the last bucket is +Inf. */

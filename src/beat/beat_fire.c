@@ -20,11 +20,15 @@
 
 /* KEYS: lease, epoch, q:cron, taskrec. ARGV: lease value, epoch, prefix,
  * count, fired ttl s, node, legacy_upto, then per slot: cron id, slot, kind
- * (fire|missed|failure), overlap (skip|allow), task id, task JSON, and only
- * when kind is not fire or overlap is skip (a record or the running key may
- * be written): func id, slot as local ISO time, message (failure), running
- * ttl s, fire ms. Plain fires carry 6 arguments, not 11: Lua copies every
- * argument into a string, and 10,000 plain fires are the hot case.
+ * (fire|delay|missed|failure), overlap (skip|allow), task id, task JSON, and
+ * only when kind is not fire or overlap is skip (a record or the running key
+ * may be written): func id, slot as local ISO time, message (failure),
+ * running ttl s, fire ms; kind delay (a fire with DFF's delayed runs) adds
+ * the delayed runs, one "<due ms> <task JSON>" line each (task JSON is
+ * compact: no raw newline), ZADDed to <prefix>delayed. Its task JSON is ""
+ * when no run is at the slot itself (no delay 0); the task id is then the
+ * first delayed run's. Plain fires carry 6 arguments, not 11: Lua copies
+ * every argument into a string, and 10,000 plain fires are the hot case.
  * Returns -1 (not the lease holder), -2 (stale epoch) or one code per slot:
  * 1 fired, 2 skipped (overlap), 3 recorded (missed/failure), 0 already
  * handled.
@@ -68,10 +72,11 @@ static const char FIRE_LUA[] =
     "for j = 1, n do\n"
     "  local id, slot, kind, overlap, tid, task =\n"
     "    ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]\n"
-    "  local func, when, msg, rttl, at\n"
+    "  local func, when, msg, rttl, at, dl\n"
     "  if kind ~= 'fire' or overlap == 'skip' then\n"
     "    func, when, msg, rttl, at = ARGV[i+6], ARGV[i+7], ARGV[i+8], ARGV[i+9], ARGV[i+10]\n"
     "    i = i + 11\n"
+    "    if kind == 'delay' then dl = ARGV[i]; i = i + 1 end\n"
     "  else\n"
     "    i = i + 6\n"
     "  end\n"
@@ -85,7 +90,7 @@ static const char FIRE_LUA[] =
     "  if old and\n"
     "    redis.call('EXISTS', P .. 'fired:' .. id .. ':' .. slot) == 1 then\n"
     "    res = 0\n"
-    "  elseif kind ~= 'fire' then\n"
+    "  elseif kind ~= 'fire' and kind ~= 'delay' then\n"
     "    if redis.call('HSETNX', fk, id, kind) == 1 then\n"
     "      if kind == 'missed' and msg == '' then\n"
     "        msg = 'slot ' .. when .. ' was not fired: no beat held the lease until ' ..\n"
@@ -110,8 +115,15 @@ static const char FIRE_LUA[] =
     "        res = 2\n"
     "      end\n"
     "    elseif redis.call('HSETNX', fk, id, tid) == 1 then\n"
-    "      if overlap == 'skip' then redis.call('SET', rk, tid, 'EX', rttl) end\n"
-    "      redis.call('XADD', KEYS[3], '*', 't', task)\n"
+    "      if task ~= '' then\n"
+    "        if overlap == 'skip' then redis.call('SET', rk, tid, 'EX', rttl) end\n"
+    "        redis.call('XADD', KEYS[3], '*', 't', task)\n"
+    "      end\n"
+    "      if dl then\n"
+    "        for due, m in string.gmatch(dl, '(%d+) ([^\\n]+)') do\n"
+    "          redis.call('ZADD', P .. 'delayed', due, m)\n"
+    "        end\n"
+    "      end\n"
     "      res = 1\n"
     "    end\n"
     "  end\n"
@@ -132,7 +144,7 @@ static const char DELAYED_LUA[] =
     "  local q = 'async'\n"
     "  local ok, t = pcall(cjson.decode, m)\n"
     "  if ok and type(t) == 'table' and (t.queue == 'sync' or t.queue == 'async' or t.queue == "
-    "'cron') then\n"
+    "'cron' or (type(t.queue) == 'string' and string.match(t.queue, '^%d$'))) then\n"
     "    q = t.queue\n"
     "  end\n"
     "  local sk = ARGV[5] .. 'q:' .. q\n"
@@ -157,12 +169,71 @@ struct item {
     char *task, *status;
     size_t task_enq, status_enq; /* offsets of the 13 enq digits, patched at send time */
     int code;                    /* the script's answer, -1 = not sent */
+    /* kind "delay": the delayed runs ("<due ms> <task JSON>\n" each) and
+     * their ids and statuses, SET once the script fired the slot */
+    char *dl;
+    int ndl;
+    struct delayed_run {
+        char tid[ID_MAX];
+        char *status;
+    } * runs;
 };
+
+static bool is_fire(const char *kind)
+{
+    return strcmp(kind, "fire") == 0 || strcmp(kind, "delay") == 0;
+}
 
 static void item_free(struct item *it)
 {
     free(it->task);
     free(it->status);
+    free(it->dl);
+    for (int i = 0; i < it->ndl; i++)
+        free(it->runs[i].status);
+    free(it->runs);
+}
+
+/* The delayed runs of a fire (DFF's delayed_cron_job): one task per delay
+ * > 0, due at slot + delay, carrying the delay for _DFF_DELAY and
+ * _DFF_CRON_JOB_DELAY. Their enq is the slot (known when built ahead). */
+static int item_build_delayed(struct beat *b, struct item *it, const struct beat_job *j)
+{
+    it->runs = calloc((size_t)j->ndelays, sizeof *it->runs);
+    size_t cap = 0;
+    FILE *f = open_memstream(&it->dl, &cap);
+    if (!it->runs || !f) {
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    int rv = 0;
+    for (int k = 0; k < j->ndelays; k++) {
+        int d = j->delays[k];
+        if (d == 0)
+            continue;
+        struct delayed_run *r = &it->runs[it->ndl++];
+        id_new(r->tid, sizeof r->tid, "task-");
+        long long due = (long long)(it->slot + d) * 1000, enq = (long long)it->slot * 1000;
+        fprintf(f,
+                "%lld {\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
+                "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
+                "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"enq\":%lld,"
+                "\"delay\":%d,\"cron_job_delay\":%d}\n",
+                due, r->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout,
+                (long long)b->epoch, (long long)j->ver, (long long)it->slot, enq, d, d);
+        if (asprintf(&r->status,
+                     "{\"id\":\"%s\",\"func\":\"%s\",\"status\":\"queued\",\"origin\":\"cron\","
+                     "\"origin_id\":\"%s\",\"queue\":\"cron\",\"nominal\":%lld,\"enq\":%lld,"
+                     "\"eta\":%lld,\"delay\":%d}",
+                     r->tid, j->func, j->id, (long long)it->slot, enq, due, d) < 0) {
+            r->status = NULL;
+            rv = -1;
+        }
+    }
+    if (fclose(f) != 0)
+        rv = -1;
+    return rv;
 }
 
 /* The task JSON of docs/INTERNALS.md, written directly: ids and func ids
@@ -176,10 +247,22 @@ static int item_build(struct beat *b, struct item *it, const struct beat_job *j)
     snprintf(it->rttl_s, sizeof it->rttl_s, "%d", j->timeout + b->conf.reclaim_margin + 60);
     cron_format(it->slot, j->tz, it->when, sizeof it->when);
     it->code = -1;
-    if (strcmp(it->kind, "fire") != 0) {
+    if (!is_fire(it->kind)) {
         it->task = strdup("");
         it->status = strdup("");
         return it->task && it->status ? 0 : -1;
+    }
+    if (strcmp(it->kind, "delay") == 0) {
+        if (item_build_delayed(b, it, j))
+            return -1;
+        if (j->delays[0] != 0) {
+            /* no run at the slot itself: the slot is fired as its first
+             * delayed run */
+            memcpy(it->tid, it->runs[0].tid, sizeof it->tid);
+            it->task = strdup("");
+            it->status = strdup("");
+            return it->task && it->status ? 0 : -1;
+        }
     }
     /* enq is written as 13 zeros and patched just before sending, so items
      * can be built ahead of their slot. */
@@ -208,7 +291,7 @@ static int item_build(struct beat *b, struct item *it, const struct beat_job *j)
 static void item_stamp(struct item *it, const char *at_s, const char *d13)
 {
     memcpy(it->at_s, at_s, sizeof it->at_s);
-    if (strcmp(it->kind, "fire") == 0 && strlen(d13) == 13) {
+    if (is_fire(it->kind) && it->task[0] && strlen(d13) == 13) {
         memcpy(it->task + it->task_enq, d13, 13);
         memcpy(it->status + it->status_enq, d13, 13);
     }
@@ -229,7 +312,7 @@ static void lat_observe(struct beat_stats *st, int64_t ms)
 static void append_batch(struct beat *b, redisContext *rc, struct item *items, int n,
                          const char **keys, char *fttl, char *legacy, char *cnt)
 {
-    int argc = 3 + 4 + 7 + n * ITEM_ARGS;
+    int argc = 3 + 4 + 7 + n * (ITEM_ARGS + 1);
     const char **av = malloc(sizeof *av * (size_t)argc);
     char nk[4] = "4";
     if (!av)
@@ -263,6 +346,8 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
             av[a++] = it->msg[0] ? it->msg : j->bad;
             av[a++] = it->rttl_s;
             av[a++] = it->at_s;
+            if (strcmp(it->kind, "delay") == 0)
+                av[a++] = it->dl;
         }
     }
     if (!b->sha_fire[0])
@@ -304,7 +389,7 @@ static struct item *collect(struct beat *b, int64_t now_s, int *nout)
             else if (now_s - slot > j->grace)
                 it->kind = "missed";
             else
-                it->kind = "fire";
+                it->kind = j->ndelays > 0 ? "delay" : "fire";
             if (k == BEAT_MISSED_ONE_BY_ONE && strcmp(it->kind, "missed") == 0) {
                 /* A long outage: past this many, one record stands for the
                  * rest of the missed slots instead of one row per slot. */
@@ -503,9 +588,19 @@ static int send_items(struct beat *b, struct item *items, int n)
             struct item *it = &items[i];
             if (it->code != 1)
                 continue;
-            rds_key(k, sizeof k, &b->conf, "task:%s", it->tid);
-            redisAppendCommand(rc, "SET %s %s NX EX %d", k, it->status, b->conf.task_ttl);
-            ns++;
+            if (it->task[0]) {
+                rds_key(k, sizeof k, &b->conf, "task:%s", it->tid);
+                redisAppendCommand(rc, "SET %s %s NX EX %d", k, it->status, b->conf.task_ttl);
+                ns++;
+            }
+            for (int d = 0; d < it->ndl; d++) {
+                if (!it->runs[d].status)
+                    continue;
+                rds_key(k, sizeof k, &b->conf, "task:%s", it->runs[d].tid);
+                redisAppendCommand(rc, "SET %s %s NX EX %d", k, it->runs[d].status,
+                                   b->conf.task_ttl);
+                ns++;
+            }
         }
         for (int i = 0; i < n; i++) {
             struct item *it = &items[i];

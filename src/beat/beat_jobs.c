@@ -12,6 +12,7 @@
 #include "db.h"
 #include "log.h"
 #include "rds.h"
+#include "task.h"
 
 int beat_db_ensure(struct beat *b)
 {
@@ -63,6 +64,31 @@ static void job_clear(struct beat_job *j)
 {
     free(j->kwargs);
     j->kwargs = NULL;
+    free(j->delays);
+    j->delays = NULL;
+    j->ndelays = 0;
+}
+
+/* The func's delayed_cron_job (its extra JSON). A malformed list (the
+ * publish check refuses these, so only a hand-edited row) makes every slot
+ * a failure record naming it rather than runs nobody asked for. */
+static void job_delays(struct beat_job *j, const char *extra_json)
+{
+    if (!extra_json || !strstr(extra_json, "delayed_cron_job"))
+        return; /* the common case: no JSON parse per job and reload */
+    json_t *extra = json_loads(extra_json, 0, NULL);
+    int d[TASK_CRON_DELAYS_MAX];
+    char why[160] = "";
+    int n = task_cron_delays(extra, d, why, sizeof why);
+    json_decref(extra);
+    if (n < 0) {
+        snprintf(j->bad, sizeof j->bad, "func %.80s: %.150s", j->func, why);
+        return;
+    }
+    if (n > 0 && (j->delays = malloc(sizeof d[0] * (size_t)n)) != NULL) {
+        memcpy(j->delays, d, sizeof d[0] * (size_t)n);
+        j->ndelays = n;
+    }
 }
 
 void beat_jobs_free(struct beat *b)
@@ -135,7 +161,8 @@ int beat_jobs_load(struct beat *b)
         "c.kwargs_json, c.enabled, c.overlap, c.misfire_grace, UNIX_TIMESTAMP(c.expires_at), "
         "UNIX_TIMESTAMP(IF(COALESCE(f.fixed_cron_expr, '') <> '', "
         "GREATEST(c.updated_at, COALESCE(s.published_at, c.updated_at)), c.updated_at)), f.id, "
-        "f.timeout, s.publish_version FROM cron_job c LEFT JOIN func f ON f.id = c.func_id "
+        "f.timeout, s.publish_version, f.extra_json FROM cron_job c LEFT JOIN func f ON f.id = "
+        "c.func_id "
         "LEFT JOIN script s ON s.id = f.script_id ORDER BY c.id");
     if (!res) {
         log_warnx("beat: loading cron jobs: %s (keeping the %d loaded)", err ? err : "?", b->njobs);
@@ -199,6 +226,8 @@ int beat_jobs_load(struct beat *b)
             snprintf(j->bad, sizeof j->bad,
                      "func %.180s not found (its script was deleted or no longer publishes it)",
                      j->func);
+        else if (!j->bad_config)
+            job_delays(j, row[13]);
         if (j->bad[0])
             log_warnx("beat: cron job %s: %s", j->id, j->bad);
 

@@ -104,6 +104,19 @@ MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err)
     return NULL;
 }
 
+MYSQL *db_connect_host(const struct tconf *c, const char *hostport, int timeout_s, char **err)
+{
+    char host[128];
+    int port;
+    if (err)
+        *err = NULL;
+    if (hostport_split(hostport, host, sizeof host, &port) == -1) {
+        err_set(err, "mariadb %s: not host:port", hostport);
+        return NULL;
+    }
+    return open_one(c, host, port, NULL, timeout_s, err);
+}
+
 bool db_is_readonly_error(unsigned int code)
 {
     /* ER_OPTION_PREVENTS_STATEMENT: "running with the --read-only option" */

@@ -11,6 +11,9 @@
  * connect/read/write timeouts of timeout_s. NULL and *err on failure. */
 MYSQL *db_connect(const struct tconf *c, int timeout_s, char **err);
 /* With mysql.hosts, the first server in order whose read_only is off. */
+/* One given server of mysql.hosts ("host:port"), whatever its read_only
+ * (tandemctl's topology report asks each). NULL and *err on failure. */
+MYSQL *db_connect_host(const struct tconf *c, const char *hostport, int timeout_s, char **err);
 
 /* A statement failed because the server became read_only (the primary was
  * switched): drop the connection and db_connect() again. */

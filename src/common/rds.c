@@ -90,9 +90,8 @@ static redisContext *open_addr(const char *host, int port, const char *sock, int
     return rc;
 }
 
-/* The master named by one Sentinel: 0 with host/port, or -1 with *err. */
-static int sentinel_ask(const struct tconf *c, const char *addr, int timeout_ms, char *host,
-                        size_t hostn, int *port, char **err)
+int rds_sentinel_ask(const struct tconf *c, const char *addr, int timeout_ms, char *host,
+                     size_t hostn, int *port, char **err)
 {
     char sh[128];
     int sp;
@@ -149,7 +148,7 @@ static redisContext *connect_sentinel(const struct tconf *c, int timeout_ms, cha
     for (int i = 0; i < c->redis_nsentinels; i++) {
         char host[128], *e = NULL;
         int port = 0;
-        if (sentinel_ask(c, c->redis_sentinels[i], ask_ms, host, sizeof host, &port, &e) == 0) {
+        if (rds_sentinel_ask(c, c->redis_sentinels[i], ask_ms, host, sizeof host, &port, &e) == 0) {
             redisContext *rc =
                 open_addr(host, port, NULL, timeout_ms, c->redis_password, c->redis_db, &e);
             if (rc && is_master(rc)) {

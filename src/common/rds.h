@@ -19,6 +19,12 @@
  * master) or gets -READONLY reconnects, and so follows a failover. */
 redisContext *rds_connect(const struct tconf *c, int timeout_ms, char **err);
 
+/* The master one Sentinel ("host:port") names for redis.master_name: 0 with
+ * host/port, or -1 with *err. rds_connect asks each in turn; tandemctl's
+ * topology report asks all of them to see whether they agree. */
+int rds_sentinel_ask(const struct tconf *c, const char *addr, int timeout_ms, char *host,
+                     size_t hostn, int *port, char **err);
+
 /* Prefixed key: rds_key(buf, n, c, "q:%s", "sync") -> "tandem:q:sync". Returns buf. */
 char *rds_key(char *buf, size_t n, const struct tconf *c, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -44,6 +44,8 @@ char *task_encode(const struct task *t)
         (json_int_t)t->ver, "nominal", (json_int_t)t->nominal);
     if (o == NULL)
         return NULL; /* json_pack released kw ("o" steals even on failure) */
+    if (t->extra)
+        json_object_update_missing(o, t->extra); /* never over the fields above */
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -203,6 +205,8 @@ void task_free(struct task *t)
         json_decref(t->kwargs);
         t->kwargs = NULL;
     }
+    json_decref(t->extra);
+    t->extra = NULL;
 }
 
 int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, char **err)
@@ -329,4 +333,54 @@ char *task_result_cache_key(char *buf, size_t n, const struct tconf *c, const ch
     char dg[65];
     task_kwargs_digest(kwargs, dg);
     return rds_key(buf, n, c, "cache:result:%s:%s", func, dg);
+}
+
+static int int_cmp(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+int task_cron_delays(json_t *extra, int out[TASK_CRON_DELAYS_MAX], char *why, size_t whylen)
+{
+    json_t *v = json_object_get(extra, "delayed_cron_job");
+    if (v == NULL || json_is_null(v))
+        return 0;
+    json_t *one = json_is_integer(v) ? json_pack("[O]", v) : json_incref(v);
+    int n = 0;
+    if (!json_is_array(one)) {
+        snprintf(why, whylen, "delayed_cron_job must be a list of seconds, got %s", jtype(v));
+        goto bad;
+    }
+    size_t i;
+    json_t *d;
+    json_array_foreach(one, i, d)
+    {
+        json_int_t x = json_integer_value(d);
+        if (!json_is_integer(d) || x < 0 || x > TASK_CRON_DELAY_MAX_S) {
+            snprintf(why, whylen, "delayed_cron_job[%zu] must be 0..%d seconds", i,
+                     TASK_CRON_DELAY_MAX_S);
+            goto bad;
+        }
+        bool dup = false;
+        for (int k = 0; k < n; k++)
+            dup = dup || out[k] == (int)x;
+        if (dup)
+            continue;
+        if (n == TASK_CRON_DELAYS_MAX) {
+            snprintf(why, whylen, "delayed_cron_job has more than %d delays", TASK_CRON_DELAYS_MAX);
+            goto bad;
+        }
+        out[n++] = (int)x;
+    }
+    json_decref(one);
+    if (n == 0) {
+        /* DFF: an empty list means the plain run at the slot */
+        return 0;
+    }
+    qsort(out, (size_t)n, sizeof out[0], int_cmp);
+    return n;
+bad:
+    json_decref(one);
+    return -1;
 }

@@ -32,6 +32,11 @@ struct task {
     int64_t epoch;          /* epoch of the process that enqueued it */
     int64_t ver;            /* script publish_version the server saw, 0 = unknown */
     int64_t nominal;        /* cron slot unix seconds, 0 otherwise */
+    /* Optional fields for DFF's _DFF_* variables (eta, delay,
+     * http_request, cron_job_delay), merged into the JSON by task_encode;
+     * owned, NULL = none. task_decode leaves it NULL: the worker hands the
+     * raw JSON to the runtime. */
+    json_t *extra;
 };
 
 const char *
@@ -56,5 +61,15 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
 void task_kwargs_digest(json_t *kwargs, char out[65]);
 char *task_result_cache_key(char *buf, size_t n, const struct tconf *c, const char *func,
                             json_t *kwargs);
+
+/* DFF's delayed_cron_job of a func (its extra JSON "delayed_cron_job"): the
+ * delays, in seconds, of the runs each fired cron slot makes instead of one
+ * run at the slot (0 = a run at the slot itself). Sorted, without
+ * duplicates, each 0..TASK_CRON_DELAY_MAX_S, at most TASK_CRON_DELAYS_MAX.
+ * Returns how many (0: the option is absent, i.e. one run at the slot), or
+ * -1 with why (a malformed list: the publish check refuses these). */
+#define TASK_CRON_DELAYS_MAX 60
+#define TASK_CRON_DELAY_MAX_S 86400
+int task_cron_delays(json_t *extra, int out[TASK_CRON_DELAYS_MAX], char *why, size_t whylen);
 
 #endif

@@ -28,6 +28,7 @@
 #include "ctl.h"
 #include "db.h"
 #include "ctl_doctor_tls.h"
+#include "ctl_topology.h"
 #include "rds.h"
 
 extern char **environ;
@@ -843,7 +844,8 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             puts("usage: tandemctl [-c FILE] [--json] doctor [FILE]\n"
                  "Checks this node: config, keepalived, interface and VIP, peer, Redis, MariaDB,\n"
-                 "clock offset, migrations, Python modules DFF scripts import. Exit 0 if\n"
+                 "clock offset, migrations, the backend's topology (Redis master, replicas,\n"
+                 "Sentinels; MariaDB primary), Python modules DFF scripts import. Exit 0 if\n"
                  "nothing FAILed, 1 otherwise.");
             return CTL_OK;
         }
@@ -867,6 +869,7 @@ int ctl_doctor_main(struct ctl *c, int argc, char **argv)
         check_peer(&d);
         check_redis(&d);
         check_mariadb(&d);
+        ctl_topology_doctor(&c->conf, report_cb, &d);
         check_python_modules(&d);
         ctl_doctor_tls(&c->conf, report_cb, &d);
     }

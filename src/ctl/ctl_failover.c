@@ -14,8 +14,11 @@
 
 #include "clock.h"
 #include "ctl.h"
+#include "ctl_topology.h"
 
 #define SV_TIMEOUT_MS 5000
+/* status asks each backend server itself: short, a dead one must not stall it */
+#define STATUS_TOPO_MS 500
 
 /* One request/answer. NULL and a message on stderr if the supervisor cannot
  * be reached or answers garbage. */
@@ -192,12 +195,17 @@ static int do_status(struct ctl *c, int argc, char **argv)
     json_t *st = sv_request(c, json_pack("{s:s}", "cmd", "status"), &rc);
     if (st == NULL)
         return rc;
+    /* the backend's topology, as this node sees it (ctl_topology.c) */
+    if (c->have_conf)
+        json_object_set_new(st, "topology", ctl_topology_probe(&c->conf, STATUS_TOPO_MS));
     if (c->json) {
         char *s = json_dumps(st, JSON_COMPACT);
         puts(s);
         free(s);
     } else {
         print_status(st);
+        if (json_object_get(st, "topology"))
+            ctl_topology_print(json_object_get(st, "topology"));
     }
     json_decref(st);
     return CTL_OK;

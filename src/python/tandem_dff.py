@@ -64,7 +64,8 @@ class _Task(object):
         self.eta = task.get('eta')
         self.delay = task.get('delay') or 0
         self.cron_expr = task.get('cron_expr')
-        self.http_request = task.get('http_request')
+        self.http_request = task.get('http_request') or {}  # DFF: {} when not an API call
+        self.cron_job_delay = task.get('cron_job_delay') or 0
         self.root_task_id = self.task_id
         self.chain = []
         self.lines = None        # set by the runtime's capture
@@ -91,12 +92,12 @@ class _Task(object):
             '_DFF_ETA': self.eta,
             '_DFF_DELAY': self.delay,
             '_DFF_CRON_EXPR': self.cron_expr,
-            '_DFF_CRON_JOB_DELAY': 0,
+            '_DFF_CRON_JOB_DELAY': self.cron_job_delay,
             '_DFF_CRON_JOB_EXEC_MODE': None,
             '_DFF_QUEUE': _queue_number(self.queue),
             '_DFF_HTTP_REQUEST': self.http_request,
             '_DFF_CRONTAB': self.cron_expr,
-            '_DFF_CRONTAB_DELAY': 0,
+            '_DFF_CRONTAB_DELAY': self.cron_job_delay,
             '_DFF_CRONTAB_EXEC_MODE': None,
         }
 
@@ -250,12 +251,25 @@ def _opt_cron(name, v):
     return v.strip()
 
 
+# Delayed cron runs (DFF's delayed_cron_job): each is a task waiting in
+# <prefix>delayed, so Tandem bounds how many and how far (DFF does not).
+DELAYED_RUNS_MAX = 60
+DELAYED_RUN_MAX_S = 86400
+
+
 def _opt_delayed(name, v):
     vals = v if isinstance(v, (list, tuple)) else [v]
     for d in vals:
         if not _is_int(d):
             raise InvalidAPIOption('All elements of `%s` should be int' % name)
-    return sorted(set(vals))
+        if not 0 <= d <= DELAYED_RUN_MAX_S:
+            raise InvalidAPIOption('Elements of `%s` are delays in seconds, 0..%d; got %d'
+                                   % (name, DELAYED_RUN_MAX_S, d))
+    vals = sorted(set(vals))
+    if len(vals) > DELAYED_RUNS_MAX:
+        raise InvalidAPIOption('`%s` has %d delays; Tandem runs at most %d per cron slot'
+                               % (name, len(vals), DELAYED_RUNS_MAX))
+    return vals
 
 
 def _opt_range(lo, hi):
@@ -331,8 +345,7 @@ def _opt_bool(name, v):
 # the runtime test walk this table.
 API_OPTIONS = (
     ('fixed_cron_expr', ('fixed_crontab',), _opt_cron, 'fixedCronExpr', None),
-    ('delayed_cron_job', ('delayed_crontab',), _opt_delayed, 'delayedCronJob',
-     'the beat has no per-job delayed runs yet'),
+    ('delayed_cron_job', ('delayed_crontab',), _opt_delayed, 'delayedCronJob', None),
     ('timeout', ('api_timeout',), _opt_range(TIMEOUT_MIN, TIMEOUT_MAX), 'timeout', None),
     ('expires', (), _opt_range(EXPIRES_MIN, EXPIRES_MAX), 'expires', None),
     ('cache_result', (), _opt_cache_result, 'cacheResult', None),

@@ -360,6 +360,15 @@ def _outcome(v, func_id, output, cache_result):
 
 
 def call(task_id, func_id, script_id, func_name, kwargs_json, raw, ver):
+    """Runs a func; answers the outcome tuple plus what its task record
+    needs and only the runtime knows (DFF's rootTaskId, callChain)."""
+    task, res = _call(task_id, func_id, script_id, func_name, kwargs_json, raw, ver)
+    root = task.root_task_id if task is not None and task.root_task_id != task_id else None
+    chain = list(task.chain) if task is not None else []
+    return res + (_dumps({'root': root, 'chain': chain}),)
+
+
+def _call(task_id, func_id, script_id, func_name, kwargs_json, raw, ver):
     state = {'cache_result': 0}
     try:
         tj = json.loads(raw) if raw else {}
@@ -394,14 +403,17 @@ def call(task_id, func_id, script_id, func_name, kwargs_json, raw, ver):
     v, ok, output = _run(task, body)
     if not ok:
         if isinstance(v, _NotFound):
-            return _fail('EFuncNotFound', str(v), None, output)
+            return task, _fail('EFuncNotFound', str(v), None, output)
         if isinstance(v, _tandem.BackendError):
-            return _fail('EBackend', 'cannot load script %s: %s' % (script_id, v), None, output)
+            return task, _fail('EBackend', 'cannot load script %s: %s' % (script_id, v), None,
+                               output)
         if isinstance(v, SyntaxError) and v.filename == _filename(script_id):
-            return _fail('EScriptSyntaxError', 'SyntaxError at line %s: %s' % (v.lineno, v.msg),
-                         _tb_text(v), output, {'line': v.lineno})
-        return _fail('EFuncFailed', _mask(_exc_msg(v), task), _mask(_tb_text(v), task), output)
-    return _outcome(v, func_id, output, state['cache_result'])
+            return task, _fail('EScriptSyntaxError',
+                               'SyntaxError at line %s: %s' % (v.lineno, v.msg), _tb_text(v),
+                               output, {'line': v.lineno})
+        return task, _fail('EFuncFailed', _mask(_exc_msg(v), task), _mask(_tb_text(v), task),
+                           output)
+    return task, _outcome(v, func_id, output, state['cache_result'])
 
 
 def _mask(text, task):

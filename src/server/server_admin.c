@@ -895,7 +895,8 @@ void h_task_records(struct srv_req *r)
         paged(r, m,
               "seq, id, func_id, origin, origin_id, queue, status, reason, message, traceback, "
               "output, node, "
-              "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms",
+              "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms, kwargs_json, "
+              "return_value_json, call_chain_json, root_task_id, trigger_at",
               "task_record", where, "seq DESC", page, size);
     free(where);
 }

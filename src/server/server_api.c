@@ -656,8 +656,16 @@ static bool truthy(json_t *v)
     }
 }
 
-/* What an auth func gets as `req` (DFF's httpRequest). */
-static json_t *http_request_json(struct srv_req *r, struct api_ctx *x)
+/* Headers that carry a credential: a func learns that they were sent,
+ * never their value (DFF passes every header; Tandem masks these). */
+static const char *const SECRET_HEADERS[] = {"authorization",    "proxy-authorization", "cookie",
+                                             "x-dff-auth-token", "x-dff-ak-sign",       NULL};
+
+/* A request body larger than this (as JSON) is left out of the request
+ * info: it already is the call's kwargs, and every byte rides in the task. */
+#define HTTP_REQ_BODY_MAX (64 * 1024)
+
+json_t *srv_http_request_json(struct srv_req *r, json_t *data, bool mask)
 {
     json_t *h = json_object();
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, (MHD_KeyValueIterator)collect_kv, h);
@@ -671,7 +679,10 @@ static json_t *http_request_json(struct srv_req *r, struct api_ctx *x)
         for (; k[i] && i < sizeof low - 1; i++)
             low[i] = (char)((k[i] >= 'A' && k[i] <= 'Z') ? k[i] - 'A' + 'a' : k[i]);
         low[i] = '\0';
-        json_object_set(lh, low, v);
+        bool secret = false;
+        for (int s = 0; mask && SECRET_HEADERS[s]; s++)
+            secret = secret || strcmp(low, SECRET_HEADERS[s]) == 0;
+        json_object_set_new(lh, low, secret ? json_string("*****") : json_incref(v));
     }
     json_decref(h);
     json_t *q = json_object();
@@ -681,12 +692,21 @@ static json_t *http_request_json(struct srv_req *r, struct api_ctx *x)
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)ci->client_addr)->sin_addr, ip, sizeof ip);
+    else if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ci->client_addr)->sin6_addr, ip, sizeof ip);
     const char *host = req_header(r, MHD_HTTP_HEADER_HOST);
     bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
-    json_t *body = get || !x->data ? json_object() : json_deep_copy(x->data);
+    json_t *body = NULL;
+    if (!get && data && mask) {
+        char *d = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+        body = d && strlen(d) <= HTTP_REQ_BODY_MAX ? json_deep_copy(data) : json_null();
+        free(d);
+    } else if (!get && data) {
+        body = json_deep_copy(data);
+    }
     return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:s}", "method", r->method, "originalUrl",
                      r->path, "url", r->path, "host", host ? host : "", "headers", lh, "query", q,
-                     "body", body, "ip", ip);
+                     "body", body ? body : json_object(), "ip", ip);
 }
 
 /* After auth: disabled, expired, kwargs, throttling, enqueue. */
@@ -731,6 +751,7 @@ static void api_proceed(struct srv_req *r, struct api_ctx *x)
     if (call_task_build(r, x->c, func_id ? func_id : "", merged, &o,
                         x->async ? ORIGIN_ASYNC_API : ORIGIN_SYNC_API, x->id, &t, &f) != 0)
         return;
+    t.extra = json_pack("{s:o}", "http_request", srv_http_request_json(r, x->data, true));
     char qkey[160];
     rds_key(qkey, sizeof qkey, srv_conf(), "q:%s", t.queue);
     json_t *thr = json_object_get(x->api, "throttling");
@@ -863,7 +884,7 @@ static void api_call(struct srv_req *r, bool async)
                 json_string_value(json_object_get(json_object_get(auth, "config"), "funcId"));
             struct call_opts o = {0};
             struct task t;
-            json_t *kw = json_pack("{s:o}", "req", http_request_json(r, x));
+            json_t *kw = json_pack("{s:o}", "req", srv_http_request_json(r, x->data, false));
             if (call_task_build(r, x->c, fid, kw, &o, async ? ORIGIN_ASYNC_API : ORIGIN_SYNC_API,
                                 id, &t, NULL) != 0)
                 return;

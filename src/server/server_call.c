@@ -241,12 +241,15 @@ static int parse_options(struct srv_req *r, json_t *body, struct call_opts *o)
         if (ms < 0)
             return opt_err(r, "options.eta", "an ISO-8601 time or unix seconds");
         o->due_ms = ms;
+        o->eta = v;
     }
     v = json_object_get(opt, "delay");
     if (v && !json_is_null(v)) {
         if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 86400 * 366)
             return opt_err(r, "options.delay", "a number of seconds, 0..31622400");
         o->due_ms = now_ms() + (int64_t)(json_number_value(v) * 1000.0);
+        o->delay = v;
+        o->eta = NULL; /* DFF: a delay replaces an eta */
     }
     return 0;
 }
@@ -370,12 +373,18 @@ int call_task_build(struct srv_req *r, struct srv_cache *c, const char *func_id,
 
 /* Common tail of a func call: build and send the task. */
 static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_id, json_t *kwargs,
-                      const struct call_opts *o)
+                      const struct call_opts *o, json_t *body)
 {
     struct task t;
     json_t *f = NULL;
     if (call_task_build(r, c, func_id, kwargs, o, ORIGIN_FUNC, NULL, &t, &f) != 0)
         return;
+    /* DFF's _DFF_HTTP_REQUEST, _DFF_ETA, _DFF_DELAY */
+    t.extra = json_pack("{s:o}", "http_request", srv_http_request_json(r, body, true));
+    if (t.extra && o->eta)
+        json_object_set(t.extra, "eta", o->eta);
+    if (t.extra && o->delay)
+        json_object_set(t.extra, "delay", o->delay);
     bool sync = !o->async && o->due_ms == 0;
     void *flags =
         (void *)(uintptr_t)((o->json_dumps ? DONE_JSON_DUMPS : 0) | (o->unbox ? DONE_UNBOX : 0));
@@ -414,15 +423,15 @@ void h_func_call(struct srv_req *r)
         return;
     }
     json_t *kwargs = kw ? json_deep_copy(kw) : json_object();
-    json_decref(body);
     struct srv_cache *c = srv_cache_get();
     if (!c->loaded)
         req_err(r, 503, "EBackend", NULL, "function cache not loaded yet (database unreachable?)");
     else
-        call_func(r, c, func_id, kwargs, &o);
+        call_func(r, c, func_id, kwargs, &o, body);
     if (!c->loaded)
         json_decref(kwargs);
     srv_cache_put(c);
+    json_decref(body); /* after the call: o.eta / o.delay point into it */
 }
 
 /* ---- task status ------------------------------------------------------------ */
@@ -496,7 +505,9 @@ void h_task_get(struct srv_req *r)
         db_query(m, &err,
                  "SELECT id, func_id AS func, status, origin, origin_id, queue, reason, message, "
                  "traceback, output, node, epoch, nominal_at, enqueued_at, started_at, ended_at, "
-                 "cost_ms AS cost FROM task_record WHERE id = %s ORDER BY seq DESC LIMIT 1",
+                 "cost_ms AS cost, kwargs_json, return_value_json AS result_json, call_chain_json, "
+                 "root_task_id, trigger_at FROM task_record WHERE id = %s ORDER BY seq DESC "
+                 "LIMIT 1",
                  q);
     free(q);
     if (!res) {

@@ -215,6 +215,8 @@ struct call_opts {
     int64_t timeout;         /* s; 0 = the func's / defaults */
     bool timeout_set_by_api; /* timeout is the API's own (admin-set): may pass the sync cap */
     int64_t due_ms;          /* 0 = now */
+    json_t *eta, *delay;     /* borrowed: options.eta / options.delay as given (DFF's _DFF_ETA /
+                                _DFF_DELAY) */
     int queue;               /* 1..9 picked by the caller; 0 = the func's or by origin */
     int64_t expires;         /* s; 0 = the func's or defaults */
     bool json_dumps;         /* options.returnType "jsonDumps": the result as JSON text */
@@ -227,6 +229,12 @@ struct call_opts {
 int call_task_build(struct srv_req *r, struct srv_cache *c, const char *func_id, json_t *kwargs,
                     const struct call_opts *o, enum task_origin origin, const char *origin_id,
                     struct task *t, json_t **func);
+/* DFF's httpRequest of the request being served: method, originalUrl,
+ * url, host, headers (lower-cased names), query, body (data, {} for
+ * GET/HEAD), ip. mask: credential headers read "*****" and a body over
+ * 64 KiB of JSON is null (what a called func sees as _DFF_HTTP_REQUEST);
+ * an auth func gets everything. */
+json_t *srv_http_request_json(struct srv_req *r, json_t *data, bool mask);
 /* The outcome a worker cached for this func and kwargs (cache_result), or
  * NULL; *answered when Redis was down and r got its 503. */
 json_t *call_cached_outcome(struct srv_req *r, json_t *f, const struct task *t, bool *answered);

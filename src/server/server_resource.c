@@ -222,11 +222,16 @@ static const struct field task_record_fields[] = {
     {"tracebackTEXT", "traceback", FT_STR, F_RO, NULL, NULL},
     {"printLogsTEXT", "output", FT_STR, F_RO, NULL, NULL},
     {"node", "node", FT_STR, F_RO, NULL, NULL},
-    {"triggerTimeMs", TR_MS("COALESCE(nominal_at, enqueued_at, ended_at)"), FT_INT, F_RO, NULL,
-     NULL},
+    {"triggerTimeMs", TR_MS("COALESCE(trigger_at, nominal_at, enqueued_at, ended_at)"), FT_INT,
+     F_RO, NULL, NULL},
     {"startTimeMs", TR_MS("started_at"), FT_INT, F_RO, NULL, NULL},
     {"endTimeMs", TR_MS("ended_at"), FT_INT, F_RO, NULL, NULL},
     {"costMs", "cost_ms", FT_INT, F_RO, NULL, NULL},
+    /* DFF keeps these as JSON text and answers them as such (migration 008) */
+    {"rootTaskId", "root_task_id", FT_STR, F_RO, NULL, NULL},
+    {"funcCallKwargsJSON", "kwargs_json", FT_STR, F_RO, NULL, NULL},
+    {"returnValueJSON", "return_value_json", FT_STR, F_RO, NULL, NULL},
+    {"callChainJSON", "call_chain_json", FT_STR, F_RO, NULL, NULL},
     END,
 };
 

@@ -109,6 +109,12 @@ struct woutcome {
     json_t *data;   /* borrowed; extra data (e.g. {"line":3}) or NULL */
     json_t *resp;   /* borrowed; DFF.RESP's response control (success only) or NULL */
     int64_t start_ms, end_ms;
+    /* For the task record only (DFF's task-record fields), all borrowed and
+     * optional: the call's kwargs, the root task of a DFF.FUNC chain (NULL:
+     * none, the task is its own root) and the chain of func ids. */
+    json_t *kwargs;
+    const char *root_task;
+    json_t *chain;
 };
 
 /* Outcome JSON for the reply list (docs/INTERNALS.md "Outcome JSON"). */
@@ -116,7 +122,10 @@ json_t *wrec_outcome(const struct wtask *t, const struct woutcome *o, const char
 /* Task status for Ptask:<id>: the task's fields merged with the outcome. */
 json_t *wrec_status(const struct wtask *t, const struct woutcome *o, const char *node);
 /* Record for Ptaskrec: the columns of task_record; times in ms since the
- * epoch (0 -> null). Long texts are cut to fit their columns. */
+ * epoch (0 -> null). Long texts are cut to fit their columns; kwargs,
+ * return value and call chain are JSON texts of at most WREC_JSON_MAX
+ * bytes (a longer one is cut and ends with "...[cut: N bytes in all]"). */
+#define WREC_JSON_MAX (64 * 1024)
 json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char *node,
                     int64_t epoch);
 /* One "(...)" VALUES row for INSERT INTO task_record (WREC_SQL_COLUMNS)
@@ -125,7 +134,8 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
  * malloc'd SQL literal. NULL with *err (malloc'd) for a malformed record. */
 #define WREC_SQL_COLUMNS                                                                           \
     "id, func_id, origin, origin_id, queue, status, reason, message, traceback, output, node, "    \
-    "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms"
+    "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms, kwargs_json, "                 \
+    "return_value_json, call_chain_json, root_task_id, trigger_at"
 typedef char *(*wrec_quote_fn)(void *ud, const char *s);
 char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err);
 /* Cut s to at most max bytes on a UTF-8 boundary (in place). */
@@ -205,6 +215,7 @@ struct wchild {
 struct pyres {
     char *status, *result_json, *reason, *message, *traceback, *output, *data_json;
     char *resp_json; /* DFF.RESP's "resp" object, or NULL */
+    char *rec_json;  /* {"root","chain"} for the task record (func calls), or NULL */
     int cache_result;
 };
 void pyres_free(struct pyres *r);

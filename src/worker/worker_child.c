@@ -681,7 +681,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
     char set[128], script[256], fname[128];
     char cache_key[512];
     const char *ck = NULL;
-    json_t *result = NULL, *data = NULL, *resp = NULL;
+    json_t *result = NULL, *data = NULL, *resp = NULL, *rec = NULL;
     struct woutcome o;
 
     if (e->msg == NULL) {
@@ -757,6 +757,13 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
         }
     }
     o.end_ms = now_ms();
+    /* system tasks' kwargs are scripts and connector configs, not calls */
+    if (strncmp(t.func, "__sys.", 6) != 0)
+        o.kwargs = t.kwargs;
+    if (pr.rec_json && (rec = json_loads(pr.rec_json, 0, NULL)) != NULL) {
+        o.root_task = json_string_value(json_object_get(rec, "root"));
+        o.chain = json_object_get(rec, "chain");
+    }
     commit(ch, &wt, &o, ck);
     tell_master(ch, WMSG_DONE, &wt);
     log_debug("child %s: %s %s %s in %lld ms", ch->consumer, wt.id, wt.func, o.status,
@@ -764,6 +771,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
     json_decref(result);
     json_decref(data);
     json_decref(resp);
+    json_decref(rec);
     pyres_free(&pr);
     task_free(&t);
 }

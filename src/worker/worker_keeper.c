@@ -198,10 +198,12 @@ static char *fit_row(struct keeper *k, json_t *rec, char **err)
 {
     char *sql = wrec_sql_row(rec, quote_cb, k->db, err);
     size_t limit = (size_t)k->max_packet > 8192 ? (size_t)k->max_packet - 4096 : 4096;
-    static const char *const texts[] = {"output", "traceback", "message"};
+    static const char *const texts[] = {"output", "return_value_json", "kwargs_json", "traceback",
+                                        "message"};
+    size_t ntexts = sizeof texts / sizeof texts[0];
     for (int round = 0; sql && strlen(sql) > limit && round < 4; round++) {
-        size_t keep = limit / (size_t)(4 << round);
-        for (size_t i = 0; i < 3; i++) {
+        size_t keep = limit / (size_t)((ntexts + 1) << round);
+        for (size_t i = 0; i < ntexts; i++) {
             const char *v = json_string_value(json_object_get(rec, texts[i]));
             if (v == NULL || strlen(v) <= keep)
                 continue;

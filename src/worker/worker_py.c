@@ -763,6 +763,7 @@ void pyres_free(struct pyres *r)
     free(r->output);
     free(r->data_json);
     free(r->resp_json);
+    free(r->rec_json);
     memset(r, 0, sizeof(*r));
 }
 
@@ -787,7 +788,8 @@ static char *item_str(PyObject *tup, Py_ssize_t i)
 static void take_result(PyObject *res, struct pyres *r, const char *what)
 {
     memset(r, 0, sizeof(*r));
-    if (res == NULL || !PyTuple_Check(res) || PyTuple_Size(res) != 9) {
+    /* 9 items; a func call adds a 10th, its record fields */
+    if (res == NULL || !PyTuple_Check(res) || PyTuple_Size(res) < 9 || PyTuple_Size(res) > 10) {
         char *e = res == NULL ? py_err_text() : strdup("bad answer from tandem_runtime");
         r->status = strdup("failure");
         r->reason = strdup("EFuncFailed");
@@ -805,6 +807,8 @@ static void take_result(PyObject *res, struct pyres *r, const char *what)
     r->output = item_str(res, 5);
     r->data_json = item_str(res, 6);
     r->resp_json = item_str(res, 8);
+    if (PyTuple_Size(res) == 10)
+        r->rec_json = item_str(res, 9);
     r->cache_result = (int)PyLong_AsLong(PyTuple_GetItem(res, 7));
     if (PyErr_Occurred()) {
         PyErr_Clear();

@@ -119,7 +119,33 @@ json_t *wrec_status(const struct wtask *t, const struct woutcome *o, const char 
     set_int(j, "epoch", t->epoch);
     if (t->nominal > 0)
         set_int(j, "nominal", t->nominal);
+    if (o->root_task && o->root_task[0])
+        set_str(j, "root_task_id", o->root_task, ID_MAX);
     add_outcome(j, o, node);
+    return j;
+}
+
+/* A JSON value as compact JSON text for a record column, at most
+ * WREC_JSON_MAX bytes: a longer one keeps its head and ends with a marker
+ * naming its full size (no longer valid JSON, as DFF's UI shows it as text
+ * anyway), so one huge return value never makes a batch fail. */
+static json_t *json_text_capped(json_t *v)
+{
+    char *s = json_dumps(v ? v : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (s == NULL)
+        return json_null();
+    size_t len = strlen(s);
+    json_t *j;
+    if (len <= WREC_JSON_MAX) {
+        j = jstr_cut(s, len);
+    } else {
+        char tail[96];
+        int tl = snprintf(tail, sizeof tail, "...[cut: %zu bytes in all]", len);
+        size_t keep = utf8_cut_len(s, len, WREC_JSON_MAX - (size_t)tl);
+        memcpy(s + keep, tail, (size_t)tl + 1);
+        j = jstr_cut(s, strlen(s));
+    }
+    free(s);
     return j;
 }
 
@@ -153,6 +179,14 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
     set_ms_or_null(j, "started_at", o->start_ms);
     set_int(j, "ended_at", o->end_ms);
     set_int(j, "cost_ms", cost_of(o));
+    /* DFF's task-record fields (migration 008) */
+    json_object_set_new(j, "kwargs_json", o->kwargs ? json_text_capped(o->kwargs) : json_null());
+    json_object_set_new(j, "return_value_json",
+                        strcmp(o->status, "success") == 0 ? json_text_capped(o->result)
+                                                          : json_null());
+    json_object_set_new(j, "call_chain_json", o->chain ? json_text_capped(o->chain) : json_null());
+    set_str(j, "root_task_id", o->root_task && o->root_task[0] ? o->root_task : "ROOT", ID_MAX);
+    set_ms_or_null(j, "trigger_at", t->nominal > 0 ? t->nominal * 1000 : t->enq_ms);
     return j;
 }
 
@@ -461,6 +495,17 @@ char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err)
     }
     sb_add(&b, ",");
     if (col_int(&b, rec, "cost_ms", err) == -1)
+        goto bad;
+    /* optional: records of older workers and the beat's have none */
+    static const char *const dff[] = {"kwargs_json", "return_value_json", "call_chain_json",
+                                      "root_task_id"};
+    for (size_t i = 0; i < 4; i++) {
+        sb_add(&b, ",");
+        if (col_str(&b, rec, dff[i], NULL, false, quote, ud, err) == -1)
+            goto bad;
+    }
+    sb_add(&b, ",");
+    if (col_time(&b, rec, "trigger_at", false, quote, ud, err) == -1)
         goto bad;
     sb_add(&b, ")");
     if (b.oom) {

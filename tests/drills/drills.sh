@@ -16,15 +16,18 @@
 #
 # Names: switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop
 # partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom
-# backend-reboot
+# backend-reboot; in an `up --ha-backend` lab (run_drill.sh makes one):
+# redis-failover mariadb-switch
 
-DRILL_NAMES="switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom backend-reboot"
+DRILL_NAMES="switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom backend-reboot redis-failover mariadb-switch"
+HA_DRILLS="redis-failover mariadb-switch"
 LOAD_S=${DRILL_LOAD_S:-22}   # client load duration
 FAULT_AT=${DRILL_FAULT_AT:-5} # s into the load
 CRON_ID=cron-drill
 
-rcli() { nsx ${NS}backend redis-cli -h "$BACKEND_IP" "$@" 2>/dev/null; }
-sqlq() { mariadb --no-defaults -S "$DIR/backend/mysql.sock" -u root -N -B tandem -e "$1"; }
+# the Redis master and the MariaDB primary (which move in an --ha-backend lab)
+rcli() { nsx ${NS}backend redis-cli -h "$(ha_redis_master_ip)" "$@" 2>/dev/null; }
+sqlq() { mariadb --no-defaults -S "$(ha_mariadb_primary_sock)" -u root -N -B tandem -e "$1"; }
 now_ms() { date +%s%3N; }
 
 # The node (a|b) whose eth0 holds the VIP; "none" or "a b" otherwise.
@@ -444,10 +447,77 @@ fault_redis-oom() {
     EXPECT_PRIMARY=any EXPECT_EPOCH=any OUTAGE_TARGET_MS=""
 }
 
+# --- faults of the highly available backend (appliance/lab-ha.sh) -------------
+
+# SIGKILL the Redis master under load. The Sentinels promote the replica
+# (down-after 2 s); the old master is started again at once, as the master
+# it was (its own AOF, no replicaof: what a restarted machine does), and the
+# Sentinels must turn it into a replica of the new master. Every accepted
+# task was on the replica (wait_replicas = 1), so none may be lost.
+fault_redis-failover() {
+    local rp old new="" t0 t_new="" t_back="" i role link
+    rp=$(redis_pid) old=$(ha_redis_master_ip)
+    echo "  SIGKILL the Redis master $old (pid $rp)"
+    t0=$(now_ms)
+    kill -KILL "$rp"
+    for ((i = 0; i < 100; i++)); do pid_is_ours "$rp" || break; sleep 0.02; done
+    for ((i = 0; i < 300; i++)); do
+        new=$(ha_redis_master_ip)
+        [ -n "$new" ] && [ "$new" != "$old" ] && { t_new=$(($(now_ms) - t0)); break; }
+        sleep 0.1
+    done
+    echo "  Sentinels' master: ${new:-?} after ${t_new:-timeout} ms; starting the old master again"
+    redis_start || FIG_FAIL="the old master did not start again"
+    for ((i = 0; i < 600; i++)); do
+        role=$(nsx ${NS}backend redis-cli -h "$old" ROLE 2>/dev/null | head -n1)
+        link=$(nsx ${NS}backend redis-cli -h "$old" INFO replication 2>/dev/null | tr -d '\r' |
+            sed -n 's/^master_link_status://p')
+        [ "$role" = slave ] && [ "$link" = up ] && { t_back=$(($(now_ms) - t0)); break; }
+        sleep 0.1
+    done
+    echo "  old master $old: ${role:-down}, link ${link:-none}, after ${t_back:-timeout} ms"
+    FIGURES+="sentinel_promoted_ms=${t_new:-timeout}"$'\n'"old_master_replica_again_ms=${t_back:-timeout}"$'\n'
+    [ -n "$t_new" ] || FIG_FAIL="the Sentinels did not promote the replica within 30 s"
+    [ -n "$t_back" ] || FIG_FAIL="the old master did not come back as a replica within 60 s"
+    EXPECT_PRIMARY=same EXPECT_EPOCH=same OUTAGE_TARGET_MS=${HA_OUTAGE_TARGET_MS:-15000}
+}
+
+# The operator switches MariaDB's primary to the replica under load, as
+# docs/backend-ha.md says: read_only on the old one, wait until the replica
+# has applied all of it, stop replicating there and turn read_only off; then
+# the old primary follows the new one. Task records written meanwhile wait
+# in Redis; the usual checks (every accepted task finished, every cron slot
+# recorded, read from the new primary) say whether any was lost.
+fault_mariadb-switch() {
+    local old=$DIR/backend/mysql.sock new=$DIR/backend2/mysql.sock t0 pos i t_caught="" t_done
+    local q=(mariadb --no-defaults -u root -N -B)
+    t0=$(now_ms)
+    echo "  read_only on the MariaDB primary ($BACKEND_IP)"
+    "${q[@]}" -S "$old" -e 'SET GLOBAL read_only = 1' || FIG_FAIL="cannot set read_only on the primary"
+    pos=$("${q[@]}" -S "$old" -e 'SELECT @@gtid_binlog_pos')
+    for ((i = 0; i < 300; i++)); do
+        [ "$("${q[@]}" -S "$new" -e 'SELECT @@gtid_slave_pos')" = "$pos" ] && { t_caught=$(($(now_ms) - t0)); break; }
+        sleep 0.1
+    done
+    "${q[@]}" -S "$new" -e 'STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0' ||
+        FIG_FAIL="cannot promote the replica"
+    t_done=$(($(now_ms) - t0))
+    echo "  replica at GTID $pos after ${t_caught:-timeout} ms; primary now $BACKEND2_IP (${t_done} ms)"
+    "${q[@]}" -S "$old" -e "CHANGE MASTER TO MASTER_HOST='$BACKEND2_IP', MASTER_PORT=3306, MASTER_USER='repl',
+        MASTER_PASSWORD='$(cat "$DIR/repl.pw")', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1;
+        START SLAVE" || echo "  (the old primary could not be made a replica)"
+    FIGURES+="replica_caught_up_ms=${t_caught:-timeout}"$'\n'"switch_done_ms=$t_done"$'\n'
+    [ -n "$t_caught" ] || FIG_FAIL="the replica did not reach the primary's GTID $pos within 30 s"
+    EXPECT_PRIMARY=same EXPECT_EPOCH=same OUTAGE_TARGET_MS=""
+}
+
 drill_run() {
     local name=$1
     case " $DRILL_NAMES " in *" $name "*) ;; *)
         echo "$PROG: unknown drill '$name' (one of: $DRILL_NAMES)" >&2; return 2 ;;
+    esac
+    case " $HA_DRILLS " in *" $name "*)
+        ha_on || { echo "$PROG: drill $name needs a lab made by 'up --ha-backend'" >&2; return 2; } ;;
     esac
     drill_setup || return 1
     . "$DIR/drill.env"

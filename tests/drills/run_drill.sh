@@ -43,7 +43,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-if ! timeout 180 "$LAB" up --dir "$DIR" "${UP_OPTS[@]}"; then
+UP=("${UP_OPTS[@]}")
+case "$NAME" in redis-failover | mariadb-switch) UP+=(--ha-backend) ;; esac
+if ! timeout 180 "$LAB" up --dir "$DIR" "${UP[@]}"; then
     echo "FAIL drill $NAME: the lab did not come up"
     exit 1
 fi

@@ -232,7 +232,7 @@ class DFFRuntimeTest(unittest.TestCase):
             "queue=10": "`queue` should be one of",
             "timeout=0": "`timeout` should be between",
             "cache_result='x'": "`cache_result` should be an int or a float",
-            "delayed_cron_job=[5]": "`delayed_cron_job` is not supported by Tandem",
+            "delayed_cron_job=[-5]": "Elements of `delayed_cron_job` are delays in seconds",
             "integration='signIn'": "integration `signIn` is not supported",
             "integration='autoRun', integration_config={'on_launch': True}":
                 "integration_config `onSystemLaunch` is not supported",

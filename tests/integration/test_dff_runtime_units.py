@@ -18,7 +18,7 @@ from tandem_dff import InvalidAPIOption, api_options, to_jsonable  # noqa: E402
 # a good and a bad value for every option of the table
 GOOD_BAD = {
     "fixed_cron_expr": ("*/5 * * * *", "* *"),
-    "delayed_cron_job": None,  # refused whatever the value (not honoured)
+    "delayed_cron_job": ([0, 60], [1, "2"]),
     "timeout": (30, 0),
     "expires": (60, 100000),
     "cache_result": (1.5, "x"),
@@ -53,6 +53,14 @@ class OptionTable(unittest.TestCase):
         self.assertEqual(o["fixed_cron_expr"], "2 * * * *")
         o = api_options({"timeout": 5, "api_timeout": 9})
         self.assertEqual(o["timeout"], 5)
+
+    def test_delayed_cron_job_is_sorted_and_bounded(self):
+        self.assertEqual(api_options({"delayed_crontab": [5, 0, 5]})["delayed_cron_job"], [0, 5])
+        self.assertEqual(api_options({"delayed_cron_job": 3})["delayed_cron_job"], [3])
+        with self.assertRaisesRegex(InvalidAPIOption, "at most 60"):
+            api_options({"delayed_cron_job": list(range(61))})
+        with self.assertRaisesRegex(InvalidAPIOption, "0..86400"):
+            api_options({"delayed_cron_job": [86401]})
 
     def test_integration_config(self):
         o = api_options({"integration": "auto_run", "integration_config": {"crontab": "0 * * * *"}})

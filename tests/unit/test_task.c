@@ -135,6 +135,73 @@ static void test_task_decode_rejects_malformed(void **state)
     expect_reject(big, "too long");
 }
 
+static void test_task_cron_delays(void **state)
+{
+    (void)state;
+    int d[TASK_CRON_DELAYS_MAX];
+    char why[128];
+    struct {
+        const char *extra;
+        int n;
+        int first, last;
+    } cases[] = {
+        {"{}", 0, 0, 0},
+        {"{\"delayed_cron_job\":null}", 0, 0, 0},
+        {"{\"delayed_cron_job\":[]}", 0, 0, 0},
+        {"{\"delayed_cron_job\":5}", 1, 5, 5},
+        {"{\"delayed_cron_job\":[30,0,30,2]}", 3, 0, 30},
+        {"{\"delayed_cron_job\":[-1]}", -1, 0, 0},
+        {"{\"delayed_cron_job\":[86401]}", -1, 0, 0},
+        {"{\"delayed_cron_job\":[1.5]}", -1, 0, 0},
+        {"{\"delayed_cron_job\":\"5\"}", -1, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *e = json_loads(cases[i].extra, 0, NULL);
+        why[0] = '\0';
+        int n = task_cron_delays(e, d, why, sizeof why);
+        assert_int_equal(n, cases[i].n);
+        if (n > 0) {
+            assert_int_equal(d[0], cases[i].first);
+            assert_int_equal(d[n - 1], cases[i].last);
+        }
+        if (n < 0)
+            assert_non_null(strstr(why, "delayed_cron_job"));
+        json_decref(e);
+    }
+    /* too many distinct delays */
+    json_t *a = json_array();
+    for (int i = 0; i <= TASK_CRON_DELAYS_MAX; i++)
+        json_array_append_new(a, json_integer(i));
+    json_t *e = json_pack("{s:o}", "delayed_cron_job", a);
+    assert_int_equal(task_cron_delays(e, d, why, sizeof why), -1);
+    json_decref(e);
+}
+
+static void test_task_extra_fields_are_encoded(void **state)
+{
+    (void)state;
+    struct task t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.id, sizeof t.id, "task-x");
+    snprintf(t.func, sizeof t.func, "a__b.c");
+    snprintf(t.queue, sizeof t.queue, "async");
+    t.timeout = 5;
+    t.kwargs = json_object();
+    /* an extra field never overrides a task field */
+    t.extra = json_pack("{s:i,s:s,s:{s:s}}", "delay", 3, "id", "task-evil", "http_request",
+                        "method", "POST");
+    char *s = task_encode(&t);
+    json_t *o = json_loads(s, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(o, "delay")), 3);
+    assert_string_equal(json_string_value(json_object_get(o, "id")), "task-x");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(o, "http_request"), "method")), "POST");
+    json_decref(o);
+    free(s);
+    task_free(&t);
+    assert_null(t.extra);
+}
+
 static void test_task_origin_names(void **state)
 {
     (void)state;
@@ -278,6 +345,8 @@ int main(void)
         cmocka_unit_test(test_task_decode_fills_defaults),
         cmocka_unit_test(test_task_decode_rejects_malformed),
         cmocka_unit_test(test_task_origin_names),
+        cmocka_unit_test(test_task_cron_delays),
+        cmocka_unit_test(test_task_extra_fields_are_encoded),
         cmocka_unit_test(test_task_rds_connect_reports_where),
     };
     const struct CMUnitTest live[] = {

@@ -11,6 +11,8 @@
 
 #include "worker.h"
 
+static char *fake_quote(void *ud, const char *s);
+
 static struct wtask sample(void)
 {
     struct wtask t;
@@ -116,6 +118,71 @@ static void test_worker_long_text_is_cut_on_a_utf8_boundary(void **state)
     free(big);
 }
 
+static void test_worker_record_has_dff_fields(void **state)
+{
+    (void)state;
+    struct wtask t = sample();
+    json_t *kw = json_pack("{s:i,s:s}", "x", 1, "y", "é");
+    json_t *res = json_pack("[i,i]", 1, 2);
+    json_t *chain = json_pack("[s,s]", "a__b.c", "a__b.d");
+    struct woutcome o = {.status = "success",
+                         .result = res,
+                         .kwargs = kw,
+                         .root_task = "task-root",
+                         .chain = chain,
+                         .start_ms = 1,
+                         .end_ms = 2};
+    json_t *j = wrec_record(&t, &o, "n", 0);
+    assert_string_equal(json_string_value(json_object_get(j, "kwargs_json")),
+                        "{\"x\":1,\"y\":\"\xc3\xa9\"}");
+    assert_string_equal(json_string_value(json_object_get(j, "return_value_json")), "[1,2]");
+    assert_string_equal(json_string_value(json_object_get(j, "call_chain_json")),
+                        "[\"a__b.c\",\"a__b.d\"]");
+    assert_string_equal(json_string_value(json_object_get(j, "root_task_id")), "task-root");
+    /* a cron run was triggered by its slot */
+    assert_int_equal(json_integer_value(json_object_get(j, "trigger_at")), 1764280000000LL);
+    json_decref(j);
+
+    /* a failure has no return value; a task nobody called is its own root
+     * (DFF: "ROOT"); without a slot the trigger is the enqueue time */
+    t.nominal = 0;
+    t.enq_ms = 1764280000999;
+    struct woutcome f = {.status = "failure", .reason = "EFuncFailed", .start_ms = 1, .end_ms = 2};
+    j = wrec_record(&t, &f, "n", 0);
+    assert_true(json_is_null(json_object_get(j, "return_value_json")));
+    assert_true(json_is_null(json_object_get(j, "kwargs_json")));
+    assert_string_equal(json_string_value(json_object_get(j, "root_task_id")), "ROOT");
+    assert_int_equal(json_integer_value(json_object_get(j, "trigger_at")), 1764280000999LL);
+    json_decref(j);
+    json_decref(kw);
+    json_decref(res);
+    json_decref(chain);
+}
+
+static void test_worker_record_huge_return_value_is_cut_with_a_marker(void **state)
+{
+    (void)state;
+    struct wtask t = sample();
+    size_t n = 3 * WREC_JSON_MAX;
+    char *big = malloc(n + 1);
+    memset(big, 'v', n);
+    big[n] = '\0';
+    json_t *res = json_string(big);
+    struct woutcome o = {.status = "success", .result = res, .start_ms = 1, .end_ms = 2};
+    json_t *j = wrec_record(&t, &o, "n", 0);
+    const char *s = json_string_value(json_object_get(j, "return_value_json"));
+    assert_non_null(s);
+    assert_true(strlen(s) <= WREC_JSON_MAX);
+    assert_non_null(strstr(s, "...[cut: "));
+    assert_int_equal(strncmp(s, "\"vvv", 4), 0);
+    char *err = NULL, *row = wrec_sql_row(j, fake_quote, NULL, &err);
+    assert_non_null(row); /* still one valid row for the keeper */
+    free(row);
+    json_decref(j);
+    json_decref(res);
+    free(big);
+}
+
 static char *fake_quote(void *ud, const char *s)
 {
     (void)ud;
@@ -136,7 +203,8 @@ static void test_worker_sql_row_from_record(void **state)
     char *row = wrec_sql_row(rec, fake_quote, NULL, &err);
     assert_non_null(row);
     assert_string_equal(row, "('task-1','a__b.c','cron','','','missed','',NULL,NULL,NULL,'',3,"
-                             "'2025-11-27 21:46:40.000',NULL,NULL,'2026-11-27 23:59:01.123',0)");
+                             "'2025-11-27 21:46:40.000',NULL,NULL,'2026-11-27 23:59:01.123',0,"
+                             "NULL,NULL,NULL,NULL,NULL)");
     free(row);
     json_decref(rec);
 }
@@ -183,6 +251,8 @@ int main(void)
         cmocka_unit_test(test_worker_failure_outcome_has_reason_message_traceback),
         cmocka_unit_test(test_worker_record_has_task_record_columns),
         cmocka_unit_test(test_worker_long_text_is_cut_on_a_utf8_boundary),
+        cmocka_unit_test(test_worker_record_has_dff_fields),
+        cmocka_unit_test(test_worker_record_huge_return_value_is_cut_with_a_marker),
         cmocka_unit_test(test_worker_sql_row_from_record),
         cmocka_unit_test(test_worker_sql_row_accepts_the_beats_lua_records),
         cmocka_unit_test(test_worker_sql_row_rejects_malformed_records),

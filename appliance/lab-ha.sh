@@ -1,0 +1,201 @@
+# Sourced by appliance/lab: `up --ha-backend`, the backend as a pair
+# (docs/backend-ha.md, whose settings these are):
+#
+#   tandem-backend  198.18.N.2  Redis master, MariaDB primary, Sentinel 1
+#   tandem-backend2 198.18.N.3  Redis replica, MariaDB replica (GTID, read_only)
+#   tandem-a / -b               Sentinel 2 / 3 (one per node: any two of the
+#                               three are a majority, so losing the backend
+#                               machine or one node still leaves a quorum)
+#
+# The nodes find Redis through the three Sentinels (redis.sentinels) and
+# MariaDB through mysql.hosts; every enqueue waits for the replica
+# (redis.wait_replicas = 1). DIR/ha-backend marks such a lab, so `drill` and
+# `status` know. Each function is one hook called from appliance/lab.
+
+BACKEND2_IP=198.18.${LABNET}.3
+SENTINEL_PORT=26379
+HA_MASTER_NAME=tandem
+
+ha_on() { [ "${HA_BACKEND:-0}" = 1 ] || [ -f "$DIR/ha-backend" ]; }
+
+# hook: the extra namespace and its address (before the network is made)
+ha_nets() {
+    ha_on || return 0
+    NETS+=("${NS}backend2")
+    NET_SPECS+=("backend2:$BACKEND2_IP")
+}
+
+# No min-replicas-to-write on either Redis: with one replica it stops every
+# write (BLPOP included) whenever the replica is away, and after a failover
+# the promoted master has none until the old one is back (measured: ~17 s,
+# long enough for the nodes to fail over too; bench/RESULTS-failover.md).
+# WAIT per enqueue (redis.wait_replicas) keeps accepted tasks on two servers
+# instead.
+
+# The replica on backend2, following the master on backend. (A killed
+# master comes back through redis_start, as the master it was; the Sentinels
+# turn it into a replica: the redis-failover drill.)
+ha_redis_replica_start() {
+    local i
+    mkdir -p "$DIR/backend2"
+    start redis-r 1 ${NS}backend2 "$DIR/log/redis-r.log" redis-server --bind "$BACKEND2_IP" --port 6379 \
+        --protected-mode no --dir "$DIR/backend2" --dbfilename redis.rdb --save "" \
+        --appendonly yes --appendfsync "${LAB_REDIS_FSYNC:-everysec}" --daemonize no --logfile "" \
+        --replicaof "$BACKEND_IP" 6379
+    for ((i = 0; i < 100; i++)); do
+        [ "$(nsx ${NS}backend2 redis-cli -h $BACKEND2_IP ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# One Sentinel per place (backend, a, b), each with a config file it may
+# rewrite (Sentinel records what it learns there).
+ha_sentinel_start() { # WHERE IP
+    local where=$1 ip=$2 d=$DIR/sentinel-$1 i
+    mkdir -p "$d"
+    cat >"$d/sentinel.conf" <<EOF
+# Written by appliance/lab up --ha-backend (docs/backend-ha.md).
+bind $ip
+port $SENTINEL_PORT
+protected-mode no
+sentinel monitor $HA_MASTER_NAME $BACKEND_IP 6379 2
+sentinel down-after-milliseconds $HA_MASTER_NAME 2000
+sentinel failover-timeout $HA_MASTER_NAME 10000
+EOF
+    start "sentinel-$where" 0 "${NS}$where" "$DIR/log/sentinel-$where.log" \
+        redis-server "$d/sentinel.conf" --sentinel --dir "$d" --daemonize no --logfile ""
+    for ((i = 0; i < 100; i++)); do
+        [ "$(nsx "${NS}$where" redis-cli -h "$ip" -p $SENTINEL_PORT ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# hook: after the master answers
+ha_redis_up() {
+    ha_on || return 0
+    touch "$DIR/ha-backend"
+    ha_redis_replica_start || fail redis-replica "$DIR/log/redis-r.log" "the replica does not answer on $BACKEND2_IP:6379"
+    local spec i
+    for spec in backend:$BACKEND_IP a:$A_IP b:$B_IP; do
+        ha_sentinel_start "${spec%%:*}" "${spec#*:}" ||
+            fail sentinel "$DIR/log/sentinel-${spec%%:*}.log" "Sentinel in ${NS}${spec%%:*} does not answer"
+    done
+    # a failover can only pick a replica the Sentinels know, and only with
+    # the others in view (quorum 2, majority to be elected)
+    for ((i = 0; i < 150; i++)); do
+        [ "$(rcli_sentinel SENTINEL replicas $HA_MASTER_NAME | grep -c "^$BACKEND2_IP$")" -ge 1 ] &&
+            [ "$(rcli_sentinel SENTINEL master $HA_MASTER_NAME | sed -n '/^num-other-sentinels$/{n;p}')" = 2 ] && return 0
+        sleep 0.2
+    done
+    fail sentinel "$DIR/log/sentinel-backend.log" "the Sentinels do not see the replica and each other after 30 s"
+}
+
+# Sentinel 1 (backend side), asked from the backend namespace.
+rcli_sentinel() { nsx ${NS}backend redis-cli -h "$BACKEND_IP" -p $SENTINEL_PORT "$@" 2>/dev/null; }
+
+# The current master's address per the Sentinels, or the plain backend.
+ha_redis_master_ip() {
+    if ha_on; then
+        local ip
+        ip=$(rcli_sentinel SENTINEL get-master-addr-by-name $HA_MASTER_NAME | head -n1)
+        echo "${ip:-$BACKEND_IP}"
+    else
+        echo "$BACKEND_IP"
+    fi
+}
+
+# MariaDB with a binary log (GTID), so the replica can follow it and either
+# can be primary. Extra arguments for mariadb_start.
+ha_mariadb_args() { # SERVER_ID
+    ha_on || { echo --skip-log-bin; return 0; }
+    echo --server-id="$1" --log-bin=mariadb-bin --binlog-format=ROW --gtid-strict-mode=1 \
+        --log-slave-updates=1
+}
+
+# hook: before the primary first starts: the replica's datadir is a copy of
+# the freshly installed one (identical, so replication starts at the empty
+# GTID; a copy is quicker than a second mariadb-install-db)
+ha_mariadb_seed() {
+    ha_on || return 0
+    [ -d "$DIR/backend2/mysql/mysql" ] && return 0
+    mkdir -p "$DIR/backend2"
+    cp -a "$DIR/backend/mysql" "$DIR/backend2/mysql" || fail mariadb-seed "" "cannot copy the datadir"
+}
+
+# hook: after the primary answers, before the database and user are made
+# (they reach the replica by replication). Both datadirs start from
+# mariadb-install-db, identical, so replication starts at the empty GTID.
+ha_mariadb_up() {
+    ha_on || return 0
+    local d=$DIR/backend2 ilog=$DIR/log/mariadb-r-install.log
+    mkdir -p "$d/tmp"
+    mariadb_start_at r 2 ${NS}backend2 "$BACKEND2_IP" "$d" --read-only=1 $(ha_mariadb_args 2) ||
+        fail mariadb-replica "$DIR/log/mariadb-r.log" "the MariaDB replica does not answer"
+    local rpw
+    rpw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    (umask 077 && echo "$rpw" >"$DIR/repl.pw") # the switch drill re-points the old primary
+    mariadb --no-defaults -S "$DIR/backend/mysql.sock" -u root >>"$ilog" 2>&1 <<EOF ||
+CREATE USER IF NOT EXISTS 'repl'@'198.18.${LABNET}.%' IDENTIFIED BY '$rpw';
+GRANT REPLICATION SLAVE ON *.* TO 'repl'@'198.18.${LABNET}.%';
+EOF
+        fail mariadb-replication "$ilog" "cannot create the replication user"
+    mariadb --no-defaults -S "$d/mysql.sock" -u root >>"$ilog" 2>&1 <<EOF ||
+CHANGE MASTER TO MASTER_HOST='$BACKEND_IP', MASTER_PORT=3306, MASTER_USER='repl',
+  MASTER_PASSWORD='$rpw', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
+START SLAVE;
+EOF
+        fail mariadb-replication "$ilog" "CHANGE MASTER / START SLAVE failed on the replica"
+}
+
+# hook: node_conf's redis and mysql lines
+ha_conf_redis() {
+    if ha_on; then
+        printf 'redis = { sentinels = [ "%s:%d", "%s:%d", "%s:%d" ]; master_name = "%s"; prefix = "tandem:";\n' \
+            "$BACKEND_IP" $SENTINEL_PORT "$A_IP" $SENTINEL_PORT "$B_IP" $SENTINEL_PORT $HA_MASTER_NAME
+        # wait_refuse false by default here: after a failover the new master
+        # has no replica until the old one is back, and the lab's drills
+        # measure the service going on meanwhile (LAB_WAIT_REFUSE=true to
+        # see enqueues refused instead)
+        printf '          wait_replicas = 1; wait_timeout_ms = 500; wait_refuse = %s; };\n' \
+            "${LAB_WAIT_REFUSE:-false}"
+    else
+        printf 'redis = { host = "%s"; port = 6379; prefix = "tandem:"; };\n' "$BACKEND_IP"
+    fi
+}
+ha_conf_mysql() {
+    if ha_on; then
+        printf 'mysql = { hosts = [ "%s:3306", "%s:3306" ]; user = "tandem"; password = "%s"; database = "tandem"; };\n' \
+            "$BACKEND_IP" "$BACKEND2_IP" "$DBPW"
+    else
+        printf 'mysql = { host = "%s"; port = 3306; user = "tandem"; password = "%s"; database = "tandem"; };\n' \
+            "$BACKEND_IP" "$DBPW"
+    fi
+}
+
+# The MariaDB primary's socket now: the one whose read_only is off.
+ha_mariadb_primary_sock() {
+    local s
+    ha_on || { echo "$DIR/backend/mysql.sock"; return 0; }
+    for s in "$DIR/backend/mysql.sock" "$DIR/backend2/mysql.sock"; do
+        [ -S "$s" ] || continue
+        [ "$(mariadb --no-defaults -S "$s" -u root -N -B -e 'SELECT @@read_only' 2>/dev/null)" = 0 ] &&
+            { echo "$s"; return 0; }
+    done
+    echo "$DIR/backend/mysql.sock"
+}
+
+# hook: `status` of an HA lab, one line per server
+ha_status() {
+    ha_on || return 0
+    local ip role s
+    for ip in "$BACKEND_IP" "$BACKEND2_IP"; do
+        role=$(ip netns exec ${NS}backend redis-cli -h "$ip" ROLE 2>/dev/null | head -n1)
+        echo "redis $ip: ${role:-down}"
+    done
+    echo "sentinels' master: $(ha_redis_master_ip)"
+    for s in "$DIR/backend/mysql.sock" "$DIR/backend2/mysql.sock"; do
+        echo "mariadb ${s%/mysql.sock}: read_only=$(mariadb --no-defaults -S "$s" -u root -N -B -e 'SELECT @@read_only' 2>/dev/null || echo down)"
+    done
+}
