@@ -1,17 +1,22 @@
 #!/usr/bin/python3
 """Drill client: runs in the tandem-client namespace and talks only to the VIP.
 
-  client.py setup --url URL --key KEY            publish the drill script and its APIs;
+  client.py setup --url URL --key KEY [--cacert CA]  publish the drill script and its APIs;
                                                  prints SAPI=, AAPI=, FUNC_CRON= lines
   client.py load --url URL --key KEY --sapi ID --aapi ID --seconds N --out FILE
                                                  sync calls in a loop, async calls, then
                                                  waits for every accepted task
+  client.py cert --url https://... --cacert CA   SHA-256 of the certificate served
+
+An https:// URL is verified against --cacert (the lab's test CA): name and
+chain, as a real client would; nothing is ever called without verification.
 
 Python stdlib only (Debian's /usr/bin/python3).
 """
 import argparse
 import http.client
 import json
+import ssl
 import sys
 import threading
 import time
@@ -34,6 +39,29 @@ def tick():
 
 
 CONNECT_TIMEOUT = 0.2
+TLS_CONTEXT = None  # set from --cacert for https:// URLs
+
+
+class _HTTPS(http.client.HTTPSConnection):
+    """HTTPS whose TCP connect gets CONNECT_TIMEOUT (as plain calls do) and
+    whose handshake gets the answer's timeout: the handshake is work on the
+    server, not a SYN that may have gone to the wrong node."""
+
+    def __init__(self, host, port, timeout, answer_timeout):
+        super().__init__(host, port, timeout=timeout, context=TLS_CONTEXT)
+        self.answer_timeout = answer_timeout
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock.settimeout(self.answer_timeout)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.host)
+
+
+def connection(url, timeout):
+    u = urllib.parse.urlparse(url)
+    if u.scheme == "https":
+        return _HTTPS(u.hostname, u.port or 443, min(timeout, CONNECT_TIMEOUT), timeout)
+    return http.client.HTTPConnection(u.hostname, u.port or 80, timeout=min(timeout, CONNECT_TIMEOUT))
 
 
 def call(url, method, path, key=None, body=None, timeout=1.0):
@@ -42,8 +70,7 @@ def call(url, method, path, key=None, body=None, timeout=1.0):
     Connecting gets CONNECT_TIMEOUT, the answer `timeout`: while the VIP moves a
     SYN can go to the node that just let go of it and vanish, and the client
     should retry soon rather than sit out the kernel's 1 s SYN retransmit."""
-    u = urllib.parse.urlparse(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=min(timeout, CONNECT_TIMEOUT))
+    conn = connection(url, timeout)
     headers = {"Content-Type": "application/json", "Connection": "close"}
     if key:
         headers["Authorization"] = "Bearer " + key
@@ -57,6 +84,8 @@ def call(url, method, path, key=None, body=None, timeout=1.0):
             return r.status, json.loads(data)
         except ValueError:
             return r.status, data.decode("utf-8", "replace")
+    except ssl.SSLCertVerificationError as e:  # never an outage: a broken promise
+        return -1, "SSLCertVerificationError: %s" % e
     except Exception as e:  # refused, reset, timeout: the outage we measure
         return 0, "%s: %s" % (type(e).__name__, e)
     finally:
@@ -177,6 +206,8 @@ def cmd_load(a):
         "t0": t0, "t_load_end": t_load_end,
         "sync_calls": len(sync_log), "sync_ok": len(oks), "sync_failed": len(sync_log) - len(oks),
         "sync_codes": codes,
+        # when each failed call started and ended, to set beside the fault's log
+        "sync_failures": [[round(s_, 3), round(e_, 3), str(st)] for (s_, e_, st) in sync_log if st != 200][:50],
         "outage_ms": int(longest * 1000), "outage_at": at,
         "median_gap_ms": int(sorted(gaps)[len(gaps) // 2] * 1000) if gaps else None,
         "async_accepted": len(accepted), "async_refused": async_fail[0],
@@ -187,12 +218,26 @@ def cmd_load(a):
     print(json.dumps(rep))
 
 
+def cmd_cert(a):
+    """The SHA-256 of the certificate the VIP serves, after verification."""
+    import hashlib
+    conn = connection(a.url, 5)
+    try:
+        conn.connect()
+        print(hashlib.sha256(conn.sock.getpeercert(binary_form=True)).hexdigest())
+    except Exception as e:
+        sys.exit("client.py cert: %s: %s: %s" % (a.url, type(e).__name__, e))
+    finally:
+        conn.close()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("setup")
     s.add_argument("--url", required=True)
     s.add_argument("--key", required=True)
+    s.add_argument("--cacert")
     l = sub.add_parser("load")
     l.add_argument("--url", required=True)
     l.add_argument("--key", required=True)
@@ -205,8 +250,17 @@ def main():
     l.add_argument("--timeout", type=float, default=1.0)
     l.add_argument("--settle", type=float, default=90)
     l.add_argument("--out", required=True)
+    l.add_argument("--cacert")
+    c = sub.add_parser("cert")
+    c.add_argument("--url", required=True)
+    c.add_argument("--cacert")
     a = p.parse_args()
-    {"setup": cmd_setup, "load": cmd_load}[a.cmd](a)
+    if a.url.startswith("https://"):
+        if not a.cacert:
+            p.error("an https:// URL needs --cacert (the CA to verify the server with)")
+        global TLS_CONTEXT
+        TLS_CONTEXT = ssl.create_default_context(cafile=a.cacert)
+    {"setup": cmd_setup, "load": cmd_load, "cert": cmd_cert}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -83,12 +83,17 @@ print(next((c["pid"] for c in d["children"] if c["name"]==sys.argv[1]), 0))' "$2
 
 other() { [ "$1" = a ] && echo b || echo a; }
 
+# The lab's URL (https:// for a lab made with --tls): the client verifies
+# the server against the lab's CA.
+CLIENT_TLS=()
+[ "${TLS:-0}" = 1 ] && CLIENT_TLS=(--cacert "$CACERT")
+
 drill_setup() {
     [ -s "$DIR/drill.env" ] && return 0
     local key out
     key=$(head -n1 "$DIR/admin.key")
     out=$(nsx ${NS}client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" setup \
-        --url "http://$VIP:$PORT" --key "$key") || { echo "drill setup failed: $out" >&2; return 1; }
+        --url "$URL" "${CLIENT_TLS[@]}" --key "$key") || { echo "drill setup failed: $out" >&2; return 1; }
     printf '%s\n' "$out" >"$DIR/drill.env.tmp"
     local func
     func=$(sed -n 's/^FUNC_CRON=//p' "$DIR/drill.env.tmp")
@@ -105,12 +110,89 @@ drill_setup() {
 # --- faults: each sets EXPECT_PRIMARY (a|b|same|other|any), EXPECT_EPOCH
 # (same|newer|any) and may add FIGURES (name=value lines). ----------------
 
+served_cert() { # -> SHA-256 of the certificate the VIP serves, verified by the client
+    nsx ${NS}client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" cert --url "$URL" "${CLIENT_TLS[@]}"
+}
+
+# A lab made with --tls: the certificate is renewed on both nodes under the
+# client's load and the primary's supervisor gets SIGHUP (systemctl reload
+# tandem). The supervisor reads the root-only key and hands it to the
+# server, which runs as failover.user, over its pipe: the VIP must serve the
+# new certificate within 5 s, with no failed call (NO_FAILED) and no
+# failover (same VIP holder, same epoch).
+tls_reload() {
+    local srv uid kst fp0 fp1="" e0 e1 i svpid
+    srv=$(child_pid "$P0" server)
+    uid=$(awk '$1 == "Uid:" {print $2}' "/proc/$srv/status" 2>/dev/null)
+    kst=$(stat -c '%U %a' "$DIR/$P0/tls/vip.key")
+    FIGURES+="tls_server_uid=${uid:-?}"$'\n'"tls_key_owner_mode=${kst// /:}"$'\n'
+    [ "$kst" = "root 600" ] || FIG_FAIL="the key on node $P0 is '$kst', want root-only (root 600)"
+    # the point of the hand-over: a server that could not read the key itself
+    # (a --tls lab runs the stack as tandem, or nobody, never as root)
+    local cap
+    cap=$(awk '$1 == "CapEff:" {print $2}' "/proc/$srv/status" 2>/dev/null)
+    [ "${uid:-0}" != 0 ] && [ "$cap" = 0000000000000000 ] ||
+        FIG_FAIL="the server (pid $srv) runs with uid ${uid:-?}, capabilities ${cap:-?}: it could read the key itself"
+    fp0=$(served_cert) || { FIG_FAIL="the VIP's certificate: $fp0"; return; }
+    e0=$(rcli GET tandem:epoch)
+    # one new certificate, the same copy on both nodes (as doctor wants)
+    tls_issue 45 "$DIR/pki/vip.crt" "$DIR/pki/vip.key" && tls_install ||
+        { FIG_FAIL="cannot renew the certificate"; return; }
+    svpid=$(cat "$DIR"/pids/*-sv-"$P0".pid)
+    echo "  renewed the certificate on both nodes; SIGHUP node $P0's supervisor (pid $svpid), server uid ${uid:-?}"
+    echo "  SIGHUP at $(date -u +%T.%3N)"
+    kill -HUP "$svpid"
+    for ((i = 0; i < 50; i++)); do
+        fp1=$(served_cert) && [ "$fp1" != "$fp0" ] && break
+        sleep 0.1
+    done
+    e1=$(rcli GET tandem:epoch)
+    echo "  served certificate ${fp0:0:16}... -> ${fp1:0:16}... after $((i * 100)) ms; epoch $e0 -> $e1, VIP on $(vip_holders)"
+    FIGURES+="tls_reload_ms=$((i * 100))"$'\n'
+    [ "$fp1" != "$fp0" ] || FIG_FAIL="the VIP still serves the old certificate 5 s after SIGHUP"
+    [ "$e1" = "$e0" ] && [ "$(vip_holders)" = "$P0" ] || FIG_FAIL="the reload caused a failover (epoch $e0 -> $e1, VIP on $(vip_holders))"
+    TLS_NEW_FP=$fp1
+    sleep 1 # calls over the new certificate before the switchover
+}
+
+# After the switchover's load (--tls lab): the new primary serves the
+# renewed certificate, and doctor on both nodes finds the pair, the VIP's
+# name and the same certificate on the peer.
+tls_after() {
+    local fp n out bad i
+    for ((i = 0; i < 30; i++)); do
+        fp=$(served_cert 2>/dev/null) && break
+        sleep 0.1
+    done
+    [ "$fp" = "$TLS_NEW_FP" ] || FIG_FAIL="after the failover the VIP serves ${fp:0:16}..., not the renewed ${TLS_NEW_FP:0:16}..."
+    # a, b, a: each doctor publishes its fingerprint and compares it with
+    # the other's, so the first one run has no peer (or a stale one) to
+    # compare with: b and the second a are judged
+    local runs=0
+    for n in a b a; do
+        runs=$((runs + 1))
+        out=$(nsx "${NS}$n" "$BIN/tandemctl" -c "$DIR/$n/tandem.conf" --cacert "$CACERT" --json doctor 2>/dev/null)
+        bad=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys
+d=json.load(sys.stdin)
+c={x["check"]:x for x in d["checks"] if x["check"].startswith("tls")}
+print("; ".join("%s %s: %s" % (k, c[k]["status"] if k in c else "missing", c[k]["message"] if k in c else "")
+      for k in ("tls","tls-name","tls-peer") if k not in c or c[k]["status"] != "ok"))' 2>&1)
+        [ $runs = 1 ] && continue
+        echo "  doctor on node $n: ${bad:-tls, tls-name, tls-peer ok}"
+        [ -z "$bad" ] || FIG_FAIL="doctor on node $n: $bad"
+    done
+}
+
 fault_switchover() {
     local t0 out
+    [ "$TLS" = 1 ] && tls_reload
     t0=$(now_ms)
     out=$(nsx "${NS}$P0" "$BIN/tandemctl" -c "$DIR/$P0/tandem.conf" --json switchover --wait 10)
-    echo "  tandemctl switchover: $out"
+    echo "  tandemctl switchover: $out (done at $(date -u +%T.%3N))"
     FIGURES+="switchover_ctl_ms=$(echo "$out" | jget ms)"$'\n'
+    # after the load: doctor's checks (Python imports among them) take CPU
+    # that would show up as outage on a small machine
+    [ "$TLS" = 1 ] && AFTER_LOAD=tls_after
     EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=500 NO_FAILED=1
 }
 
@@ -136,6 +218,10 @@ fault_stop-primary() {
 
 fault_kill-tree() {
     local svpid pids
+    # a --tls lab (CI's kill-tree): the certificate is renewed under load
+    # first, and after the failover the new primary must serve it
+    [ "$TLS" = 1 ] && tls_reload
+    [ "$TLS" = 1 ] && AFTER_LOAD=tls_after
     svpid=$(cat "$DIR"/pids/*-sv-"$P0".pid)
     pids=$(tree_pids "$svpid" | tr '\n' ' ')
     echo "  SIGKILL node $P0's supervisor tree: $pids"
@@ -460,7 +546,7 @@ drill_run() {
     local key; key=$(head -n1 "$DIR/admin.key")
     local out=$DIR/drill-$name
     FIGURES="" FIG_FAIL="" EXPECT_PRIMARY=any EXPECT_EPOCH=any OUTAGE_TARGET_MS=""
-    NO_FAILED=0 EPOCH_FLOOR=""
+    NO_FAILED=0 EPOCH_FLOOR="" AFTER_LOAD=""
 
     P0=$(vip_holders)
     case "$P0" in a | b) ;; *) echo "drill $name: no single primary before the drill (VIP on: $P0)" >&2; return 1 ;; esac
@@ -472,7 +558,7 @@ drill_run() {
     fi
     local t0; t0=$(date +%s)
     echo "drill $name: primary node $P0, epoch $e0; client load ${LOAD_S}s, fault at ${FAULT_AT}s"
-    nsx ${NS}client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" load --url "http://$VIP:$PORT" \
+    nsx ${NS}client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" load --url "$URL" "${CLIENT_TLS[@]}" \
         --key "$key" --sapi "$SAPI" --aapi "$AAPI" --seconds "$LOAD_S" --out "$out-client.json" \
         --settle "$([ "$name" = redis-snapshot ] && echo 20 || echo 90)" \
         >"$out-client.log" 2>&1 &
@@ -481,6 +567,7 @@ drill_run() {
     "fault_$name"
     echo "  waiting for the client (load, then every accepted task)"
     wait "$cpid"
+    [ -z "$AFTER_LOAD" ] || "$AFTER_LOAD"
     [ -s "$out-client.json" ] || { echo "drill $name: the client failed:"; tail -5 "$out-client.log"; return 1; }
     local t1; t1=$(jget t_load_end <"$out-client.json" | cut -d. -f1)
     sleep 3 # task records are flushed to MariaDB in batches
@@ -536,6 +623,8 @@ if c["async_accepted"] == 0 or c["sync_ok"] == 0:
                   % (c["async_accepted"], c["sync_ok"]))
 if c["async_lost"] or c["async_failed"]:
     broken.append("accepted async tasks not completed: %d lost, %d failed" % (len(c["async_lost"]), len(c["async_failed"])))
+if c["sync_codes"].get("-1"):
+    broken.append("%d calls refused the server's certificate (TLS verification)" % c["sync_codes"]["-1"])
 if no_failed == "1" and (c["sync_failed"] or c["async_refused"]):
     broken.append("planned handover: %d sync calls failed %s, %d async calls refused (want 0)"
                   % (c["sync_failed"], c["sync_codes"], c["async_refused"]))
@@ -579,6 +668,10 @@ print("---- drill %s: %s" % (name, "PASS" if not broken else "FAIL"))
 print("  client-visible outage: %d ms%s (longest gap between successful sync calls)" % (
     c["outage_ms"], " (target <= %s ms: %s)" % (target, "met" if c["outage_ms"] <= int(target) else "NOT met") if target else ""))
 print("  sync calls: %d, failed %d %s" % (c["sync_calls"], c["sync_failed"], c["sync_codes"]))
+if c.get("sync_failures"):
+    import datetime
+    ts = lambda t: datetime.datetime.utcfromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
+    print("  failed calls (start-end UTC): " + ", ".join("%s-%s %s" % (ts(a), ts(b), st) for a, b, st in c["sync_failures"][:10]))
 print("  async: accepted %d, completed %d, refused during outage %d" % (c["async_accepted"], c["async_completed"], c["async_refused"]))
 print("  cron slots %d..%d: fired %d, missing %d, fired twice %d" % (lo, hi, len(slots), len(missing), len(double)))
 print("  primary: %s -> %s; epoch %d -> %d; stack running on: %s; standby %s: %s" % (p0, p1, e0i, e1i, stacks, standby or "-", sb_role))

@@ -2,8 +2,12 @@
 # One failover drill in a lab of its own: up, drill, down. Used by every
 # tests/drills/test_<name>.sh; ctest runs them as root (RESOURCE_LOCK lab).
 # Exit 0 pass, 1 a broken promise (or the lab failed), 77 skipped.
+# run_drill.sh NAME [--tls]: --tls makes the lab's VIP speak HTTPS (test CA;
+# the client verifies), as the switchover drill does in CI.
 set -u
 NAME=${1:?drill name}
+UP_OPTS=()
+[ "${2:-}" = --tls ] && UP_OPTS=(--tls)
 SRC=${TANDEM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 export TANDEM_BUILD=${TANDEM_BUILD:-$SRC/build}
 LAB=$SRC/appliance/lab
@@ -39,8 +43,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-UP=()
-case "$NAME" in redis-failover | mariadb-switch) UP=(--ha-backend) ;; esac
+UP=("${UP_OPTS[@]}")
+case "$NAME" in redis-failover | mariadb-switch) UP+=(--ha-backend) ;; esac
 if ! timeout 180 "$LAB" up --dir "$DIR" "${UP[@]}"; then
     echo "FAIL drill $NAME: the lab did not come up"
     exit 1
