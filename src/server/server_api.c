@@ -710,9 +710,23 @@ json_t *srv_http_request_json(struct srv_req *r, json_t *data, bool mask)
     } else if (!get && data) {
         body = json_deep_copy(data);
     }
-    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:s}", "method", r->method, "originalUrl",
-                     r->path, "url", r->path, "host", host ? host : "", "headers", lh, "query", q,
-                     "body", body ? body : json_object(), "ip", ip);
+    /* DFF's (Express's) other fields: hostname is Host without its port,
+     * protocol the connection's, ips empty (Express fills it only behind a
+     * trusted proxy, which DFF does not configure), xhr from
+     * X-Requested-With */
+    char hostname[256];
+    snprintf(hostname, sizeof hostname, "%s", host ? host : "");
+    char *colon = hostname[0] == '[' ? strstr(hostname, "]:") : strrchr(hostname, ':');
+    if (colon)
+        colon[hostname[0] == '[' ? 1 : 0] = '\0';
+    const union MHD_ConnectionInfo *tls =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    const char *xrw = req_header(r, "X-Requested-With");
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:s,s:[],s:b}", "method", r->method,
+                     "originalUrl", r->path, "url", r->path, "host", host ? host : "", "hostname",
+                     hostname, "protocol", tls && tls->tls_session ? "https" : "http", "headers",
+                     lh, "query", q, "body", body ? body : json_object(), "ip", ip, "ips", "xhr",
+                     xrw && strcasecmp(xrw, "XMLHttpRequest") == 0);
 }
 
 /* After auth: disabled, expired, kwargs, throttling, enqueue. */

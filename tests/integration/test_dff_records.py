@@ -138,6 +138,10 @@ class DFFRecordsTest(unittest.TestCase):
         self.assertEqual(req["headers"]["cookie"], "*****")
         self.assertNotIn(self.st.key, json.dumps(req))
         self.assertEqual(req["ip"], "127.0.0.1")
+        # Express's other fields, as DFF passes them
+        self.assertEqual((req["hostname"], req["protocol"], req["ips"], req["xhr"]),
+                         ("127.0.0.1", "http", [], False))
+        self.assertEqual(req["host"].split(":")[0], "127.0.0.1")
         self.assertIsNone(r["eta"])
         self.assertEqual(r["delay"], 0)
         # a POST body is there too
