@@ -675,19 +675,27 @@ static void list_where(struct srv_req *r, MYSQL *m, const struct resource *rs, F
         const char *v = req_query(r, f->wire);
         if (!v)
             continue;
-        fprintf(w, "%s%s IN (", sep, f->col);
+        char *in = NULL;
+        size_t inl = 0;
+        FILE *iw = open_memstream(&in, &inl);
         const char *p = v, *isep = "";
         for (;;) {
             size_t n = strcspn(p, ",");
             char *q = db_qn(m, p, n);
-            fprintf(w, "%s%s", isep, q);
+            fprintf(iw, "%s%s", isep, q);
             free(q);
             isep = ", ";
             if (!p[n])
                 break;
             p += n + 1;
         }
-        fprintf(w, ")");
+        fclose(iw);
+        /* DFF: ?rootTaskId=X lists the root task X itself and its subtasks */
+        if (strcmp(f->col, "root_task_id") == 0)
+            fprintf(w, "%s(id IN (%s) OR root_task_id IN (%s))", sep, in, in);
+        else
+            fprintf(w, "%s%s IN (%s)", sep, f->col, in);
+        free(in);
         sep = " AND ";
     }
 }
