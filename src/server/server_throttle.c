@@ -90,7 +90,8 @@ static int qlen_admit(struct srv_req *r, const char *qkey, long long cap, long l
     int64_t now = mono_ms();
     pthread_mutex_lock(&g_qlen_mu);
     int i = qlen_slot_locked(qkey);
-    bool fresh = now - g_qlen[i].at_mono < QLEN_FRESH_MS;
+    /* INT64_MIN marks a slot never read: now - INT64_MIN would overflow */
+    bool fresh = g_qlen[i].at_mono != INT64_MIN && now - g_qlen[i].at_mono < QLEN_FRESH_MS;
     if (fresh && g_qlen[i].est <= cap) {
         g_qlen[i].est++;
         pthread_mutex_unlock(&g_qlen_mu);

@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "log.h"
 #include "rds.h"
+#include "task.h"
 
 #define MAX_CHILDREN 64
 #define TICK_MS 20
@@ -282,6 +283,49 @@ static bool read_pipe(struct pool *p, struct slot *s)
     }
 }
 
+/* What the record of a task whose child died should still say, read
+ * again from Redis (the master's message carries only the task's fixed
+ * fields): the kwargs from its stream entry, and for a DFF.FUNC subtask
+ * its root task and call chain (<prefix>fchain:<id>). Best effort: a
+ * field that cannot be read stays out of the record. */
+static void death_context(redisContext *rc, const struct tconf *c, const struct wtask *t,
+                          struct woutcome *o, json_t **chain_doc)
+{
+    char k[256];
+    rds_key(k, sizeof(k), c, "q:%s", t->queue);
+    redisReply *r = redisCommand(rc, "XRANGE %s %s %s", k, t->entry, t->entry);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+        redisReply *f = r->element[0]->element[1];
+        for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+            if (f->element[i]->type != REDIS_REPLY_STRING || strcmp(f->element[i]->str, "t"))
+                continue;
+            struct task tk;
+            char *err = NULL;
+            if (task_decode(&tk, f->element[i + 1]->str, &err) == 0) {
+                o->kwargs = json_incref(tk.kwargs);
+                task_free(&tk);
+            }
+            free(err);
+        }
+    }
+    if (r)
+        freeReplyObject(r);
+    rds_key(k, sizeof(k), c, "fchain:%s", t->id);
+    r = redisCommand(rc, "GET %s", k);
+    if (r && r->type == REDIS_REPLY_STRING) {
+        json_t *d = json_loads(r->str, 0, NULL);
+        const char *root = json_string_value(json_object_get(d, "root"));
+        if (root && *root)
+            o->root_task = root;
+        if (json_is_array(json_object_get(d, "chain")))
+            o->chain = json_object_get(d, "chain");
+        *chain_doc = d; /* owns root and chain */
+    }
+    if (r)
+        freeReplyObject(r);
+}
+
 /* The record for the task a dead child was running. */
 static void record_death(struct pool *p, struct slot *s, int status)
 {
@@ -313,7 +357,10 @@ static void record_death(struct pool *p, struct slot *s, int status)
     log_warnx("master: task %s (%s): %s: %s", t->id, t->func, o.status, msg);
 
     char *err = NULL;
+    json_t *chain_doc = NULL;
     redisContext *rc = p_redis(p);
+    if (rc)
+        death_context(rc, p->c, t, &o, &chain_doc);
     if (rc == NULL ||
         wrec_commit(rc, p->c, t, &o, p->c->node_name, p->epoch, NULL, NULL, &err) == -1) {
         log_warnx("master: cannot record task %s (%s); its queue entry stays pending and will be "
@@ -323,6 +370,8 @@ static void record_death(struct pool *p, struct slot *s, int status)
             p_redis_broken(p);
     }
     free(err);
+    json_decref(o.kwargs);
+    json_decref(chain_doc);
 }
 
 /* Processes a dead child left behind: its process group, and orphans that

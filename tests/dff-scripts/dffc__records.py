@@ -33,3 +33,10 @@ def chain_leaf(n, who):
 @DFF.API('Big')
 def big(n):
     return 'v' * n
+
+
+@DFF.API('Too slow', timeout=1)
+def too_slow(n):
+    import time
+    time.sleep(5)
+    return n
