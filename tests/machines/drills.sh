@@ -12,6 +12,9 @@
 # The lab runner names namespaces ${NS}client, ${NS}a...: with the lab's
 # default prefix, nsx below maps them onto the machines' tm-* namespaces.
 NS=tandem-
+# The lab runner's URL and TLS settings (a lab sets them in `up`): the
+# machines serve plain HTTP on the VIP.
+TLS=0 URL=http://$VIP:$PORT CACERT=""
 . "$CHECKOUT/tests/drills/drills.sh"
 DRILL_NAMES="switchover stop kill power-cut reboot backend-reboot rolling-upgrade"
 BACKEND_SECRET=$(cat "$DIR/secret")
