@@ -128,6 +128,9 @@ struct sv {
     int64_t warm_since;
     int64_t warm_ok_since;    /* first of the health 200s in a row while warm */
     bool stop_after_handover; /* SIGTERM on a primary: hand over first, then stop */
+    bool relay_on;            /* sv_relay.c's table is installed */
+    int64_t relay_until;      /* mono ms: removed then (0 = while warm) */
+    bool relay_warned;        /* nft missing or refused: said once */
     /* The highest epoch this process ever saw (Redis, peers, our own). A
      * promotion takes one above it and above failover_event's: a Redis that
      * lost data must never hand out an epoch that was already used. */

@@ -241,6 +241,18 @@ void sv_stack_stop_begin(struct sv *s)
     sv_proc_tick(s);
 }
 
+/* SIGTERM -> SIGKILL of a stack process. A planned handover keeps the VIP
+ * on lo while the stack stops, so the server's answers still reach their
+ * clients: it gets the drain's grace (plus its second of accept linger,
+ * server_main.c) to answer calls in flight and connections still in their
+ * TLS handshake, instead of the 300 ms of a demotion. */
+static int stop_grace_ms(const struct sv *s, int which)
+{
+    if (which == SV_SERVER && s->vip_on_lo)
+        return s->conf.fo_drain_grace * 1000 + 1500;
+    return s->stack[which].grace_ms;
+}
+
 /* Stop order: beat, server, worker; each gets SIGTERM once the previous one
  * is gone, and SIGKILL after its grace. */
 static void stop_step(struct sv *s)
@@ -259,9 +271,9 @@ static void stop_step(struct sv *s)
             kill(ch->pid, SIGTERM);
             ch->term_sent = now;
             log_info("stopping %s (pid %d)", ch->name, (int)ch->pid);
-        } else if (!ch->kill_sent && now - ch->term_sent >= ch->grace_ms) {
+        } else if (!ch->kill_sent && now - ch->term_sent >= stop_grace_ms(s, order[k])) {
             log_warnx("%s (pid %d) still running %d ms after SIGTERM: SIGKILL", ch->name,
-                      (int)ch->pid, ch->grace_ms);
+                      (int)ch->pid, stop_grace_ms(s, order[k]));
             kill(ch->pid, SIGKILL);
             ch->kill_sent = true;
         }
