@@ -346,7 +346,9 @@ static void warm_tick(struct sv *s, const struct sv_health_view *h)
     bool published = s->hl.self.warm;
     /* /api/v1/health can say 200 a moment before the server's API and key
      * caches are loaded (its first calls would get 503): ready means it has
-     * kept answering 200 for WARM_SETTLE_MS */
+     * kept answering 200 for WARM_SETTLE_MS. Its own worker may still be
+     * starting its children (the health counts the old primary's workers
+     * too): the old primary keeps its worker until one is (sv_proc.c) */
     if (h->server_status != 200)
         s->warm_ok_since = 0;
     else if (s->warm_ok_since == 0)
