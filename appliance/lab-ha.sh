@@ -11,6 +11,13 @@
 # MariaDB through mysql.hosts; every enqueue waits for the replica
 # (redis.wait_replicas = 1). DIR/ha-backend marks such a lab, so `drill` and
 # `status` know. Each function is one hook called from appliance/lab.
+#
+# The Redis replica's and the Sentinels' files and the nodes' redis/mysql
+# blocks come from docs/two-servers/backend-ha.sh, the script
+# docs/two-servers.md shows, run here with ETC in the lab's directory and
+# RESTART=true (the lab starts each daemon itself, on the file written):
+# the lab tests the doc. tests/machines/test_docs.py fails when a step of
+# that script is not run here.
 
 BACKEND2_IP=198.18.${LABNET}.3
 SENTINEL_PORT=26379
@@ -32,16 +39,28 @@ ha_nets() {
 # WAIT per enqueue (redis.wait_replicas) keeps accepted tasks on two servers
 # instead.
 
-# The replica on backend2, following the master on backend. (A killed
-# master comes back through redis_start, as the master it was; the Sentinels
-# turn it into a replica: the redis-failover drill.)
+# The doc's script, one step, for the machine at MY_IP with its files
+# under ETC (no Redis password in the lab; MariaDB's is DBPW).
+ha_doc_step() { # STEP MY_IP ETC
+    ETC=$3 RESTART=true MY_IP=$2 BACKEND_IP=$BACKEND_IP BACKEND2_IP=$BACKEND2_IP \
+        NODE_A_IP=$A_IP NODE_B_IP=$B_IP SECRET=${DBPW:-} REDIS_SECRET= \
+        WAIT_REFUSE=${LAB_WAIT_REFUSE:-false} sh "$CHECKOUT/docs/two-servers/backend-ha.sh" "$1"
+}
+
+# The replica on backend2, following the master on backend: redis.conf by
+# the doc's step, the lab's own settings (address, directory, no snapshots,
+# foreground) on the command line. (A killed master comes back through
+# redis_start, as the master it was; the Sentinels turn it into a replica:
+# the redis-failover drill.)
 ha_redis_replica_start() {
-    local i
+    local i etc=$DIR/backend2/etc
     mkdir -p "$DIR/backend2"
-    start redis-r 1 ${NS}backend2 "$DIR/log/redis-r.log" redis-server --bind "$BACKEND2_IP" --port 6379 \
+    rm -f "$etc/redis/redis.conf" # a fresh machine's: the step appends
+    ha_doc_step redis "$BACKEND2_IP" "$etc" || return 1
+    start redis-r 1 ${NS}backend2 "$DIR/log/redis-r.log" redis-server "$etc/redis/redis.conf" \
+        --bind "$BACKEND2_IP" --port 6379 \
         --protected-mode no --dir "$DIR/backend2" --dbfilename redis.rdb --save "" \
-        --appendonly yes --appendfsync "${LAB_REDIS_FSYNC:-everysec}" --daemonize no --logfile "" \
-        --replicaof "$BACKEND_IP" 6379
+        --appendonly yes --appendfsync "${LAB_REDIS_FSYNC:-everysec}" --daemonize no --logfile ""
     for ((i = 0; i < 100; i++)); do
         [ "$(nsx ${NS}backend2 redis-cli -h $BACKEND2_IP ping 2>/dev/null)" = PONG ] && return 0
         sleep 0.1
@@ -49,22 +68,14 @@ ha_redis_replica_start() {
     return 1
 }
 
-# One Sentinel per place (backend, a, b), each with a config file it may
-# rewrite (Sentinel records what it learns there).
+# One Sentinel per place (backend, a, b), each with the file the doc's
+# step writes (Sentinel records what it learns there).
 ha_sentinel_start() { # WHERE IP
     local where=$1 ip=$2 d=$DIR/sentinel-$1 i
     mkdir -p "$d"
-    cat >"$d/sentinel.conf" <<EOF
-# Written by appliance/lab up --ha-backend (docs/backend-ha.md).
-bind $ip
-port $SENTINEL_PORT
-protected-mode no
-sentinel monitor $HA_MASTER_NAME $BACKEND_IP 6379 2
-sentinel down-after-milliseconds $HA_MASTER_NAME 2000
-sentinel failover-timeout $HA_MASTER_NAME 10000
-EOF
+    ha_doc_step sentinel "$ip" "$d" || return 1
     start "sentinel-$where" 0 "${NS}$where" "$DIR/log/sentinel-$where.log" \
-        redis-server "$d/sentinel.conf" --sentinel --dir "$d" --daemonize no --logfile ""
+        redis-server "$d/redis/sentinel.conf" --sentinel --dir "$d" --daemonize no --logfile ""
     for ((i = 0; i < 100; i++)); do
         [ "$(nsx "${NS}$where" redis-cli -h "$ip" -p $SENTINEL_PORT ping 2>/dev/null)" = PONG ] && return 0
         sleep 0.1
@@ -149,29 +160,22 @@ EOF
         fail mariadb-replication "$ilog" "CHANGE MASTER / START SLAVE failed on the replica"
 }
 
-# hook: node_conf's redis and mysql lines
+# hook: node_conf's redis and mysql lines (both from the doc's step in an
+# HA lab). wait_refuse false by default here: after a failover the new
+# master has no replica until the old one is back, and the lab's drills
+# measure the service going on meanwhile (LAB_WAIT_REFUSE=true to see
+# enqueues refused instead, as the doc's default does).
 ha_conf_redis() {
     if ha_on; then
-        printf 'redis = { sentinels = [ "%s:%d", "%s:%d", "%s:%d" ]; master_name = "%s"; prefix = "tandem:";\n' \
-            "$BACKEND_IP" $SENTINEL_PORT "$A_IP" $SENTINEL_PORT "$B_IP" $SENTINEL_PORT $HA_MASTER_NAME
-        # wait_refuse false by default here: after a failover the new master
-        # has no replica until the old one is back, and the lab's drills
-        # measure the service going on meanwhile (LAB_WAIT_REFUSE=true to
-        # see enqueues refused instead)
-        printf '          wait_replicas = 1; wait_timeout_ms = 500; wait_refuse = %s; };\n' \
-            "${LAB_WAIT_REFUSE:-false}"
+        ha_doc_step tandem-conf "" "$DIR"
     else
         printf 'redis = { host = "%s"; port = 6379; prefix = "tandem:"; };\n' "$BACKEND_IP"
     fi
 }
 ha_conf_mysql() {
-    if ha_on; then
-        printf 'mysql = { hosts = [ "%s:3306", "%s:3306" ]; user = "tandem"; password = "%s"; database = "tandem"; };\n' \
-            "$BACKEND_IP" "$BACKEND2_IP" "$DBPW"
-    else
-        printf 'mysql = { host = "%s"; port = 3306; user = "tandem"; password = "%s"; database = "tandem"; };\n' \
-            "$BACKEND_IP" "$DBPW"
-    fi
+    ha_on && return 0 # in ha_conf_redis's block
+    printf 'mysql = { host = "%s"; port = 3306; user = "tandem"; password = "%s"; database = "tandem"; };\n' \
+        "$BACKEND_IP" "$DBPW"
 }
 
 # The MariaDB primary's socket now: the one whose read_only is off.
