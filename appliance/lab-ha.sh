@@ -40,10 +40,13 @@ ha_nets() {
 # instead.
 
 # The doc's script, one step, for the machine at MY_IP with its files
-# under ETC (no Redis password in the lab; MariaDB's is DBPW).
+# under ETC (no Redis password in the lab; MariaDB's is DBPW; HA_SQL the
+# mariadb client command for the server the step talks to, HA_REPL_PW the
+# replication user's password).
 ha_doc_step() { # STEP MY_IP ETC
     ETC=$3 RESTART=true MY_IP=$2 BACKEND_IP=$BACKEND_IP BACKEND2_IP=$BACKEND2_IP \
         NODE_A_IP=$A_IP NODE_B_IP=$B_IP SECRET=${DBPW:-} REDIS_SECRET= \
+        MARIADB="${HA_SQL:-mariadb}" REPL_SECRET=${HA_REPL_PW:-} \
         WAIT_REFUSE=${LAB_WAIT_REFUSE:-false} sh "$CHECKOUT/docs/two-servers/backend-ha.sh" "$1"
 }
 
@@ -118,11 +121,15 @@ ha_redis_master_ip() {
 }
 
 # MariaDB with a binary log (GTID), so the replica can follow it and either
-# can be primary. Extra arguments for mariadb_start.
-ha_mariadb_args() { # SERVER_ID
+# can be primary: the doc's step writes the [mariadbd] file, whose lines
+# become options here (the lab's mariadbd runs with --no-defaults). Extra
+# arguments for mariadb_start, also when a drill restarts a server.
+ha_mariadb_args() { # 1 (backend) | 2 (backend2)
     ha_on || { echo --skip-log-bin; return 0; }
-    echo --server-id="$1" --log-bin=mariadb-bin --binlog-format=ROW --gtid-strict-mode=1 \
-        --log-slave-updates=1
+    local ip=$BACKEND_IP etc=$DIR/backend/etc
+    [ "$1" = 2 ] && ip=$BACKEND2_IP etc=$DIR/backend2/etc
+    ha_doc_step mariadb "$ip" "$etc" >/dev/null || return 1
+    sed -n 's/^\([a-z_]*\) *= *\(.*\)$/--\1=\2/p' "$etc/mysql/mariadb.conf.d/60-tandem-ha.cnf"
 }
 
 # hook: before the primary first starts: the replica's datadir is a copy of
@@ -142,22 +149,19 @@ ha_mariadb_up() {
     ha_on || return 0
     local d=$DIR/backend2 ilog=$DIR/log/mariadb-r-install.log
     mkdir -p "$d/tmp"
-    mariadb_start_at r 2 ${NS}backend2 "$BACKEND2_IP" "$d" --read-only=1 $(ha_mariadb_args 2) ||
+    # read_only comes from the doc's file for backend2
+    mariadb_start_at r 2 ${NS}backend2 "$BACKEND2_IP" "$d" $(ha_mariadb_args 2) ||
         fail mariadb-replica "$DIR/log/mariadb-r.log" "the MariaDB replica does not answer"
     local rpw
     rpw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
     (umask 077 && echo "$rpw" >"$DIR/repl.pw") # the switch drill re-points the old primary
-    mariadb --no-defaults -S "$DIR/backend/mysql.sock" -u root >>"$ilog" 2>&1 <<EOF ||
-CREATE USER IF NOT EXISTS 'repl'@'198.18.${LABNET}.%' IDENTIFIED BY '$rpw';
-GRANT REPLICATION SLAVE ON *.* TO 'repl'@'198.18.${LABNET}.%';
-EOF
+    HA_REPL_PW=$rpw HA_SQL="mariadb --no-defaults -S $DIR/backend/mysql.sock -u root"
+    ha_doc_step mariadb-replication "$BACKEND_IP" "$DIR/backend/etc" >>"$ilog" 2>&1 ||
         fail mariadb-replication "$ilog" "cannot create the replication user"
-    mariadb --no-defaults -S "$d/mysql.sock" -u root >>"$ilog" 2>&1 <<EOF ||
-CHANGE MASTER TO MASTER_HOST='$BACKEND_IP', MASTER_PORT=3306, MASTER_USER='repl',
-  MASTER_PASSWORD='$rpw', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
-START SLAVE;
-EOF
+    HA_SQL="mariadb --no-defaults -S $d/mysql.sock -u root"
+    ha_doc_step mariadb-replication "$BACKEND2_IP" "$d/etc" >>"$ilog" 2>&1 ||
         fail mariadb-replication "$ilog" "CHANGE MASTER / START SLAVE failed on the replica"
+    HA_SQL="" HA_REPL_PW=""
 }
 
 # hook: node_conf's redis and mysql lines (both from the doc's step in an

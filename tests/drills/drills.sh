@@ -537,10 +537,10 @@ fault_mariadb-switch() {
 # bridge namespace only): frames between a port of the first group and one
 # of the second are dropped both ways; TCP connections across it hang
 # (nothing resets them), as with a cut cable between two racks.
-part_cut() { # "p-x, p-y" "p-z, ..."
+part_cut() { # '"p-x", "p-y"' '"p-z", ...': the two groups of bridge ports
     nsx ${NS}br nft -f - <<NFT
 table bridge tandem_part {
-    chain fwd {
+    chain cut {
         type filter hook forward priority 0; policy accept;
         iifname { $1 } oifname { $2 } drop
         iifname { $2 } oifname { $1 } drop
@@ -578,7 +578,7 @@ fault_redis-partition() {
     o=$(other "$P0")
     echo "  partition 1 (8 s): {backend: Redis master, Sentinel 1, MariaDB primary; node $P0; client} | {backend2: replica; node $o}"
     echo "  cut at $(date -u +%T.%3N)"
-    part_cut "p-backend, p-$P0, p-client" "p-backend2, p-$o" || { FIG_FAIL="nft: cannot cut the bridge"; return; }
+    part_cut '"p-backend", "p-'$P0'", "p-client"' '"p-backend2", "p-'$o'"' || { FIG_FAIL="nft: cannot cut the bridge"; return; }
     sleep 8
     m=$(sentinel_says backend "$BACKEND_IP") r1=$(redis_role_at "${NS}backend2" "$BACKEND2_IP")
     st1=$(stack_nodes)
@@ -595,7 +595,7 @@ fault_redis-partition() {
     echo "  partition 2: {backend: Redis master, Sentinel 1, MariaDB primary} | {everything else}"
     t0=$(now_ms)
     echo "  cut at $(date -u +%T.%3N)"
-    part_cut "p-backend" "p-backend2, p-a, p-b, p-client" || { FIG_FAIL="nft: cannot cut the bridge"; return; }
+    part_cut '"p-backend"' '"p-backend2", "p-a", "p-b", "p-client"' || { FIG_FAIL="nft: cannot cut the bridge"; return; }
     for ((i = 0; i < 300; i++)); do
         m=$(sentinel_says a "$A_IP")
         [ "$m" = "$BACKEND2_IP" ] && { t_new=$(($(now_ms) - t0)); break; }
