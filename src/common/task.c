@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "util.h"
 #include "rds.h"
@@ -317,8 +318,20 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
                     t->id, acked, c->redis_wait_replicas, RDS_REPLICA_MAX_LAG_S);
                 goto out;
             }
-            log_warnx("task %s: accepted with %lld of %d replica acknowledgements", t->id,
-                      acked < 0 ? 0 : acked, c->redis_wait_replicas);
+            /* Once a second per thread: without a replica every enqueue
+             * comes here, hundreds a second, now that none waits. */
+            static __thread int64_t warned_ms;
+            static __thread long quiet;
+            if (mono_ms() - warned_ms >= 1000) {
+                log_warnx("task %s: accepted with %lld of %d replica acknowledgements%s (and %ld "
+                          "more since the last such warning of this thread)",
+                          t->id, acked < 0 ? 0 : acked, c->redis_wait_replicas,
+                          waited ? "" : ", not waited for", quiet);
+                warned_ms = mono_ms();
+                quiet = 0;
+            } else {
+                quiet++;
+            }
         }
     }
     rc_ = 0;
