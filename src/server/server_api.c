@@ -348,6 +348,16 @@ static json_t *parse_multipart(struct srv_req *r, struct api_ctx *x)
     return m.fields;
 }
 
+json_t *api_multipart_data(struct srv_req *r, json_t **files, char *dir, size_t n)
+{
+    struct api_ctx x;
+    memset(&x, 0, sizeof x);
+    json_t *fields = parse_multipart(r, &x);
+    *files = x.files;
+    snprintf(dir, n, "%s", x.upload_dir);
+    return fields;
+}
+
 /* ---- the request's data ----------------------------------------------------- */
 
 static enum MHD_Result collect_kv(void *cls, enum MHD_ValueKind kind, const char *key,
