@@ -55,8 +55,8 @@ struct sv_health_view {
         char node[64];
         char role[16];
         int64_t epoch;
-        int64_t age_ms;
-        int64_t ts; /* wall ms of its last publication */
+        int64_t age_ms; /* on Redis's clock (rds_sv_age_ms) */
+        int64_t ts;     /* stamp of its last publication: changes with each */
         bool maint;
         bool warm; /* a backup whose server answers: ready to take the VIP */
     } peers[4];
@@ -81,6 +81,7 @@ struct sv_health {
     struct sv_health_view view;
     struct sv_self_view self;
     pthread_mutex_t pub_lock; /* serialises Psv writes between main and the thread */
+    char pub_sha[41];         /* the publish script's SHA1, under pub_lock */
     redisContext *rc;         /* the thread's own */
     int wake_fd;              /* eventfd: the thread -> main, "view changed" */
 };

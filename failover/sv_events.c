@@ -128,8 +128,7 @@ static void *events_main(void *arg)
         }
         if (s->ev.qlen == 0) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += DB_MAX_EVERY_MS / 1000;
+            mono_deadline(&ts, DB_MAX_EVERY_MS);
             pthread_cond_timedwait(&s->ev.cond, &s->ev.lock, &ts);
             continue;
         }
@@ -145,8 +144,7 @@ static void *events_main(void *arg)
             break; /* exiting: the log has them */
         } else {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += RETRY_MS / 1000;
+            mono_deadline(&ts, RETRY_MS);
             pthread_cond_timedwait(&s->ev.cond, &s->ev.lock, &ts);
         }
     }
@@ -161,7 +159,7 @@ int sv_events_start(struct sv *s)
 {
     pthread_mutex_init(&s->ev.lock, NULL);
     s->ev.db_max_epoch = -1;
-    pthread_cond_init(&s->ev.cond, NULL);
+    cond_init_mono(&s->ev.cond);
     mysql_library_init(0, NULL, NULL);
     int e = pthread_create(&s->ev.thread, NULL, events_main, s);
     if (e != 0) {

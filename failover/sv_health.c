@@ -110,7 +110,17 @@ static char *self_json(struct sv *s)
     return js;
 }
 
-/* HSET Psv <node> <json>; with pub_lock held so the newest state wins. */
+/* HSET Psv <node> <json> with "rts": Redis's clock at the write, stamped by
+ * the script so that a peer judges this entry's age on Redis's clock alone
+ * (rds_sv_age_ms). KEYS Psv; ARGV node, the JSON without its closing brace. */
+static const char PUBLISH_LUA[] =
+    "local t = redis.call('TIME')\n"
+    "local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ',\"rts\":' .. string.format('%d', ms) .. "
+    "'}')\n"
+    "return 1\n";
+
+/* With pub_lock held, so the newest state wins. */
 static void publish(struct sv *s, redisContext *rc)
 {
     char key[128];
@@ -118,9 +128,16 @@ static void publish(struct sv *s, redisContext *rc)
     char *js = self_json(s);
     if (js == NULL)
         return;
-    redisReply *r = redisCommand(rc, "HSET %s %s %s", key, s->conf.node_name, js);
-    if (r)
-        freeReplyObject(r);
+    size_t n = strlen(js);
+    if (n >= 2 && js[n - 1] == '}') {
+        js[n - 1] = '\0';
+        const char *argv[] = {key, s->conf.node_name, js};
+        redisReply *r = rds_eval(rc, PUBLISH_LUA, s->hl.pub_sha, 1, argv, 3);
+        if (r && r->type == REDIS_REPLY_ERROR)
+            log_warnx("health: publishing to Redis: %s", r->str);
+        if (r)
+            freeReplyObject(r);
+    }
     free(js);
 }
 
@@ -138,18 +155,19 @@ void sv_health_publish(struct sv *s, const char *role)
     pthread_mutex_unlock(&s->hl.pub_lock);
 }
 
-/* Reads every other supervisor's entry. Returns the count, -1 on error. */
+/* Reads every other supervisor's entry, and Redis's clock right after it
+ * (one round trip) to judge their ages by. Returns the count, -1 on error. */
 static int read_peers(struct sv *s, redisContext *rc, struct sv_health_view *v)
 {
     char key[128];
     rds_key(key, sizeof(key), &s->conf, "sv");
-    redisReply *r = redisCommand(rc, "HGETALL %s", key);
+    int64_t rnow;
+    redisReply *r = rds_command_timed(rc, &rnow, "HGETALL %s", key);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);
         return -1;
     }
-    int64_t now = now_ms();
     v->npeers = 0;
     for (size_t i = 0; i + 1 < r->elements && v->npeers < 4; i += 2) {
         if (strcmp(r->element[i]->str, s->conf.node_name) == 0)
@@ -158,12 +176,13 @@ static int read_peers(struct sv *s, redisContext *rc, struct sv_health_view *v)
         if (o == NULL)
             continue;
         const char *role = json_string_value(json_object_get(o, "role"));
+        json_t *rts = json_object_get(o, "rts");
         int k = v->npeers++;
         snprintf(v->peers[k].node, sizeof(v->peers[k].node), "%s", r->element[i]->str);
         snprintf(v->peers[k].role, sizeof(v->peers[k].role), "%s", role ? role : "?");
         v->peers[k].epoch = json_integer_value(json_object_get(o, "epoch"));
-        v->peers[k].ts = json_integer_value(json_object_get(o, "ts"));
-        v->peers[k].age_ms = now - v->peers[k].ts;
+        v->peers[k].ts = json_integer_value(json_is_integer(rts) ? rts : json_object_get(o, "ts"));
+        v->peers[k].age_ms = rds_sv_age_ms(o, rnow);
         v->peers[k].maint = json_is_true(json_object_get(o, "maint"));
         v->peers[k].warm = json_is_true(json_object_get(o, "warm"));
         json_decref(o);
@@ -390,10 +409,7 @@ static void *health_main(void *arg)
         pthread_mutex_lock(&s->hl.lock);
         if (!s->hl.stop && !s->hl.kick) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (long)(period % 1000) * 1000000L;
-            ts.tv_sec += period / 1000 + ts.tv_nsec / 1000000000L;
-            ts.tv_nsec %= 1000000000L;
+            mono_deadline(&ts, period);
             pthread_cond_timedwait(&s->hl.cond, &s->hl.lock, &ts);
         }
         pthread_mutex_unlock(&s->hl.lock);
@@ -407,7 +423,7 @@ int sv_health_start(struct sv *s)
 {
     pthread_mutex_init(&s->hl.lock, NULL);
     pthread_mutex_init(&s->hl.pub_lock, NULL);
-    pthread_cond_init(&s->hl.cond, NULL);
+    cond_init_mono(&s->hl.cond);
     s->hl.view.redis_epoch = -1;
     snprintf(s->hl.self.role, sizeof(s->hl.self.role), "init");
     s->hl.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -87,6 +87,14 @@ static void follow_epoch(struct beat *b, redisContext *rc)
     freeReplyObject(r);
 }
 
+/* No Redis to ask: the next attempt goes with the next connection attempt.
+ * Left in the past, it would make the loop's sleep (which wakes for it)
+ * return at once, spinning while Redis is away. */
+static void retry_with_redis(struct beat *b, int64_t t0)
+{
+    b->next_lease_mono = b->rc_retry_mono > t0 ? b->rc_retry_mono : t0 + 100;
+}
+
 bool beat_lease_tick(struct beat *b)
 {
     int64_t t0 = mono_ms();
@@ -98,13 +106,16 @@ bool beat_lease_tick(struct beat *b)
     if (!rc) {
         if (b->leader && t0 >= b->lease_until_mono)
             beat_lease_lost(b, "Redis unreachable");
+        retry_with_redis(b, t0);
         return b->leader;
     }
     if (!b->leader)
         follow_epoch(b, rc);
     rc = beat_redis(b);
-    if (!rc)
+    if (!rc) {
+        retry_with_redis(b, t0);
         return b->leader;
+    }
     char klease[128], kepoch[128], ep[32], px[32];
     rds_key(klease, sizeof klease, &b->conf, "beat:lease");
     rds_key(kepoch, sizeof kepoch, &b->conf, "epoch");

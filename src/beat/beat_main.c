@@ -123,25 +123,43 @@ static void check_gen(struct beat *b)
 }
 
 /* Sleep until the next slot, the next tick, or the next lease renewal,
- * whichever comes first. Slots are whole seconds: waking on the boundary
- * (not up to a tick late) is what keeps fire latency low. */
+ * whichever comes first. Slots are whole seconds of the wall clock: waking
+ * on the boundary (not up to a tick late) is what keeps fire latency low.
+ * The tick and the renewal are elapsed time (monotonic). The sleep itself is
+ * on the monotonic clock in slices of at most 100 ms, re-reading the
+ * wall clock after each: a step forward makes the slots it jumped over due
+ * at once (fired late, or recorded missed past their grace: beat_fire_due),
+ * a step back leaves the renewal and the heartbeat on time instead of
+ * stretching one absolute wall-clock sleep by the step. */
+#define BEAT_SLICE_US 100000
+
+static int64_t clock_us(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void sleep_until_next(struct beat *b)
 {
-    int64_t now = now_ms();
-    int64_t wake = now + b->conf.beat_tick_ms;
-    if (b->leader && !b->paused) {
-        int64_t e = beat_jobs_earliest(b);
-        if (e != INT64_MAX && e * 1000 < wake)
-            wake = e * 1000 > now ? e * 1000 : now;
+    int64_t tick_end = clock_us(CLOCK_MONOTONIC) + (int64_t)b->conf.beat_tick_ms * 1000;
+    while (!b->stop) {
+        int64_t mono = clock_us(CLOCK_MONOTONIC), now = clock_us(CLOCK_REALTIME);
+        int64_t d = tick_end - mono;
+        if (b->next_lease_mono * 1000 - mono < d)
+            d = b->next_lease_mono * 1000 - mono;
+        if (b->leader && !b->paused) {
+            int64_t e = beat_jobs_earliest(b);
+            if (e != INT64_MAX && e * 1000000 - now < d)
+                d = e * 1000000 - now;
+        }
+        if (d <= 0)
+            return;
+        if (d > BEAT_SLICE_US)
+            d = BEAT_SLICE_US;
+        struct timespec ts = {(time_t)(d / 1000000), (long)(d % 1000000) * 1000};
+        clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL); /* EINTR: stop is checked above */
     }
-    int64_t renew = now + (b->next_lease_mono - mono_ms());
-    if (renew < wake)
-        wake = renew > now ? renew : now;
-    if (wake <= now)
-        return;
-    struct timespec ts = {wake / 1000, (wake % 1000) * 1000000};
-    while (!b->stop && clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
 }
 
 static void run(struct beat *b)

@@ -511,3 +511,40 @@ out:
             freeReplyObject(r[i]);
     return o;
 }
+
+int64_t rds_time_reply_ms(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING)
+        return -1;
+    return strtoll(r->element[0]->str, NULL, 10) * 1000 +
+           strtoll(r->element[1]->str, NULL, 10) / 1000;
+}
+
+redisReply *rds_command_timed(redisContext *rc, int64_t *redis_now_ms, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc_app = redisvAppendCommand(rc, fmt, ap);
+    va_end(ap);
+    *redis_now_ms = -1;
+    if (rc_app != REDIS_OK)
+        return NULL;
+    redisAppendCommand(rc, "TIME");
+    redisReply *r = NULL, *t = NULL;
+    if (redisGetReply(rc, (void **)&r) != REDIS_OK)
+        return NULL;
+    if (redisGetReply(rc, (void **)&t) == REDIS_OK) {
+        *redis_now_ms = rds_time_reply_ms(t);
+        freeReplyObject(t);
+    }
+    return r;
+}
+
+int64_t rds_sv_age_ms(const json_t *o, int64_t redis_now_ms)
+{
+    const json_t *rts = json_object_get(o, "rts");
+    if (redis_now_ms >= 0 && json_is_integer(rts))
+        return redis_now_ms - json_integer_value(rts);
+    return now_ms() - json_integer_value(json_object_get(o, "ts"));
+}

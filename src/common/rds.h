@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "config.h"
 
 /* Connect (TCP or unix socket), AUTH, SELECT, with a connect timeout of
@@ -77,5 +78,21 @@ long long rds_hb_list(redisContext *rc, const struct tconf *c, const char *kind,
  * only: no SCAN, cheap on any keyspace. NULL and *err when Redis refuses
  * (an ACL without INFO) or the connection broke. */
 json_t *rds_size_stats(redisContext *rc, char **err);
+
+/* Redis's clock in ms from a TIME reply; -1 if r is not one. */
+int64_t rds_time_reply_ms(const redisReply *r);
+/* One command and TIME in one round trip: the command's reply (NULL if the
+ * connection failed), Redis's clock just after it in *redis_now_ms (-1 if
+ * unknown). */
+redisReply *rds_command_timed(redisContext *rc, int64_t *redis_now_ms, const char *fmt, ...);
+
+/* How long ago a supervisor wrote its Psv entry o (parsed JSON), in ms.
+ * From "rts", Redis's clock when the entry was written (sv_health.c stamps
+ * it in the writing script), against redis_now_ms, a TIME read right after
+ * the entry: neither node's clock takes part, so a step of one node's wall
+ * clock does not make its peer look dead or immortal. An entry without
+ * "rts" (a supervisor from before it) or redis_now_ms < 0 falls back to
+ * "ts" (the writer's wall clock) against this host's. */
+int64_t rds_sv_age_ms(const json_t *o, int64_t redis_now_ms);
 
 #endif

@@ -35,8 +35,11 @@
 extern char **environ;
 
 #define DOCTOR_NET_TIMEOUT_MS 2000
-#define CLOCK_WARN_MS 250  /* lease and heartbeat TTLs are seconds: this is early warning */
-#define CLOCK_FAIL_MS 2000 /* past this, heartbeats and leases misjudge liveness */
+/* Liveness (leases, heartbeats, the supervisors' entries) is judged on
+ * Redis's clock and each host's monotonic one, not on this offset; cron
+ * slots, eta/expires and the records' times are wall-clock times. */
+#define CLOCK_WARN_MS 250  /* early warning */
+#define CLOCK_FAIL_MS 2000 /* past this, slots fire and records read seconds off */
 
 enum verdict { V_OK, V_WARN, V_FAIL };
 
@@ -618,13 +621,13 @@ static void check_redis(struct doctor *d)
            t->redis_socket[0] ? t->redis_socket : t->redis_host);
     check_redis_durable(d, rc);
 
-    int64_t t0 = now_ms();
+    /* the offset is of the wall clock (cron slots and records use it); the
+     * round trip is elapsed time */
+    int64_t t0 = now_ms(), m0 = mono_ms();
     r = redisCommand(rc, "TIME");
-    int64_t t1 = now_ms();
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
-        int64_t server = strtoll(r->element[0]->str, NULL, 10) * 1000 +
-                         strtoll(r->element[1]->str, NULL, 10) / 1000;
+    int64_t m1 = mono_ms(), t1 = t0 + (m1 - m0);
+    int64_t server = rds_time_reply_ms(r);
+    if (server >= 0) {
         int64_t off = server - (t0 + t1) / 2, mag = off < 0 ? -off : off;
         const char *fix =
             "synchronise both nodes and the backend with NTP (chrony or systemd-timesyncd)";
@@ -744,11 +747,11 @@ static void check_python_modules(struct doctor *d)
     /* Read its one line, giving up after 30 s (an import that hangs). */
     char out[2048];
     size_t got = 0;
-    int64_t deadline = now_ms() + 30000;
+    int64_t deadline = mono_ms() + 30000;
     bool timed_out = false;
     for (;;) {
         struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - mono_ms();
         if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
             timed_out = true;
             kill(pid, SIGKILL);

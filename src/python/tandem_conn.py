@@ -353,8 +353,8 @@ class MQTTHelper(object):
         except Exception as e:
             raise _connect_error('mqtt', c, e, 1883) from None
         # CONNACK: a refused login must fail here, not at the first publish
-        deadline = time.time() + CONNECT_TIMEOUT
-        while not self.client.is_connected() and time.time() < deadline:
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while not self.client.is_connected() and time.monotonic() < deadline:
             self.client.loop(timeout=0.1)
         if not self.client.is_connected():
             raise ConnectorError('mqtt %s:%s: the broker did not accept the connection '

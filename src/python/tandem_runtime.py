@@ -64,8 +64,11 @@ class _Capture(object):
 
     def __init__(self, cap, start=None):
         self.cap = cap
-        self.start = start or time.time()
-        self.prev = self.start
+        # the stamp shows the wall clock; the +delta and total are elapsed
+        # time (monotonic): a step of the wall clock does not enter them
+        now_m = time.monotonic()
+        self.start_m = now_m - max(0.0, time.time() - start) if start else now_m
+        self.prev_m = now_m
         self.partial = ''
         self.head = []
         self.head_len = 0
@@ -79,11 +82,11 @@ class _Capture(object):
     def entry(self, msg):
         if self.strays and threading.get_ident() in self.strays:
             return  # an earlier task's thread: dropped
-        now = time.time()
+        now, now_m = time.time(), time.monotonic()
         stamp = '[%s] [+%dms] [%dms] ' % (time.strftime('%m-%d %H:%M:%S', time.localtime(now)),
-                                          int((now - self.prev) * 1000),
-                                          int((now - self.start) * 1000))
-        self.prev = now
+                                          int((now_m - self.prev_m) * 1000),
+                                          int((now_m - self.start_m) * 1000))
+        self.prev_m = now_m
         if len(msg) > LINE_LIMIT:
             msg = '%s... <Length: %d>' % (msg[:LINE_LIMIT], len(msg))
         line = stamp + msg + '\n'
@@ -607,10 +610,10 @@ def _debug_child(w, task_id, code, script_id, func_name, kwargs, limit):
                    'traceback': None, 'printLogs': [], 'returnValue': None,
                    'responseControl': None, 'apiFuncs': [], 'cost': 0}
         else:
-            t0 = time.time()
+            t0 = time.monotonic()
             v, ok, output = _run(task, body)
             res = {'printLogs': output.splitlines(), 'apiFuncs': state['funcs'],
-                   'cost': round(time.time() - t0, 3)}
+                   'cost': round(time.monotonic() - t0, 3)}
             if ok:
                 import pprint
                 resp = None
@@ -655,10 +658,10 @@ def debug_code(task_id, kw, timeout):
         os.close(r)
         _debug_child(w, task_id, code, script_id, func_name, kwargs, limit)
     os.close(w)
-    chunks, deadline, timed_out = [], time.time() + limit, False
+    chunks, deadline, timed_out = [], time.monotonic() + limit, False
     try:
         while True:
-            left = deadline - time.time()
+            left = deadline - time.monotonic()
             if left <= 0:
                 timed_out = True
                 break

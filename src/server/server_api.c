@@ -283,17 +283,28 @@ static enum MHD_Result mp_iter(void *cls, enum MHD_ValueKind kind, const char *k
         char path[1024];
         /* stored under a number: the client's file name never becomes a path */
         snprintf(path, sizeof path, "%s/%zu", m->x->upload_dir, json_array_size(m->x->files));
+        /* the descriptor first: a part whose Content-Type or encoding is not
+         * UTF-8 cannot be described in kwargs.files, so it is refused, not
+         * stored on disk and left out (found by tests/fuzz/fuzz-multipart) */
+        json_t *orig = json_string(filename);
+        json_t *desc = json_pack("{s:s,s:o,s:s,s:s,s:I}", "filePath", path, "originalname",
+                                 orig ? orig : json_string("upload"), "encoding",
+                                 transfer_encoding ? transfer_encoding : "7bit", "mimetype",
+                                 content_type ? content_type : "application/octet-stream", "size",
+                                 (json_int_t)0);
+        if (!desc) {
+            snprintf(m->err, sizeof m->err,
+                     "file part %zu: its Content-Type or Content-Transfer-Encoding is not UTF-8",
+                     json_array_size(m->x->files) + 1);
+            return MHD_NO;
+        }
         m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (m->fd < 0) {
+            json_decref(desc);
             snprintf(m->err, sizeof m->err, "cannot store the upload: %s", strerror(errno));
             return MHD_NO;
         }
-        json_t *orig = json_string(filename);
-        m->cur = json_pack("{s:s,s:o,s:s,s:s,s:I}", "filePath", path, "originalname",
-                           orig ? orig : json_string("upload"), "encoding",
-                           transfer_encoding ? transfer_encoding : "7bit", "mimetype",
-                           content_type ? content_type : "application/octet-stream", "size",
-                           (json_int_t)0);
+        m->cur = desc;
         json_array_append_new(m->x->files, m->cur);
     }
     size_t done = 0;
@@ -346,6 +357,16 @@ static json_t *parse_multipart(struct srv_req *r, struct api_ctx *x)
         return NULL;
     }
     return m.fields;
+}
+
+json_t *api_multipart_data(struct srv_req *r, json_t **files, char *dir, size_t n)
+{
+    struct api_ctx x;
+    memset(&x, 0, sizeof x);
+    json_t *fields = parse_multipart(r, &x);
+    *files = x.files;
+    snprintf(dir, n, "%s", x.upload_dir);
+    return fields;
 }
 
 /* ---- the request's data ----------------------------------------------------- */

@@ -190,8 +190,7 @@ static int gen_bump(char *why, size_t whyn)
     pthread_cond_signal(&S.kick_cv);
     pthread_mutex_unlock(&S.kick_mu);
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 2;
+    mono_deadline(&ts, 2000);
     pthread_mutex_lock(&S.cache_mu);
     while (S.cache->gen < gen) {
         if (pthread_cond_timedwait(&S.cache_cv, &S.cache_mu, &ts) == ETIMEDOUT)

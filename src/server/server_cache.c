@@ -318,12 +318,7 @@ void *housekeeper_main(void *arg)
         }
         /* sleep 200 ms or until an admin write kicks us */
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        mono_deadline(&ts, 200);
         pthread_mutex_lock(&S.kick_mu);
         while (!S.kick && !S.stop) {
             if (pthread_cond_timedwait(&S.kick_cv, &S.kick_mu, &ts) == ETIMEDOUT)

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "cron.h"
 #include "log.h"
+#include "rds.h"
 #include "server_int.h"
 
 #define CONSOLE_FILE_MAX (4u << 20) /* the console's files are a few KiB each */
@@ -368,7 +369,9 @@ void h_console_switchover(struct srv_req *r)
     if (!rc)
         goto out;
     const char *P = S.conf.redis_prefix;
-    redisReply *rep = redisCommand(rc, "HGET %ssv %s", P, want);
+    /* with Redis's clock, which the entry's age is judged by */
+    int64_t rnow;
+    redisReply *rep = rds_command_timed(rc, &rnow, "HGET %ssv %s", P, want);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         req_redis_err(r, rc, rep, "reading the supervisors' state");
         goto out;
@@ -376,7 +379,7 @@ void h_console_switchover(struct srv_req *r)
     json_t *st = rep->type == REDIS_REPLY_STRING ? json_loads(rep->str, 0, NULL) : NULL;
     freeReplyObject(rep);
     const char *role = json_string_value(json_object_get(st, "role"));
-    int64_t age = now_ms() - json_integer_value(json_object_get(st, "ts"));
+    int64_t age = rds_sv_age_ms(st, rnow);
     bool primary = role && strcmp(role, "master") == 0 && age < SV_FRESH_MS;
     json_decref(st);
     if (!primary) {

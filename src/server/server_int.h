@@ -315,6 +315,14 @@ int api_throttle(struct srv_req *r, const char *kind, const char *id, json_t *ru
  * DFF reads it: a new object, or NULL after answering 400/500. Pure apart
  * from the answer: fuzzed by tests/fuzz/fuzz-kwargs.c. */
 json_t *api_body_data(struct srv_req *r, const char *ct, bool *raw);
+/* A multipart/form-data body (r->body) of connection r->conn, through
+ * libmicrohttpd's post processor: its fields as a new object, its files
+ * stored under a new directory (its path in dir, "" if none was made;
+ * the caller removes it) and described in *files, the array that becomes
+ * kwargs.files ({filePath, originalname, encoding, mimetype, size} each;
+ * may be set on failure too). NULL after answering 400/500. Fuzzed by
+ * tests/fuzz/fuzz-multipart.c. */
+json_t *api_multipart_data(struct srv_req *r, json_t **files, char *dir, size_t n);
 
 /* server_resource.c: a DFF script-set export (its META as JSON) flattened
  * into the items to write, in write order (a set before its scripts), each

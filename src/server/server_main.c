@@ -51,9 +51,9 @@ static int init(const struct cli_opts *o)
     snprintf(S.id, sizeof S.id, "%.64s:%d:%.8s", S.conf.node_name, (int)getpid(), rnd);
     init_epoch(o->epoch);
     pthread_mutex_init(&S.cache_mu, NULL);
-    pthread_cond_init(&S.cache_cv, NULL);
+    cond_init_mono(&S.cache_cv);
     pthread_mutex_init(&S.kick_mu, NULL);
-    pthread_cond_init(&S.kick_cv, NULL);
+    cond_init_mono(&S.kick_cv);
     pthread_mutex_init(&S.pend_mu, NULL);
     S.cache = cache_new_empty();
     backend_init();

@@ -77,6 +77,7 @@ struct wtask {
     char entry[48]; /* stream entry id, for XACK/XDEL */
     int64_t enq_ms, epoch, nominal, ver;
     int64_t start_ms;     /* wall clock when the child started it */
+    int64_t start_mono;   /* CLOCK_MONOTONIC then (one host: the master compares it) */
     int32_t cache_result; /* s; set when known (after the run) */
 };
 
@@ -109,6 +110,9 @@ struct woutcome {
     json_t *data;   /* borrowed; extra data (e.g. {"line":3}) or NULL */
     json_t *resp;   /* borrowed; DFF.RESP's response control (success only) or NULL */
     int64_t start_ms, end_ms;
+    /* CLOCK_MONOTONIC at the same moments (0 = unknown): the cost is
+     * measured on these, so a wall-clock step does not enter it */
+    int64_t start_mono, end_mono;
     /* For the task record only (DFF's task-record fields), all borrowed and
      * optional: the call's kwargs, the root task of a DFF.FUNC chain (NULL:
      * none, the task is its own root) and the chain of func ids. */
@@ -117,6 +121,8 @@ struct woutcome {
     json_t *chain;
 };
 
+/* The task's cost in ms: monotonic when both ends are known, else wall. */
+int64_t wrec_cost_ms(const struct woutcome *o);
 /* Outcome JSON for the reply list (docs/INTERNALS.md "Outcome JSON"). */
 json_t *wrec_outcome(const struct wtask *t, const struct woutcome *o, const char *node);
 /* Task status for Ptask:<id>: the task's fields merged with the outcome. */

@@ -493,8 +493,7 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
                    const char *cache_key)
 {
     int fails = 0;
-    wstats_add(&ch->stats, o->status,
-               o->end_ms > o->start_ms && o->start_ms > 0 ? o->end_ms - o->start_ms : 0);
+    wstats_add(&ch->stats, o->status, wrec_cost_ms(o));
     for (;;) {
         char *err = NULL;
         struct prefetch pf;
@@ -585,11 +584,14 @@ static void bad_message(struct wchild *ch, const struct wentry *e, const char *w
             snprintf(wt.reply, sizeof(wt.reply), "%s", reply);
         wt.timeout = 1;
         wt.start_ms = now_ms();
+        wt.start_mono = mono_ms();
         struct woutcome o = {.status = "failure",
                              .reason = "EClientBadRequest",
                              .message = why,
                              .start_ms = wt.start_ms,
-                             .end_ms = now_ms()};
+                             .end_ms = now_ms(),
+                             .start_mono = wt.start_mono,
+                             .end_mono = mono_ms()};
         commit(ch, &wt, &o, NULL);
     } else {
         char k[128];
@@ -781,6 +783,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
     }
     wtask_from_task(&wt, &t, w_queues[e->q], e->id);
     wt.start_ms = now_ms();
+    wt.start_mono = mono_ms();
     tell_master(ch, WMSG_START, &wt);
     if (strcmp(wt.queue, "sync") != 0)
         set_running(ch, &wt);
@@ -788,6 +791,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
     memset(&o, 0, sizeof(o));
     memset(&pr, 0, sizeof(pr));
     o.start_ms = wt.start_ms;
+    o.start_mono = wt.start_mono;
     if (t.expires_ms > 0 && wt.start_ms > t.expires_ms) {
         char iso[40];
         snprintf(why, sizeof(why), "task expired at %s before a worker took it",
@@ -843,6 +847,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
         }
     }
     o.end_ms = now_ms();
+    o.end_mono = mono_ms();
     /* system tasks' kwargs are scripts and connector configs, not calls */
     if (strncmp(t.func, "__sys.", 6) != 0)
         o.kwargs = t.kwargs;
@@ -853,7 +858,7 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
     commit(ch, &wt, &o, ck);
     tell_master(ch, WMSG_DONE, &wt);
     log_debug("child %s: %s %s %s in %lld ms", ch->consumer, wt.id, wt.func, o.status,
-              (long long)(o.end_ms - o.start_ms));
+              (long long)wrec_cost_ms(&o));
     json_decref(result);
     json_decref(data);
     json_decref(resp);

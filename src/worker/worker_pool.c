@@ -231,10 +231,12 @@ static void on_message(struct pool *p, struct slot *s, const struct wmsg *m)
         s->busy = true;
         s->task = m->t;
         {
-            int64_t late = now_ms() - m->t.start_ms; /* since the child started it */
-            if (late < 0 || late > 60000)
-                late = 0; /* a clock step: trust our own clock */
-            s->deadline = mono_ms() - late + (int64_t)m->t.timeout * 1000;
+            /* from when the child started it: the monotonic clock is the
+             * host's, shared by both processes and blind to wall steps */
+            int64_t now = mono_ms(), start = m->t.start_mono;
+            if (start <= 0 || start > now || now - start > 60000)
+                start = now; /* not a time of this boot: count from now */
+            s->deadline = start + (int64_t)m->t.timeout * 1000;
         }
         s->next_rss = mono_ms() + RSS_BUSY_MS;
         s->fails = 0;
@@ -337,6 +339,8 @@ static void record_death(struct pool *p, struct slot *s, int status)
     memset(&o, 0, sizeof(o));
     o.start_ms = t->start_ms;
     o.end_ms = now_ms();
+    o.start_mono = t->start_mono;
+    o.end_mono = mono_ms();
     wait_status_text(status, ws, sizeof(ws));
     if (aimed && s->kill_why == KILL_TIMEOUT) {
         o.status = "timeout";

@@ -67,8 +67,10 @@ static void set_int(json_t *o, const char *k, int64_t v)
     json_object_set_new(o, k, json_integer((json_int_t)v));
 }
 
-static int64_t cost_of(const struct woutcome *o)
+int64_t wrec_cost_ms(const struct woutcome *o)
 {
+    if (o->start_mono > 0 && o->end_mono >= o->start_mono)
+        return o->end_mono - o->start_mono;
     if (o->start_ms <= 0 || o->end_ms < o->start_ms)
         return 0;
     return o->end_ms - o->start_ms;
@@ -92,7 +94,7 @@ static void add_outcome(json_t *j, const struct woutcome *o, const char *node)
     }
     if (o->output && o->output[0])
         set_str(j, "output", o->output, REC_MEDIUM_MAX);
-    set_int(j, "cost", cost_of(o));
+    set_int(j, "cost", wrec_cost_ms(o));
     if (o->start_ms > 0)
         set_int(j, "start", o->start_ms);
     set_int(j, "end", o->end_ms);
@@ -178,7 +180,7 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
     set_ms_or_null(j, "enqueued_at", t->enq_ms);
     set_ms_or_null(j, "started_at", o->start_ms);
     set_int(j, "ended_at", o->end_ms);
-    set_int(j, "cost_ms", cost_of(o));
+    set_int(j, "cost_ms", wrec_cost_ms(o));
     /* DFF's task-record fields (migration 008) */
     json_object_set_new(j, "kwargs_json", o->kwargs ? json_text_capped(o->kwargs) : json_null());
     json_object_set_new(j, "return_value_json",
@@ -262,8 +264,7 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
     if (result_cache_key && t->cache_result > 0 && strcmp(o->status, "success") == 0)
         s_res = json_dumps(o->result ? o->result : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
     snprintf(ttl, sizeof(ttl), "%d", t->reply[0] ? c->sync_task_ttl : c->task_ttl);
-    snprintf(cost, sizeof(cost), "%lld",
-             (long long)(o->end_ms > o->start_ms && o->start_ms > 0 ? o->end_ms - o->start_ms : 0));
+    snprintf(cost, sizeof(cost), "%lld", (long long)wrec_cost_ms(o));
     snprintf(res_ttl, sizeof(res_ttl), "%d", t->cache_result);
 
     /* EVALSHA: the script's 1 KiB is not sent and hashed on every call */

@@ -17,9 +17,10 @@
 # Names: switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop
 # partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom
 # backend-reboot; in an `up --ha-backend` lab (run_drill.sh makes one):
-# redis-failover mariadb-switch redis-partition
+# redis-failover mariadb-switch redis-partition; in an `up --faketime` lab:
+# clock-step
 
-DRILL_NAMES="switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom backend-reboot redis-failover mariadb-switch redis-partition"
+DRILL_NAMES="switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom backend-reboot redis-failover mariadb-switch redis-partition clock-step"
 HA_DRILLS="redis-failover mariadb-switch redis-partition"
 LOAD_S=${DRILL_LOAD_S:-22}   # client load duration
 FAULT_AT=${DRILL_FAULT_AT:-5} # s into the load
@@ -492,6 +493,162 @@ fault_redis-oom() {
     EXPECT_PRIMARY=any EXPECT_EPOCH=any OUTAGE_TARGET_MS=""
 }
 
+# --- the clock step (a lab made by `up --faketime`) ------------------------------
+#
+# One node's wall clock is stepped by 5 s forward and back under load, the
+# primary's first (its stack: beat, server, worker), then the standby's, as
+# an NTP step or an operator's `date -s` would: libfaketime in every process
+# of the node reads the offset from DIR/<node>/faketime on each call, so all
+# of them see the step at once; their monotonic clock is untouched, as a
+# real step leaves it. Promises, besides the usual ones: no failover (same
+# primary, same epoch), no failed call, no outage over 1 s, the beat keeps
+# its lease (no takeover, no duplicate refused), every cron slot fires once:
+# the per-second drill job (grace 60 s) catches up the slots a forward step
+# jumped over; a second per-second job with a misfire grace of 2 s records
+# the ones past its grace as missed (at least one must be, one record per
+# slot: reported, not silent). And each supervisor keeps judging its peer
+# alive: the age at which it sees the peer's entry stays under 1 s whichever
+# clock moved (ages are read on Redis's clock), so neither a promotion guard
+# nor a switchover's "is the backup ready" is fooled by the step.
+CRON_GRACE_ID=cron-drill-grace2
+CLOCK_AGE_MAX_MS=1000
+
+clock_set() { # NODE OFFSET: node's wall clock = real time + OFFSET s, from now on
+    printf '%s\n' "$2" >"$DIR/$1/faketime.tmp" && chmod 644 "$DIR/$1/faketime.tmp" &&
+        mv -f "$DIR/$1/faketime.tmp" "$DIR/$1/faketime"
+}
+
+# Offset (ms) of node N's wall clock from Redis's: its supervisor's last
+# entry carries both (ts: the node's clock, rts: Redis's, same write).
+sv_clock_offset() {
+    rcli HGET tandem:sv "node-$1" | /usr/bin/python3 -c 'import json,sys
+d=json.load(sys.stdin); print(d["ts"] - d["rts"])' 2>/dev/null
+}
+
+# Offset (ms) of the wall clock of node N's beat (its stack) from Redis's:
+# its heartbeat's ts (written every second) against TIME now.
+beat_clock_offset() {
+    local k
+    for k in $(rcli SMEMBERS tandem:hb:beat); do
+        case "$k" in *":node-$1:"*) rcli GET "$k"; rcli TIME; break ;; esac
+    done | /usr/bin/python3 -c 'import json,sys
+l=sys.stdin.read().split("\n")
+print(json.loads(l[0])["ts"] - (int(l[1]) * 1000 + int(l[2]) // 1000))' 2>/dev/null
+}
+
+peer_age() { # NODE -> the age at which NODE's supervisor sees its peer's entry, ms
+    sv_status "$1" | /usr/bin/python3 -c 'import json,sys
+print(json.load(sys.stdin)["peers"][0]["age_ms"])' 2>/dev/null
+}
+
+# NODE OFFSET SECONDS: step NODE's clock to OFFSET, check it took, and until
+# SECONDS after the step (at least once) watch how old the other node's
+# supervisor finds NODE's entry.
+clock_phase() {
+    local n=$1 off=$2 secs=$3 obs want got beat="" age worst=0 end
+    obs=$(other "$n")
+    want=$((${off#+} * 1000))
+    end=$(($(now_ms) + secs * 1000))
+    clock_set "$n" "$off"
+    echo "  $(date -u +%T.%3N) node $n's wall clock stepped to real time $off s"
+    sleep 1 # the supervisor publishes every 200 ms, the beat beats every second
+    got=$(sv_clock_offset "$n")
+    [ "$n" = "$P0" ] && beat=$(beat_clock_offset "$n")
+    if [ -z "$got" ] || [ $((got - want)) -gt 1000 ] || [ $((want - got)) -gt 1000 ]; then
+        FIG_FAIL="node $n's supervisor clock is ${got:-?} ms from Redis's, want $want: the step did not take (libfaketime not in effect?)"
+    fi
+    # the heartbeat read is up to a second (and a busy host's redis-cli) old
+    if [ "$n" = "$P0" ] && { [ -z "$beat" ] || [ $((beat - want)) -gt 200 ] || [ $((want - beat)) -gt 2500 ]; }; then
+        FIG_FAIL="node $n's beat clock is ${beat:-?} ms from Redis's, want $want: its stack did not see the step"
+    fi
+    while :; do
+        age=$(peer_age "$obs")
+        [ -n "$age" ] || age=999999
+        [ "${age#-}" -gt "${worst#-}" ] && worst=$age
+        [ "$(now_ms)" -lt "$end" ] || break
+        sleep 0.2
+    done
+    [ -n "$beat" ] && beat=" (the beat: $beat ms)"
+    echo "    its clock $got ms from Redis's$beat; node $obs saw its entry at most $worst ms old"
+    FIGURES+="clock_${n}_${off}_peer_age_max_ms=$worst"$'\n'
+    [ "${worst#-}" -lt "$CLOCK_AGE_MAX_MS" ] ||
+        FIG_FAIL="with node $n's clock at $off s, node $obs saw its entry $worst ms old (want under $CLOCK_AGE_MAX_MS): it would misjudge its peer"
+}
+
+beat_stat() { rcli HGET tandem:stats:beat "$1" || echo 0; }
+
+fault_clock-step() {
+    local n sb
+    for n in a b; do
+        [ -f "$DIR/$n/faketime" ] ||
+            { FIG_FAIL="node $n does not run under libfaketime (a lab made without --faketime): no clock could be stepped"; return; }
+    done
+    sb=$(other "$P0")
+    CLK_TK0=$(beat_stat lease_takeovers_total) CLK_DUP0=$(beat_stat duplicate_total)
+    CLK_FEN0=$(beat_stat fenced_total)
+    sqlq "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled, misfire_grace)
+          VALUES ('$CRON_GRACE_ID', '$FUNC_CRON', 'drill: every second, grace 2 s', '* * * * * *', 'UTC', '{}', 1, 2)
+          ON DUPLICATE KEY UPDATE enabled = 1, misfire_grace = 2" ||
+        { FIG_FAIL="cannot create the cron job $CRON_GRACE_ID"; return; }
+    rcli INCR tandem:gen >/dev/null
+    sleep 2 # loaded; its slots from the next second on
+    CLK_FROM=$(($(date +%s) + 1))
+    clock_phase "$P0" +5 4
+    clock_phase "$P0" +0 4
+    clock_phase "$P0" -5 4
+    clock_phase "$P0" +0 3
+    CLK_TO=$(($(date +%s) - 1))
+    clock_phase "$sb" +5 2
+    clock_phase "$sb" -5 2
+    clock_phase "$sb" +0 2
+    CLK_END=$(date +%s)
+    AFTER_LOAD=clock_step_after
+    EXPECT_PRIMARY=same EXPECT_EPOCH=same OUTAGE_TARGET_MS=1000 NO_FAILED=1
+}
+
+# After the load: the grace-2 job's slots while the primary's clock moved,
+# and the beat's counters.
+clock_step_after() {
+    local t_end
+    t_end=$(jget t_load_end <"$DIR/drill-clock-step-client.json" | cut -d. -f1)
+    [ -n "$t_end" ] && [ "$CLK_END" -le "$t_end" ] ||
+        FIG_FAIL="the steps ended at $CLK_END, after the client's load (${t_end:-?}): calls under them were not all measured (DRILL_LOAD_S longer)"
+    sleep 3 # task records are flushed to MariaDB in batches
+    local rows verdict
+    rows=$(sqlq "SELECT UNIX_TIMESTAMP(nominal_at) DIV 1, COUNT(DISTINCT id), GROUP_CONCAT(DISTINCT status)
+          FROM task_record WHERE origin = 'cron' AND origin_id = '$CRON_GRACE_ID'
+          AND nominal_at >= FROM_UNIXTIME($CLK_FROM) AND nominal_at <= FROM_UNIXTIME($CLK_TO)
+          GROUP BY 1")
+    sqlq "UPDATE cron_job SET enabled = 0 WHERE id = '$CRON_GRACE_ID'" && rcli INCR tandem:gen >/dev/null
+    verdict=$(printf '%s\n' "$rows" | /usr/bin/python3 -c 'import sys
+lo, hi = int(sys.argv[1]), int(sys.argv[2])
+slots = {}
+for line in sys.stdin:
+    f = line.rstrip("\n").split("\t")
+    if len(f) >= 2 and f[0]:
+        slots[int(f[0])] = (int(f[1]), f[2] if len(f) > 2 else "")
+missing = [s for s in range(lo, hi + 1) if s not in slots]
+double = [s for s, (k, _) in slots.items() if k > 1]
+missed = sorted(s for s, (_, st) in slots.items() if "missed" in st)
+print("%d %d %d %d %s" % (hi - lo + 1, len(missing), len(double), len(missed), missed[:10]))' "$CLK_FROM" "$CLK_TO")
+    local total miss dbl mis
+    read -r total miss dbl mis _ <<<"$verdict"
+    echo "  grace-2 job, slots $CLK_FROM..$CLK_TO: $total slots, $miss without a record, $dbl with two, $mis recorded missed (${verdict#* * * * })"
+    FIGURES+="grace2_slots=$total"$'\n'"grace2_missed_recorded=$mis"$'\n'
+    [ "${miss:-1}" = 0 ] && [ "${dbl:-1}" = 0 ] ||
+        FIG_FAIL="grace-2 job: $miss slot(s) without a record, $dbl with two (want one record per slot)"
+    [ "${mis:-0}" -gt 0 ] ||
+        FIG_FAIL="grace-2 job: no slot recorded missed, yet a 5 s step forward jumped over its 2 s grace"
+    local tk du fe
+    tk=$(($(beat_stat lease_takeovers_total) - CLK_TK0)) du=$(($(beat_stat duplicate_total) - CLK_DUP0))
+    fe=$(($(beat_stat fenced_total) - CLK_FEN0))
+    echo "  beat: $tk lease takeover(s), $du duplicate(s) refused, $fe fenced batch(es) during the drill"
+    FIGURES+="beat_takeovers=$tk"$'\n'"beat_duplicates=$du"$'\n'"beat_fenced=$fe"$'\n'
+    [ "$tk" = 0 ] && [ "$fe" = 0 ] ||
+        FIG_FAIL="the beat lost its lease over a clock step ($tk takeover(s), $fe fenced batch(es))"
+    [ "$du" = 0 ] || FIG_FAIL="the beat tried $du slot(s) a second time after a clock step"
+}
+
 # --- faults of the highly available backend (appliance/lab-ha.sh) -------------
 
 # SIGKILL the Redis master under load. The Sentinels promote the replica
@@ -663,6 +820,9 @@ drill_run() {
             { echo "drill $name: cannot take the snapshot" >&2; return 1; }
         SNAP_EPOCH=$e0
     fi
+    # the clock step's seven phases (and their checks, ~5 s each on a busy host)
+    # need a longer load than the other drills
+    [ "$name" = clock-step ] && LOAD_S=${DRILL_LOAD_S:-75}
     # two partitions, each with its settling, need a longer load
     [ "$name" = redis-partition ] && [ -z "${DRILL_LOAD_S:-}" ] && LOAD_S=45
     local t0; t0=$(date +%s)

@@ -32,6 +32,9 @@ ip netns del "$probe"
 for n in ${NS}br ${NS}backend ${NS}a ${NS}b ${NS}client; do
     ip netns list | grep -qw "^$n" && { echo "FAIL drill $NAME: namespace $n exists (another lab is up)"; exit 1; }
 done
+if [ "$NAME" = clock-step ]; then
+    compgen -G '/usr/lib/*/faketime/libfaketimeMT.so.1' >/dev/null || missing "libfaketime is not installed"
+fi
 [ -x "$TANDEM_BUILD/bin/tandem-supervisor" ] || { echo "FAIL drill $NAME: $TANDEM_BUILD/bin/tandem-supervisor not built"; exit 1; }
 
 DIR=$(mktemp -d /tmp/tandem-drill-XXXXXX)
@@ -44,7 +47,10 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 UP=("${UP_OPTS[@]}")
-case "$NAME" in redis-failover | mariadb-switch) UP+=(--ha-backend) ;; esac
+case "$NAME" in
+redis-failover | mariadb-switch) UP+=(--ha-backend) ;;
+clock-step) UP+=(--faketime) ;; # each node's wall clock under the drill's control
+esac
 # the partition drill checks the documented default: an enqueue that no
 # replica acknowledged is refused, so a write left on a demoted master was
 # never accepted

@@ -1,3 +1,5 @@
+#include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -54,6 +56,41 @@ static void test_clock_now_is_realtime_and_mono_advances(void **state)
     assert_true(b - a < 5000);
 }
 
+/* A condition variable made by cond_init_mono times out on the monotonic
+ * clock: mono_deadline's deadline, not one of the wall clock. */
+static void test_clock_cond_times_out_on_the_monotonic_clock(void **state)
+{
+    (void)state;
+    pthread_cond_t cv;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    assert_int_equal(cond_init_mono(&cv), 0);
+    struct timespec dl;
+    int64_t a = mono_ms();
+    mono_deadline(&dl, 50);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    /* the deadline is on CLOCK_MONOTONIC: 50 ms ahead of it, not ~56 years */
+    int64_t ahead = (int64_t)(dl.tv_sec - now.tv_sec) * 1000 + (dl.tv_nsec - now.tv_nsec) / 1000000;
+    assert_true(ahead >= 40 && ahead <= 50);
+    assert_true(dl.tv_nsec >= 0 && dl.tv_nsec < 1000000000L);
+    pthread_mutex_lock(&mu);
+    int rc;
+    do
+        rc = pthread_cond_timedwait(&cv, &mu, &dl);
+    while (rc == 0);
+    pthread_mutex_unlock(&mu);
+    int64_t b = mono_ms();
+    assert_int_equal(rc, ETIMEDOUT);
+    assert_true(b - a >= 45 && b - a < 2000);
+    pthread_cond_destroy(&cv);
+
+    a = mono_ms();
+    mono_sleep_ms(30);
+    b = mono_ms();
+    assert_true(b - a >= 29 && b - a < 2000);
+    mono_sleep_ms(-5); /* nothing to wait for */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -61,6 +98,7 @@ int main(void)
         cmocka_unit_test(test_clock_sql_datetime),
         cmocka_unit_test(test_clock_truncates_to_buffer),
         cmocka_unit_test(test_clock_now_is_realtime_and_mono_advances),
+        cmocka_unit_test(test_clock_cond_times_out_on_the_monotonic_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

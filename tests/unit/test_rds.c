@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "clock.h"
 #include "redis_fixture.h"
 
 static void test_rds_heartbeats_are_listed_and_expired_ones_pruned(void **state)
@@ -44,10 +45,54 @@ static void test_rds_heartbeats_are_listed_and_expired_ones_pruned(void **state)
     freeReplyObject(r);
 }
 
+/* A supervisor's entry is aged on Redis's clock: a writer whose wall clock
+ * is 5 s off (a step) is still seen as fresh, and an old entry as old. */
+static void test_rds_sv_age_is_judged_on_redis_clock(void **state)
+{
+    struct redis_fixture *f = *state;
+    if (f->rc == NULL)
+        skip();
+    redisReply *r = redisCommand(f->rc, "TIME");
+    int64_t rnow = rds_time_reply_ms(r);
+    freeReplyObject(r);
+    assert_true(rnow > 0 && rnow - now_ms() < 2000 && now_ms() - rnow < 2000);
+    r = redisCommand(f->rc, "PING");
+    assert_int_equal(rds_time_reply_ms(r), -1); /* not a TIME reply */
+    freeReplyObject(r);
+    int64_t rnow2 = -1;
+    r = rds_command_timed(f->rc, &rnow2, "ECHO %s", "x");
+    assert_non_null(r);
+    assert_string_equal(r->str, "x");
+    freeReplyObject(r);
+    assert_true(rnow2 >= rnow && rnow2 - rnow < 2000);
+    assert_int_equal(rds_time_reply_ms(NULL), -1);
+
+    json_t *ahead = json_pack("{s:I,s:I}", "ts", (json_int_t)(now_ms() + 5000), "rts",
+                              (json_int_t)(rnow - 150));
+    json_t *behind = json_pack("{s:I,s:I}", "ts", (json_int_t)(now_ms() - 5000), "rts",
+                               (json_int_t)(rnow - 150));
+    json_t *stale =
+        json_pack("{s:I,s:I}", "ts", (json_int_t)now_ms(), "rts", (json_int_t)(rnow - 4000));
+    assert_int_equal(rds_sv_age_ms(ahead, rnow), 150);
+    assert_int_equal(rds_sv_age_ms(behind, rnow), 150);
+    assert_int_equal(rds_sv_age_ms(stale, rnow), 4000);
+    /* an older supervisor's entry (no rts), or no TIME: the wall clocks */
+    json_t *old = json_pack("{s:I}", "ts", (json_int_t)(now_ms() - 700));
+    int64_t a = rds_sv_age_ms(old, rnow);
+    assert_true(a >= 700 && a < 2700);
+    a = rds_sv_age_ms(behind, -1);
+    assert_true(a >= 5000 && a < 7000);
+    json_decref(ahead);
+    json_decref(behind);
+    json_decref(stale);
+    json_decref(old);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rds_heartbeats_are_listed_and_expired_ones_pruned),
+        cmocka_unit_test(test_rds_sv_age_is_judged_on_redis_clock),
     };
     return cmocka_run_group_tests(tests, redis_up, redis_down);
 }
