@@ -27,8 +27,10 @@
  * oldest slot not yet handled, valid for the schedule version in field
  * "sched" (the job's updated_at). A new lease holder starts each job at
  * max(that, its own memory, the first slot after the job's last change, the
- * first slot after the last global pause/resume), fires slots at most
- * misfire_grace late, and records older ones as "missed". */
+ * first slot after the last global pause/resume, and -- as Redis may have
+ * come back from an older snapshot -- the first slot after the latest one
+ * MariaDB's accept journal or task_record shows handled), fires slots at
+ * most misfire_grace late, and records older ones as "missed". */
 #ifndef TANDEM_BEAT_H
 #define TANDEM_BEAT_H
 
@@ -160,6 +162,11 @@ void beat_stats_flush(struct beat *b);
 void beat_fire_prepare(struct beat *b, int64_t slot);
 void beat_fire_unprepare(struct beat *b);
 void beat_ensure_groups(struct beat *b);
+/* For the jobs with want[i]: last[i] = the latest slot >= lo_s that the
+ * accept journal (task_accept) or task_record shows handled, else -1.
+ * After a Redis restore these, not Redis's cursors and fired marks, know
+ * which slots already fired. 0, or -1 (MariaDB unavailable or failing). */
+int beat_journal_handled(struct beat *b, const bool *want, int64_t lo_s, int64_t *last);
 
 /* beat_main.c */
 redisContext *beat_redis(struct beat *b);

@@ -12,6 +12,7 @@
 
 #include "beat.h"
 #include "clock.h"
+#include "db.h"
 #include "journal.h"
 #include "log.h"
 #include "rds.h"
@@ -32,7 +33,10 @@
  * every argument into a string, and 10,000 plain fires are the hot case.
  * Returns -1 (not the lease holder), -2 (stale epoch) or one code per slot:
  * 1 fired, 2 skipped (overlap), 3 recorded (missed/failure), 0 already
- * handled.
+ * handled; 2 and 3 come back as the string "2<record JSON>" / "3<record
+ * JSON>", so the beat can journal the record: until the keeper flushes
+ * Ptaskrec it exists only in Redis, and a restore would lose the slot's
+ * only trace (see journal_fired).
  *
  * Fired slots: one hash per nominal second, <prefix>fired:<slot>, field =
  * cron id, value = the task id (fired) or skipped|missed|failure; HSETNX
@@ -98,9 +102,10 @@ static const char FIRE_LUA[] =
     "          (math.floor(tonumber(at) / 1000) - tonumber(slot)) ..\n"
     "          's after it, past its misfire grace'\n"
     "      end\n"
-    "      redis.call('LPUSH', KEYS[4], record(id, func, tid, slot, kind,\n"
-    "        kind == 'missed' and 'ECronMissed' or 'EFuncNotFound', msg, at))\n"
-    "      res = 3\n"
+    "      local rec = record(id, func, tid, slot, kind,\n"
+    "        kind == 'missed' and 'ECronMissed' or 'EFuncNotFound', msg, at)\n"
+    "      redis.call('LPUSH', KEYS[4], rec)\n"
+    "      res = '3' .. rec\n"
     "    end\n"
     "  else\n"
     "    local rk, running = nil, false\n"
@@ -110,10 +115,11 @@ static const char FIRE_LUA[] =
     "    end\n"
     "    if running then\n"
     "      if redis.call('HSETNX', fk, id, 'skipped') == 1 then\n"
-    "        redis.call('LPUSH', KEYS[4], record(id, func, tid, slot, 'skipped', 'ECronOverlap',\n"
+    "        local rec = record(id, func, tid, slot, 'skipped', 'ECronOverlap',\n"
     "          'slot ' .. when .. ' skipped: the previous run (' .. running ..\n"
-    "          ') is still running (overlap=skip)', at))\n"
-    "        res = 2\n"
+    "          ') is still running (overlap=skip)', at)\n"
+    "        redis.call('LPUSH', KEYS[4], rec)\n"
+    "        res = '2' .. rec\n"
     "      end\n"
     "    elseif redis.call('HSETNX', fk, id, tid) == 1 then\n"
     "      if task ~= '' then\n"
@@ -168,6 +174,7 @@ struct item {
     char slot_s[24], next_s[24], rttl_s[16], at_s[24], when[40];
     char msg[256]; /* record message when not the default one */
     char *task, *status;
+    char *rec;                   /* codes 2/3: the record the script wrote (for the journal) */
     size_t task_enq, status_enq; /* offsets of the 13 enq digits, patched at send time */
     int code;                    /* the script's answer, -1 = not sent */
     /* kind "delay": the delayed runs ("<due ms> <task JSON>\n" each) and
@@ -189,6 +196,7 @@ static void item_free(struct item *it)
 {
     free(it->task);
     free(it->status);
+    free(it->rec);
     free(it->dl);
     for (int i = 0; i < it->ndl; i++)
         free(it->runs[i].status);
@@ -447,32 +455,167 @@ void beat_fire_prepare(struct beat *b, int64_t slot)
         beat_fire_unprepare(b);
 }
 
-/* The fired tasks into the accept journal (task_accept), so a Redis
- * restored from an older snapshot cannot take a fired slot's task with it:
- * the keeper's reconciler queues it again. After the fire (the slot is
- * decided by the script), so a window of this one INSERT remains; MariaDB
- * down: logged, the fire stands (beat_db_ensure retries every 2 s). */
+/* What each handled slot left into the accept journal (task_accept), so a
+ * Redis restored from an older snapshot cannot take a slot's only trace
+ * with it: a fired task (queue "cron": the keeper's reconciler queues it
+ * again, or sees its fired mark survived) and a skipped/missed/failure
+ * record (queue "record": the reconciler writes it into task_record if the
+ * keeper never flushed it). These rows are also what a beat taking over
+ * reads to learn which slots were handled (beat_journal_handled): Redis's
+ * cursors and fired marks may be older than the truth after a restore.
+ * Written after the script (the slot is decided there), so a window of this
+ * one INSERT remains; MariaDB down: logged, the fire stands (beat_db_ensure
+ * retries every 2 s). A slot fired only as delayed runs (no delay 0) is not
+ * journaled: its runs wait in Pdelayed, which a restore can lose. */
 static void journal_fired(struct beat *b, const struct item *items, int n, int64_t at)
 {
     struct journal_row *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
     size_t k = 0;
-    for (int i = 0; rows && i < n; i++)
-        if (items[i].code == 1 && strcmp(items[i].kind, "fire") == 0)
-            rows[k++] = (struct journal_row){items[i].tid, "cron", items[i].task, at};
+    for (int i = 0; rows && i < n; i++) {
+        const struct item *it = &items[i];
+        if (it->code == 1 && it->task[0])
+            rows[k++] = (struct journal_row){it->tid, "cron", it->task, at};
+        else if ((it->code == 2 || it->code == 3) && it->rec)
+            rows[k++] = (struct journal_row){it->tid, "record", it->rec, at};
+    }
     if (k && beat_db_ensure(b) == 0) {
         char *err = NULL;
         size_t done = journal_write(b->db, rows, k, &err);
         if (done < k) {
-            log_warnx("beat: accept journal: %zu fired task(s) not recorded: %s", k - done,
+            log_warnx("beat: accept journal: %zu handled slot(s) not recorded: %s", k - done,
                       err ? err : "?");
             free(err);
             mysql_close(b->db);
             b->db = NULL;
         }
     } else if (k) {
-        log_warnx("beat: accept journal: MariaDB unavailable, %zu fired task(s) not recorded", k);
+        log_warnx("beat: accept journal: MariaDB unavailable, %zu handled slot(s) not recorded", k);
     }
     free(rows);
+}
+
+struct job_ix {
+    const char *id;
+    int i;
+};
+
+static int job_ix_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct job_ix *)a)->id, ((const struct job_ix *)b)->id);
+}
+
+static void handled_at(const struct job_ix *ix, int n, const char *id, int64_t slot, int64_t *last)
+{
+    struct job_ix key = {id, 0};
+    const struct job_ix *f = bsearch(&key, ix, (size_t)n, sizeof *ix, job_ix_cmp);
+    if (f && slot > last[f->i])
+        last[f->i] = slot;
+}
+
+/* The latest slot each journaled/recorded cron row names, from task_accept
+ * rows accepted since lo_ms (cron tasks carry "nominal" in s, records
+ * "nominal_at" in ms). -1 on a MariaDB error. */
+static int journal_scan(struct beat *b, const struct job_ix *ix, int n, int64_t lo_ms,
+                        int64_t *last)
+{
+    char *err = NULL;
+    MYSQL_RES *res = db_query(b->db, &err,
+                              "SELECT queue, task FROM task_accept WHERE accepted_ms >= %lld AND "
+                              "queue IN ('cron', 'record')",
+                              (long long)lo_ms);
+    if (!res) {
+        log_warnx("beat: reading the accept journal: %s", err ? err : "?");
+        free(err);
+        return -1;
+    }
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res))) {
+        if (!row[0] || !row[1])
+            continue;
+        json_t *t = json_loads(row[1], 0, NULL);
+        const char *origin = json_string_value(json_object_get(t, "origin"));
+        const char *oid = json_string_value(json_object_get(t, "origin_id"));
+        bool rec = strcmp(row[0], "record") == 0;
+        json_t *v = json_object_get(t, rec ? "nominal_at" : "nominal");
+        if (origin && oid && strcmp(origin, "cron") == 0 && json_is_number(v)) {
+            int64_t slot = (int64_t)json_number_value(v);
+            handled_at(ix, n, oid, rec ? slot / 1000 : slot, last);
+        }
+        json_decref(t);
+    }
+    mysql_free_result(res);
+    return 0;
+}
+
+int beat_journal_handled(struct beat *b, const bool *want, int64_t lo_s, int64_t *last)
+{
+    int n = b->njobs > 0 ? b->njobs : 0, nw = 0;
+    for (int i = 0; i < n; i++)
+        last[i] = -1;
+    struct job_ix *ix = calloc((size_t)n + 1, sizeof *ix);
+    if (!ix)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (want[i])
+            ix[nw++] = (struct job_ix){b->jobs[i].id, i};
+    int rv = 0;
+    if (nw == 0)
+        goto out;
+    if (beat_db_ensure(b) != 0) {
+        rv = -1;
+        goto out;
+    }
+    qsort(ix, (size_t)nw, sizeof *ix, job_ix_cmp);
+    /* task_record: MAX(nominal_at) per job is one seek each on KEY
+     * (origin_id, nominal_at); only cron records have a nominal_at, so no
+     * origin filter is needed (it would defeat the index). */
+    enum { CHUNK = 500 };
+    for (int off = 0; off < nw && rv == 0; off += CHUNK) {
+        int cnt = nw - off < CHUNK ? nw - off : CHUNK;
+        size_t cap = 256 + (size_t)cnt * (2 * ID_MAX + 4), len;
+        char *sql = malloc(cap);
+        if (!sql) {
+            rv = -1;
+            break;
+        }
+        len = (size_t)snprintf(sql, cap,
+                               "SELECT origin_id, FLOOR(UNIX_TIMESTAMP(MAX(nominal_at))) FROM "
+                               "task_record WHERE nominal_at >= FROM_UNIXTIME(%lld) AND "
+                               "origin_id IN (",
+                               (long long)lo_s);
+        for (int k = 0; k < cnt; k++) {
+            const char *id = ix[off + k].id;
+            sql[len++] = k ? ',' : ' ';
+            sql[len++] = '\'';
+            len += mysql_real_escape_string(b->db, sql + len, id, strlen(id));
+            sql[len++] = '\'';
+        }
+        len += (size_t)snprintf(sql + len, cap - len, ") GROUP BY origin_id");
+        MYSQL_RES *res = NULL;
+        if (mysql_real_query(b->db, sql, len) != 0 || !(res = mysql_store_result(b->db))) {
+            log_warnx("beat: reading task_record: %s (errno %u)", mysql_error(b->db),
+                      mysql_errno(b->db));
+            rv = -1;
+        }
+        free(sql);
+        MYSQL_ROW row;
+        while (res && (row = mysql_fetch_row(res)))
+            if (row[0] && row[1])
+                handled_at(ix, nw, row[0], strtoll(row[1], NULL, 10), last);
+        if (res)
+            mysql_free_result(res);
+    }
+    /* 60 s: a fire is journaled at its send time, which a slow or skewed
+     * holder may put after the slot, never much before it */
+    if (rv == 0)
+        rv = journal_scan(b, ix, nw, (lo_s - 60) * 1000, last);
+    if (rv != 0 && b->db) {
+        mysql_close(b->db);
+        b->db = NULL;
+    }
+out:
+    free(ix);
+    return rv;
 }
 
 /* Send items in pipelined batches and apply the answers. 0, -1 (Redis
@@ -580,7 +723,15 @@ static int send_items(struct beat *b, struct item *items, int n)
         for (int i = 0; i < cnt; i++) {
             struct item *it = &items[off + i];
             struct beat_job *j = &b->jobs[it->job];
-            it->code = (int)r->element[i]->integer;
+            const redisReply *e = r->element[i];
+            if (e->type == REDIS_REPLY_STRING && e->len > 1 &&
+                (e->str[0] == '2' || e->str[0] == '3')) {
+                it->code = e->str[0] - '0';
+                free(it->rec);
+                it->rec = strdup(e->str + 1);
+            } else {
+                it->code = e->type == REDIS_REPLY_INTEGER ? (int)e->integer : 0;
+            }
             j->next = it->next;
             j->handled = it->next;
             switch (it->code) {

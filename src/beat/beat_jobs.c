@@ -312,9 +312,41 @@ void beat_jobs_takeover(struct beat *b, int64_t now_s)
         if (j->handled > c)
             c = j->handled;
         j->next = c;
-        if (c >= 0 && c <= now_s)
-            late++;
     }
+    /* Redis's cursors and fired marks may be older than the truth (a Redis
+     * restored from an older snapshot, or one that lost writes): a slot due
+     * now is first looked up in MariaDB, and one the journal or task_record
+     * shows handled is not handled again. */
+    bool *want = calloc((size_t)(n ? n : 1), sizeof *want);
+    int64_t lo = INT64_MAX;
+    for (int i = 0; want && i < n; i++) {
+        int64_t c = b->jobs[i].next;
+        if (c >= 0 && c <= now_s) {
+            want[i] = true;
+            lo = c < lo ? c : lo;
+        }
+    }
+    if (want && lo != INT64_MAX) {
+        /* cur (Redis's cursors) is used up: it takes the handled slots */
+        if (beat_journal_handled(b, want, lo, cur) != 0) {
+            log_warnx("beat: takeover: MariaDB did not say which slots were handled; trusting "
+                      "Redis's cursors (after a Redis restore a slot could fire again)");
+        } else {
+            for (int i = 0; i < n; i++) {
+                struct beat_job *j = &b->jobs[i];
+                if (want[i] && cur[i] >= j->next) {
+                    log_info("beat: cron job %s: slots up to %lld already handled (journal), "
+                             "not %lld as Redis says",
+                             j->id, (long long)cur[i], (long long)j->next);
+                    j->next = first_after(j, cur[i]);
+                }
+            }
+        }
+    }
+    free(want);
+    for (int i = 0; i < n; i++)
+        if (b->jobs[i].next >= 0 && b->jobs[i].next <= now_s)
+            late++;
     free(cur);
     if (late)
         log_info("beat: %lld job(s) have slots due since before this takeover", (long long)late);

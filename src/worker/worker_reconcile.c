@@ -19,10 +19,25 @@
  * The status key is the witness: the server writes it in the same pipeline
  * as the XADD and before the journal row, the worker overwrites it with the
  * outcome (TTL worker.task_ttl, one day), and it goes only with the task's
- * record safely in task_record or with the data Redis lost. */
+ * record safely in task_record or with the data Redis lost.
+ *
+ * The beat journals every slot it handles (beat_fire.c journal_fired):
+ * - queue "cron", a fired task. Its witness is stronger than the status
+ *   key (which the beat SETs after its fire script): the slot's fired mark
+ *   Pfired:<slot> field <job> = the task id, written atomically with the
+ *   XADD. One script (CRON_LUA) decides: mark present = the fire survived
+ *   (the status key is put back); the slot marked by another task = it
+ *   already ran as that one (this row is dropped: never twice); no mark =
+ *   the fire was lost: mark it and queue the task again (once; a second
+ *   loss is recorded ETaskLost as above).
+ * - queue "record", a skipped/missed/failure record the fire script pushed
+ *   to Ptaskrec: with no row in task_record it is written there (the
+ *   keeper's flush of the same record later is a no-op on the (id, status)
+ *   key), so a restore cannot make the slot vanish without a trace. */
 #include "worker_reconcile.h"
 
 #include <errmsg.h>
+#include <jansson.h>
 #include <mysql.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +60,30 @@
 /* a row is pruned once its outcome is in task_record; the young ones are
  * left for the next tick (their outcome is usually not flushed yet) */
 #define RECON_PRUNE_AGE_MS 2000
+/* a fired mark put back by the reconciler: it is written rarely, and a
+ * beat's cursor never goes back further than a day */
+#define RECON_FIRED_TTL_S 86400
+
+/* KEYS: Pfired:<slot>, Pq:cron, Ptask:<id>. ARGV: job id, task id, task
+ * JSON, status JSON, status ttl s, may queue (1|0), fired ttl s.
+ * 0: the fire survived; 2: the slot is another task's; 1: queued again;
+ * 3: lost, and not queued (may queue 0). */
+static const char CRON_LUA[] =
+    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if v == ARGV[2] then\n"
+    "  redis.call('SET', KEYS[3], ARGV[4], 'NX', 'EX', ARGV[5])\n"
+    "  return 0\n"
+    "end\n"
+    "if v then return 2 end\n"
+    "if ARGV[6] ~= '1' then return 3 end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+    "if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[7]) end\n"
+    "if redis.call('EXISTS', KEYS[2]) == 0 then\n"
+    "  redis.pcall('XGROUP', 'CREATE', KEYS[2], 'workers', '0', 'MKSTREAM')\n"
+    "end\n"
+    "redis.call('XADD', KEYS[2], '*', 't', ARGV[3])\n"
+    "redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])\n"
+    "return 1\n";
 
 struct recon {
     const struct tconf *c;
@@ -56,6 +95,7 @@ struct recon {
     char cur_id[ID_MAX];
     int64_t next_backstop;
     struct recon_stats st, told; /* told: what Pstats:reconcile has of st */
+    char sha_cron[41];
 };
 
 struct recon *recon_new(const struct tconf *c)
@@ -80,6 +120,11 @@ void recon_free(struct recon *p)
 void recon_stats(const struct recon *p, struct recon_stats *out)
 {
     *out = p->st;
+}
+
+static char *quote_cb(void *ud, const char *s)
+{
+    return db_q((MYSQL *)ud, s);
 }
 
 /* Deletes journal rows whose outcome is recorded. Rows deleted, or -1. */
@@ -140,6 +185,7 @@ static void start_sweep(struct recon *p, int64_t upto_ms)
 
 struct row {
     char id[ID_MAX];
+    char queue[16];
     int requeued;
     int64_t accepted_ms;
     char *task;
@@ -165,13 +211,13 @@ static int record_lost(struct recon *p, struct row *w, int64_t now)
     int rc =
         db_exec(p->k.db, &err,
                 "INSERT INTO task_record (id, func_id, origin, origin_id, queue, status, "
-                "reason, message, node, epoch, enqueued_at, ended_at) VALUES (%s, %s, '%s', "
-                "%s, %s, 'failure', 'ETaskLost', 'accepted, then lost by Redis twice (restored "
-                "from an older snapshot?): it did not run and was not queued a third time', "
-                "%s, %lld, FROM_UNIXTIME(%lld / 1000), NOW(3)) ON DUPLICATE KEY UPDATE seq = "
-                "seq",
+                "reason, message, node, epoch, nominal_at, enqueued_at, ended_at) VALUES (%s, "
+                "%s, '%s', %s, %s, 'failure', 'ETaskLost', 'accepted, then lost by Redis twice "
+                "(restored from an older snapshot?): it did not run and was not queued a third "
+                "time', %s, %lld, IF(%lld > 0, FROM_UNIXTIME(%lld), NULL), FROM_UNIXTIME(%lld / "
+                "1000), NOW(3)) ON DUPLICATE KEY UPDATE seq = seq",
                 qid, qf, task_origin_name(t.origin), qo, qq, qn, (long long)t.epoch,
-                (long long)w->accepted_ms);
+                (long long)t.nominal, (long long)t.nominal, (long long)w->accepted_ms);
     free(qid);
     free(qf);
     free(qo);
@@ -189,6 +235,111 @@ static int record_lost(struct recon *p, struct row *w, int64_t now)
     return 0;
 }
 
+static int drop_row(struct recon *p, const char *id, int64_t now)
+{
+    char *err = NULL, *qid = db_q(p->k.db, id);
+    int rc = db_exec(p->k.db, &err, "DELETE FROM task_accept WHERE id = %s", qid);
+    free(qid);
+    if (rc != 0)
+        kdb_fail(&p->k, "dropping a journal row", err, now);
+    return rc;
+}
+
+static int mark_requeued(struct recon *p, const char *id, int64_t now)
+{
+    char *err = NULL, *qid = db_q(p->k.db, id);
+    int rcode =
+        db_exec(p->k.db, &err, "UPDATE task_accept SET requeued = requeued + 1 WHERE id = %s", qid);
+    free(qid);
+    if (rcode != 0)
+        kdb_fail(&p->k, "marking a task queued again", err, now);
+    return rcode;
+}
+
+/* A journaled cron fire missing its status key (see CRON_LUA). */
+static int cron_check(struct recon *p, redisContext *rc, struct row *w, const struct task *t,
+                      int64_t now)
+{
+    char kf[160], kq[128], kt[160], ttl[16], fttl[16];
+    rds_key(kf, sizeof kf, p->c, "fired:%lld", (long long)t->nominal);
+    rds_key(kq, sizeof kq, p->c, "q:cron");
+    rds_key(kt, sizeof kt, p->c, "task:%s", t->id);
+    snprintf(ttl, sizeof ttl, "%d", p->c->task_ttl);
+    snprintf(fttl, sizeof fttl, "%d", RECON_FIRED_TTL_S);
+    json_t *st = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", t->id, "func", t->func,
+                           "status", "queued", "origin", "cron", "origin_id", t->origin_id, "queue",
+                           "cron", "nominal", (json_int_t)t->nominal, "enq", (json_int_t)t->enq_ms);
+    char *status = st ? json_dumps(st, JSON_COMPACT) : NULL;
+    json_decref(st);
+    if (!status)
+        return -1;
+    const char *argv[] = {
+        kf, kq, kt, t->origin_id, t->id, w->task, status, ttl, w->requeued ? "0" : "1", fttl};
+    redisReply *r = rds_eval(rc, CRON_LUA, p->sha_cron, 3, argv, 10);
+    free(status);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        log_warnx("reconcile: cron task %s: checking its slot: %s", w->id,
+                  r && r->type == REDIS_REPLY_ERROR ? r->str : rc->errstr);
+        if (r)
+            freeReplyObject(r);
+        return -2; /* Redis: the next sweep tries again */
+    }
+    long long v = r->integer;
+    freeReplyObject(r);
+    switch (v) {
+    case 0:
+        return 0; /* the fire is in Redis; its status key is back */
+    case 2:
+        log_warnx("reconcile: cron task %s (job %s, slot %lld) was lost with Redis, but the slot "
+                  "was handled again since (another task or record has it): not queued, so it "
+                  "does not run twice",
+                  w->id, t->origin_id, (long long)t->nominal);
+        p->st.superseded++;
+        return drop_row(p, w->id, now);
+    case 3:
+        return record_lost(p, w, now);
+    default:
+        if (mark_requeued(p, w->id, now) != 0)
+            return -1;
+        log_warnx("reconcile: cron task %s (job %s, slot %lld) was missing from Redis (restored "
+                  "from an older snapshot?): its slot marked fired and the task queued again "
+                  "from the accept journal",
+                  w->id, t->origin_id, (long long)t->nominal);
+        p->st.requeued++;
+        return 0;
+    }
+}
+
+/* A journaled cron record (skipped/missed/failure) with no row in
+ * task_record: written there now. */
+static int record_put(struct recon *p, struct row *w, int64_t now)
+{
+    json_error_t je;
+    json_t *rec = json_loads(w->task, 0, &je);
+    char *err = NULL, *row = rec ? wrec_sql_row(rec, quote_cb, p->k.db, &err) : NULL;
+    json_decref(rec);
+    if (!row) {
+        log_warnx("reconcile: journaled record %s unreadable (%s): dropped", w->id,
+                  err ? err : je.text);
+        free(err);
+        return drop_row(p, w->id, now);
+    }
+    int rc = db_exec(p->k.db, &err,
+                     "INSERT INTO task_record (" WREC_SQL_COLUMNS
+                     ") VALUES %s ON DUPLICATE KEY UPDATE seq = seq",
+                     row);
+    free(row);
+    if (rc != 0) {
+        kdb_fail(&p->k, "writing a journaled record", err, now);
+        return -1;
+    }
+    log_warnx("reconcile: cron record %s was not in task_record (lost with Redis?): written from "
+              "the accept journal",
+              w->id);
+    p->st.recorded++;
+    return 0;
+}
+
 static int requeue(struct recon *p, redisContext *rc, struct row *w, int64_t now)
 {
     struct task t;
@@ -198,6 +349,15 @@ static int requeue(struct recon *p, redisContext *rc, struct row *w, int64_t now
         w->requeued = 1; /* nothing to queue: report it */
         return record_lost(p, w, now);
     }
+    if (t.origin == ORIGIN_CRON && t.nominal > 0 && t.origin_id[0]) {
+        int e = cron_check(p, rc, w, &t, now);
+        task_free(&t);
+        return e;
+    }
+    if (w->requeued) {
+        task_free(&t);
+        return record_lost(p, w, now);
+    }
     int e = task_enqueue(rc, p->c, &t, &err);
     task_free(&t);
     if (e != 0) {
@@ -205,15 +365,8 @@ static int requeue(struct recon *p, redisContext *rc, struct row *w, int64_t now
         free(err);
         return -2; /* Redis: the next sweep tries again */
     }
-    err = NULL;
-    char *qid = db_q(p->k.db, w->id);
-    int rcode =
-        db_exec(p->k.db, &err, "UPDATE task_accept SET requeued = requeued + 1 WHERE id = %s", qid);
-    free(qid);
-    if (rcode != 0) {
-        kdb_fail(&p->k, "marking a task queued again", err, now);
+    if (mark_requeued(p, w->id, now) != 0)
         return -1;
-    }
     log_warnx("reconcile: task %s accepted at %lld ms was missing from Redis (restored from an "
               "older snapshot?): queued again from the accept journal",
               w->id, (long long)w->accepted_ms);
@@ -227,7 +380,8 @@ static int sweep_page(struct recon *p, redisContext *rc, int64_t now)
     char *err = NULL;
     char *qcur = db_q(p->k.db, p->cur_id);
     MYSQL_RES *res = db_query(p->k.db, &err,
-                              "SELECT id, requeued, accepted_ms, task FROM task_accept WHERE "
+                              "SELECT id, requeued, accepted_ms, task, queue FROM task_accept "
+                              "WHERE "
                               "accepted_ms <= %lld AND (accepted_ms > %lld OR (accepted_ms = "
                               "%lld AND id > %s)) ORDER BY accepted_ms, id LIMIT %d",
                               (long long)p->upto_ms, (long long)p->cur_ms, (long long)p->cur_ms,
@@ -246,6 +400,7 @@ static int sweep_page(struct recon *p, redisContext *rc, int64_t now)
         rows[i].requeued = row[1] ? atoi(row[1]) : 0;
         rows[i].accepted_ms = row[2] ? strtoll(row[2], NULL, 10) : 0;
         rows[i].task = strdup(row[3] ? row[3] : "");
+        snprintf(rows[i].queue, sizeof rows[i].queue, "%s", row[4] ? row[4] : "");
         i++;
     }
     mysql_free_result(res);
@@ -316,7 +471,8 @@ static int sweep_page(struct recon *p, redisContext *rc, int64_t now)
     for (i = 0; i < n; i++) {
         if (!rows[i].missing)
             continue;
-        int e = rows[i].requeued ? record_lost(p, &rows[i], now) : requeue(p, rc, &rows[i], now);
+        int e = strcmp(rows[i].queue, "record") == 0 ? record_put(p, &rows[i], now)
+                                                     : requeue(p, rc, &rows[i], now);
         if (e != 0) {
             ret = e;
             goto out;
@@ -374,7 +530,9 @@ int64_t recon_tick(struct recon *p, redisContext *rc, int64_t now)
         } d[] = {{"pruned_total", p->st.pruned - p->told.pruned},
                  {"sweeps_total", p->st.sweeps - p->told.sweeps},
                  {"requeued_total", p->st.requeued - p->told.requeued},
-                 {"lost_total", p->st.lost - p->told.lost}};
+                 {"lost_total", p->st.lost - p->told.lost},
+                 {"records_written_total", p->st.recorded - p->told.recorded},
+                 {"cron_superseded_total", p->st.superseded - p->told.superseded}};
         int sent = 0;
         for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
             if (d[i].d) {

@@ -18,10 +18,12 @@ void recon_free(struct recon *p);
 int64_t recon_tick(struct recon *p, redisContext *rc, int64_t now_mono);
 
 struct recon_stats {
-    int64_t pruned;   /* rows deleted because task_record has the outcome */
-    int64_t sweeps;   /* full comparisons with Redis */
-    int64_t requeued; /* tasks missing from Redis and queued again */
-    int64_t lost;     /* tasks missing a second time: recorded lost */
+    int64_t pruned;     /* rows deleted because task_record has the outcome */
+    int64_t sweeps;     /* full comparisons with Redis */
+    int64_t requeued;   /* tasks missing from Redis and queued again */
+    int64_t lost;       /* tasks missing a second time: recorded lost */
+    int64_t recorded;   /* beat records (skipped/missed/failure) written from the journal */
+    int64_t superseded; /* lost cron fires whose slot another task fired since: dropped */
 };
 void recon_stats(const struct recon *p, struct recon_stats *out);
 
