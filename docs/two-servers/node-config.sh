@@ -4,6 +4,7 @@
 #   NODE_NAME=node-a NODE_IP=192.168.56.11 PEER_IP=192.168.56.12 PRIORITY=150 \
 #   BACKEND_IP=192.168.56.10 VIP=192.168.56.100/24 SECRET=<password> \
 #   SECRET_KEY=<same on both nodes: head -c 32 /dev/urandom | base64> sh node-config.sh
+# HTTPS on the VIP (after node-tls.sh): TLS=1 URL=https://<VIP's name>:8088
 set -eu
 : "${NODE_NAME:?}" "${NODE_IP:?}" "${PEER_IP:?}" "${PRIORITY:?}" "${BACKEND_IP:?}" "${VIP:?}" "${SECRET:?}"
 # The interface that carries NODE_IP (ip -br addr shows it).
@@ -16,6 +17,13 @@ unicast=""
 # secret.key seals password-typed values at rest; empty: none can be stored.
 secret=""
 [ -n "${SECRET_KEY:-}" ] && secret="secret = { key = \"$SECRET_KEY\"; };"
+# TLS=1: the server speaks HTTPS only, with node-tls.sh's files; URL: where
+# tandemctl calls the server (the VIP's name, which the certificate covers).
+server=""
+[ "${TLS:-0}" = 1 ] &&
+  server='server = { tls_cert = "/etc/tandem/tls/vip.crt"; tls_key = "/etc/tandem/tls/vip.key"; };'
+url=""
+[ -n "${URL:-}" ] && url="url = \"$URL\"; "
 
 conf=/etc/tandem/tandem.conf
 cat >"$conf" <<CONF
@@ -32,7 +40,8 @@ failover = {
   $unicast
 };
 $secret
-ctl = { key_file = "/etc/tandem/admin.key"; };
+$server
+ctl = { ${url}key_file = "/etc/tandem/admin.key"; };
 CONF
 chgrp tandem "$conf"
 chmod 0640 "$conf"

@@ -122,7 +122,7 @@ served_cert() { # -> SHA-256 of the certificate the VIP serves, verified by the 
 # new certificate within 5 s, with no failed call (NO_FAILED) and no
 # failover (same VIP holder, same epoch).
 tls_reload() {
-    local srv uid kst fp0 fp1="" e0 e1 i svpid
+    local srv uid kst fp0 e0 svpid
     srv=$(child_pid "$P0" server)
     uid=$(awk '$1 == "Uid:" {print $2}' "/proc/$srv/status" 2>/dev/null)
     kst=$(stat -c '%U %a' "$DIR/$P0/tls/vip.key")
@@ -143,6 +143,15 @@ tls_reload() {
     echo "  renewed the certificate on both nodes; SIGHUP node $P0's supervisor (pid $svpid), server uid ${uid:-?}"
     echo "  SIGHUP at $(date -u +%T.%3N)"
     kill -HUP "$svpid"
+    tls_reloaded "$fp0" "$e0"
+}
+
+# tls_reloaded FP0 EPOCH0: a new certificate was handed to the primary P0
+# (which served FP0 at EPOCH0): the VIP must serve another one within 5 s,
+# and nothing failed over. Sets TLS_NEW_FP (also used by the booted
+# machines' drills).
+tls_reloaded() {
+    local fp0=$1 e0=$2 fp1="" e1 i
     for ((i = 0; i < 50; i++)); do
         fp1=$(served_cert) && [ "$fp1" != "$fp0" ] && break
         sleep 0.1
@@ -150,7 +159,7 @@ tls_reload() {
     e1=$(rcli GET tandem:epoch)
     echo "  served certificate ${fp0:0:16}... -> ${fp1:0:16}... after $((i * 100)) ms; epoch $e0 -> $e1, VIP on $(vip_holders)"
     FIGURES+="tls_reload_ms=$((i * 100))"$'\n'
-    [ "$fp1" != "$fp0" ] || FIG_FAIL="the VIP still serves the old certificate 5 s after SIGHUP"
+    [ "$fp1" != "$fp0" ] || FIG_FAIL="the VIP still serves the old certificate 5 s after the reload"
     [ "$e1" = "$e0" ] && [ "$(vip_holders)" = "$P0" ] || FIG_FAIL="the reload caused a failover (epoch $e0 -> $e1, VIP on $(vip_holders))"
     TLS_NEW_FP=$fp1
     sleep 1 # calls over the new certificate before the switchover

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# tests/machines/run.sh [--prev] STEP...: one set of booted machines
-# (appliance/machines up, or up --prev), then each STEP in order, then down.
+# tests/machines/run.sh [--prev] [--tls] STEP...: one set of booted machines
+# (appliance/machines up, with those options), then each STEP in order,
+# then down.
 # A STEP is a drill name or "systemd" (tests/machines/systemd.sh).
 # Exit 0 all passed, 1 something broke (or a part is missing), 77 skipped
 # (only with TANDEM_MACHINES_MAY_SKIP=1).
@@ -8,7 +9,7 @@ set -u
 SRC=${TANDEM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 M=$SRC/appliance/machines
 UP=(up)
-[ "${1:-}" = --prev ] && { UP+=(--prev); shift; }
+while [ "${1:-}" = --prev ] || [ "${1:-}" = --tls ]; do UP+=("$1"); shift; done
 
 # A missing part FAILs: a skip reads as a pass in CI and hides a host that
 # cannot run them. TANDEM_MACHINES_MAY_SKIP=1 (a developer's machine

@@ -53,6 +53,10 @@ done
 # hardening: keepalived (VIP, status), the worker and ctypes in a function
 ka=$(M sh $prim tandemctl --json status | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["keepalived"]["pid"])' 2>/dev/null)
 [ "${ka:-0}" -gt 0 ] && ok "keepalived runs under the unit (pid $ka) and holds the VIP" || bad "no keepalived pid in tandemctl status"
+# machines up --tls: tandemctl calls https://VIP (ctl.url) and verifies the
+# test CA's certificate
+ca=""
+[ -s "$DIR/ca.crt" ] && install -m 0644 "$DIR/ca.crt" "$DIR/root-$prim/root/ca.crt" && ca="--cacert /root/ca.crt"
 M sh $prim 'cat >/tmp/tm_ctypes.py <<PY
 import ctypes
 
@@ -60,9 +64,9 @@ import ctypes
 def pid():
     return ctypes.CDLL(None).getpid()
 PY
-tandemctl script push /tmp/tm_ctypes.py --id tm__ctypes >/dev/null &&
-tandemctl script publish tm__ctypes >/dev/null &&
-tandemctl --json call tm__ctypes.pid' >"$DIR/log/ctypes.out" 2>&1
+tandemctl '"$ca"' script push /tmp/tm_ctypes.py --id tm__ctypes >/dev/null &&
+tandemctl '"$ca"' script publish tm__ctypes >/dev/null &&
+tandemctl '"$ca"' --json call tm__ctypes.pid' >"$DIR/log/ctypes.out" 2>&1
 grep -Eq '[0-9]' "$DIR/log/ctypes.out" && ! grep -qi 'error\|fail' "$DIR/log/ctypes.out" &&
     ok "a function using ctypes ran in the worker: $(tr -d '\n' <"$DIR/log/ctypes.out" | cut -c1-100)" ||
     bad "the ctypes function failed: $(tr -d '\n' <"$DIR/log/ctypes.out" | cut -c1-300)"
