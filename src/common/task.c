@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "util.h"
 #include "rds.h"
@@ -342,6 +343,23 @@ out:
     return rv;
 }
 
+/* Once a second per thread: without a replica every enqueue comes here,
+ * hundreds a second, now that none waits. */
+static void warn_unreplicated(const char *id, long long acked, int want, bool waited)
+{
+    static __thread int64_t warned_ms;
+    static __thread long quiet;
+    if (mono_ms() - warned_ms >= 1000) {
+        log_warnx("task %s: accepted with %lld of %d replica acknowledgements%s (and %ld more "
+                  "since the last such warning of this thread)",
+                  id, acked < 0 ? 0 : acked, want, waited ? "" : ", not waited for", quiet);
+        warned_ms = mono_ms();
+        quiet = 0;
+    } else {
+        quiet++;
+    }
+}
+
 size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_enq *q, size_t n)
 {
     struct enq_state small[8], *s = n <= 8 ? small : calloc(n, sizeof *s);
@@ -355,6 +373,9 @@ size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_en
         goto out;
     }
     memset(s, 0, sizeof(*s) * (n <= 8 ? 8 : n));
+    /* (asked before the pipeline below is built: it is a command of its own) */
+    int acking = c->redis_wait_replicas > 0 ? rds_replicas_acking(rc) : -1;
+    bool wait = c->redis_wait_replicas > 0 && (acking < 0 || acking >= c->redis_wait_replicas);
     for (size_t i = 0; i < n; i++) {
         q[i].err = NULL;
         enq_append(rc, c, &q[i], &s[i], groups, ngroups);
@@ -363,8 +384,10 @@ size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_en
     }
     /* Accepted = on a replica too, when asked: one WAIT after all of them,
      * in the same pipeline, so it costs the replication delay once per
-     * round trip, not per task. */
-    bool wait = c->redis_wait_replicas > 0;
+     * round trip, not per task. Not when fewer replicas than asked for are
+     * acknowledging at all (gone, syncing, hung): that WAIT could only run
+     * to its timeout, holding this thread and every call queued behind it
+     * (bench/wait-cost), so the answer is given at once. */
     if (wait)
         redisAppendCommand(rc, "WAIT %d %d", c->redis_wait_replicas, c->redis_wait_timeout_ms);
     size_t read = 0; /* tasks whose replies were all read */
@@ -379,8 +402,8 @@ size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_en
         /* the connection broke: what was not confirmed is not accepted */
         for (size_t i = read; i < n; i++)
             enq_fail(&q[i], &s[i], "task %s: redis: %s", q[i].t->id, rc->errstr);
-    } else if (wait) {
-        long long acked = w && w->type == REDIS_REPLY_INTEGER ? w->integer : -1;
+    } else if (c->redis_wait_replicas > 0) {
+        long long acked = !wait ? acking : w && w->type == REDIS_REPLY_INTEGER ? w->integer : -1;
         if (acked < c->redis_wait_replicas) {
             /* The entries are on the master's stream and may still run; the
              * callers are told they were not accepted durably (refuse), or
@@ -389,15 +412,20 @@ size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_en
             for (size_t i = 0; i < n; i++) {
                 if (s[i].done)
                     continue;
-                if (c->redis_wait_refuse)
+                if (c->redis_wait_refuse && wait)
                     enq_fail(&q[i], &s[i],
                              "task %s: not durable: %lld of %d Redis replica(s) acknowledged it "
                              "within %d ms (redis.wait_replicas)",
                              q[i].t->id, acked < 0 ? 0 : acked, c->redis_wait_replicas,
                              c->redis_wait_timeout_ms);
+                else if (c->redis_wait_refuse)
+                    enq_fail(&q[i], &s[i],
+                             "task %s: not durable: %lld of %d Redis replica(s) online and "
+                             "acknowledging (lag <= %d s), so not waited for "
+                             "(redis.wait_replicas)",
+                             q[i].t->id, acked, c->redis_wait_replicas, RDS_REPLICA_MAX_LAG_S);
                 else
-                    log_warnx("task %s: accepted with %lld of %d replica acknowledgements",
-                              q[i].t->id, acked < 0 ? 0 : acked, c->redis_wait_replicas);
+                    warn_unreplicated(q[i].t->id, acked, c->redis_wait_replicas, wait);
             }
         }
     }

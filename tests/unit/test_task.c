@@ -333,7 +333,8 @@ static void test_task_enqueue_many_one_pipeline_each_its_verdict(void **state)
     assert_false(f->rc->err); /* a refused task does not break the others' pipeline */
 
     /* redis.wait_replicas with no replica and refuse: none is accepted,
-     * each told why (the entries stay on the stream and may still run) */
+     * each told why (no WAIT is sent: no replica is acknowledging; the
+     * entries stay on the stream and may still run) */
     struct tconf c = f->conf;
     c.redis_wait_replicas = 1;
     c.redis_wait_timeout_ms = 10;
