@@ -243,12 +243,33 @@ static void enqueue_batch(struct jent *list, size_t n)
         q[i] = (struct task_enq){.t = &e->t, .msg = e->msg};
     }
     free(err);
-    if (rc) {
-        task_enqueue_many(rc, &S.conf, q, n);
+    err = NULL;
+    bool sent = rc != NULL;
+    if (rc && task_enqueue_many(rc, &S.conf, q, n) == 0 && rc->err) {
+        /* A connection Redis dropped (restarted since our last batch):
+         * nothing of it was taken, so once more on a fresh one, as the
+         * HTTP threads' idle PING would have. At worst (Redis killed after
+         * executing, before answering) a task is queued twice: accepted
+         * tasks run at least once. */
+        for (i = 0; i < n; i++) {
+            free(q[i].err);
+            q[i].err = NULL;
+        }
+        srv_redis_broken();
+        rc = srv_redis_thread(&err);
+        if (rc)
+            task_enqueue_many(rc, &S.conf, q, n);
+        else
+            for (i = 0; i < n; i++)
+                q[i].err = strdup(err ? err : "redis unavailable");
+        free(err);
+        err = NULL;
+    }
+    if (sent) {
         i = 0;
         for (struct jent *e = list; e; e = e->next, i++)
             e->err = q[i].err; /* taken over */
-        if (rc->err)
+        if (rc && rc->err)
             srv_redis_broken();
         atomic_fetch_add(&J.accept_batches, 1);
         atomic_fetch_add(&J.accepts, n);
