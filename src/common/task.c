@@ -210,138 +210,251 @@ void task_free(struct task *t)
     t->extra = NULL;
 }
 
-int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, char **err)
+/* Per task of a task_enqueue_many() pipeline. */
+struct enq_state {
+    char *msg_own, *status; /* malloc'd here */
+    const char *msg;
+    char qkey[128];
+    bool sent, group, set; /* commands appended: any, XGROUP, SET */
+    bool done;             /* failed: q->err says why */
+};
+
+/* The consumer group must exist before the first entry, or a group
+ * created later at "$" would never see it. BUSYGROUP (exists) is expected.
+ * Once per connection and queue is enough: it was one of ~15 Redis commands
+ * of every sync call. (Should Redis lose the group anyway, workers
+ * re-create it at id 0 on NOGROUP, so no entry is missed.) Returns true
+ * when the queue still needs its XGROUP CREATE on this connection, and
+ * *slot the free slot to remember it in (-1: none, it is just sent again). */
+static __thread const redisContext *grp_rc;
+static __thread char grp_done[4][16];
+
+static bool group_needed(const redisContext *rc, const char *queue, int *slot)
 {
-    char qkey[128], tkey[128 + ID_MAX];
-    char *msg = NULL, *status = NULL;
-    int rc_ = -1;
-    redisReply *r[4] = {NULL, NULL, NULL, NULL};
-
-    if (err)
-        *err = NULL;
-    msg = task_encode(t);
-    json_t *st =
-        json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", t->id, "func", t->func, "status", "queued",
-                  "origin", task_origin_name(t->origin), "enq", (json_int_t)t->enq_ms);
-    if (st) {
-        status = json_dumps(st, JSON_COMPACT);
-        json_decref(st);
-    }
-    if (msg == NULL || status == NULL) {
-        err_set(err, "task %s: cannot encode (bad UTF-8 in a field?)", t->id);
-        goto out;
-    }
-    rds_key(qkey, sizeof(qkey), c, "q:%s", t->queue);
-    rds_key(tkey, sizeof(tkey), c, "task:%s", t->id);
-
-    /* The group must exist before the first entry, or a group created
-     * later at "$" would never see it. BUSYGROUP (exists) is expected. Once
-     * per connection and queue is enough: it was one of ~15 Redis commands
-     * of every sync call. (Should Redis lose the group anyway, workers
-     * re-create it at id 0 on NOGROUP, so no entry is missed.) */
-    static __thread const redisContext *grp_rc;
-    static __thread char grp_done[4][16];
     if (grp_rc != rc) {
         grp_rc = rc;
         memset(grp_done, 0, sizeof grp_done);
     }
-    int slot = -1;
-    bool need_group = true;
-    for (int i = 0; i < 4 && need_group; i++) {
-        if (strcmp(grp_done[i], t->queue) == 0)
-            need_group = false;
-        else if (grp_done[i][0] == '\0' && slot < 0)
-            slot = i;
+    *slot = -1;
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(grp_done[i], queue) == 0)
+            return false;
+        if (grp_done[i][0] == '\0' && *slot < 0)
+            *slot = i;
     }
-    /* (asked before the pipeline below is built: it is a command of its own) */
-    int acking = c->redis_wait_replicas > 0 ? rds_replicas_acking(rc) : -1;
-    bool waited = c->redis_wait_replicas > 0 && (acking < 0 || acking >= c->redis_wait_replicas);
-    if (need_group)
-        redisAppendCommand(rc, "XGROUP CREATE %s workers 0 MKSTREAM", qkey);
-    redisAppendCommand(rc, "XADD %s * t %s", qkey, msg);
-    redisAppendCommand(rc, "SET %s %s EX %d", tkey, status,
-                       t->reply[0] ? c->sync_task_ttl : c->task_ttl);
-    /* Accepted = on a replica too, when asked: in the same pipeline, so it
-     * costs the replication delay, not another round trip. Not when fewer
-     * replicas than asked for are acknowledging at all (gone, syncing,
-     * hung): that WAIT could only run to its timeout, holding this thread
-     * and every call queued behind it (bench/wait-cost), so the answer is
-     * given at once. */
-    int nrep = waited ? 4 : 3;
-    if (waited)
-        redisAppendCommand(rc, "WAIT %d %d", c->redis_wait_replicas, c->redis_wait_timeout_ms);
-    for (int i = need_group ? 0 : 1; i < nrep; i++) {
+    return true;
+}
+
+static void enq_fail(struct task_enq *q, struct enq_state *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void enq_fail(struct task_enq *q, struct enq_state *s, const char *fmt, ...)
+{
+    if (s->done)
+        return; /* the first reason stays */
+    s->done = true;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&q->err, fmt, ap) == -1)
+        q->err = strdup("task: enqueue failed (out of memory)");
+    va_end(ap);
+}
+
+/* Appends one task's commands: XGROUP CREATE (first use of the queue on
+ * this connection), XADD, and for async/cron the queued status. A sync
+ * call's status is written by the worker's commit alone: its caller learns
+ * the task id only with the outcome, and a "queued" SET that lands after a
+ * fast worker's commit would hide the outcome. */
+static void enq_append(redisContext *rc, const struct tconf *c, struct task_enq *q,
+                       struct enq_state *s, const char *const *sent_groups, size_t nsent)
+{
+    const struct task *t = q->t;
+    s->msg = q->msg ? q->msg : (s->msg_own = task_encode(t));
+    if (!t->reply[0]) {
+        json_t *st =
+            json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", t->id, "func", t->func, "status", "queued",
+                      "origin", task_origin_name(t->origin), "enq", (json_int_t)t->enq_ms);
+        if (st) {
+            s->status = json_dumps(st, JSON_COMPACT);
+            json_decref(st);
+        }
+    }
+    if (s->msg == NULL || (!t->reply[0] && s->status == NULL)) {
+        enq_fail(q, s, "task %s: cannot encode (bad UTF-8 in a field?)", t->id);
+        return;
+    }
+    rds_key(s->qkey, sizeof(s->qkey), c, "q:%s", t->queue);
+    int slot;
+    s->group = group_needed(rc, t->queue, &slot);
+    for (size_t i = 0; s->group && i < nsent; i++)
+        if (strcmp(sent_groups[i], t->queue) == 0)
+            s->group = false; /* an earlier task of this pipeline creates it */
+    if (s->group)
+        redisAppendCommand(rc, "XGROUP CREATE %s workers 0 MKSTREAM", s->qkey);
+    redisAppendCommand(rc, "XADD %s * t %s", s->qkey, s->msg);
+    s->sent = true;
+    s->set = s->status != NULL;
+    if (s->set) {
+        char tkey[128 + ID_MAX];
+        rds_key(tkey, sizeof(tkey), c, "task:%s", t->id);
+        redisAppendCommand(rc, "SET %s %s EX %d", tkey, s->status, c->task_ttl);
+    }
+}
+
+/* Reads what enq_append sent for one task. -1: the connection broke. */
+static int enq_read(redisContext *rc, struct task_enq *q, struct enq_state *s)
+{
+    int n = (s->group ? 1 : 0) + 1 + (s->set ? 1 : 0);
+    redisReply *r[3] = {NULL, NULL, NULL};
+    int rv = 0;
+    for (int i = 0; i < n; i++) {
         void *rep = NULL;
         if (redisGetReply(rc, &rep) != REDIS_OK) {
-            err_set(err, "task %s: redis: %s", t->id, rc->errstr);
-            grp_rc = NULL;
-            goto out; /* the context is broken; the caller reconnects */
+            grp_rc = NULL; /* the context is broken; the caller reconnects */
+            rv = -1;
+            goto out;
         }
         r[i] = rep;
     }
-    if (need_group && slot >= 0 &&
-        (r[0]->type != REDIS_REPLY_ERROR || strncmp(r[0]->str, "BUSYGROUP", 9) == 0))
-        snprintf(grp_done[slot], sizeof grp_done[slot], "%s", t->queue);
-    if (r[0] && r[0]->type == REDIS_REPLY_ERROR && strncmp(r[0]->str, "BUSYGROUP", 9) != 0) {
-        err_set(err, "task %s: XGROUP CREATE %s: %s", t->id, qkey, r[0]->str);
-        goto out;
+    int i = 0;
+    if (s->group) {
+        redisReply *g = r[i++];
+        bool busy = g->type == REDIS_REPLY_ERROR && strncmp(g->str, "BUSYGROUP", 9) == 0;
+        int slot;
+        if ((g->type != REDIS_REPLY_ERROR || busy) && group_needed(rc, q->t->queue, &slot) &&
+            slot >= 0)
+            snprintf(grp_done[slot], sizeof grp_done[slot], "%s", q->t->queue);
+        if (g->type == REDIS_REPLY_ERROR && !busy)
+            enq_fail(q, s, "task %s: XGROUP CREATE %s: %s", q->t->id, s->qkey, g->str);
     }
-    if (r[1]->type != REDIS_REPLY_STRING) {
-        err_set(err, "task %s: XADD %s: %s", t->id, qkey,
-                r[1]->type == REDIS_REPLY_ERROR ? r[1]->str : "unexpected reply");
-        goto out;
-    }
-    if (r[2]->type == REDIS_REPLY_ERROR) {
+    redisReply *x = r[i++];
+    rds_readonly(rc, x); /* a demoted master: the caller reconnects (Sentinel) */
+    if (x->type != REDIS_REPLY_STRING)
+        enq_fail(q, s, "task %s: XADD %s: %s", q->t->id, s->qkey,
+                 x->type == REDIS_REPLY_ERROR ? x->str : "unexpected reply");
+    if (s->set && r[i]->type == REDIS_REPLY_ERROR) {
         /* The task is on the queue, so it is accepted; only its status is
          * missing until the worker writes one. */
-        log_warnx("task %s: SET %s: %s", t->id, tkey, r[2]->str);
+        log_warnx("task %s: SET status: %s", q->t->id, r[i]->str);
     }
-    if (c->redis_wait_replicas > 0) {
-        long long acked = !waited ? acking : r[3]->type == REDIS_REPLY_INTEGER ? r[3]->integer : -1;
+out:
+    for (int j = 0; j < 3; j++)
+        if (r[j])
+            freeReplyObject(r[j]);
+    return rv;
+}
+
+/* Once a second per thread: without a replica every enqueue comes here,
+ * hundreds a second, now that none waits. */
+static void warn_unreplicated(const char *id, long long acked, int want, bool waited)
+{
+    static __thread int64_t warned_ms;
+    static __thread long quiet;
+    if (mono_ms() - warned_ms >= 1000) {
+        log_warnx("task %s: accepted with %lld of %d replica acknowledgements%s (and %ld more "
+                  "since the last such warning of this thread)",
+                  id, acked < 0 ? 0 : acked, want, waited ? "" : ", not waited for", quiet);
+        warned_ms = mono_ms();
+        quiet = 0;
+    } else {
+        quiet++;
+    }
+}
+
+size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_enq *q, size_t n)
+{
+    struct enq_state small[8], *s = n <= 8 ? small : calloc(n, sizeof *s);
+    const char *small_groups[8], **groups = n <= 8 ? small_groups : calloc(n, sizeof *groups);
+    size_t ngroups = 0, ok = 0;
+    if (s == NULL || groups == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            q[i].err = NULL;
+            err_set(&q[i].err, "task %s: out of memory", q[i].t->id);
+        }
+        goto out;
+    }
+    memset(s, 0, sizeof(*s) * (n <= 8 ? 8 : n));
+    /* (asked before the pipeline below is built: it is a command of its own) */
+    int acking = c->redis_wait_replicas > 0 ? rds_replicas_acking(rc) : -1;
+    bool wait = c->redis_wait_replicas > 0 && (acking < 0 || acking >= c->redis_wait_replicas);
+    for (size_t i = 0; i < n; i++) {
+        q[i].err = NULL;
+        enq_append(rc, c, &q[i], &s[i], groups, ngroups);
+        if (s[i].group)
+            groups[ngroups++] = q[i].t->queue;
+    }
+    /* Accepted = on a replica too, when asked: one WAIT after all of them,
+     * in the same pipeline, so it costs the replication delay once per
+     * round trip, not per task. Not when fewer replicas than asked for are
+     * acknowledging at all (gone, syncing, hung): that WAIT could only run
+     * to its timeout, holding this thread and every call queued behind it
+     * (bench/wait-cost), so the answer is given at once. */
+    if (wait)
+        redisAppendCommand(rc, "WAIT %d %d", c->redis_wait_replicas, c->redis_wait_timeout_ms);
+    size_t read = 0; /* tasks whose replies were all read */
+    while (read < n && (!s[read].sent || enq_read(rc, &q[read], &s[read]) == 0))
+        read++;
+    redisReply *w = NULL;
+    if (read == n && wait && redisGetReply(rc, (void **)&w) != REDIS_OK) {
+        grp_rc = NULL;
+        read = 0; /* none is known to be on a replica */
+    }
+    if (read < n) {
+        /* the connection broke: what was not confirmed is not accepted */
+        for (size_t i = read; i < n; i++)
+            enq_fail(&q[i], &s[i], "task %s: redis: %s", q[i].t->id, rc->errstr);
+    } else if (c->redis_wait_replicas > 0) {
+        long long acked = !wait ? acking : w && w->type == REDIS_REPLY_INTEGER ? w->integer : -1;
         if (acked < c->redis_wait_replicas) {
-            /* The entry is on the master's stream and may still run; the
-             * caller is told it was not accepted durably (refuse), or it is
-             * accepted with a warning (the operator's documented choice). */
-            if (c->redis_wait_refuse && waited) {
-                err_set(err,
-                        "task %s: not durable: %lld of %d Redis replica(s) acknowledged it within "
-                        "%d ms (redis.wait_replicas)",
-                        t->id, acked < 0 ? 0 : acked, c->redis_wait_replicas,
-                        c->redis_wait_timeout_ms);
-                goto out;
-            }
-            if (c->redis_wait_refuse) {
-                err_set(
-                    err,
-                    "task %s: not durable: %lld of %d Redis replica(s) online and acknowledging "
-                    "(lag <= %d s), so not waited for (redis.wait_replicas)",
-                    t->id, acked, c->redis_wait_replicas, RDS_REPLICA_MAX_LAG_S);
-                goto out;
-            }
-            /* Once a second per thread: without a replica every enqueue
-             * comes here, hundreds a second, now that none waits. */
-            static __thread int64_t warned_ms;
-            static __thread long quiet;
-            if (mono_ms() - warned_ms >= 1000) {
-                log_warnx("task %s: accepted with %lld of %d replica acknowledgements%s (and %ld "
-                          "more since the last such warning of this thread)",
-                          t->id, acked < 0 ? 0 : acked, c->redis_wait_replicas,
-                          waited ? "" : ", not waited for", quiet);
-                warned_ms = mono_ms();
-                quiet = 0;
-            } else {
-                quiet++;
+            /* The entries are on the master's stream and may still run; the
+             * callers are told they were not accepted durably (refuse), or
+             * they are accepted with a warning (the operator's documented
+             * choice). */
+            for (size_t i = 0; i < n; i++) {
+                if (s[i].done)
+                    continue;
+                if (c->redis_wait_refuse && wait)
+                    enq_fail(&q[i], &s[i],
+                             "task %s: not durable: %lld of %d Redis replica(s) acknowledged it "
+                             "within %d ms (redis.wait_replicas)",
+                             q[i].t->id, acked < 0 ? 0 : acked, c->redis_wait_replicas,
+                             c->redis_wait_timeout_ms);
+                else if (c->redis_wait_refuse)
+                    enq_fail(&q[i], &s[i],
+                             "task %s: not durable: %lld of %d Redis replica(s) online and "
+                             "acknowledging (lag <= %d s), so not waited for "
+                             "(redis.wait_replicas)",
+                             q[i].t->id, acked, c->redis_wait_replicas, RDS_REPLICA_MAX_LAG_S);
+                else
+                    warn_unreplicated(q[i].t->id, acked, c->redis_wait_replicas, wait);
             }
         }
     }
-    rc_ = 0;
+    if (w)
+        freeReplyObject(w);
+    for (size_t i = 0; i < n; i++)
+        if (!s[i].done)
+            ok++;
 out:
-    for (int i = 0; i < 4; i++)
-        if (r[i])
-            freeReplyObject(r[i]);
-    free(msg);
-    free(status);
-    return rc_;
+    for (size_t i = 0; s && i < n; i++) {
+        free(s[i].msg_own);
+        free(s[i].status);
+    }
+    if (s != small)
+        free(s);
+    if (groups != small_groups)
+        free(groups);
+    return ok;
+}
+
+int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, char **err)
+{
+    struct task_enq q = {.t = t};
+    task_enqueue_many(rc, c, &q, 1);
+    if (err)
+        *err = q.err;
+    else
+        free(q.err);
+    return q.err ? -1 : 0;
 }
 
 void task_kwargs_digest(json_t *kwargs, char out[65])

@@ -51,9 +51,22 @@ int task_decode(struct task *t, const char *json, char **err);
 void task_free(struct task *t); /* releases kwargs */
 
 /* XADD the encoded task to queue stream <prefix>q:<queue>. Accepted = this
- * returned 0. Also SETs <prefix>task:<id> to {"status":"queued",...} with TTL
- * task_ttl, pipelined in the same round trip. -1 and *err on failure. */
+ * returned 0. For async and cron tasks (no reply) also SETs
+ * <prefix>task:<id> to {"status":"queued",...} with TTL task_ttl, pipelined
+ * in the same round trip; a sync call's status is the worker's to write.
+ * With redis.wait_replicas, a WAIT ends the pipeline. -1 and *err on failure. */
 int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, char **err);
+
+/* The same for n tasks in one pipeline: one round trip and at most one
+ * WAIT for all of them (the server's accept thread group-commits
+ * concurrent async calls this way). msg: task_encode(t) when the caller
+ * has it, else NULL. err out: NULL = accepted, else why (malloc'd). */
+struct task_enq {
+    const struct task *t;
+    const char *msg;
+    char *err;
+};
+size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_enq *q, size_t n);
 
 /* cache_result: the key a func's result is cached under for these kwargs,
  * <prefix>cache:result:<func>:<sha256 of kwargs as compact JSON with sorted

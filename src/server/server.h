@@ -87,6 +87,7 @@ struct srv_req {
     struct srv_req *pnext; /* pending table chain */
     int64_t deadline_mono;
     bool suspended;
+    void (*accept_failed)(struct srv_req *r, void *ud); /* srv_accept's `failed` */
 
     /* A handler's own state that outlives one callback (Sync/Async API
      * calls: auth, uploads): `cleanup` runs once when the request ends,
@@ -152,6 +153,9 @@ void req_ok_extra(struct srv_req *r, json_t *data, json_t *extra);
  * after answering 503 EBackend. After an I/O error call srv_*_broken() so
  * the next request reconnects. */
 redisContext *srv_redis(struct srv_req *r);
+/* The same for a thread without a request (the accept thread): NULL and
+ * *err (malloc'd) when Redis is unreachable. */
+redisContext *srv_redis_thread(char **err);
 void srv_redis_broken(void);
 MYSQL *srv_db(struct srv_req *r);
 void srv_db_broken(void);
@@ -212,9 +216,19 @@ void srv_task_init(struct task *t, const char *func, json_t *kwargs, bool sync, 
 
 /* Sync: register, enqueue t on Pq:<t->queue>, suspend r; `done` answers once
  * the outcome arrives or t->timeout (+ margin) passes. Async (t->reply ""):
- * enqueue only and return; the caller answers. Returns 0, or -1 after
- * answering the error (503 when Redis is down). t is freed by the caller. */
+ * srv_accept (server_int.h) with the answer {"id"}: srv_call answers, the
+ * caller must not. Returns 0, or -1 after answering the error (503 when
+ * Redis is down). t is freed by the caller. */
 int srv_call(struct srv_req *r, struct task *t, srv_call_done done, void *ud);
+
+/* Async (server_journal.c): the accept thread group-commits concurrent
+ * calls: one Redis pipeline, then one INSERT of their accept records
+ * (MariaDB task_accept) per batch. srv_accept suspends r and answers it
+ * `answer` (stolen) once accepted, or 503 EBackend when Redis did not take
+ * the task (`failed`, if any, runs first, in r's HTTP thread, with ud). 0,
+ * or -1 after answering. The caller answers nothing itself. */
+int srv_accept(struct srv_req *r, struct task *t, json_t *answer,
+               void (*failed)(struct srv_req *r, void *ud), void *ud);
 
 /* options.eta (ISO-8601 or unix seconds) / options.delay (s): ZADD the task
  * to <prefix>delayed with score = due ms. 0, or -1 after answering. */

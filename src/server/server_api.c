@@ -663,6 +663,13 @@ void api_answer_outcome(struct srv_req *r, json_t *outcome, json_t *options)
 
 static void api_done(struct srv_req *r, json_t *outcome, void *ud);
 
+/* An async task Redis did not take: nobody will read its uploads. */
+static void drop_uploads(struct srv_req *r, void *ud)
+{
+    (void)r;
+    ((struct api_ctx *)ud)->keep_uploads = false;
+}
+
 static bool truthy(json_t *v)
 {
     switch (json_typeof(v)) {
@@ -803,10 +810,7 @@ static void api_proceed(struct srv_req *r, struct api_ctx *x)
     }
     if (x->async) {
         x->keep_uploads = true; /* before the enqueue: the worker may start at once */
-        if (srv_call(r, &t, NULL, NULL) == 0)
-            req_ok(r, json_pack("{s:s}", "id", t.id));
-        else
-            x->keep_uploads = false;
+        srv_accept(r, &t, json_pack("{s:s}", "id", t.id), drop_uploads, x);
         task_free(&t);
         return;
     }

@@ -63,7 +63,7 @@ int64_t srv_epoch(void)
     return S.epoch;
 }
 
-static redisContext *redis_thread(char **err)
+redisContext *srv_redis_thread(char **err)
 {
     if (t_rc && !t_rc->err && mono_ms() - t_rc_used > RC_IDLE_PING_MS) {
         redisReply *rep = redisCommand(t_rc, "PING");
@@ -86,7 +86,7 @@ static redisContext *redis_thread(char **err)
 redisContext *srv_redis(struct srv_req *r)
 {
     char *err = NULL;
-    redisContext *rc = redis_thread(&err);
+    redisContext *rc = srv_redis_thread(&err);
     if (!rc) {
         req_err(r, 503, "EBackend", NULL, "redis unreachable: %s", err ? err : "?");
         free(err);
@@ -161,7 +161,7 @@ void req_redis_err(struct srv_req *r, redisContext *rc, redisReply *rep, const c
 static int gen_bump(char *why, size_t whyn)
 {
     char *err = NULL;
-    redisContext *rc = redis_thread(&err);
+    redisContext *rc = srv_redis_thread(&err);
     if (!rc) {
         snprintf(why, whyn, "redis: %s", err ? err : "?");
         log_warnx("cannot bump generation: %s", why);

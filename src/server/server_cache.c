@@ -238,8 +238,15 @@ static void heartbeat(redisContext *rc)
                            0, "id", S.id, "port", S.conf.server_port);
     char *s = json_dumps(hb, JSON_COMPACT);
     json_decref(hb);
-    if (s)
-        rds_hb_set(rc, &S.conf, "server", S.conf.node_name, (int)getpid(), s, 5000);
+    /* after the heartbeat: the worker's keeper gives the reply list of a
+     * member without one 60 s to live (worker_keeper.c reply_sweep) */
+    if (s && rds_hb_set(rc, &S.conf, "server", S.conf.node_name, (int)getpid(), s, 5000) == 0) {
+        char k[160];
+        rds_key(k, sizeof k, &S.conf, "reply:servers");
+        redisReply *r = redisCommand(rc, "SADD %s %s", k, S.id);
+        if (r)
+            freeReplyObject(r);
+    }
     free(s);
 }
 

@@ -112,6 +112,10 @@ void h_metrics(struct srv_req *r)
     json_object_set_new(ext, "cache_gen", json_integer(c->gen));
     srv_cache_put(c);
     json_object_set_new(ext, "epoch", json_integer(S.epoch));
+    unsigned long acc_tasks, acc_batches;
+    accept_counts(&acc_tasks, &acc_batches);
+    json_object_set_new(ext, "accept_tasks", json_integer((json_int_t)acc_tasks));
+    json_object_set_new(ext, "accept_batches", json_integer((json_int_t)acc_batches));
     char *s = metrics_format(&S.metrics, ext);
     json_decref(ext);
     if (!s) {
@@ -403,8 +407,7 @@ static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_i
         if (srv_call_delayed(r, &t, o->due_ms) == 0)
             req_ok(r, json_pack("{s:s}", "id", t.id));
     } else if (!sync) {
-        if (srv_call(r, &t, NULL, NULL) == 0)
-            req_ok(r, json_pack("{s:s}", "id", t.id));
+        srv_accept(r, &t, json_pack("{s:s}", "id", t.id), NULL, NULL);
     } else if ((cached = call_cached_outcome(r, f, &t, &answered)) != NULL) {
         done_envelope(r, cached, flags);
         json_decref(cached);

@@ -529,8 +529,7 @@ static void h_run_now(struct srv_req *r, const char *id)
     t.origin = ORIGIN_CRON;
     snprintf(t.origin_id, sizeof t.origin_id, "%s", id);
     snprintf(t.queue, sizeof t.queue, "cron");
-    if (srv_call(r, &t, NULL, NULL) == 0)
-        req_ok(r, json_pack("{s:s, s:s}", "id", t.id, "cron_id", id));
+    srv_accept(r, &t, json_pack("{s:s, s:s}", "id", t.id, "cron_id", id), NULL, NULL);
     task_free(&t);
 }
 

@@ -1,6 +1,6 @@
 /* Sync calls without blocking an HTTP thread: the request registers in the
  * pending table under its task id and its connection is suspended; one
- * dispatcher thread BLPOPs this server's reply list, finds the request and
+ * dispatcher thread BLMPOPs this server's reply list, finds the request and
  * resumes it. The same thread answers requests whose deadline passed. */
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +120,17 @@ static json_t *made_up_outcome(redisContext *rc, struct srv_req *r, const char *
                      "message", message);
 }
 
+void pending_fail(const char *task_id, json_t *outcome)
+{
+    pthread_mutex_lock(&S.pend_mu);
+    struct srv_req *r = pending_take_locked(task_id);
+    if (r)
+        deliver_locked(r, outcome);
+    pthread_mutex_unlock(&S.pend_mu);
+    if (!r)
+        json_decref(outcome); /* claimed meanwhile: its claimer answers */
+}
+
 struct srv_req *pending_claim(bool all)
 {
     int64_t now = mono_ms();
@@ -200,18 +211,17 @@ void *dispatcher_main(void *arg)
                 continue;
             }
         }
-        redisReply *rep = redisCommand(rc, "BLPOP %s 1", key);
-        if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
-            handle_reply(rep->element[1]->str, rep->element[1]->len);
-            freeReplyObject(rep);
-            /* under load many outcomes are waiting: take them in one round trip */
-            rep = redisCommand(rc, "LPOP %s 128", key);
-            if (rep && rep->type == REDIS_REPLY_ARRAY)
-                for (size_t i = 0; i < rep->elements; i++)
-                    if (rep->element[i]->type == REDIS_REPLY_STRING)
-                        handle_reply(rep->element[i]->str, rep->element[i]->len);
+        /* One command per wake-up whatever waits: under load many outcomes
+         * are there, and BLPOP + LPOP was two commands per wake-up. */
+        redisReply *rep = redisCommand(rc, "BLMPOP 1 1 %s LEFT COUNT 128", key);
+        if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+            rep->element[1]->type == REDIS_REPLY_ARRAY) {
+            redisReply *vs = rep->element[1];
+            for (size_t i = 0; i < vs->elements; i++)
+                if (vs->element[i]->type == REDIS_REPLY_STRING)
+                    handle_reply(vs->element[i]->str, vs->element[i]->len);
         } else if (rep && rep->type == REDIS_REPLY_ERROR) {
-            log_warnx("dispatcher: BLPOP %s: %s", key, rep->str);
+            log_warnx("dispatcher: BLMPOP %s: %s", key, rep->str);
             usleep(200 * 1000);
         }
         if (rep)
@@ -250,24 +260,12 @@ void srv_task_init(struct task *t, const char *func, json_t *kwargs, bool sync, 
 
 int srv_call(struct srv_req *r, struct task *t, srv_call_done done, void *ud)
 {
+    if (!t->reply[0]) /* async: the accept thread's, which answers the id */
+        return srv_accept(r, t, json_pack("{s:s}", "id", t->id), NULL, NULL);
     redisContext *rc = srv_redis(r);
     if (!rc)
         return -1;
     char *err = NULL;
-    if (!t->reply[0]) {
-        if (task_enqueue(rc, &S.conf, t, &err) != 0) {
-            metrics_call(&S.metrics, CO_ENQUEUE_ERROR);
-            req_err(r, 503, "EBackend", NULL, "cannot enqueue the task: %s", err ? err : "?");
-            free(err);
-            if (rc->err)
-                srv_redis_broken();
-            return -1;
-        }
-        metrics_call(&S.metrics, CO_ASYNC);
-        /* the caller's answer waits for the accept record (server_journal.c) */
-        journal_accept(r, t);
-        return 0;
-    }
     r->done = done;
     r->done_ud = ud;
     snprintf(r->task_id, sizeof r->task_id, "%s", t->id);
@@ -276,6 +274,8 @@ int srv_call(struct srv_req *r, struct task *t, srv_call_done done, void *ud)
     r->suspended = false;
     /* registered before the enqueue: the outcome can come back at once */
     pending_insert(r);
+    if (accept_sync(r, t) == 0)
+        return 0; /* suspended; the accept thread enqueues it with others */
     if (task_enqueue(rc, &S.conf, t, &err) != 0) {
         metrics_call(&S.metrics, CO_ENQUEUE_ERROR);
         req_err(r, 503, "EBackend", NULL, "cannot enqueue the task: %s", err ? err : "?");

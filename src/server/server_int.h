@@ -168,19 +168,27 @@ void health_stop(void); /* after S.stop is set */
 json_t *health_judge(const struct srv_health *h, int64_t now_mono, int64_t epoch, int *http,
                      char *why, size_t whyn);
 
-/* server_journal.c: accept records of async tasks, group-committed to
- * MariaDB task_accept; journal_accept suspends r (whose answer the caller
- * builds next) until its row is committed. No-op when the journal is off. */
+/* server_journal.c: the accept thread (srv_accept, server.h). */
 int journal_start(void);
 void journal_stop(void);
 bool journal_on(void);
-void journal_accept(struct srv_req *r, const struct task *t);
 void journal_counts(unsigned long *rows, unsigned long *batches, unsigned long *unjournaled);
+/* Sync: r is in the pending table; suspends it and hands t to the accept
+ * thread, which enqueues it with the others of its batch (no journal row:
+ * sync calls have none) and, when Redis refuses it, delivers a failure
+ * outcome (reason EBackend) through the pending table. 0 when handed over,
+ * -1 when the thread is not running (the caller enqueues it itself). */
+int accept_sync(struct srv_req *r, const struct task *t);
+/* Tasks the accept thread sent to Redis, and in how many pipelines. */
+void accept_counts(unsigned long *tasks, unsigned long *batches);
 
 /* server_dispatch.c */
 void *dispatcher_main(void *arg);
 void pending_insert(struct srv_req *r);
 bool pending_remove(struct srv_req *r);
+/* Takes the request of task_id out of the table and delivers outcome
+ * (stolen) to it; nothing (outcome freed) when someone claimed it first. */
+void pending_fail(const char *task_id, json_t *outcome);
 /* Called under pend_mu by srv_call when the outcome may already be there. */
 void dispatcher_expire_all(const char *reason, const char *message);
 /* The two halves of the dispatcher's expiry, for tests: take the requests

@@ -1,23 +1,30 @@
-/* The accept journal: every async task the server accepts is also written
- * to MariaDB (task_accept, migration 010) before its caller gets the id, so
- * a Redis that comes back from an older snapshot cannot make an accepted
- * task vanish: the worker's keeper (worker_reconcile.c) finds journal rows
- * neither recorded in task_record nor present in Redis and queues them
- * again, or records them lost.
+/* The accept thread: async calls are group-committed, to Redis and to the
+ * accept journal.
  *
- * Async accept is a hot path, so the rows are group-committed: HTTP
- * threads never wait. srv_call enqueues the task in Redis, hands the row to
- * this file and suspends the connection (its answer is already built); one
- * journal thread writes everything handed over since its last statement in
- * one multi-row INSERT (autocommit: one fsync per batch, however many rows)
- * and then resumes those connections. While the thread writes, the next
- * batch gathers, so a busier server writes bigger batches, not more.
+ * srv_accept() (Async APIs, /api/v1/func with options.async, cron runs by
+ * hand) suspends the caller's connection and hands the task over; one
+ * thread takes everything handed over since its last turn and
+ *   1. enqueues it in one Redis pipeline (task_enqueue_many: XADD + SET per
+ *      task, one WAIT for all when redis.wait_replicas is set), then
+ *   2. writes the accept records of the tasks Redis took in one multi-row
+ *      INSERT to MariaDB (task_accept, migration 010; autocommit: one fsync
+ *      per batch, however many rows), so a Redis that comes back from an
+ *      older snapshot cannot make an accepted task vanish: the worker's
+ *      keeper (worker_reconcile.c) finds journal rows neither recorded in
+ *      task_record nor present in Redis and queues them again, or records
+ *      them lost; then
+ *   3. resumes those connections: the answer (the task id) or a 503 when
+ *      Redis did not take the task.
+ * While the thread works the next batch gathers, so a busier server sends
+ * bigger batches, not more: HTTP threads never wait for Redis or MariaDB
+ * on this path, and Redis reads and writes once per batch.
  *
  * MariaDB down: the journal cannot hold up every async call for the length
  * of an outage (the task is already in Redis, which keeps it with its AOF);
  * the callers are answered at once, the rows counted as unjournaled and the
  * connection retried at most once a second. Only a Redis restored from an
- * older snapshot *during* a MariaDB outage can then still lose a task. */
+ * older snapshot *during* a MariaDB outage can then still lose a task.
+ * server.accept_journal = false skips step 2. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +34,7 @@
 #include "db.h"
 #include "journal.h"
 #include "log.h"
+#include "rds.h"
 #include "server_int.h"
 
 #define JOURNAL_RETRY_MS 1000
@@ -34,37 +42,45 @@
 struct jent {
     struct jent *next;
     struct srv_req *r; /* NULL: nobody waits (no connection to resume) */
-    char id[ID_MAX];
-    char queue[16];
-    int64_t accepted_ms;
-    char *task; /* task JSON as enqueued */
+    struct task t;     /* the fixed fields only: kwargs and extra are in msg */
+    char *msg;         /* task JSON as enqueued */
+    json_t *answer;    /* the caller's answer once accepted */
+    char *err;         /* why Redis did not take it; NULL = accepted */
+    bool sync;         /* a sync call: r is in the pending table, not ours */
 };
 
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct jent *head, **tail;
-    bool running, stopping;
+    bool running, journal, stopping;
     pthread_t th;
     MYSQL *db;
     int64_t retry_at; /* mono ms: no connect attempt before */
     bool warned;
-    atomic_ulong rows, batches, unjournaled;
+    atomic_ulong rows, batches, unjournaled, accepts, accept_batches;
 } J = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
-static void journal_done(struct srv_req *r, json_t *outcome, void *ud)
+/* On resume, in r's HTTP thread: r->outcome is {"ok": answer} or
+ * {"error": why}. */
+static void accept_done(struct srv_req *r, json_t *outcome, void *ud)
 {
-    (void)outcome;
-    (void)ud;
-    /* the handler answered before it returned; this runs only if it did not */
-    if (!r->answered)
-        req_err(r, 500, "EServerInternal", NULL, "accepted task %s: no answer was built",
-                r->task_id);
+    json_t *ok = json_object_get(outcome, "ok");
+    if (ok) {
+        metrics_call(&S.metrics, CO_ASYNC);
+        req_ok(r, json_incref(ok));
+        return;
+    }
+    metrics_call(&S.metrics, CO_ENQUEUE_ERROR);
+    if (r->accept_failed)
+        r->accept_failed(r, ud);
+    const char *why = json_string_value(json_object_get(outcome, "error"));
+    req_err(r, 503, "EBackend", NULL, "cannot enqueue the task: %s", why ? why : "?");
 }
 
 bool journal_on(void)
 {
-    return J.running;
+    return J.running && J.journal;
 }
 
 void journal_counts(unsigned long *rows, unsigned long *batches, unsigned long *unjournaled)
@@ -74,40 +90,122 @@ void journal_counts(unsigned long *rows, unsigned long *batches, unsigned long *
     *unjournaled = atomic_load(&J.unjournaled);
 }
 
-void journal_accept(struct srv_req *r, const struct task *t)
+void accept_counts(unsigned long *tasks, unsigned long *batches)
 {
-    if (!J.running)
-        return;
+    *tasks = atomic_load(&J.accepts);
+    *batches = atomic_load(&J.accept_batches);
+}
+
+/* An entry for t: its fixed fields and its JSON as it will be enqueued.
+ * NULL when out of memory. */
+static struct jent *jent_new(const struct task *t)
+{
     struct jent *e = calloc(1, sizeof *e);
-    char *s = e ? task_encode(t) : NULL;
-    if (!s) {
+    char *msg = e ? task_encode(t) : NULL;
+    if (!msg) {
         free(e);
-        atomic_fetch_add(&J.unjournaled, 1);
-        log_warnx("journal: task %s: out of memory, accepted without an accept record", t->id);
-        return;
+        return NULL;
     }
-    e->task = s;
-    snprintf(e->id, sizeof e->id, "%s", t->id);
-    snprintf(e->queue, sizeof e->queue, "%s", t->queue);
-    e->accepted_ms = t->enq_ms;
+    e->t = *t;
+    e->t.kwargs = NULL;
+    e->t.extra = NULL;
+    e->msg = msg;
+    return e;
+}
+
+int accept_sync(struct srv_req *r, const struct task *t)
+{
+    struct jent *e = r->conn ? jent_new(t) : NULL;
+    if (!e)
+        return -1;
+    char *msg = e->msg;
+    e->sync = true;
     pthread_mutex_lock(&J.mu);
-    if (r && r->conn && !r->suspended) {
-        /* the caller's answer goes out when the row is committed: the
-         * journal thread takes e only after this, so its resume comes after
-         * the suspend */
-        e->r = r;
-        snprintf(r->task_id, sizeof r->task_id, "%s", t->id);
-        r->done = journal_done;
-        r->done_ud = NULL;
-        r->outcome = NULL;
-        r->suspended = true;
-        r->state = RS_SUSPENDED;
-        MHD_suspend_connection(r->conn);
+    if (!J.running || J.stopping) {
+        pthread_mutex_unlock(&J.mu);
+        free(msg);
+        free(e);
+        return -1;
     }
+    /* suspended before the thread can enqueue it, so the dispatcher's
+     * delivery (deliver_locked, under pend_mu) always finds it suspended
+     * and resumes it */
+    pthread_mutex_lock(&S.pend_mu);
+    r->suspended = true;
+    r->state = RS_SUSPENDED;
+    MHD_suspend_connection(r->conn);
+    pthread_mutex_unlock(&S.pend_mu);
     *J.tail = e;
     J.tail = &e->next;
     pthread_cond_signal(&J.cv);
     pthread_mutex_unlock(&J.mu);
+    return 0;
+}
+
+/* Without the accept thread (not started, or stopped): the old way, in
+ * the HTTP thread. */
+static int accept_direct(struct srv_req *r, struct task *t, json_t *answer,
+                         void (*failed)(struct srv_req *r, void *ud), void *ud)
+{
+    redisContext *rc = srv_redis(r);
+    char *err = NULL;
+    if (!rc || task_enqueue(rc, &S.conf, t, &err) != 0) {
+        if (failed)
+            failed(r, ud);
+        json_decref(answer);
+        if (!rc)
+            return -1; /* srv_redis answered */
+        metrics_call(&S.metrics, CO_ENQUEUE_ERROR);
+        req_err(r, 503, "EBackend", NULL, "cannot enqueue the task: %s", err ? err : "?");
+        free(err);
+        if (rc->err)
+            srv_redis_broken();
+        return -1;
+    }
+    metrics_call(&S.metrics, CO_ASYNC);
+    req_ok(r, answer);
+    return 0;
+}
+
+int srv_accept(struct srv_req *r, struct task *t, json_t *answer,
+               void (*failed)(struct srv_req *r, void *ud), void *ud)
+{
+    pthread_mutex_lock(&J.mu);
+    bool threaded = J.running && !J.stopping && r->conn;
+    pthread_mutex_unlock(&J.mu);
+    if (!threaded)
+        return accept_direct(r, t, answer, failed, ud);
+    struct jent *e = jent_new(t);
+    if (!e) {
+        if (failed)
+            failed(r, ud);
+        json_decref(answer);
+        req_err(r, 503, "EBackend", NULL, "cannot enqueue task %s: out of memory", t->id);
+        return -1;
+    }
+    e->answer = answer;
+    e->r = r;
+    pthread_mutex_lock(&J.mu);
+    if (J.stopping) { /* stopped meanwhile: nobody would take e */
+        pthread_mutex_unlock(&J.mu);
+        free(e->msg);
+        free(e);
+        return accept_direct(r, t, answer, failed, ud);
+    }
+    /* suspended before the thread can see e: its resume comes after this */
+    snprintf(r->task_id, sizeof r->task_id, "%s", t->id);
+    r->done = accept_done;
+    r->done_ud = ud;
+    r->accept_failed = failed;
+    r->outcome = NULL;
+    r->suspended = true;
+    r->state = RS_SUSPENDED;
+    MHD_suspend_connection(r->conn);
+    *J.tail = e;
+    J.tail = &e->next;
+    pthread_cond_signal(&J.cv);
+    pthread_mutex_unlock(&J.mu);
+    return 0;
 }
 
 static void resume_all(struct jent *list)
@@ -115,10 +213,82 @@ static void resume_all(struct jent *list)
     while (list) {
         struct jent *e = list;
         list = e->next;
-        if (e->r)
+        if (e->r) {
+            /* the HTTP thread reads r->outcome only after this resume */
+            e->r->outcome =
+                e->err ? json_pack("{s:s}", "error", e->err) : json_pack("{s:O}", "ok", e->answer);
             MHD_resume_connection(e->r->conn);
-        free(e->task);
+        }
+        json_decref(e->answer);
+        free(e->msg);
+        free(e->err);
         free(e);
+    }
+}
+
+/* Step 1: one pipeline for the whole batch, on this thread's connection
+ * (srv_redis_thread: PINGed after an idle spell, so a Redis restart in
+ * between does not fail the next batch). */
+static void enqueue_batch(struct jent *list, size_t n)
+{
+    struct task_enq *q = calloc(n, sizeof *q);
+    char *err = NULL;
+    redisContext *rc = q ? srv_redis_thread(&err) : NULL;
+    size_t i = 0;
+    for (struct jent *e = list; e; e = e->next, i++) {
+        if (!rc) {
+            e->err = strdup(!q ? "out of memory" : err ? err : "redis unavailable");
+            continue;
+        }
+        q[i] = (struct task_enq){.t = &e->t, .msg = e->msg};
+    }
+    free(err);
+    err = NULL;
+    bool sent = rc != NULL;
+    if (rc && task_enqueue_many(rc, &S.conf, q, n) == 0 && rc->err) {
+        /* A connection Redis dropped (restarted since our last batch):
+         * nothing of it was taken, so once more on a fresh one, as the
+         * HTTP threads' idle PING would have. At worst (Redis killed after
+         * executing, before answering) a task is queued twice: accepted
+         * tasks run at least once. */
+        for (i = 0; i < n; i++) {
+            free(q[i].err);
+            q[i].err = NULL;
+        }
+        srv_redis_broken();
+        rc = srv_redis_thread(&err);
+        if (rc)
+            task_enqueue_many(rc, &S.conf, q, n);
+        else
+            for (i = 0; i < n; i++)
+                q[i].err = strdup(err ? err : "redis unavailable");
+        free(err);
+        err = NULL;
+    }
+    if (sent) {
+        i = 0;
+        for (struct jent *e = list; e; e = e->next, i++)
+            e->err = q[i].err; /* taken over */
+        if (rc && rc->err)
+            srv_redis_broken();
+        atomic_fetch_add(&J.accept_batches, 1);
+        atomic_fetch_add(&J.accepts, n);
+    }
+    free(q);
+}
+
+/* A sync call Redis did not take: the caller hears it through the pending
+ * table (the dispatcher may have claimed it meanwhile: then it answers). */
+static void fail_sync(struct jent *list)
+{
+    for (struct jent *e = list; e; e = e->next) {
+        if (!e->sync || !e->err)
+            continue;
+        metrics_call(&S.metrics, CO_ENQUEUE_ERROR);
+        char msg[600];
+        snprintf(msg, sizeof msg, "cannot enqueue the task: %s", e->err);
+        pending_fail(e->t.id, json_pack("{s:s,s:s,s:s,s:s}", "id", e->t.id, "status", "failure",
+                                        "reason", "EBackend", "message", msg));
     }
 }
 
@@ -143,11 +313,14 @@ static MYSQL *jdb(void)
     return J.db;
 }
 
+/* Step 2: the accept records of what Redis took. */
 static void write_batch(struct jent *list)
 {
     size_t n = 0;
     for (struct jent *e = list; e; e = e->next)
-        n++;
+        n += e->err == NULL && !e->sync;
+    if (n == 0)
+        return;
     struct journal_row *rows = calloc(n, sizeof *rows);
     if (!rows || !jdb()) {
         free(rows);
@@ -155,8 +328,9 @@ static void write_batch(struct jent *list)
         return;
     }
     size_t i = 0;
-    for (struct jent *e = list; e; e = e->next, i++)
-        rows[i] = (struct journal_row){e->id, e->queue, e->task, e->accepted_ms};
+    for (struct jent *e = list; e; e = e->next)
+        if (e->err == NULL && !e->sync)
+            rows[i++] = (struct journal_row){e->t.id, e->t.queue, e->msg, e->t.enq_ms};
     char *err = NULL;
     size_t done = journal_write(J.db, rows, n, &err);
     free(rows);
@@ -188,7 +362,13 @@ static void *journal_main(void *arg)
         bool stop = J.stopping;
         pthread_mutex_unlock(&J.mu);
         if (list) {
-            write_batch(list);
+            size_t n = 0;
+            for (struct jent *e = list; e; e = e->next)
+                n++;
+            enqueue_batch(list, n);
+            fail_sync(list);
+            if (J.journal)
+                write_batch(list);
             resume_all(list);
         } else if (stop) {
             break;
@@ -197,6 +377,7 @@ static void *journal_main(void *arg)
     if (J.db)
         mysql_close(J.db);
     J.db = NULL;
+    srv_redis_broken(); /* this thread's connection */
     mysql_thread_end();
     return NULL;
 }
@@ -204,10 +385,9 @@ static void *journal_main(void *arg)
 int journal_start(void)
 {
     J.tail = &J.head;
-    if (!S.conf.accept_journal) {
+    J.journal = S.conf.accept_journal;
+    if (!J.journal)
         log_info("journal: server.accept_journal = false: async calls are not journaled");
-        return 0;
-    }
     if (pthread_create(&J.th, NULL, journal_main, NULL) != 0)
         return -1;
     J.running = true;

@@ -86,7 +86,7 @@ static int init(const struct cli_opts *o)
     return 0;
 }
 
-/* The dispatcher sits in BLPOP for up to 1 s; an empty entry on its list
+/* The dispatcher sits in BLMPOP for up to 1 s; an empty entry on its list
  * returns it at once, so a demoted node's server exits in milliseconds. */
 static void wake_dispatcher(void)
 {
@@ -94,7 +94,7 @@ static void wake_dispatcher(void)
     redisContext *rc = rds_connect(&S.conf, 500, &err);
     if (rc == NULL) {
         free(err);
-        return; /* Redis gone: BLPOP fails by itself */
+        return; /* Redis gone: BLMPOP fails by itself */
     }
     rds_key(key, sizeof key, &S.conf, "reply:%s", srv_id());
     redisAppendCommand(rc, "LPUSH %s %b", key, "", (size_t)0);

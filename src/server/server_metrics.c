@@ -242,6 +242,10 @@ char *metrics_format(const struct srv_metrics *m, json_t *ext)
          "Sync calls of this server waiting for their outcome."},
         {"cache_gen", "tandem_server_cache_generation", "Generation of this server's call cache."},
         {"epoch", "tandem_server_epoch", "Epoch this server was started with."},
+        {"accept_tasks", "tandem_server_accept_tasks",
+         "Async tasks the accept thread sent to Redis since start."},
+        {"accept_batches", "tandem_server_accept_batches",
+         "Pipelines they went in (group commit: tasks / batches = tasks per round trip)."},
     };
     for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
         json_t *v = json_object_get(ext, gauges[i].key);

@@ -147,23 +147,54 @@ char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err);
 /* Cut s to at most max bytes on a UTF-8 boundary (in place). */
 void wrec_cut_utf8(char *s, size_t max);
 
+/* The child's fetch as a Lua function, shared by its own fetch script
+ * (worker_child.c) and the commit script, which fetches the next task in
+ * the same script: fetch(gen key, first stream's KEYS index, streams,
+ * consumer, "1" to read gen) claims at most one entry, trying the streams
+ * in the order given, and returns {gen, position (1..) among the streams,
+ * entry id, fields}, or, when every stream is empty, {gen, 0, {newest
+ * entry id of each stream, or "0-0"}}. A Redis error (NOGROUP) is returned,
+ * not raised: inside the commit script a raised error would leave the
+ * commit's writes done but answer an error, and the commit would be made
+ * twice. */
+#define W_FETCH_FN_LUA                                                                             \
+    "local function fetch(kg, k0, nk, consumer, wantgen) "                                         \
+    "  local g = false "                                                                           \
+    "  if wantgen == '1' then g = redis.call('GET', kg) end "                                      \
+    "  for i = k0, k0 + nk - 1 do "                                                                \
+    "    local r = redis.pcall('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', '1', "         \
+    "                          'STREAMS', KEYS[i], '>') "                                          \
+    "    if type(r) == 'table' and r.err then return r end "                                       \
+    "    if r then return {g, i - k0 + 1, r[1][2][1][1], r[1][2][1][2]} end "                      \
+    "  end "                                                                                       \
+    "  local last = {} "                                                                           \
+    "  for i = k0, k0 + nk - 1 do "                                                                \
+    "    local e = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', '1') "                      \
+    "    if e[1] then last[i - k0 + 1] = e[1][1] else last[i - k0 + 1] = '0-0' end "               \
+    "  end "                                                                                       \
+    "  return {g, 0, last} "                                                                       \
+    "end "
+
 /* Records a finished task and acks its entry in one Lua script (SET
  * status, LPUSH reply (sync), LPUSH record, HINCRBY stats, cron running
  * release, result cache, XACK + XDEL): all or nothing, so an entry is never
  * acked without its outcome (e.g. Redis refusing writes at maxmemory).
  * result_cache_key: NULL, or "<prefix>cache:result:..." to SET the result.
- * Returns 0 recorded; 1 recorded, but the context broke afterwards (while
- * reading extra's reply); -1 not recorded: *err says why, and the context
+ * Returns 0 recorded, or -1 not recorded: *err says why, and the context
  * is broken when rc->err is set (else Redis refused, e.g. OOM: retry).
- * extra: one more command riding in the same round trip (the child's fetch
- * of its next task): append() adds exactly one command; reply() sees its
- * reply (borrowed) if it arrived; append NULL for none. Without extra, or
- * with its stats NULL, this task is counted in Pstats:worker (tasks, its
- * status, cost_ms); else stats holds nstats (field, increment) pairs to
- * add instead, possibly none: the child sums its counters in memory and
+ * extra: the child's fetch of its next task, made by the same script after
+ * the commit (W_FETCH_FN_LUA), so a task under load costs one script and
+ * one round trip: fetch_keys = gen key + streams (nfetch_keys), consumer,
+ * want_gen "1"/"0"; reply() sees the fetch's reply (borrowed) if the commit
+ * was made; fetch_keys NULL for none. Without extra, or with its stats
+ * NULL, this task is counted in Pstats:worker (tasks, its status,
+ * cost_ms); else stats holds nstats (field, increment) pairs to add
+ * instead, possibly none: the child sums its counters in memory and
  * flushes them about once a second (struct wstats). */
 struct wrec_extra {
-    void (*append)(redisContext *rc, void *ud);
+    const char *const *fetch_keys;
+    int nfetch_keys;
+    const char *consumer, *want_gen;
     void (*reply)(redisReply *r, void *ud);
     void *ud;
     const char *const *stats;
@@ -262,6 +293,9 @@ struct wchild {
                                      last fetch found nothing: XREAD waits
                                      for anything newer without claiming */
     bool have_last_ids;
+    bool last_ids_fresh;           /* set by the commit's prefetch that found every
+                                      stream empty: the next fetch waits after those
+                                      ids without running the fetch script again */
     int64_t empty_mono[W_NQUEUES]; /* when a fetch last found the stream
                                       empty (0: not known empty) */
     int pid;                       /* getpid() at start */

@@ -32,28 +32,16 @@ static void on_stop(int sig)
     g_stop = 1;
 }
 
-/* Claims at most one entry, trying the streams in the order given (the
- * scheduler's turn, see struct wrr), and reads the generation in the same
- * round trip when asked. Returns {gen, position (1..) in KEYS[2..], entry
- * id, fields}, or, when every stream is empty, {gen, 0, {newest entry id of
- * each stream, or "0-0"}}: the XREAD that then waits for a new entry starts
- * after those, so nothing added in between is missed, and it claims nothing.
- * One entry at a time: a claimed entry never waits behind another task (it
- * would age towards XAUTOCLAIM and run twice). */
+/* Claims at most one entry (W_FETCH_FN_LUA), trying the streams in the
+ * order given (the scheduler's turn, see struct wrr), and reads the
+ * generation in the same round trip when asked. When every stream is
+ * empty the newest entry ids it answers are where the XREAD that then
+ * waits for a new entry starts, so nothing added in between is missed, and
+ * it claims nothing. One entry at a time: a claimed entry never waits
+ * behind another task (it would age towards XAUTOCLAIM and run twice).
+ * KEYS: gen, the streams; ARGV: consumer, "1" to read gen. */
 static const char FETCH_LUA[] =
-    "local g = false "
-    "if ARGV[2] == '1' then g = redis.call('GET', KEYS[1]) end "
-    "for i = 2, #KEYS do "
-    "  local r = redis.call('XREADGROUP', 'GROUP', 'workers', ARGV[1], 'COUNT', '1', "
-    "                       'STREAMS', KEYS[i], '>') "
-    "  if r then return {g, i - 1, r[1][2][1][1], r[1][2][1][2]} end "
-    "end "
-    "local last = {} "
-    "for i = 2, #KEYS do "
-    "  local e = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', '1') "
-    "  if e[1] then last[i - 1] = e[1][1] else last[i - 1] = '0-0' end "
-    "end "
-    "return {g, 0, last}";
+    W_FETCH_FN_LUA "return fetch(KEYS[1], 2, #KEYS - 1, ARGV[1], ARGV[2])";
 
 static void sleep_ms(int64_t ms)
 {
@@ -95,6 +83,7 @@ static void tell_master(struct wchild *ch, enum wmsg_type type, const struct wta
 
 void child_redis_broken(struct wchild *ch)
 {
+    ch->last_ids_fresh = false; /* ids of a Redis we may not see again */
     if (ch->rc) {
         redisFree(ch->rc);
         ch->rc = NULL;
@@ -408,20 +397,27 @@ static int fetch(struct wchild *ch)
         sleep_ms(1000);
         return 0;
     }
-    redisReply *r = rds_eval(ch->rc, FETCH_LUA, ch->fetch_sha, 1 + a.n, a.argv, a.argc);
-    if (r == NULL) {
-        log_warnx("child %s: reading the queues: %s", ch->consumer, ch->rc->errstr);
-        return -1;
-    }
-    ch->have_last_ids = false;
-    int got = fetch_reply(ch, r, &a);
-    freeReplyObject(r);
-    if (got != 0 || !ch->have_last_ids) {
-        if (got == -1 && ch->rc->err)
-            return -1; /* e.g. READONLY: reconnect */
-        if (got == -1)
-            sleep_ms(200);
-        return 0;
+    /* Right after a commit whose prefetch found every stream empty (none
+     * left out), its newest ids are as good as a new look: anything added
+     * since is after them, and the XREAD below wakes for it at once. */
+    bool fresh = ch->last_ids_fresh && a.skipped == 0;
+    ch->last_ids_fresh = false;
+    if (!fresh) {
+        redisReply *r = rds_eval(ch->rc, FETCH_LUA, ch->fetch_sha, 1 + a.n, a.argv, a.argc);
+        if (r == NULL) {
+            log_warnx("child %s: reading the queues: %s", ch->consumer, ch->rc->errstr);
+            return -1;
+        }
+        ch->have_last_ids = false;
+        int got = fetch_reply(ch, r, &a);
+        freeReplyObject(r);
+        if (got != 0 || !ch->have_last_ids) {
+            if (got == -1 && ch->rc->err)
+                return -1; /* e.g. READONLY: reconnect */
+            if (got == -1)
+                sleep_ms(200);
+            return 0;
+        }
     }
 
     /* Nothing waiting: the counters go out before we sleep. Then wait for a
@@ -442,7 +438,7 @@ static int fetch(struct wchild *ch)
         argv[argc++] = a.kq[i];
     for (int i = 0; i < a.n; i++)
         argv[argc++] = ch->last_ids[a.order[i]];
-    r = redisCommandArgv(ch->rc, argc, argv, NULL);
+    redisReply *r = redisCommandArgv(ch->rc, argc, argv, NULL);
     if (r == NULL) {
         log_warnx("child %s: waiting on the queues: %s", ch->consumer, ch->rc->errstr);
         return -1;
@@ -455,32 +451,19 @@ static int fetch(struct wchild *ch)
     return 0;
 }
 
-/* The next fetch rides in the commit's round trip: under load a task costs
- * one round trip. */
+/* The next fetch rides in the commit script: under load a task costs one
+ * script and one round trip. */
 struct prefetch {
     struct wchild *ch;
     struct fetch_args a;
 };
 
-static void prefetch_append(redisContext *rc, void *ud)
-{
-    struct prefetch *p = ud;
-    const char *argv[3 + 2 + W_NQUEUES + 2];
-    char nk[16];
-    int argc = 0;
-    snprintf(nk, sizeof(nk), "%d", 1 + p->a.n);
-    argv[argc++] = "EVALSHA";
-    argv[argc++] = p->ch->fetch_sha;
-    argv[argc++] = nk;
-    for (int i = 0; i < p->a.argc; i++)
-        argv[argc++] = p->a.argv[i];
-    redisAppendCommandArgv(rc, argc, argv, NULL);
-}
-
 static void prefetch_reply(redisReply *r, void *ud)
 {
     struct prefetch *p = ud;
-    fetch_reply(p->ch, r, &p->a);
+    p->ch->have_last_ids = false;
+    int got = fetch_reply(p->ch, r, &p->a);
+    p->ch->last_ids_fresh = got == 0 && p->ch->have_last_ids && p->a.skipped == 0;
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -497,18 +480,23 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
     for (;;) {
         char *err = NULL;
         struct prefetch pf;
-        /* Prefetch only with nothing else claimed, the script loaded, and
-         * not while stopping (a claimed entry would wait for a reclaim). */
-        bool prefetch =
-            !g_stop && ch->nbacklog == 0 && ch->fetch_sha[0] && !ch->recover && ch->wrr.n > 0;
+        /* Prefetch only with nothing else claimed, and not while stopping
+         * (a claimed entry would wait for a reclaim). */
+        bool prefetch = !g_stop && ch->nbacklog == 0 && !ch->recover && ch->wrr.n > 0;
         if (prefetch) {
             pf.ch = ch;
             fetch_args(ch, &pf.a);
         }
         /* the counters ride along about once a second (and when idle: fetch) */
         bool flush = g_stop || mono_ms() - ch->stats.flushed_mono >= 1000;
-        struct wrec_extra extra = {prefetch ? prefetch_append : NULL, prefetch_reply, &pf,
-                                   ch->stats.argv, flush ? wstats_argv(&ch->stats) : 0};
+        struct wrec_extra extra = {prefetch ? pf.a.argv : NULL,
+                                   prefetch ? 1 + pf.a.n : 0,
+                                   prefetch ? pf.a.argv[1 + pf.a.n] : NULL,
+                                   prefetch ? pf.a.argv[2 + pf.a.n] : NULL,
+                                   prefetch_reply,
+                                   &pf,
+                                   ch->stats.argv,
+                                   flush ? wstats_argv(&ch->stats) : 0};
         int rv = -1;
         if (redis_up(ch))
             rv = wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch, cache_key, &extra,

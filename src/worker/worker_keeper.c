@@ -710,6 +710,65 @@ int keeper_reclaim(redisContext *rc, const struct tconf *c, const char *me, int6
     return moved;
 }
 
+/* ---- reply lists of servers that are gone --------------------------------- */
+
+static bool hb_has_id(json_t *live, const char *id)
+{
+    size_t i;
+    json_t *hb;
+    json_array_foreach(live, i, hb)
+    {
+        const char *x = json_string_value(json_object_get(hb, "id"));
+        if (x && strcmp(x, id) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The worker's commit no longer EXPIREs Preply:<server> when its push
+ * creates the list (0.7 Redis commands per sync call); every server names
+ * itself in Preply:servers with each heartbeat instead, and this pass gives
+ * the list of a server without a live heartbeat 60 s to live (EXPIRE NX: a
+ * TTL already there stays; a live server's list loses it when emptied) and
+ * forgets a gone server whose list is gone too. The set is read before the
+ * heartbeats: a member's heartbeat was set before it joined, so a server
+ * that just started is never taken for a gone one. -1 on a Redis error. */
+static int reply_sweep(redisContext *rc, const struct tconf *c)
+{
+    char kset[128];
+    rds_key(kset, sizeof kset, c, "reply:servers");
+    redisReply *m = redisCommand(rc, "SMEMBERS %s", kset);
+    if (m == NULL)
+        return -1;
+    json_t *live = NULL;
+    int rv = 0;
+    if (m->type == REDIS_REPLY_ARRAY && m->elements > 0 && rds_hb_list(rc, c, "server", &live) < 0)
+        rv = -1;
+    for (size_t i = 0; rv == 0 && m->type == REDIS_REPLY_ARRAY && i < m->elements; i++) {
+        redisReply *id = m->element[i];
+        if (id->type != REDIS_REPLY_STRING || hb_has_id(live, id->str))
+            continue;
+        char kr[256];
+        rds_key(kr, sizeof kr, c, "reply:%s", id->str);
+        redisReply *e = redisCommand(rc, "EXISTS %s", kr);
+        if (e == NULL) {
+            rv = -1;
+            break;
+        }
+        bool exists = e->type == REDIS_REPLY_INTEGER && e->integer > 0;
+        freeReplyObject(e);
+        e = exists ? redisCommand(rc, "EXPIRE %s 60 NX", kr)
+                   : redisCommand(rc, "SREM %s %s", kset, id->str);
+        if (e == NULL)
+            rv = -1;
+        else
+            freeReplyObject(e);
+    }
+    json_decref(live);
+    freeReplyObject(m);
+    return rv;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 int keeper_main(const struct tconf *c, int64_t epoch)
@@ -743,7 +802,8 @@ int keeper_main(const struct tconf *c, int64_t epoch)
     while (!g_stop) {
         int64_t now = mono_ms();
         if (now >= next_reclaim && k_redis(&k)) {
-            if (keeper_reclaim(k.rc, c, k.me, DEAD_IDLE_MS) == -1 || adopt_dead_batches(&k) == -1) {
+            if (keeper_reclaim(k.rc, c, k.me, DEAD_IDLE_MS) == -1 || adopt_dead_batches(&k) == -1 ||
+                reply_sweep(k.rc, c) == -1) {
                 log_warnx("keeper: reclaim pass: %s", k.rc->err ? k.rc->errstr : "redis error");
                 k_redis_broken(&k);
             }

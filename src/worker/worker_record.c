@@ -201,29 +201,28 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
  * ARGV: 1 status JSON, 2 its TTL, 3 record JSON, 4 (unused), 5 (unused),
  * 6 entry id, 7 outcome JSON or "" (no reply), 8 task id, 9 "1" to release
  * the cron running key if it still names this task, 10 cached result or ""
- * (none), 11 its TTL, 12.. (stats field, increment) pairs.
- * The reply list gets its TTL when the push creates it, and again on every
- * push while a backlog of 64 or more waits in it (a server that is behind
- * must not lose the outcomes it has yet to read): one EXPIRE per call was
- * one of the most frequent commands. */
-static const char COMMIT_LUA[] =
+ * (none), 11 its TTL, 12 the consumer that fetches next, or "" (no fetch),
+ * 13 "1" to read the gen key in that fetch, 14.. (stats field, increment)
+ * pairs. With a fetch, KEYS 8 is the gen key and KEYS 9.. the streams,
+ * and the answer is {1, fetch's answer}; else 1.
+ * The reply list gets no TTL here (an EXPIRE when the push created it was
+ * 0.7 commands per sync call): the keeper gives the list of a server that
+ * is gone 60 s to live (worker_keeper.c reply_sweep). */
+static const char COMMIT_LUA[] = W_FETCH_FN_LUA
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
-    "if ARGV[7] ~= '' then "
-    "  local n = redis.call('LPUSH', KEYS[5], ARGV[7]) "
-    "  if n == 1 or n >= 64 then redis.call('EXPIRE', KEYS[5], 60) end "
-    "end "
+    "if ARGV[7] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[7]) end "
     "redis.call('LPUSH', KEYS[2], ARGV[3]) "
-    "for i = 12, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end "
+    "for i = 14, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end "
     "if ARGV[9] == '1' and redis.call('GET', KEYS[6]) == ARGV[8] then "
     "  redis.call('DEL', KEYS[6]) "
     "end "
     "if ARGV[10] ~= '' then redis.call('SET', KEYS[7], ARGV[10], 'EX', ARGV[11]) end "
     "redis.call('XACK', KEYS[4], 'workers', ARGV[6]) "
     "redis.call('XDEL', KEYS[4], ARGV[6]) "
+    "if ARGV[12] ~= '' then return {1, fetch(KEYS[8], 9, #KEYS - 8, ARGV[12], ARGV[13])} end "
     "return 1";
 
-/* EVAL(SHA), script, "7", 7 keys, 11 arguments before the stats pairs */
-#define COMMIT_FIXED_ARGC 21
+#define COMMIT_NKEYS 7
 
 static char *dumps(json_t *j)
 {
@@ -278,29 +277,41 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
             goto out;
         }
     }
-    const char *argv[COMMIT_FIXED_ARGC + 2 * (2 + W_STATS_MAX)] = {sha[0] ? "EVALSHA" : "EVAL",
-                                                                   sha[0] ? sha : COMMIT_LUA,
-                                                                   "7",
-                                                                   k_task,
-                                                                   k_rec,
-                                                                   k_stats,
-                                                                   k_q,
-                                                                   t->reply[0] ? k_reply : k_task,
-                                                                   cron ? k_cron : k_task,
-                                                                   s_res ? result_cache_key
-                                                                         : k_task,
-                                                                   s_status,
-                                                                   ttl,
-                                                                   s_rec,
-                                                                   o->status,
-                                                                   cost,
-                                                                   t->entry,
-                                                                   s_out ? s_out : "",
-                                                                   t->id,
-                                                                   cron ? "1" : "0",
-                                                                   s_res ? s_res : "",
-                                                                   res_ttl};
-    int argc = COMMIT_FIXED_ARGC;
+    bool fetch =
+        extra && extra->fetch_keys && extra->nfetch_keys > 0 && extra->nfetch_keys <= 1 + W_NQUEUES;
+    char nkeys[16];
+    snprintf(nkeys, sizeof(nkeys), "%d", COMMIT_NKEYS + (fetch ? extra->nfetch_keys : 0));
+    const char *argv[3 + COMMIT_NKEYS + 1 + W_NQUEUES + 13 + 2 * (2 + W_STATS_MAX)];
+    int argc = 0;
+    argv[argc++] = sha[0] ? "EVALSHA" : "EVAL";
+    argv[argc++] = sha[0] ? sha : COMMIT_LUA;
+    argv[argc++] = nkeys;
+    const char *keys[COMMIT_NKEYS] = {k_task,
+                                      k_rec,
+                                      k_stats,
+                                      k_q,
+                                      t->reply[0] ? k_reply : k_task,
+                                      cron ? k_cron : k_task,
+                                      s_res ? result_cache_key : k_task};
+    for (int i = 0; i < COMMIT_NKEYS; i++)
+        argv[argc++] = keys[i];
+    for (int i = 0; fetch && i < extra->nfetch_keys; i++)
+        argv[argc++] = extra->fetch_keys[i];
+    const char *args[13] = {s_status,
+                            ttl,
+                            s_rec,
+                            o->status,
+                            cost,
+                            t->entry,
+                            s_out ? s_out : "",
+                            t->id,
+                            cron ? "1" : "0",
+                            s_res ? s_res : "",
+                            res_ttl,
+                            fetch ? extra->consumer : "",
+                            fetch && extra->want_gen ? extra->want_gen : "0"};
+    for (int i = 0; i < 13; i++)
+        argv[argc++] = args[i];
     if (extra && extra->stats) {
         for (int i = 0; i < extra->nstats && i < 2 * (2 + W_STATS_MAX); i++)
             argv[argc++] = extra->stats[i];
@@ -312,69 +323,36 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
         argv[argc++] = "cost_ms";
         argv[argc++] = cost;
     }
-    redisAppendCommandArgv(rc, argc, argv, NULL);
-    if (extra && extra->append)
-        extra->append(rc, extra->ud);
-
-    void *rep = NULL;
-    if (redisGetReply(rc, &rep) != REDIS_OK) {
+    redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        /* Redis restarted or SCRIPT FLUSH: nothing ran; once more as EVAL
+         * (which caches it again) */
+        freeReplyObject(r);
+        sha[0] = '\0';
+        argv[0] = "EVAL";
+        argv[1] = COMMIT_LUA;
+        r = redisCommandArgv(rc, argc, argv, NULL);
+    }
+    if (r == NULL) {
         if (err &&
             asprintf(err, "task %s: recording the outcome: redis: %s", t->id, rc->errstr) == -1)
             *err = NULL;
         goto out; /* the context is unusable now */
     }
-    redisReply *r = rep;
     rds_readonly(rc, r); /* a replica now: the caller reconnects (Sentinel) */
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        /* Redis restarted or SCRIPT FLUSH: nothing ran; once more as EVAL
-         * (which caches it again) after the extra's reply */
-        freeReplyObject(r);
-        if (extra && extra->append) {
-            rep = NULL;
-            if (redisGetReply(rc, &rep) != REDIS_OK) {
-                if (err && asprintf(err, "task %s: recording the outcome: redis: %s", t->id,
-                                    rc->errstr) == -1)
-                    *err = NULL;
-                goto out;
-            }
-            extra->reply(rep, extra->ud);
-            freeReplyObject(rep);
-        }
-        sha[0] = '\0';
-        argv[0] = "EVAL";
-        argv[1] = COMMIT_LUA;
-        r = redisCommandArgv(rc, argc, argv, NULL);
-        if (r == NULL) {
-            if (err &&
-                asprintf(err, "task %s: recording the outcome: redis: %s", t->id, rc->errstr) == -1)
-                *err = NULL;
-            goto out;
-        }
-        rds_readonly(rc, r);
-        extra = NULL; /* its reply is read */
-    }
-    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+    bool done = (r->type == REDIS_REPLY_INTEGER && r->integer == 1) ||
+                (fetch && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                 r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1);
+    if (done) {
         rv = 0;
+        if (fetch && r->type == REDIS_REPLY_ARRAY && extra->reply)
+            extra->reply(r->element[1], extra->ud);
     } else if (err &&
                asprintf(err, "task %s: recording the outcome (entry left pending): %s", t->id,
                         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") == -1) {
         *err = NULL;
     }
     freeReplyObject(r);
-    if (extra && extra->append) {
-        rep = NULL;
-        if (redisGetReply(rc, &rep) != REDIS_OK) {
-            if (rv == 0 && err &&
-                asprintf(err, "task %s: outcome recorded, fetching the next: redis: %s", t->id,
-                         rc->errstr) == -1)
-                *err = NULL;
-            /* recorded or not, the context is broken: the caller reconnects */
-            rv = rv == 0 ? 1 : -1;
-            goto out;
-        }
-        extra->reply(rep, extra->ud);
-        freeReplyObject(rep);
-    }
 out:
     free(s_out);
     free(s_status);
