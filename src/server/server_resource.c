@@ -245,6 +245,11 @@ static const struct field task_record_fields[] = {
     {"funcCallKwargsJSON", "kwargs_json", FT_STR, F_RO, NULL, NULL},
     {"returnValueJSON", "return_value_json", FT_STR, F_RO, NULL, NULL},
     {"callChainJSON", "call_chain_json", FT_STR, F_RO, NULL, NULL},
+    /* DFF's scheduling fields, seconds (migration 011) */
+    {"cronExpr", "cron_expr", FT_STR, F_RO, NULL, NULL},
+    {"delay", "delay_s", FT_INT, F_RO, NULL, NULL},
+    {"timeout", "timeout_s", FT_INT, F_RO, NULL, NULL},
+    {"expires", "expires_s", FT_INT, F_RO, NULL, NULL},
     END,
 };
 

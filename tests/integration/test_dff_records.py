@@ -221,6 +221,47 @@ class DFFRecordsTest(unittest.TestCase):
         self.assertEqual(t["call_chain"], [f"{SCRIPT}.chain_root", f"{SCRIPT}.chain_leaf"])
         self.assertTrue(t["trigger_at"])
 
+    def test_records_keep_cron_expr_delay_timeout_and_expires(self):
+        # DFF's cronExpr, delay, timeout and expires (migration 011)
+        def listed(**q):
+            qs = "&".join(f"{k}={v}" for k, v in q.items())
+            return self.st.api("GET", f"/api/v1/task-records/do/list?{qs}")
+
+        path = f"/api/v1/func/{SCRIPT}.req_info"
+        timed = self.st.api("POST", path, {"kwargs": {"x": "t"},
+                                           "options": {"async": True, "timeout": 17, "expires": 40}})
+        delayed = self.st.api("POST", path, {"kwargs": {"x": "d"}, "options": {"delay": 1}})
+        plain = self.st.api("POST", path, {"kwargs": {"x": "p"}})["id"]
+        job = self.st.api("POST", "/api/v1/cron-jobs/do/add",
+                          {"data": {"funcId": f"{SCRIPT}.req_info", "cronExpr": "*/2 * * * * *"}})["id"]
+        try:
+            cron = wait_for(lambda: listed(originId=job), 30, 0.3, "a record of the cron job")
+        finally:
+            self.st.api("GET", f"/api/v1/cron-jobs/{job}/do/delete")
+        self.assertEqual(cron[0]["cronExpr"], "*/2 * * * * *")
+        self.assertEqual(cron[0]["origin"], "cronJob")
+
+        for tid in (timed["id"], delayed["id"]):
+            self.st.wait_task(tid, 30)
+        recs = wait_for(lambda: (lambda d: d if len(d) == 3 else None)(
+            listed(id=",".join((timed["id"], delayed["id"], plain)))), 30, 0.2, "the three records")
+        by_id = {r["id"]: r for r in recs}
+        t, d, p = by_id[timed["id"]], by_id[delayed["id"]], by_id[plain]
+        self.assertEqual((t["timeout"], t["expires"], t["delay"], t["cronExpr"]), (17, 40, 0, None))
+        self.assertEqual(d["delay"], 1)
+        self.assertGreaterEqual(d["startTimeMs"] - d["triggerTimeMs"], 500)
+        self.assertGreater(p["timeout"], 0)
+        self.assertEqual(p["delay"], 0)
+        # a sync call starts within its timeout or not at all: that is its expiry
+        self.assertEqual(p["expires"], p["timeout"])
+        # /api/v1/tasks/<id> under the same names, from Redis and from the record
+        got = self.st.api("GET", f"/api/v1/tasks/{timed['id']}")
+        self.assertEqual((got["timeout"], got["expires"], got["delay"]), (17, 40, 0))
+        self.st.redis("DEL", f"tandem:task:{timed['id']}")
+        got = self.st.api("GET", f"/api/v1/tasks/{timed['id']}")
+        self.assertEqual((got["timeout"], got["expires"], got["delay"], got["cronExpr"]),
+                         (17, 40, 0, None))
+
     def test_huge_return_value_is_cut_in_the_record_not_in_the_answer(self):
         n = 300000
         v = self.st.api("POST", f"/api/v1/func/{SCRIPT}.big", {"kwargs": {"n": n}})["result"]
