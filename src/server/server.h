@@ -240,5 +240,13 @@ int server_cron_route(struct srv_req *req);
  * worker's funcs array, to create/update fixed_cron_expr jobs. Non-zero →
  * logged and reported in the publish answer as "cron_error". */
 int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char **err);
+/* DFF-shaped cron job rows (cron-jobs/do/list, do/get: objects with id,
+ * cronExpr, timezone, expireTime): each gets "state", the beat's Redis state
+ * of the job and its next fire from now. 0, or -1 after answering (Redis
+ * down: 503). Weak default in server_resource.c: no state. */
+int server_cron_rows_state(struct srv_req *req, json_t *rows);
+/* A deleted job's Redis state goes with it. 0, or -1 after answering 503
+ * (Redis down: the row is gone, the beat ignores state of unknown jobs). */
+int server_cron_forget(struct srv_req *req, const char *id);
 
 #endif

@@ -15,7 +15,7 @@
 #include "ids.h"
 #include "log.h"
 #include "rds.h"
-#include "server.h"
+#include "server_int.h"
 
 #define JOB_COLS                                                                                   \
     "id, func_id, title, expr, timezone, kwargs_json, enabled, overlap, misfire_grace, "           \
@@ -64,18 +64,11 @@ static void zcache_free(struct zcache *zc)
     zc->n = 0;
 }
 
-static json_t *job_json(MYSQL_ROW row, redisReply *state, struct zcache *zc)
+/* A job's "state": the beat's Redis hash, and its next fire from now,
+ * computed here: right whether or not a beat runs at the moment. */
+static json_t *job_state(redisReply *state, const char *expr, const char *tzname, int64_t exp_s,
+                         struct zcache *zc)
 {
-    json_t *kw = json_loads(row[5] ? row[5] : "{}", 0, NULL);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:b, s:s, s:o, s:o, s:b, s:o, s:o}", "id",
-                          row[0], "func_id", row[1], "title", row[2] ? row[2] : "", "expr", row[3],
-                          "timezone", row[4], "kwargs", kw ? kw : json_null(), "enabled",
-                          row[6] && atoi(row[6]), "overlap", row[7] ? row[7] : "skip",
-                          "misfire_grace", row[8] ? json_integer(atoll(row[8])) : json_null(),
-                          "expires_at", iso_or_null(row[9]), "fixed", row[10] && atoi(row[10]),
-                          "created_at", iso_or_null(row[11]), "updated_at", iso_or_null(row[12]));
-    if (!o)
-        return json_null();
     json_t *st = json_object();
     if (state && state->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i + 1 < state->elements; i += 2) {
@@ -93,25 +86,92 @@ static json_t *job_json(MYSQL_ROW row, redisReply *state, struct zcache *zc)
             }
         }
     }
-    /* The next fire from now, computed here: right whether or not a beat
-     * runs at the moment. */
     struct cron_expr e;
     struct cron_tz *tz = NULL;
     char *err = NULL;
-    if (cron_parse(&e, row[3], &err) == 0 && (tz = zone(zc, row[4], &err))) {
+    if (expr && tzname && cron_parse(&e, expr, &err) == 0 && (tz = zone(zc, tzname, &err))) {
         int64_t n = cron_next(&e, tz, now_ms() / 1000);
-        int64_t exp = row[9] ? (int64_t)strtod(row[9], NULL) : 0;
         char buf[64];
         json_object_set_new(st, "next_fire",
-                            n >= 0 && (!exp || n <= exp)
+                            n >= 0 && (!exp_s || n <= exp_s)
                                 ? json_string(cron_format(n, tz, buf, sizeof buf))
                                 : json_null());
     } else {
         json_object_set_new(st, "error", json_string(err ? err : "cannot schedule"));
     }
     free(err);
-    json_object_set_new(o, "state", st);
+    return st;
+}
+
+static json_t *job_json(MYSQL_ROW row, redisReply *state, struct zcache *zc)
+{
+    json_t *kw = json_loads(row[5] ? row[5] : "{}", 0, NULL);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:b, s:s, s:o, s:o, s:b, s:o, s:o}", "id",
+                          row[0], "func_id", row[1], "title", row[2] ? row[2] : "", "expr", row[3],
+                          "timezone", row[4], "kwargs", kw ? kw : json_null(), "enabled",
+                          row[6] && atoi(row[6]), "overlap", row[7] ? row[7] : "skip",
+                          "misfire_grace", row[8] ? json_integer(atoll(row[8])) : json_null(),
+                          "expires_at", iso_or_null(row[9]), "fixed", row[10] && atoi(row[10]),
+                          "created_at", iso_or_null(row[11]), "updated_at", iso_or_null(row[12]));
+    if (!o)
+        return json_null();
+    json_object_set_new(o, "state",
+                        job_state(state, row[3], row[4],
+                                  row[9] ? (int64_t)strtod(row[9], NULL) : 0, zc));
     return o;
+}
+
+int server_cron_rows_state(struct srv_req *r, json_t *rows)
+{
+    size_t n = json_array_size(rows);
+    if (n == 0)
+        return 0;
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        return -1; /* srv_redis answered 503 */
+    char k[192];
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_string_value(json_object_get(json_array_get(rows, i), "id"));
+        rds_key(k, sizeof k, srv_conf(), "cron:state:%s", id ? id : "");
+        redisAppendCommand(rc, "HGETALL %s", k);
+    }
+    struct zcache zc = {.n = 0};
+    bool broken = false;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *st = NULL;
+        if (!broken && redisGetReply(rc, (void **)&st) != REDIS_OK) {
+            srv_redis_broken(); /* a Redis outage only hides the state */
+            broken = true;
+            st = NULL;
+        }
+        json_t *row = json_array_get(rows, i);
+        const char *exp = json_string_value(json_object_get(row, "expireTime"));
+        int64_t exp_ms = exp ? parse_time_str_ms(exp) : -1;
+        json_object_set_new(
+            row, "state",
+            job_state(st, json_string_value(json_object_get(row, "cronExpr")),
+                      json_string_value(json_object_get(row, "timezone")),
+                      exp_ms > 0 ? exp_ms / 1000 : 0, &zc));
+        if (st)
+            freeReplyObject(st);
+    }
+    zcache_free(&zc);
+    return 0;
+}
+
+int server_cron_forget(struct srv_req *r, const char *id)
+{
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        return -1; /* answered 503: the row is gone, its state stays (harmless) */
+    char k[192];
+    rds_key(k, sizeof k, srv_conf(), "cron:state:%s", id);
+    redisReply *rep = redisCommand(rc, "DEL %s", k);
+    if (rep)
+        freeReplyObject(rep);
+    else
+        srv_redis_broken();
+    return 0;
 }
 
 /* Answers the jobs a query returns (one = object, else list). */
@@ -544,7 +604,19 @@ int server_cron_route(struct srv_req *r)
         h_run_now(r, r->params[0]);
         return 0;
     }
-    const char *rest = r->nparams > 0 ? r->params[0] : "";
+    /* what follows /api/v1/cron-jobs, without the slashes around it (the
+     * rows: _settings, and the console's first paths) */
+    char rest[256];
+    const char *p = r->path + strlen("/api/v1/cron-jobs");
+    while (*p == '/')
+        p++;
+    snprintf(rest, sizeof rest, "%s", p);
+    for (size_t n = strlen(rest); n > 0 && rest[n - 1] == '/'; n--)
+        rest[n - 1] = '\0';
+    if (strcmp(rest, "_settings") == 0) {
+        h_settings(r);
+        return 0;
+    }
     if (!*rest) {
         if (strcmp(r->method, "GET") == 0)
             h_list(r);
@@ -553,10 +625,6 @@ int server_cron_route(struct srv_req *r)
         else
             req_err(r, 405, "EClientMethodNotAllowed", NULL,
                     "%s not allowed on /api/v1/cron-jobs (GET, POST)", r->method);
-        return 0;
-    }
-    if (strcmp(rest, "_settings") == 0) {
-        h_settings(r);
         return 0;
     }
     if (strchr(rest, '/') || !id_valid(rest)) {
