@@ -280,14 +280,13 @@ static int item_build(struct beat *b, struct item *it, const struct beat_job *j)
     }
     /* enq is written as 13 zeros and patched just before sending, so items
      * can be built ahead of their slot. */
-    if (asprintf(
-            &it->task,
-            "{\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
-            "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
-            "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"cron_expr\":\"%s\","
-            "\"enq\":0000000000000}",
-            it->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout, (long long)b->epoch,
-            (long long)j->ver, (long long)it->slot, expr_json(j)) < 0)
+    if (asprintf(&it->task,
+                 "{\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
+                 "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
+                 "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"cron_expr\":\"%s\","
+                 "\"enq\":0000000000000}",
+                 it->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout,
+                 (long long)b->epoch, (long long)j->ver, (long long)it->slot, expr_json(j)) < 0)
         it->task = NULL;
     if (asprintf(&it->status,
                  "{\"id\":\"%s\",\"func\":\"%s\",\"status\":\"queued\",\"origin\":\"cron\","

@@ -503,7 +503,8 @@ void h_connectors(struct srv_req *r)
         return connector_delete(r, id);
     if (strncmp(act, "do/test", 7) == 0)
         return connector_test(r, id);
-    req_err(r, 404, "ENotFound", NULL, "no connector action %s (do/modify, do/delete, do/test)", act);
+    req_err(r, 404, "ENotFound", NULL, "no connector action %s (do/modify, do/delete, do/test)",
+            act);
 }
 
 /* ---- draft runs ---------------------------------------------------------- */

@@ -104,27 +104,6 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/cron-jobs/_settings", h_cron, A, "cron"},
     {"PATCH", "/api/v1/cron-jobs/_settings", h_cron, A, "cron"},
     {"GET", "/api/v1/failover-events", h_failover_events, A, "admin"},
-
-    /* console: Tandem's first API, kept only while console/app.js still
-     * speaks it; every other client speaks DFF's shapes above. */
-    {"GET", "/api/v1/scripts", h_scripts_list, A, "admin"},              /* console */
-    {"GET", "/api/v1/scripts/:", h_script_get, A, "admin"},              /* console */
-    {"PUT", "/api/v1/scripts/:", h_script_put, A, "admin"},              /* console */
-    {"DELETE", "/api/v1/scripts/:", h_script_delete, A, "admin"},        /* console */
-    {"POST", "/api/v1/scripts/:/publish", h_script_publish, A, "admin"}, /* console */
-    {"GET", "/api/v1/sync-apis", h_apis_list, A, "admin"},               /* console */
-    {"POST", "/api/v1/sync-apis", h_api_create, A, "admin"},             /* console */
-    {"GET", "/api/v1/sync-apis/:", h_api_get, A, "admin"},               /* console */
-    {"PATCH", "/api/v1/sync-apis/:", h_api_patch, A, "admin"},           /* console */
-    {"DELETE", "/api/v1/sync-apis/:", h_api_delete, A, "admin"},         /* console */
-    {"GET", "/api/v1/async-apis", h_apis_list, A, "admin"},              /* console */
-    {"POST", "/api/v1/async-apis", h_api_create, A, "admin"},            /* console */
-    {"GET", "/api/v1/async-apis/:", h_api_get, A, "admin"},              /* console */
-    {"PATCH", "/api/v1/async-apis/:", h_api_patch, A, "admin"},          /* console */
-    {"DELETE", "/api/v1/async-apis/:", h_api_delete, A, "admin"},        /* console */
-    {"GET", "/api/v1/task-records", h_task_records, A, "admin"},         /* console */
-    {"*", "/api/v1/cron-jobs", h_cron, A, "cron"},                       /* console */
-    {"*", "/api/v1/cron-jobs/**", h_cron, A, "cron"},                    /* console */
 };
 const size_t srv_nroutes = sizeof srv_routes / sizeof srv_routes[0];
 

@@ -139,7 +139,7 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
 #define WREC_SQL_COLUMNS                                                                           \
     "id, func_id, origin, origin_id, queue, status, reason, message, traceback, output, node, "    \
     "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms, kwargs_json, "                 \
-    "return_value_json, call_chain_json, root_task_id, trigger_at, cron_expr, delay_s, "   \
+    "return_value_json, call_chain_json, root_task_id, trigger_at, cron_expr, delay_s, "           \
     "timeout_s, expires_s"
 typedef char *(*wrec_quote_fn)(void *ud, const char *s);
 char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err);

@@ -137,16 +137,12 @@ static void test_server_route_unknown_path_is_404(void **state)
     bool pm;
     char allow[128];
     /* "/" is the console's redirect (test_server_console) */
-    const char *paths[] = {"/nope",
-                           "/api",
-                           "/api/v1/nope",
-                           "/api/v1/sync/",
-                           "/api/v1/syncx/x/y",
-                           "/api/v1/scripts/a/b/c",
-                           "/api/v1/connectors",
-                           "/api/v1/connectors/c1",
-                           "/metricsx",
-                           "/api/v1/func//x"};
+    const char *paths[] = {"/nope", "/api", "/api/v1/nope", "/api/v1/sync/", "/api/v1/syncx/x/y",
+                           "/api/v1/scripts/a/b/c", "/api/v1/connectors", "/api/v1/connectors/c1",
+                           /* Tandem's first paths, gone for DFF's shapes */
+                           "/api/v1/scripts", "/api/v1/scripts/demo__hello", "/api/v1/sync-apis",
+                           "/api/v1/async-apis/aapi-1", "/api/v1/task-records", "/api/v1/cron-jobs",
+                           "/api/v1/cron-jobs/cron-1", "/metricsx", "/api/v1/func//x"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         assert_null(match("GET", paths[i], p, &n, &pm, allow));
         assert_false(pm);
