@@ -301,6 +301,9 @@ class Stack:
         """POST /api/v1/cron-jobs/do/add; more DFF fields as keywords
         (funcCallKwargsJSON, timezone, isDisabled, overlap, misfireGrace,
         expireTime, title). Returns the new id (cron-...)."""
+        snake = [k for k in data if "_" in k]
+        if snake:  # the server ignores unknown fields: a typo would pass unseen
+            raise ValueError(f"add_cron_job: DFF's field names are camelCase, got {snake}")
         return self.api("POST", "/api/v1/cron-jobs/do/add",
                         {"data": dict(data, funcId=func_id, cronExpr=expr)})["id"]
 
@@ -314,6 +317,9 @@ class Stack:
         return self.api("GET", f"/api/v1/cron-jobs/do/list{q}")
 
     def modify_cron_job(self, job_id, **data):
+        snake = [k for k in data if "_" in k]
+        if snake:
+            raise ValueError(f"modify_cron_job: DFF's field names are camelCase, got {snake}")
         return self.api("POST", f"/api/v1/cron-jobs/{job_id}/do/modify", {"data": data})
 
     def set_cron_enabled(self, job_id, enabled):

@@ -181,7 +181,7 @@ class BeatFencing(unittest.TestCase):
         self.assertIn("lost the lease", logs)
 
     def test_4_slots_older_than_the_grace_are_recorded_missed(self):
-        job = self.add_job(misfire_grace=2)
+        job = self.add_job(misfireGrace=2)
         time.sleep(2)
         pids = self.beat_pids()
         for p in pids:
