@@ -203,6 +203,18 @@ static void item_free(struct item *it)
     free(it->runs);
 }
 
+/* The job's effective expression for the task JSON (DFF's _DFF_CRON_EXPR
+ * and the record's cronExpr). cron_parse admits no quote, backslash or
+ * control character; one that got through anyway is left out rather than
+ * break the message. */
+static const char *expr_json(const struct beat_job *j)
+{
+    for (const char *p = j->expr.text; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            return "";
+    return j->expr.text;
+}
+
 /* The delayed runs of a fire (DFF's delayed_cron_job): one task per delay
  * > 0, due at slot + delay, carrying the delay for _DFF_DELAY and
  * _DFF_CRON_JOB_DELAY. Their enq is the slot (known when built ahead). */
@@ -228,9 +240,10 @@ static int item_build_delayed(struct beat *b, struct item *it, const struct beat
                 "%lld {\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
                 "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
                 "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"enq\":%lld,"
-                "\"delay\":%d,\"cron_job_delay\":%d}\n",
+                "\"delay\":%d,\"cron_job_delay\":%d,\"cron_expr\":\"%s\"}\n",
                 due, r->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout,
-                (long long)b->epoch, (long long)j->ver, (long long)it->slot, enq, d, d);
+                (long long)b->epoch, (long long)j->ver, (long long)it->slot, enq, d, d,
+                expr_json(j));
         if (asprintf(&r->status,
                      "{\"id\":\"%s\",\"func\":\"%s\",\"status\":\"queued\",\"origin\":\"cron\","
                      "\"origin_id\":\"%s\",\"queue\":\"cron\",\"nominal\":%lld,\"enq\":%lld,"
@@ -275,13 +288,13 @@ static int item_build(struct beat *b, struct item *it, const struct beat_job *j)
     }
     /* enq is written as 13 zeros and patched just before sending, so items
      * can be built ahead of their slot. */
-    if (asprintf(
-            &it->task,
-            "{\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
-            "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
-            "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"enq\":0000000000000}",
-            it->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout, (long long)b->epoch,
-            (long long)j->ver, (long long)it->slot) < 0)
+    if (asprintf(&it->task,
+                 "{\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
+                 "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
+                 "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"cron_expr\":\"%s\","
+                 "\"enq\":0000000000000}",
+                 it->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout,
+                 (long long)b->epoch, (long long)j->ver, (long long)it->slot, expr_json(j)) < 0)
         it->task = NULL;
     if (asprintf(&it->status,
                  "{\"id\":\"%s\",\"func\":\"%s\",\"status\":\"queued\",\"origin\":\"cron\","

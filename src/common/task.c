@@ -45,6 +45,10 @@ char *task_encode(const struct task *t)
         (json_int_t)t->ver, "nominal", (json_int_t)t->nominal);
     if (o == NULL)
         return NULL; /* json_pack released kw ("o" steals even on failure) */
+    if (t->delay > 0)
+        json_object_set_new(o, "delay", json_integer(t->delay));
+    if (t->cron_expr[0])
+        json_object_set_new(o, "cron_expr", json_string(t->cron_expr));
     if (t->extra)
         json_object_update_missing(o, t->extra); /* never over the fields above */
     char *s = json_dumps(o, JSON_COMPACT);
@@ -158,6 +162,13 @@ int task_decode(struct task *t, const char *json, char **err)
         get_int(o, "nominal", &t->nominal, 0, 0, INT64_MAX, err) == -1)
         goto bad;
     t->timeout = (int)timeout;
+    /* Record-only fields: a malformed one is left out, never a refused task. */
+    json_t *dl = json_object_get(o, "delay");
+    if (json_is_number(dl) && json_number_value(dl) > 0 && json_number_value(dl) < 1e9)
+        t->delay = (int)(json_number_value(dl) + 0.5);
+    const char *ce = json_string_value(json_object_get(o, "cron_expr"));
+    if (ce && strlen(ce) < sizeof t->cron_expr)
+        snprintf(t->cron_expr, sizeof t->cron_expr, "%s", ce);
     if (!id_valid(t->id)) {
         err_set(err, "task: field \"id\" \"%s\" is not a valid id", t->id);
         goto bad;

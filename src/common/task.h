@@ -32,6 +32,11 @@ struct task {
     int64_t epoch;          /* epoch of the process that enqueued it */
     int64_t ver;            /* script publish_version the server saw, 0 = unknown */
     int64_t nominal;        /* cron slot unix seconds, 0 otherwise */
+    /* DFF's record fields, read by task_decode from the optional "delay"
+     * (s, a delayed call or delayed cron run) and "cron_expr" (the beat's
+     * effective expression) keys; task_encode writes them when set. */
+    int delay;
+    char cron_expr[128];
     /* Optional fields for DFF's _DFF_* variables (eta, delay,
      * http_request, cron_job_delay), merged into the JSON by task_encode;
      * owned, NULL = none. task_decode leaves it NULL: the worker hands the

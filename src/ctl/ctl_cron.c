@@ -1,5 +1,7 @@
 /* tandemctl cron ...: next (offline, the beat's own engine), and the cron
- * job admin over HTTP: add, list, show, pause, resume, delete, run. */
+ * job admin over HTTP in DFF's shapes (/api/v1/cron-jobs/do/..., POST
+ * /api/v1/cron/<id>) plus Tandem's global pause (/api/v1/cron-jobs/_settings):
+ * add, list, show, pause, resume, delete, run. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +183,15 @@ static int cmd_next(struct ctl *c, int argc, char **argv)
     return CTL_OK;
 }
 
+/* The job as the server answers do/get, with its "state" (CTL_OK), or the
+ * error reported. */
+static int get_job(struct ctl *c, const char *id, json_t **resp, json_t **data)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/api/v1/cron-jobs/%s/do/get", id);
+    return call(c, "GET", path, NULL, resp, data);
+}
+
 static int cmd_add(struct ctl *c, int argc, char **argv)
 {
     const char *tz = NULL, *kw = NULL, *title = NULL, *overlap = NULL, *grace = NULL,
@@ -207,7 +218,9 @@ static int cmd_add(struct ctl *c, int argc, char **argv)
             strncat(expr, " ", sizeof expr - strlen(expr) - 1);
         strncat(expr, pos[i], sizeof expr - strlen(expr) - 1);
     }
-    json_t *body = json_pack("{s:s, s:s}", "func_id", pos[0], "expr", expr);
+    /* DFF's cron-jobs/do/add, with Tandem's overlap and misfireGrace */
+    json_t *data = json_pack("{s:s, s:s}", "funcId", pos[0], "cronExpr", expr);
+    json_t *body = json_pack("{s:o}", "data", data);
     if (kw) {
         json_error_t je;
         json_t *k = json_loads(kw, JSON_DECODE_ANY, &je);
@@ -215,14 +228,14 @@ static int cmd_add(struct ctl *c, int argc, char **argv)
             json_decref(body);
             return usage("--kwargs: malformed JSON at column %d: %s", je.column, je.text);
         }
-        json_object_set_new(body, "kwargs", k); /* the server names a non-object */
+        json_object_set_new(data, "funcCallKwargsJSON", k); /* the server names a non-object */
     }
     if (tz)
-        json_object_set_new(body, "timezone", json_string(tz));
+        json_object_set_new(data, "timezone", json_string(tz));
     if (title)
-        json_object_set_new(body, "title", json_string(title));
+        json_object_set_new(data, "title", json_string(title));
     if (overlap)
-        json_object_set_new(body, "overlap", json_string(overlap));
+        json_object_set_new(data, "overlap", json_string(overlap));
     if (grace) {
         char *end;
         long g = strtol(grace, &end, 10);
@@ -230,21 +243,36 @@ static int cmd_add(struct ctl *c, int argc, char **argv)
             json_decref(body);
             return usage("--grace '%s': seconds, 0 or more", grace);
         }
-        json_object_set_new(body, "misfire_grace", json_integer(g));
+        json_object_set_new(data, "misfireGrace", json_integer(g));
     }
-    if (expires)
-        json_object_set_new(body, "expires_at", json_string(expires));
+    if (expires) {
+        int64_t t;
+        char *err = NULL;
+        if (cron_parse_time(expires, NULL, &t, &err)) {
+            json_decref(body);
+            fprintf(stderr, "tandemctl: cron: --expires: %s\n", err ? err : "bad time");
+            free(err);
+            return CTL_USAGE;
+        }
+        json_object_set_new(data, "expireTime", json_integer(t));
+    }
     if (disabled)
-        json_object_set_new(body, "enabled", json_false());
-    json_t *resp, *data;
-    rc = call(c, "POST", "/api/v1/cron-jobs", body, &resp, &data);
+        json_object_set_new(data, "isDisabled", json_true());
+    json_t *resp, *got;
+    rc = call(c, "POST", "/api/v1/cron-jobs/do/add", body, &resp, &got);
     json_decref(body);
-    if (rc == CTL_OK) {
+    char id[ID_MAX] = "";
+    if (rc == CTL_OK)
+        snprintf(id, sizeof id, "%s", jstr(got, "id"));
+    json_decref(resp);
+    if (rc != CTL_OK)
+        return rc;
+    /* the answer is its id; its next fire comes with the job */
+    if ((rc = get_job(c, id, &resp, &got)) == CTL_OK) {
         if (c->json)
-            print_json(data);
+            print_json(got);
         else
-            printf("ID=%s\nNEXT=%s\n", jstr(data, "id"),
-                   jstr(json_object_get(data, "state"), "next_fire"));
+            printf("ID=%s\nNEXT=%s\n", id, jstr(json_object_get(got, "state"), "next_fire"));
     }
     json_decref(resp);
     return rc;
@@ -253,7 +281,7 @@ static int cmd_add(struct ctl *c, int argc, char **argv)
 static int cmd_list(struct ctl *c)
 {
     json_t *resp, *data;
-    int rc = call(c, "GET", "/api/v1/cron-jobs", NULL, &resp, &data);
+    int rc = call(c, "GET", "/api/v1/cron-jobs/do/list", NULL, &resp, &data);
     if (rc == CTL_OK) {
         if (c->json) {
             print_json(data);
@@ -266,9 +294,9 @@ static int cmd_list(struct ctl *c)
             {
                 json_t *st = json_object_get(j, "state");
                 const char *last = jstr(st, "last_outcome");
-                printf("%-30s %-32s %-18s %-16s %-7s %-9s %s\n", jstr(j, "id"), jstr(j, "func_id"),
-                       jstr(j, "expr"), jstr(j, "timezone"),
-                       json_is_true(json_object_get(j, "enabled")) ? "yes" : "no",
+                printf("%-30s %-32s %-18s %-16s %-7s %-9s %s\n", jstr(j, "id"), jstr(j, "funcId"),
+                       jstr(j, "cronExpr"), jstr(j, "timezone"),
+                       json_is_true(json_object_get(j, "isDisabled")) ? "no" : "yes",
                        *last ? last : "-", *jstr(st, "next_fire") ? jstr(st, "next_fire") : "-");
             }
         }
@@ -284,18 +312,25 @@ static int cmd_simple(struct ctl *c, const char *sub, const char *id)
     const char *method = "GET";
     if (!id_valid(id))
         return usage("%s: '%s' is not a cron job id", sub, id);
-    snprintf(path, sizeof path, "/api/v1/cron-jobs/%s", id);
+    snprintf(path, sizeof path, "/api/v1/cron-jobs/%s/do/get", id);
     if (!strcmp(sub, "pause") || !strcmp(sub, "resume")) {
-        method = "PATCH";
-        body = json_pack("{s:b}", "enabled", !strcmp(sub, "resume"));
+        method = "POST";
+        snprintf(path, sizeof path, "/api/v1/cron-jobs/%s/do/modify", id);
+        body = json_pack("{s:{s:b}}", "data", "isDisabled", !strcmp(sub, "pause"));
     } else if (!strcmp(sub, "delete")) {
-        method = "DELETE";
+        snprintf(path, sizeof path, "/api/v1/cron-jobs/%s/do/delete", id);
     } else if (!strcmp(sub, "run")) {
+        /* DFF's "run cron job manually" */
         method = "POST";
         snprintf(path, sizeof path, "/api/v1/cron/%s", id);
     }
     int rc = call(c, method, path, body, &resp, &data);
     json_decref(body);
+    if (rc == CTL_OK && c->json && (!strcmp(sub, "pause") || !strcmp(sub, "resume"))) {
+        /* the job as it is now, as `show` prints it */
+        json_decref(resp);
+        rc = get_job(c, id, &resp, &data);
+    }
     if (rc == CTL_OK) {
         if (c->json || !strcmp(sub, "show"))
             print_json(data);

@@ -240,19 +240,26 @@ int srv_call_delayed(struct srv_req *r, struct task *t, int64_t due_ms);
 void srv_answer_outcome(struct srv_req *r, json_t *outcome, bool raw);
 
 /* ---- cron (src/server/server_cron.c, the beat engineer's) ---------------
- * Both have weak defaults in server_route.c / server_admin.c. */
+ * Each has a weak default in server_route.c, server_admin.c or
+ * server_resource.c (unit tests link without this file). */
 
-/* Every request under /api/v1/cron-jobs and everything below it (any method) and POST
- * /api/v1/cron/<id>; the admin key is already checked. r->params[0] is the
- * rest after "/api/v1/cron-jobs/" (r->nparams == 0 for the collection
- * itself) or, for POST /api/v1/cron/<id>, the id; tell them apart by
- * r->path.
- * Return value is ignored (answer r). The default answers 404 ENotFound
- * "cron jobs are not part of this build". */
+/* GET/PATCH /api/v1/cron-jobs/_settings (the global pause) and POST
+ * /api/v1/cron/<id> (DFF's run-now, r->params[0] the id); the admin key is
+ * already checked; tell them apart by r->path. Return value is ignored
+ * (answer r). The default answers 404 ENotFound "cron jobs are not part of
+ * this build". */
 int server_cron_route(struct srv_req *req);
 /* Called after a publish committed (same MYSQL*, autocommit on) with the
  * worker's funcs array, to create/update fixed_cron_expr jobs. Non-zero →
  * logged and reported in the publish answer as "cron_error". */
 int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char **err);
+/* DFF-shaped cron job rows (cron-jobs/do/list, do/get: objects with id,
+ * cronExpr, timezone, expireTime): each gets "state", the beat's Redis state
+ * of the job and its next fire from now. 0, or -1 after answering (Redis
+ * down: 503). Weak default in server_resource.c: no state. */
+int server_cron_rows_state(struct srv_req *req, json_t *rows);
+/* A deleted job's Redis state goes with it. 0, or -1 after answering 503
+ * (Redis down: the row is gone, the beat ignores state of unknown jobs). */
+int server_cron_forget(struct srv_req *req, const char *id);
 
 #endif

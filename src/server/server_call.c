@@ -518,7 +518,8 @@ void h_task_get(struct srv_req *r)
                  "SELECT id, func_id AS func, status, origin, origin_id, queue, reason, message, "
                  "traceback, output, node, epoch, nominal_at, enqueued_at, started_at, ended_at, "
                  "cost_ms AS cost, kwargs_json, return_value_json AS result_json, call_chain_json, "
-                 "root_task_id, trigger_at FROM task_record WHERE id = %s ORDER BY seq DESC "
+                 "root_task_id, trigger_at, cron_expr AS cronExpr, delay_s AS delay, timeout_s AS "
+                 "timeout, expires_s AS expires FROM task_record WHERE id = %s ORDER BY seq DESC "
                  "LIMIT 1",
                  q);
     free(q);

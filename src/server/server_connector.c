@@ -6,7 +6,7 @@
  *   POST /api/v1/connectors/do/add               {data:{id,title,type,configJSON,description},
  *                                                 skipTest}
  *   POST /api/v1/connectors/:id/do/modify        {data:{title,description,configJSON}, skipTest}
- *   GET  /api/v1/connectors/:id/do/delete        (DELETE /api/v1/connectors/:id too)
+ *   GET  /api/v1/connectors/:id/do/delete        (POST too)
  *   GET  /api/v1/connectors/:id/do/test          connects through a worker: {ok,message}
  *   POST /api/v1/func-draft/:funcId              {kwargs}              (DFF's path)
  *   POST /api/v1/scripts/:id/do/debug            {funcName, kwargs}
@@ -478,46 +478,33 @@ static void connector_test(struct srv_req *r, const char *id)
         free(t);
 }
 
-/* One handler for the family (a row of server_route.c): params[0] is the
- * rest of the path after /api/v1/connectors/. */
+/* One handler for DFF's connector paths (rows of server_route.c, which
+ * admit only do/list, do/add, :id/do/modify|delete|test with their methods):
+ * what follows /api/v1/connectors/ says which. */
 void h_connectors(struct srv_req *r)
 {
-    const char *rest = r->nparams > 0 ? r->params[0] : "";
+    const char *rest = r->path + strlen("/api/v1/connectors/");
+    if (strncmp(rest, "do/list", 7) == 0)
+        return connectors_list(r);
+    if (strncmp(rest, "do/add", 6) == 0)
+        return connector_add(r);
     char id[80];
-    const char *slash = strchr(rest, '/');
-    bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
-    bool post = strcmp(r->method, "POST") == 0;
-
-    if (strcmp(rest, "do/list") == 0 || (rest[0] == '\0' && get)) {
-        if (get)
-            return connectors_list(r);
-    } else if (strcmp(rest, "do/add") == 0 || (rest[0] == '\0' && post)) {
-        if (post)
-            return connector_add(r);
-    } else if (rest[0] != '\0') {
-        size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
-        if (n == 0 || n >= sizeof id) {
-            req_err(r, 404, "ENotFound", NULL, "no connector route %s", r->path);
-            return;
-        }
-        memcpy(id, rest, n);
-        id[n] = '\0';
-        const char *act = slash ? slash + 1 : "";
-        if (strcmp(act, "do/modify") == 0 && post)
-            return connector_modify(r, id);
-        if ((strcmp(act, "do/delete") == 0 && (get || post)) ||
-            (act[0] == '\0' && strcmp(r->method, "DELETE") == 0))
-            return connector_delete(r, id);
-        if (strcmp(act, "do/test") == 0 && (get || post))
-            return connector_test(r, id);
-        if (strcmp(act, "do/modify") && strcmp(act, "do/delete") && strcmp(act, "do/test") &&
-            act[0]) {
-            req_err(r, 404, "ENotFound", NULL,
-                    "no connector action %s (do/modify, do/delete, do/test)", act);
-            return;
-        }
+    size_t n = strcspn(rest, "/");
+    if (n == 0 || n >= sizeof id) {
+        req_err(r, 404, "ENotFound", NULL, "no connector route %s", r->path);
+        return;
     }
-    req_err(r, 405, "EClientMethodNotAllowed", NULL, "%s is not allowed on %s", r->method, r->path);
+    memcpy(id, rest, n);
+    id[n] = '\0';
+    const char *act = rest[n] ? rest + n + 1 : "";
+    if (strncmp(act, "do/modify", 9) == 0)
+        return connector_modify(r, id);
+    if (strncmp(act, "do/delete", 9) == 0)
+        return connector_delete(r, id);
+    if (strncmp(act, "do/test", 7) == 0)
+        return connector_test(r, id);
+    req_err(r, 404, "ENotFound", NULL, "no connector action %s (do/modify, do/delete, do/test)",
+            act);
 }
 
 /* ---- draft runs ---------------------------------------------------------- */

@@ -1,8 +1,8 @@
-/* Cron jobs over HTTP: CRUD under /api/v1/cron-jobs, the global pause
- * (/api/v1/cron-jobs/_settings, setting k='cron.paused'), POST
- * /api/v1/cron/<id> (run once now), and autoRun jobs on publish.
- * Every expression and zone is checked here with the beat's own engine, so
- * a job the server accepts is one the beat can schedule. */
+/* Cron jobs over HTTP beside DFF's cron-jobs rows (server_resource.c, which
+ * checks expressions and zones with the beat's own engine): their "state"
+ * (the beat's Redis hash and the next fire), the global pause
+ * (/api/v1/cron-jobs/_settings, setting k='cron.paused'), DFF's POST
+ * /api/v1/cron/<id> (run once now), and autoRun jobs on publish. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,11 +15,7 @@
 #include "ids.h"
 #include "log.h"
 #include "rds.h"
-#include "server.h"
-
-#define JOB_COLS                                                                                   \
-    "id, func_id, title, expr, timezone, kwargs_json, enabled, overlap, misfire_grace, "           \
-    "UNIX_TIMESTAMP(expires_at), fixed, UNIX_TIMESTAMP(created_at), UNIX_TIMESTAMP(updated_at)"
+#include "server_int.h"
 
 static json_t *iso_or_null(const char *ts)
 {
@@ -29,7 +25,6 @@ static json_t *iso_or_null(const char *ts)
     return json_string(iso8601_ms((int64_t)llround(strtod(ts, NULL) * 1000.0), buf, sizeof buf));
 }
 
-/* The job as JSON, with its Redis state and its next fire when known. */
 /* Zones loaded once per request: a list of 10,000 jobs reads each zone
  * file once, not once per job. */
 struct zcache {
@@ -64,18 +59,11 @@ static void zcache_free(struct zcache *zc)
     zc->n = 0;
 }
 
-static json_t *job_json(MYSQL_ROW row, redisReply *state, struct zcache *zc)
+/* A job's "state": the beat's Redis hash, and its next fire from now,
+ * computed here: right whether or not a beat runs at the moment. */
+static json_t *job_state(redisReply *state, const char *expr, const char *tzname, int64_t exp_s,
+                         struct zcache *zc)
 {
-    json_t *kw = json_loads(row[5] ? row[5] : "{}", 0, NULL);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:b, s:s, s:o, s:o, s:b, s:o, s:o}", "id",
-                          row[0], "func_id", row[1], "title", row[2] ? row[2] : "", "expr", row[3],
-                          "timezone", row[4], "kwargs", kw ? kw : json_null(), "enabled",
-                          row[6] && atoi(row[6]), "overlap", row[7] ? row[7] : "skip",
-                          "misfire_grace", row[8] ? json_integer(atoll(row[8])) : json_null(),
-                          "expires_at", iso_or_null(row[9]), "fixed", row[10] && atoi(row[10]),
-                          "created_at", iso_or_null(row[11]), "updated_at", iso_or_null(row[12]));
-    if (!o)
-        return json_null();
     json_t *st = json_object();
     if (state && state->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i + 1 < state->elements; i += 2) {
@@ -93,354 +81,65 @@ static json_t *job_json(MYSQL_ROW row, redisReply *state, struct zcache *zc)
             }
         }
     }
-    /* The next fire from now, computed here: right whether or not a beat
-     * runs at the moment. */
     struct cron_expr e;
     struct cron_tz *tz = NULL;
     char *err = NULL;
-    if (cron_parse(&e, row[3], &err) == 0 && (tz = zone(zc, row[4], &err))) {
+    if (expr && tzname && cron_parse(&e, expr, &err) == 0 && (tz = zone(zc, tzname, &err))) {
         int64_t n = cron_next(&e, tz, now_ms() / 1000);
-        int64_t exp = row[9] ? (int64_t)strtod(row[9], NULL) : 0;
         char buf[64];
         json_object_set_new(st, "next_fire",
-                            n >= 0 && (!exp || n <= exp)
+                            n >= 0 && (!exp_s || n <= exp_s)
                                 ? json_string(cron_format(n, tz, buf, sizeof buf))
                                 : json_null());
     } else {
         json_object_set_new(st, "error", json_string(err ? err : "cannot schedule"));
     }
     free(err);
-    json_object_set_new(o, "state", st);
-    return o;
+    return st;
 }
 
-/* Answers the jobs a query returns (one = object, else list). */
-static void answer_jobs(struct srv_req *r, MYSQL_RES *res, const char *one_id)
+int server_cron_rows_state(struct srv_req *r, json_t *rows)
 {
-    int n = (int)mysql_num_rows(res);
-    MYSQL_ROW *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
-    for (int i = 0; i < n; i++)
-        rows[i] = mysql_fetch_row(res);
-    /* State from Redis in one pipeline; a Redis outage only hides it. */
-    redisReply **st = calloc((size_t)(n ? n : 1), sizeof *st);
-    redisContext *rc = n ? srv_redis(r) : NULL;
-    if (n && !rc) {
-        free(rows);
-        free(st);
-        mysql_free_result(res);
-        return; /* srv_redis answered 503 */
-    }
-    if (rc) {
-        char k[192];
-        for (int i = 0; i < n; i++) {
-            rds_key(k, sizeof k, srv_conf(), "cron:state:%s", rows[i][0]);
-            redisAppendCommand(rc, "HGETALL %s", k);
-        }
-        for (int i = 0; i < n; i++) {
-            if (redisGetReply(rc, (void **)&st[i]) != REDIS_OK) {
-                srv_redis_broken();
-                break;
-            }
-        }
+    size_t n = json_array_size(rows);
+    if (n == 0)
+        return 0;
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        return -1; /* srv_redis answered 503 */
+    char k[192];
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_string_value(json_object_get(json_array_get(rows, i), "id"));
+        rds_key(k, sizeof k, srv_conf(), "cron:state:%s", id ? id : "");
+        redisAppendCommand(rc, "HGETALL %s", k);
     }
     struct zcache zc = {.n = 0};
-    if (one_id) {
-        if (n == 0)
-            req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", one_id), "cron job %s not found",
-                    one_id);
-        else
-            req_ok(r, job_json(rows[0], st[0], &zc));
-    } else {
-        json_t *a = json_array();
-        for (int i = 0; i < n; i++)
-            json_array_append_new(a, job_json(rows[i], st[i], &zc));
-        req_ok(r, a);
+    bool broken = false;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *st = NULL;
+        if (!broken && redisGetReply(rc, (void **)&st) != REDIS_OK) {
+            srv_redis_broken(); /* a Redis outage only hides the state */
+            broken = true;
+            st = NULL;
+        }
+        json_t *row = json_array_get(rows, i);
+        const char *exp = json_string_value(json_object_get(row, "expireTime"));
+        int64_t exp_ms = exp ? parse_time_str_ms(exp) : -1;
+        json_object_set_new(row, "state",
+                            job_state(st, json_string_value(json_object_get(row, "cronExpr")),
+                                      json_string_value(json_object_get(row, "timezone")),
+                                      exp_ms > 0 ? exp_ms / 1000 : 0, &zc));
+        if (st)
+            freeReplyObject(st);
     }
     zcache_free(&zc);
-    for (int i = 0; i < n; i++)
-        if (st[i])
-            freeReplyObject(st[i]);
-    free(st);
-    free(rows);
-    mysql_free_result(res);
-}
-
-static void answer_job(struct srv_req *r, MYSQL *m, const char *id)
-{
-    char *q = db_q(m, id);
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT " JOB_COLS " FROM cron_job WHERE id = %s", q);
-    free(q);
-    if (res)
-        answer_jobs(r, res, id);
-}
-
-static void bad(struct srv_req *r, const char *field, const char *msg)
-{
-    req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", field), "%s", msg);
-}
-
-/* Validated fields of a create/patch body; absent ones stay NULL/unset. */
-struct job_fields {
-    const char *func_id, *title, *expr, *tz, *overlap;
-    json_t *kwargs;
-    bool enabled, has_enabled, has_grace, has_expires;
-    int64_t grace;        /* -1 = NULL (the beat's default) */
-    char expires_sql[40]; /* 'YYYY-MM-DD hh:mm:ss.fff' or NULL */
-};
-
-static int fields_parse(struct srv_req *r, MYSQL *m, json_t *body, bool create,
-                        struct job_fields *f)
-{
-    memset(f, 0, sizeof *f);
-    if (req_field_str(r, body, "func_id", create, &f->func_id) ||
-        req_field_str(r, body, "title", false, &f->title) ||
-        req_field_str(r, body, "expr", create, &f->expr) ||
-        req_field_str(r, body, "timezone", false, &f->tz) ||
-        req_field_str(r, body, "overlap", false, &f->overlap) ||
-        req_field_bool(r, body, "enabled", false, &f->enabled))
-        return -1;
-    /* kwargs: anything but an object is refused with what it was. */
-    json_t *kw = json_object_get(body, "kwargs");
-    if (kw && !json_is_null(kw)) {
-        if (!json_is_object(kw)) {
-            static const char *names[] = {"an object", "an array", "a string", "an integer",
-                                          "a number",  "true",     "false",    "null"};
-            char msg[128];
-            snprintf(msg, sizeof msg, "field 'kwargs' must be a JSON object, got %s",
-                     names[json_typeof(kw)]);
-            bad(r, "kwargs", msg);
-            return -1;
-        }
-        f->kwargs = kw;
-    }
-    f->has_enabled =
-        json_object_get(body, "enabled") && !json_is_null(json_object_get(body, "enabled"));
-    json_t *g = json_object_get(body, "misfire_grace");
-    f->has_grace = g != NULL;
-    f->grace = -1;
-    if (g && !json_is_null(g) &&
-        req_field_int(r, body, "misfire_grace", false, 0, 86400, &f->grace))
-        return -1;
-    if (f->func_id) {
-        if (!func_id_split(f->func_id, NULL, 0, NULL, 0, NULL, 0)) {
-            char msg[400];
-            snprintf(msg, sizeof msg,
-                     "field 'func_id' must be <script_set>__<script>.<func>, got '%.300s'",
-                     f->func_id);
-            bad(r, "func_id", msg);
-            return -1;
-        }
-        char *q = db_q(m, f->func_id);
-        MYSQL_RES *res = req_sql_query(r, m, "SELECT id FROM func WHERE id = %s", q);
-        free(q);
-        if (!res)
-            return -1;
-        bool found = mysql_num_rows(res) > 0;
-        mysql_free_result(res);
-        if (!found) {
-            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "func_id"),
-                    "func %s not found (is its script published?)", f->func_id);
-            return -1;
-        }
-    }
-    char *err = NULL;
-    if (f->expr) {
-        struct cron_expr e;
-        if (cron_parse(&e, f->expr, &err)) {
-            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "expr"),
-                    "field 'expr': %s", err ? err : "bad cron expression");
-            free(err);
-            return -1;
-        }
-    }
-    if (f->tz) {
-        struct cron_tz *tz = cron_tz_load(f->tz, &err);
-        if (!tz) {
-            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "timezone"),
-                    "field 'timezone': %s", err ? err : "unknown time zone");
-            free(err);
-            return -1;
-        }
-        cron_tz_free(tz);
-    }
-    if (f->overlap && strcmp(f->overlap, "skip") != 0 && strcmp(f->overlap, "allow") != 0) {
-        bad(r, "overlap", "field 'overlap' must be \"skip\" or \"allow\"");
-        return -1;
-    }
-    json_t *ex = json_object_get(body, "expires_at");
-    f->has_expires = ex != NULL;
-    snprintf(f->expires_sql, sizeof f->expires_sql, "NULL");
-    if (ex && !json_is_null(ex)) {
-        int64_t t;
-        if (json_is_integer(ex)) {
-            t = json_integer_value(ex);
-        } else if (json_is_string(ex)) {
-            if (cron_parse_time(json_string_value(ex), NULL, &t, &err)) {
-                req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "expires_at"),
-                        "field 'expires_at': %s", err ? err : "bad time");
-                free(err);
-                return -1;
-            }
-        } else {
-            bad(r, "expires_at",
-                "field 'expires_at' must be an ISO 8601 time, unix seconds or null");
-            return -1;
-        }
-        char buf[40];
-        snprintf(f->expires_sql, sizeof f->expires_sql, "'%s'",
-                 sql_datetime_ms(t * 1000, buf, sizeof buf));
-    }
     return 0;
 }
 
-static void h_list(struct srv_req *r)
+int server_cron_forget(struct srv_req *r, const char *id)
 {
-    MYSQL *m = srv_db(r);
-    if (!m)
-        return;
-    const char *func = req_query(r, "func");
-    char *q = func ? db_q(m, func) : NULL;
-    MYSQL_RES *res =
-        req_sql_query(r, m, "SELECT " JOB_COLS " FROM cron_job %s%s ORDER BY created_at, id",
-                      q ? "WHERE func_id = " : "", q ? q : "");
-    free(q);
-    if (res)
-        answer_jobs(r, res, NULL);
-}
-
-static void h_create(struct srv_req *r)
-{
-    json_t *body = req_body_object(r, true);
-    if (!body)
-        return;
-    MYSQL *m = srv_db(r);
-    struct job_fields f;
-    if (!m || fields_parse(r, m, body, true, &f))
-        goto out;
-    char id[ID_MAX], grace[24] = "NULL";
-    id_new(id, sizeof id, "cron-");
-    if (f.grace >= 0)
-        snprintf(grace, sizeof grace, "%lld", (long long)f.grace);
-    char *kw = f.kwargs ? json_dumps(f.kwargs, JSON_COMPACT) : strdup("{}");
-    char *qid = db_q(m, id), *qf = db_q(m, f.func_id), *qt = db_q(m, f.title ? f.title : ""),
-         *qe = db_q(m, f.expr), *qz = db_q(m, f.tz ? f.tz : srv_conf()->timezone),
-         *qk = db_q(m, kw), *qo = db_q(m, f.overlap ? f.overlap : "skip");
-    if (req_sql_exec(
-            r, m,
-            "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled, "
-            "overlap, "
-            "misfire_grace, expires_at, fixed, created_at, updated_at) VALUES (%s, %s, %s, %s, "
-            "%s, %s, "
-            "%d, %s, %s, %s, 0, NOW(3), NOW(3))",
-            qid, qf, qt, qe, qz, qk, (!f.has_enabled || f.enabled) ? 1 : 0, qo, grace,
-            f.expires_sql) >= 0) {
-        if (req_gen_bump(r, "cron job", id, "saved") == 0)
-            answer_job(r, m, id);
-    }
-    free(kw);
-    free(qid);
-    free(qf);
-    free(qt);
-    free(qe);
-    free(qz);
-    free(qk);
-    free(qo);
-out:
-    json_decref(body);
-}
-
-static void h_patch(struct srv_req *r, const char *id)
-{
-    json_t *body = req_body_object(r, true);
-    if (!body)
-        return;
-    MYSQL *m = srv_db(r);
-    struct job_fields f;
-    if (!m || fields_parse(r, m, body, false, &f))
-        goto out;
-    char *qid = db_q(m, id);
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT fixed FROM cron_job WHERE id = %s", qid);
-    if (!res) {
-        free(qid);
-        goto out;
-    }
-    MYSQL_ROW row = mysql_fetch_row(res);
-    bool exists = row != NULL, fixed = row && row[0] && atoi(row[0]);
-    mysql_free_result(res);
-    if (!exists) {
-        req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "cron job %s not found", id);
-        free(qid);
-        goto out;
-    }
-    if (fixed && (f.expr || f.func_id)) {
-        bad(r, f.expr ? "expr" : "func_id",
-            "this job comes from integration='autoRun' in its script: change the code and publish");
-        free(qid);
-        goto out;
-    }
-    char *set = NULL;
-    size_t setlen = 0;
-    FILE *sf = open_memstream(&set, &setlen);
-    const char *strs[][2] = {{"func_id", f.func_id},
-                             {"title", f.title},
-                             {"expr", f.expr},
-                             {"timezone", f.tz},
-                             {"overlap", f.overlap}};
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-        if (strs[i][1]) {
-            char *q = db_q(m, strs[i][1]);
-            fprintf(sf, "%s = %s, ", strs[i][0], q);
-            free(q);
-        }
-    if (f.kwargs) {
-        char *kw = json_dumps(f.kwargs, JSON_COMPACT);
-        char *q = db_q(m, kw);
-        fprintf(sf, "kwargs_json = %s, ", q);
-        free(q);
-        free(kw);
-    }
-    if (f.has_enabled)
-        fprintf(sf, "enabled = %d, ", f.enabled ? 1 : 0);
-    if (f.has_grace) {
-        if (f.grace >= 0)
-            fprintf(sf, "misfire_grace = %lld, ", (long long)f.grace);
-        else
-            fprintf(sf, "misfire_grace = NULL, ");
-    }
-    if (f.has_expires)
-        fprintf(sf, "expires_at = %s, ", f.expires_sql);
-    /* updated_at is the beat's "schedule changed" mark: slots before it are
-     * never caught up (a resumed job does not fire its paused time). */
-    fprintf(sf, "updated_at = NOW(3)");
-    fclose(sf);
-    long long n = req_sql_exec(r, m, "UPDATE cron_job SET %s WHERE id = %s", set, qid);
-    free(set);
-    free(qid);
-    if (n >= 0) {
-        if (req_gen_bump(r, "cron job", id, "saved") == 0)
-            answer_job(r, m, id);
-    }
-out:
-    json_decref(body);
-}
-
-static void h_delete(struct srv_req *r, const char *id)
-{
-    MYSQL *m = srv_db(r);
-    if (!m)
-        return;
-    char *q = db_q(m, id);
-    long long n = req_sql_exec(r, m, "DELETE FROM cron_job WHERE id = %s", q);
-    free(q);
-    if (n == 0) {
-        req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "cron job %s not found", id);
-        return;
-    }
-    if (n < 0 || req_gen_bump(r, "cron job", id, "deleted") != 0)
-        return;
     redisContext *rc = srv_redis(r);
     if (!rc)
-        return;
+        return -1; /* answered 503: the row is gone, its state stays (harmless) */
     char k[192];
     rds_key(k, sizeof k, srv_conf(), "cron:state:%s", id);
     redisReply *rep = redisCommand(rc, "DEL %s", k);
@@ -448,7 +147,7 @@ static void h_delete(struct srv_req *r, const char *id)
         freeReplyObject(rep);
     else
         srv_redis_broken();
-    req_ok(r, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
+    return 0;
 }
 
 /* GET/PATCH /api/v1/cron-jobs/_settings {"paused": bool}: all jobs at once. */
@@ -543,37 +242,20 @@ int server_cron_route(struct srv_req *r)
         h_run_now(r, r->params[0]);
         return 0;
     }
-    const char *rest = r->nparams > 0 ? r->params[0] : "";
-    if (!*rest) {
-        if (strcmp(r->method, "GET") == 0)
-            h_list(r);
-        else if (strcmp(r->method, "POST") == 0)
-            h_create(r);
-        else
-            req_err(r, 405, "EClientMethodNotAllowed", NULL,
-                    "%s not allowed on /api/v1/cron-jobs (GET, POST)", r->method);
-        return 0;
-    }
+    /* what follows /api/v1/cron-jobs, without the slashes around it */
+    char rest[256];
+    const char *p = r->path + strlen("/api/v1/cron-jobs");
+    while (*p == '/')
+        p++;
+    snprintf(rest, sizeof rest, "%s", p);
+    for (size_t n = strlen(rest); n > 0 && rest[n - 1] == '/'; n--)
+        rest[n - 1] = '\0';
     if (strcmp(rest, "_settings") == 0) {
         h_settings(r);
         return 0;
     }
-    if (strchr(rest, '/') || !id_valid(rest)) {
-        req_err(r, 404, "ENotFound", NULL, "no such cron job path: %s", r->path);
-        return 0;
-    }
-    if (strcmp(r->method, "GET") == 0) {
-        MYSQL *m = srv_db(r);
-        if (m)
-            answer_job(r, m, rest);
-    } else if (strcmp(r->method, "PATCH") == 0 || strcmp(r->method, "PUT") == 0) {
-        h_patch(r, rest);
-    } else if (strcmp(r->method, "DELETE") == 0) {
-        h_delete(r, rest);
-    } else {
-        req_err(r, 405, "EClientMethodNotAllowed", NULL,
-                "%s not allowed on a cron job (GET, PATCH, DELETE)", r->method);
-    }
+    /* the rest of /api/v1/cron-jobs is DFF's, in server_resource.c */
+    req_err(r, 404, "ENotFound", NULL, "no such cron job path: %s", r->path);
     return 0;
 }
 

@@ -221,17 +221,7 @@ void h_sync_api(struct srv_req *r);
 void h_async_api(struct srv_req *r);
 void h_task_get(struct srv_req *r);
 void h_cron(struct srv_req *r);
-void h_scripts_list(struct srv_req *r);
-void h_script_get(struct srv_req *r);
-void h_script_put(struct srv_req *r);
-void h_script_delete(struct srv_req *r);
 void h_script_publish(struct srv_req *r);
-void h_apis_list(struct srv_req *r);
-void h_api_create(struct srv_req *r);
-void h_api_get(struct srv_req *r);
-void h_api_patch(struct srv_req *r);
-void h_api_delete(struct srv_req *r);
-void h_task_records(struct srv_req *r);
 void h_failover_events(struct srv_req *r);
 void h_connectors(struct srv_req *r);   /* server_connector.c */
 void h_script_debug(struct srv_req *r); /* server_connector.c: draft runs */

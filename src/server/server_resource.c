@@ -67,12 +67,18 @@ struct resource {
     res_hook hook;
     res_delete del;
     long long page_default; /* a list without pageSize: 0 = everything */
+    /* Tandem's ?since=&until= list filters (ISO-8601 or unix s) apply to
+     * this column; NULL = none */
+    const char *time_col;
+    /* adds to the answered rows (do/list, do/get); 0, or -1 after answering */
+    int (*rows_hook)(struct srv_req *r, json_t *rows);
 };
 
 static const char *const VALUE_TYPES[] = {"string",  "password", "integer",    "float",
                                           "boolean", "json",     "commaArray", NULL};
 static const char *const AUTH_TYPES[] = {"fixedField", "httpBasic", "httpDigest", "func", NULL};
 static const char *const KEY_SCOPES[] = {"admin", "call", NULL};
+static const char *const OVERLAPS[] = {"skip", "allow", NULL};
 
 #define TIMES                                                                                      \
     {"createTime", "created_at", FT_TIME, F_RO, NULL, NULL},                                       \
@@ -151,6 +157,11 @@ static const struct field cron_fields[] = {
     {"expireTime", "expires_at", FT_TIME, 0, NULL, NULL},
     {"isDisabled", "enabled", FT_NBOOL, 0, NULL, NULL},
     {"isFixed", "fixed", FT_BOOL, F_RO, NULL, NULL},
+    /* Tandem's: a slot whose run is still going is skipped or run anyway;
+     * a slot missed by more than misfireGrace s (null: the beat's default)
+     * is recorded missed instead of fired late */
+    {"overlap", "overlap", FT_STR, 0, NULL, OVERLAPS},
+    {"misfireGrace", "misfire_grace", FT_INT, 0, NULL, NULL},
     TIMES,
     END,
 };
@@ -245,6 +256,11 @@ static const struct field task_record_fields[] = {
     {"funcCallKwargsJSON", "kwargs_json", FT_STR, F_RO, NULL, NULL},
     {"returnValueJSON", "return_value_json", FT_STR, F_RO, NULL, NULL},
     {"callChainJSON", "call_chain_json", FT_STR, F_RO, NULL, NULL},
+    /* DFF's scheduling fields, seconds (migration 011) */
+    {"cronExpr", "cron_expr", FT_STR, F_RO, NULL, NULL},
+    {"delay", "delay_s", FT_INT, F_RO, NULL, NULL},
+    {"timeout", "timeout_s", FT_INT, F_RO, NULL, NULL},
+    {"expires", "expires_s", FT_INT, F_RO, NULL, NULL},
     END,
 };
 
@@ -442,17 +458,29 @@ static int connector_hook(struct srv_req *r, MYSQL *m, const struct resource *rs
     return ret;
 }
 
+/* The import writes cron jobs of scripts it brings as drafts: their funcs
+ * exist only after the publish that follows, so only do/add and do/modify
+ * insist on a published func. */
+static bool is_import(struct srv_req *r)
+{
+    return strstr(r->path, "/do/import") != NULL;
+}
+
 static int cron_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id,
                      json_t *data, bool add, FILE *cols, FILE *vals, json_t *answer)
 {
-    (void)m;
     (void)rs;
-    (void)id;
     (void)answer;
+    json_t *kw = json_object_get(data, "funcCallKwargsJSON");
+    if (kw && !json_is_null(kw) && !json_is_object(kw)) {
+        req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "funcCallKwargsJSON"),
+                "field 'data.funcCallKwargsJSON' must be a JSON object (the func's kwargs)");
+        return -1;
+    }
     const char *expr = json_string_value(json_object_get(data, "cronExpr"));
+    char *err = NULL;
     if (expr && *expr) {
         struct cron_expr e;
-        char *err = NULL;
         if (cron_parse(&e, expr, &err)) {
             req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "cronExpr"),
                     "field 'data.cronExpr': %s", err ? err : "bad cron expression");
@@ -460,7 +488,61 @@ static int cron_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, con
             return -1;
         }
     }
-    if (add && !json_object_get(data, "timezone")) {
+    /* the beat's own engine checks the zone: a job accepted here is one it
+     * can schedule */
+    const char *tzname = json_string_value(json_object_get(data, "timezone"));
+    if (tzname) {
+        struct cron_tz *tz = cron_tz_load(tzname, &err);
+        if (!tz) {
+            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "timezone"),
+                    "field 'data.timezone': %s", err ? err : "unknown time zone");
+            free(err);
+            return -1;
+        }
+        cron_tz_free(tz);
+    }
+    json_t *g = json_object_get(data, "misfireGrace");
+    if (json_is_integer(g) && (json_integer_value(g) < 0 || json_integer_value(g) > 86400)) {
+        req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", "misfireGrace"),
+                "field 'data.misfireGrace' must be 0..86400 seconds or null, got %lld",
+                (long long)json_integer_value(g));
+        return -1;
+    }
+    const char *func_id = json_string_value(json_object_get(data, "funcId"));
+    if (func_id && !is_import(r)) {
+        char *q = db_q(m, func_id);
+        MYSQL_RES *res = req_sql_query(r, m, "SELECT 1 FROM func WHERE id = %s", q);
+        free(q);
+        if (!res)
+            return -1;
+        bool found = mysql_fetch_row(res) != NULL;
+        mysql_free_result(res);
+        if (!found) {
+            req_err(r, 404, "EClientNotFound",
+                    json_pack("{s:s,s:s}", "field", "funcId", "funcId", func_id),
+                    "func %s not found (is its script published?)", func_id);
+            return -1;
+        }
+    }
+    if (!add && (expr || func_id)) {
+        char *q = db_q(m, id);
+        MYSQL_RES *res = req_sql_query(r, m, "SELECT fixed FROM cron_job WHERE id = %s", q);
+        free(q);
+        if (!res)
+            return -1;
+        MYSQL_ROW row = mysql_fetch_row(res);
+        bool fixed = row && row[0] && atoi(row[0]);
+        mysql_free_result(res);
+        if (fixed && !is_import(r)) {
+            req_err(r, 400, "EClientBadRequest",
+                    json_pack("{s:s,s:s}", "id", id, "field", expr ? "cronExpr" : "funcId"),
+                    "cron job %s comes from integration='autoRun' in its script: change the "
+                    "code and publish",
+                    id);
+            return -1;
+        }
+    }
+    if (add && !tzname) {
         char *q = db_q(m, srv_conf()->timezone);
         pair(cols, vals, add, "timezone", q);
         free(q);
@@ -533,6 +615,33 @@ static int script_delete(struct srv_req *r, MYSQL *m, const struct resource *rs,
     return n > 0 ? 1 : 0;
 }
 
+/* A cron job's Redis state (last fire, next slot) goes with it. */
+static int cron_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id)
+{
+    (void)rs;
+    char *q = db_q(m, id);
+    long long n = req_sql_exec(r, m, "DELETE FROM cron_job WHERE id = %s", q);
+    free(q);
+    if (n > 0 && server_cron_forget(r, id) != 0)
+        return -1;
+    return n < 0 ? -1 : n > 0 ? 1 : 0;
+}
+
+/* server_cron.c's; these defaults serve builds (unit tests) without it */
+__attribute__((weak)) int server_cron_rows_state(struct srv_req *r, json_t *rows)
+{
+    (void)r;
+    (void)rows;
+    return 0;
+}
+
+__attribute__((weak)) int server_cron_forget(struct srv_req *r, const char *id)
+{
+    (void)r;
+    (void)id;
+    return 0;
+}
+
 /* An access key is revoked, not forgotten: task records may name it. */
 static int key_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id)
 {
@@ -563,34 +672,35 @@ static int user_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, c
 
 static const struct resource resources[] = {
     {"script-sets", "script set", "script_set", NULL, script_set_id_ok, script_set_fields, NULL,
-     "id", true, true, NULL, script_set_delete, 0},
+     "id", true, true, NULL, script_set_delete, 0, NULL, NULL},
     {"scripts", "script", "script", NULL, script_id_valid, script_fields, NULL, "id", true, true,
-     script_hook, script_delete, 0},
-    {"funcs", "func", "func", NULL, NULL, func_fields, NULL, "id", false, false, NULL, NULL, 0},
+     script_hook, script_delete, 0, NULL, NULL},
+    {"funcs", "func", "func", NULL, NULL, func_fields, NULL, "id", false, false, NULL, NULL, 0,
+     NULL, NULL},
     {"sync-apis", "sync API", "sync_api", "sapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL, 0},
+     true, false, NULL, NULL, 0, NULL, NULL},
     {"auth-links", "auth link", "sync_api", "sapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL, 0},
+     true, false, NULL, NULL, 0, NULL, NULL},
     {"async-apis", "async API", "async_api", "aapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL, 0},
+     true, false, NULL, NULL, 0, NULL, NULL},
     {"batches", "batch", "async_api", "aapi-", id_valid, api_fields, NULL, "created_at, id", true,
-     false, NULL, NULL, 0},
+     false, NULL, NULL, 0, NULL, NULL},
     {"cron-jobs", "cron job", "cron_job", "cron-", id_valid, cron_fields, NULL, "created_at, id",
-     true, true, cron_hook, NULL, 0},
+     true, true, cron_hook, cron_delete, 0, NULL, server_cron_rows_state},
     {"crontab-configs", "crontab config", "cron_job", "cron-", id_valid, cron_fields, NULL,
-     "created_at, id", true, true, cron_hook, NULL, 0},
+     "created_at, id", true, true, cron_hook, cron_delete, 0, NULL, server_cron_rows_state},
     {"env-variables", "env variable", "env_variable", NULL, ident_ok, env_fields, NULL, "id", true,
-     true, env_hook, NULL, 0},
+     true, env_hook, NULL, 0, NULL, NULL},
     {"access-keys", "access key", "access_key", "ak-", id_valid, key_fields, "revoked_at IS NULL",
-     "created_at, id", true, false, key_hook, key_delete, 0},
+     "created_at, id", true, false, key_hook, key_delete, 0, NULL, NULL},
     {"users", "user", "user", "u-", id_valid, user_fields, NULL, "created_at, id", false, true,
-     user_hook, user_delete, 0},
+     user_hook, user_delete, 0, NULL, NULL},
     {"api-auth", "API auth", "api_auth", "apia-", id_valid, api_auth_fields, NULL, "created_at, id",
-     true, true, NULL, NULL, 0},
+     true, true, NULL, NULL, 0, NULL, NULL},
     {"connectors", "connector", "connector", NULL, ident_ok, connector_fields, NULL, "id", true,
-     true, connector_hook, NULL, 0},
+     true, connector_hook, NULL, 0, NULL, NULL},
     {"task-records", "task record", "task_record", NULL, NULL, task_record_fields, NULL, "seq DESC",
-     false, false, NULL, NULL, 50},
+     false, false, NULL, NULL, 50, "ended_at", NULL},
 };
 
 /* The resource named by the path segment after /api/v1/. */
@@ -661,10 +771,30 @@ static json_t *row_json(const struct resource *rs, MYSQL_ROW row, bool full)
 }
 
 /* WHERE for the list: the resource's own condition, then ?<field>=a,b,c
- * for every plain string field (DFF's commaArray "in" filters). */
-static void list_where(struct srv_req *r, MYSQL *m, const struct resource *rs, FILE *w)
+ * for every plain string field (DFF's commaArray "in" filters), then
+ * Tandem's ?since= / ?until= time range. 0, or -1 after answering. */
+static int list_where(struct srv_req *r, MYSQL *m, const struct resource *rs, FILE *w)
 {
     const char *sep = " WHERE ";
+    static const struct {
+        const char *arg, *op;
+    } range[] = {{"since", ">="}, {"until", "<"}};
+    for (size_t i = 0; rs->time_col && i < sizeof range / sizeof range[0]; i++) {
+        const char *v = req_query(r, range[i].arg);
+        if (!v || !*v)
+            continue;
+        int64_t ms = parse_time_str_ms(v);
+        if (ms < 0) {
+            req_err(r, 400, "EClientBadRequest", json_pack("{s:s}", "field", range[i].arg),
+                    "query argument '%s' must be an ISO-8601 time or unix seconds, got '%s'",
+                    range[i].arg, v);
+            return -1;
+        }
+        char dt[40];
+        fprintf(w, "%s%s %s '%s'", sep, rs->time_col, range[i].op,
+                sql_datetime_ms(ms, dt, sizeof dt));
+        sep = " AND ";
+    }
     if (rs->list_where) {
         fprintf(w, "%s%s", sep, rs->list_where);
         sep = " AND ";
@@ -698,6 +828,7 @@ static void list_where(struct srv_req *r, MYSQL *m, const struct resource *rs, F
         free(in);
         sep = " AND ";
     }
+    return 0;
 }
 
 void h_res_list(struct srv_req *r)
@@ -715,8 +846,12 @@ void h_res_list(struct srv_req *r)
     char *where = NULL, *cols = NULL;
     size_t wl = 0, cl = 0;
     FILE *w = open_memstream(&where, &wl);
-    list_where(r, m, rs, w);
+    int bad = list_where(r, m, rs, w);
     fclose(w);
+    if (bad) {
+        free(where);
+        return;
+    }
     FILE *c = open_memstream(&cols, &cl);
     select_cols(c, rs, false);
     fclose(c);
@@ -741,6 +876,10 @@ void h_res_list(struct srv_req *r)
     while ((row = mysql_fetch_row(res)))
         json_array_append_new(a, row_json(rs, row, false));
     mysql_free_result(res);
+    if (rs->rows_hook && rs->rows_hook(r, a) != 0) {
+        json_decref(a);
+        return;
+    }
     long long psize = size > 0 ? size : total;
     long long pages = psize > 0 ? (total + psize - 1) / psize : 1;
     json_t *pi = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:b}", "pagingStyle", "normal", "pageSize",
@@ -784,8 +923,14 @@ void h_res_get(struct srv_req *r)
     const struct resource *rs = res_of(r);
     MYSQL *m = rs ? srv_db(r) : NULL;
     json_t *o = NULL;
-    if (m && res_fetch(r, m, rs, r->params[0], &o) == 1)
+    if (!m || res_fetch(r, m, rs, r->params[0], &o) != 1)
+        return;
+    json_t *one = json_pack("[O]", o);
+    if (rs->rows_hook && rs->rows_hook(r, one) != 0)
+        json_decref(o);
+    else
         req_ok(r, o);
+    json_decref(one);
 }
 
 /* ---- writing ---------------------------------------------------------------------------- */

@@ -87,37 +87,23 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/task-records/do/list", h_res_list, A, "admin"},
     {"GET", "/api/v1/task-records/func/do/list", h_res_list, A, "admin"},
     /* connectors and draft runs: server_connector.c */
-    {"*", "/api/v1/connectors", h_connectors, A, "admin"},
-    {"*", "/api/v1/connectors/**", h_connectors, A, "admin"},
+    {"GET", "/api/v1/connectors/do/list", h_connectors, A, "admin"},
+    {"POST", "/api/v1/connectors/do/add", h_connectors, A, "admin"},
+    {"POST", "/api/v1/connectors/:/do/modify", h_connectors, A, "admin"},
+    {"GET", "/api/v1/connectors/:/do/delete", h_connectors, A, "admin"},
+    {"POST", "/api/v1/connectors/:/do/delete", h_connectors, A, "admin"},
+    {"GET", "/api/v1/connectors/:/do/test", h_connectors, A, "admin"},
+    {"POST", "/api/v1/connectors/:/do/test", h_connectors, A, "admin"},
     {"POST", "/api/v1/scripts/:/do/debug", h_script_debug, A, "admin"},
     {"POST", "/api/v1/func-draft/:", h_script_debug, A, "admin"},
-
-    /* Tandem's first API, where DFF's shapes do not (yet) serve: scripts
-     * by PUT (the harness, drills and bench deploy this way), Sync/Async API
-     * creation by snake_case body, task records with time-range filters, and
-     * failover events (no DFF counterpart). docs/dff-compat.md lists each and
-     * why; env variables, access keys and funcs went to DFF's shapes only. */
-    {"GET", "/api/v1/scripts", h_scripts_list, A, "admin"},
-    {"GET", "/api/v1/scripts/:", h_script_get, A, "admin"},
-    {"PUT", "/api/v1/scripts/:", h_script_put, A, "admin"},
-    {"DELETE", "/api/v1/scripts/:", h_script_delete, A, "admin"},
-    {"POST", "/api/v1/scripts/:/publish", h_script_publish, A, "admin"},
-    {"GET", "/api/v1/sync-apis", h_apis_list, A, "admin"},
-    {"POST", "/api/v1/sync-apis", h_api_create, A, "admin"},
-    {"GET", "/api/v1/sync-apis/:", h_api_get, A, "admin"},
-    {"PATCH", "/api/v1/sync-apis/:", h_api_patch, A, "admin"},
-    {"DELETE", "/api/v1/sync-apis/:", h_api_delete, A, "admin"},
-    {"GET", "/api/v1/async-apis", h_apis_list, A, "admin"},
-    {"POST", "/api/v1/async-apis", h_api_create, A, "admin"},
-    {"GET", "/api/v1/async-apis/:", h_api_get, A, "admin"},
-    {"PATCH", "/api/v1/async-apis/:", h_api_patch, A, "admin"},
-    {"DELETE", "/api/v1/async-apis/:", h_api_delete, A, "admin"},
-    {"GET", "/api/v1/task-records", h_task_records, A, "admin"},
-    {"GET", "/api/v1/failover-events", h_failover_events, A, "admin"},
-
-    {"*", "/api/v1/cron-jobs", h_cron, A, "cron"},
-    {"*", "/api/v1/cron-jobs/**", h_cron, A, "cron"},
+    /* DFF's "run a cron job now" (server_cron.c) */
     {"POST", "/api/v1/cron/:", h_cron, A, "cron"},
+
+    /* Tandem's own paths, where DFF has no counterpart (docs/dff-compat.md):
+     * pausing every cron job at once, and the failover history. */
+    {"GET", "/api/v1/cron-jobs/_settings", h_cron, A, "cron"},
+    {"PATCH", "/api/v1/cron-jobs/_settings", h_cron, A, "cron"},
+    {"GET", "/api/v1/failover-events", h_failover_events, A, "admin"},
 };
 const size_t srv_nroutes = sizeof srv_routes / sizeof srv_routes[0];
 

@@ -79,6 +79,10 @@ struct wtask {
     int64_t start_ms;     /* wall clock when the child started it */
     int64_t start_mono;   /* CLOCK_MONOTONIC then (one host: the master compares it) */
     int32_t cache_result; /* s; set when known (after the run) */
+    /* DFF's record fields (migration 011) */
+    int64_t expires_ms;  /* 0 = never */
+    int32_t delay;       /* s */
+    char cron_expr[128]; /* "" = not a cron run */
 };
 
 /* A fixed-size message (< PIPE_BUF, so one write() is atomic). */
@@ -141,7 +145,8 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
 #define WREC_SQL_COLUMNS                                                                           \
     "id, func_id, origin, origin_id, queue, status, reason, message, traceback, output, node, "    \
     "epoch, nominal_at, enqueued_at, started_at, ended_at, cost_ms, kwargs_json, "                 \
-    "return_value_json, call_chain_json, root_task_id, trigger_at"
+    "return_value_json, call_chain_json, root_task_id, trigger_at, cron_expr, delay_s, "           \
+    "timeout_s, expires_s"
 typedef char *(*wrec_quote_fn)(void *ud, const char *s);
 char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err);
 /* Cut s to at most max bytes on a UTF-8 boundary (in place). */

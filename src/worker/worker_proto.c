@@ -38,7 +38,8 @@ int wmsg_check(const struct wmsg *m, char *why, size_t n)
     if (!terminated(t->id, sizeof(t->id)) || !terminated(t->func, sizeof(t->func)) ||
         !terminated(t->origin_id, sizeof(t->origin_id)) ||
         !terminated(t->queue, sizeof(t->queue)) || !terminated(t->reply, sizeof(t->reply)) ||
-        !terminated(t->entry, sizeof(t->entry))) {
+        !terminated(t->entry, sizeof(t->entry)) ||
+        !terminated(t->cron_expr, sizeof(t->cron_expr))) {
         snprintf(why, n, "unterminated string field");
         return -1;
     }
@@ -70,4 +71,7 @@ void wtask_from_task(struct wtask *w, const struct task *t, const char *queue, c
     w->epoch = t->epoch;
     w->nominal = t->nominal;
     w->ver = t->ver;
+    w->expires_ms = t->expires_ms;
+    w->delay = t->delay;
+    COPY(w->cron_expr, t->cron_expr);
 }

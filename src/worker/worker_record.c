@@ -123,6 +123,13 @@ json_t *wrec_status(const struct wtask *t, const struct woutcome *o, const char 
         set_int(j, "nominal", t->nominal);
     if (o->root_task && o->root_task[0])
         set_str(j, "root_task_id", o->root_task, ID_MAX);
+    /* DFF's names, as GET /api/v1/tasks/<id> answers them from the record */
+    if (t->cron_expr[0])
+        json_object_set_new(j, "cronExpr", json_string(t->cron_expr));
+    set_int(j, "delay", t->delay);
+    set_int(j, "timeout", t->timeout);
+    if (t->expires_ms > t->enq_ms && t->enq_ms > 0)
+        set_int(j, "expires", (t->expires_ms - t->enq_ms + 999) / 1000);
     add_outcome(j, o, node);
     return j;
 }
@@ -189,6 +196,14 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
     json_object_set_new(j, "call_chain_json", o->chain ? json_text_capped(o->chain) : json_null());
     set_str(j, "root_task_id", o->root_task && o->root_task[0] ? o->root_task : "ROOT", ID_MAX);
     set_ms_or_null(j, "trigger_at", t->nominal > 0 ? t->nominal * 1000 : t->enq_ms);
+    /* DFF's scheduling fields, in seconds (migration 011) */
+    json_object_set_new(j, "cron_expr", t->cron_expr[0] ? json_string(t->cron_expr) : json_null());
+    set_int(j, "delay_s", t->delay);
+    set_int(j, "timeout_s", t->timeout);
+    json_object_set_new(j, "expires_s",
+                        t->expires_ms > t->enq_ms && t->enq_ms > 0
+                            ? json_integer((json_int_t)((t->expires_ms - t->enq_ms + 999) / 1000))
+                            : json_null());
     return j;
 }
 
@@ -442,6 +457,17 @@ static int col_int(struct sbuf *b, json_t *rec, const char *k, char **err)
     return 0;
 }
 
+/* An integer column that may be absent or null (SQL NULL). */
+static int col_int_or_null(struct sbuf *b, json_t *rec, const char *k, char **err)
+{
+    json_t *v = json_object_get(rec, k);
+    if (v == NULL || json_is_null(v)) {
+        sb_add(b, "NULL");
+        return 0;
+    }
+    return col_int(b, rec, k, err);
+}
+
 /* A DATETIME(3) column from ms since the epoch or a date string. */
 static int col_time(struct sbuf *b, json_t *rec, const char *k, bool required, wrec_quote_fn quote,
                     void *ud, char **err)
@@ -543,6 +569,16 @@ char *wrec_sql_row(json_t *rec, wrec_quote_fn quote, void *ud, char **err)
     sb_add(&b, ",");
     if (col_time(&b, rec, "trigger_at", false, quote, ud, err) == -1)
         goto bad;
+    /* migration 011: optional too; absent or null is NULL */
+    sb_add(&b, ",");
+    if (col_str(&b, rec, "cron_expr", NULL, false, quote, ud, err) == -1)
+        goto bad;
+    static const char *const secs[] = {"delay_s", "timeout_s", "expires_s"};
+    for (size_t i = 0; i < 3; i++) {
+        sb_add(&b, ",");
+        if (col_int_or_null(&b, rec, secs[i], err) == -1)
+            goto bad;
+    }
     sb_add(&b, ")");
     if (b.oom) {
         *err = strdup("out of memory");

@@ -98,30 +98,40 @@ def must(status, resp, what):
     return resp.get("data") if isinstance(resp, dict) else resp
 
 
-def find_existing(url, key, path, func_id):
-    st, resp = call(url, "GET", path, key, timeout=5)
+def find_existing(url, key, kind, func_id):
+    st, resp = call(url, "GET", "/api/v1/%s/do/list?funcId=%s" % (kind, func_id), key, timeout=5)
     if st == 200 and isinstance(resp, dict):
-        items = resp.get("data") or []
-        if isinstance(items, dict):
-            items = items.get("items", [])
-        for it in items:
-            if it.get("func_id") == func_id:
+        for it in resp.get("data") or []:
+            if it.get("funcId") == func_id:
                 return it.get("id")
     return None
 
 
 def cmd_setup(a):
-    must(*call(a.url, "PUT", "/api/v1/scripts/" + SCRIPT_ID, a.key,
-               {"code_draft": CODE, "title": "failover drills"}, timeout=10), "save script")
-    must(*call(a.url, "POST", "/api/v1/scripts/%s/publish" % SCRIPT_ID, a.key, {}, timeout=30),
+    # DFF's shapes: the set is added unless it exists, the script modified
+    # (added when there is none), then published
+    set_id = SCRIPT_ID.split("__", 1)[0]
+    st, resp = call(a.url, "POST", "/api/v1/script-sets/do/add", a.key, {"data": {"id": set_id}},
+                    timeout=10)
+    if st != 409:
+        must(st, resp, "add script set")
+    draft = {"codeDraft": CODE, "title": "failover drills"}
+    st, resp = call(a.url, "POST", "/api/v1/scripts/%s/do/modify" % SCRIPT_ID, a.key,
+                    {"data": draft}, timeout=10)
+    if st == 404:
+        st, resp = call(a.url, "POST", "/api/v1/scripts/do/add", a.key,
+                        {"data": dict(draft, id=SCRIPT_ID)}, timeout=10)
+    must(st, resp, "save script")
+    must(*call(a.url, "POST", "/api/v1/scripts/%s/do/publish" % SCRIPT_ID, a.key, {}, timeout=30),
          "publish script")
     ids = {}
-    for kind, path, func in (("SAPI", "/api/v1/sync-apis", "ping"), ("AAPI", "/api/v1/async-apis", "work")):
+    for kind, api, func in (("SAPI", "sync-apis", "ping"), ("AAPI", "async-apis", "work")):
         fid = "%s.%s" % (SCRIPT_ID, func)
-        got = find_existing(a.url, a.key, path, fid)
+        got = find_existing(a.url, a.key, api, fid)
         if not got:
-            data = must(*call(a.url, "POST", path, a.key, {"func_id": fid, "title": "drill"}, timeout=10),
-                        "create " + path)
+            data = must(*call(a.url, "POST", "/api/v1/%s/do/add" % api, a.key,
+                              {"data": {"funcId": fid, "title": "drill"}}, timeout=10),
+                        "add " + api)
             got = data.get("id")
         ids[kind] = got
     print("SAPI=%s" % ids["SAPI"])

@@ -263,23 +263,71 @@ class Stack:
 
     # -- deploying functions -----------------------------------------------
     def push_script(self, script_id, code, publish=True, title=""):
-        """PUT the draft and (by default) publish it; returns publish's data
-        ({publish_version, funcs}). Raises with the server's answer if refused."""
-        self.api("PUT", f"/api/v1/scripts/{script_id}", {"code_draft": code, "title": title})
+        """Save the draft and (by default) publish it, in DFF's shapes: the
+        script set is added unless it exists, the script modified, or added
+        when there is none. Returns publish's data ({publish_version, funcs}).
+        Raises with the server's answer if refused."""
+        set_id = script_id.split("__", 1)[0]
+        status, r = self.http("POST", "/api/v1/script-sets/do/add", {"data": {"id": set_id}})
+        if status not in (200, 409):
+            raise AssertionError(f"adding script set {set_id}: HTTP {status}: {r!r}")
+        draft = {"codeDraft": code, "title": title}
+        status, r = self.http("POST", f"/api/v1/scripts/{script_id}/do/modify", {"data": draft})
+        if status == 404:
+            self.api("POST", "/api/v1/scripts/do/add", {"data": dict(draft, id=script_id)})
+        elif status != 200:
+            raise AssertionError(f"saving script {script_id}: HTTP {status}: {r!r}")
         if not publish:
             return None
-        return self.api("POST", f"/api/v1/scripts/{script_id}/publish", timeout=90)
+        return self.api("POST", f"/api/v1/scripts/{script_id}/do/publish", timeout=90)
 
     def create_sync_api(self, func_id, kwargs=None, need_key=False, title=""):
-        """POST /api/v1/sync-apis; returns the new id (sapi-...)."""
-        d = self.api("POST", "/api/v1/sync-apis",
-                     {"func_id": func_id, "kwargs": kwargs or {}, "need_key": need_key, "title": title})
-        return d["id"]
+        """POST /api/v1/sync-apis/do/add; returns the new id (sapi-...)."""
+        return self._add_api("sync-apis", func_id, kwargs, need_key, title)
 
     def create_async_api(self, func_id, kwargs=None, need_key=False, title=""):
-        d = self.api("POST", "/api/v1/async-apis",
-                     {"func_id": func_id, "kwargs": kwargs or {}, "need_key": need_key, "title": title})
+        """POST /api/v1/async-apis/do/add; returns the new id (aapi-...)."""
+        return self._add_api("async-apis", func_id, kwargs, need_key, title)
+
+    def _add_api(self, kind, func_id, kwargs, need_key, title):
+        d = self.api("POST", f"/api/v1/{kind}/do/add",
+                     {"data": {"funcId": func_id, "funcCallKwargsJSON": kwargs or {},
+                               "needKey": need_key, "title": title}})
         return d["id"]
+
+    # -- cron jobs (DFF's cron-jobs shapes, with Tandem's overlap and
+    #    misfireGrace; "state" is the beat's view of the job) ---------------
+    def add_cron_job(self, func_id, expr, **data):
+        """POST /api/v1/cron-jobs/do/add; more DFF fields as keywords
+        (funcCallKwargsJSON, timezone, isDisabled, overlap, misfireGrace,
+        expireTime, title). Returns the new id (cron-...)."""
+        snake = [k for k in data if "_" in k]
+        if snake:  # the server ignores unknown fields: a typo would pass unseen
+            raise ValueError(f"add_cron_job: DFF's field names are camelCase, got {snake}")
+        return self.api("POST", "/api/v1/cron-jobs/do/add",
+                        {"data": dict(data, funcId=func_id, cronExpr=expr)})["id"]
+
+    def cron_job(self, job_id):
+        """GET /api/v1/cron-jobs/<id>/do/get: the job, with its "state"."""
+        return self.api("GET", f"/api/v1/cron-jobs/{job_id}/do/get")
+
+    def cron_jobs(self, func_id=None):
+        """The cron jobs (of one func), each with its "state"."""
+        q = f"?funcId={func_id}" if func_id else ""
+        return self.api("GET", f"/api/v1/cron-jobs/do/list{q}")
+
+    def modify_cron_job(self, job_id, **data):
+        snake = [k for k in data if "_" in k]
+        if snake:
+            raise ValueError(f"modify_cron_job: DFF's field names are camelCase, got {snake}")
+        return self.api("POST", f"/api/v1/cron-jobs/{job_id}/do/modify", {"data": data})
+
+    def set_cron_enabled(self, job_id, enabled):
+        return self.modify_cron_job(job_id, isDisabled=not enabled)
+
+    def delete_cron_job(self, job_id):
+        """Deletes it; an unknown id is fine (cleanup paths)."""
+        return self.http("GET", f"/api/v1/cron-jobs/{job_id}/do/delete")
 
     def deploy(self, script_id, code, func):
         """Push + publish `code` as script_id and create a sync API for

@@ -57,10 +57,9 @@ class BeatApi(unittest.TestCase):
     def tearDownClass(cls):
         cls.st.down()
 
-    def job(self, expr="* * * * * *", func="cj__t.tick", **kw):
-        body = {"func_id": func, "expr": expr}
-        body.update(kw)
-        return self.st.api("POST", "/api/v1/cron-jobs", body)
+    def job(self, expr="* * * * * *", func="cj__t.tick", **data):
+        """Adds a job (DFF's cron-jobs/do/add); returns it as do/get answers."""
+        return self.st.cron_job(self.st.add_cron_job(func, expr, **data))
 
     def records(self, job, status=None):
         q = f"SELECT status, reason, message FROM task_record WHERE origin_id = '{job}'"
@@ -86,21 +85,23 @@ class BeatApi(unittest.TestCase):
 
     def test_bad_jobs_are_refused_naming_field_and_reason(self):
         cases = [
-            ({"expr": "*/0 * * * *"}, "expr", "step 0"),
-            ({"expr": "* * * * MOON"}, "expr", "day-of-week field"),
+            ({"cronExpr": "*/0 * * * *"}, "cronExpr", "step 0"),
+            ({"cronExpr": "* * * * MOON"}, "cronExpr", "day-of-week field"),
             ({"timezone": "Mars/Olympus"}, "timezone", "unknown"),
-            ({"func_id": "cj__t.nope"}, "func_id", "not found"),
-            ({"func_id": "nonsense"}, "func_id", "must be"),
-            ({"kwargs": [1, 2]}, "kwargs", "must be a JSON object"),
-            ({"kwargs": "x"}, "kwargs", "must be a JSON object"),
+            ({"funcId": "cj__t.nope"}, "funcId", "not found"),
+            ({"funcId": "nonsense"}, "funcId", "must be"),
+            ({"funcCallKwargsJSON": [1, 2]}, "funcCallKwargsJSON", "must be a JSON object"),
+            ({"funcCallKwargsJSON": "x"}, "funcCallKwargsJSON", "must be a JSON object"),
             ({"overlap": "maybe"}, "overlap", "skip"),
+            ({"misfireGrace": -1}, "misfireGrace", "0..86400"),
         ]
         for extra, field, text in cases:
-            body = {"func_id": "cj__t.tick", "expr": "* * * * *"}
-            body.update(extra)
-            status, r = self.st.http("POST", "/api/v1/cron-jobs", body)
-            self.assertEqual(status, 400, (extra, r))
-            self.assertEqual(r["reason"], "EClientBadRequest")
+            data = {"funcId": "cj__t.tick", "cronExpr": "* * * * *"}
+            data.update(extra)
+            status, r = self.st.http("POST", "/api/v1/cron-jobs/do/add", {"data": data})
+            # DFF answers an unknown func 404
+            self.assertEqual(status, 404 if text == "not found" else 400, (extra, r))
+            self.assertEqual(r["reason"], "EClientNotFound" if status == 404 else "EClientBadRequest")
             self.assertIn(text, r["message"], extra)
             self.assertEqual(r["detail"]["field"], field)
         p = self.st.ctl("cron", "add", "cj__t.tick", "61 * * * *")
@@ -108,22 +109,23 @@ class BeatApi(unittest.TestCase):
         self.assertIn("minute field", p.stderr)
 
     def test_crud_pause_resume_delete_and_state(self):
-        j = self.job(kwargs={"n": 7}, overlap="allow")
+        j = self.job(funcCallKwargsJSON={"n": 7}, overlap="allow")
         jid = j["id"]
-        self.assertTrue(j["enabled"])
-        self.assertEqual(j["kwargs"], {"n": 7})
+        self.assertFalse(j["isDisabled"])
+        self.assertEqual((j["funcCallKwargsJSON"], j["overlap"]), ({"n": 7}, "allow"))
         self.assertTrue(j["state"]["next_fire"].endswith("+00:00"))
-        wait_for(lambda: self.st.api("GET", f"/api/v1/cron-jobs/{jid}")["state"].get("last_outcome") == "fired",
+        wait_for(lambda: self.st.cron_job(jid)["state"].get("last_outcome") == "fired",
                  10, 0.2, "a first fire")
-        got = self.st.api("GET", f"/api/v1/cron-jobs/{jid}")
+        got = self.st.cron_job(jid)
         self.assertIn("last_fire", got["state"])
-        self.assertIn(jid, [x["id"] for x in self.st.api("GET", "/api/v1/cron-jobs")])
+        listed = {x["id"]: x for x in self.st.cron_jobs("cj__t.tick")}
+        self.assertIn("last_fire", listed[jid]["state"])  # the list carries the state too
         rc, data = self.st.ctl_json("cron", "show", jid)
         self.assertEqual(rc, 0)
         self.assertEqual(data["id"], jid)
         p = self.st.ctl("cron", "pause", jid)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertFalse(self.st.api("GET", f"/api/v1/cron-jobs/{jid}")["enabled"])
+        self.assertTrue(self.st.cron_job(jid)["isDisabled"])
         time.sleep(1.5)
         n = len(self.records(jid))
         time.sleep(3)
@@ -136,8 +138,9 @@ class BeatApi(unittest.TestCase):
         self.assertIn(jid, p.stdout)
         p = self.st.ctl("cron", "delete", jid)
         self.assertEqual(p.returncode, 0, p.stderr)
-        status, r = self.st.http("GET", f"/api/v1/cron-jobs/{jid}")
+        status, r = self.st.http("GET", f"/api/v1/cron-jobs/{jid}/do/get")
         self.assertEqual(status, 404)
+        self.assertEqual(self.st.redis("EXISTS", f"tandem:cron:state:{jid}"), "0")  # its state went too
 
     def test_run_now(self):
         jid = self.job(expr="0 0 1 1 *")["id"]
@@ -149,11 +152,11 @@ class BeatApi(unittest.TestCase):
         self.assertEqual(status, 404)
 
     def test_overlap_skip_records_skipped_and_worker_releases(self):
-        jid = self.job(func="cj__t.slow", kwargs={"s": 2})["id"]
+        jid = self.job(func="cj__t.slow", funcCallKwargsJSON={"s": 2})["id"]
         wait_for(lambda: self.records(jid, "skipped"), 15, 0.5, "a skipped record")
         rec = self.records(jid, "skipped")[0]
         self.assertEqual(rec[1], "ECronOverlap")
-        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+        self.st.set_cron_enabled(jid, False)
         wait_for(lambda: self.st.redis("EXISTS", f"tandem:cron:running:{jid}") == "0", 10, 0.2,
                  "the worker to release the overlap key")
 
@@ -170,7 +173,7 @@ class BeatApi(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         wait_for(lambda: len(self.records(jid)) > n + 2, 10, 0.5, "fires after the resume")
         self.assertEqual(self.records(jid, "missed"), [])
-        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+        self.st.set_cron_enabled(jid, False)
 
     def test_unpublished_func_is_recorded_and_others_keep_firing(self):
         bad = self.job(func="cj__t.gone", overlap="allow")["id"]
@@ -184,11 +187,11 @@ class BeatApi(unittest.TestCase):
         wait_for(lambda: len(self.records(good, "success")) >= n + 3, 15, 0.5, "the good job to keep firing")
         self.st.push_script("cj__t", CODE)
         for j in (bad, good):
-            self.st.api("PATCH", f"/api/v1/cron-jobs/{j}", {"enabled": False})
+            self.st.set_cron_enabled(j, False)
 
     def test_expiry_stops_the_job(self):
         exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3))
-        jid = self.job(overlap="allow", expires_at=exp)["id"]
+        jid = self.job(overlap="allow", expireTime=exp)["id"]
         time.sleep(6)
         n = len(self.records(jid))
         self.assertGreater(n, 0)
@@ -196,7 +199,7 @@ class BeatApi(unittest.TestCase):
         self.assertEqual(len(self.records(jid)), n, "an expired job kept firing")
 
     def test_long_outage_is_recorded_without_a_flood(self):
-        jid = self.job(overlap="allow", misfire_grace=2, enabled=False)["id"]
+        jid = self.job(overlap="allow", misfireGrace=2, isDisabled=True)["id"]
         # the job "changed" 300 s ago and no beat fired it since: 300 slots
         # are due, all but the last 2 s past their grace
         self.st.sql(f"UPDATE cron_job SET enabled = 1, updated_at = NOW(3) - INTERVAL 300 SECOND "
@@ -205,7 +208,7 @@ class BeatApi(unittest.TestCase):
         self.st.sql("UPDATE setting SET updated_at = NOW(3) - INTERVAL 400 SECOND WHERE k = 'cron.paused'")
         self.st.redis("INCR", "tandem:gen")
         wait_for(lambda: len(self.records(jid, "success")) >= 3, 20, 0.5, "fires after the catch-up")
-        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+        self.st.set_cron_enabled(jid, False)
         try:
             wait_for(lambda: len(self.records(jid, "missed")) >= 101, 20, 0.5, "the missed records")
         except Exception:
@@ -254,7 +257,7 @@ class BeatApi(unittest.TestCase):
                 got.setdefault(int(ts), []).append(st)
             return got if all(s in got for s in (t + 4, t + 5, t + 7)) else None
         got = wait_for(rows, 30, 0.5, "the catch-up after the freeze")
-        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+        self.st.set_cron_enabled(jid, False)
         for s in legacy:
             self.assertNotIn(s, got, f"slot {s} was marked fired by a per-slot key, yet fired again")
             self.assertEqual(self.st.redis("HGET", f"tandem:fired:{s}", jid), "")
@@ -299,10 +302,8 @@ class DffCronOptions(unittest.TestCase):
     def tearDownClass(cls):
         cls.st.down()
 
-    def job(self, expr="* * * * * *", func="cjd__t.fixed", **kw):
-        body = {"func_id": func, "expr": expr}
-        body.update(kw)
-        return self.st.api("POST", "/api/v1/cron-jobs", body)
+    def job(self, expr="* * * * * *", func="cjd__t.fixed", **data):
+        return self.st.cron_job(self.st.add_cron_job(func, expr, **data))
 
     def records(self, job, status=None):
         q = f"SELECT status, reason, message FROM task_record WHERE origin_id = '{job}'"
@@ -313,22 +314,24 @@ class DffCronOptions(unittest.TestCase):
     def test_fixed_cron_expr_overrides_configured_jobs_and_creates_none(self):
         # DFF: fixed_cron_expr only fixes the expression of the jobs the user
         # configured for the func; a job with no kwargs would fail every tick
-        jobs = [x for x in self.st.api("GET", "/api/v1/cron-jobs") if x["func_id"] == "cjd__t.fixed"]
-        self.assertEqual(jobs, [], "publish created no job for fixed_cron_expr")
-        jid = self.job(func="cjd__t.fixed", expr="0 0 1 1 *", kwargs={"who": "ops"}, overlap="allow")["id"]
+        self.assertEqual(self.st.cron_jobs("cjd__t.fixed"), [], "publish created no job for fixed_cron_expr")
+        jid = self.job(func="cjd__t.fixed", expr="0 0 1 1 *", funcCallKwargsJSON={"who": "ops"},
+                       overlap="allow")["id"]
         # the job's own expression fires once a year; the fixed one every 2 s
         wait_for(lambda: len(self.records(jid, "success")) >= 2, 15, 0.5,
                  "the job firing on the func's fixed expression")
-        self.st.api("PATCH", f"/api/v1/cron-jobs/{jid}", {"enabled": False})
+        self.st.set_cron_enabled(jid, False)
 
     def test_auto_run_integration_creates_one_job_with_no_kwargs(self):
-        jobs = [x for x in self.st.api("GET", "/api/v1/cron-jobs") if x["func_id"] == "cjd__t.auto"]
+        jobs = self.st.cron_jobs("cjd__t.auto")
         self.assertEqual(len(jobs), 1)
-        self.assertTrue(jobs[0]["fixed"])
-        self.assertEqual(jobs[0]["expr"], "* * * * *")
-        self.assertEqual(jobs[0]["kwargs"], {})
-        status, r = self.st.http("PATCH", f"/api/v1/cron-jobs/{jobs[0]['id']}", {"expr": "5 * * * *"})
-        self.assertEqual(status // 100, 4)
+        self.assertTrue(jobs[0]["isFixed"])
+        self.assertEqual(jobs[0]["cronExpr"], "* * * * *")
+        self.assertEqual(jobs[0]["funcCallKwargsJSON"], {})
+        status, r = self.st.http("POST", f"/api/v1/cron-jobs/{jobs[0]['id']}/do/modify",
+                                 {"data": {"cronExpr": "5 * * * *"}})
+        self.assertEqual(status, 400, r)
+        self.assertIn("autoRun", r["message"])
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -71,13 +71,11 @@ class BeatFencing(unittest.TestCase):
                 return pid
         return None
 
-    def add_job(self, expr="* * * * * *", **kw):
-        body = {"func_id": "fence__t.tick", "expr": expr, "overlap": "allow"}
-        body.update(kw)
-        return self.st.api("POST", "/api/v1/cron-jobs", body)["id"]
+    def add_job(self, expr="* * * * * *", **data):
+        return self.st.add_cron_job("fence__t.tick", expr, **dict({"overlap": "allow"}, **data))
 
     def pause(self, job):
-        self.st.api("PATCH", f"/api/v1/cron-jobs/{job}", {"enabled": False})
+        self.st.set_cron_enabled(job, False)
 
     def slots(self, job):
         """{nominal unix s: [statuses]} from task_record."""
@@ -183,7 +181,7 @@ class BeatFencing(unittest.TestCase):
         self.assertIn("lost the lease", logs)
 
     def test_4_slots_older_than_the_grace_are_recorded_missed(self):
-        job = self.add_job(misfire_grace=2)
+        job = self.add_job(misfireGrace=2)
         time.sleep(2)
         pids = self.beat_pids()
         for p in pids:

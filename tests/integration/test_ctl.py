@@ -125,7 +125,7 @@ class CtlAdminTest(unittest.TestCase):
         vals = dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
         secret, kid = vals["KEY"], vals["ID"]
         self.assertTrue(secret.startswith("tk_") and kid.startswith("ak-"), out)
-        status, body = st.http("GET", "/api/v1/scripts", key=secret)
+        status, body = st.http("GET", "/api/v1/scripts/do/list", key=secret)
         self.assertEqual(status, 200, body)
         code, keys = st.ctl_json("key", "list")
         self.assertEqual(code, 0)
@@ -136,7 +136,7 @@ class CtlAdminTest(unittest.TestCase):
         self.assertIn(kid, out)
         code, out, err = run("key", "revoke", kid)
         self.assertEqual(code, 0, err)
-        wait_for(lambda: st.http("GET", "/api/v1/scripts", key=secret)[0] == 401, 5, what="revoked key refused")
+        wait_for(lambda: st.http("GET", "/api/v1/scripts/do/list", key=secret)[0] == 401, 5, what="revoked key refused")
         code, out, err = run("key", "revoke", "ak-doesnotexist")
         self.assertEqual(code, 1, out + err)
 
@@ -147,7 +147,7 @@ class CtlAdminTest(unittest.TestCase):
         rows = st.sql(f"SELECT name, revoked_at FROM access_key WHERE id = '{out['id']}'")
         self.assertEqual(rows, [["boot2", None]])
         # the running server sees it once gen moved
-        wait_for(lambda: st.http("GET", "/api/v1/scripts", key=out["secret"])[0] == 200, 5,
+        wait_for(lambda: st.http("GET", "/api/v1/scripts/do/list", key=out["secret"])[0] == 200, 5,
                  what="bootstrapped key accepted")
         code, out, err = run("key", "create", "x", "--bootstrap", conf=False)
         self.assertEqual(code, 2, "bootstrap without a config must be a usage error")

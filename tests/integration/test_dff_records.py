@@ -40,15 +40,14 @@ class DFFRecordsTest(unittest.TestCase):
 
     # ---- delayed cron runs ----------------------------------------------------------
     def test_delayed_cron_runs_once_per_slot_and_delay(self):
-        jobs = [self.st.api("POST", "/api/v1/cron-jobs",
-                            {"func_id": f"{SCRIPT}.{f}", "expr": "* * * * * *"})["id"]
+        jobs = [self.st.add_cron_job(f"{SCRIPT}.{f}", "* * * * * *")
                 for f in ("tick_at_and_after", "tick_after")]
         try:
             wait_for(lambda: len(self.records("tick_after", "id")) >= 6, 40, 0.3,
                      "delayed runs of tick_after")
         finally:
             for j in jobs:
-                self.st.http("DELETE", "/api/v1/cron-jobs/" + j)
+                self.st.delete_cron_job(j)
         # the runs already waiting in the delayed zset still run (once)
         wait_for(lambda: self.st.redis("ZCARD", "tandem:delayed") == "0", 20, 0.2,
                  "the delayed zset to drain")
@@ -84,9 +83,7 @@ class DFFRecordsTest(unittest.TestCase):
                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                   start_new_session=True)
         try:
-            job = self.st.api("POST", "/api/v1/cron-jobs",
-                              {"func_id": f"{SCRIPT}.tick_at_and_after", "expr": "* * * * * *",
-                               "overlap": "allow"})["id"]
+            job = self.st.add_cron_job(f"{SCRIPT}.tick_at_and_after", "* * * * * *", overlap="allow")
             t0 = int(time.time()) + 1
             # the lease is yanked every 2 s, each change racing the old
             # holder's next fire; a slot fired twice would enqueue its
@@ -95,7 +92,7 @@ class DFFRecordsTest(unittest.TestCase):
                 time.sleep(2)
                 self.st.redis("DEL", "tandem:beat:lease")
             t1 = int(time.time()) - 1
-            self.st.api("PATCH", f"/api/v1/cron-jobs/{job}", {"enabled": False})
+            self.st.set_cron_enabled(job, False)
             self.assertIsNone(b2.poll(), "the second beat died")
         finally:
             b2.terminate()
@@ -123,8 +120,8 @@ class DFFRecordsTest(unittest.TestCase):
         for opt, want in (("[-1]", "delays in seconds"), ("['5']", "should be int"),
                           ("list(range(61))", "at most 60")):
             code = "@DFF.API('t', delayed_cron_job=%s)\ndef f():\n    return 1\n" % opt
-            self.st.api("PUT", "/api/v1/scripts/dffc__badrec", {"code_draft": code})
-            status, r = self.st.http("POST", "/api/v1/scripts/dffc__badrec/publish", timeout=60)
+            self.st.push_script("dffc__badrec", code, publish=False)
+            status, r = self.st.http("POST", "/api/v1/scripts/dffc__badrec/do/publish", timeout=60)
             self.assertEqual(status, 400, (opt, r))
             self.assertIn(want, r["message"], opt)
 
@@ -220,6 +217,46 @@ class DFFRecordsTest(unittest.TestCase):
         self.assertEqual(t["root_task_id"], root)
         self.assertEqual(t["call_chain"], [f"{SCRIPT}.chain_root", f"{SCRIPT}.chain_leaf"])
         self.assertTrue(t["trigger_at"])
+
+    def test_records_keep_cron_expr_delay_timeout_and_expires(self):
+        # DFF's cronExpr, delay, timeout and expires (migration 011)
+        def listed(**q):
+            qs = "&".join(f"{k}={v}" for k, v in q.items())
+            return self.st.api("GET", f"/api/v1/task-records/do/list?{qs}")
+
+        path = f"/api/v1/func/{SCRIPT}.req_info"
+        timed = self.st.api("POST", path, {"kwargs": {"x": "t"},
+                                           "options": {"async": True, "timeout": 17, "expires": 40}})
+        delayed = self.st.api("POST", path, {"kwargs": {"x": "d"}, "options": {"delay": 1}})
+        plain = self.st.api("POST", path, {"kwargs": {"x": "p"}})["id"]
+        job = self.st.add_cron_job(f"{SCRIPT}.req_info", "*/2 * * * * *")
+        try:
+            cron = wait_for(lambda: listed(originId=job), 30, 0.3, "a record of the cron job")
+        finally:
+            self.st.delete_cron_job(job)
+        self.assertEqual(cron[0]["cronExpr"], "*/2 * * * * *")
+        self.assertEqual(cron[0]["origin"], "cronJob")
+
+        for tid in (timed["id"], delayed["id"]):
+            self.st.wait_task(tid, 30)
+        recs = wait_for(lambda: (lambda d: d if len(d) == 3 else None)(
+            listed(id=",".join((timed["id"], delayed["id"], plain)))), 30, 0.2, "the three records")
+        by_id = {r["id"]: r for r in recs}
+        t, d, p = by_id[timed["id"]], by_id[delayed["id"]], by_id[plain]
+        self.assertEqual((t["timeout"], t["expires"], t["delay"], t["cronExpr"]), (17, 40, 0, None))
+        self.assertEqual(d["delay"], 1)
+        self.assertGreaterEqual(d["startTimeMs"] - d["triggerTimeMs"], 500)
+        self.assertGreater(p["timeout"], 0)
+        self.assertEqual(p["delay"], 0)
+        # a sync call starts within its timeout or not at all: that is its expiry
+        self.assertEqual(p["expires"], p["timeout"])
+        # /api/v1/tasks/<id> under the same names, from Redis and from the record
+        got = self.st.api("GET", f"/api/v1/tasks/{timed['id']}")
+        self.assertEqual((got["timeout"], got["expires"], got["delay"]), (17, 40, 0))
+        self.st.redis("DEL", f"tandem:task:{timed['id']}")
+        got = self.st.api("GET", f"/api/v1/tasks/{timed['id']}")
+        self.assertEqual((got["timeout"], got["expires"], got["delay"], got["cronExpr"]),
+                         (17, 40, 0, None))
 
     def test_huge_return_value_is_cut_in_the_record_not_in_the_answer(self):
         n = 300000

@@ -155,8 +155,7 @@ class DFFRuntimeTest(unittest.TestCase):
         self.assertEqual(v["_DFF_TRIGGER_TIME_MS"] // 1000, v["_DFF_TRIGGER_TIME"])
 
     def test_cron_task_sees_its_cron_variables(self):
-        job = self.st.api("POST", "/api/v1/cron-jobs",
-                          {"func_id": "dffc__members.cron_vars", "expr": "* * * * * *"})
+        job = {"id": self.st.add_cron_job("dffc__members.cron_vars", "* * * * * *")}
         try:
             def fired():
                 rows = self.st.sql("SELECT id FROM task_record WHERE func_id = "
@@ -164,7 +163,7 @@ class DFFRuntimeTest(unittest.TestCase):
                 return rows[0][0] if rows else None
             tid = wait_for(fired, 40, what="a cron run of cron_vars")
         finally:
-            self.st.http("DELETE", "/api/v1/cron-jobs/" + job["id"])
+            self.st.delete_cron_job(job["id"])
         t = self.st.wait_task(tid)
         self.assertEqual(t["result"], ["cron", job["id"], "* * * * * *", "* * * * * *", 2, True])
 
@@ -241,8 +240,8 @@ class DFFRuntimeTest(unittest.TestCase):
         }
         for opt, want in cases.items():
             code = "@DFF.API('t', %s)\ndef f():\n    return 1\n" % opt
-            self.st.api("PUT", "/api/v1/scripts/dffc__bad", {"code_draft": code})
-            status, r = self.st.http("POST", "/api/v1/scripts/dffc__bad/publish", timeout=60)
+            self.st.push_script("dffc__bad", code, publish=False)
+            status, r = self.st.http("POST", "/api/v1/scripts/dffc__bad/do/publish", timeout=60)
             self.assertEqual(status, 400, (opt, r))
             self.assertIn(want, r["message"], opt)
             self.assertIn("func f", r["message"], opt)
@@ -284,7 +283,7 @@ class DFFRuntimeTest(unittest.TestCase):
         code = ("import os\n@DFF.API('d')\ndef d(x):\n    print('draft', x, os.getpid())\n"
                 "    return {'x': x}\n@DFF.API('e')\ndef e():\n    return 1 / 0\n"
                 "@DFF.API('slow')\ndef slow():\n    import time; time.sleep(120)\n")
-        self.st.api("PUT", "/api/v1/scripts/dffc__draft", {"code_draft": code})
+        self.st.push_script("dffc__draft", code, publish=False)
         v = self.st.api("POST", "/api/v1/scripts/dffc__draft/do/debug",
                         {"funcName": "d", "kwargs": {"x": 5}}, timeout=90)
         self.assertEqual(v["status"], "success", v)
@@ -311,7 +310,7 @@ class DFFRuntimeTest(unittest.TestCase):
         code = ("import json, os, signal\n@DFF.API('t')\ndef taint():\n    json.TAINTED = 1\n"
                 "    return os.getpid()\n@DFF.API('k')\ndef kill():\n"
                 "    os.kill(os.getpid(), signal.SIGKILL)\n")
-        self.st.api("PUT", "/api/v1/scripts/dffc__fork", {"code_draft": code})
+        self.st.push_script("dffc__fork", code, publish=False)
         v = self.st.api("POST", "/api/v1/scripts/dffc__fork/do/debug", {"funcName": "taint"},
                         timeout=90)
         self.assertEqual(v["status"], "success", v)

@@ -118,9 +118,9 @@ class LocalStackTest(unittest.TestCase):
             a.redis("SET", "tandem:probe", "a")
             self.assertEqual(b.redis("EXISTS", "tandem:probe"), "0")
             # and each one's admin key is unknown to the other's server
-            status, body = b.http("GET", "/api/v1/scripts", key=a.key)
+            status, body = b.http("GET", "/api/v1/scripts/do/list", key=a.key)
             self.assertEqual(status, 401, body)
-            status, body = a.http("GET", "/api/v1/scripts")
+            status, body = a.http("GET", "/api/v1/scripts/do/list")
             self.assertEqual(status, 200, body)
             pa, pb = a.pids(), b.pids()
             self.assertFalse(set(pa.values()) & set(pb.values()))

@@ -171,35 +171,39 @@ class TestEndpoints(Envelope):
 
     def test_api_crud_and_disabled_api(self):
         for kind in ("sync-apis", "async-apis"):
-            d = ST.api("POST", f"/api/v1/{kind}", {"func_id": "t__srv.echo", "title": "T", "timeout": 5})
-            aid = d["id"]
-            self.assertEqual((d["title"], d["timeout"], d["enabled"], d["need_key"]), ("T", 5, True, False))
-            self.assertIn(aid, [x["id"] for x in ST.api("GET", f"/api/v1/{kind}")])
-            d = ST.api("PATCH", f"/api/v1/{kind}/{aid}", {"enabled": False, "kwargs": {"a": 1}, "timeout": None})
-            self.assertEqual((d["enabled"], d["kwargs"], d["timeout"]), (False, {"a": 1}, None))
+            aid = ST.api("POST", f"/api/v1/{kind}/do/add",
+                         {"data": {"funcId": "t__srv.echo", "title": "T", "timeout": 5}})["id"]
+            d = ST.api("GET", f"/api/v1/{kind}/{aid}/do/get")
+            self.assertEqual((d["title"], d["timeout"], d["isDisabled"], d["needKey"]), ("T", 5, False, False))
+            self.assertIn(aid, [x["id"] for x in ST.api("GET", f"/api/v1/{kind}/do/list")])
+            ST.api("POST", f"/api/v1/{kind}/{aid}/do/modify",
+                   {"data": {"isDisabled": True, "funcCallKwargsJSON": {"a": 1}, "timeout": None}})
+            d = ST.api("GET", f"/api/v1/{kind}/{aid}/do/get")
+            self.assertEqual((d["isDisabled"], d["funcCallKwargsJSON"], d["timeout"]), (True, {"a": 1}, None))
             call = "/api/v1/sync/" if kind == "sync-apis" else "/api/v1/async/"
             status, body = ST.http("GET", call + aid, key=None)
             self.assertErr(status, body, 403, "EBizCondition.SyncAPIDisabled" if kind == "sync-apis"
                            else "EBizCondition.AsyncAPIDisabled", "disabled")
-            ST.api("DELETE", f"/api/v1/{kind}/{aid}")
-            status, body = ST.http("GET", f"/api/v1/{kind}/{aid}")
+            ST.api("GET", f"/api/v1/{kind}/{aid}/do/delete")
+            status, body = ST.http("GET", f"/api/v1/{kind}/{aid}/do/get")
             self.assertErr(status, body, 404, "EClientNotFound")
             status, body = ST.http("GET", call + aid, key=None)
             self.assertErr(status, body, 404, "EClientNotFound")
 
     def test_scripts_crud_and_funcs(self):
-        d = ST.api("PUT", "/api/v1/scripts/t__draft", {"code_draft": "x = 1\n", "title": "Draft"})
-        self.assertEqual((d["id"], d["title"], d["publish_version"], d["code"]), ("t__draft", "Draft", 0, None))
-        ids = [s["id"] for s in ST.api("GET", "/api/v1/scripts")]
+        ST.push_script("t__draft", "x = 1\n", publish=False, title="Draft")
+        d = ST.api("GET", "/api/v1/scripts/t__draft/do/get")
+        self.assertEqual((d["id"], d["title"], d["publishVersion"], d["code"]), ("t__draft", "Draft", 0, None))
+        ids = [s["id"] for s in ST.api("GET", "/api/v1/scripts/do/list")]
         self.assertIn("t__draft", ids)
         self.assertIn("t__srv", ids)
-        d = ST.api("GET", "/api/v1/scripts/t__srv")
-        self.assertGreaterEqual(d["publish_version"], 1)
-        self.assertEqual(d["code"], d["code_draft"])
+        d = ST.api("GET", "/api/v1/scripts/t__srv/do/get")
+        self.assertGreaterEqual(d["publishVersion"], 1)
+        self.assertEqual(d["code"], d["codeDraft"])
         names = {f["id"] for f in ST.api("GET", "/api/v1/funcs/do/list?scriptId=t__srv")}
         self.assertEqual(names, {"t__srv.echo", "t__srv.nap", "t__srv.boom"})
-        ST.api("DELETE", "/api/v1/scripts/t__draft")
-        status, body = ST.http("GET", "/api/v1/scripts/t__draft")
+        ST.api("GET", "/api/v1/scripts/t__draft/do/delete")
+        status, body = ST.http("GET", "/api/v1/scripts/t__draft/do/get")
         self.assertErr(status, body, 404, "EClientNotFound")
 
     def test_publish_bumps_version_and_deleted_script_funcs_vanish(self):
@@ -209,13 +213,13 @@ class TestEndpoints(Envelope):
         p2 = ST.push_script("t__gone", "@DFF.API('F')\ndef f():\n    return 2\n")
         self.assertEqual(p2["publish_version"], p1["publish_version"] + 1)
         self.assertEqual(ST.api("POST", "/api/v1/func/t__gone.f", {})["result"], 2)
-        ST.api("DELETE", "/api/v1/scripts/t__gone")
+        ST.api("GET", "/api/v1/scripts/t__gone/do/delete")
         status, body = ST.http("POST", "/api/v1/func/t__gone.f", {})
         self.assertErr(status, body, 404, "EClientNotFound")
 
     def test_publish_syntax_error_names_the_line(self):
-        ST.api("PUT", "/api/v1/scripts/t__bad", {"code_draft": "x = 1\ndef f(:\n    pass\n"})
-        status, body = ST.http("POST", "/api/v1/scripts/t__bad/publish", timeout=90)
+        ST.push_script("t__bad", "x = 1\ndef f(:\n    pass\n", publish=False)
+        status, body = ST.http("POST", "/api/v1/scripts/t__bad/do/publish", timeout=90)
         self.assertErr(status, body, 400, "EScriptSyntaxError", "line 2")
         self.assertEqual(body["detail"]["line"], 2)
         self.assertServing()
@@ -248,29 +252,32 @@ class TestEndpoints(Envelope):
     def test_task_records_filters_and_paging(self):
         for i in range(3):
             ST.api("POST", "/api/v1/func/t__srv.echo", {"kwargs": {"a": i}})
+        q = "/api/v1/task-records/do/list?funcId=t__srv.echo&status=success&origin=direct&pageSize=2"
 
         def enough():
             # records are flushed in batches: wait for this test's own calls
-            d = ST.api("GET", "/api/v1/task-records?func=t__srv.echo&status=success&origin=func&pageSize=2")
-            return d if d["total"] >= 3 else None
-        d = wait_for(enough, 30, 0.5, "task records flushed")
-        self.assertEqual((d["page"], d["pageSize"], len(d["items"])), (1, 2, 2))
-        self.assertTrue(all(it["func_id"] == "t__srv.echo" for it in d["items"]))
-        q = "/api/v1/task-records?func=t__srv.echo&status=success&origin=func&pageSize=2"
+            status, r = ST.http("GET", q)
+            return r if status == 200 and r["pageInfo"]["totalCount"] >= 3 else None
+        r = wait_for(enough, 30, 0.5, "task records flushed")
+        self.assertEqual((r["pageInfo"]["pageNumber"], r["pageInfo"]["pageSize"], len(r["data"])), (1, 2, 2))
+        self.assertTrue(all(it["funcId"] == "t__srv.echo" for it in r["data"]))
         for _ in range(20):
             # records of other tests' calls may land between the two pages:
             # compare pages read while the total stayed the same
-            d1 = ST.api("GET", q)
-            d2 = ST.api("GET", q + "&page=2")
-            if d1["total"] == d2["total"]:
+            r1 = ST.http("GET", q)[1]
+            r2 = ST.http("GET", q + "&pageNumber=2")[1]
+            if r1["pageInfo"]["totalCount"] == r2["pageInfo"]["totalCount"]:
                 break
-        self.assertTrue(set(i["id"] for i in d2["items"]).isdisjoint(i["id"] for i in d1["items"]))
-        d = ST.api("GET", "/api/v1/task-records?func=t__srv.echo&since=2099-01-01T00:00:00Z")
-        self.assertEqual(d["total"], 0)
-        d = ST.api("GET", "/api/v1/task-records?origin=func&until=2099-01-01T00:00:00Z&pageSize=1")
-        self.assertGreaterEqual(d["total"], 3)
+        self.assertTrue(set(i["id"] for i in r2["data"]).isdisjoint(i["id"] for i in r1["data"]))
+        # Tandem's time range (on the end time) and its own status names
+        r = ST.http("GET", "/api/v1/task-records/do/list?funcId=t__srv.echo&since=2099-01-01T00:00:00Z")[1]
+        self.assertEqual(r["pageInfo"]["totalCount"], 0)
+        since = int(time.time()) - 3600
+        r = ST.http("GET", f"/api/v1/task-records/do/list?origin=direct&since={since}"
+                           "&until=2099-01-01T00:00:00Z&tandemStatus=success&pageSize=1")[1]
+        self.assertGreaterEqual(r["pageInfo"]["totalCount"], 3)
         # a task whose Redis key is gone is still found in its record
-        tid = d["items"][0]["id"]
+        tid = r["data"][0]["id"]
         ST.redis("DEL", f"tandem:task:{tid}")
         self.assertEqual(ST.api("GET", f"/api/v1/tasks/{tid}")["id"], tid)
 
@@ -307,9 +314,9 @@ class TestEndpoints(Envelope):
         self.assertTrue(0 < ttl <= 5000, ttl)
 
     def test_cron_routes_reach_the_cron_module(self):
-        status, body = ST.http("GET", "/api/v1/cron-jobs")
-        self.assertNotEqual(status, 405, body)
-        self.assertNotEqual(status, 401, body)
+        status, body = ST.http("GET", "/api/v1/cron-jobs/_settings")
+        self.assertEqual(status, 200, body)
+        self.assertIn("paused", body["data"])
 
 
 class TestBadInput(Envelope):
@@ -317,7 +324,7 @@ class TestBadInput(Envelope):
         status, body = ST.http("POST", "/api/v1/func/t__srv.echo", '{"kwargs": {"a": 1}')
         self.assertErr(status, body, 400, "EClientBadRequest", r"malformed JSON.*position \d+")
         self.assertIn("position", body["detail"])
-        status, body = ST.http("PUT", "/api/v1/scripts/t__x", "not json")
+        status, body = ST.http("POST", "/api/v1/scripts/t__x/do/modify", "not json")
         self.assertErr(status, body, 400, "EClientBadRequest", "malformed JSON")
         status, body = ST.http("GET", "/api/v1/sync/whatever?kwargs=%7B", key=None)
         self.assertIn(status, (400, 404))
@@ -330,12 +337,14 @@ class TestBadInput(Envelope):
             ("POST", "/api/v1/func/t__srv.echo", {"options": {"timeout": 0}}, "timeout"),
             ("POST", "/api/v1/func/t__srv.echo", {"options": {"eta": "soon"}}, "eta"),
             ("POST", "/api/v1/func/t__srv.echo", [1, 2], "object"),
-            ("PUT", "/api/v1/scripts/t__x", {"code_draft": 5}, "code_draft"),
-            ("PUT", "/api/v1/scripts/t__x", {"title": "no draft"}, "code_draft"),
-            ("POST", "/api/v1/sync-apis", {"func_id": "t__srv.echo", "need_key": "no"}, "need_key"),
-            ("POST", "/api/v1/sync-apis", {"func_id": "nodots"}, "func_id"),
+            ("POST", "/api/v1/scripts/do/add", {"data": {"id": "t__x", "codeDraft": 5}}, "codeDraft"),
+            ("POST", "/api/v1/scripts/do/add", {"data": {"codeDraft": "x = 1"}}, "id"),
+            ("POST", "/api/v1/sync-apis/do/add", {"data": {"funcId": "t__srv.echo", "needKey": "no"}},
+             "needKey"),
+            ("POST", "/api/v1/sync-apis/do/add", {"data": {"funcId": "nodots"}}, "funcId"),
             ("POST", "/api/v1/env-variables/do/add", {"data": {"id": "X", "valueTEXT": {"a": 1}}}, "valueTEXT"),
-            ("GET", "/api/v1/task-records?page=0", None, "page"),
+            ("GET", "/api/v1/task-records/do/list?pageNumber=0", None, "pageNumber"),
+            ("GET", "/api/v1/task-records/do/list?since=yesterday", None, "since"),
         ]
         for method, path, body, field in cases:
             status, ans = ST.http(method, path, body)
@@ -379,7 +388,7 @@ class TestBadInput(Envelope):
     def test_unknown_and_unpublished_func(self):
         status, body = ST.http("POST", "/api/v1/func/t__srv.nope", {})
         self.assertErr(status, body, 404, "EClientNotFound", "t__srv.nope")
-        ST.api("PUT", "/api/v1/scripts/t__unpub", {"code_draft": "@DFF.API('U')\ndef u():\n    return 1\n"})
+        ST.push_script("t__unpub", "@DFF.API('U')\ndef u():\n    return 1\n", publish=False)
         status, body = ST.http("POST", "/api/v1/func/t__unpub.u", {})
         self.assertErr(status, body, 404, "EClientNotFound", "not published")
         status, body = ST.http("POST", "/api/v1/func/bad-id", {})
@@ -392,11 +401,12 @@ class TestBadInput(Envelope):
         self.assertServing()
 
     def test_missing_unknown_and_revoked_keys(self):
-        status, body = ST.http("GET", "/api/v1/scripts", key=None)
+        status, body = ST.http("GET", "/api/v1/scripts/do/list", key=None)
         self.assertErr(status, body, 401, "EAPIAuth", "missing")
-        status, body = ST.http("GET", "/api/v1/scripts", key="tk_" + "0" * 40)
+        status, body = ST.http("GET", "/api/v1/scripts/do/list", key="tk_" + "0" * 40)
         self.assertErr(status, body, 401, "EAPIAuth")
-        status, body = ST.http("GET", "/api/v1/scripts", headers={"Authorization": "Basic abc"}, key=None)
+        status, body = ST.http("GET", "/api/v1/scripts/do/list", headers={"Authorization": "Basic abc"},
+                               key=None)
         self.assertErr(status, body, 401, "EAPIAuth", "Bearer")
         # a Sync API that needs a key
         sid = ST.create_sync_api("t__srv.echo", need_key=True)
@@ -433,10 +443,12 @@ class TestBadInput(Envelope):
         closed connection, never a crash or a hang."""
         import random
         rnd = random.Random(4466)
-        paths = ["/api/v1/func/t__srv.echo", "/api/v1/sync/x", "/api/v1/scripts/t__x", "/api/v1/sync-apis",
-                 "/api/v1/tasks/task-1", "/api/v1/task-records?page=1", "/api/v1/env-variables/E/do/modify", "/metrics"]
+        paths = ["/api/v1/func/t__srv.echo", "/api/v1/sync/x", "/api/v1/scripts/t__x/do/modify",
+                 "/api/v1/sync-apis/do/add", "/api/v1/tasks/task-1", "/api/v1/task-records/do/list?pageNumber=1",
+                 "/api/v1/env-variables/E/do/modify", "/metrics"]
         bodies = [b'{"kwargs":{"a":1}}', b'{"options":{"async":true,"eta":"2030-01-01T00:00:00Z"}}',
-                  b'{"code_draft":"x=1"}', b'{"func_id":"a__b.c","kwargs":{}}', b'{"data":{"valueTEXT":"v"}}']
+                  b'{"data":{"codeDraft":"x=1"}}', b'{"data":{"funcId":"a__b.c","funcCallKwargsJSON":{}}}',
+                  b'{"data":{"valueTEXT":"v"}}']
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "BREW"]
         for i in range(300):
             body = bytearray(rnd.choice(bodies))
@@ -528,7 +540,7 @@ class TestSecondServer(Envelope):
                                 5, 0.05, "the second server to know the new API")
         self.assertEqual(body["a"], "via-one")
         self.assertLess(time.monotonic() - t0, 2)
-        ST.api("PATCH", f"/api/v1/sync-apis/{sid}", {"enabled": False})
+        ST.api("POST", f"/api/v1/sync-apis/{sid}/do/modify", {"data": {"isDisabled": True}})
         wait_for(lambda: self.get(f"/api/v1/sync/{sid}", key=None)[0] == 403, 5, 0.05, "disable to propagate")
 
     def test_body_limit_from_config(self):
@@ -595,7 +607,7 @@ class TestZBackendDown(Envelope):
         self.assertEqual(d["result"]["a"], 3)
 
     def test_db_down_admin_is_503_calls_still_work(self):
-        ST.api("GET", "/api/v1/scripts")  # make sure the thread's connection exists
+        ST.api("GET", "/api/v1/scripts/do/list")  # make sure the thread's connection exists
         for i in range(8):  # every worker child has the script's code cached
             ST.api("POST", "/api/v1/func/t__srv.echo", {"kwargs": {"a": i}})
         mpid = ST.pids()["mariadb"]
@@ -604,11 +616,11 @@ class TestZBackendDown(Envelope):
             # calls need no SQL: served from the cache
             d = ST.api("POST", "/api/v1/func/t__srv.echo", {"kwargs": {"a": 9}}, timeout=30)
             self.assertEqual(d["result"]["a"], 9)
-            status, body = ST.http("GET", "/api/v1/scripts", timeout=60)
+            status, body = ST.http("GET", "/api/v1/scripts/do/list", timeout=60)
             self.assertErr(status, body, 503, "EBackend", "database")
         finally:
             os.kill(mpid, signal.SIGCONT)
-        wait_for(lambda: ST.api("GET", "/api/v1/scripts"), 30, 0.5, "admin again after the db is back")
+        wait_for(lambda: ST.api("GET", "/api/v1/scripts/do/list"), 30, 0.5, "admin again after the db is back")
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ class TestHealthListener(unittest.TestCase):
         self.assertIn(status, (200, 503), body)
         self.assertIn("redis", json.dumps(body))
         self.assertEqual(SRV.get("/api/v1/do/ping", port=SRV.hport)[0], 200)
-        status, body = SRV.get("/api/v1/scripts", port=SRV.hport, key=ST.key)
+        status, body = SRV.get("/api/v1/scripts/do/list", port=SRV.hport, key=ST.key)
         self.assertEqual(status, 404, body)
         self.assertIn("health port", body["message"])
 
@@ -275,7 +275,7 @@ class TestGenBump(unittest.TestCase):
     def test_revoke_with_redis_refusing_the_bump_is_503_and_applies_within_5s(self):
         d = ST.api("POST", "/api/v1/access-keys/do/add", {"data": {"name": "gen-test"}})
         kid, secret = d["id"], d["secret"]
-        wait_for(lambda: ST.http("GET", "/api/v1/scripts", key=secret)[0] == 200, 5, 0.1, "new key works")
+        wait_for(lambda: ST.http("GET", "/api/v1/scripts/do/list", key=secret)[0] == 200, 5, 0.1, "new key works")
         gen = ST.redis("GET", "tandem:gen") or "0"
         # INCR is refused ("not an integer") but every reader still parses
         # the same generation: nothing is announced
@@ -288,7 +288,7 @@ class TestGenBump(unittest.TestCase):
             self.assertIn(f"access key {kid} was deleted", body["message"])
             self.assertIn("within 5 s", body["message"])
             t0 = time.monotonic()
-            wait_for(lambda: ST.http("GET", "/api/v1/scripts", key=secret)[0] == 401, 7, 0.1,
+            wait_for(lambda: ST.http("GET", "/api/v1/scripts/do/list", key=secret)[0] == 401, 7, 0.1,
                      "the revoked key refused without a gen change")
             self.assertLess(time.monotonic() - t0, 6.5)
         finally:
@@ -298,8 +298,7 @@ class TestGenBump(unittest.TestCase):
 class TestBeatReload(unittest.TestCase):
     def test_pause_saved_without_a_gen_change_stops_cron_within_5s(self):
         ST.push_script("sc__t", "@DFF.API('tick')\ndef tick():\n    return 1\n")
-        jid = ST.api("POST", "/api/v1/cron-jobs", {"func_id": "sc__t.tick", "expr": "* * * * * *",
-                                                   "overlap": "allow"})["id"]
+        jid = ST.add_cron_job("sc__t.tick", "* * * * * *", overlap="allow")
 
         def last():
             return ST.redis("HGET", f"tandem:cron:state:{jid}", "last_slot")
@@ -319,7 +318,7 @@ class TestBeatReload(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 8)
         finally:
             ST.api("PATCH", "/api/v1/cron-jobs/_settings", {"paused": False})
-            ST.api("DELETE", f"/api/v1/cron-jobs/{jid}")
+            ST.delete_cron_job(jid)
 
 
 class TestZDatabaseStopped(unittest.TestCase):

@@ -66,8 +66,8 @@ class WorkerE2E(unittest.TestCase):
         self.assertEqual(names["add"]["args"], ["x", "y"])
 
     def test_publish_of_bad_code_is_refused_with_the_line(self):
-        self.st.api("PUT", "/api/v1/scripts/demo__bad", {"code_draft": "x = 1\ndef f(:\n"})
-        status, r = self.st.http("POST", "/api/v1/scripts/demo__bad/publish")
+        self.st.push_script("demo__bad", "x = 1\ndef f(:\n", publish=False)
+        status, r = self.st.http("POST", "/api/v1/scripts/demo__bad/do/publish")
         self.assertEqual(status, 400, r)
         self.assertEqual(r["reason"], "EScriptSyntaxError")
         self.assertIn("line 2", r["message"])

@@ -43,22 +43,25 @@ static void test_server_route_every_endpoint_reaches_its_handler(void **state)
         {"POST", "/api/v1/sync/sapi-1/normal/any/path.txt", h_sync_api, "sapi-1"},
         {"POST", "/api/v1/async/aapi-2/s/x", h_async_api, "aapi-2"},
         {"GET", "/api/v1/tasks/task-abc", h_task_get, "task-abc"},
-        {"GET", "/api/v1/scripts", h_scripts_list, NULL},
-        {"GET", "/api/v1/scripts/", h_scripts_list, NULL},
-        {"PUT", "/api/v1/scripts/demo__hello", h_script_put, "demo__hello"},
-        {"POST", "/api/v1/scripts/demo__hello/publish", h_script_publish, "demo__hello"},
-        {"DELETE", "/api/v1/scripts/demo__hello", h_script_delete, "demo__hello"},
+        {"GET", "/api/v1/scripts/do/list", h_res_list, NULL},
+        {"GET", "/api/v1/scripts/do/list/", h_res_list, NULL},
+        {"POST", "/api/v1/scripts/demo__hello/do/modify", h_res_modify, "demo__hello"},
+        {"POST", "/api/v1/scripts/demo__hello/do/publish", h_script_publish, "demo__hello"},
+        {"GET", "/api/v1/scripts/demo__hello/do/delete", h_res_delete, "demo__hello"},
         {"GET", "/api/v1/funcs/do/list", h_res_list, NULL},
-        {"POST", "/api/v1/sync-apis", h_api_create, NULL},
-        {"PATCH", "/api/v1/async-apis/aapi-1", h_api_patch, "aapi-1"},
+        {"POST", "/api/v1/sync-apis/do/add", h_res_add, NULL},
+        {"POST", "/api/v1/async-apis/aapi-1/do/modify", h_res_modify, "aapi-1"},
         {"POST", "/api/v1/env-variables/DB_HOST/do/modify", h_res_modify, "DB_HOST"},
         {"GET", "/api/v1/access-keys/ak-1/do/delete", h_res_delete, "ak-1"},
-        {"GET", "/api/v1/task-records", h_task_records, NULL},
+        {"GET", "/api/v1/task-records/do/list", h_res_list, NULL},
         {"GET", "/api/v1/failover-events", h_failover_events, NULL},
-        {"GET", "/api/v1/cron-jobs", h_cron, NULL},
-        {"DELETE", "/api/v1/cron-jobs/cron-1", h_cron, "cron-1"},
-        {"POST", "/api/v1/cron-jobs/cron-1/pause", h_cron, "cron-1/pause"},
+        {"GET", "/api/v1/cron-jobs/do/list", h_res_list, NULL},
+        {"GET", "/api/v1/cron-jobs/cron-1/do/get", h_res_get, "cron-1"},
+        {"GET", "/api/v1/cron-jobs/_settings", h_cron, NULL},
+        {"PATCH", "/api/v1/cron-jobs/_settings", h_cron, NULL},
         {"POST", "/api/v1/cron/cron-1", h_cron, "cron-1"},
+        {"GET", "/api/v1/connectors/do/list", h_connectors, NULL},
+        {"POST", "/api/v1/connectors/db1/do/test", h_connectors, "db1"},
         {"HEAD", "/api/v1/do/ping", h_ping, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -90,9 +93,12 @@ static void test_server_route_wrong_method_is_405_with_allow(void **state)
     assert_null(match("DELETE", "/api/v1/do/ping", p, &n, &pm, allow));
     assert_true(pm);
     assert_string_equal(allow, "GET");
-    assert_null(match("PUT", "/api/v1/sync-apis/sapi-1", p, &n, &pm, allow));
+    assert_null(match("PUT", "/api/v1/connectors/c1/do/delete", p, &n, &pm, allow));
     assert_true(pm);
-    assert_string_equal(allow, "GET, PATCH, DELETE");
+    assert_string_equal(allow, "GET, POST");
+    assert_null(match("GET", "/api/v1/sync-apis/sapi-1/do/modify", p, &n, &pm, allow));
+    assert_true(pm);
+    assert_string_equal(allow, "POST");
     assert_null(match("GET", "/api/v1/func/a__b.c", p, &n, &pm, allow));
     assert_true(pm);
     assert_string_equal(allow, "POST");
@@ -131,14 +137,12 @@ static void test_server_route_unknown_path_is_404(void **state)
     bool pm;
     char allow[128];
     /* "/" is the console's redirect (test_server_console) */
-    const char *paths[] = {"/nope",
-                           "/api",
-                           "/api/v1/nope",
-                           "/api/v1/sync/",
-                           "/api/v1/syncx/x/y",
-                           "/api/v1/scripts/a/b/c",
-                           "/metricsx",
-                           "/api/v1/func//x"};
+    const char *paths[] = {"/nope", "/api", "/api/v1/nope", "/api/v1/sync/", "/api/v1/syncx/x/y",
+                           "/api/v1/scripts/a/b/c", "/api/v1/connectors", "/api/v1/connectors/c1",
+                           /* Tandem's first paths, gone for DFF's shapes */
+                           "/api/v1/scripts", "/api/v1/scripts/demo__hello", "/api/v1/sync-apis",
+                           "/api/v1/async-apis/aapi-1", "/api/v1/task-records", "/api/v1/cron-jobs",
+                           "/api/v1/cron-jobs/cron-1", "/metricsx", "/api/v1/func//x"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         assert_null(match("GET", paths[i], p, &n, &pm, allow));
         assert_false(pm);

@@ -204,9 +204,38 @@ static void test_worker_sql_row_from_record(void **state)
     assert_non_null(row);
     assert_string_equal(row, "('task-1','a__b.c','cron','','','missed','',NULL,NULL,NULL,'',3,"
                              "'2025-11-27 21:46:40.000',NULL,NULL,'2026-11-27 23:59:01.123',0,"
-                             "NULL,NULL,NULL,NULL,NULL)");
+                             "NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL)");
     free(row);
     json_decref(rec);
+}
+
+/* DFF's cronExpr, delay, timeout and expires (migration 011) travel from
+ * the task to the record and its SQL row, in seconds. */
+static void test_worker_record_keeps_dff_scheduling_fields(void **state)
+{
+    (void)state;
+    struct wtask t = sample();
+    snprintf(t.cron_expr, sizeof(t.cron_expr), "*/5 * * * *");
+    t.delay = 7;
+    t.expires_ms = t.enq_ms + 30000;
+    struct woutcome o = {.status = "success", .start_ms = 1, .end_ms = 2};
+    json_t *j = wrec_record(&t, &o, "n", 0);
+    assert_string_equal(json_string_value(json_object_get(j, "cron_expr")), "*/5 * * * *");
+    assert_int_equal(json_integer_value(json_object_get(j, "delay_s")), 7);
+    assert_int_equal(json_integer_value(json_object_get(j, "timeout_s")), 5);
+    assert_int_equal(json_integer_value(json_object_get(j, "expires_s")), 30);
+    char *err = NULL, *row = wrec_sql_row(j, fake_quote, NULL, &err);
+    assert_non_null(row);
+    assert_non_null(strstr(row, ",'*/5 * * * *',7,5,30)"));
+    free(row);
+    json_decref(j);
+    /* no expiry: NULL, not 0 */
+    t.expires_ms = 0;
+    t.cron_expr[0] = '\0';
+    j = wrec_record(&t, &o, "n", 0);
+    assert_true(json_is_null(json_object_get(j, "expires_s")));
+    assert_true(json_is_null(json_object_get(j, "cron_expr")));
+    json_decref(j);
 }
 
 static void test_worker_sql_row_accepts_the_beats_lua_records(void **state)
@@ -248,6 +277,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_worker_success_outcome_carries_result_and_cost),
+        cmocka_unit_test(test_worker_record_keeps_dff_scheduling_fields),
         cmocka_unit_test(test_worker_failure_outcome_has_reason_message_traceback),
         cmocka_unit_test(test_worker_record_has_task_record_columns),
         cmocka_unit_test(test_worker_long_text_is_cut_on_a_utf8_boundary),
