@@ -63,6 +63,8 @@ NOT_ADMIN = {
     # goes through the admin routes with its session cookie + CSRF header
     ("GET", "/", 0), ("GET", "/console", 0), ("GET", "/console/**", 0),
     ("POST", "/api/v1/console/do/sign-in", 0), ("GET", "/api/v1/console/do/session", 0),
+    # a call-only user's console: signing out, and the list of what it may call
+    ("POST", "/api/v1/console/do/sign-out", 1), ("GET", "/api/v1/console/callables", 1),
 } | {(m, f"/api/v1/{kind}/{tail}", 0) for kind in ("sync", "al", "async", "bat") for m in ("GET", "POST")
      for tail in (":", ":/:", ":/:/**")}
 
