@@ -562,10 +562,14 @@
       el("div", { class: "row" },
         el("div", { class: "panel grow" }, el("table", { id: "task-records" }, th(["ended", "function", "origin", "status", "cost"]), body)),
         el("div", { class: "grow" }, detail))]);
+    var seq = 0;
     function load() {
+      /* only the latest filter's answer may draw the list */
+      var mine = ++seq;
       var q = [["funcId", func.value.trim()], ["status", status.value], ["origin", origin.value], ["since", since.value.trim()]]
         .filter(function (p) { return p[1]; }).map(function (p) { return p[0] + "=" + enc(p[1]); });
       api("GET", "/api/v1/task-records/do/list?pageSize=50" + (q.length ? "&" + q.join("&") : "")).then(function (d) {
+        if (mine !== seq) return;
         fill(body, items(d).map(function (t) {
           return el("tr", { class: "click task", tabindex: 0, "data-id": t.id, onclick: function () { show(t.id); },
             onkeydown: function (ev) { if (ev.key === "Enter") show(t.id); } },
