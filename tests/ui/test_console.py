@@ -135,6 +135,15 @@ class ConsoleTest(unittest.TestCase):
         return self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
 
     def click(self, css):
+        # the overview redraws every 2 s: a button found just before a redraw
+        # is clicked again as the new one
+        for _ in range(5):
+            try:
+                e = self.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)))
+                e.click()
+                return e
+            except StaleElementReferenceException:
+                time.sleep(0.05)
         e = self.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)))
         e.click()
         return e
@@ -569,22 +578,27 @@ class ConsoleTest(unittest.TestCase):
         """How long each page takes to be usable: from the hash change (or
         the page load) to its main content drawn (body[data-ready], set by
         app.js). Printed and written to ui-timings.txt; not asserted (CI
-        machines are shared), bench/RESULTS.md keeps figures."""
+        machines are shared), bench/RESULTS.md keeps figures. A fresh load
+        (HTML, JS, session check, data) is timed for the overview only,
+        unless TANDEM_UI_TIMINGS=full: each costs seconds of wall time on a
+        loaded host, over this file's CI budget."""
         self.sign_in()
         self.find("#served-by")
         views = ["overview", "scripts", "sync-apis", "async-apis", "tasks", "cron", "connectors", "env", "keys", "users", "call"]
+        full = os.environ.get("TANDEM_UI_TIMINGS") == "full"
+        ready_ms = lambda v: float(WebDriverWait(self.d, 20).until(  # noqa: E731
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == v
+            and d.find_element(By.TAG_NAME, "body").get_attribute("data-ready-ms")))
         rows = []
         for v in views:
             self.click("#nav-" + v)
-            WebDriverWait(self.d, 20).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == v)
-            nav = float(self.d.find_element(By.TAG_NAME, "body").get_attribute("data-ready-ms"))
-            # a fresh load of the same page: HTML, JS, session check and data
+            rows.append([v, ready_ms(v), None])
+        for row in rows if full else rows[:1]:
             self.d.get("about:blank")
-            self.d.get(self.st.url + "/console/#/" + v)
-            WebDriverWait(self.d, 20).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == v)
-            load = float(self.d.find_element(By.TAG_NAME, "body").get_attribute("data-ready-ms"))
-            rows.append((v, nav, load))
-        text = "page         in-app ms  fresh-load ms\n" + "".join("%-12s %9.1f %14.1f\n" % r for r in rows)
+            self.d.get(self.st.url + "/console/#/" + row[0])
+            row[2] = ready_ms(row[0])
+        text = "page         in-app ms  fresh-load ms\n" + "".join(
+            "%-12s %9.1f %14s\n" % (v, nav, "%.1f" % load if load is not None else "-") for v, nav, load in rows)
         print("\n" + text, file=sys.stderr)
         with open(os.path.join(BUILD, "ui-timings.txt"), "w") as f:
             f.write(text)
