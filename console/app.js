@@ -56,8 +56,9 @@
   /* A toast belongs to the page it was raised on: route() clears them, so
    * one page's error never shows on the next. */
   function toast(msg, bad) {
+    var box = document.getElementById("toasts") || document.body.appendChild(el("div", { id: "toasts" }));
     var t = el("div", { class: "toast" + (bad ? " bad" : ""), role: "status", text: msg });
-    document.body.appendChild(t);
+    box.appendChild(t); /* stacked, not drawn over each other */
     toasts.push(t);
     setTimeout(function () { t.remove(); }, bad ? 6000 : 2500);
   }
