@@ -11,6 +11,13 @@
 # MariaDB through mysql.hosts; every enqueue waits for the replica
 # (redis.wait_replicas = 1). DIR/ha-backend marks such a lab, so `drill` and
 # `status` know. Each function is one hook called from appliance/lab.
+#
+# The Redis replica's and the Sentinels' files and the nodes' redis/mysql
+# blocks come from docs/two-servers/backend-ha.sh, the script
+# docs/two-servers.md shows, run here with ETC in the lab's directory and
+# RESTART=true (the lab starts each daemon itself, on the file written):
+# the lab tests the doc. tests/machines/test_docs.py fails when a step of
+# that script is not run here.
 
 BACKEND2_IP=198.18.${LABNET}.3
 SENTINEL_PORT=26379
@@ -32,16 +39,31 @@ ha_nets() {
 # WAIT per enqueue (redis.wait_replicas) keeps accepted tasks on two servers
 # instead.
 
-# The replica on backend2, following the master on backend. (A killed
-# master comes back through redis_start, as the master it was; the Sentinels
-# turn it into a replica: the redis-failover drill.)
+# The doc's script, one step, for the machine at MY_IP with its files
+# under ETC (no Redis password in the lab; MariaDB's is DBPW; HA_SQL the
+# mariadb client command for the server the step talks to, HA_REPL_PW the
+# replication user's password).
+ha_doc_step() { # STEP MY_IP ETC
+    ETC=$3 RESTART=true MY_IP=$2 BACKEND_IP=$BACKEND_IP BACKEND2_IP=$BACKEND2_IP \
+        NODE_A_IP=$A_IP NODE_B_IP=$B_IP SECRET=${DBPW:-} REDIS_SECRET= \
+        MARIADB="${HA_SQL:-mariadb}" REPL_SECRET=${HA_REPL_PW:-} \
+        WAIT_REFUSE=${LAB_WAIT_REFUSE:-false} sh "$CHECKOUT/docs/two-servers/backend-ha.sh" "$1"
+}
+
+# The replica on backend2, following the master on backend: redis.conf by
+# the doc's step, the lab's own settings (address, directory, no snapshots,
+# foreground) on the command line. (A killed master comes back through
+# redis_start, as the master it was; the Sentinels turn it into a replica:
+# the redis-failover drill.)
 ha_redis_replica_start() {
-    local i
+    local i etc=$DIR/backend2/etc
     mkdir -p "$DIR/backend2"
-    start redis-r 1 ${NS}backend2 "$DIR/log/redis-r.log" redis-server --bind "$BACKEND2_IP" --port 6379 \
+    rm -f "$etc/redis/redis.conf" # a fresh machine's: the step appends
+    ha_doc_step redis "$BACKEND2_IP" "$etc" || return 1
+    start redis-r 1 ${NS}backend2 "$DIR/log/redis-r.log" redis-server "$etc/redis/redis.conf" \
+        --bind "$BACKEND2_IP" --port 6379 \
         --protected-mode no --dir "$DIR/backend2" --dbfilename redis.rdb --save "" \
-        --appendonly yes --appendfsync "${LAB_REDIS_FSYNC:-everysec}" --daemonize no --logfile "" \
-        --replicaof "$BACKEND_IP" 6379
+        --appendonly yes --appendfsync "${LAB_REDIS_FSYNC:-everysec}" --daemonize no --logfile ""
     for ((i = 0; i < 100; i++)); do
         [ "$(nsx ${NS}backend2 redis-cli -h $BACKEND2_IP ping 2>/dev/null)" = PONG ] && return 0
         sleep 0.1
@@ -49,22 +71,14 @@ ha_redis_replica_start() {
     return 1
 }
 
-# One Sentinel per place (backend, a, b), each with a config file it may
-# rewrite (Sentinel records what it learns there).
+# One Sentinel per place (backend, a, b), each with the file the doc's
+# step writes (Sentinel records what it learns there).
 ha_sentinel_start() { # WHERE IP
     local where=$1 ip=$2 d=$DIR/sentinel-$1 i
     mkdir -p "$d"
-    cat >"$d/sentinel.conf" <<EOF
-# Written by appliance/lab up --ha-backend (docs/backend-ha.md).
-bind $ip
-port $SENTINEL_PORT
-protected-mode no
-sentinel monitor $HA_MASTER_NAME $BACKEND_IP 6379 2
-sentinel down-after-milliseconds $HA_MASTER_NAME 2000
-sentinel failover-timeout $HA_MASTER_NAME 10000
-EOF
+    ha_doc_step sentinel "$ip" "$d" || return 1
     start "sentinel-$where" 0 "${NS}$where" "$DIR/log/sentinel-$where.log" \
-        redis-server "$d/sentinel.conf" --sentinel --dir "$d" --daemonize no --logfile ""
+        redis-server "$d/redis/sentinel.conf" --sentinel --dir "$d" --daemonize no --logfile ""
     for ((i = 0; i < 100; i++)); do
         [ "$(nsx "${NS}$where" redis-cli -h "$ip" -p $SENTINEL_PORT ping 2>/dev/null)" = PONG ] && return 0
         sleep 0.1
@@ -107,11 +121,15 @@ ha_redis_master_ip() {
 }
 
 # MariaDB with a binary log (GTID), so the replica can follow it and either
-# can be primary. Extra arguments for mariadb_start.
-ha_mariadb_args() { # SERVER_ID
+# can be primary: the doc's step writes the [mariadbd] file, whose lines
+# become options here (the lab's mariadbd runs with --no-defaults). Extra
+# arguments for mariadb_start, also when a drill restarts a server.
+ha_mariadb_args() { # 1 (backend) | 2 (backend2)
     ha_on || { echo --skip-log-bin; return 0; }
-    echo --server-id="$1" --log-bin=mariadb-bin --binlog-format=ROW --gtid-strict-mode=1 \
-        --log-slave-updates=1
+    local ip=$BACKEND_IP etc=$DIR/backend/etc
+    [ "$1" = 2 ] && ip=$BACKEND2_IP etc=$DIR/backend2/etc
+    ha_doc_step mariadb "$ip" "$etc" >/dev/null || return 1
+    sed -n 's/^\([a-z_]*\) *= *\(.*\)$/--\1=\2/p' "$etc/mysql/mariadb.conf.d/60-tandem-ha.cnf"
 }
 
 # hook: before the primary first starts: the replica's datadir is a copy of
@@ -131,47 +149,37 @@ ha_mariadb_up() {
     ha_on || return 0
     local d=$DIR/backend2 ilog=$DIR/log/mariadb-r-install.log
     mkdir -p "$d/tmp"
-    mariadb_start_at r 2 ${NS}backend2 "$BACKEND2_IP" "$d" --read-only=1 $(ha_mariadb_args 2) ||
+    # read_only comes from the doc's file for backend2
+    mariadb_start_at r 2 ${NS}backend2 "$BACKEND2_IP" "$d" $(ha_mariadb_args 2) ||
         fail mariadb-replica "$DIR/log/mariadb-r.log" "the MariaDB replica does not answer"
     local rpw
     rpw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
     (umask 077 && echo "$rpw" >"$DIR/repl.pw") # the switch drill re-points the old primary
-    mariadb --no-defaults -S "$DIR/backend/mysql.sock" -u root >>"$ilog" 2>&1 <<EOF ||
-CREATE USER IF NOT EXISTS 'repl'@'198.18.${LABNET}.%' IDENTIFIED BY '$rpw';
-GRANT REPLICATION SLAVE ON *.* TO 'repl'@'198.18.${LABNET}.%';
-EOF
+    HA_REPL_PW=$rpw HA_SQL="mariadb --no-defaults -S $DIR/backend/mysql.sock -u root"
+    ha_doc_step mariadb-replication "$BACKEND_IP" "$DIR/backend/etc" >>"$ilog" 2>&1 ||
         fail mariadb-replication "$ilog" "cannot create the replication user"
-    mariadb --no-defaults -S "$d/mysql.sock" -u root >>"$ilog" 2>&1 <<EOF ||
-CHANGE MASTER TO MASTER_HOST='$BACKEND_IP', MASTER_PORT=3306, MASTER_USER='repl',
-  MASTER_PASSWORD='$rpw', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
-START SLAVE;
-EOF
+    HA_SQL="mariadb --no-defaults -S $d/mysql.sock -u root"
+    ha_doc_step mariadb-replication "$BACKEND2_IP" "$d/etc" >>"$ilog" 2>&1 ||
         fail mariadb-replication "$ilog" "CHANGE MASTER / START SLAVE failed on the replica"
+    HA_SQL="" HA_REPL_PW=""
 }
 
-# hook: node_conf's redis and mysql lines
+# hook: node_conf's redis and mysql lines (both from the doc's step in an
+# HA lab). wait_refuse false by default here: after a failover the new
+# master has no replica until the old one is back, and the lab's drills
+# measure the service going on meanwhile (LAB_WAIT_REFUSE=true to see
+# enqueues refused instead, as the doc's default does).
 ha_conf_redis() {
     if ha_on; then
-        printf 'redis = { sentinels = [ "%s:%d", "%s:%d", "%s:%d" ]; master_name = "%s"; prefix = "tandem:";\n' \
-            "$BACKEND_IP" $SENTINEL_PORT "$A_IP" $SENTINEL_PORT "$B_IP" $SENTINEL_PORT $HA_MASTER_NAME
-        # wait_refuse false by default here: after a failover the new master
-        # has no replica until the old one is back, and the lab's drills
-        # measure the service going on meanwhile (LAB_WAIT_REFUSE=true to
-        # see enqueues refused instead)
-        printf '          wait_replicas = 1; wait_timeout_ms = 500; wait_refuse = %s; };\n' \
-            "${LAB_WAIT_REFUSE:-false}"
+        ha_doc_step tandem-conf "" "$DIR"
     else
         printf 'redis = { host = "%s"; port = 6379; prefix = "tandem:"; };\n' "$BACKEND_IP"
     fi
 }
 ha_conf_mysql() {
-    if ha_on; then
-        printf 'mysql = { hosts = [ "%s:3306", "%s:3306" ]; user = "tandem"; password = "%s"; database = "tandem"; };\n' \
-            "$BACKEND_IP" "$BACKEND2_IP" "$DBPW"
-    else
-        printf 'mysql = { host = "%s"; port = 3306; user = "tandem"; password = "%s"; database = "tandem"; };\n' \
-            "$BACKEND_IP" "$DBPW"
-    fi
+    ha_on && return 0 # in ha_conf_redis's block
+    printf 'mysql = { host = "%s"; port = 3306; user = "tandem"; password = "%s"; database = "tandem"; };\n' \
+        "$BACKEND_IP" "$DBPW"
 }
 
 # The MariaDB primary's socket now: the one whose read_only is off.

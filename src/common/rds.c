@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "util.h"
 
@@ -296,6 +297,79 @@ redisReply *rds_eval(redisContext *rc, const char *script, char sha[41], int nke
     }
     rds_readonly(rc, r);
     return r;
+}
+
+/* One "slaveN:ip=...,state=online,offset=...,lag=N" line of INFO
+ * replication: the replica counts when online and lagging at most
+ * RDS_REPLICA_MAX_LAG_S seconds (lag = seconds since its last ack). */
+static bool replica_line_acking(const char *line, const char *end)
+{
+    const char *st = strstr(line, "state=");
+    const char *lag = strstr(line, "lag=");
+    if (!st || st >= end || !lag || lag >= end)
+        return false;
+    return strncmp(st + 6, "online", 6) == 0 && strtol(lag + 4, NULL, 10) <= RDS_REPLICA_MAX_LAG_S;
+}
+
+/* The count from an INFO replication text; -1 unless role:master. */
+static int acking_from_info(const char *info)
+{
+    if (!strstr(info, "role:master"))
+        return -1;
+    int n = 0;
+    for (const char *p = info; p && *p;) {
+        const char *end = strchr(p, '\n');
+        if (!end)
+            end = p + strlen(p);
+        if (strncmp(p, "slave", 5) == 0 && p[5] >= '0' && p[5] <= '9' &&
+            replica_line_acking(p, end))
+            n++;
+        p = *end ? end + 1 : NULL;
+    }
+    return n;
+}
+
+/* The last count per process, for one master (by address): every enqueue
+ * asks, so it is read again only when older than RDS_REPLICA_CHECK_MS, by
+ * one caller while the others use the count it replaces. */
+static struct {
+    pthread_mutex_t mu;
+    char addr[CONF_STR + 16];
+    int64_t at;
+    int count;
+    bool reading;
+} g_acking = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+int rds_replicas_acking(redisContext *rc)
+{
+    char addr[sizeof g_acking.addr];
+    if (rc->connection_type == REDIS_CONN_UNIX)
+        snprintf(addr, sizeof addr, "unix:%s", rc->unix_sock.path ? rc->unix_sock.path : "");
+    else
+        snprintf(addr, sizeof addr, "%s:%d", rc->tcp.host ? rc->tcp.host : "", rc->tcp.port);
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&g_acking.mu);
+    bool same = strcmp(addr, g_acking.addr) == 0;
+    if (same && (now - g_acking.at < RDS_REPLICA_CHECK_MS || g_acking.reading)) {
+        int n = g_acking.count;
+        pthread_mutex_unlock(&g_acking.mu);
+        return n;
+    }
+    g_acking.reading = true;
+    pthread_mutex_unlock(&g_acking.mu);
+
+    redisReply *r = redisCommand(rc, "INFO replication");
+    int n = r && r->type == REDIS_REPLY_STRING ? acking_from_info(r->str) : -1;
+    if (r)
+        freeReplyObject(r);
+
+    pthread_mutex_lock(&g_acking.mu);
+    snprintf(g_acking.addr, sizeof g_acking.addr, "%s", addr);
+    g_acking.at = mono_ms();
+    g_acking.count = n;
+    g_acking.reading = false;
+    pthread_mutex_unlock(&g_acking.mu);
+    return n;
 }
 
 /* Both commands in one round trip; -1 if either failed. */

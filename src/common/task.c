@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "util.h"
 #include "rds.h"
@@ -252,15 +253,22 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
         else if (grp_done[i][0] == '\0' && slot < 0)
             slot = i;
     }
+    /* (asked before the pipeline below is built: it is a command of its own) */
+    int acking = c->redis_wait_replicas > 0 ? rds_replicas_acking(rc) : -1;
+    bool waited = c->redis_wait_replicas > 0 && (acking < 0 || acking >= c->redis_wait_replicas);
     if (need_group)
         redisAppendCommand(rc, "XGROUP CREATE %s workers 0 MKSTREAM", qkey);
     redisAppendCommand(rc, "XADD %s * t %s", qkey, msg);
     redisAppendCommand(rc, "SET %s %s EX %d", tkey, status,
                        t->reply[0] ? c->sync_task_ttl : c->task_ttl);
     /* Accepted = on a replica too, when asked: in the same pipeline, so it
-     * costs the replication delay, not another round trip. */
-    int nrep = c->redis_wait_replicas > 0 ? 4 : 3;
-    if (nrep == 4)
+     * costs the replication delay, not another round trip. Not when fewer
+     * replicas than asked for are acknowledging at all (gone, syncing,
+     * hung): that WAIT could only run to its timeout, holding this thread
+     * and every call queued behind it (bench/wait-cost), so the answer is
+     * given at once. */
+    int nrep = waited ? 4 : 3;
+    if (waited)
         redisAppendCommand(rc, "WAIT %d %d", c->redis_wait_replicas, c->redis_wait_timeout_ms);
     for (int i = need_group ? 0 : 1; i < nrep; i++) {
         void *rep = NULL;
@@ -288,13 +296,13 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
          * missing until the worker writes one. */
         log_warnx("task %s: SET %s: %s", t->id, tkey, r[2]->str);
     }
-    if (nrep == 4) {
-        long long acked = r[3]->type == REDIS_REPLY_INTEGER ? r[3]->integer : -1;
+    if (c->redis_wait_replicas > 0) {
+        long long acked = !waited ? acking : r[3]->type == REDIS_REPLY_INTEGER ? r[3]->integer : -1;
         if (acked < c->redis_wait_replicas) {
             /* The entry is on the master's stream and may still run; the
              * caller is told it was not accepted durably (refuse), or it is
              * accepted with a warning (the operator's documented choice). */
-            if (c->redis_wait_refuse) {
+            if (c->redis_wait_refuse && waited) {
                 err_set(err,
                         "task %s: not durable: %lld of %d Redis replica(s) acknowledged it within "
                         "%d ms (redis.wait_replicas)",
@@ -302,8 +310,28 @@ int task_enqueue(redisContext *rc, const struct tconf *c, const struct task *t, 
                         c->redis_wait_timeout_ms);
                 goto out;
             }
-            log_warnx("task %s: accepted with %lld of %d replica acknowledgements", t->id,
-                      acked < 0 ? 0 : acked, c->redis_wait_replicas);
+            if (c->redis_wait_refuse) {
+                err_set(
+                    err,
+                    "task %s: not durable: %lld of %d Redis replica(s) online and acknowledging "
+                    "(lag <= %d s), so not waited for (redis.wait_replicas)",
+                    t->id, acked, c->redis_wait_replicas, RDS_REPLICA_MAX_LAG_S);
+                goto out;
+            }
+            /* Once a second per thread: without a replica every enqueue
+             * comes here, hundreds a second, now that none waits. */
+            static __thread int64_t warned_ms;
+            static __thread long quiet;
+            if (mono_ms() - warned_ms >= 1000) {
+                log_warnx("task %s: accepted with %lld of %d replica acknowledgements%s (and %ld "
+                          "more since the last such warning of this thread)",
+                          t->id, acked < 0 ? 0 : acked, c->redis_wait_replicas,
+                          waited ? "" : ", not waited for", quiet);
+                warned_ms = mono_ms();
+                quiet = 0;
+            } else {
+                quiet++;
+            }
         }
     }
     rc_ = 0;

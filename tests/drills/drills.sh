@@ -17,10 +17,10 @@
 # Names: switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop
 # partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom
 # backend-reboot; in an `up --ha-backend` lab (run_drill.sh makes one):
-# redis-failover mariadb-switch
+# redis-failover mariadb-switch redis-partition
 
-DRILL_NAMES="switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom backend-reboot redis-failover mariadb-switch"
-HA_DRILLS="redis-failover mariadb-switch"
+DRILL_NAMES="switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom backend-reboot redis-failover mariadb-switch redis-partition"
+HA_DRILLS="redis-failover mariadb-switch redis-partition"
 LOAD_S=${DRILL_LOAD_S:-22}   # client load duration
 FAULT_AT=${DRILL_FAULT_AT:-5} # s into the load
 CRON_ID=cron-drill
@@ -533,6 +533,90 @@ fault_mariadb-switch() {
     EXPECT_PRIMARY=same EXPECT_EPOCH=same OUTAGE_TARGET_MS=""
 }
 
+# A network partition on the lab's bridge (nftables, bridge family, in the
+# bridge namespace only): frames between a port of the first group and one
+# of the second are dropped both ways; TCP connections across it hang
+# (nothing resets them), as with a cut cable between two racks.
+part_cut() { # '"p-x", "p-y"' '"p-z", ...': the two groups of bridge ports
+    nsx ${NS}br nft -f - <<NFT
+table bridge tandem_part {
+    chain cut {
+        type filter hook forward priority 0; policy accept;
+        iifname { $1 } oifname { $2 } drop
+        iifname { $2 } oifname { $1 } drop
+    }
+}
+NFT
+}
+part_heal() { nsx ${NS}br nft delete table bridge tandem_part; }
+
+sentinel_says() { # NODE(a|b|backend) IP -> the master that Sentinel names
+    nsx "${NS}$1" redis-cli -h "$2" -p $SENTINEL_PORT SENTINEL get-master-addr-by-name $HA_MASTER_NAME 2>/dev/null | head -n1
+}
+redis_role_at() { # NS IP -> role, link status of that Redis
+    local info
+    info=$(nsx "$1" redis-cli -h "$2" INFO replication 2>/dev/null | tr -d '\r')
+    echo "$(echo "$info" | sed -n 's/^role://p') $(echo "$info" | sed -n 's/^master_link_status://p')"
+}
+
+# Two partitions of the HA backend under load (needs nft):
+#  1. The Redis master's machine (with Sentinel 1 and the MariaDB primary),
+#     the primary node and the client on one side; the replica's machine and
+#     the standby node on the other. The master's side holds two of the
+#     three Sentinels, so no promotion may happen: the standby's side (one
+#     Sentinel, the replica) must stay passive, and the client goes on.
+#  2. The master's machine alone: the Sentinels on the nodes (a majority)
+#     promote the replica, the nodes follow through them; when the cable is
+#     back the old master must become a replica. Anything a node wrote to
+#     the old master before it was demoted has no replica to acknowledge it,
+#     so with wait_refuse (the lab runs this drill with it on) it was never
+#     accepted; the usual checks (every accepted task completed, no cron slot
+#     twice or missing) say whether anything accepted was lost.
+fault_redis-partition() {
+    command -v nft >/dev/null || { FIG_FAIL="nft (nftables) is not installed: no partition possible"; return; }
+    local o t0 i m r1 st1 t_new="" t_back="" role_link old=$BACKEND_IP
+    o=$(other "$P0")
+    echo "  partition 1 (8 s): {backend: Redis master, Sentinel 1, MariaDB primary; node $P0; client} | {backend2: replica; node $o}"
+    echo "  cut at $(date -u +%T.%3N)"
+    part_cut '"p-backend", "p-'$P0'", "p-client"' '"p-backend2", "p-'$o'"' || { FIG_FAIL="nft: cannot cut the bridge"; return; }
+    sleep 8
+    m=$(sentinel_says backend "$BACKEND_IP") r1=$(redis_role_at "${NS}backend2" "$BACKEND2_IP")
+    st1=$(stack_nodes)
+    part_heal
+    echo "  healed: Sentinel 1 names ${m:-?} as master; the replica was '${r1}'; stack on: $st1"
+    FIGURES+="p1_master_after=${m:-none}"$'\n'"p1_replica_role_link=${r1// /:}"$'\n'"p1_stack_nodes=${st1// /+}"$'\n'
+    [ "$m" = "$BACKEND_IP" ] || FIG_FAIL="partition 1: the master changed to ${m:-none} though its side held two Sentinels"
+    for ((i = 0; i < 100; i++)); do
+        [ "$(redis_role_at "${NS}backend2" "$BACKEND2_IP")" = "slave up" ] && break
+        sleep 0.1
+    done
+    sleep 2
+
+    echo "  partition 2: {backend: Redis master, Sentinel 1, MariaDB primary} | {everything else}"
+    t0=$(now_ms)
+    echo "  cut at $(date -u +%T.%3N)"
+    part_cut '"p-backend"' '"p-backend2", "p-a", "p-b", "p-client"' || { FIG_FAIL="nft: cannot cut the bridge"; return; }
+    for ((i = 0; i < 300; i++)); do
+        m=$(sentinel_says a "$A_IP")
+        [ "$m" = "$BACKEND2_IP" ] && { t_new=$(($(now_ms) - t0)); break; }
+        sleep 0.1
+    done
+    echo "  Sentinel 2 names ${m:-?} as master after ${t_new:-timeout} ms; 4 s more for the nodes to follow"
+    sleep 4
+    part_heal
+    echo "  healed at $(date -u +%T.%3N) ($(($(now_ms) - t0)) ms after the cut)"
+    for ((i = 0; i < 600; i++)); do
+        role_link=$(redis_role_at "${NS}backend" "$old")
+        [ "$role_link" = "slave up" ] && { t_back=$(($(now_ms) - t0)); break; }
+        sleep 0.1
+    done
+    echo "  old master $old: '${role_link}' after ${t_back:-timeout} ms"
+    FIGURES+="p2_sentinels_promoted_ms=${t_new:-timeout}"$'\n'"p2_old_master_replica_again_ms=${t_back:-timeout}"$'\n'
+    [ -n "$t_new" ] || FIG_FAIL="partition 2: the Sentinels on the nodes did not promote the replica within 30 s"
+    [ -n "$t_back" ] || FIG_FAIL="partition 2: the old master was not a replica with its link up within 60 s of the heal"
+    EXPECT_PRIMARY=any EXPECT_EPOCH=any OUTAGE_TARGET_MS=""
+}
+
 drill_run() {
     local name=$1
     case " $DRILL_NAMES " in *" $name "*) ;; *)
@@ -556,6 +640,8 @@ drill_run() {
             { echo "drill $name: cannot take the snapshot" >&2; return 1; }
         SNAP_EPOCH=$e0
     fi
+    # two partitions, each with its settling, need a longer load
+    [ "$name" = redis-partition ] && [ -z "${DRILL_LOAD_S:-}" ] && LOAD_S=45
     local t0; t0=$(date +%s)
     echo "drill $name: primary node $P0, epoch $e0; client load ${LOAD_S}s, fault at ${FAULT_AT}s"
     nsx ${NS}client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" load --url "$URL" "${CLIENT_TLS[@]}" \

@@ -15,6 +15,8 @@ import unittest
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOC = os.path.join(TOP, "docs", "two-servers.md")
+# scripts the lab runs instead of appliance/machines, and the file that does
+LAB_RUN = {"docs/two-servers/backend-ha.sh": "appliance/lab-ha.sh"}
 BLOCK = re.compile(r"^<!-- (docs/two-servers/[\w.-]+\.sh) -->\n```sh\n(.*?)^```$", re.M | re.S)
 
 
@@ -47,8 +49,26 @@ class DocsAreTheScript(unittest.TestCase):
         with open(os.path.join(TOP, "appliance", "machines")) as f:
             m = f.read()
         for s in self.scripts:
+            if s in LAB_RUN:
+                continue  # test_lab_runs_every_step
             self.assertRegex(m, r"/root/two-servers/%s\b" % re.escape(os.path.basename(s)),
                              "appliance/machines does not run %s" % s)
+
+    def test_lab_runs_every_step(self):
+        # The HA backend's script is run by the lab (appliance/lab-ha.sh), a
+        # step at a time (`ha_doc_step STEP ...`): each step the script
+        # knows (its case labels) must be one the lab runs, or that part of
+        # the doc would be untested.
+        for script, runner in LAB_RUN.items():
+            with open(os.path.join(TOP, script)) as f:
+                steps = re.findall(r"^([a-z][a-z-]*)\)$", f.read(), re.M)
+            with open(os.path.join(TOP, runner)) as f:
+                lab = f.read()
+            self.assertIn(script, lab, "%s does not run %s" % (runner, script))
+            self.assertTrue(steps, "%s: no steps (case labels) found" % script)
+            for step in steps:
+                self.assertTrue(re.search(r"^\s*ha_doc_step %s\b" % re.escape(step), lab, re.M),
+                                "%s does not run step '%s' of %s" % (runner, step, script))
 
     def test_redis_durability_stated_and_set(self):
         # the doc's promise (AOF, fsync every second) is what the script sets

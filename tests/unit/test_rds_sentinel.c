@@ -257,10 +257,63 @@ static void test_enqueue_without_enough_replicas_is_refused_or_warned(void **sta
     char *err = NULL;
     assert_int_equal(enqueue_with(h, 2, true, &err), -1); /* there is only one replica */
     assert_non_null(err);
-    assert_non_null(strstr(err, "not durable: 1 of 2 Redis replica(s) acknowledged"));
+    /* known before any WAIT: the one replica cannot make two */
+    assert_non_null(strstr(err, "not durable: 1 of 2 Redis replica(s) online and acknowledging"));
     free(err);
     err = NULL;
     assert_int_equal(enqueue_with(h, 2, false, &err), 0); /* the operator chose to accept */
+    assert_null(err);
+}
+
+static int64_t now_ms_(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A hung replica (SIGSTOP: still connected, never acknowledging) made every
+ * WAIT run to its timeout (bench/wait-cost). Once its last ack is older
+ * than RDS_REPLICA_MAX_LAG_S, enqueues are answered at once, refused or
+ * accepted as configured; once it acks again, WAIT is used again. */
+static void test_hung_replica_answers_at_once(void **state)
+{
+    struct ha *h = *state;
+    char *err = NULL;
+    assert_int_equal(kill(h->pid[1], SIGSTOP), 0);
+    int64_t took = -1, t0 = now_ms_(), deadline = t0 + 15000;
+    int rv = 0;
+    while (now_ms_() < deadline) {
+        int64_t s = now_ms_();
+        rv = enqueue_with(h, 1, true, &err); /* WAIT timeout 1000 ms */
+        took = now_ms_() - s;
+        if (rv == -1 && took < 300)
+            break;
+        free(err);
+        err = NULL;
+    }
+    /* accepted at once with a warning when the operator chose so */
+    char *err2 = NULL;
+    int64_t s = now_ms_();
+    int rv2 = enqueue_with(h, 1, false, &err2);
+    int64_t took2 = now_ms_() - s;
+    kill(h->pid[1], SIGCONT);
+    print_message("hung replica: refused in %lld ms, %lld ms after SIGSTOP; accepted in %lld ms\n",
+                  (long long)took, (long long)(s - t0), (long long)took2);
+    assert_int_equal(rv, -1);
+    assert_true(took < 300);
+    assert_non_null(strstr(err, "0 of 1 Redis replica(s) online and acknowledging"));
+    free(err);
+    err = NULL;
+    assert_int_equal(rv2, 0);
+    assert_null(err2);
+    assert_true(took2 < 300);
+    /* back: acknowledged through WAIT again */
+    for (int i = 0; i < 100 && enqueue_with(h, 1, true, &err) != 0; i++) {
+        free(err);
+        err = NULL;
+        msleep(100);
+    }
     assert_null(err);
 }
 
@@ -318,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_readonly_reply_marks_context_broken),
         cmocka_unit_test(test_enqueue_waits_for_a_replica),
         cmocka_unit_test(test_enqueue_without_enough_replicas_is_refused_or_warned),
+        cmocka_unit_test(test_hung_replica_answers_at_once),
         cmocka_unit_test(test_sentinel_failover_is_followed_on_reconnect),
     };
     return cmocka_run_group_tests(tests, ha_up, ha_down);
