@@ -2,10 +2,15 @@
 -- the end (bench/run parses it): requests, duration, errors, latency
 -- percentiles in microseconds.
 --   wrk -t2 -c16 -d10s --latency -s bench/post.lua URL
--- BENCH_AUTH (env) adds "Authorization: Bearer <it>".
+-- BENCH_AUTH (env) adds "Authorization: Bearer <it>"; BENCH_CLOSE=1 sends
+-- "Connection: close" (wrk then connects again for every request).
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY") or '{"kwargs":{"x":1}}'
 wrk.headers["Content-Type"] = "application/json"
+-- BENCH_CLOSE=1: no keep-alive, a new connection (and TLS handshake) per call
+if os.getenv("BENCH_CLOSE") == "1" then
+  wrk.headers["Connection"] = "close"
+end
 local auth = os.getenv("BENCH_AUTH")
 if auth and auth ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. auth

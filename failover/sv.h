@@ -46,6 +46,9 @@ struct sv_health_view {
     int64_t server_ok_mono;   /* last 200 */
     int64_t server_bad_since; /* first non-200 in the current bad streak, 0 = healthy */
     char server_detail[160];
+    /* ready worker children from the heartbeats (while our stack runs): of
+     * this node's worker masters, and of the other nodes'; -1 unknown */
+    int own_children, peer_children;
     /* the other supervisors as written in Psv */
     int npeers;
     struct {
@@ -126,8 +129,12 @@ struct sv {
     bool vip_on_lo;
     bool warm; /* backup running worker + server for a planned handover */
     int64_t warm_since;
-    int64_t warm_ok_since;    /* first of the health 200s in a row while warm */
-    bool stop_after_handover; /* SIGTERM on a primary: hand over first, then stop */
+    int64_t warm_ok_since;     /* first of the health 200s in a row while warm */
+    bool stop_after_handover;  /* SIGTERM on a primary: hand over first, then stop */
+    int64_t worker_hold_since; /* planned stop: waiting for the peer's worker since */
+    bool relay_on;             /* sv_relay.c's table is installed */
+    int64_t relay_until;       /* mono ms: removed then (0 = while warm) */
+    bool relay_warned;         /* nft missing or refused: said once */
     /* The highest epoch this process ever saw (Redis, peers, our own). A
      * promotion takes one above it and above failover_event's: a Redis that
      * lost data must never hand out an epoch that was already used. */

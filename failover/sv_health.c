@@ -298,6 +298,33 @@ static int probe_server(const struct tconf *c, char *detail, size_t n)
     return probe_port(c, c->server_port, detail, n, &refused);
 }
 
+/* Ready worker children per the heartbeats: this node's and the others'.
+ * A planned handover stops the old primary's worker only once another
+ * node's can run a call (/api/v1/health counts every node's workers, so a
+ * warm backup's server says ready before its own worker children are). */
+static void read_children(struct sv *s, redisContext *rc, struct sv_health_view *v)
+{
+    json_t *arr = NULL;
+    v->own_children = v->peer_children = -1;
+    if (rds_hb_list(rc, &s->conf, "worker", &arr) < 0) {
+        json_decref(arr);
+        return;
+    }
+    v->own_children = v->peer_children = 0;
+    size_t i;
+    json_t *hb;
+    json_array_foreach(arr, i, hb)
+    {
+        const char *node = json_string_value(json_object_get(hb, "node"));
+        int n = (int)json_integer_value(json_object_get(hb, "children"));
+        if (node && strcmp(node, s->conf.node_name) == 0)
+            v->own_children += n;
+        else
+            v->peer_children += n;
+    }
+    json_decref(arr);
+}
+
 static void *health_main(void *arg)
 {
     struct sv *s = arg;
@@ -326,6 +353,7 @@ static void *health_main(void *arg)
             pthread_mutex_unlock(&s->hl.pub_lock);
             v.redis_epoch = read_epoch(s, rc);
             read_warm(s, rc, &v);
+            read_children(s, rc, &v);
             if (read_peers(s, rc, &v) < 0 || rc->err)
                 v.redis_ok = false;
         } else {

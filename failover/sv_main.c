@@ -24,6 +24,7 @@
 #include "rds.h"
 #include "sv_epoch.h"
 #include "sv_notify.h"
+#include "sv_relay.h"
 
 #define PROG "tandem-supervisor"
 #define TICK_MS 50
@@ -182,6 +183,11 @@ static void promote_try(struct sv *s)
     s->fsm.epoch = e;
     if (s->warm) { /* worker and server already run: the beat completes the stack */
         s->warm = false;
+        /* the old primary answers what reaches it for PLANNED_SERVE_MS,
+         * then drains (its accept linger and failover.drain_grace) */
+        if (s->relay_on)
+            s->relay_until =
+                mono_ms() + PLANNED_SERVE_MS + 2000 + (int64_t)s->conf.fo_drain_grace * 1000;
         rds_key(key, sizeof(key), &s->conf, "sv:warm");
         redisReply *r = redisCommand(s->rc, "DEL %s", key);
         if (r)
@@ -284,6 +290,34 @@ static void planned_tick(struct sv *s)
     step(s, &in, HOLD_MS);
 }
 
+/* The relay (sv_relay.c) towards the old primary: on while this node warms
+ * up for a planned handover and, after its promotion, as long as the old
+ * primary may still serve connections (promote_try sets relay_until). A
+ * host without nft still hands over, with a warning: calls caught mid-way
+ * by the VIP's move are then reset, as before. */
+static void relay_set(struct sv *s, bool on)
+{
+    char err[256];
+    if (on == s->relay_on)
+        return;
+    long relayed = on ? 0 : sv_relay_packets();
+    if (sv_relay_apply(&s->conf, on, err, sizeof(err)) == -1) {
+        if (on && !s->relay_warned)
+            log_warnx("planned handover: no relay to the old primary (%s): connections that "
+                      "straddle the VIP's move will be reset",
+                      err);
+        s->relay_warned = true;
+        if (on)
+            return;
+    } else if (on) {
+        log_info("relay on: packets of connections begun on the old primary go on to it");
+    } else {
+        log_info("relay off: %ld packets went on to the old primary", relayed);
+    }
+    s->relay_on = on;
+    s->relay_until = 0;
+}
+
 /* A backup asked to warm up starts worker and server, says so once its
  * server answers, and stops them again if no promotion follows. */
 static void warm_tick(struct sv *s, const struct sv_health_view *h)
@@ -297,6 +331,7 @@ static void warm_tick(struct sv *s, const struct sv_health_view *h)
             s->warm_since = now;
             s->warm_ok_since = 0;
             log_info("the primary hands over: starting worker and server ahead of the VIP");
+            relay_set(s, true);
             sv_stack_warm(s);
             pthread_mutex_lock(&s->hl.lock);
             s->hl.check_server = true;
@@ -311,7 +346,9 @@ static void warm_tick(struct sv *s, const struct sv_health_view *h)
     bool published = s->hl.self.warm;
     /* /api/v1/health can say 200 a moment before the server's API and key
      * caches are loaded (its first calls would get 503): ready means it has
-     * kept answering 200 for WARM_SETTLE_MS */
+     * kept answering 200 for WARM_SETTLE_MS. Its own worker may still be
+     * starting its children (the health counts the old primary's workers
+     * too): the old primary keeps its worker until one is (sv_proc.c) */
     if (h->server_status != 200)
         s->warm_ok_since = 0;
     else if (s->warm_ok_since == 0)
@@ -326,6 +363,7 @@ static void warm_tick(struct sv *s, const struct sv_health_view *h)
         log_info("warm: no promotion followed (%s): stopping worker and server",
                  s->fsm.role != SV_ROLE_BACKUP ? "role changed" : "request gone");
         s->warm = false;
+        relay_set(s, false);
         pthread_mutex_lock(&s->hl.lock);
         s->hl.check_server = false;
         pthread_mutex_unlock(&s->hl.lock);
@@ -541,6 +579,9 @@ static void tick(struct sv *s)
     if (s->promote_pending)
         promote_try(s);
     planned_tick(s);
+    if (s->relay_on &&
+        ((s->relay_until && now >= s->relay_until) || (!s->warm && s->fsm.role != SV_ROLE_MASTER)))
+        relay_set(s, false);
     if (s->track_value != SV_TRACK_OK || s->maint)
         sv_track_update(s);
     sv_proc_tick(s);
@@ -648,6 +689,11 @@ static void setup(struct sv *s, const char *conf_path)
                   s->conf.fo_interface);
         sv_vip_drop(&s->conf);
     }
+    /* a relay left by a supervisor that was killed: removed (quietly: a
+     * host without nft has none) */
+    char rerr[256];
+    if (sv_relay_apply(&s->conf, false, rerr, sizeof(rerr)) == -1)
+        log_debug("relay cleanup: %s", rerr);
     if (sv_events_start(s) == -1 || sv_health_start(s) == -1)
         fatalx("cannot start threads");
     if (sv_ctl_open(s) == -1)
@@ -741,6 +787,7 @@ int main(int argc, char **argv)
     cli_load_config(&s.conf, &o, PROG);
     setup(&s, o.config_path);
     run(&s);
+    relay_set(&s, false);
     sv_vip_drop(&s.conf);
     sv_health_publish(&s, "down");
     sv_ctl_close(&s);

@@ -241,6 +241,26 @@ void sv_stack_stop_begin(struct sv *s)
     sv_proc_tick(s);
 }
 
+static int peer_children(struct sv *s)
+{
+    pthread_mutex_lock(&s->hl.lock);
+    int n = s->hl.view.peer_children;
+    pthread_mutex_unlock(&s->hl.lock);
+    return n;
+}
+
+/* SIGTERM -> SIGKILL of a stack process. A planned handover keeps the VIP
+ * on lo while the stack stops, so the server's answers still reach their
+ * clients: it gets the drain's grace (plus its second of accept linger,
+ * server_main.c) to answer calls in flight and connections still in their
+ * TLS handshake, instead of the 300 ms of a demotion. */
+static int stop_grace_ms(const struct sv *s, int which)
+{
+    if (which == SV_SERVER && s->vip_on_lo)
+        return s->conf.fo_drain_grace * 1000 + 1500;
+    return s->stack[which].grace_ms;
+}
+
 /* Stop order: beat, server, worker; each gets SIGTERM once the previous one
  * is gone, and SIGKILL after its grace. */
 static void stop_step(struct sv *s)
@@ -256,12 +276,25 @@ static void stop_step(struct sv *s)
              * node (through the VIP kept on lo) until the peer has it all */
             if (order[k] == SV_SERVER && now < s->server_hold_until)
                 return;
+            /* planned handover: the worker keeps taking calls until another
+             * node's worker has a child ready (a warm-started one may still
+             * be importing Python on a loaded machine), at most the drain's
+             * grace; a call queued meanwhile would otherwise wait for it */
+            if (order[k] == SV_WORKER && s->vip_on_lo && peer_children(s) <= 0) {
+                if (s->worker_hold_since == 0)
+                    s->worker_hold_since = now;
+                if (now - s->worker_hold_since < (int64_t)s->conf.fo_drain_grace * 1000)
+                    return;
+                log_warnx("no other node's worker has a ready child after %d s: stopping ours "
+                          "anyway",
+                          s->conf.fo_drain_grace);
+            }
             kill(ch->pid, SIGTERM);
             ch->term_sent = now;
             log_info("stopping %s (pid %d)", ch->name, (int)ch->pid);
-        } else if (!ch->kill_sent && now - ch->term_sent >= ch->grace_ms) {
+        } else if (!ch->kill_sent && now - ch->term_sent >= stop_grace_ms(s, order[k])) {
             log_warnx("%s (pid %d) still running %d ms after SIGTERM: SIGKILL", ch->name,
-                      (int)ch->pid, ch->grace_ms);
+                      (int)ch->pid, stop_grace_ms(s, order[k]));
             kill(ch->pid, SIGKILL);
             ch->kill_sent = true;
         }
@@ -269,6 +302,7 @@ static void stop_step(struct sv *s)
     }
     s->stack_stopping = false;
     s->server_hold_until = 0;
+    s->worker_hold_since = 0;
     if (s->vip_on_lo) {
         sv_vip_lo(&s->conf, false);
         s->vip_on_lo = false;

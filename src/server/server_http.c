@@ -482,7 +482,10 @@ static enum MHD_Result queue_answer(struct srv_req *r)
     r->state = RS_ANSWERED;
     if (!r->resp)
         return MHD_NO;
-    if (r->status == 413)
+    /* while draining, a kept-alive connection is closed after its answer:
+     * its next call connects again (to the node that holds the VIP now)
+     * instead of racing the close at the end of the drain */
+    if (r->status == 413 || S.stop)
         MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, r->resp);
     MHD_destroy_response(r->resp);
@@ -508,18 +511,22 @@ struct conn_track {
     int phase;
     int64_t since; /* mono ms the phase began */
     bool cut;
+    bool requested; /* a request's headers came in: no longer a fresh connection */
+    bool health;    /* on the health listener: probes do not hold the drain */
     struct conn_track *prev, *next;
 };
 
 static struct {
     pthread_mutex_t mu;
     struct conn_track *head;
+    int64_t last_accept; /* mono ms of the newest connection (the drain watches it) */
     pthread_t reaper;
     bool reaper_running;
     volatile bool stop;
 } ct = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static char health_listener_tag; /* on_request's cls on the health listener */
+static struct MHD_Daemon *health_mhd;
 
 static void conn_phase(struct MHD_Connection *conn, int phase)
 {
@@ -530,6 +537,8 @@ static void conn_phase(struct MHD_Connection *conn, int phase)
         return;
     pthread_mutex_lock(&ct.mu);
     if (t->phase != phase) {
+        if (phase != PH_HEADERS)
+            t->requested = true;
         t->phase = phase;
         t->since = mono_ms();
     }
@@ -551,7 +560,12 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         t->fd = ci->connect_fd;
         t->phase = PH_HEADERS;
         t->since = mono_ms();
+        const union MHD_ConnectionInfo *di =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON);
+        t->health = di && health_mhd && di->daemon == health_mhd;
         pthread_mutex_lock(&ct.mu);
+        if (!t->health)
+            ct.last_accept = t->since;
         t->next = ct.head;
         if (ct.head)
             ct.head->prev = t;
@@ -573,6 +587,28 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     pthread_mutex_unlock(&ct.mu);
     *socket_context = NULL;
     free(t);
+}
+
+/* The drain's view (shutdown_gracefully): connections accepted whose first
+ * request has not come in yet (a TLS handshake in progress, headers on
+ * their way) are not requests in flight, yet their client is waiting. */
+int http_fresh_connections(void)
+{
+    int n = 0;
+    pthread_mutex_lock(&ct.mu);
+    for (struct conn_track *t = ct.head; t; t = t->next)
+        if (!t->requested && !t->cut && !t->health)
+            n++;
+    pthread_mutex_unlock(&ct.mu);
+    return n;
+}
+
+int64_t http_last_accept(void)
+{
+    pthread_mutex_lock(&ct.mu);
+    int64_t t = ct.last_accept;
+    pthread_mutex_unlock(&ct.mu);
+    return t;
 }
 
 /* Deadline of a phase in ms, 0 = none. */
@@ -793,8 +829,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("microhttpd: %s", buf);
 }
 
-static struct MHD_Daemon *health_mhd;
-
 /* server.plain_port with TLS on: a plain-HTTP listener that either sends
  * every request to the https:// URL (308 keeps the method and body) or,
  * when the operator turned the redirect off, serves the API itself. */
@@ -810,6 +844,7 @@ static enum MHD_Result on_plain(void *cls, struct MHD_Connection *conn, const ch
     (void)upload_data;
     if (*con_cls == NULL) {
         *con_cls = conn; /* wait for the whole request before answering */
+        conn_phase(conn, PH_BODY);
         return MHD_YES;
     }
     if (*upload_size) {

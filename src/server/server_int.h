@@ -199,6 +199,10 @@ void pending_deliver_timeouts(struct srv_req *list, redisContext *rc, const char
 /* server_http.c */
 int http_start(void);
 void http_quiesce(void);
+/* connections accepted that have not sent a request yet; when the newest
+ * connection came (mono ms) */
+int http_fresh_connections(void);
+int64_t http_last_accept(void);
 void http_stop(void);
 void req_finish_resumed(struct srv_req *r);
 

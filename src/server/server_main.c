@@ -109,14 +109,29 @@ static void wake_dispatcher(void)
 }
 
 /* Drain: stop accepting, let waiting calls finish (bounded), answer the
- * rest, then stop the threads. */
+ * rest, then stop the threads.
+ *
+ * A planned handover sends SIGTERM after the VIP has moved; connections
+ * still arriving come from clients whose ARP entry is stale. Closing the
+ * listening socket resets every connection in its accept queue, so it stays
+ * open until none came for ACCEPT_QUIET_MS (at most ACCEPT_LINGER_MS).
+ * Then the drain waits for requests in flight AND for connections accepted
+ * whose request has not arrived yet (over TLS the handshake alone takes two
+ * round trips and the server's signature): stopping with one of those open
+ * fails a call that was never counted as one. */
+#define ACCEPT_QUIET_MS 200
+#define ACCEPT_LINGER_MS 1000
+
 static void shutdown_gracefully(void)
 {
+    int64_t linger_end = mono_ms() + ACCEPT_LINGER_MS;
+    while (mono_ms() < linger_end && mono_ms() - http_last_accept() < ACCEPT_QUIET_MS)
+        usleep(20 * 1000);
     http_quiesce();
     int grace_ms = (S.conf.fo_drain_grace > 0 ? S.conf.fo_drain_grace : 10) * 1000;
     int64_t end = mono_ms() + grace_ms;
-    while (mono_ms() < end && atomic_load(&S.inflight) > 0)
-        usleep(50 * 1000);
+    while (mono_ms() < end && (atomic_load(&S.inflight) > 0 || http_fresh_connections() > 0))
+        usleep(20 * 1000);
     dispatcher_expire_all("EWorkerNoResponse", "the server is shutting down");
     end = mono_ms() + 2000;
     while (mono_ms() < end && atomic_load(&S.inflight) > 0)

@@ -313,6 +313,54 @@ class TLSTest(unittest.TestCase):
                               server_hostname="tandem.test")
             s.close()
 
+    def test_tls_stopping_server_answers_a_connection_still_in_its_handshake(self):
+        """The drain of a stopping server (a planned handover's old primary)
+        waits for connections it accepted whose request has not come in yet,
+        not only for requests in flight: over TLS the handshake alone takes
+        round trips, and stopping under it failed calls during switchovers."""
+        import socket
+        srv = self.start_server(self.tls_conf("srv1"))
+        raw = socket.create_connection(("127.0.0.1", self.st.port), timeout=10)
+        time.sleep(0.3)  # accepted by the server; no ClientHello yet
+        srv.send_signal(signal.SIGTERM)
+        # long past the listener's quiet time: it stopped accepting, and a
+        # server that only counted requests would have stopped by now
+        wait_for(lambda: not self._port_open(self.st.port), 5, 0.05, "listener closed")
+        time.sleep(1.0)
+        self.assertIsNone(srv.poll(), "the server waits for the connection in its handshake")
+        tls = self.ctx().wrap_socket(raw, server_hostname="tandem.test")
+        conn = http.client.HTTPSConnection("127.0.0.1", self.st.port, context=self.ctx(), timeout=10)
+        conn.sock = tls
+        status, body = self.get(conn, "/api/v1/do/ping")
+        self.assertEqual(status, 200, body)
+        conn.close()
+        srv.wait(15)  # and then it stops
+        self.assertEqual(srv.returncode, 0)
+        self.server = None
+
+    def test_tls_answers_while_draining_close_the_connection(self):
+        """A kept-alive connection gets "Connection: close" on its answer once
+        the server drains, so the client's next call connects again (to the
+        node that holds the VIP by then) instead of racing the close."""
+        srv = self.start_server(self.tls_conf("srv1"))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.st.port, context=self.ctx(), timeout=10)
+        status, _ = self.get(conn, "/api/v1/do/ping")
+        self.assertEqual(status, 200)
+        # a second connection mid-handshake keeps the drain going
+        import socket
+        raw = socket.create_connection(("127.0.0.1", self.st.port), timeout=10)
+        srv.send_signal(signal.SIGTERM)
+        wait_for(lambda: not self._port_open(self.st.port), 5, 0.05, "listener closed")
+        conn.request("GET", "/api/v1/do/ping")
+        r = conn.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200)
+        self.assertEqual((r.getheader("Connection") or "").lower(), "close")
+        conn.close()
+        raw.close()
+        srv.wait(15)
+        self.server = None
+
 
 if __name__ == "__main__":
     unittest.main()
