@@ -206,16 +206,96 @@ void sv_ctl_accept(struct sv *s)
 }
 
 /* The web console cannot reach this root-only socket (tandem-server runs as
- * the unprivileged user), so it leaves a request in Redis instead:
- * <prefix>sv:switchover = {"node":<the primary it saw>,"by":<user>} with a
- * short PX, SET NX. The primary takes it (GETDEL) and answers it exactly as
- * `tandemctl switchover` without --force: refused unless a peer is ready.
- * The answer goes to <prefix>sv:switchover:result (PX 60 s) for the page.
- * Called from the main loop; a request naming another node is left alone
- * (it is that node's, or expires). */
+ * the unprivileged user), so it leaves requests in Redis instead, each a
+ * JSON object naming a node, SET NX with a short PX:
+ *   <prefix>sv:switchover   {"node":<the primary it saw>,"by":<user>}
+ *   <prefix>sv:maintenance  {"node":<node>,"on":bool,"by":<user>}
+ * The named node's supervisor takes its own (Lua GET+compare+DEL) and
+ * answers it exactly as `tandemctl switchover` / `tandemctl maintenance
+ * on|off` without --force: refused unless a peer is ready. The answer goes
+ * to <key>:result (PX 60 s) for the page. A switchover is taken only by a
+ * primary; maintenance by a node of any role. Called from the main loop;
+ * a request naming another node is left alone (it is that node's, or
+ * expires). */
+static json_t *console_take(struct sv *s, const char *name)
+{
+    char key[128];
+    rds_key(key, sizeof(key), &s->conf, "%s", name);
+    /* s->rc is shared with the state publisher: its lock, but not across
+     * answer(), which publishes a handover itself */
+    pthread_mutex_lock(&s->hl.pub_lock);
+    redisContext *rc = sv_main_rc(s);
+    redisReply *r =
+        rc ? redisCommand(
+                 rc, "EVAL %s 1 %s %s",
+                 "local v = redis.call('GET', KEYS[1]) if not v then return false end "
+                 "local ok, o = pcall(cjson.decode, v) "
+                 "if ok and type(o) == 'table' and o.node ~= ARGV[1] then return false end "
+                 "redis.call('DEL', KEYS[1]) return v",
+                 key, s->conf.node_name)
+           : NULL;
+    pthread_mutex_unlock(&s->hl.pub_lock);
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        if (r)
+            freeReplyObject(r);
+        return NULL;
+    }
+    json_t *req = json_loads(r->str, 0, NULL);
+    freeReplyObject(r);
+    return req ? req : json_null(); /* malformed: answered as such */
+}
+
+static void console_answer(struct sv *s, const char *name, json_t *resp)
+{
+    char key[160];
+    rds_key(key, sizeof(key), &s->conf, "%s:result", name);
+    json_object_set_new(resp, "node", json_string(s->conf.node_name));
+    json_object_set_new(resp, "at", json_integer(now_ms()));
+    char *js = json_dumps(resp, JSON_COMPACT);
+    json_decref(resp);
+    if (!js)
+        return;
+    pthread_mutex_lock(&s->hl.pub_lock);
+    redisContext *rc = sv_main_rc(s);
+    redisReply *r = rc ? redisCommand(rc, "SET %s %s PX 60000", key, js) : NULL;
+    pthread_mutex_unlock(&s->hl.pub_lock);
+    if (r)
+        freeReplyObject(r);
+    free(js);
+}
+
+/* One console request (req stolen) as the control socket's cmd. */
+static void console_do(struct sv *s, const char *name, json_t *req)
+{
+    json_t *resp;
+    const char *by = json_string_value(json_object_get(req, "by"));
+    bool maint = strcmp(name, "sv:maintenance") == 0;
+    json_t *on = json_object_get(req, "on");
+    if (!json_is_object(req) || (maint && !json_is_boolean(on))) {
+        resp = json_pack("{s:b,s:s}", "ok", 0, "error", "malformed console request");
+    } else {
+        char via[128];
+        snprintf(via, sizeof via, "the console (user %s)", by ? by : "?");
+        json_t *cmd = maint
+                          ? json_pack("{s:s,s:O,s:b,s:s}", "cmd", "maintenance", "on", on, "force",
+                                      0, "via", via)
+                          : json_pack("{s:s,s:b,s:s}", "cmd", "switchover", "force", 0, "via", via);
+        resp = answer(s, cmd);
+        json_decref(cmd);
+        log_info("console %s request by %s: %s", maint ? "maintenance" : "switchover",
+                 by ? by : "?",
+                 json_is_true(json_object_get(resp, "ok"))
+                     ? (maint ? (json_is_true(on) ? "maintenance on" : "maintenance off")
+                              : "handing over")
+                     : json_string_value(json_object_get(resp, "error")));
+    }
+    json_decref(req);
+    console_answer(s, name, resp);
+}
+
 void sv_ctl_console_request(struct sv *s)
 {
-    if (s->fsm.role != SV_ROLE_MASTER || s->promote_pending || s->shutting_down)
+    if (s->shutting_down)
         return;
     /* only while the health thread sees Redis answer: this runs in the main
      * loop, which must not wait on a Redis that is away during a failover */
@@ -224,60 +304,10 @@ void sv_ctl_console_request(struct sv *s)
     pthread_mutex_unlock(&s->hl.lock);
     if (!redis_ok)
         return;
-    char key[128], rkey[160];
-    rds_key(key, sizeof(key), &s->conf, "sv:switchover");
-    snprintf(rkey, sizeof rkey, "%s:result", key);
-    /* s->rc is shared with the state publisher: its lock, but not across
-     * answer(), which publishes the handover itself */
-    pthread_mutex_lock(&s->hl.pub_lock);
-    redisContext *rc = sv_main_rc(s);
-    if (!rc) {
-        pthread_mutex_unlock(&s->hl.pub_lock);
-        return;
-    }
-    /* take it only if it names this node: compare and delete in one step */
-    redisReply *r =
-        redisCommand(rc, "EVAL %s 1 %s %s",
-                     "local v = redis.call('GET', KEYS[1]) if not v then return false end "
-                     "local ok, o = pcall(cjson.decode, v) "
-                     "if ok and type(o) == 'table' and o.node ~= ARGV[1] then return false end "
-                     "redis.call('DEL', KEYS[1]) return v",
-                     key, s->conf.node_name);
-    pthread_mutex_unlock(&s->hl.pub_lock);
-    if (!r || r->type != REDIS_REPLY_STRING) {
-        if (r)
-            freeReplyObject(r);
-        return;
-    }
-    json_t *req = json_loads(r->str, 0, NULL);
-    freeReplyObject(r);
-    json_t *resp;
-    if (!json_is_object(req)) {
-        resp = json_pack("{s:b,s:s}", "ok", 0, "error", "malformed console request");
-    } else {
-        const char *by = json_string_value(json_object_get(req, "by"));
-        char via[128];
-        snprintf(via, sizeof via, "the console (user %s)", by ? by : "?");
-        json_t *cmd = json_pack("{s:s,s:b,s:s}", "cmd", "switchover", "force", 0, "via", via);
-        resp = answer(s, cmd);
-        json_decref(cmd);
-        log_info("console switchover request by %s: %s", by ? by : "?",
-                 json_is_true(json_object_get(resp, "ok"))
-                     ? "handing over"
-                     : json_string_value(json_object_get(resp, "error")));
-    }
-    json_decref(req);
-    json_object_set_new(resp, "node", json_string(s->conf.node_name));
-    json_object_set_new(resp, "at", json_integer(now_ms()));
-    char *js = json_dumps(resp, JSON_COMPACT);
-    json_decref(resp);
-    if (js) {
-        pthread_mutex_lock(&s->hl.pub_lock);
-        rc = sv_main_rc(s);
-        r = rc ? redisCommand(rc, "SET %s %s PX 60000", rkey, js) : NULL;
-        pthread_mutex_unlock(&s->hl.pub_lock);
-        if (r)
-            freeReplyObject(r);
-        free(js);
-    }
+    json_t *req;
+    if (s->fsm.role == SV_ROLE_MASTER && !s->promote_pending &&
+        (req = console_take(s, "sv:switchover")))
+        console_do(s, "sv:switchover", req);
+    if ((req = console_take(s, "sv:maintenance")))
+        console_do(s, "sv:maintenance", req);
 }

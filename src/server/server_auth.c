@@ -597,16 +597,19 @@ static json_t *session_json(struct srv_req *r, const char *tok, const char *uid)
     if (!m)
         return NULL;
     char *q = db_q(m, uid);
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT username FROM user WHERE id = %s", q);
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT username, roles_json FROM user WHERE id = %s", q);
     free(q);
     if (!res)
         return NULL;
     MYSQL_ROW row = mysql_fetch_row(res);
     if (row && row[0])
         snprintf(name, sizeof name, "%s", row[0]);
+    /* the page shows a call-only user the Call page only (the routes
+     * refuse it everything else anyway) */
+    bool admin = row && roles_admin(row[1]);
     mysql_free_result(res);
-    return json_pack("{s:s,s:s,s:s,s:i}", "userId", uid, "username", name, "csrf", csrf, "expires",
-                     AUTH_TOKEN_TTL);
+    return json_pack("{s:s,s:s,s:s,s:i,s:s}", "userId", uid, "username", name, "csrf", csrf,
+                     "expires", AUTH_TOKEN_TTL, "scope", admin ? "admin" : "call");
 }
 
 /* POST /api/v1/console/do/sign-in {"username","password"} */
@@ -640,7 +643,8 @@ void h_console_session(struct srv_req *r)
         req_err(r, 401, "EUserAuth", NULL, "not signed in");
         return;
     }
-    if (check_token(r, ck, SRV_SCOPE_ADMIN) != 0)
+    /* any signed-in user: a call-only one gets a console with its Call page */
+    if (check_token(r, ck, SRV_SCOPE_CALL) != 0)
         return;
     json_t *sess = session_json(r, ck, r->user_id);
     if (sess)

@@ -265,9 +265,18 @@ static const char *const console_queues[] = {"sync", "async", "cron", "0", "1", 
                                              "4",    "5",     "6",    "7", "8", "9"};
 #define NQUEUES (sizeof console_queues / sizeof console_queues[0])
 
+/* The console's requests to the supervisors (below) and their answers,
+ * read back for the page: [pending, result] of each. */
+static const char *const console_reqs[] = {"sv:switchover", "sv:switchover:result",
+                                           "sv:maintenance", "sv:maintenance:result"};
+static const char *const console_req_names[] = {"switchoverPending", "switchoverResult",
+                                                "maintenancePending", "maintenanceResult"};
+#define NREQS (sizeof console_reqs / sizeof console_reqs[0])
+
 /* What the Overview draws, in one answer: the supervisors' view of both
  * nodes (Psv), the epoch, live stack processes, queue lengths, whether
- * cron is paused and the failover timeline. Read-only. */
+ * cron is paused, the console's pending requests and their answers, and
+ * the failover timeline. Read-only. */
 void h_console_cluster(struct srv_req *r)
 {
     redisContext *rc = srv_redis(r);
@@ -276,21 +285,19 @@ void h_console_cluster(struct srv_req *r)
     const char *P = S.conf.redis_prefix;
     redisAppendCommand(rc, "HGETALL %ssv", P);
     redisAppendCommand(rc, "GET %sepoch", P);
-    redisAppendCommand(rc, "GET %ssv:switchover", P);
-    redisAppendCommand(rc, "GET %ssv:switchover:result", P);
+    for (size_t i = 0; i < NREQS; i++)
+        redisAppendCommand(rc, "GET %s%s", P, console_reqs[i]);
     for (size_t i = 0; i < NQUEUES; i++)
         redisAppendCommand(rc, "XLEN %sq:%s", P, console_queues[i]);
     redisReply *rep = NULL;
-    json_t *nodes = json_object(), *queues = json_object();
+    json_t *nodes = json_object(), *queues = json_object(), *reqs = json_object();
     long long epoch = -1;
-    json_t *pending = json_null(), *result = json_null();
-    for (size_t i = 0; i < 4 + NQUEUES; i++) {
+    for (size_t i = 0; i < 2 + NREQS + NQUEUES; i++) {
         if (redisGetReply(rc, (void **)&rep) != REDIS_OK || !rep) {
             req_redis_err(r, rc, NULL, "reading the cluster state");
             json_decref(nodes);
             json_decref(queues);
-            json_decref(pending);
-            json_decref(result);
+            json_decref(reqs);
             return;
         }
         if (i == 0 && rep->type == REDIS_REPLY_ARRAY)
@@ -300,12 +307,12 @@ void h_console_cluster(struct srv_req *r)
                     json_or_string(rep->element[k + 1]->str, rep->element[k + 1]->len));
         else if (i == 1 && rep->type == REDIS_REPLY_STRING)
             epoch = atoll(rep->str);
-        else if (i == 2 && rep->type == REDIS_REPLY_STRING)
-            json_decref(pending), pending = json_or_string(rep->str, rep->len);
-        else if (i == 3 && rep->type == REDIS_REPLY_STRING)
-            json_decref(result), result = json_or_string(rep->str, rep->len);
-        else if (i >= 4 && rep->type == REDIS_REPLY_INTEGER)
-            json_object_set_new(queues, console_queues[i - 4], json_integer(rep->integer));
+        else if (i >= 2 && i < 2 + NREQS)
+            json_object_set_new(reqs, console_req_names[i - 2],
+                                rep->type == REDIS_REPLY_STRING ? json_or_string(rep->str, rep->len)
+                                                                : json_null());
+        else if (i >= 2 + NREQS && rep->type == REDIS_REPLY_INTEGER)
+            json_object_set_new(queues, console_queues[i - 2 - NREQS], json_integer(rep->integer));
         freeReplyObject(rep);
     }
     json_t *hb = json_pack("{s:o,s:o,s:o}", "server", heartbeats(rc, "server"), "worker",
@@ -333,34 +340,92 @@ void h_console_cluster(struct srv_req *r)
         paused = json_true();
     }
     mysql_free_result(res);
-    req_ok(r,
-           json_pack("{s:s,s:s,s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:I}", "node", S.conf.node_name,
-                     "server", srv_id(), "epoch", (json_int_t)epoch, "serverEpoch",
-                     (json_int_t)srv_epoch(), "nodes", nodes, "heartbeats", hb, "queues", queues,
-                     "failoverEvents", events, "cronPaused", paused, "now", (json_int_t)now_ms()));
+    json_t *out =
+        json_pack("{s:s,s:s,s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:I}", "node", S.conf.node_name, "server",
+                  srv_id(), "epoch", (json_int_t)epoch, "serverEpoch", (json_int_t)srv_epoch(),
+                  "nodes", nodes, "heartbeats", hb, "queues", queues, "failoverEvents", events,
+                  "cronPaused", paused, "now", (json_int_t)now_ms());
+    json_object_update(out, reqs);
+    json_decref(reqs);
+    req_ok(r, out);
     return;
 fail:
     json_decref(nodes);
     json_decref(queues);
+    json_decref(reqs);
     json_decref(hb);
     json_decref(events);
     json_decref(paused);
 }
 
-/* ---- POST /api/v1/console/do/switchover {"primary":"<node>"} ---------------
+/* ---- requests to a supervisor ------------------------------------------------
  * tandem-server runs unprivileged and cannot reach the supervisor's
- * root-only control socket; it leaves a request in Redis that the primary's
- * supervisor takes within half a second and answers like `tandemctl
- * switchover` without --force (failover/sv_ctl.c). "primary" is the page's
- * confirmation: the node the person saw as primary, which must still be it,
- * so a stale page cannot move the VIP back. */
-#define SWITCHOVER_REQ_PX 10000
+ * root-only control socket; it leaves a request in Redis naming the node,
+ * and that node's supervisor takes it within half a second and answers it
+ * like tandemctl without --force (failover/sv_ctl.c), into <key>:result. */
+#define CONSOLE_REQ_PX 10000
 #define SV_FRESH_MS 3000
 
+/* The node's Psv entry when its supervisor reported within SV_FRESH_MS,
+ * else NULL (*err set when Redis failed: answered). */
+static json_t *fresh_sv(struct srv_req *r, redisContext *rc, const char *node, bool *err)
+{
+    *err = false;
+    /* with Redis's clock, which the entry's age is judged by */
+    int64_t rnow;
+    redisReply *rep = rds_command_timed(rc, &rnow, "HGET %ssv %s", S.conf.redis_prefix, node);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        req_redis_err(r, rc, rep, "reading the supervisors' state");
+        *err = true;
+        return NULL;
+    }
+    json_t *st = rep->type == REDIS_REPLY_STRING ? json_loads(rep->str, 0, NULL) : NULL;
+    freeReplyObject(rep);
+    if (json_is_object(st) && rds_sv_age_ms(st, rnow) < SV_FRESH_MS)
+        return st;
+    json_decref(st);
+    return NULL;
+}
+
+/* Leaves <prefix><key> = req (SET NX PX) after dropping the last answer;
+ * 0, or -1 after answering (409 `reason` while another request waits). */
+static int leave_request(struct srv_req *r, redisContext *rc, const char *key, json_t *req,
+                         const char *reason)
+{
+    const char *P = S.conf.redis_prefix;
+    char *js = json_dumps(req, JSON_COMPACT);
+    redisReply *rep = redisCommand(rc, "DEL %s%s:result", P, key);
+    if (rep)
+        freeReplyObject(rep);
+    rep = redisCommand(rc, "SET %s%s %s NX PX %d", P, key, js ? js : "{}", CONSOLE_REQ_PX);
+    free(js);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        req_redis_err(r, rc, rep, "leaving the request for the supervisor");
+        return -1;
+    }
+    bool set = rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    if (!set) {
+        req_err(r, 409, reason, NULL, "a request (%s) is already waiting for its supervisor", key);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *requester(struct srv_req *r)
+{
+    return r->user_id[0] ? r->user_id : r->key_id;
+}
+
+/* POST /api/v1/console/do/switchover {"primary":"<node>"}: taken by the
+ * primary's supervisor. "primary" is the page's confirmation: the node the
+ * person saw as primary, which must still be it, so a stale page cannot
+ * move the VIP back. */
 void h_console_switchover(struct srv_req *r)
 {
     json_t *body = req_body_object(r, true);
     const char *want = NULL;
+    bool err = false;
     if (!body)
         return;
     if (req_field_str(r, body, "primary", true, &want))
@@ -368,19 +433,11 @@ void h_console_switchover(struct srv_req *r)
     redisContext *rc = srv_redis(r);
     if (!rc)
         goto out;
-    const char *P = S.conf.redis_prefix;
-    /* with Redis's clock, which the entry's age is judged by */
-    int64_t rnow;
-    redisReply *rep = rds_command_timed(rc, &rnow, "HGET %ssv %s", P, want);
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        req_redis_err(r, rc, rep, "reading the supervisors' state");
+    json_t *st = fresh_sv(r, rc, want, &err);
+    if (err)
         goto out;
-    }
-    json_t *st = rep->type == REDIS_REPLY_STRING ? json_loads(rep->str, 0, NULL) : NULL;
-    freeReplyObject(rep);
     const char *role = json_string_value(json_object_get(st, "role"));
-    int64_t age = rds_sv_age_ms(st, rnow);
-    bool primary = role && strcmp(role, "master") == 0 && age < SV_FRESH_MS;
+    bool primary = role && strcmp(role, "master") == 0;
     json_decref(st);
     if (!primary) {
         req_err(r, 409, "EBizCondition.NotPrimary", json_pack("{s:s}", "primary", want),
@@ -389,31 +446,82 @@ void h_console_switchover(struct srv_req *r)
                 want, SV_FRESH_MS);
         goto out;
     }
-    char *req = NULL;
-    json_t *o = json_pack("{s:s,s:s,s:I}", "node", want, "by",
-                          r->user_id[0] ? r->user_id : r->key_id, "at", (json_int_t)now_ms());
-    req = json_dumps(o, JSON_COMPACT);
+    json_t *o =
+        json_pack("{s:s,s:s,s:I}", "node", want, "by", requester(r), "at", (json_int_t)now_ms());
+    int left = leave_request(r, rc, "sv:switchover", o, "EBizCondition.SwitchoverPending");
     json_decref(o);
-    rep = redisCommand(rc, "DEL %ssv:switchover:result", P);
-    if (rep)
-        freeReplyObject(rep);
-    rep =
-        redisCommand(rc, "SET %ssv:switchover %s NX PX %d", P, req ? req : "{}", SWITCHOVER_REQ_PX);
-    free(req);
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        req_redis_err(r, rc, rep, "leaving the switchover request");
-        goto out;
-    }
-    bool set = rep->type == REDIS_REPLY_STATUS;
-    freeReplyObject(rep);
-    if (!set) {
-        req_err(r, 409, "EBizCondition.SwitchoverPending", NULL,
-                "a switchover request is already waiting for the primary's supervisor");
-        goto out;
-    }
-    req_ok(r, json_pack("{s:b,s:s}", "requested", 1, "primary", want));
+    if (left == 0)
+        req_ok(r, json_pack("{s:b,s:s}", "requested", 1, "primary", want));
 out:
     json_decref(body);
+}
+
+/* POST /api/v1/console/do/maintenance {"node":"<node>","on":bool}: taken
+ * by that node's supervisor, whatever its role, and answered as
+ * `tandemctl maintenance on|off` there: a primary whose peer is not ready
+ * refuses (no --force from the page). */
+void h_console_maintenance(struct srv_req *r)
+{
+    json_t *body = req_body_object(r, true);
+    const char *node = NULL;
+    bool on = false, err = false;
+    if (!body)
+        return;
+    if (req_field_str(r, body, "node", true, &node) || req_field_bool(r, body, "on", true, &on))
+        goto out;
+    redisContext *rc = srv_redis(r);
+    if (!rc)
+        goto out;
+    json_t *st = fresh_sv(r, rc, node, &err);
+    if (err)
+        goto out;
+    if (!st) {
+        req_err(r, 409, "EBizCondition.NodeNotReporting", json_pack("{s:s}", "node", node),
+                "node %s has no supervisor reporting to Redis (none within %d ms): nothing would "
+                "take the request; run `tandemctl maintenance %s` on the node",
+                node, SV_FRESH_MS, on ? "on" : "off");
+        goto out;
+    }
+    json_decref(st);
+    json_t *o = json_pack("{s:s,s:b,s:s,s:I}", "node", node, "on", on, "by", requester(r), "at",
+                          (json_int_t)now_ms());
+    int left = leave_request(r, rc, "sv:maintenance", o, "EBizCondition.MaintenancePending");
+    json_decref(o);
+    if (left == 0)
+        req_ok(r, json_pack("{s:b,s:s,s:b}", "requested", 1, "node", node, "on", on));
+out:
+    json_decref(body);
+}
+
+/* ---- GET /api/v1/console/callables (call scope) ----------------------------
+ * What a call-only user may use, for the console's Call page: the funcs
+ * (POST /api/v1/func/:id takes a call-scope credential) and the enabled,
+ * unexpired Sync and Async APIs. Ids and titles only: no code, no kwargs. */
+void h_console_callables(struct srv_req *r)
+{
+    static const struct {
+        const char *name, *sql;
+    } lists[] = {
+        {"funcs", "SELECT id, title FROM func ORDER BY id"},
+        {"syncAPIs", "SELECT id, title, func_id AS funcId FROM sync_api WHERE enabled = 1 AND "
+                     "(expire_time IS NULL OR expire_time > NOW(3)) ORDER BY id"},
+        {"asyncAPIs", "SELECT id, title, func_id AS funcId FROM async_api WHERE enabled = 1 AND "
+                      "(expire_time IS NULL OR expire_time > NOW(3)) ORDER BY id"},
+    };
+    MYSQL *m = srv_db(r);
+    if (!m)
+        return;
+    json_t *out = json_object();
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        MYSQL_RES *res = req_sql_query(r, m, "%s", lists[i].sql);
+        if (!res) {
+            json_decref(out);
+            return;
+        }
+        json_object_set_new(out, lists[i].name, db_rows_json(res));
+        mysql_free_result(res);
+    }
+    req_ok(r, out);
 }
 
 /* ---- GET /api/v1/console/cron-next?expr=&timezone=&count=5 -----------------

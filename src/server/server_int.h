@@ -101,6 +101,8 @@ void h_console_root(struct srv_req *r);
 void h_console_file(struct srv_req *r);
 void h_console_cluster(struct srv_req *r);
 void h_console_switchover(struct srv_req *r);
+void h_console_maintenance(struct srv_req *r);
+void h_console_callables(struct srv_req *r);
 void h_console_cron_next(struct srv_req *r);
 /* MIME type the console serves a file name as, NULL = not served; whether a
  * path below /console/ is a plain name (0) or not (-1, *why says). */

@@ -28,9 +28,12 @@ const struct srv_route srv_routes[] = {
     {"GET", "/console/**", h_console_file, SRV_SCOPE_NONE, "console"},
     {"POST", "/api/v1/console/do/sign-in", h_console_sign_in, SRV_SCOPE_NONE, "admin"},
     {"GET", "/api/v1/console/do/session", h_console_session, SRV_SCOPE_NONE, "admin"},
-    {"POST", "/api/v1/console/do/sign-out", h_console_sign_out, A, "admin"},
+    /* a call-only user signs out too; the Call page lists what it may call */
+    {"POST", "/api/v1/console/do/sign-out", h_console_sign_out, SRV_SCOPE_CALL, "admin"},
+    {"GET", "/api/v1/console/callables", h_console_callables, SRV_SCOPE_CALL, "admin"},
     {"GET", "/api/v1/console/cluster", h_console_cluster, A, "admin"},
     {"POST", "/api/v1/console/do/switchover", h_console_switchover, A, "admin"},
+    {"POST", "/api/v1/console/do/maintenance", h_console_maintenance, A, "admin"},
     {"GET", "/api/v1/console/cron-next", h_console_cron_next, A, "admin"},
 
     {"POST", "/api/v1/func/:", h_func_call, true, "call"},

@@ -71,10 +71,19 @@ static void test_console_routes_reach_the_console(void **state)
                      allow, sizeof allow);
     assert_non_null(rt);
     assert_int_equal(rt->need, SRV_SCOPE_ADMIN);
-    rt = route_match(srv_routes, srv_nroutes, "POST", "/api/v1/console/do/sign-out", params, &np,
+    rt = route_match(srv_routes, srv_nroutes, "POST", "/api/v1/console/do/maintenance", params, &np,
                      &pm, allow, sizeof allow);
     assert_non_null(rt);
     assert_int_equal(rt->need, SRV_SCOPE_ADMIN);
+    /* a call-only user's console signs out and lists what it may call */
+    rt = route_match(srv_routes, srv_nroutes, "POST", "/api/v1/console/do/sign-out", params, &np,
+                     &pm, allow, sizeof allow);
+    assert_non_null(rt);
+    assert_int_equal(rt->need, SRV_SCOPE_CALL);
+    rt = route_match(srv_routes, srv_nroutes, "GET", "/api/v1/console/callables", params, &np, &pm,
+                     allow, sizeof allow);
+    assert_non_null(rt);
+    assert_int_equal(rt->need, SRV_SCOPE_CALL);
 }
 
 int main(void)
