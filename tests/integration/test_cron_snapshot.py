@@ -76,8 +76,7 @@ class CronSnapshot(unittest.TestCase):
         cls.st.down()
 
     def add_job(self, overlap):
-        body = {"func_id": "snap__t.tick", "expr": "* * * * * *", "overlap": overlap}
-        return self.st.api("POST", "/api/v1/cron-jobs", body)["id"]
+        return self.st.add_cron_job("snap__t.tick", "* * * * * *", overlap=overlap)
 
     def slots(self, job):
         """{nominal unix s: [(task id, status)]} from task_record."""
@@ -142,7 +141,7 @@ class CronSnapshot(unittest.TestCase):
                            "no record came from the journal: the restore lost none?")
         print(f"\nFIGURE restore with the keeper stopped: slots {t_stop}..{t_back - 1}: "
               f"{len(skipped)} skipped records written from the accept journal", flush=True)
-        st.api("PATCH", f"/api/v1/cron-jobs/{job}", {"enabled": False})
+        st.set_cron_enabled(job, False)
 
     def test_2_a_beat_started_after_a_restore_fires_no_slot_again(self):
         st = self.st
