@@ -29,7 +29,7 @@ KEY=$(printf '%s\n' "$out" | sed -n 's/^KEY=//p' | head -n1)
 PW=ui-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')
 code=$(ip netns exec "${NS}client" curl -s -o /dev/null -w '%{http_code}' -XPOST "$URL/api/v1/users/do/add" \
     -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-    -d "{\"data\":{\"username\":\"ops\",\"password\":\"$PW\"}}")
+    -d "{\"data\":{\"username\":\"ops\",\"password\":\"$PW\",\"roles\":[\"admin\"]}}")
 [ "$code" = 200 ] || { echo "FAIL: creating the console user answered HTTP $code"; exit 1; }
 ip netns exec "${NS}client" env HOME="$DIR" /usr/bin/python3 "$SRC/tests/ui/lab_switchover.py" \
     "$URL" ops "$PW" "$TANDEM_BUILD/ui-screenshots"
