@@ -680,13 +680,11 @@ fault_redis-failover() {
     echo "  Sentinels' master: ${new:-?} after ${t_new:-timeout} ms; starting the old master again"
     redis_start || FIG_FAIL="the old master did not start again"
     for ((i = 0; i < 600; i++)); do
-        role=$(nsx ${NS}backend redis-cli -h "$old" ROLE 2>/dev/null | head -n1)
-        link=$(nsx ${NS}backend redis-cli -h "$old" INFO replication 2>/dev/null | tr -d '\r' |
-            sed -n 's/^master_link_status://p')
-        [ "$role" = slave ] && [ "$link" = up ] && { t_back=$(($(now_ms) - t0)); break; }
+        role_link=$(redis_role_at "${NS}backend" "$old")
+        [ "$role_link" = "slave up" ] && { t_back=$(($(now_ms) - t0)); break; }
         sleep 0.1
     done
-    echo "  old master $old: ${role:-down}, link ${link:-none}, after ${t_back:-timeout} ms"
+    echo "  old master $old: '${role_link}' after ${t_back:-timeout} ms"
     FIGURES+="sentinel_promoted_ms=${t_new:-timeout}"$'\n'"old_master_replica_again_ms=${t_back:-timeout}"$'\n'
     [ -n "$t_new" ] || FIG_FAIL="the Sentinels did not promote the replica within 30 s"
     [ -n "$t_back" ] || FIG_FAIL="the old master did not come back as a replica within 60 s"
