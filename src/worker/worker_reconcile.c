@@ -235,25 +235,28 @@ static int record_lost(struct recon *p, struct row *w, int64_t now)
     return 0;
 }
 
-static int drop_row(struct recon *p, const char *id, int64_t now)
+/* One statement on one journal row: HEAD + " WHERE id = <id>"; what names
+ * it in the keeper's error. */
+static int row_exec(struct recon *p, const char *head, const char *id, const char *what,
+                    int64_t now)
 {
     char *err = NULL, *qid = db_q(p->k.db, id);
-    int rc = db_exec(p->k.db, &err, "DELETE FROM task_accept WHERE id = %s", qid);
+    int rc = db_exec(p->k.db, &err, "%s WHERE id = %s", head, qid);
     free(qid);
     if (rc != 0)
-        kdb_fail(&p->k, "dropping a journal row", err, now);
+        kdb_fail(&p->k, what, err, now);
     return rc;
+}
+
+static int drop_row(struct recon *p, const char *id, int64_t now)
+{
+    return row_exec(p, "DELETE FROM task_accept", id, "dropping a journal row", now);
 }
 
 static int mark_requeued(struct recon *p, const char *id, int64_t now)
 {
-    char *err = NULL, *qid = db_q(p->k.db, id);
-    int rcode =
-        db_exec(p->k.db, &err, "UPDATE task_accept SET requeued = requeued + 1 WHERE id = %s", qid);
-    free(qid);
-    if (rcode != 0)
-        kdb_fail(&p->k, "marking a task queued again", err, now);
-    return rcode;
+    return row_exec(p, "UPDATE task_accept SET requeued = requeued + 1", id,
+                    "marking a task queued again", now);
 }
 
 /* A journaled cron fire missing its status key (see CRON_LUA). */
