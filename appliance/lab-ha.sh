@@ -55,11 +55,17 @@ ha_doc_step() { # STEP MY_IP ETC
 # foreground) on the command line. (A killed master comes back through
 # redis_start, as the master it was; the Sentinels turn it into a replica:
 # the redis-failover drill.)
+# ha_redis_replica_start add: the same, its redis.conf written by the
+# add-replica script's step instead (the add-replica drill).
 ha_redis_replica_start() {
     local i etc=$DIR/backend2/etc
     mkdir -p "$DIR/backend2"
     rm -f "$etc/redis/redis.conf" # a fresh machine's: the step appends
-    ha_doc_step redis "$BACKEND2_IP" "$etc" || return 1
+    if [ "${1:-}" = add ]; then
+        ha_add_step redis "$etc" || return 1
+    else
+        ha_doc_step redis "$BACKEND2_IP" "$etc" || return 1
+    fi
     start redis-r 1 ${NS}backend2 "$DIR/log/redis-r.log" redis-server "$etc/redis/redis.conf" \
         --bind "$BACKEND2_IP" --port 6379 \
         --protected-mode no --dir "$DIR/backend2" --dbfilename redis.rdb --save "" \
@@ -206,4 +212,95 @@ ha_status() {
     for s in "$DIR/backend/mysql.sock" "$DIR/backend2/mysql.sock"; do
         echo "mariadb ${s%/mysql.sock}: read_only=$(mariadb --no-defaults -S "$s" -u root -N -B -e 'SELECT @@read_only' 2>/dev/null || echo down)"
     done
+}
+
+# --- adding a replica to a backend in use (the add-replica drill) ------------
+
+# docs/two-servers/backend-add-replica.sh, one step, for the new replica on
+# backend2 (files under ETC; HA_SQL / HA_DUMP the mariadb and mariadb-dump
+# commands for the server the step talks to; redis-cli from backend2's
+# namespace; the dump in DIR).
+ha_add_step() { # STEP [ETC]
+    ETC=${2:-$DIR/backend2/etc} RESTART=true MY_IP=$BACKEND2_IP BACKEND_IP=$BACKEND_IP \
+        BACKEND2_IP=$BACKEND2_IP REDIS_SECRET= PRIMARY_IP=$BACKEND_IP SENTINEL_IP=$BACKEND_IP \
+        MARIADB="${HA_SQL:-mariadb}" MARIADB_DUMP="${HA_DUMP:-mariadb-dump}" \
+        REDIS_CLI="ip netns exec ${NS}backend2 redis-cli" REPL_SECRET="$(cat "$DIR/repl.pw")" \
+        DUMP=$DIR/replica.sql WAIT_S=${HA_ADD_WAIT_S:-90} \
+        sh "$CHECKOUT/docs/two-servers/backend-add-replica.sh" "$1"
+}
+
+# The replica machine is lost under load (its Redis and MariaDB SIGKILLed,
+# its disk wiped), the backend runs on the master alone for a few seconds,
+# then a new replica is added by the doc's script while the load goes on:
+# Redis follows the master again (full sync), MariaDB loads a consistent
+# dump and follows the primary from its GTID. The drill's usual checks say
+# whether anything accepted was lost meanwhile; after the load, the new
+# MariaDB replica must hold exactly the primary's task records.
+fault_add-replica() {
+    local d=$DIR/backend2 p f i t0 t_redis="" t_sync="" ilog=$DIR/log/add-replica.log dbpw
+    local q=(mariadb --no-defaults -u root -N -B)
+    echo "  the replica machine is lost: its Redis and MariaDB SIGKILLed, its disk wiped"
+    for f in "$DIR"/pids/*-redis-r.pid "$DIR"/pids/*-mariadb-r.pid; do
+        p=$(cat "$f" 2>/dev/null)
+        pid_is_ours "$p" && kill -KILL "$p"
+        for ((i = 0; i < 100; i++)); do pid_is_ours "$p" || break; sleep 0.05; done
+        rm -f "$f"
+    done
+    rm -rf -- "${d:?}"/*
+    sleep "${HA_ADD_ALONE_S:-4}"
+    t0=$(now_ms)
+    echo "  new replica at $(date -u +%T.%3N): docs/two-servers/backend-add-replica.sh (log $ilog)"
+    # Redis: the step's redis.conf, then the lab starts it (a full sync)
+    ha_redis_replica_start add >>"$ilog" 2>&1 || { FIG_FAIL="add-replica: step redis / the new Redis does not answer"; return; }
+    t_redis=$(($(now_ms) - t0))
+    # MariaDB: a fresh datadir (backend.sh's server and its tandem user:
+    # not in the primary's binary log, so not logged here either), the
+    # doc's step mariadb (binary log, read_only), then dump and load
+    mkdir -p "$d/tmp"
+    mariadb-install-db --no-defaults --datadir="$d/mysql" --user=root --skip-test-db \
+        --auth-root-authentication-method=socket >>"$ilog" 2>&1 || { FIG_FAIL="add-replica: mariadb-install-db failed ($ilog)"; return; }
+    mariadb_start_at r 2 ${NS}backend2 "$BACKEND2_IP" "$d" $(ha_mariadb_args 2) ||
+        { FIG_FAIL="add-replica: the new MariaDB does not answer"; return; }
+    dbpw=$(sed -n 's/^ *password = "\([^"]*\)"; database.*/\1/p' "$DIR/a/tandem.conf" | head -n 1)
+    "${q[@]}" -S "$d/mysql.sock" >>"$ilog" 2>&1 <<SQL || { FIG_FAIL="add-replica: cannot create the tandem user"; return; }
+SET SESSION sql_log_bin = 0;
+CREATE DATABASE IF NOT EXISTS tandem CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE USER IF NOT EXISTS 'tandem'@'198.18.${LABNET}.%' IDENTIFIED BY '$dbpw';
+GRANT ALL PRIVILEGES ON tandem.* TO 'tandem'@'198.18.${LABNET}.%';
+SQL
+    HA_SQL="mariadb --no-defaults -S $DIR/backend/mysql.sock -u root" \
+        HA_DUMP="mariadb-dump --no-defaults -S $DIR/backend/mysql.sock -u root" \
+        ha_add_step mariadb-dump >>"$ilog" 2>&1 || { FIG_FAIL="add-replica: step mariadb-dump failed ($ilog)"; return; }
+    HA_SQL="mariadb --no-defaults -S $d/mysql.sock -u root" ha_add_step mariadb-load >>"$ilog" 2>&1 ||
+        { FIG_FAIL="add-replica: step mariadb-load failed ($ilog)"; return; }
+    HA_SQL="mariadb --no-defaults -S $d/mysql.sock -u root" ha_add_step check >>"$ilog" 2>&1 ||
+        { FIG_FAIL="add-replica: step check: $(tail -n 1 "$ilog")"; return; }
+    t_sync=$(($(now_ms) - t0))
+    echo "  new replica in sync after $t_sync ms (Redis answering after $t_redis ms)"
+    FIGURES+="add_redis_started_ms=$t_redis"$'\n'"add_in_sync_ms=$t_sync"$'\n'
+    AFTER_LOAD=ha_add_compare
+    EXPECT_PRIMARY=same EXPECT_EPOCH=same OUTAGE_TARGET_MS=${HA_OUTAGE_TARGET_MS:-3000}
+}
+
+# After the load: the primary's task records up to a cutoff 5 s back
+# (count and a checksum of the ids), then its GTID position; once the new
+# replica has applied up to there it must hold the same. Tried three times:
+# a record that ended before the cutoff can still be flushed after it.
+ha_add_compare() {
+    local q=(mariadb --no-defaults -u root -N -B) prim=$DIR/backend/mysql.sock rep=$DIR/backend2/mysql.sock
+    local cut pos try a b sql
+    cut=$(($(date +%s) - 5))
+    sql="SELECT COUNT(*), COALESCE(SUM(CRC32(id)), 0) FROM tandem.task_record WHERE ended_at < FROM_UNIXTIME($cut)"
+    for ((try = 0; try < 3; try++)); do
+        a=$("${q[@]}" -S "$prim" -e "$sql")
+        pos=$("${q[@]}" -S "$prim" -e 'SELECT @@gtid_binlog_pos')
+        [ "$("${q[@]}" -S "$rep" -e "SELECT MASTER_GTID_WAIT('$pos', 30)")" = 0 ] || pos=""
+        b=$("${q[@]}" -S "$rep" -e "$sql")
+        [ -n "$pos" ] && [ -n "$a" ] && [ "$a" = "$b" ] && break
+        sleep 2
+    done
+    echo "  task records before $(date -u -d @"$cut" +%T): primary '${a//$'\t'/ }', new replica '${b//$'\t'/ }' (replica at ${pos:-?})"
+    FIGURES+="add_records_primary=${a%%$'\t'*}"$'\n'"add_records_replica=${b%%$'\t'*}"$'\n'
+    [ -n "$pos" ] || FIG_FAIL="add-replica: the new MariaDB replica did not reach the primary's GTID within 30 s"
+    [ -n "$a" ] && [ "$a" = "$b" ] || FIG_FAIL="add-replica: the new replica's task records differ from the primary's ($b vs $a)"
 }

@@ -5,8 +5,19 @@
 #   BACKEND_IP=192.168.56.10 VIP=192.168.56.100/24 SECRET=<password> \
 #   SECRET_KEY=<same on both nodes: head -c 32 /dev/urandom | base64> sh node-config.sh
 # HTTPS on the VIP (after node-tls.sh): TLS=1 URL=https://<VIP's name>:8088
+# A highly available backend: BACKEND_CONF=<file with what backend-ha.sh
+# tandem-conf printed> instead of BACKEND_IP and SECRET.
 set -eu
-: "${NODE_NAME:?}" "${NODE_IP:?}" "${PEER_IP:?}" "${PRIORITY:?}" "${BACKEND_IP:?}" "${VIP:?}" "${SECRET:?}"
+: "${NODE_NAME:?}" "${NODE_IP:?}" "${PEER_IP:?}" "${PRIORITY:?}" "${VIP:?}"
+# Redis and MariaDB: the one backend machine, or the HA backend's blocks.
+if [ -n "${BACKEND_CONF:-}" ]; then
+  backend=$(cat "$BACKEND_CONF")
+else
+  : "${BACKEND_IP:?}" "${SECRET:?}"
+  backend="redis = { host = \"$BACKEND_IP\"; port = 6379; password = \"$SECRET\"; };
+mysql = { host = \"$BACKEND_IP\"; port = 3306; user = \"tandem\";
+          password = \"$SECRET\"; database = \"tandem\"; };"
+fi
 # The interface that carries NODE_IP (ip -br addr shows it).
 ifname=$(ip -o -4 addr show | awk -v ip="$NODE_IP" '{split($4, a, "/"); if (a[1] == ip) print $2}' | head -n 1)
 [ -n "$ifname" ] || { echo "node-config: no interface has $NODE_IP" >&2; exit 1; }
@@ -28,9 +39,7 @@ url=""
 conf=/etc/tandem/tandem.conf
 cat >"$conf" <<CONF
 node = { name = "$NODE_NAME"; };
-redis = { host = "$BACKEND_IP"; port = 6379; password = "$SECRET"; };
-mysql = { host = "$BACKEND_IP"; port = 3306; user = "tandem";
-          password = "$SECRET"; database = "tandem"; };
+$backend
 failover = {
   interface = "$ifname";
   vip = "$VIP";

@@ -17,11 +17,12 @@
 # Names: switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop
 # partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom
 # backend-reboot; in an `up --ha-backend` lab (run_drill.sh makes one):
-# redis-failover mariadb-switch redis-partition; in an `up --faketime` lab:
+# redis-failover mariadb-switch redis-partition add-replica (its fault is in
+# appliance/lab-ha.sh); in an `up --faketime` lab:
 # clock-step
 
-DRILL_NAMES="switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom backend-reboot redis-failover mariadb-switch redis-partition clock-step"
-HA_DRILLS="redis-failover mariadb-switch redis-partition"
+DRILL_NAMES="switchover stop-primary power-cut kill-tree kill-keepalived kill-server sigstop partition redis-restart redis-kill redis-snapshot mariadb-restart redis-oom backend-reboot redis-failover mariadb-switch redis-partition add-replica clock-step"
+HA_DRILLS="redis-failover mariadb-switch redis-partition add-replica"
 LOAD_S=${DRILL_LOAD_S:-22}   # client load duration
 FAULT_AT=${DRILL_FAULT_AT:-5} # s into the load
 CRON_ID=cron-drill

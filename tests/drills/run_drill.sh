@@ -48,7 +48,7 @@ trap 'exit 1' INT TERM
 
 UP=("${UP_OPTS[@]}")
 case "$NAME" in
-redis-failover | mariadb-switch) UP+=(--ha-backend) ;;
+redis-failover | mariadb-switch | add-replica) UP+=(--ha-backend) ;;
 clock-step) UP+=(--faketime) ;; # each node's wall clock under the drill's control
 esac
 # the partition drill checks the documented default: an enqueue that no

@@ -7,7 +7,8 @@
 # promises); this file maps its namespaces and backend access onto the
 # machines and adds the faults only machines can have.
 #
-# Names: switchover stop kill power-cut reboot backend-reboot rolling-upgrade
+# Names: switchover stop kill power-cut reboot backend-reboot rolling-upgrade;
+# on machines made by `up --ha`: redis-failover
 
 # The lab runner names namespaces ${NS}client, ${NS}a...: with the lab's
 # default prefix, nsx below maps them onto the machines' tm-* namespaces.
@@ -16,7 +17,8 @@ NS=tandem-
 # HTTP on the VIP, or HTTPS verified with the test CA of `up --tls`.
 tls_urls
 . "$CHECKOUT/tests/drills/drills.sh"
-DRILL_NAMES="switchover stop kill power-cut reboot backend-reboot rolling-upgrade"
+DRILL_NAMES="switchover stop kill power-cut reboot backend-reboot rolling-upgrade redis-failover"
+HA_DRILLS="redis-failover"
 BACKEND_SECRET=$(cat "$DIR/secret")
 
 # The lab runner calls `nsx tandem-client ...` for its client: here that is
@@ -40,12 +42,32 @@ vip_holders() {
     echo "${out:-none}"
 }
 # Redis from the host's redis-cli through the backend's network (the lab's
-# way; one nsenter per call is slow), else inside the backend machine.
+# way; one nsenter per call is slow), else inside the backend machine:
+# rcli_at HOST PORT ARGS...; rcli: the Redis master (on `up --ha` machines
+# the one the Sentinels name now).
 if command -v redis-cli >/dev/null; then
-    rcli() { ip netns exec tm-backend redis-cli -h "$BACKEND_IP" --no-auth-warning -a "$BACKEND_SECRET" "$@" 2>/dev/null; }
+    rcli_at() { ip netns exec tm-backend env REDISCLI_AUTH="$BACKEND_SECRET" redis-cli -h "$1" -p "$2" "${@:3}" 2>/dev/null; }
 else
-    rcli() { msh backend redis-cli --no-auth-warning -a "$BACKEND_SECRET" "$@" 2>/dev/null; }
+    rcli_at() { msh backend env REDISCLI_AUTH="$BACKEND_SECRET" redis-cli -h "$1" -p "$2" "${@:3}" 2>/dev/null; }
 fi
+rcli() { rcli_at "$(ha_redis_master_ip)" 6379 "$@"; }
+
+# The backend pair of `up --ha` (the lab's names for it, which the lab's
+# drill runner asks for): the master per the Sentinel on node a (the one
+# on the backend machine goes down with it in a power cut).
+ha_on() { [ -e "$DIR/ha" ]; }
+SENTINEL_PORT=26379 HA_MASTER_NAME=tandem
+ha_redis_master_ip() {
+    local ip=""
+    ha_on && ip=$(rcli_at "$A_IP" $SENTINEL_PORT SENTINEL get-master-addr-by-name $HA_MASTER_NAME | head -n 1)
+    echo "${ip:-$BACKEND_IP}"
+}
+redis_role_at() { # HOST -> role and link status of that Redis ("slave up")
+    local info
+    info=$(rcli_at "$1" 6379 INFO replication | tr -d '\r')
+    echo "$(echo "$info" | sed -n 's/^role://p') $(echo "$info" | sed -n 's/^master_link_status://p')"
+}
+backend_machine() { [ "$1" = "$BACKEND2_IP" ] && echo backend2 || echo backend; }
 sqlq() { msh backend mariadb -N -B tandem -e "$1"; }
 sv_status() { msh "$1" tandemctl --json status 2>/dev/null; }
 stack_nodes() {
@@ -259,6 +281,42 @@ fault_rolling-upgrade() {
         FIGURES+="version_$v=$(msh "$v" dpkg-query -W -f '${Version}' tandem)"$'\n'
     done
     EXPECT_PRIMARY=other EXPECT_EPOCH=newer OUTAGE_TARGET_MS=""
+}
+
+# SIGKILL the Redis master under load, on `up --ha` machines (the lab's
+# redis-failover on real systemd): the Sentinels promote the replica; the
+# killed Redis comes back as the master it was (its own AOF, its own
+# redis.conf) and the Sentinels must turn it into a replica. systemd would
+# restart it 100 ms after the kill (Restart=always), before the Sentinels
+# see it down (down-after 2 s): a runtime drop-in holds the restart off for
+# the drill, and it is started once the replica is promoted, as a crashed
+# machine that boots again would be. Every accepted task was on the
+# replica (wait_replicas = 1, wait_refuse = true: the doc's defaults).
+fault_redis-failover() {
+    local old m new="" t0 t_new="" t_back="" i role_link="" dropin=/run/systemd/system/redis-server.service.d
+    old=$(ha_redis_master_ip) m=$(backend_machine "$(ha_redis_master_ip)")
+    msh "$m" sh -c "mkdir -p $dropin && printf '[Service]\nRestartSec=600\n' >$dropin/tandem-drill.conf && systemctl daemon-reload"
+    echo "  SIGKILL the Redis master $old (tm-$m: systemctl kill -s KILL redis-server)"
+    t0=$(now_ms)
+    msh "$m" systemctl kill -s KILL redis-server
+    for ((i = 0; i < 300; i++)); do
+        new=$(ha_redis_master_ip)
+        [ -n "$new" ] && [ "$new" != "$old" ] && { t_new=$(($(now_ms) - t0)); break; }
+        sleep 0.1
+    done
+    echo "  Sentinels' master: ${new:-?} after ${t_new:-timeout} ms; starting the old master again"
+    msh "$m" sh -c "rm -rf $dropin && systemctl daemon-reload && systemctl start redis-server" ||
+        FIG_FAIL="the old master's redis-server did not start again"
+    for ((i = 0; i < 600; i++)); do
+        role_link=$(redis_role_at "$old")
+        [ "$role_link" = "slave up" ] && { t_back=$(($(now_ms) - t0)); break; }
+        sleep 0.1
+    done
+    echo "  old master $old: '${role_link}' after ${t_back:-timeout} ms"
+    FIGURES+="sentinel_promoted_ms=${t_new:-timeout}"$'\n'"old_master_replica_again_ms=${t_back:-timeout}"$'\n'
+    [ -n "$t_new" ] || FIG_FAIL="the Sentinels did not promote the replica within 30 s"
+    [ -n "$t_back" ] || FIG_FAIL="the old master did not come back as a replica within 60 s"
+    EXPECT_PRIMARY=same EXPECT_EPOCH=same OUTAGE_TARGET_MS=${HA_OUTAGE_TARGET_MS:-15000}
 }
 
 # Seconds of client load per drill: the fault and the machine's return

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# tests/machines/run.sh [--prev] [--tls] STEP...: one set of booted machines
-# (appliance/machines up, with those options), then each STEP in order,
-# then down.
-# A STEP is a drill name or "systemd" (tests/machines/systemd.sh).
+# tests/machines/run.sh [--prev] [--tls] [--ha] STEP...: one set of booted
+# machines (appliance/machines up, with those options), then each STEP in
+# order, then down.
+# A STEP is a drill name, "systemd" (tests/machines/systemd.sh) or
+# "topology" (tests/machines/topology.sh: doctor and status of a --ha pair).
 # Exit 0 all passed, 1 something broke (or a part is missing), 77 skipped
 # (only with TANDEM_MACHINES_MAY_SKIP=1).
 set -u
 SRC=${TANDEM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 M=$SRC/appliance/machines
 UP=(up)
-while [ "${1:-}" = --prev ] || [ "${1:-}" = --tls ]; do UP+=("$1"); shift; done
+while [ "${1:-}" = --prev ] || [ "${1:-}" = --tls ] || [ "${1:-}" = --ha ]; do UP+=("$1"); shift; done
 
 # A missing part FAILs: a skip reads as a pass in CI and hides a host that
 # cannot run them. TANDEM_MACHINES_MAY_SKIP=1 (a developer's machine
@@ -45,8 +46,8 @@ echo "machines up in $(($(date +%s) - t0)) s"
 rc=0
 for step in "$@"; do
     t1=$(date +%s)
-    if [ "$step" = systemd ]; then
-        DIR=$DIR bash "$SRC/tests/machines/systemd.sh" || rc=1
+    if [ "$step" = systemd ] || [ "$step" = topology ]; then
+        DIR=$DIR bash "$SRC/tests/machines/$step.sh" || rc=1
     else
         timeout 400 "$M" drill "$step" --dir "$DIR" || rc=1
     fi

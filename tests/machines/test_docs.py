@@ -15,8 +15,12 @@ import unittest
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOC = os.path.join(TOP, "docs", "two-servers.md")
-# scripts the lab runs instead of appliance/machines, and the file that does
-LAB_RUN = {"docs/two-servers/backend-ha.sh": "appliance/lab-ha.sh"}
+# scripts the lab runs a step at a time: the file that does and its
+# function for one step
+LAB_RUN = {"docs/two-servers/backend-ha.sh": ("appliance/lab-ha.sh", "ha_doc_step"),
+           "docs/two-servers/backend-add-replica.sh": ("appliance/lab-ha.sh", "ha_add_step")}
+# scripts of steps that appliance/machines up --ha runs too, each step by name
+MACHINES_STEPS = ("docs/two-servers/backend-ha.sh",)
 BLOCK = re.compile(r"^<!-- (docs/two-servers/[\w.-]+\.sh) -->\n```sh\n(.*?)^```$", re.M | re.S)
 
 
@@ -49,26 +53,41 @@ class DocsAreTheScript(unittest.TestCase):
         with open(os.path.join(TOP, "appliance", "machines")) as f:
             m = f.read()
         for s in self.scripts:
-            if s in LAB_RUN:
+            if s in LAB_RUN and s not in MACHINES_STEPS:
                 continue  # test_lab_runs_every_step
             self.assertRegex(m, r"/root/two-servers/%s\b" % re.escape(os.path.basename(s)),
                              "appliance/machines does not run %s" % s)
 
+    @staticmethod
+    def steps_of(script):
+        with open(os.path.join(TOP, script)) as f:
+            return re.findall(r"^([a-z][a-z-]*)\)$", f.read(), re.M)
+
     def test_lab_runs_every_step(self):
-        # The HA backend's script is run by the lab (appliance/lab-ha.sh), a
-        # step at a time (`ha_doc_step STEP ...`): each step the script
-        # knows (its case labels) must be one the lab runs, or that part of
-        # the doc would be untested.
-        for script, runner in LAB_RUN.items():
-            with open(os.path.join(TOP, script)) as f:
-                steps = re.findall(r"^([a-z][a-z-]*)\)$", f.read(), re.M)
+        # The HA backend's scripts are run by the lab (appliance/lab-ha.sh),
+        # a step at a time (`ha_doc_step STEP ...`, `ha_add_step STEP`): each
+        # step a script knows (its case labels) must be one the lab runs, or
+        # that part of the doc would be untested.
+        for script, (runner, fn) in LAB_RUN.items():
+            steps = self.steps_of(script)
             with open(os.path.join(TOP, runner)) as f:
                 lab = f.read()
             self.assertIn(script, lab, "%s does not run %s" % (runner, script))
             self.assertTrue(steps, "%s: no steps (case labels) found" % script)
             for step in steps:
-                self.assertTrue(re.search(r"^\s*ha_doc_step %s\b" % re.escape(step), lab, re.M),
+                self.assertTrue(re.search(r"^[^#\n]*\b%s %s\b" % (fn, re.escape(step)), lab, re.M),
                                 "%s does not run step '%s' of %s" % (runner, step, script))
+
+    def test_machines_run_every_step(self):
+        # appliance/machines up --ha runs the HA backend's script on the
+        # machines, each step by name (`.../backend-ha.sh STEP`)
+        with open(os.path.join(TOP, "appliance", "machines")) as f:
+            m = f.read()
+        for script in MACHINES_STEPS:
+            for step in self.steps_of(script):
+                self.assertRegex(m, r"/root/two-servers/%s %s\b" % (re.escape(os.path.basename(script)),
+                                                                   re.escape(step)),
+                                 "appliance/machines does not run step '%s' of %s" % (step, script))
 
     def test_redis_durability_stated_and_set(self):
         # the doc's promise (AOF, fsync every second) is what the script sets
