@@ -76,10 +76,13 @@ mariadb-load)
   # primary's transactions, not new ones of this server (gtid_strict_mode
   # would refuse the stream after them). The dump sets gtid_slave_pos, where
   # following the primary starts. The replication user too, for when this
-  # server is primary and the other follows it.
+  # server is primary and the other follows it. read_only now, whichever
+  # address the new machine has (backend-ha.sh's file sets it only for
+  # BACKEND2_IP: a new first machine needs read_only = 1 in its file too).
   : "${MY_IP:?the new machine's address}" "${REPL_SECRET:?the replication user's password}"
   [ -s "$DUMP" ] || { echo "backend-add-replica: no $DUMP (copy it from the primary)" >&2; exit 1; }
   {
+    echo "SET GLOBAL read_only = 1;"
     echo "SET SESSION sql_log_bin = 0;"
     cat "$DUMP"
     echo "CREATE USER IF NOT EXISTS 'repl'@'$BACKEND_IP' IDENTIFIED BY '$REPL_SECRET';"

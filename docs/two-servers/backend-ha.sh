@@ -9,18 +9,18 @@
 #                  second one read-only
 #   mariadb-replication  then on the backend machine (the replication
 #                  user), then on the second one (it follows the first)
-#   tandem-conf    prints the redis and mysql blocks of both nodes'
-#                  tandem.conf (in place of node-config.sh's)
+#   tandem-conf    on each node: prints the redis and mysql blocks of its
+#                  tandem.conf (into a file for node-config.sh's BACKEND_CONF)
 #   BACKEND_IP=192.168.56.10 BACKEND2_IP=192.168.56.13 NODE_A_IP=192.168.56.11 \
 #   NODE_B_IP=192.168.56.12 MY_IP=<this machine's address> SECRET=<password> \
 #   REPL_SECRET=<replication password> sh backend-ha.sh STEP
 # SECRET is backend.sh's password (MariaDB's tandem user, and Redis's unless
 # REDIS_SECRET says otherwise; REDIS_SECRET= for a Redis without one).
-# appliance/lab up --ha-backend runs these same steps with ETC set to its
-# own directory, RESTART=true (it starts the daemons itself, with the files
-# written here) and MARIADB its client command. For a fresh pair; to add a
-# replica to a backend already in use, load a consistent copy of the
-# primary on it first (docs/backend-ha.md).
+# appliance/machines up --ha runs these steps on its machines; appliance/lab
+# up --ha-backend too, with ETC set to its own directory, RESTART=true (it
+# starts the daemons itself, with the files written here) and MARIADB its
+# client command. For a fresh pair; to add a replica to a backend already in
+# use: backend-add-replica.sh.
 set -eu
 STEP=${1:?"redis, sentinel, mariadb, mariadb-replication or tandem-conf"}
 : "${BACKEND_IP:?the Redis master's address}" "${BACKEND2_IP:?the replica's address}"
