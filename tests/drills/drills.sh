@@ -833,6 +833,8 @@ drill_run() {
     [ "$name" = clock-step ] && LOAD_S=${DRILL_LOAD_S:-75}
     # two partitions, each with its settling, need a longer load
     [ "$name" = redis-partition ] && [ -z "${DRILL_LOAD_S:-}" ] && LOAD_S=45
+    # the replica's rebuild (a fresh MariaDB, dump, load, sync) under load
+    [ "$name" = add-replica ] && [ -z "${DRILL_LOAD_S:-}" ] && LOAD_S=40
     local t0; t0=$(date +%s)
     echo "drill $name: primary node $P0, epoch $e0; client load ${LOAD_S}s, fault at ${FAULT_AT}s"
     nsx ${NS}client /usr/bin/python3 "$CHECKOUT/tests/drills/client.py" load --url "$URL" "${CLIENT_TLS[@]}" \
