@@ -305,7 +305,8 @@ fault_redis-failover() {
         sleep 0.1
     done
     echo "  Sentinels' master: ${new:-?} after ${t_new:-timeout} ms; starting the old master again"
-    msh "$m" sh -c "rm -rf $dropin && systemctl daemon-reload && systemctl start redis-server" ||
+    # restart, not start: a start job waits for the pending auto-restart
+    msh "$m" sh -c "rm -rf $dropin && systemctl daemon-reload && systemctl restart redis-server" ||
         FIG_FAIL="the old master's redis-server did not start again"
     for ((i = 0; i < 600; i++)); do
         role_link=$(redis_role_at "$old")
