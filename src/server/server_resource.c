@@ -303,13 +303,11 @@ static int script_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, c
         return 0;
     const char *sep = strstr(id, "__");
     char *qset = db_qn(m, id, (size_t)(sep - id));
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT 1 FROM script_set WHERE id = %s", qset);
-    if (!res) {
+    int found = req_sql_row1(r, m, NULL, "SELECT 1 FROM script_set WHERE id = %s", qset);
+    if (found == -1) {
         free(qset);
         return -1;
     }
-    bool found = mysql_fetch_row(res) != NULL;
-    mysql_free_result(res);
     if (!found) {
         req_err(r, 404, "EClientNotFound", json_pack("{s:s}", "scriptSetId", id),
                 "script set of script %s does not exist: add it first (/api/v1/script-sets/do/add)",
@@ -378,15 +376,14 @@ static int env_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, cons
         snprintf(type, sizeof type, "%s", bt);
     } else if (!add) {
         char *q = db_q(m, id);
-        MYSQL_RES *res =
-            req_sql_query(r, m, "SELECT value_type FROM env_variable WHERE id = %s", q);
+        struct sql_row1 o;
+        int found = req_sql_row1(r, m, &o, "SELECT value_type FROM env_variable WHERE id = %s", q);
         free(q);
-        if (!res)
+        if (found == -1)
             return -1;
-        MYSQL_ROW row = mysql_fetch_row(res);
-        if (row && row[0])
-            snprintf(type, sizeof type, "%s", row[0]);
-        mysql_free_result(res);
+        if (found && o.row[0])
+            snprintf(type, sizeof type, "%s", o.row[0]);
+        sql_row1_done(&o);
     }
     char *sealed = NULL, *err = NULL;
     const char *val = json_string_value(v);
@@ -511,12 +508,10 @@ static int cron_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, con
     const char *func_id = json_string_value(json_object_get(data, "funcId"));
     if (func_id && !is_import(r)) {
         char *q = db_q(m, func_id);
-        MYSQL_RES *res = req_sql_query(r, m, "SELECT 1 FROM func WHERE id = %s", q);
+        int found = req_sql_row1(r, m, NULL, "SELECT 1 FROM func WHERE id = %s", q);
         free(q);
-        if (!res)
+        if (found == -1)
             return -1;
-        bool found = mysql_fetch_row(res) != NULL;
-        mysql_free_result(res);
         if (!found) {
             req_err(r, 404, "EClientNotFound",
                     json_pack("{s:s,s:s}", "field", "funcId", "funcId", func_id),
@@ -526,13 +521,13 @@ static int cron_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, con
     }
     if (!add && (expr || func_id)) {
         char *q = db_q(m, id);
-        MYSQL_RES *res = req_sql_query(r, m, "SELECT fixed FROM cron_job WHERE id = %s", q);
+        struct sql_row1 o;
+        int found = req_sql_row1(r, m, &o, "SELECT fixed FROM cron_job WHERE id = %s", q);
         free(q);
-        if (!res)
+        if (found == -1)
             return -1;
-        MYSQL_ROW row = mysql_fetch_row(res);
-        bool fixed = row && row[0] && atoi(row[0]);
-        mysql_free_result(res);
+        bool fixed = found && o.row[0] && atoi(o.row[0]);
+        sql_row1_done(&o);
         if (fixed && !is_import(r)) {
             req_err(r, 400, "EClientBadRequest",
                     json_pack("{s:s,s:s}", "id", id, "field", expr ? "cronExpr" : "funcId"),
@@ -856,11 +851,12 @@ void h_res_list(struct srv_req *r)
     select_cols(c, rs, false);
     fclose(c);
     long long total = -1;
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT COUNT(*) FROM %s%s", rs->table, where);
-    if (res) {
-        MYSQL_ROW row = mysql_fetch_row(res);
-        total = row && row[0] ? strtoll(row[0], NULL, 10) : 0;
-        mysql_free_result(res);
+    struct sql_row1 cnt;
+    MYSQL_RES *res = NULL;
+    int counted = req_sql_row1(r, m, &cnt, "SELECT COUNT(*) FROM %s%s", rs->table, where);
+    if (counted != -1) {
+        total = counted && cnt.row[0] ? strtoll(cnt.row[0], NULL, 10) : 0;
+        sql_row1_done(&cnt);
         char limit[64] = "";
         if (size > 0)
             snprintf(limit, sizeof limit, " LIMIT %lld, %lld", (page - 1) * size, size);
@@ -899,18 +895,17 @@ static int res_fetch(struct srv_req *r, MYSQL *m, const struct resource *rs, con
     select_cols(c, rs, true);
     fclose(c);
     char *q = db_q(m, id);
-    MYSQL_RES *res =
-        req_sql_query(r, m, "SELECT %s FROM %s WHERE id = %s%s%s", cols, rs->table, q,
-                      rs->list_where ? " AND " : "", rs->list_where ? rs->list_where : "");
+    struct sql_row1 o;
+    int found = req_sql_row1(r, m, &o, "SELECT %s FROM %s WHERE id = %s%s%s", cols, rs->table, q,
+                             rs->list_where ? " AND " : "", rs->list_where ? rs->list_where : "");
     free(q);
     free(cols);
-    if (!res)
+    if (found == -1)
         return -1;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    if (row && out)
-        *out = row_json(rs, row, true);
-    mysql_free_result(res);
-    if (!row) {
+    if (found && out)
+        *out = row_json(rs, o.row, true);
+    sql_row1_done(&o);
+    if (!found) {
         req_err(r, 404, "EClientNotFound", json_pack("{s:s}", "id", id), "%s %s not found",
                 rs->label, id);
         return 0;
@@ -1353,13 +1348,12 @@ void h_res_import(struct srv_req *r)
                 goto out;
             }
         char *q = db_q(m, id);
-        MYSQL_RES *res =
-            req_sql_query(r, m, "SELECT 1 FROM %s WHERE id = %s", items[i].rs->table, q);
+        int found =
+            req_sql_row1(r, m, NULL, "SELECT 1 FROM %s WHERE id = %s", items[i].rs->table, q);
         free(q);
-        if (!res)
+        if (found == -1)
             goto out;
-        items[i].exists = mysql_fetch_row(res) != NULL;
-        mysql_free_result(res);
+        items[i].exists = found;
         if (items[i].exists) {
             json_t *l = json_object_get(conflicts, items[i].section);
             if (!l)
@@ -1501,13 +1495,13 @@ static int export_secrets(struct srv_req *r, MYSQL *m, const char *wire, json_t 
             continue;
         }
         char *q = db_q(m, json_string_value(json_object_get(e, "id")));
-        MYSQL_RES *res = req_sql_query(r, m, "SELECT value FROM env_variable WHERE id = %s", q);
+        struct sql_row1 o;
+        int found = req_sql_row1(r, m, &o, "SELECT value FROM env_variable WHERE id = %s", q);
         free(q);
-        if (!res)
+        if (found == -1)
             return -1;
-        MYSQL_ROW row = mysql_fetch_row(res);
-        json_object_set_new(e, "valueTEXT", json_string(row && row[0] ? row[0] : ""));
-        mysql_free_result(res);
+        json_object_set_new(e, "valueTEXT", json_string(found && o.row[0] ? o.row[0] : ""));
+        sql_row1_done(&o);
     }
     return 0;
 }
