@@ -571,20 +571,16 @@ static long long del_exec(struct srv_req *r, MYSQL *m, const char *sql_fmt, cons
     return req_sql_exec(r, m, sql_fmt, q);
 }
 
-static int script_set_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id)
+/* Statements on one quoted id in one transaction, the last deleting the
+ * row itself: 1 deleted, 0 no such row, -1 answered (rolled back). */
+static int delete_in_tx(struct srv_req *r, MYSQL *m, const char *id, const char *const *stmts)
 {
-    (void)rs;
     char *q = db_q(m, id);
     long long n = -1;
-    bool ok =
-        req_sql_exec(r, m, "START TRANSACTION") >= 0 &&
-        del_exec(
-            r, m,
-            "DELETE f FROM func f JOIN script s ON f.script_id = s.id WHERE s.script_set_id = %s",
-            q) >= 0 &&
-        del_exec(r, m, "DELETE FROM script WHERE script_set_id = %s", q) >= 0 &&
-        (n = del_exec(r, m, "DELETE FROM script_set WHERE id = %s", q)) >= 0 &&
-        req_sql_exec(r, m, "COMMIT") >= 0;
+    bool ok = req_sql_exec(r, m, "START TRANSACTION") >= 0;
+    for (size_t i = 0; ok && stmts[i]; i++)
+        ok = (n = del_exec(r, m, stmts[i], q)) >= 0;
+    ok = ok && req_sql_exec(r, m, "COMMIT") >= 0;
     free(q);
     if (!ok) {
         db_exec(m, NULL, "ROLLBACK");
@@ -593,21 +589,23 @@ static int script_set_delete(struct srv_req *r, MYSQL *m, const struct resource 
     return n > 0 ? 1 : 0;
 }
 
+/* A script set takes its scripts and their funcs with it. */
+static int script_set_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id)
+{
+    (void)rs;
+    static const char *const stmts[] = {
+        "DELETE f FROM func f JOIN script s ON f.script_id = s.id WHERE s.script_set_id = %s",
+        "DELETE FROM script WHERE script_set_id = %s", "DELETE FROM script_set WHERE id = %s",
+        NULL};
+    return delete_in_tx(r, m, id, stmts);
+}
+
 static int script_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id)
 {
     (void)rs;
-    char *q = db_q(m, id);
-    long long n = -1;
-    bool ok = req_sql_exec(r, m, "START TRANSACTION") >= 0 &&
-              del_exec(r, m, "DELETE FROM func WHERE script_id = %s", q) >= 0 &&
-              (n = del_exec(r, m, "DELETE FROM script WHERE id = %s", q)) >= 0 &&
-              req_sql_exec(r, m, "COMMIT") >= 0;
-    free(q);
-    if (!ok) {
-        db_exec(m, NULL, "ROLLBACK");
-        return -1;
-    }
-    return n > 0 ? 1 : 0;
+    static const char *const stmts[] = {"DELETE FROM func WHERE script_id = %s",
+                                        "DELETE FROM script WHERE id = %s", NULL};
+    return delete_in_tx(r, m, id, stmts);
 }
 
 /* A cron job's Redis state (last fire, next slot) goes with it. */
@@ -665,37 +663,103 @@ static int user_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, c
 
 /* ---- the table -------------------------------------------------------------------- */
 
+/* Designated rows: a resource names what it has; the rest is off (false,
+ * NULL, 0: no hook, no paging default, no time filter). DFF serves the
+ * same table under two names in two cases: one row shape each. */
+#define API_ROW(w, l, tbl, pfx)                                                                    \
+    {                                                                                              \
+        .wire = w, .label = l, .table = tbl, .id_prefix = pfx, .id_ok = id_valid,                  \
+        .fields = api_fields, .order = "created_at, id", .bumps = true                             \
+    }
+#define CRON_ROW(w, l)                                                                             \
+    {                                                                                              \
+        .wire = w, .label = l, .table = "cron_job", .id_prefix = "cron-", .id_ok = id_valid,       \
+        .fields = cron_fields, .order = "created_at, id", .bumps = true, .has_update = true,       \
+        .hook = cron_hook, .del = cron_delete, .rows_hook = server_cron_rows_state                 \
+    }
+
 static const struct resource resources[] = {
-    {"script-sets", "script set", "script_set", NULL, script_set_id_ok, script_set_fields, NULL,
-     "id", true, true, NULL, script_set_delete, 0, NULL, NULL},
-    {"scripts", "script", "script", NULL, script_id_valid, script_fields, NULL, "id", true, true,
-     script_hook, script_delete, 0, NULL, NULL},
-    {"funcs", "func", "func", NULL, NULL, func_fields, NULL, "id", false, false, NULL, NULL, 0,
-     NULL, NULL},
-    {"sync-apis", "sync API", "sync_api", "sapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL, 0, NULL, NULL},
-    {"auth-links", "auth link", "sync_api", "sapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL, 0, NULL, NULL},
-    {"async-apis", "async API", "async_api", "aapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL, 0, NULL, NULL},
-    {"batches", "batch", "async_api", "aapi-", id_valid, api_fields, NULL, "created_at, id", true,
-     false, NULL, NULL, 0, NULL, NULL},
-    {"cron-jobs", "cron job", "cron_job", "cron-", id_valid, cron_fields, NULL, "created_at, id",
-     true, true, cron_hook, cron_delete, 0, NULL, server_cron_rows_state},
-    {"crontab-configs", "crontab config", "cron_job", "cron-", id_valid, cron_fields, NULL,
-     "created_at, id", true, true, cron_hook, cron_delete, 0, NULL, server_cron_rows_state},
-    {"env-variables", "env variable", "env_variable", NULL, ident_ok, env_fields, NULL, "id", true,
-     true, env_hook, NULL, 0, NULL, NULL},
-    {"access-keys", "access key", "access_key", "ak-", id_valid, key_fields, "revoked_at IS NULL",
-     "created_at, id", true, false, key_hook, key_delete, 0, NULL, NULL},
-    {"users", "user", "user", "u-", id_valid, user_fields, NULL, "created_at, id", false, true,
-     user_hook, user_delete, 0, NULL, NULL},
-    {"api-auth", "API auth", "api_auth", "apia-", id_valid, api_auth_fields, NULL, "created_at, id",
-     true, true, NULL, NULL, 0, NULL, NULL},
-    {"connectors", "connector", "connector", NULL, ident_ok, connector_fields, NULL, "id", true,
-     true, connector_hook, NULL, 0, NULL, NULL},
-    {"task-records", "task record", "task_record", NULL, NULL, task_record_fields, NULL, "seq DESC",
-     false, false, NULL, NULL, 50, "ended_at", NULL},
+    {.wire = "script-sets",
+     .label = "script set",
+     .table = "script_set",
+     .id_ok = script_set_id_ok,
+     .fields = script_set_fields,
+     .order = "id",
+     .bumps = true,
+     .has_update = true,
+     .del = script_set_delete},
+    {.wire = "scripts",
+     .label = "script",
+     .table = "script",
+     .id_ok = script_id_valid,
+     .fields = script_fields,
+     .order = "id",
+     .bumps = true,
+     .has_update = true,
+     .hook = script_hook,
+     .del = script_delete},
+    {.wire = "funcs", .label = "func", .table = "func", .fields = func_fields, .order = "id"},
+    API_ROW("sync-apis", "sync API", "sync_api", "sapi-"),
+    API_ROW("auth-links", "auth link", "sync_api", "sapi-"),
+    API_ROW("async-apis", "async API", "async_api", "aapi-"),
+    API_ROW("batches", "batch", "async_api", "aapi-"),
+    CRON_ROW("cron-jobs", "cron job"),
+    CRON_ROW("crontab-configs", "crontab config"),
+    {.wire = "env-variables",
+     .label = "env variable",
+     .table = "env_variable",
+     .id_ok = ident_ok,
+     .fields = env_fields,
+     .order = "id",
+     .bumps = true,
+     .has_update = true,
+     .hook = env_hook},
+    {.wire = "access-keys",
+     .label = "access key",
+     .table = "access_key",
+     .id_prefix = "ak-",
+     .id_ok = id_valid,
+     .fields = key_fields,
+     .list_where = "revoked_at IS NULL",
+     .order = "created_at, id",
+     .bumps = true,
+     .hook = key_hook,
+     .del = key_delete},
+    {.wire = "users",
+     .label = "user",
+     .table = "user",
+     .id_prefix = "u-",
+     .id_ok = id_valid,
+     .fields = user_fields,
+     .order = "created_at, id",
+     .has_update = true,
+     .hook = user_hook,
+     .del = user_delete},
+    {.wire = "api-auth",
+     .label = "API auth",
+     .table = "api_auth",
+     .id_prefix = "apia-",
+     .id_ok = id_valid,
+     .fields = api_auth_fields,
+     .order = "created_at, id",
+     .bumps = true,
+     .has_update = true},
+    {.wire = "connectors",
+     .label = "connector",
+     .table = "connector",
+     .id_ok = ident_ok,
+     .fields = connector_fields,
+     .order = "id",
+     .bumps = true,
+     .has_update = true,
+     .hook = connector_hook},
+    {.wire = "task-records",
+     .label = "task record",
+     .table = "task_record",
+     .fields = task_record_fields,
+     .order = "seq DESC",
+     .page_default = 50,
+     .time_col = "ended_at"},
 };
 
 /* The resource named by the path segment after /api/v1/. */
