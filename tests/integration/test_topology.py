@@ -102,8 +102,11 @@ class TopologyTest(unittest.TestCase):
     # each doctor run takes seconds (it checks everything): the Redis and the
     # MariaDB findings, independent, are checked in pairs
     def test_healthy_pair_names_master_replica_sentinels_and_primary(self):
-        r, m = self.doctor([self.ps])
+        r, m = self.doctor([self.ps], "wait_replicas = 1; wait_max_lag = 5;")
         self.assertEqual(r["status"], "ok", r)
+        # the WAIT settings, so an operator sees what an enqueue waits for
+        self.assertIn("WAIT for 1 replica(s) up to 200 ms, counting those with lag <= 5 s",
+                      r["message"])
         self.assertIn(f"master 127.0.0.1:{self.pm}", r["message"])
         self.assertIn(f"127.0.0.1:{self.pr} online lag", r["message"])
         self.assertIn("1 of 1 Sentinels reachable, agreeing", r["message"])
@@ -124,7 +127,8 @@ class TopologyTest(unittest.TestCase):
         self.a.read_only(True)
         r, m = self.doctor([self.ps], "wait_replicas = 2;")
         self.assertEqual(r["status"], "FAIL", r)
-        self.assertIn("wait_replicas = 2 but 1 online", r["message"])
+        self.assertIn("wait_replicas = 2 but 1 online and acknowledging", r["message"])
+        self.assertIn("redis.wait_max_lag = 2 s", r["message"])
         self.assertIn("refused", r["message"])
         self.assertEqual(m["status"], "FAIL", m)
         self.assertIn("no writable MariaDB", m["message"])
