@@ -83,6 +83,8 @@
   function ready(view) {
     if (state.view !== view || state.ready === view) return;
     state.ready = view;
+    /* when the content went into the DOM, for telling script from paint */
+    document.body.setAttribute("data-drawn-ms", (performance.now() - state.navAt).toFixed(1));
     var done = false;
     function mark() {
       if (done || state.view !== view || state.ready !== view) return;
@@ -95,8 +97,14 @@
   }
 
   /* ---- the API -------------------------------------------------------- */
+  /* BOOT: the page's first call, which index.html preloads (<link
+   * rel=preload>) while the scripts load; made exactly as the preload
+   * (credentials "include", no header) so the browser hands over that
+   * answer instead of asking again. */
+  var BOOT = "/api/v1/console/do/session?with=cluster";
   function api(method, path, body) {
-    var opts = { method: method, credentials: "same-origin", headers: { "X-Tandem-Csrf": state.csrf } };
+    var opts = path === BOOT ? { method: method, credentials: "include" }
+      : { method: method, credentials: "same-origin", headers: { "X-Tandem-Csrf": state.csrf } };
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
@@ -190,20 +198,21 @@
   ];
   function route() {
     if (!state.csrf) {
-      /* the session (its CSRF value) comes before any other call; for the
-       * overview it brings the cluster's state along, so the first draw
-       * waits on one round trip, not two. If that part fails (Redis away),
-       * the plain session still signs the page in. */
-      var first = location.hash.replace(/^#\/?/, "").split("/")[0];
-      var boot = first === "" || first === "overview";
-      var plain = function () { return api("GET", "/api/v1/console/do/session"); };
-      (boot ? api("GET", "/api/v1/console/do/session?with=cluster").catch(function (e) {
+      /* the session (its CSRF value) comes before any other call. The
+       * first one, preloaded by index.html, brings the cluster's state
+       * along: the overview draws from it without a second round trip.
+       * If that part fails (Redis away), the plain session still signs
+       * the page in. */
+      var first = !state.booted;
+      state.booted = true;
+      (first ? api("GET", BOOT).catch(function (e) {
         if (e.message === "signed out") throw e;
-        return plain();
-      }) : plain())
+        return api("GET", "/api/v1/console/do/session");
+      }) : api("GET", "/api/v1/console/do/session"))
         .then(function (d) {
           session(d);
-          state.boot = d.cluster || null;
+          var name = location.hash.replace(/^#\/?/, "").split("/")[0];
+          state.boot = (name === "" || name === "overview") && d.cluster || null;
           state.view = "";
           route();
         })
@@ -359,7 +368,7 @@
       .map(function (k) { return k + "=" + q[k] + "  "; }).join("") || "all queues empty");
     var ev = el("table", { id: "failover-events" }, th(["at", "node", "from", "to", "epoch", "cause"]),
       el("tbody", null, (c.failoverEvents || []).map(function (e) {
-        return el("tr", null, el("td", { text: fmtTime(e.at) }), el("td", { text: e.node }),
+        return el("tr", null, el("td", { class: "nowrap", text: fmtTime(e.at) }), el("td", { class: "nowrap", text: e.node }),
           el("td", { text: e.from_state }), el("td", { text: e.to_state }), el("td", { text: e.epoch }),
           el("td", { text: e.cause }));
       })));
