@@ -140,7 +140,7 @@ def table(rows, runs, load_before, load_after):
         return "–" if v is None else "%.0f" % v
     lines = ["load average %.2f before, %.2f after; median of %d run(s); ms from navigation (or click) "
              "to the page's content painted" % (load_before, load_after, runs), "",
-             "| page | in-app | reload | cold | cold: HTML in | scripts run | content in the DOM | "
+             "| page | in-app | reload | cold | last cold: HTML in | scripts run | content in the DOM | "
              "requests before usable | KB |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
