@@ -385,7 +385,7 @@ size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_en
     }
     memset(s, 0, sizeof(*s) * (n <= 8 ? 8 : n));
     /* (asked before the pipeline below is built: it is a command of its own) */
-    int acking = c->redis_wait_replicas > 0 ? rds_replicas_acking(rc) : -1;
+    int acking = c->redis_wait_replicas > 0 ? rds_replicas_acking(rc, c->redis_wait_max_lag) : -1;
     bool wait = c->redis_wait_replicas > 0 && (acking < 0 || acking >= c->redis_wait_replicas);
     for (size_t i = 0; i < n; i++) {
         q[i].err = NULL;
@@ -432,9 +432,9 @@ size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_en
                 else if (c->redis_wait_refuse)
                     enq_fail(&q[i], &s[i],
                              "task %s: not durable: %lld of %d Redis replica(s) online and "
-                             "acknowledging (lag <= %d s), so not waited for "
-                             "(redis.wait_replicas)",
-                             q[i].t->id, acked, c->redis_wait_replicas, RDS_REPLICA_MAX_LAG_S);
+                             "acknowledging (lag <= %d s, redis.wait_max_lag), so not waited "
+                             "for (redis.wait_replicas)",
+                             q[i].t->id, acked, c->redis_wait_replicas, c->redis_wait_max_lag);
                 else
                     warn_unreplicated(q[i].t->id, acked, c->redis_wait_replicas, wait);
             }
