@@ -101,7 +101,7 @@ struct beat {
 
     redisContext *rc;
     int64_t rc_retry_mono;
-    char sha_fire[41], sha_delayed[41], sha_acquire[41], sha_renew[41];
+    char sha_fire[41], sha_plain[41], sha_delayed[41], sha_acquire[41], sha_renew[41];
 
     MYSQL *db;
     int64_t db_retry_mono;

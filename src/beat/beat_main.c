@@ -48,7 +48,8 @@ redisContext *beat_redis(struct beat *b)
     }
     log_info("beat: connected to Redis");
     /* A restarted Redis has an empty script cache. */
-    b->sha_fire[0] = b->sha_delayed[0] = b->sha_acquire[0] = b->sha_renew[0] = '\0';
+    b->sha_fire[0] = b->sha_plain[0] = b->sha_delayed[0] = b->sha_acquire[0] = b->sha_renew[0] =
+        '\0';
     beat_ensure_groups(b);
     return b->rc;
 }
