@@ -410,18 +410,17 @@ static bool batch_plain(const struct beat *b, const struct item *items, int n)
     return n > 0;
 }
 
-static void append_plain(struct beat *b, redisContext *rc, struct item *items, int n,
-                         const char **keys, char *fttl, char *cnt)
+/* The arguments both fire scripts start with: the command (EVALSHA, or
+ * EVAL while the script is not loaded), the nk (a numeral) first keys,
+ * lease value, epoch, prefix, count, fired ttl. Returns how many. */
+static int fire_head(const struct beat *b, const char **av, const char *sha, const char *script,
+                     const char *nk, const char **keys, int n, char *cnt, const char *fttl)
 {
-    const char **av = malloc(sizeof *av * (size_t)(3 + 3 + 6 + 3 * n));
-    char nk[4] = "3";
-    if (!av)
-        return; /* the reply count check turns this into a failure */
     int a = 0;
-    av[a++] = b->sha_plain[0] ? "EVALSHA" : "EVAL";
-    av[a++] = b->sha_plain[0] ? b->sha_plain : PLAIN_LUA;
+    av[a++] = sha[0] ? "EVALSHA" : "EVAL";
+    av[a++] = sha[0] ? sha : script;
     av[a++] = nk;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < atoi(nk); k++)
         av[a++] = keys[k];
     snprintf(cnt, 16, "%d", n);
     av[a++] = b->lease_val;
@@ -429,6 +428,16 @@ static void append_plain(struct beat *b, redisContext *rc, struct item *items, i
     av[a++] = b->conf.redis_prefix;
     av[a++] = cnt;
     av[a++] = fttl;
+    return a;
+}
+
+static void append_plain(struct beat *b, redisContext *rc, struct item *items, int n,
+                         const char **keys, char *fttl, char *cnt)
+{
+    const char **av = malloc(sizeof *av * (size_t)(3 + 3 + 6 + 3 * n));
+    if (!av)
+        return; /* the reply count check turns this into a failure */
+    int a = fire_head(b, av, b->sha_plain, PLAIN_LUA, "3", keys, n, cnt, fttl);
     av[a++] = items[0].slot_s;
     for (int i = 0; i < n; i++) {
         av[a++] = b->jobs[items[i].job].id;
@@ -448,21 +457,9 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
     }
     int argc = 3 + 4 + 7 + n * (ITEM_ARGS + 1);
     const char **av = malloc(sizeof *av * (size_t)argc);
-    char nk[4] = "4";
     if (!av)
         return; /* the reply count check below turns this into a failure */
-    int a = 0;
-    av[a++] = "EVALSHA";
-    av[a++] = b->sha_fire;
-    av[a++] = nk;
-    for (int k = 0; k < 4; k++)
-        av[a++] = keys[k];
-    snprintf(cnt, 16, "%d", n);
-    av[a++] = b->lease_val;
-    av[a++] = keys[4]; /* epoch string */
-    av[a++] = b->conf.redis_prefix;
-    av[a++] = cnt;
-    av[a++] = fttl;
+    int a = fire_head(b, av, b->sha_fire, FIRE_LUA, "4", keys, n, cnt, fttl);
     av[a++] = b->node;
     av[a++] = legacy;
     for (int i = 0; i < n; i++) {
@@ -487,8 +484,6 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
                 av[a++] = it->dl;
         }
     }
-    if (!b->sha_fire[0])
-        av[0] = "EVAL", av[1] = FIRE_LUA;
     redisAppendCommandArgv(rc, a, av, NULL);
     free(av);
 }
