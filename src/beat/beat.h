@@ -101,7 +101,7 @@ struct beat {
 
     redisContext *rc;
     int64_t rc_retry_mono;
-    char sha_fire[41], sha_delayed[41], sha_acquire[41], sha_renew[41];
+    char sha_fire[41], sha_plain[41], sha_delayed[41], sha_acquire[41], sha_renew[41];
 
     MYSQL *db;
     int64_t db_retry_mono;
@@ -158,15 +158,27 @@ int beat_fire_due(struct beat *b, int64_t now_ms_);
 /* Move due delayed tasks to their queues. -1 on failure, -2 fenced. */
 int beat_move_delayed(struct beat *b, int64_t now_ms_);
 void beat_stats_flush(struct beat *b);
-/* Build the items of `slot` ahead of time / drop them. */
+/* Build the items of `slot` ahead of time (and journal them) / drop them
+ * (unprepare: their journal rows stay, a fire another holder may still do
+ * as journaled, e.g. after losing the lease; discard: the rows go too, the
+ * jobs changed). */
 void beat_fire_prepare(struct beat *b, int64_t slot);
 void beat_fire_unprepare(struct beat *b);
+void beat_fire_discard(struct beat *b);
 void beat_ensure_groups(struct beat *b);
 /* For the jobs with want[i]: last[i] = the latest slot >= lo_s that the
  * accept journal (task_accept) or task_record shows handled, else -1.
  * After a Redis restore these, not Redis's cursors and fired marks, know
  * which slots already fired. 0, or -1 (MariaDB unavailable or failing). */
 int beat_journal_handled(struct beat *b, const bool *want, int64_t lo_s, int64_t *last);
+/* At a takeover, after beat_journal_handled: the journal's fires (task
+ * rows, no outcome in task_record yet) of the jobs with want[i], from slot
+ * from[i] on and within the job's misfire grace, fired again as the very
+ * tasks journaled. The fire script's mark makes this a no-op for a fire
+ * Redis has (or the reconciler did); it fires a write-ahead row whose
+ * holder died before its fire, or one a Redis restore lost. */
+void beat_journal_refire(struct beat *b, const bool *want, const int64_t *from, int64_t lo_s,
+                         int64_t now_s);
 
 /* beat_main.c */
 redisContext *beat_redis(struct beat *b);

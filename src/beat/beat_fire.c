@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "beat.h"
 #include "clock.h"
@@ -33,10 +34,11 @@
  * every argument into a string, and 10,000 plain fires are the hot case.
  * Returns -1 (not the lease holder), -2 (stale epoch) or one code per slot:
  * 1 fired, 2 skipped (overlap), 3 recorded (missed/failure), 0 already
- * handled; 2 and 3 come back as the string "2<record JSON>" / "3<record
- * JSON>", so the beat can journal the record: until the keeper flushes
- * Ptaskrec it exists only in Redis, and a restore would lose the slot's
- * only trace (see journal_fired).
+ * handled, 4 already fired as this very task (a journaled fire done again:
+ * by the reconciler, whose mark is "<task id>+r", or at a takeover); 2 and 3 come back as the
+ * string "2<record JSON>" / "3<record JSON>", so the beat can journal the record: until the keeper
+ * flushes Ptaskrec it exists only in Redis, and a restore would lose the slot's only trace (see
+ * journal_fired).
  *
  * Fired slots: one hash per nominal second, <prefix>fired:<slot>, field =
  * cron id, value = the task id (fired) or skipped|missed|failure; HSETNX
@@ -132,11 +134,55 @@ static const char FIRE_LUA[] =
     "        end\n"
     "      end\n"
     "      res = 1\n"
+    "    else\n"
+    "      local m = redis.call('HGET', fk, id)\n"
+    "      if m == tid or m == tid .. '+r' then res = 4 end\n"
     "    end\n"
     "  end\n"
     "  out[j] = res\n"
     "end\n"
     "for k in pairs(hashes) do redis.call('EXPIRE', k, fttl) end\n"
+    "return out\n";
+
+/* The hot case on its own: a batch of plain fires (kind fire, overlap
+ * allow, not refused by an older beat's per-slot key) of ONE slot, the
+ * 10,000 per-minute jobs of a boundary. Same answers as FIRE_LUA (1, 0 or
+ * 4 per slot), but the fired marks are read with one HMGET and written
+ * with one HSET per batch instead of an HSETNX per slot (the script is
+ * atomic, so read-then-write is the same check-and-set), and each slot
+ * sends 3 arguments (cron id, task id, task JSON), not 6: per slot only
+ * the XADD is a Redis call. bench/RESULTS-beat.md has the measurements.
+ * KEYS: lease, epoch, q:cron. ARGV: lease value, epoch, prefix, count,
+ * fired ttl s, slot, then per slot the three. */
+static const char PLAIN_LUA[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end\n"
+    "local ep = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
+    "if tonumber(ARGV[2]) < ep then return -2 end\n"
+    "local n = tonumber(ARGV[4])\n"
+    "if redis.call('EXISTS', KEYS[3]) == 0 then\n"
+    "  redis.pcall('XGROUP', 'CREATE', KEYS[3], 'workers', '0', 'MKSTREAM')\n"
+    "end\n"
+    "local fk = ARGV[3] .. 'fired:' .. ARGV[6]\n"
+    "local ids = {}\n"
+    "for j = 1, n do ids[j] = ARGV[4 + 3 * j] end\n"
+    "local have = redis.call('HMGET', fk, unpack(ids))\n"
+    "local set, out = {}, {}\n"
+    "for j = 1, n do\n"
+    "  local tid = ARGV[5 + 3 * j]\n"
+    "  local m = have[j]\n"
+    "  if not m then\n"
+    "    set[#set + 1] = ids[j]\n"
+    "    set[#set + 1] = tid\n"
+    "    redis.call('XADD', KEYS[3], '*', 't', ARGV[6 + 3 * j])\n"
+    "    out[j] = 1\n"
+    "  elseif m == tid or m == tid .. '+r' then\n"
+    "    out[j] = 4\n"
+    "  else\n"
+    "    out[j] = 0\n"
+    "  end\n"
+    "end\n"
+    "if #set > 0 then redis.call('HSET', fk, unpack(set)) end\n"
+    "redis.call('EXPIRE', fk, ARGV[5])\n"
     "return out\n";
 
 /* KEYS: lease, epoch, delayed. ARGV: lease value, epoch, now ms, limit, prefix. */
@@ -177,13 +223,18 @@ struct item {
     char *rec;                   /* codes 2/3: the record the script wrote (for the journal) */
     size_t task_enq, status_enq; /* offsets of the 13 enq digits, patched at send time */
     int code;                    /* the script's answer, -1 = not sent */
+    bool journaled;              /* its task rows are in task_accept (written ahead of the fire) */
+    bool refire; /* a journaled fire done again at a takeover (beat_journal_refire): its
+                    task JSON is the journal's, its slot is past and the job's cursor is
+                    not its to move */
     /* kind "delay": the delayed runs ("<due ms> <task JSON>\n" each) and
-     * their ids and statuses, SET once the script fired the slot */
+     * their ids, task JSON (journaled) and statuses, SET once the script
+     * fired the slot */
     char *dl;
     int ndl;
     struct delayed_run {
         char tid[ID_MAX];
-        char *status;
+        char *task, *status;
     } * runs;
 };
 
@@ -198,8 +249,10 @@ static void item_free(struct item *it)
     free(it->status);
     free(it->rec);
     free(it->dl);
-    for (int i = 0; i < it->ndl; i++)
+    for (int i = 0; i < it->ndl; i++) {
+        free(it->runs[i].task);
         free(it->runs[i].status);
+    }
     free(it->runs);
 }
 
@@ -217,7 +270,12 @@ static const char *expr_json(const struct beat_job *j)
 
 /* The delayed runs of a fire (DFF's delayed_cron_job): one task per delay
  * > 0, due at slot + delay, carrying the delay for _DFF_DELAY and
- * _DFF_CRON_JOB_DELAY. Their enq is the slot (known when built ahead). */
+ * _DFF_CRON_JOB_DELAY. Their enq is the slot (known when built ahead).
+ * "due" and "fire" (the slot's task id, the value of its fired mark) are
+ * for the journaled copy: the reconciler queues a lost run again into
+ * Pdelayed at its due time, and only when the slot's mark is not there
+ * (worker_reconcile.c). With no delay 0 the first run is the slot's task
+ * (its id is the mark). */
 static int item_build_delayed(struct beat *b, struct item *it, const struct beat_job *j)
 {
     it->runs = calloc((size_t)j->ndelays, sizeof *it->runs);
@@ -233,17 +291,26 @@ static int item_build_delayed(struct beat *b, struct item *it, const struct beat
         int d = j->delays[k];
         if (d == 0)
             continue;
-        struct delayed_run *r = &it->runs[it->ndl++];
-        id_new(r->tid, sizeof r->tid, "task-");
+        struct delayed_run *r = &it->runs[it->ndl];
+        if (it->ndl++ == 0 && j->delays[0] != 0)
+            memcpy(r->tid, it->tid, sizeof r->tid);
+        else
+            id_new(r->tid, sizeof r->tid, "task-");
         long long due = (long long)(it->slot + d) * 1000, enq = (long long)it->slot * 1000;
-        fprintf(f,
-                "%lld {\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
-                "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
-                "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"enq\":%lld,"
-                "\"delay\":%d,\"cron_job_delay\":%d,\"cron_expr\":\"%s\"}\n",
-                due, r->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout,
-                (long long)b->epoch, (long long)j->ver, (long long)it->slot, enq, d, d,
-                expr_json(j));
+        if (asprintf(&r->task,
+                     "{\"id\":\"%s\",\"func\":\"%s\",\"kwargs\":%s,\"origin\":\"cron\","
+                     "\"origin_id\":\"%s\",\"timeout\":%d,\"reply\":\"\",\"queue\":\"cron\","
+                     "\"expires\":0,\"epoch\":%lld,\"ver\":%lld,\"nominal\":%lld,\"enq\":%lld,"
+                     "\"delay\":%d,\"cron_job_delay\":%d,\"cron_expr\":\"%s\",\"due\":%lld,"
+                     "\"fire\":\"%s\"}",
+                     r->tid, j->func, j->kwargs ? j->kwargs : "{}", j->id, j->timeout,
+                     (long long)b->epoch, (long long)j->ver, (long long)it->slot, enq, d, d,
+                     expr_json(j), due, it->tid) < 0) {
+            r->task = NULL;
+            rv = -1;
+            continue;
+        }
+        fprintf(f, "%lld %s\n", due, r->task);
         if (asprintf(&r->status,
                      "{\"id\":\"%s\",\"func\":\"%s\",\"status\":\"queued\",\"origin\":\"cron\","
                      "\"origin_id\":\"%s\",\"queue\":\"cron\",\"nominal\":%lld,\"enq\":%lld,"
@@ -279,8 +346,7 @@ static int item_build(struct beat *b, struct item *it, const struct beat_job *j)
             return -1;
         if (j->delays[0] != 0) {
             /* no run at the slot itself: the slot is fired as its first
-             * delayed run */
-            memcpy(it->tid, it->runs[0].tid, sizeof it->tid);
+             * delayed run (which took it->tid) */
             it->task = strdup("");
             it->status = strdup("");
             return it->task && it->status ? 0 : -1;
@@ -313,7 +379,7 @@ static int item_build(struct beat *b, struct item *it, const struct beat_job *j)
 static void item_stamp(struct item *it, const char *at_s, const char *d13)
 {
     memcpy(it->at_s, at_s, sizeof it->at_s);
-    if (is_fire(it->kind) && it->task[0] && strlen(d13) == 13) {
+    if (is_fire(it->kind) && !it->refire && it->task[0] && strlen(d13) == 13) {
         memcpy(it->task + it->task_enq, d13, 13);
         memcpy(it->status + it->status_enq, d13, 13);
     }
@@ -331,19 +397,30 @@ static void lat_observe(struct beat_stats *st, int64_t ms)
             st->lat_le[i]++;
 }
 
-static void append_batch(struct beat *b, redisContext *rc, struct item *items, int n,
-                         const char **keys, char *fttl, char *legacy, char *cnt)
+/* Whether items[0, n) go as one PLAIN_LUA batch: plain fires of one slot,
+ * after this beat took the lease (legacy keys need FIRE_LUA). */
+static bool batch_plain(const struct beat *b, const struct item *items, int n)
 {
-    int argc = 3 + 4 + 7 + n * (ITEM_ARGS + 1);
-    const char **av = malloc(sizeof *av * (size_t)argc);
-    char nk[4] = "4";
-    if (!av)
-        return; /* the reply count check below turns this into a failure */
+    for (int i = 0; i < n; i++) {
+        const struct item *it = &items[i];
+        if (strcmp(it->kind, "fire") != 0 || it->refire || !it->task[0] ||
+            b->jobs[it->job].skip_overlap || it->slot != items[0].slot || it->slot <= b->takeover_s)
+            return false;
+    }
+    return n > 0;
+}
+
+/* The arguments both fire scripts start with: the command (EVALSHA, or
+ * EVAL while the script is not loaded), the nk (a numeral) first keys,
+ * lease value, epoch, prefix, count, fired ttl. Returns how many. */
+static int fire_head(const struct beat *b, const char **av, const char *sha, const char *script,
+                     const char *nk, const char **keys, int n, char *cnt, const char *fttl)
+{
     int a = 0;
-    av[a++] = "EVALSHA";
-    av[a++] = b->sha_fire;
+    av[a++] = sha[0] ? "EVALSHA" : "EVAL";
+    av[a++] = sha[0] ? sha : script;
     av[a++] = nk;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < atoi(nk); k++)
         av[a++] = keys[k];
     snprintf(cnt, 16, "%d", n);
     av[a++] = b->lease_val;
@@ -351,18 +428,53 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
     av[a++] = b->conf.redis_prefix;
     av[a++] = cnt;
     av[a++] = fttl;
+    return a;
+}
+
+static void append_plain(struct beat *b, redisContext *rc, struct item *items, int n,
+                         const char **keys, char *fttl, char *cnt)
+{
+    const char **av = malloc(sizeof *av * (size_t)(3 + 3 + 6 + 3 * n));
+    if (!av)
+        return; /* the reply count check turns this into a failure */
+    int a = fire_head(b, av, b->sha_plain, PLAIN_LUA, "3", keys, n, cnt, fttl);
+    av[a++] = items[0].slot_s;
+    for (int i = 0; i < n; i++) {
+        av[a++] = b->jobs[items[i].job].id;
+        av[a++] = items[i].tid;
+        av[a++] = items[i].task;
+    }
+    redisAppendCommandArgv(rc, a, av, NULL);
+    free(av);
+}
+
+static void append_batch(struct beat *b, redisContext *rc, struct item *items, int n,
+                         const char **keys, char *fttl, char *legacy, char *cnt)
+{
+    if (batch_plain(b, items, n)) {
+        append_plain(b, rc, items, n, keys, fttl, cnt);
+        return;
+    }
+    int argc = 3 + 4 + 7 + n * (ITEM_ARGS + 1);
+    const char **av = malloc(sizeof *av * (size_t)argc);
+    if (!av)
+        return; /* the reply count check below turns this into a failure */
+    int a = fire_head(b, av, b->sha_fire, FIRE_LUA, "4", keys, n, cnt, fttl);
     av[a++] = b->node;
     av[a++] = legacy;
     for (int i = 0; i < n; i++) {
         struct item *it = &items[i];
         const struct beat_job *j = &b->jobs[it->job];
+        /* a journaled fire done again is not skipped for overlap: the
+         * reconciler would queue it regardless */
+        bool skip = j->skip_overlap && !it->refire;
         av[a++] = j->id;
         av[a++] = it->slot_s;
         av[a++] = it->kind;
-        av[a++] = j->skip_overlap ? "skip" : "allow";
+        av[a++] = skip ? "skip" : "allow";
         av[a++] = it->tid;
         av[a++] = it->task;
-        if (strcmp(it->kind, "fire") != 0 || j->skip_overlap) {
+        if (strcmp(it->kind, "fire") != 0 || skip) {
             av[a++] = j->func;
             av[a++] = it->when;
             av[a++] = it->msg[0] ? it->msg : j->bad;
@@ -372,8 +484,6 @@ static void append_batch(struct beat *b, redisContext *rc, struct item *items, i
                 av[a++] = it->dl;
         }
     }
-    if (!b->sha_fire[0])
-        av[0] = "EVAL", av[1] = FIRE_LUA;
     redisAppendCommandArgv(rc, a, av, NULL);
     free(av);
 }
@@ -455,8 +565,22 @@ void beat_fire_unprepare(struct beat *b)
     b->nprep = 0;
 }
 
-/* Build the items of the next slot ahead of it: at the slot only the
- * Redis work remains on the latency path. */
+static void journal_intents(struct beat *b, struct item *items, int n, int64_t at);
+static void journal_drop(struct beat *b, const struct item *items, int n, const bool *drop);
+
+/* The send time `at` (ms) into every item (see item_stamp). */
+static void stamp_all(struct item *items, int n, int64_t at)
+{
+    char at_s[sizeof items[0].at_s], d13[24];
+    snprintf(at_s, sizeof at_s, "%lld", (long long)at);
+    snprintf(d13, sizeof d13, "%013lld", (long long)at);
+    for (int i = 0; i < n; i++)
+        item_stamp(&items[i], at_s, d13);
+}
+
+/* Build the items of the next slot ahead of it, and write their journal
+ * rows (enq and accepted at the slot): at the slot only the Redis work
+ * remains on the latency path. */
 void beat_fire_prepare(struct beat *b, int64_t slot)
 {
     if (b->prep || b->paused || !b->conf.cron_enabled || !b->leader)
@@ -464,47 +588,183 @@ void beat_fire_prepare(struct beat *b, int64_t slot)
     b->prep = collect(b, slot, &b->nprep);
     b->prep_slot = slot;
     b->prep_gen = b->jobs_gen;
-    if (b->prep && b->nprep == 0)
+    if (b->prep && b->nprep == 0) {
         beat_fire_unprepare(b);
+        return;
+    }
+    stamp_all(b->prep, b->nprep, slot * 1000);
+    int64_t t0 = mono_ms();
+    journal_intents(b, b->prep, b->nprep, slot * 1000);
+    if (b->nprep >= 1000)
+        log_info("beat: %d slot(s) at %lld built ahead, journaled in %lld ms", b->nprep,
+                 (long long)slot, (long long)(mono_ms() - t0));
 }
 
-/* What each handled slot left into the accept journal (task_accept), so a
- * Redis restored from an older snapshot cannot take a slot's only trace
- * with it: a fired task (queue "cron": the keeper's reconciler queues it
- * again, or sees its fired mark survived) and a skipped/missed/failure
- * record (queue "record": the reconciler writes it into task_record if the
- * keeper never flushed it). These rows are also what a beat taking over
- * reads to learn which slots were handled (beat_journal_handled): Redis's
- * cursors and fired marks may be older than the truth after a restore.
- * Written after the script (the slot is decided there), so a window of this
- * one INSERT remains; MariaDB down: logged, the fire stands (beat_db_ensure
- * retries every 2 s). A slot fired only as delayed runs (no delay 0) is not
- * journaled: its runs wait in Pdelayed, which a restore can lose. */
-static void journal_fired(struct beat *b, const struct item *items, int n, int64_t at)
+void beat_fire_discard(struct beat *b)
 {
-    struct journal_row *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
+    bool *drop = b->nprep ? calloc((size_t)b->nprep, sizeof *drop) : NULL;
+    for (int i = 0; drop && i < b->nprep; i++)
+        drop[i] = b->prep[i].journaled;
+    if (drop)
+        journal_drop(b, b->prep, b->nprep, drop);
+    free(drop);
+    beat_fire_unprepare(b);
+}
+
+/* The accept journal (task_accept) and cron. A Redis restored from an older
+ * snapshot must not take a slot's only trace with it, so MariaDB has:
+ * - every fire, as its task rows (queue "cron": the slot's run and each of
+ *   its delayed runs), written AHEAD of the fire script: the write-ahead
+ *   rows of a batch are one journal_write (a handful of statements for
+ *   10,000 slots), before its first script; for a slot built ahead
+ *   (beat_fire_prepare) they are written then, up to a second before the
+ *   slot, off the latency path. A beat dying between its fire script and
+ *   any later write therefore leaves nothing unjournaled. A row is an
+ *   intent until the fired mark says otherwise: the keeper's reconciler
+ *   queues a row whose task Redis does not know only when the slot has no
+ *   mark (or one naming this very task), and a beat taking over fires such
+ *   rows again as the very tasks journaled (beat_journal_refire); the
+ *   mark, HSETNX in one script with the XADD/ZADD, decides, so a slot runs
+ *   once whoever gets there first.
+ * - every skipped/missed/failure record (queue "record"), written after
+ *   the script that decided it (only the script knows a skip): the
+ *   reconciler writes it into task_record if the keeper never flushed it.
+ *   A beat dying before that INSERT while Redis is also restored leaves a
+ *   skipped slot's fire row: the slot then runs once instead of being
+ *   recorded skipped; a missed/failure slot is recorded again by the next
+ *   holder.
+ * After the script, the write-ahead rows of fires that did not happen as
+ * their task (the slot was another's, or skipped) are deleted, so they are
+ * not taken for lost fires. These rows also tell a beat taking over which
+ * slots were handled (beat_journal_handled): Redis's cursors and fired
+ * marks may be older than the truth after a restore. MariaDB down: logged,
+ * the fires go on unjournaled (beat_db_ensure retries every 2 s). */
+
+/* The task rows of a fire: its run at the slot and its delayed runs. */
+static size_t item_rows(const struct item *it, struct journal_row *rows, int64_t at)
+{
     size_t k = 0;
-    for (int i = 0; rows && i < n; i++) {
+    if (it->task && it->task[0])
+        rows[k++] = (struct journal_row){it->tid, "cron", it->task, at};
+    for (int d = 0; d < it->ndl; d++)
+        if (it->runs[d].task)
+            rows[k++] = (struct journal_row){it->runs[d].tid, "cron", it->runs[d].task, at};
+    return k;
+}
+
+/* rows[0, k) into the journal; what for: the log's words. 0 or -1. */
+static int journal_put(struct beat *b, const struct journal_row *rows, size_t k, const char *what)
+{
+    if (k == 0)
+        return 0;
+    if (beat_db_ensure(b) != 0) {
+        log_warnx("beat: accept journal: MariaDB unavailable, %zu %s not recorded", k, what);
+        return -1;
+    }
+    char *err = NULL;
+    size_t done = journal_write(b->db, rows, k, &err);
+    if (done == k)
+        return 0;
+    log_warnx("beat: accept journal: %zu %s not recorded: %s", k - done, what, err ? err : "?");
+    free(err);
+    mysql_close(b->db);
+    b->db = NULL;
+    return -1;
+}
+
+/* Write-ahead: the task rows of the fires among items not journaled yet,
+ * accepted at `at` (ms). */
+static void journal_intents(struct beat *b, struct item *items, int n, int64_t at)
+{
+    size_t cap = 0, k = 0;
+    for (int i = 0; i < n; i++)
+        if (is_fire(items[i].kind) && !items[i].journaled && !items[i].refire)
+            cap += 1 + (size_t)items[i].ndl;
+    if (cap == 0)
+        return;
+    struct journal_row *rows = calloc(cap, sizeof *rows);
+    if (!rows)
+        return;
+    for (int i = 0; i < n; i++)
+        if (is_fire(items[i].kind) && !items[i].journaled && !items[i].refire)
+            k += item_rows(&items[i], rows + k, at);
+    if (journal_put(b, rows, k, "fire(s) (they go to Redis unjournaled)") == 0)
+        for (int i = 0; i < n; i++)
+            if (is_fire(items[i].kind) && !items[i].refire)
+                items[i].journaled = true;
+    free(rows);
+}
+
+/* Deletes the write-ahead rows of items[i] with drop[i] (fires that did
+ * not happen as their tasks). Only "cron" rows: a record row of the same
+ * id may replace one. */
+static void journal_drop(struct beat *b, const struct item *items, int n, const bool *drop)
+{
+    size_t nid = 0;
+    for (int i = 0; i < n; i++)
+        if (drop[i])
+            nid += 1 + (size_t)items[i].ndl;
+    if (nid == 0 || beat_db_ensure(b) != 0)
+        return;
+    size_t cap = 128 + nid * (2 * ID_MAX + 4), len = 0;
+    char *sql = malloc(cap);
+    if (!sql)
+        return;
+    len = (size_t)snprintf(sql, cap, "DELETE FROM task_accept WHERE queue = 'cron' AND id IN (");
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+        if (!drop[i])
+            continue;
+        for (int d = -1; d < items[i].ndl; d++) {
+            const char *id = d < 0 ? items[i].tid : items[i].runs[d].tid;
+            if (!first)
+                sql[len++] = ',';
+            first = false;
+            sql[len++] = '\'';
+            len += mysql_real_escape_string(b->db, sql + len, id, strlen(id));
+            sql[len++] = '\'';
+        }
+    }
+    sql[len++] = ')';
+    if (mysql_real_query(b->db, sql, len) != 0) {
+        log_warnx("beat: accept journal: dropping %zu row(s) of fires that did not happen: %s "
+                  "(the reconciler drops them)",
+                  nid, mysql_error(b->db));
+        mysql_close(b->db);
+        b->db = NULL;
+    }
+    free(sql);
+}
+
+/* After the script: drop the rows of fires that did not happen as their
+ * tasks, then journal the records it wrote. (A fire whose write-ahead row
+ * could not be written stays unjournaled: MariaDB was down a moment ago.) */
+static void journal_settle(struct beat *b, const struct item *items, int n, int64_t at)
+{
+    size_t cnt = n > 0 ? (size_t)n : 1;
+    bool *drop = calloc(cnt, sizeof *drop);
+    for (int i = 0; drop && i < n; i++) {
         const struct item *it = &items[i];
-        if (it->code == 1 && it->task[0])
-            rows[k++] = (struct journal_row){it->tid, "cron", it->task, at};
-        else if ((it->code == 2 || it->code == 3) && it->rec)
+        /* a refire recorded missed (3) replaces its rows by the record;
+         * one refused (0) with its mark maybe its own keeps them */
+        drop[i] = (it->journaled && (it->code == 0 || it->code == 2)) ||
+                  (it->refire && (it->code == 3 || (it->code == 0 && is_fire(it->kind))));
+    }
+    size_t k = 0;
+    struct journal_row *rows = drop ? calloc(cnt, sizeof *rows) : NULL;
+    if (!rows) {
+        free(drop);
+        return;
+    }
+    journal_drop(b, items, n, drop);
+    for (int i = 0; i < n; i++) {
+        const struct item *it = &items[i];
+        if ((it->code == 2 || it->code == 3) && it->rec)
             rows[k++] = (struct journal_row){it->tid, "record", it->rec, at};
     }
-    if (k && beat_db_ensure(b) == 0) {
-        char *err = NULL;
-        size_t done = journal_write(b->db, rows, k, &err);
-        if (done < k) {
-            log_warnx("beat: accept journal: %zu handled slot(s) not recorded: %s", k - done,
-                      err ? err : "?");
-            free(err);
-            mysql_close(b->db);
-            b->db = NULL;
-        }
-    } else if (k) {
-        log_warnx("beat: accept journal: MariaDB unavailable, %zu handled slot(s) not recorded", k);
-    }
+    journal_put(b, rows, k, "handled slot(s)");
     free(rows);
+    free(drop);
 }
 
 struct job_ix {
@@ -542,6 +802,7 @@ static int journal_scan(struct beat *b, const struct job_ix *ix, int n, int64_t 
         return -1;
     }
     MYSQL_ROW row;
+    int64_t now_s = now_ms() / 1000;
     while ((row = mysql_fetch_row(res))) {
         if (!row[0] || !row[1])
             continue;
@@ -550,10 +811,13 @@ static int journal_scan(struct beat *b, const struct job_ix *ix, int n, int64_t 
         const char *oid = json_string_value(json_object_get(t, "origin_id"));
         bool rec = strcmp(row[0], "record") == 0;
         json_t *v = json_object_get(t, rec ? "nominal_at" : "nominal");
-        if (origin && oid && strcmp(origin, "cron") == 0 && json_is_number(v)) {
-            int64_t slot = (int64_t)json_number_value(v);
-            handled_at(ix, n, oid, rec ? slot / 1000 : slot, last);
-        }
+        int64_t slot = json_is_number(v) ? (int64_t)json_number_value(v) : -1;
+        if (rec && slot > 0)
+            slot /= 1000;
+        /* a slot still ahead is a fire built ahead by a holder that is gone
+         * (a write-ahead row): not handled, this beat fires it */
+        if (origin && oid && strcmp(origin, "cron") == 0 && slot >= 0 && slot <= now_s)
+            handled_at(ix, n, oid, slot, last);
         json_decref(t);
     }
     mysql_free_result(res);
@@ -631,6 +895,24 @@ out:
     return rv;
 }
 
+/* Test hook (integration/test_cron_snapshot): with
+ * TANDEM_TEST_BEAT_DIE_AFTER_FIRE=<cron job id> in its environment the beat
+ * dies right after a fire script fired that job, before it writes anything
+ * else: the window in which a beat that journaled after the fire lost the
+ * slot to a Redis restore. */
+static void test_die_after_fire(const struct beat *b, const struct item *items, int n)
+{
+    const char *job = getenv("TANDEM_TEST_BEAT_DIE_AFTER_FIRE");
+    if (!job || !*job)
+        return;
+    for (int i = 0; i < n; i++)
+        if (items[i].code == 1 && strcmp(b->jobs[items[i].job].id, job) == 0) {
+            log_warnx("beat: TANDEM_TEST_BEAT_DIE_AFTER_FIRE: dying after firing %s slot %lld", job,
+                      (long long)items[i].slot);
+            _exit(9);
+        }
+}
+
 /* Send items in pipelined batches and apply the answers. 0, -1 (Redis
  * failure), -2 (fenced). */
 static int send_items(struct beat *b, struct item *items, int n)
@@ -638,12 +920,12 @@ static int send_items(struct beat *b, struct item *items, int n)
     redisContext *rc = beat_redis(b);
     if (!rc)
         return -1;
-    int64_t at = now_ms();
-    char at_s[sizeof items[0].at_s], d13[24];
-    snprintf(at_s, sizeof at_s, "%lld", (long long)at);
-    snprintf(d13, sizeof d13, "%013lld", (long long)at);
-    for (int i = 0; i < n; i++)
-        item_stamp(&items[i], at_s, d13);
+    int64_t at = now_ms(), tj = mono_ms();
+    stamp_all(items, n, at);
+    /* before any script: the fires are in MariaDB first (those built
+     * ahead already are) */
+    journal_intents(b, items, n, at);
+    tj = mono_ms() - tj;
 
     char klease[128], kepoch[128], kq[128], krec[128], ep[32], fttl[24], legacy[24];
     rds_key(klease, sizeof klease, &b->conf, "beat:lease");
@@ -663,6 +945,8 @@ static int send_items(struct beat *b, struct item *items, int n)
 
     if (!b->sha_fire[0] && rds_script_load(rc, FIRE_LUA, b->sha_fire) == -1)
         b->sha_fire[0] = '\0';
+    if (!b->sha_plain[0] && rds_script_load(rc, PLAIN_LUA, b->sha_plain) == -1)
+        b->sha_plain[0] = '\0';
     int64_t t0 = mono_ms();
     int nb = (n + BEAT_BATCH - 1) / BEAT_BATCH;
     char(*cnts)[16] = calloc((size_t)nb, sizeof *cnts);
@@ -702,11 +986,13 @@ static int send_items(struct beat *b, struct item *items, int n)
                     break;
                 freeReplyObject(x);
             }
-            char shasave[41];
+            char shasave[41], plainsave[41];
             memcpy(shasave, b->sha_fire, sizeof shasave);
-            b->sha_fire[0] = '\0';
+            memcpy(plainsave, b->sha_plain, sizeof plainsave);
+            b->sha_fire[0] = b->sha_plain[0] = '\0';
             append_batch(b, rc, items + off, cnt, keys, fttl, legacy, cnts[bi]);
             memcpy(b->sha_fire, shasave, sizeof shasave);
+            memcpy(b->sha_plain, plainsave, sizeof plainsave);
             if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
                 beat_redis_broken(b, "fire script");
                 rv = -1;
@@ -745,12 +1031,15 @@ static int send_items(struct beat *b, struct item *items, int n)
             } else {
                 it->code = e->type == REDIS_REPLY_INTEGER ? (int)e->integer : 0;
             }
-            j->next = it->next;
-            j->handled = it->next;
+            if (!it->refire) {
+                j->next = it->next;
+                j->handled = it->next;
+            }
             switch (it->code) {
             case 1:
                 b->st.fired++;
-                lat_observe(&b->st, t_reply - it->slot * 1000);
+                if (!it->refire)
+                    lat_observe(&b->st, t_reply - it->slot * 1000);
                 break;
             case 2:
                 b->st.skipped++;
@@ -761,6 +1050,8 @@ static int send_items(struct beat *b, struct item *items, int n)
                 else
                     b->st.failed++;
                 break;
+            case 4: /* the reconciler or a takeover fired it as this task */
+                break;
             default:
                 b->st.dup++;
                 break;
@@ -769,6 +1060,7 @@ static int send_items(struct beat *b, struct item *items, int n)
         freeReplyObject(r);
     }
     free(cnts);
+    test_die_after_fire(b, items, n);
     int64_t t1 = mono_ms();
     /* The queued status of each fired task (NX: a worker that already took
      * the task wrote a newer one), then the state hashes (observability and
@@ -797,7 +1089,7 @@ static int send_items(struct beat *b, struct item *items, int n)
         }
         for (int i = 0; i < n; i++) {
             struct item *it = &items[i];
-            if (it->code <= 0)
+            if (it->code <= 0 || it->code == 4 || it->refire)
                 continue;
             static const char *outcome[] = {"", "fired", "skipped", ""};
             rds_key(k, sizeof k, &b->conf, "cron:state:%s", b->jobs[it->job].id);
@@ -817,29 +1109,35 @@ static int send_items(struct beat *b, struct item *items, int n)
             freeReplyObject(r);
         }
     }
-    journal_fired(b, items, n, at);
+    int64_t t2 = mono_ms();
+    journal_settle(b, items, n, at);
+    /* where a big slot's time goes (bench/beat_bench reads these) */
     if (n >= 1000)
-        log_debug("beat: %d slot(s): %lld ms firing, %lld ms writing status and state", n,
-                  (long long)(t1 - t0), (long long)(mono_ms() - t1));
+        log_info("beat: %d slot(s) at %lld: %lld ms journal before, %lld ms firing, %lld ms status "
+                 "and state, %lld ms journal after",
+                 n, (long long)items[0].slot, (long long)tj, (long long)(t1 - t0),
+                 (long long)(t2 - t1), (long long)(mono_ms() - t2));
     return fenced ? -2 : rv;
 }
 
 int beat_fire_due(struct beat *b, int64_t now)
 {
     if (b->paused || !b->conf.cron_enabled || b->njobs == 0) {
-        beat_fire_unprepare(b);
+        beat_fire_discard(b);
         return 0;
     }
     int64_t now_s = now / 1000;
     int rv = 0;
     if (b->prep) {
         /* Built for exactly this second with the jobs and cursors we have
-         * (any reload or takeover bumps jobs_gen)? Otherwise rebuild. */
+         * (a reload that changed a job or a takeover bumps jobs_gen)?
+         * Otherwise rebuild (and drop their journal rows: not fired). */
         bool usable = b->prep_gen == b->jobs_gen && b->prep_slot == now_s;
-        if (usable || b->prep_slot < now_s || b->prep_gen != b->jobs_gen) {
-            if (usable)
-                rv = send_items(b, b->prep, b->nprep);
+        if (usable) {
+            rv = send_items(b, b->prep, b->nprep);
             beat_fire_unprepare(b);
+        } else if (b->prep_slot < now_s || b->prep_gen != b->jobs_gen) {
+            beat_fire_discard(b);
         }
     }
     if (rv == 0) {
@@ -950,4 +1248,204 @@ void beat_ensure_groups(struct beat *b)
         }
         freeReplyObject(r);
     }
+}
+
+/* A journaled fire's task row, for beat_journal_refire. */
+struct refire_row {
+    int job;
+    int64_t slot, due; /* due: a delayed run's due ms, 0 = the run at the slot */
+    bool missed;       /* past the job's misfire grace: recorded missed if not fired */
+    char id[ID_MAX], fire[ID_MAX];
+    char *task, *status;
+};
+
+static int refire_cmp(const void *a, const void *b)
+{
+    const struct refire_row *x = a, *y = b;
+    int c = strcmp(x->fire, y->fire);
+    return c ? c : (x->due > y->due) - (x->due < y->due);
+}
+
+/* The row's status key value, as the fire would have SET it. */
+static char *refire_status(json_t *t, const char *id, int64_t slot, int64_t due)
+{
+    json_t *st = json_pack("{s:s, s:O?, s:s, s:s, s:O?, s:s, s:I, s:O?}", "id", id, "func",
+                           json_object_get(t, "func"), "status", "queued", "origin", "cron",
+                           "origin_id", json_object_get(t, "origin_id"), "queue", "cron", "nominal",
+                           (json_int_t)slot, "enq", json_object_get(t, "enq"));
+    if (st && due > 0)
+        json_object_set_new(st, "eta", json_integer(due));
+    char *s = st ? json_dumps(st, JSON_COMPACT) : NULL;
+    json_decref(st);
+    return s;
+}
+
+/* Rows [0, n) of one fire (same fire id, sorted by due) as one item. */
+static int refire_item(struct beat *b, struct item *it, struct refire_row *rows, int n)
+{
+    const struct beat_job *j = &b->jobs[rows[0].job];
+    it->job = rows[0].job;
+    it->slot = rows[0].slot;
+    it->next = -1;
+    it->refire = true;
+    it->code = -1;
+    snprintf(it->tid, sizeof it->tid, "%s", rows[0].fire);
+    snprintf(it->slot_s, sizeof it->slot_s, "%lld", (long long)it->slot);
+    snprintf(it->next_s, sizeof it->next_s, "-1");
+    snprintf(it->rttl_s, sizeof it->rttl_s, "%d", j->timeout + b->conf.reclaim_margin + 60);
+    cron_format(it->slot, j->tz, it->when, sizeof it->when);
+    if (rows[0].missed) {
+        /* too late to run: the slot is recorded missed unless its mark
+         * says it fired (then nothing happens); its rows go with the
+         * record (runs: their ids only) */
+        it->kind = "missed";
+        it->task = strdup("");
+        it->status = strdup("");
+        if (!it->task || !it->status || !(it->runs = calloc((size_t)n, sizeof *it->runs)))
+            return -1;
+        for (int k = 0; k < n; k++)
+            if (strcmp(rows[k].id, it->tid) != 0)
+                memcpy(it->runs[it->ndl++].tid, rows[k].id, sizeof it->runs[0].tid);
+        return 0;
+    }
+    int at_slot = rows[0].due == 0 ? 1 : 0, ndl = n - at_slot;
+    it->kind = ndl > 0 ? "delay" : "fire";
+    /* the strings move from the rows into the item */
+    it->task = at_slot ? rows[0].task : strdup("");
+    it->status = at_slot ? rows[0].status : strdup("");
+    if (at_slot)
+        rows[0].task = rows[0].status = NULL;
+    if (!it->task || !it->status)
+        return -1;
+    if (ndl == 0)
+        return 0;
+    if (!(it->runs = calloc((size_t)ndl, sizeof *it->runs)))
+        return -1;
+    it->ndl = ndl;
+    size_t cap = 0;
+    FILE *f = open_memstream(&it->dl, &cap);
+    if (!f)
+        return -1;
+    for (int k = at_slot; k < n; k++) {
+        struct delayed_run *r = &it->runs[k - at_slot];
+        memcpy(r->tid, rows[k].id, sizeof r->tid);
+        r->task = rows[k].task;
+        r->status = rows[k].status;
+        rows[k].task = rows[k].status = NULL;
+        fprintf(f, "%lld %s\n", (long long)rows[k].due, r->task);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+void beat_journal_refire(struct beat *b, const bool *want, const int64_t *from, int64_t lo_s,
+                         int64_t now_s)
+{
+    int n = b->njobs > 0 ? b->njobs : 0, nw = 0, nr = 0, cap = 0, ni = 0;
+    struct job_ix *ix = calloc((size_t)n + 1, sizeof *ix);
+    struct refire_row *rows = NULL;
+    struct item *items = NULL;
+    MYSQL_RES *res = NULL;
+    for (int i = 0; ix && i < n; i++)
+        if (want[i])
+            ix[nw++] = (struct job_ix){b->jobs[i].id, i};
+    if (nw == 0 || beat_db_ensure(b) != 0)
+        goto out;
+    qsort(ix, (size_t)nw, sizeof *ix, job_ix_cmp);
+    char *err = NULL;
+    res = db_query(b->db, &err,
+                   "SELECT a.id, a.task FROM task_accept a WHERE a.accepted_ms >= %lld AND "
+                   "a.queue = 'cron' AND NOT EXISTS (SELECT 1 FROM task_record r WHERE r.id = "
+                   "a.id)",
+                   (long long)(lo_s - 60) * 1000);
+    if (!res) {
+        log_warnx("beat: takeover: reading the journal's fires: %s (the keeper's reconciler "
+                  "queues any Redis lost)",
+                  err ? err : "?");
+        free(err);
+        mysql_close(b->db);
+        b->db = NULL;
+        goto out;
+    }
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res))) {
+        json_t *t = row[0] && row[1] ? json_loads(row[1], 0, NULL) : NULL;
+        const char *origin = json_string_value(json_object_get(t, "origin"));
+        const char *oid = json_string_value(json_object_get(t, "origin_id"));
+        const char *fire = json_string_value(json_object_get(t, "fire"));
+        json_t *nom = json_object_get(t, "nominal");
+        struct job_ix key = {oid, 0}, *f = NULL;
+        if (origin && strcmp(origin, "cron") == 0 && oid && json_is_integer(nom) &&
+            strlen(row[0]) < ID_MAX && (!fire || strlen(fire) < ID_MAX))
+            f = bsearch(&key, ix, (size_t)nw, sizeof *ix, job_ix_cmp);
+        int64_t slot = f ? (int64_t)json_integer_value(nom) : -1;
+        /* Within the grace: fired. Past it: recorded missed (as the
+         * holder would have). Only while the fired mark surely lives
+         * (grace + 600 s): older rows are the reconciler's. */
+        if (!f || slot < from[f->i] || slot > now_s || slot < now_s - b->jobs[f->i].grace - 300) {
+            json_decref(t);
+            continue;
+        }
+        if (nr == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct refire_row *nrw = realloc(rows, sizeof *rows * (size_t)cap);
+            if (!nrw) {
+                json_decref(t);
+                break;
+            }
+            rows = nrw;
+        }
+        struct refire_row *w = &rows[nr];
+        memset(w, 0, sizeof *w);
+        w->job = f->i;
+        w->slot = slot;
+        w->missed = slot < now_s - b->jobs[f->i].grace;
+        json_t *due = json_object_get(t, "due");
+        w->due = json_is_integer(due) ? (int64_t)json_integer_value(due) : 0;
+        snprintf(w->id, sizeof w->id, "%s", row[0]);
+        snprintf(w->fire, sizeof w->fire, "%s", fire ? fire : row[0]);
+        w->task = strdup(row[1]);
+        w->status = refire_status(t, w->id, slot, w->due);
+        json_decref(t);
+        if (!w->task || !w->status) {
+            free(w->task);
+            free(w->status);
+            break;
+        }
+        nr++;
+    }
+    if (nr == 0)
+        goto out;
+    qsort(rows, (size_t)nr, sizeof *rows, refire_cmp);
+    items = calloc((size_t)nr, sizeof *items);
+    for (int g = 0, e; items && g < nr; g = e) {
+        for (e = g + 1; e < nr && strcmp(rows[e].fire, rows[g].fire) == 0;)
+            e++;
+        if (refire_item(b, &items[ni], rows + g, e - g) != 0) {
+            item_free(&items[ni]);
+            memset(&items[ni], 0, sizeof items[ni]);
+            continue;
+        }
+        ni++;
+    }
+    if (ni > 0 && send_items(b, items, ni) == 0) {
+        int fired = 0;
+        for (int i = 0; i < ni; i++)
+            fired += items[i].code == 1 || items[i].code == 3;
+        if (fired)
+            log_warnx("beat: takeover: %d journaled fire(s) Redis did not know (a holder died "
+                      "before its fire, or Redis lost it) done now as journaled, or recorded "
+                      "missed past their grace",
+                      fired);
+    }
+out:
+    if (res)
+        mysql_free_result(res);
+    if (items)
+        items_free(items, ni);
+    for (int i = 0; i < nr; i++) {
+        free(rows[i].task);
+        free(rows[i].status);
+    }
+    free(rows);
+    free(ix);
 }

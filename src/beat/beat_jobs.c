@@ -147,6 +147,21 @@ static int64_t first_after(const struct beat_job *j, int64_t t)
     return n;
 }
 
+/* Whether a reload left job a as it was (b): then the items built ahead
+ * for the next slot (and journaled) still hold. */
+static bool job_same(const struct beat_job *a, const struct beat_job *b)
+{
+    return strcmp(a->id, b->id) == 0 && strcmp(a->func, b->func) == 0 &&
+           strcmp(a->expr.text, b->expr.text) == 0 && a->tz == b->tz &&
+           strcmp(a->kwargs ? a->kwargs : "", b->kwargs ? b->kwargs : "") == 0 &&
+           a->enabled == b->enabled && a->skip_overlap == b->skip_overlap && a->grace == b->grace &&
+           a->expires == b->expires && a->changed == b->changed && a->timeout == b->timeout &&
+           a->ver == b->ver && a->ndelays == b->ndelays &&
+           (a->ndelays == 0 ||
+            memcmp(a->delays, b->delays, sizeof *a->delays * (size_t)a->ndelays) == 0) &&
+           strcmp(a->bad, b->bad) == 0 && a->bad_config == b->bad_config && a->next == b->next;
+}
+
 int beat_jobs_load(struct beat *b)
 {
     if (beat_db_ensure(b))
@@ -170,6 +185,8 @@ int beat_jobs_load(struct beat *b)
         db_broken(b);
         return -1;
     }
+    int64_t pause_was = b->pause_changed;
+    bool paused_was = b->paused;
     load_setting(b);
     int n = (int)mysql_num_rows(res);
     struct beat_job *jobs = calloc((size_t)(n ? n : 1), sizeof *jobs);
@@ -251,14 +268,23 @@ int beat_jobs_load(struct beat *b)
         }
     }
     mysql_free_result(res);
+    /* Nothing changed (the periodic reload, mostly): the items built ahead
+     * stay valid (same jobs at the same indexes), and so do their journal
+     * rows. Otherwise they go, rows too. */
+    bool same = k == b->njobs && pause_was == b->pause_changed && paused_was == b->paused;
+    for (int i = 0; same && i < k; i++)
+        same = job_same(&b->jobs[i], &jobs[i]);
+    if (!same)
+        beat_fire_discard(b); /* its job indexes point into the old array */
     for (int i = 0; i < b->njobs; i++)
         job_clear(&b->jobs[i]);
     free(b->jobs);
-    beat_fire_unprepare(b); /* its job indexes point into the old array */
     b->jobs = jobs;
     b->njobs = k;
-    b->jobs_gen++;
-    log_info("beat: loaded %d cron job(s)%s", k, b->paused ? " (globally paused)" : "");
+    if (!same) {
+        b->jobs_gen++;
+        log_info("beat: loaded %d cron job(s)%s", k, b->paused ? " (globally paused)" : "");
+    }
     return 0;
 }
 
@@ -321,29 +347,35 @@ void beat_jobs_takeover(struct beat *b, int64_t now_s)
     int64_t lo = INT64_MAX;
     for (int i = 0; want && i < n; i++) {
         int64_t c = b->jobs[i].next;
+        cur[i] = c; /* what Redis (and this process) say is the oldest slot to do */
         if (c >= 0 && c <= now_s) {
             want[i] = true;
             lo = c < lo ? c : lo;
         }
     }
-    if (want && lo != INT64_MAX) {
-        /* cur (Redis's cursors) is used up: it takes the handled slots */
-        if (beat_journal_handled(b, want, lo, cur) != 0) {
+    int64_t *last = calloc((size_t)(n ? n : 1), sizeof *last);
+    if (want && last && lo != INT64_MAX) {
+        if (beat_journal_handled(b, want, lo, last) != 0) {
             log_warnx("beat: takeover: MariaDB did not say which slots were handled; trusting "
                       "Redis's cursors (after a Redis restore a slot could fire again)");
         } else {
             for (int i = 0; i < n; i++) {
                 struct beat_job *j = &b->jobs[i];
-                if (want[i] && cur[i] >= j->next) {
+                if (want[i] && last[i] >= j->next) {
                     log_info("beat: cron job %s: slots up to %lld already handled (journal), "
                              "not %lld as Redis says",
-                             j->id, (long long)cur[i], (long long)j->next);
-                    j->next = first_after(j, cur[i]);
+                             j->id, (long long)last[i], (long long)j->next);
+                    j->next = first_after(j, last[i]);
                 }
             }
+            /* The journal's fires from the cursor Redis gave on may be
+             * intents a dead holder never fired, or fires a restore lost:
+             * done now, as journaled, where Redis has no mark. */
+            beat_journal_refire(b, want, cur, lo, now_s);
         }
     }
     free(want);
+    free(last);
     for (int i = 0; i < n; i++)
         if (b->jobs[i].next >= 0 && b->jobs[i].next <= now_s)
             late++;

@@ -49,6 +49,8 @@ char *task_encode(const struct task *t)
         json_object_set_new(o, "delay", json_integer(t->delay));
     if (t->cron_expr[0])
         json_object_set_new(o, "cron_expr", json_string(t->cron_expr));
+    if (t->due_ms > 0)
+        json_object_set_new(o, "due", json_integer(t->due_ms));
     if (t->extra)
         json_object_update_missing(o, t->extra); /* never over the fields above */
     char *s = json_dumps(o, JSON_COMPACT);
@@ -159,7 +161,8 @@ int task_decode(struct task *t, const char *json, char **err)
         get_int(o, "expires", &t->expires_ms, 0, 0, INT64_MAX, err) == -1 ||
         get_int(o, "epoch", &t->epoch, 0, 0, INT64_MAX, err) == -1 ||
         get_int(o, "ver", &t->ver, 0, 0, INT64_MAX, err) == -1 ||
-        get_int(o, "nominal", &t->nominal, 0, 0, INT64_MAX, err) == -1)
+        get_int(o, "nominal", &t->nominal, 0, 0, INT64_MAX, err) == -1 ||
+        get_int(o, "due", &t->due_ms, 0, 0, INT64_MAX, err) == -1)
         goto bad;
     t->timeout = (int)timeout;
     /* Record-only fields: a malformed one is left out, never a refused task. */
@@ -227,6 +230,7 @@ struct enq_state {
     const char *msg;
     char qkey[128];
     bool sent, group, set; /* commands appended: any, XGROUP, SET */
+    bool delayed;          /* ZADD to Pdelayed instead of XADD (due later) */
     bool done;             /* failed: q->err says why */
 };
 
@@ -271,7 +275,8 @@ static void enq_fail(struct task_enq *q, struct enq_state *s, const char *fmt, .
 }
 
 /* Appends one task's commands: XGROUP CREATE (first use of the queue on
- * this connection), XADD, and for async/cron the queued status. A sync
+ * this connection), XADD (a ZADD to Pdelayed for a task due later), and
+ * for async/cron the queued status. A sync
  * call's status is written by the worker's commit alone: its caller learns
  * the task id only with the outcome, and a "queued" SET that lands after a
  * fast worker's commit would hide the outcome. */
@@ -280,10 +285,13 @@ static void enq_append(redisContext *rc, const struct tconf *c, struct task_enq 
 {
     const struct task *t = q->t;
     s->msg = q->msg ? q->msg : (s->msg_own = task_encode(t));
+    s->delayed = t->due_ms > now_ms();
     if (!t->reply[0]) {
         json_t *st =
             json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", t->id, "func", t->func, "status", "queued",
                       "origin", task_origin_name(t->origin), "enq", (json_int_t)t->enq_ms);
+        if (st && t->due_ms > 0)
+            json_object_set_new(st, "eta", json_integer(t->due_ms));
         if (st) {
             s->status = json_dumps(st, JSON_COMPACT);
             json_decref(st);
@@ -293,15 +301,22 @@ static void enq_append(redisContext *rc, const struct tconf *c, struct task_enq 
         enq_fail(q, s, "task %s: cannot encode (bad UTF-8 in a field?)", t->id);
         return;
     }
-    rds_key(s->qkey, sizeof(s->qkey), c, "q:%s", t->queue);
-    int slot;
-    s->group = group_needed(rc, t->queue, &slot);
-    for (size_t i = 0; s->group && i < nsent; i++)
-        if (strcmp(sent_groups[i], t->queue) == 0)
-            s->group = false; /* an earlier task of this pipeline creates it */
-    if (s->group)
-        redisAppendCommand(rc, "XGROUP CREATE %s workers 0 MKSTREAM", s->qkey);
-    redisAppendCommand(rc, "XADD %s * t %s", s->qkey, s->msg);
+    if (s->delayed) {
+        /* not due yet: the beat's delayed-task script moves it to its
+         * stream (and creates the group) when it is */
+        rds_key(s->qkey, sizeof(s->qkey), c, "delayed");
+        redisAppendCommand(rc, "ZADD %s %lld %s", s->qkey, (long long)t->due_ms, s->msg);
+    } else {
+        rds_key(s->qkey, sizeof(s->qkey), c, "q:%s", t->queue);
+        int slot;
+        s->group = group_needed(rc, t->queue, &slot);
+        for (size_t i = 0; s->group && i < nsent; i++)
+            if (strcmp(sent_groups[i], t->queue) == 0)
+                s->group = false; /* an earlier task of this pipeline creates it */
+        if (s->group)
+            redisAppendCommand(rc, "XGROUP CREATE %s workers 0 MKSTREAM", s->qkey);
+        redisAppendCommand(rc, "XADD %s * t %s", s->qkey, s->msg);
+    }
     s->sent = true;
     s->set = s->status != NULL;
     if (s->set) {
@@ -339,8 +354,8 @@ static int enq_read(redisContext *rc, struct task_enq *q, struct enq_state *s)
     }
     redisReply *x = r[i++];
     rds_readonly(rc, x); /* a demoted master: the caller reconnects (Sentinel) */
-    if (x->type != REDIS_REPLY_STRING)
-        enq_fail(q, s, "task %s: XADD %s: %s", q->t->id, s->qkey,
+    if (x->type != (s->delayed ? REDIS_REPLY_INTEGER : REDIS_REPLY_STRING))
+        enq_fail(q, s, "task %s: %s %s: %s", q->t->id, s->delayed ? "ZADD" : "XADD", s->qkey,
                  x->type == REDIS_REPLY_ERROR ? x->str : "unexpected reply");
     if (s->set && r[i]->type == REDIS_REPLY_ERROR) {
         /* The task is on the queue, so it is accepted; only its status is

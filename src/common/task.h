@@ -37,6 +37,12 @@ struct task {
      * effective expression) keys; task_encode writes them when set. */
     int delay;
     char cron_expr[128];
+    /* A delayed task (eta/delay, or a delayed cron run): unix ms it becomes
+     * due, 0 = now. task_enqueue ZADDs one still in the future to
+     * <prefix>delayed (the beat moves it to its stream when due) instead
+     * of XADDing it; "due" in the JSON, so a journaled copy can be queued
+     * again the same way (worker_reconcile.c). */
+    int64_t due_ms;
     /* Optional fields for DFF's _DFF_* variables (eta, delay,
      * http_request, cron_job_delay), merged into the JSON by task_encode;
      * owned, NULL = none. task_decode leaves it NULL: the worker hands the
@@ -55,8 +61,9 @@ char *task_encode(const struct task *t);
 int task_decode(struct task *t, const char *json, char **err);
 void task_free(struct task *t); /* releases kwargs */
 
-/* XADD the encoded task to queue stream <prefix>q:<queue>. Accepted = this
- * returned 0. For async and cron tasks (no reply) also SETs
+/* XADD the encoded task to queue stream <prefix>q:<queue> (ZADD it to
+ * <prefix>delayed, score due_ms, while due_ms is in the future). Accepted =
+ * this returned 0. For async and cron tasks (no reply) also SETs
  * <prefix>task:<id> to {"status":"queued",...} with TTL task_ttl, pipelined
  * in the same round trip; a sync call's status is the worker's to write.
  * With redis.wait_replicas, a WAIT ends the pipeline. -1 and *err on failure. */

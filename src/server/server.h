@@ -88,6 +88,7 @@ struct srv_req {
     int64_t deadline_mono;
     bool suspended;
     void (*accept_failed)(struct srv_req *r, void *ud); /* srv_accept's `failed` */
+    bool accept_delayed; /* srv_accept of a task due later: counted "delayed", not "async" */
 
     /* A handler's own state that outlives one callback (Sync/Async API
      * calls: auth, uploads): `cleanup` runs once when the request ends,
@@ -242,10 +243,6 @@ int srv_call(struct srv_req *r, struct task *t, srv_call_done done, void *ud);
  * or -1 after answering. The caller answers nothing itself. */
 int srv_accept(struct srv_req *r, struct task *t, json_t *answer,
                void (*failed)(struct srv_req *r, void *ud), void *ud);
-
-/* options.eta (ISO-8601 or unix seconds) / options.delay (s): ZADD the task
- * to <prefix>delayed with score = due ms. 0, or -1 after answering. */
-int srv_call_delayed(struct srv_req *r, struct task *t, int64_t due_ms);
 
 /* Standard answer of a func call's outcome: success → data {"id","result"}
  * (or the raw result when raw=true, for Sync APIs); failure → 599 with the

@@ -404,8 +404,11 @@ static void call_func(struct srv_req *r, struct srv_cache *c, const char *func_i
     bool answered = false;
     json_t *cached = NULL;
     if (o->due_ms > now_ms()) {
-        if (srv_call_delayed(r, &t, o->due_ms) == 0)
-            req_ok(r, json_pack("{s:s}", "id", t.id));
+        /* accepted like an async call (journaled, so a Redis restored from
+         * an older snapshot cannot lose it), into Pdelayed until due */
+        t.due_ms = o->due_ms;
+        r->accept_delayed = true;
+        srv_accept(r, &t, json_pack("{s:s}", "id", t.id), NULL, NULL);
     } else if (!sync) {
         srv_accept(r, &t, json_pack("{s:s}", "id", t.id), NULL, NULL);
     } else if ((cached = call_cached_outcome(r, f, &t, &answered)) != NULL) {

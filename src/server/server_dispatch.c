@@ -318,43 +318,6 @@ int srv_call(struct srv_req *r, struct task *t, srv_call_done done, void *ud)
     return 0;
 }
 
-int srv_call_delayed(struct srv_req *r, struct task *t, int64_t due_ms)
-{
-    redisContext *rc = srv_redis(r);
-    if (!rc)
-        return -1;
-    char *s = task_encode(t);
-    char zkey[128], tkey[160];
-    rds_key(zkey, sizeof zkey, &S.conf, "delayed");
-    rds_key(tkey, sizeof tkey, &S.conf, "task:%s", t->id);
-    json_t *st = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "id", t->id, "func", t->func, "status",
-                           "queued", "origin", task_origin_name(t->origin), "enq",
-                           (json_int_t)t->enq_ms, "eta", (json_int_t)due_ms);
-    char *sts = json_dumps(st, JSON_COMPACT);
-    json_decref(st);
-    redisAppendCommand(rc, "ZADD %s %lld %s", zkey, (long long)due_ms, s);
-    redisAppendCommand(rc, "SET %s %s EX %d", tkey, sts, S.conf.task_ttl);
-    free(s);
-    free(sts);
-    int rcode = 0;
-    for (int i = 0; i < 2; i++) {
-        redisReply *rep = NULL;
-        if (redisGetReply(rc, (void **)&rep) != REDIS_OK || !rep ||
-            rep->type == REDIS_REPLY_ERROR) {
-            if (rcode == 0)
-                req_redis_err(r, rc, rep, "ZADD delayed");
-            rcode = -1;
-        }
-        if (rep)
-            freeReplyObject(rep);
-        if (rcode && (!rc || rc->err))
-            break;
-    }
-    if (rcode == 0)
-        metrics_call(&S.metrics, CO_DELAYED);
-    return rcode;
-}
-
 void srv_answer_outcome(struct srv_req *r, json_t *outcome, bool raw)
 {
     const char *status = json_string_value(json_object_get(outcome, "status"));

@@ -67,7 +67,7 @@ static void accept_done(struct srv_req *r, json_t *outcome, void *ud)
 {
     json_t *ok = json_object_get(outcome, "ok");
     if (ok) {
-        metrics_call(&S.metrics, CO_ASYNC);
+        metrics_call(&S.metrics, r->accept_delayed ? CO_DELAYED : CO_ASYNC);
         req_ok(r, json_incref(ok));
         return;
     }
@@ -162,7 +162,7 @@ static int accept_direct(struct srv_req *r, struct task *t, json_t *answer,
             srv_redis_broken();
         return -1;
     }
-    metrics_call(&S.metrics, CO_ASYNC);
+    metrics_call(&S.metrics, r->accept_delayed ? CO_DELAYED : CO_ASYNC);
     req_ok(r, answer);
     return 0;
 }

@@ -21,15 +21,22 @@
  * outcome (TTL worker.task_ttl, one day), and it goes only with the task's
  * record safely in task_record or with the data Redis lost.
  *
- * The beat journals every slot it handles (beat_fire.c journal_fired):
- * - queue "cron", a fired task. Its witness is stronger than the status
- *   key (which the beat SETs after its fire script): the slot's fired mark
- *   Pfired:<slot> field <job> = the task id, written atomically with the
- *   XADD. One script (CRON_LUA) decides: mark present = the fire survived
- *   (the status key is put back); the slot marked by another task = it
- *   already ran as that one (this row is dropped: never twice); no mark =
- *   the fire was lost: mark it and queue the task again (once; a second
- *   loss is recorded ETaskLost as above).
+ * A task accepted for later (options.eta/delay; a delayed cron run) has
+ * "due" in its JSON: queued again, it goes back into Pdelayed until then.
+ *
+ * The beat journals every slot it handles (beat_fire.c, "The accept
+ * journal and cron"):
+ * - queue "cron", a fire's task (the run at the slot, and each delayed
+ *   run), written ahead of the fire: until the fire script ran it is an
+ *   intent. Its witness is stronger than the status key (which the beat
+ *   SETs after its fire script): the slot's fired mark Pfired:<slot> field
+ *   <job> = the fire's task id, written atomically with the XADD/ZADDs of
+ *   all the slot's runs. One script (CRON_LUA) decides: the fire's mark =
+ *   the fire survived (the status key is put back); the slot marked by
+ *   another task or a record = it was handled as that (this row is
+ *   dropped: never twice); no mark = the fire was lost, or never happened
+ *   (its beat died first): mark it and queue the slot's tasks again, each
+ *   once (a second loss is recorded ETaskLost as above).
  * - queue "record", a skipped/missed/failure record the fire script pushed
  *   to Ptaskrec: with no row in task_record it is written there (the
  *   keeper's flush of the same record later is a no-op on the (id, status)
@@ -64,24 +71,47 @@
  * beat's cursor never goes back further than a day */
 #define RECON_FIRED_TTL_S 86400
 
-/* KEYS: Pfired:<slot>, Pq:cron, Ptask:<id>. ARGV: job id, task id, task
- * JSON, status JSON, status ttl s, may queue (1|0), fired ttl s.
- * 0: the fire survived; 2: the slot is another task's; 1: queued again;
- * 3: lost, and not queued (may queue 0). */
+/* KEYS: Pfired:<slot>, Pq:cron, Ptask:<id>, Pdelayed. ARGV: job id, task
+ * id, task JSON, status JSON, status ttl s, may queue (1|0), fired ttl s,
+ * fire id (the slot's mark value when the beat fired it: the task's own id,
+ * or for a delayed run of DFF's delayed_cron_job the slot's first task),
+ * due ms (0: not delayed), now ms.
+ * 0: the fire survived (the mark is the fire's: one script wrote it with
+ * every task of the slot) or this task was queued again already; 2: the
+ * slot is another task's or record's; 1: queued again; 3: lost, and not
+ * queued (may queue 0).
+ * Queued again: the mark becomes "<fire id>+r" (the slot is taken: no beat
+ * fires it, and a later sweep does not take it for a surviving fire), and
+ * each of the slot's tasks is queued once, decided by its own field
+ * "<job id>:<task id>" (HSETNX): a slot with delayed runs has one journal
+ * row per run, met one by one, by either node's keeper. A task not due yet
+ * goes back into Pdelayed at its due time. */
 static const char CRON_LUA[] =
     "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "if v == ARGV[2] then\n"
+    "local fire = ARGV[8]\n"
+    "local again = fire .. '+r'\n"
+    "if v == fire then\n"
     "  redis.call('SET', KEYS[3], ARGV[4], 'NX', 'EX', ARGV[5])\n"
     "  return 0\n"
     "end\n"
-    "if v then return 2 end\n"
-    "if ARGV[6] ~= '1' then return 3 end\n"
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
-    "if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[7]) end\n"
-    "if redis.call('EXISTS', KEYS[2]) == 0 then\n"
-    "  redis.pcall('XGROUP', 'CREATE', KEYS[2], 'workers', '0', 'MKSTREAM')\n"
+    "if v and v ~= again then return 2 end\n"
+    "if not v then\n"
+    "  if ARGV[6] ~= '1' then return 3 end\n"
+    "  redis.call('HSET', KEYS[1], ARGV[1], again)\n"
+    "  if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[7]) end\n"
     "end\n"
-    "redis.call('XADD', KEYS[2], '*', 't', ARGV[3])\n"
+    "if redis.call('HSETNX', KEYS[1], ARGV[1] .. ':' .. ARGV[2], '1') == 0 then\n"
+    "  redis.call('SET', KEYS[3], ARGV[4], 'NX', 'EX', ARGV[5])\n"
+    "  return 0\n"
+    "end\n"
+    "if tonumber(ARGV[9]) > tonumber(ARGV[10]) then\n"
+    "  redis.call('ZADD', KEYS[4], ARGV[9], ARGV[3])\n"
+    "else\n"
+    "  if redis.call('EXISTS', KEYS[2]) == 0 then\n"
+    "    redis.pcall('XGROUP', 'CREATE', KEYS[2], 'workers', '0', 'MKSTREAM')\n"
+    "  end\n"
+    "  redis.call('XADD', KEYS[2], '*', 't', ARGV[3])\n"
+    "end\n"
     "redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])\n"
     "return 1\n";
 
@@ -263,22 +293,34 @@ static int mark_requeued(struct recon *p, const char *id, int64_t now)
 static int cron_check(struct recon *p, redisContext *rc, struct row *w, const struct task *t,
                       int64_t now)
 {
-    char kf[160], kq[128], kt[160], ttl[16], fttl[16];
+    char kf[160], kq[128], kt[160], kd[128], ttl[16], fttl[16], fire[ID_MAX], due[24], now_s[24];
     rds_key(kf, sizeof kf, p->c, "fired:%lld", (long long)t->nominal);
     rds_key(kq, sizeof kq, p->c, "q:cron");
     rds_key(kt, sizeof kt, p->c, "task:%s", t->id);
+    rds_key(kd, sizeof kd, p->c, "delayed");
     snprintf(ttl, sizeof ttl, "%d", p->c->task_ttl);
     snprintf(fttl, sizeof fttl, "%d", RECON_FIRED_TTL_S);
+    snprintf(due, sizeof due, "%lld", (long long)t->due_ms);
+    snprintf(now_s, sizeof now_s, "%lld", (long long)now_ms());
+    /* a delayed run names its slot's fire (the mark's value); a task at
+     * the slot is its own */
+    json_t *o = json_loads(w->task, 0, NULL);
+    const char *f = json_string_value(json_object_get(o, "fire"));
+    snprintf(fire, sizeof fire, "%s", f && strlen(f) < sizeof fire ? f : t->id);
+    json_decref(o);
     json_t *st = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", t->id, "func", t->func,
                            "status", "queued", "origin", "cron", "origin_id", t->origin_id, "queue",
                            "cron", "nominal", (json_int_t)t->nominal, "enq", (json_int_t)t->enq_ms);
+    if (st && t->due_ms > 0)
+        json_object_set_new(st, "eta", json_integer(t->due_ms));
     char *status = st ? json_dumps(st, JSON_COMPACT) : NULL;
     json_decref(st);
     if (!status)
         return -1;
-    const char *argv[] = {
-        kf, kq, kt, t->origin_id, t->id, w->task, status, ttl, w->requeued ? "0" : "1", fttl};
-    redisReply *r = rds_eval(rc, CRON_LUA, p->sha_cron, 3, argv, 10);
+    const char *argv[] = {kf,    kq,      kt,     kd,   t->origin_id,
+                          t->id, w->task, status, ttl,  w->requeued ? "0" : "1",
+                          fttl,  fire,    due,    now_s};
+    redisReply *r = rds_eval(rc, CRON_LUA, p->sha_cron, 4, argv, 14);
     free(status);
     if (!r || r->type != REDIS_REPLY_INTEGER) {
         log_warnx("reconcile: cron task %s: checking its slot: %s", w->id,
@@ -293,9 +335,10 @@ static int cron_check(struct recon *p, redisContext *rc, struct row *w, const st
     case 0:
         return 0; /* the fire is in Redis; its status key is back */
     case 2:
-        log_warnx("reconcile: cron task %s (job %s, slot %lld) was lost with Redis, but the slot "
-                  "was handled again since (another task or record has it): not queued, so it "
-                  "does not run twice",
+        log_warnx("reconcile: cron task %s (job %s, slot %lld) is not in Redis, and its slot was "
+                  "handled otherwise (another task or a record has it): dropped, so it does not "
+                  "run twice (a fire journaled ahead that did not happen, or one Redis lost and "
+                  "the slot was done again since)",
                   w->id, t->origin_id, (long long)t->nominal);
         p->st.superseded++;
         return drop_row(p, w->id, now);
@@ -305,9 +348,10 @@ static int cron_check(struct recon *p, redisContext *rc, struct row *w, const st
         if (mark_requeued(p, w->id, now) != 0)
             return -1;
         log_warnx("reconcile: cron task %s (job %s, slot %lld) was missing from Redis (restored "
-                  "from an older snapshot?): its slot marked fired and the task queued again "
-                  "from the accept journal",
-                  w->id, t->origin_id, (long long)t->nominal);
+                  "from an older snapshot, or its beat died before the fire?): its slot marked "
+                  "fired and the task queued again from the accept journal%s",
+                  w->id, t->origin_id, (long long)t->nominal,
+                  t->due_ms > now_ms() ? " (into the delayed tasks, until its due time)" : "");
         p->st.requeued++;
         return 0;
     }

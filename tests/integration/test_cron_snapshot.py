@@ -17,7 +17,19 @@ Each slot must end with exactly one record in task_record (one task id):
    cursor (cron:state next) and none of the fired marks of the slots since.
    The new beat must learn from MariaDB (journal + task_record) that those
    slots were handled, or it fires them all again (misfire grace 60 s).
+3. A beat dies right after its fire script (TANDEM_TEST_BEAT_DIE_AFTER_FIRE)
+   with the workers stopped, another beat takes over and fires the next
+   slots, then Redis comes back from a snapshot taken before: the dead
+   beat's fires are gone from Redis. When the beat journaled after the
+   fire they were gone everywhere (vanished slots); journaled ahead of the
+   fire, the reconciler queues them again, each slot once.
+4. DFF's delayed cron runs and a delayed direct call (options.delay) wait
+   in Pdelayed when Redis comes back from a snapshot taken before they were
+   made: each is queued again from the journal into Pdelayed and runs once,
+   not before its due time. Before, neither was journaled: lost silently.
 """
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -30,11 +42,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_durability as dur  # noqa: E402  (its Redis kill/restore helpers)
 from harness import BIN, Stack, have_binaries, wait_for  # noqa: E402
 
+DELAY = 6  # s: the delayed runs wait this long in Pdelayed
+
 CODE = '''
 @DFF.API('tick')
 def tick():
     return 1
-'''
+
+@DFF.API('late', delayed_cron_job=[%d])
+def late():
+    return 1
+
+@DFF.API('later')
+def later():
+    return 1
+''' % DELAY
 
 
 def tree(root):
@@ -110,6 +132,49 @@ class CronSnapshot(unittest.TestCase):
         shutil.copy(os.path.join(self.st.dir, "redis.rdb"), snap)
         return snap
 
+    def start_beat(self, name, env=None):
+        with open(os.path.join(self.st.dir, "log", f"{name}.log"), "ab") as log:
+            p = subprocess.Popen([os.path.join(BIN, "tandem-beat"), "-c", self.st.conf],
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 start_new_session=True, env=dict(os.environ, **(env or {})))
+        self.beats.append(p)
+        return p
+
+    def kill_beats(self):
+        """SIGKILL every beat: the stack's and those this test started."""
+        pids = [p.pid for p in self.beats if p.poll() is None]
+        try:
+            pids.append(int(self.st.pids()["beat"]))
+        except (KeyError, ValueError):
+            pass
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in self.beats:
+            p.poll() is None and p.wait(10)
+
+        def dead(pid):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except OSError:
+                return True
+        wait_for(lambda: all(dead(p) for p in pids), 10, 0.05, "the beats to die")
+
+    @contextlib.contextmanager
+    def workers_stopped(self):
+        """The worker tree (its children and keeper) SIGSTOPped meanwhile."""
+        workers = tree(self.st.pids()["worker"])
+        for p in workers:
+            os.kill(p, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for p in workers:
+                os.kill(p, signal.SIGCONT)
+
     def reconciled(self, field):
         raw = self.st.redis("HGETALL", "tandem:stats:reconcile").splitlines()
         return int(dict(zip(raw[0::2], raw[1::2])).get(field, 0))
@@ -120,18 +185,12 @@ class CronSnapshot(unittest.TestCase):
         wait_for(lambda: len(self.slots(job)) >= 2, 30, 0.2, f"{job} to run")
         snap = self.snapshot("snap1.rdb")
         time.sleep(1.2)  # the snapshot's running task (if any) has ended
-        workers = tree(st.pids()["worker"])
         t_stop = int(time.time())
-        for p in workers:
-            os.kill(p, signal.SIGSTOP)
-        try:
+        with self.workers_stopped():
             time.sleep(3.5)  # one slot fires and waits, the next are skipped
             w0 = self.reconciled("records_written_total")
             self.kill_and_restart_redis(snapshot=snap)
             t_back = int(time.time())
-        finally:
-            for p in workers:
-                os.kill(p, signal.SIGCONT)
         s = self.assert_each_slot_once(job, t_stop - 1, t_back + 3, ("success", "skipped"))
         skipped = [t for t in range(t_stop, t_back) if s[t][0][1] == "skipped"]
         # teeth: slots were skipped while the keeper was stopped, so their
@@ -152,27 +211,87 @@ class CronSnapshot(unittest.TestCase):
         # the slots after the snapshot run and are recorded; their journal
         # rows are pruned (only task_record knows them then)
         time.sleep(5 - (time.time() % 1) + 0.5)
-        # mid-second: not between a fire and its journal row (that window
-        # of one INSERT is not covered: the killed beat's fire would be gone
-        # with Redis and unknown to MariaDB)
-        beat = st.pids()["beat"]
-        os.kill(beat, signal.SIGKILL)
-        def dead():
-            try:
-                with open(f"/proc/{beat}/stat") as f:
-                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-            except OSError:
-                return True
-        wait_for(dead, 10, 0.05, "the beat to die")
+        # (mid-second; a kill between a fire and its journal row is test 3)
+        self.kill_beats()
         self.kill_and_restart_redis(snapshot=snap)
-        with open(os.path.join(st.dir, "log", "beat-2.log"), "ab") as log:
-            self.beats.append(subprocess.Popen([os.path.join(BIN, "tandem-beat"), "-c", st.conf],
-                                               stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                               start_new_session=True))
+        self.start_beat("beat-2")
         t_back = int(time.time())
         self.assert_each_slot_once(job, t_snap - 1, t_back + 3, ("success",))
         log = st.log("beat-2")
         self.assertIn("already handled (journal)", log, "the new beat did not consult the journal")
+
+    def test_3_a_beat_dying_between_fire_and_journal_loses_no_slot(self):
+        st = self.st
+        job = self.add_job("allow")
+        wait_for(lambda: len(self.slots(job)) >= 2, 30, 0.2, f"{job} to run")
+        snap = self.snapshot("snap3.rdb")
+        t_snap = int(time.time())
+        with self.workers_stopped():  # the fires after the snapshot stay in Redis alone
+            self.kill_beats()
+            a = self.start_beat("beat-3a", {"TANDEM_TEST_BEAT_DIE_AFTER_FIRE": job})
+            self.assertEqual(a.wait(30), 9, "the beat did not die after a fire (test hook)")
+            self.start_beat("beat-3b")  # takes over, fires the next slots
+            wait_for(lambda: st.redis("HGET", "tandem:cron:state:" + job, "last_slot") and
+                     int(st.redis("HGET", "tandem:cron:state:" + job, "last_slot")) > time.time() - 1.5,
+                     20, 0.1, "the next beat to fire")
+            time.sleep(2)
+            self.kill_and_restart_redis(snapshot=snap)
+            t_back = int(time.time())
+        died = [ln for ln in st.log("beat-3a").splitlines() if "TANDEM_TEST_BEAT_DIE_AFTER_FIRE" in ln]
+        self.assertTrue(died, "beat-3a's log does not say where it died")
+        self.assert_each_slot_once(job, t_snap - 1, t_back + 3, ("success",))
+        st.set_cron_enabled(job, False)
+
+    def delayed_ids(self):
+        raw = self.st.redis("ZRANGE", "tandem:delayed", "0", "-1")
+        return [json.loads(m) for m in raw.splitlines() if m.startswith("{")]
+
+    def test_4_delayed_runs_survive_a_restore(self):
+        st = self.st
+        snap = self.snapshot("snap4.rdb")
+        job = st.add_cron_job("snap__t.late", "* * * * * *", overlap="allow")
+        status, r = st.http("POST", "/api/v1/func/snap__t.later",
+                            {"kwargs": {}, "options": {"delay": DELAY + 2}})
+        self.assertEqual(status, 200, r)
+        call = r["data"]["id"]
+        wait_for(lambda: len([t for t in self.delayed_ids() if t.get("origin_id") == job]) >= 3,
+                 20, 0.1, f"{job}'s delayed runs")
+        st.set_cron_enabled(job, False)
+        time.sleep(1.2)  # a fire in flight lands
+        waiting = {t["id"]: t for t in self.delayed_ids()}
+        self.assertIn(call, waiting, "the delayed call is not in Pdelayed")
+        slots = sorted(t["nominal"] for t in waiting.values() if t.get("origin_id") == job)
+        with self.workers_stopped():  # the keeper's reconciler waits until we looked
+            self.kill_and_restart_redis(snapshot=snap)
+            self.assertEqual(st.redis("ZCARD", "tandem:delayed"), "0",
+                             "the restore did not lose the delayed tasks: the test tested nothing")
+
+        def done():
+            rows = st.sql("SELECT id, origin_id, FLOOR(UNIX_TIMESTAMP(nominal_at)), status, "
+                          "UNIX_TIMESTAMP(started_at) FROM task_record WHERE id IN (%s) OR origin_id = '%s'"
+                          % (",".join(f"'{i}'" for i in waiting), job))
+            ids = {r[0] for r in rows}
+            return rows if all(i in ids for i in waiting) else None
+        try:
+            rows = wait_for(done, DELAY + 30, 0.5, "every delayed task to run")
+        except AssertionError:
+            rows = st.sql(f"SELECT id, status FROM task_record WHERE origin_id = '{job}' OR id = '{call}'")
+            self.fail(f"delayed tasks lost with the restore: {sorted(set(waiting) - {r[0] for r in rows})}")
+        per_slot = {}
+        for tid, origin_id, nominal, status, started in rows:
+            self.assertEqual(status, "success", rows)
+            if origin_id == job:
+                per_slot.setdefault(int(nominal), []).append(tid)
+                # a delayed run does not start before its slot + delay
+                self.assertGreaterEqual(float(started) + 0.05, int(nominal) + DELAY, rows)
+            else:
+                self.assertGreaterEqual(float(started) + 0.05, waiting[tid].get("due", 0) / 1000.0, rows)
+        self.assertEqual({t: v for t, v in per_slot.items() if len(v) != 1}, {},
+                         "a slot's delayed run ran twice")
+        for t in slots:
+            self.assertIn(t, per_slot, f"slot {t}'s delayed run vanished")
+        print(f"\nFIGURE restore with {len(waiting)} delayed task(s) waiting: all run once from the "
+              f"journal ({self.reconciled('requeued_total')} queued again so far)", flush=True)
 
 
 if __name__ == "__main__":

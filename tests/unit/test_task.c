@@ -58,6 +58,7 @@ static void test_task_round_trip(void **state)
     assert_int_equal(b.epoch, 3);
     assert_int_equal(b.ver, 2);
     assert_int_equal(b.nominal, 0);
+    assert_int_equal(b.due_ms, 0);
     /* Field names are the ones in docs/INTERNALS.md. */
     json_t *o = json_loads(s, 0, NULL);
     assert_non_null(o);
@@ -297,6 +298,59 @@ static void test_task_enqueue_adds_entry_and_status(void **state)
     task_free(&t);
 }
 
+/* A task due later (options.eta/delay, a journaled delayed run queued
+ * again) waits in Pdelayed at its due time, its JSON carrying "due"; one
+ * already due goes straight to its stream. */
+static void test_task_enqueue_due_later_goes_to_delayed(void **state)
+{
+    struct redis_fixture *f = *state;
+    if (f->rc == NULL)
+        skip();
+    struct task t, back;
+    char *err = NULL;
+    fill(&t);
+    t.reply[0] = '\0';
+    snprintf(t.queue, sizeof t.queue, "async");
+    id_new(t.id, sizeof t.id, "task-");
+    redisReply *r = redisCommand(f->rc, "DEL ut:delayed ut:q:async");
+    freeReplyObject(r);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    t.due_ms = now + 60000;
+    assert_int_equal(task_enqueue(f->rc, &f->conf, &t, &err), 0);
+    assert_null(err);
+    r = redisCommand(f->rc, "ZRANGE ut:delayed 0 -1 WITHSCORES");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    assert_int_equal(strtoll(r->element[1]->str, NULL, 10), t.due_ms);
+    assert_int_equal(task_decode(&back, r->element[0]->str, &err), 0);
+    assert_int_equal(back.due_ms, t.due_ms);
+    assert_string_equal(back.id, t.id);
+    task_free(&back);
+    freeReplyObject(r);
+    r = redisCommand(f->rc, "EXISTS ut:q:async");
+    assert_int_equal(r->integer, 0); /* not on the stream before it is due */
+    freeReplyObject(r);
+    r = redisCommand(f->rc, "GET ut:task:%s", t.id);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    json_t *st = json_loads(r->str, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(st, "eta")), t.due_ms);
+    json_decref(st);
+    freeReplyObject(r);
+    /* due already: the stream, as any task (the "due" stays in its JSON) */
+    id_new(t.id, sizeof t.id, "task-");
+    t.due_ms = now - 1000;
+    assert_int_equal(task_enqueue(f->rc, &f->conf, &t, &err), 0);
+    r = redisCommand(f->rc, "XLEN ut:q:async");
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    r = redisCommand(f->rc, "ZCARD ut:delayed");
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    task_free(&t);
+}
+
 /* Concurrent calls group-committed (the server's accept thread): one
  * pipeline, each task its own verdict, one WAIT for all of them. */
 static void test_task_enqueue_many_one_pipeline_each_its_verdict(void **state)
@@ -409,6 +463,7 @@ int main(void)
     const struct CMUnitTest live[] = {
         cmocka_unit_test(test_task_enqueue_adds_entry_and_status),
         cmocka_unit_test(test_task_enqueue_many_one_pipeline_each_its_verdict),
+        cmocka_unit_test(test_task_enqueue_due_later_goes_to_delayed),
         cmocka_unit_test(test_task_rds_eval_survives_script_flush),
     };
     int rc = cmocka_run_group_tests_name("task", pure, NULL, NULL);
