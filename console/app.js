@@ -7,7 +7,7 @@
 "use strict";
 
 (function () {
-  var state = { csrf: "", user: "", scope: "", timer: 0, view: "", navAt: 0, ready: "" };
+  var state = { csrf: "", user: "", scope: "", timer: 0, view: "", navAt: 0, ready: "", boot: null };
   var app = document.getElementById("app");
   var toasts = [];
 
@@ -54,11 +54,19 @@
     try { return JSON.parse(v); } catch (e) { return v; }
   }
   /* A toast belongs to the page it was raised on: route() clears them, so
-   * one page's error never shows on the next. */
+   * one page's error never shows on the next. They sit in the page's flow,
+   * at the top of <main> (sticky while it scrolls), so a message never
+   * covers the text or the button it is about. */
   function toast(msg, bad) {
-    var box = document.getElementById("toasts") || document.body.appendChild(el("div", { id: "toasts" }));
-    var t = el("div", { class: "toast" + (bad ? " bad" : ""), role: "status", text: msg });
-    box.appendChild(t); /* stacked, not drawn over each other */
+    var box = document.getElementById("toasts");
+    if (!box) {
+      var main = document.getElementById("main");
+      box = el("div", { id: "toasts", "aria-live": "polite" });
+      if (main) main.insertBefore(box, main.firstChild);
+      else document.body.appendChild(box);
+    }
+    var t = el("div", { class: "toast" + (bad ? " bad" : ""), role: bad ? "alert" : "status", text: msg });
+    box.appendChild(t);
     toasts.push(t);
     setTimeout(function () { t.remove(); }, bad ? 6000 : 2500);
   }
@@ -67,18 +75,36 @@
     if (!text.trim()) return {};
     try { return JSON.parse(text); } catch (e) { throw new Error(what + " is not JSON: " + e.message); }
   }
-  /* The page's main content is drawn: tests/ui reads data-ready(-ms) to
-   * time "usable" (navigation to content) without a timed assertion. */
+  /* The page's main content is on screen: tests/ui reads data-ready(-ms)
+   * to time "usable" (navigation to content) without a timed assertion.
+   * Marked after the next frame (requestAnimationFrame, then a task: the
+   * frame holding the content has been painted by then), with a timer as a
+   * fallback for a hidden tab, where frames do not run. */
   function ready(view) {
     if (state.view !== view || state.ready === view) return;
     state.ready = view;
-    document.body.setAttribute("data-ready-ms", (performance.now() - state.navAt).toFixed(1));
-    document.body.setAttribute("data-ready", view);
+    /* when the content went into the DOM, for telling script from paint */
+    document.body.setAttribute("data-drawn-ms", (performance.now() - state.navAt).toFixed(1));
+    var done = false;
+    function mark() {
+      if (done || state.view !== view || state.ready !== view) return;
+      done = true;
+      document.body.setAttribute("data-ready-ms", (performance.now() - state.navAt).toFixed(1));
+      document.body.setAttribute("data-ready", view);
+    }
+    requestAnimationFrame(function () { setTimeout(mark, 0); });
+    setTimeout(mark, 500);
   }
 
   /* ---- the API -------------------------------------------------------- */
+  /* BOOT: the page's first call, which index.html preloads (<link
+   * rel=preload>) while the scripts load; made exactly as the preload
+   * (credentials "include", no header) so the browser hands over that
+   * answer instead of asking again. */
+  var BOOT = "/api/v1/console/do/session?with=cluster";
   function api(method, path, body) {
-    var opts = { method: method, credentials: "same-origin", headers: { "X-Tandem-Csrf": state.csrf } };
+    var opts = path === BOOT ? { method: method, credentials: "include" }
+      : { method: method, credentials: "same-origin", headers: { "X-Tandem-Csrf": state.csrf } };
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
@@ -172,9 +198,28 @@
   ];
   function route() {
     if (!state.csrf) {
-      api("GET", "/api/v1/console/do/session")
-        .then(function (d) { session(d); state.view = ""; route(); })
-        .catch(function () { /* signIn() already shown */ });
+      /* the session (its CSRF value) comes before any other call. The
+       * first one, preloaded by index.html, brings the cluster's state
+       * along: the overview draws from it without a second round trip.
+       * If that part fails (Redis away), the plain session still signs
+       * the page in. */
+      var first = !state.booted;
+      state.booted = true;
+      (first ? api("GET", BOOT).catch(function (e) {
+        if (e.message === "signed out") throw e;
+        return api("GET", "/api/v1/console/do/session");
+      }) : api("GET", "/api/v1/console/do/session"))
+        .then(function (d) {
+          session(d);
+          var name = location.hash.replace(/^#\/?/, "").split("/")[0];
+          state.boot = (name === "" || name === "overview") && d.cluster || null;
+          state.view = "";
+          route();
+        })
+        .catch(function (e) {
+          /* a 401 has shown the sign-in already; anything else says why */
+          if (e.message !== "signed out") signIn("The server could not check your session: " + e.message);
+        });
       return;
     }
     /* the first page is timed from the navigation itself (performance.now()
@@ -228,21 +273,33 @@
   function viewOverview(main) {
     var body = el("div", { id: "overview" });
     add(main, [el("h1", null, "Overview ", el("span", { class: "muted", id: "ov-updated" })), body]);
-    var prev = null;
+    var prev = null, rate = null, errs = null;
+    /* calls/s and errors/s: the difference of two /metrics readings */
+    function rates(text) {
+      var m = metricsOf(text), now = Date.now();
+      var calls = sum(m, "tandem_calls_total"), bad = sum(m, 'tandem_calls_total{outcome="failure"}') + sum(m, 'tandem_calls_total{outcome="timeout"}') + sum(m, 'tandem_calls_total{outcome="crashed"}');
+      if (prev && now > prev.t) {
+        rate = Math.max(0, (calls - prev.calls) / ((now - prev.t) / 1000));
+        errs = Math.max(0, (bad - prev.bad) / ((now - prev.t) / 1000));
+      }
+      prev = { t: now, calls: calls, bad: bad };
+    }
     function load() {
+      /* the first draw uses the cluster state the session call brought
+       * (route()) and does not wait on /metrics: there is no rate before
+       * a second reading anyway; later ones draw both at once */
+      var boot = state.boot;
+      state.boot = null;
+      var metrics = fetch("/metrics", { credentials: "same-origin" }).then(function (r) { return r.ok ? r.text() : ""; }).catch(function () { return ""; });
+      var waitMetrics = prev !== null;
+      if (!waitMetrics) metrics.then(rates);
       Promise.all([
-        api("GET", "/api/v1/console/cluster"),
-        fetch("/metrics", { credentials: "same-origin" }).then(function (r) { return r.ok ? r.text() : ""; }).catch(function () { return ""; }),
+        boot ? boot : api("GET", "/api/v1/console/cluster"),
+        waitMetrics ? metrics : "",
       ]).then(function (res) {
         if (state.view !== "overview") return;
-        var c = res[0], m = metricsOf(res[1]);
-        var now = Date.now(), rate = null, errs = null;
-        var calls = sum(m, "tandem_calls_total"), bad = sum(m, 'tandem_calls_total{outcome="failure"}') + sum(m, 'tandem_calls_total{outcome="timeout"}') + sum(m, 'tandem_calls_total{outcome="crashed"}');
-        if (prev && now > prev.t) {
-          rate = Math.max(0, (calls - prev.calls) / ((now - prev.t) / 1000));
-          errs = Math.max(0, (bad - prev.bad) / ((now - prev.t) / 1000));
-        }
-        prev = { t: now, calls: calls, bad: bad };
+        var c = res[0];
+        if (res[1]) rates(res[1]);
         renderOverview(body, c, rate, errs);
         document.getElementById("ov-updated").textContent = "updated " + new Date().toLocaleTimeString();
         ready("overview");
@@ -277,9 +334,12 @@
     var cards = names.map(function (n) {
       var s = c.nodes[n] || {};
       var primary = s.role === "master";
-      var role = ROLE_NAMES[s.role] || s.role || "?";
-      return el("div", { class: "panel node", id: "node-" + n, "data-role": role },
-        el("h3", null, n + " ", badge(role, role), s.maint ? badge("maintenance", "warn") : null,
+      /* a node in maintenance stands out of the pair: keepalived calls
+       * that "fault", which it is not; a primary still handing over
+       * shows both */
+      var role = s.maint && !primary ? "maintenance" : ROLE_NAMES[s.role] || s.role || "?";
+      return el("div", { class: "panel node", id: "node-" + n, "data-role": role, "data-maint": s.maint ? "on" : "off" },
+        el("h3", null, n + " ", badge(role, role === "maintenance" ? "warn" : role), s.maint && primary ? [" ", badge("maintenance", "warn")] : null,
           primary ? el("span", { class: "muted", text: " holds the VIP" }) : null),
         el("div", { class: "kv" },
           el("span", { text: "epoch" }), el("span", { class: "epoch", text: s.epoch }),
@@ -308,7 +368,7 @@
       .map(function (k) { return k + "=" + q[k] + "  "; }).join("") || "all queues empty");
     var ev = el("table", { id: "failover-events" }, th(["at", "node", "from", "to", "epoch", "cause"]),
       el("tbody", null, (c.failoverEvents || []).map(function (e) {
-        return el("tr", null, el("td", { text: fmtTime(e.at) }), el("td", { text: e.node }),
+        return el("tr", null, el("td", { class: "nowrap", text: fmtTime(e.at) }), el("td", { class: "nowrap", text: e.node }),
           el("td", { text: e.from_state }), el("td", { text: e.to_state }), el("td", { text: e.epoch }),
           el("td", { text: e.cause }));
       })));

@@ -30,41 +30,143 @@ struct copt {
     double def_d;
     double min, max; /* numbers only */
     const char *help;
-    size_t cnt_off; /* CT_STRLIST: offset of the int count */
-    int max_items;  /* CT_STRLIST */
+    size_t cnt_off;      /* CT_STRLIST: offset of the int count */
+    int max_items;       /* CT_STRLIST */
+    const char *why_min; /* numbers: why below min is refused (NULL: the range says it) */
+    const char *why_max; /* numbers: why above max is refused */
+    /* CT_STR, CT_STRLIST (each item): the value's own rule, checked on the
+     * effective value (defaults and derived ones too), and what a value
+     * that breaks it is told */
+    bool (*valid)(const char *v);
+    const char *invalid;
 };
 
-#define FLD(f) offsetof(struct tconf, f), sizeof(((struct tconf *)0)->f)
-#define ELT(f) offsetof(struct tconf, f), sizeof(((struct tconf *)0)->f[0])
+/* ---- the values' own rules (struct copt.valid) ---- */
+
+static bool nonempty(const char *s)
+{
+    return s[0] != '\0';
+}
+
+static bool log_level_valid(const char *s)
+{
+    return log_level_parse(s) >= 0;
+}
+
+static bool hostport_valid(const char *s)
+{
+    char h[128];
+    int port;
+    return hostport_split(s, h, sizeof h, &port) == 0;
+}
+
+static bool ipv4_valid(const char *s)
+{
+    struct in_addr a;
+    return inet_pton(AF_INET, s, &a) == 1;
+}
+
+static bool ipv4_or_empty(const char *s)
+{
+    return s[0] == '\0' || ipv4_valid(s);
+}
+
+/* "a.b.c.d/N", N 0..32, or empty (no VIP). */
+static bool vip_or_empty(const char *s)
+{
+    if (s[0] == '\0')
+        return true;
+    const char *slash = strchr(s, '/');
+    char ip[INET_ADDRSTRLEN];
+    if (slash == NULL || (size_t)(slash - s) >= sizeof(ip) || slash[1] == '\0')
+        return false;
+    memcpy(ip, s, (size_t)(slash - s));
+    ip[slash - s] = '\0';
+    char *end;
+    errno = 0;
+    long n = strtol(slash + 1, &end, 10);
+    if (errno || *end != '\0' || n < 0 || n > 32 || slash[1] == '-' || slash[1] == '+')
+        return false;
+    return ipv4_valid(ip);
+}
+
+/* Non-empty, [A-Za-z0-9_.-] only: it goes into Redis keys. */
+static bool node_name_valid(const char *s)
+{
+    if (s[0] == '\0')
+        return false;
+    for (; *s; s++) {
+        char ch = *s;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+static bool queue_valid(const char *q)
+{
+    return strcmp(q, "sync") == 0 || strcmp(q, "cron") == 0 || strcmp(q, "async") == 0 ||
+           (q[0] >= '0' && q[0] <= '9' && q[1] == '\0');
+}
+
+static bool url_valid(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+/* Designated initializers: a row names only what it has. */
+#define FLD(f) .off = offsetof(struct tconf, f), .size = sizeof(((struct tconf *)0)->f)
+#define ELT(f) .off = offsetof(struct tconf, f), .size = sizeof(((struct tconf *)0)->f[0])
 #define KiB 1024LL
 #define MiB (1024LL * 1024)
 
 #define O_STR(p, f, d, h)                                                                          \
     {                                                                                              \
-        p, CT_STR, FLD(f), d, 0, 0, 0, 0, h, 0, 0                                                  \
+        .path = p, .type = CT_STR, FLD(f), .def_s = d, .help = h                                   \
+    }
+/* A string with a rule of its own (struct copt.valid). */
+#define O_STRV(p, f, d, h, ok, bad)                                                                \
+    {                                                                                              \
+        .path = p, .type = CT_STR, FLD(f), .def_s = d, .help = h, .valid = ok, .invalid = bad      \
     }
 #define O_INT(p, f, d, lo, hi, h)                                                                  \
     {                                                                                              \
-        p, CT_INT, FLD(f), NULL, d, 0, lo, hi, h, 0, 0                                             \
+        .path = p, .type = CT_INT, FLD(f), .def_i = d, .min = lo, .max = hi, .help = h             \
+    }
+/* An integer whose bounds need their reason told (the value's effect is
+ * not obvious from its range). */
+#define O_INTW(p, f, d, lo, hi, h, why_lo, why_hi)                                                 \
+    {                                                                                              \
+        .path = p, .type = CT_INT, FLD(f), .def_i = d, .min = lo, .max = hi, .help = h,            \
+        .why_min = why_lo, .why_max = why_hi                                                       \
     }
 #define O_I64(p, f, d, lo, hi, h)                                                                  \
     {                                                                                              \
-        p, CT_INT64, FLD(f), NULL, d, 0, lo, hi, h, 0, 0                                           \
+        .path = p, .type = CT_INT64, FLD(f), .def_i = d, .min = lo, .max = hi, .help = h           \
     }
 #define O_BOOL(p, f, d, h)                                                                         \
     {                                                                                              \
-        p, CT_BOOL, FLD(f), NULL, d, 0, 0, 1, h, 0, 0                                              \
+        .path = p, .type = CT_BOOL, FLD(f), .def_i = d, .min = 0, .max = 1, .help = h              \
     }
 #define O_DBL(p, f, d, lo, hi, h)                                                                  \
     {                                                                                              \
-        p, CT_DOUBLE, FLD(f), NULL, 0, d, lo, hi, h, 0, 0                                          \
+        .path = p, .type = CT_DOUBLE, FLD(f), .def_d = d, .min = lo, .max = hi, .help = h          \
+    }
+/* A list of strings, each checked by ok (NULL: any). */
+#define O_LIST(p, f, n, most, h, ok, bad)                                                          \
+    {                                                                                              \
+        .path = p, .type = CT_STRLIST, ELT(f), .help = h, .cnt_off = offsetof(struct tconf, n),    \
+        .max_items = most, .valid = ok, .invalid = bad                                             \
     }
 
 static const struct copt options[] = {
-    O_STR("node.name", node_name, "",
-          "this node's name in heartbeats and task records (default: hostname)"),
+    O_STRV("node.name", node_name, "",
+           "this node's name in heartbeats and task records (default: hostname)", node_name_valid,
+           "must be non-empty and only [A-Za-z0-9_.-] (it goes into Redis keys)"),
 
-    O_STR("log.level", log_level, "info", "debug | info | warn | error"),
+    O_STRV("log.level", log_level, "info", "debug | info | warn | error", log_level_valid,
+           "is not one of debug, info, warn, error"),
     O_BOOL("log.syslog", log_syslog, 0, "also log to syslog(3)"),
 
     O_STR("redis.host", redis_host, "127.0.0.1", "Redis host (TCP)"),
@@ -72,10 +174,12 @@ static const struct copt options[] = {
     O_STR("redis.socket", redis_socket, "", "Redis unix socket; used instead of TCP when set"),
     O_STR("redis.password", redis_password, "", "Redis AUTH password (empty = no AUTH)"),
     O_INT("redis.db", redis_db, 0, 0, 15, "Redis database number"),
-    O_STR("redis.prefix", redis_prefix, "tandem:", "prefix of every Redis key"),
-    {"redis.sentinels", CT_STRLIST, ELT(redis_sentinels), NULL, 0, 0, 0, 0,
-     "Sentinels as [\"host:port\", ...]: the master is asked of them (redis.host is then unused)",
-     offsetof(struct tconf, redis_nsentinels), CONF_MAX_PEERS},
+    O_STRV("redis.prefix", redis_prefix, "tandem:", "prefix of every Redis key", nonempty,
+           "must not be empty (e.g. \"tandem:\")"),
+    O_LIST("redis.sentinels", redis_sentinels, redis_nsentinels, CONF_MAX_PEERS,
+           "Sentinels as [\"host:port\", ...]: the master is asked of them (redis.host is then "
+           "unused)",
+           hostport_valid, "is not host:port"),
     O_STR("redis.master_name", redis_master_name, "tandem", "the master's name in Sentinel"),
     O_STR("redis.sentinel_password", redis_sentinel_password, "",
           "AUTH password of the Sentinels (empty = no AUTH)"),
@@ -85,17 +189,25 @@ static const struct copt options[] = {
           "how long an enqueue waits for the replicas, ms"),
     O_BOOL("redis.wait_refuse", redis_wait_refuse, 1,
            "fewer replicas than asked in time: refuse the call (503) instead of accepting it"),
+    O_INTW("redis.wait_max_lag", redis_wait_max_lag, 2, 1, 60,
+           "a replica whose last acknowledgement is older than this, s, is not counted as "
+           "acknowledging: with too few left, an enqueue is answered at once (as wait_refuse "
+           "says) instead of waiting wait_timeout_ms for a WAIT that cannot succeed",
+           "a replica acknowledges once a second, so under 1 s a healthy one would often count "
+           "as lagging and enqueues would be refused or left unreplicated",
+           "a hung replica would be trusted that long, every enqueue meanwhile holding an HTTP "
+           "thread for the whole redis.wait_timeout_ms"),
 
     O_STR("mysql.host", db_host, "127.0.0.1", "MariaDB host (TCP)"),
     O_INT("mysql.port", db_port, 3306, 0, 65535, "MariaDB TCP port"),
     O_STR("mysql.socket", db_socket, "", "MariaDB unix socket; used instead of TCP when set"),
     O_STR("mysql.user", db_user, "tandem", "MariaDB user"),
     O_STR("mysql.password", db_password, "", "MariaDB password"),
-    O_STR("mysql.database", db_name, "tandem", "MariaDB database"),
-    {"mysql.hosts", CT_STRLIST, ELT(db_hosts), NULL, 0, 0, 0, 0,
-     "MariaDB servers as [\"host:port\", ...], tried in order; the first that is not "
-     "read_only is used (overrides mysql.host)",
-     offsetof(struct tconf, db_nhosts), CONF_MAX_PEERS},
+    O_STRV("mysql.database", db_name, "tandem", "MariaDB database", nonempty, "must not be empty"),
+    O_LIST("mysql.hosts", db_hosts, db_nhosts, CONF_MAX_PEERS,
+           "MariaDB servers as [\"host:port\", ...], tried in order; the first that is not "
+           "read_only is used (overrides mysql.host)",
+           hostport_valid, "is not host:port"),
 
     O_STR("paths.migrations", migrations_dir, TANDEM_DATADIR "/migrations",
           "directory of NNN_name.sql migrations"),
@@ -157,28 +269,30 @@ static const struct copt options[] = {
           "how long a sync call's task status stays in Redis, s (its record stays in MariaDB)"),
     O_INT("worker.record_flush_ms", record_flush_ms, 1000, 10, 60000,
           "task record batch flush interval, ms"),
-    {"worker.queues", CT_STRLIST, ELT(worker_queues), NULL, 0, 0, 0, 0,
-     "queues this worker's children serve, e.g. [\"sync\", \"5\"] (default: all of sync, cron, "
-     "async, 0..9)",
-     offsetof(struct tconf, worker_nqueues), CONF_MAX_QUEUES},
+    O_LIST("worker.queues", worker_queues, worker_nqueues, CONF_MAX_QUEUES,
+           "queues this worker's children serve, e.g. [\"sync\", \"5\"] (default: all of sync, "
+           "cron, async, 0..9)",
+           queue_valid, "is not a queue (sync, cron, async or 0..9)"),
 
     O_INT("beat.lease_ms", lease_ms, 3000, 500, 60000, "beat leadership lease, ms"),
     O_INT("beat.misfire_grace", misfire_grace, 60, 0, 86400,
           "fire a late slot if at most this late, s"),
-    O_STR("beat.timezone", timezone, "UTC", "IANA time zone cron expressions are read in"),
+    O_STRV("beat.timezone", timezone, "UTC", "IANA time zone cron expressions are read in",
+           nonempty, "must not be empty (e.g. \"UTC\")"),
     O_INT("beat.tick_ms", beat_tick_ms, 100, 10, 10000, "beat loop interval, ms"),
     O_BOOL("beat.enabled", cron_enabled, 1, "global switch for cron jobs"),
 
     O_STR("failover.interface", fo_interface, "eth0", "interface carrying the VIP"),
-    O_STR("failover.vip", fo_vip, "", "virtual IP with prefix, e.g. \"198.18.0.100/24\""),
+    O_STRV("failover.vip", fo_vip, "", "virtual IP with prefix, e.g. \"198.18.0.100/24\"",
+           vip_or_empty, "is not an IPv4 address with prefix, e.g. \"198.18.0.100/24\""),
     O_INT("failover.virtual_router_id", fo_vrid, 51, 1, 255, "VRRP virtual router id"),
     O_INT("failover.priority", fo_priority, 250, 1, 254, "VRRP priority"),
     O_DBL("failover.advert_int", fo_advert_int, 0.2, 0.01, 255, "VRRP advertisement interval, s"),
     O_BOOL("failover.nopreempt", fo_nopreempt, 1, "a recovered node does not take the VIP back"),
-    O_STR("failover.unicast_src", fo_unicast_src, "", "unicast source address (empty = multicast)"),
-    {"failover.unicast_peers", CT_STRLIST, ELT(fo_unicast_peers), NULL, 0, 0, 0, 0,
-     "unicast peer addresses, e.g. [\"198.18.0.2\"]", offsetof(struct tconf, fo_unicast_npeers),
-     CONF_MAX_PEERS},
+    O_STRV("failover.unicast_src", fo_unicast_src, "", "unicast source address (empty = multicast)",
+           ipv4_or_empty, "is not an IPv4 address"),
+    O_LIST("failover.unicast_peers", fo_unicast_peers, fo_unicast_npeers, CONF_MAX_PEERS,
+           "unicast peer addresses, e.g. [\"198.18.0.2\"]", ipv4_valid, "is not an IPv4 address"),
     O_STR("failover.keepalived", fo_keepalived, "/usr/sbin/keepalived", "keepalived binary"),
     O_STR("failover.user", fo_user, "tandem", "user the stack processes run as"),
     O_BOOL("failover.allow_root", fo_allow_root, 0,
@@ -211,8 +325,9 @@ static const struct copt options[] = {
           "seals env-variable passwords and connector secrets at rest (AES-256-GCM); at least "
           "16 characters, the same on both nodes; empty = such values cannot be stored"),
 
-    O_STR("ctl.url", ctl_url, "",
-          "server URL for tandemctl (default: http://127.0.0.1:<server.port>)"),
+    O_STRV("ctl.url", ctl_url, "",
+           "server URL for tandemctl (default: http://127.0.0.1:<server.port>)", url_valid,
+           "must start with http:// or https://"),
     O_STR("ctl.key_file", ctl_key_file, "", "file holding an admin access key for tandemctl"),
 };
 
@@ -423,8 +538,9 @@ static void apply(struct tconf *c, const struct copt *o, config_setting_t *s, st
         else
             goto wrong_type;
         if (!in_range(o, (double)v)) {
-            errs_add(e, line, o->path, "%lld is out of range %lld..%lld", v, (long long)o->min,
-                     (long long)o->max);
+            const char *why = (double)v < o->min ? o->why_min : o->why_max;
+            errs_add(e, line, o->path, "%lld is out of range %lld..%lld%s%s", v, (long long)o->min,
+                     (long long)o->max, why ? ": " : "", why ? why : "");
             return;
         }
         if (o->type == CT_INT)
@@ -449,7 +565,9 @@ static void apply(struct tconf *c, const struct copt *o, config_setting_t *s, st
         else
             goto wrong_type;
         if (!isfinite(v) || !in_range(o, v)) {
-            errs_add(e, line, o->path, "%g is out of range %g..%g", v, o->min, o->max);
+            const char *why = v < o->min ? o->why_min : v > o->max ? o->why_max : NULL;
+            errs_add(e, line, o->path, "%g is out of range %g..%g%s%s", v, o->min, o->max,
+                     why ? ": " : "", why ? why : "");
             return;
         }
         *(double *)p = v;
@@ -501,48 +619,6 @@ wrong_type:
     errs_add(e, line, o->path, "expected %s, got %s", want_name(o->type), type_name(t));
 }
 
-static bool hostport_valid(const char *s)
-{
-    char h[128];
-    int port;
-    return hostport_split(s, h, sizeof h, &port) == 0;
-}
-
-static bool ipv4_valid(const char *s)
-{
-    struct in_addr a;
-    return inet_pton(AF_INET, s, &a) == 1;
-}
-
-/* "a.b.c.d/N", N 0..32. */
-static bool ipv4_prefix_valid(const char *s)
-{
-    const char *slash = strchr(s, '/');
-    char ip[INET_ADDRSTRLEN];
-    if (slash == NULL || (size_t)(slash - s) >= sizeof(ip) || slash[1] == '\0')
-        return false;
-    memcpy(ip, s, (size_t)(slash - s));
-    ip[slash - s] = '\0';
-    char *end;
-    errno = 0;
-    long n = strtol(slash + 1, &end, 10);
-    if (errno || *end != '\0' || n < 0 || n > 32 || slash[1] == '-' || slash[1] == '+')
-        return false;
-    return ipv4_valid(ip);
-}
-
-static bool name_chars_valid(const char *s)
-{
-    for (; *s; s++) {
-        char ch = *s;
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-' || ch == '.'))
-            return false;
-    }
-    return true;
-}
-
-/* Checks that span options or need more than a range. */
 static int line_of(struct errs *e, const char *opt, const int *lines, const char *const *files,
                    const char *main_path)
 {
@@ -551,22 +627,36 @@ static int line_of(struct errs *e, const char *opt, const int *lines, const char
     return lines[i];
 }
 
+/* Each string's own rule (struct copt.valid), on the effective value. */
+static void validate_values(struct tconf *c, const int *lines, const char *const *files,
+                            struct errs *e)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct copt *o = &options[i];
+        if (o->valid == NULL)
+            continue;
+        const char *v = fld(c, o);
+        int n = o->type == CT_STRLIST ? *(const int *)((const char *)c + o->cnt_off) : 1;
+        for (int k = 0; k < n; k++, v += o->size) {
+            if (o->valid(v))
+                continue;
+            int line = line_of(e, o->path, lines, files, c->path);
+            if (o->type == CT_STRLIST)
+                errs_add(e, line, o->path, "item %d \"%s\" %s", k + 1, v, o->invalid);
+            else if (v[0] == '\0')
+                errs_add(e, line, o->path, "%s", o->invalid);
+            else
+                errs_add(e, line, o->path, "\"%s\" %s", v, o->invalid);
+        }
+    }
+}
+
+/* Checks that span options. */
 static void validate(struct tconf *c, const int *lines, const char *const *files, struct errs *e)
 {
     const char *main_path = c->path;
+    validate_values(c, lines, files, e);
 #define LINE_OF(opt) line_of(e, opt, lines, files, main_path)
-    if (log_level_parse(c->log_level) < 0)
-        errs_add(e, LINE_OF("log.level"), "log.level",
-                 "\"%s\" is not one of debug, info, warn, error", c->log_level);
-    if (c->node_name[0] == '\0' || !name_chars_valid(c->node_name))
-        errs_add(e, LINE_OF("node.name"), "node.name",
-                 "\"%s\" must be non-empty and only [A-Za-z0-9_.-] (it goes into Redis keys)",
-                 c->node_name);
-    if (c->timezone[0] == '\0')
-        errs_add(e, LINE_OF("beat.timezone"), "beat.timezone", "must not be empty (e.g. \"UTC\")");
-    if (c->redis_prefix[0] == '\0')
-        errs_add(e, LINE_OF("redis.prefix"), "redis.prefix",
-                 "must not be empty (e.g. \"tandem:\")");
     if (c->redis_socket[0] == '\0' && c->redis_port == 0)
         errs_add(e, LINE_OF("redis.port"), "redis.port", "is 0 but redis.socket is not set");
     if (c->redis_socket[0] == '\0' && c->redis_host[0] == '\0')
@@ -575,17 +665,9 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
     if (c->db_socket[0] == '\0' && c->db_host[0] == '\0')
         errs_add(e, LINE_OF("mysql.host"), "mysql.host",
                  "must not be empty when mysql.socket is not set");
-    for (int i = 0; i < c->redis_nsentinels; i++)
-        if (!hostport_valid(c->redis_sentinels[i]))
-            errs_add(e, LINE_OF("redis.sentinels"), "redis.sentinels",
-                     "item %d \"%s\" is not host:port", i + 1, c->redis_sentinels[i]);
     if (c->redis_nsentinels > 0 && c->redis_master_name[0] == '\0')
         errs_add(e, LINE_OF("redis.master_name"), "redis.master_name",
                  "must name the master when redis.sentinels is set");
-    for (int i = 0; i < c->db_nhosts; i++)
-        if (!hostport_valid(c->db_hosts[i]))
-            errs_add(e, LINE_OF("mysql.hosts"), "mysql.hosts", "item %d \"%s\" is not host:port",
-                     i + 1, c->db_hosts[i]);
     if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
         errs_add(e, LINE_OF(c->tls_cert[0] ? "server.tls_key" : "server.tls_cert"),
                  c->tls_cert[0] ? "server.tls_key" : "server.tls_cert",
@@ -596,39 +678,17 @@ static void validate(struct tconf *c, const int *lines, const char *const *files
     if (c->plain_port && c->plain_port == c->server_port)
         errs_add(e, LINE_OF("server.plain_port"), "server.plain_port",
                  "must differ from server.port");
-    if (c->db_name[0] == '\0')
-        errs_add(e, LINE_OF("mysql.database"), "mysql.database", "must not be empty");
     if (c->health_port > 0 && c->health_port == c->server_port)
         errs_add(e, LINE_OF("server.health_port"), "server.health_port",
                  "%d is server.port too; pick another port (or -1 for none)", c->health_port);
     if (c->health_port > 0 && c->health_port == c->plain_port)
         errs_add(e, LINE_OF("server.health_port"), "server.health_port",
                  "%d is server.plain_port too; pick another port (or -1 for none)", c->health_port);
-    if (c->fo_vip[0] && !ipv4_prefix_valid(c->fo_vip))
-        errs_add(e, LINE_OF("failover.vip"), "failover.vip",
-                 "\"%s\" is not an IPv4 address with prefix, e.g. \"198.18.0.100/24\"", c->fo_vip);
-    if (c->fo_unicast_src[0] && !ipv4_valid(c->fo_unicast_src))
-        errs_add(e, LINE_OF("failover.unicast_src"), "failover.unicast_src",
-                 "\"%s\" is not an IPv4 address", c->fo_unicast_src);
-    for (int i = 0; i < c->fo_unicast_npeers; i++)
-        if (!ipv4_valid(c->fo_unicast_peers[i]))
-            errs_add(e, LINE_OF("failover.unicast_peers"), "failover.unicast_peers",
-                     "item %d \"%s\" is not an IPv4 address", i + 1, c->fo_unicast_peers[i]);
-    for (int i = 0; i < c->worker_nqueues; i++) {
-        const char *q = c->worker_queues[i];
-        bool known = strcmp(q, "sync") == 0 || strcmp(q, "cron") == 0 || strcmp(q, "async") == 0 ||
-                     (q[0] >= '0' && q[0] <= '9' && q[1] == '\0');
-        if (!known)
-            errs_add(e, LINE_OF("worker.queues"), "worker.queues",
-                     "item %d \"%s\" is not a queue (sync, cron, async or 0..9)", i + 1, q);
+    for (int i = 0; i < c->worker_nqueues; i++)
         for (int j = 0; j < i; j++)
-            if (strcmp(c->worker_queues[j], q) == 0)
+            if (strcmp(c->worker_queues[j], c->worker_queues[i]) == 0)
                 errs_add(e, LINE_OF("worker.queues"), "worker.queues",
-                         "item %d \"%s\" is listed twice", i + 1, q);
-    }
-    if (strncmp(c->ctl_url, "http://", 7) != 0 && strncmp(c->ctl_url, "https://", 8) != 0)
-        errs_add(e, LINE_OF("ctl.url"), "ctl.url", "\"%s\" must start with http:// or https://",
-                 c->ctl_url);
+                         "item %d \"%s\" is listed twice", i + 1, c->worker_queues[i]);
 #undef LINE_OF
 }
 

@@ -36,6 +36,8 @@ struct tconf {
                               */
     int redis_wait_timeout_ms; /* redis.wait_timeout_ms, default 200 */
     bool redis_wait_refuse; /* redis.wait_refuse: fewer acks = not accepted (503), default true */
+    int redis_wait_max_lag; /* redis.wait_max_lag s: a replica whose last ack is older does not
+                               count as acknowledging (no WAIT is sent for it), default 2 */
 
     /* mysql (MariaDB) */
     char db_host[CONF_STR]; /* mysql.host, default 127.0.0.1 */

@@ -301,18 +301,17 @@ redisReply *rds_eval(redisContext *rc, const char *script, char sha[41], int nke
 
 /* One "slaveN:ip=...,state=online,offset=...,lag=N" line of INFO
  * replication: the replica counts when online and lagging at most
- * RDS_REPLICA_MAX_LAG_S seconds (lag = seconds since its last ack). */
-static bool replica_line_acking(const char *line, const char *end)
+ * max_lag_s seconds (lag = seconds since its last ack). */
+static bool replica_line_acking(const char *line, const char *end, int max_lag_s)
 {
     const char *st = strstr(line, "state=");
     const char *lag = strstr(line, "lag=");
     if (!st || st >= end || !lag || lag >= end)
         return false;
-    return strncmp(st + 6, "online", 6) == 0 && strtol(lag + 4, NULL, 10) <= RDS_REPLICA_MAX_LAG_S;
+    return strncmp(st + 6, "online", 6) == 0 && strtol(lag + 4, NULL, 10) <= max_lag_s;
 }
 
-/* The count from an INFO replication text; -1 unless role:master. */
-static int acking_from_info(const char *info)
+int rds_replicas_acking_in(const char *info, int max_lag_s)
 {
     if (!strstr(info, "role:master"))
         return -1;
@@ -322,25 +321,27 @@ static int acking_from_info(const char *info)
         if (!end)
             end = p + strlen(p);
         if (strncmp(p, "slave", 5) == 0 && p[5] >= '0' && p[5] <= '9' &&
-            replica_line_acking(p, end))
+            replica_line_acking(p, end, max_lag_s))
             n++;
         p = *end ? end + 1 : NULL;
     }
     return n;
 }
 
-/* The last count per process, for one master (by address): every enqueue
- * asks, so it is read again only when older than RDS_REPLICA_CHECK_MS, by
- * one caller while the others use the count it replaces. */
+/* The last count per process, for one master (by address) and lag limit:
+ * every enqueue asks, so it is read again only when older than
+ * RDS_REPLICA_CHECK_MS, by one caller while the others use the count it
+ * replaces. */
 static struct {
     pthread_mutex_t mu;
     char addr[CONF_STR + 16];
+    int max_lag_s;
     int64_t at;
     int count;
     bool reading;
 } g_acking = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-int rds_replicas_acking(redisContext *rc)
+int rds_replicas_acking(redisContext *rc, int max_lag_s)
 {
     char addr[sizeof g_acking.addr];
     if (rc->connection_type == REDIS_CONN_UNIX)
@@ -349,7 +350,7 @@ int rds_replicas_acking(redisContext *rc)
         snprintf(addr, sizeof addr, "%s:%d", rc->tcp.host ? rc->tcp.host : "", rc->tcp.port);
     int64_t now = mono_ms();
     pthread_mutex_lock(&g_acking.mu);
-    bool same = strcmp(addr, g_acking.addr) == 0;
+    bool same = strcmp(addr, g_acking.addr) == 0 && g_acking.max_lag_s == max_lag_s;
     if (same && (now - g_acking.at < RDS_REPLICA_CHECK_MS || g_acking.reading)) {
         int n = g_acking.count;
         pthread_mutex_unlock(&g_acking.mu);
@@ -359,12 +360,13 @@ int rds_replicas_acking(redisContext *rc)
     pthread_mutex_unlock(&g_acking.mu);
 
     redisReply *r = redisCommand(rc, "INFO replication");
-    int n = r && r->type == REDIS_REPLY_STRING ? acking_from_info(r->str) : -1;
+    int n = r && r->type == REDIS_REPLY_STRING ? rds_replicas_acking_in(r->str, max_lag_s) : -1;
     if (r)
         freeReplyObject(r);
 
     pthread_mutex_lock(&g_acking.mu);
     snprintf(g_acking.addr, sizeof g_acking.addr, "%s", addr);
+    g_acking.max_lag_s = max_lag_s;
     g_acking.at = mono_ms();
     g_acking.count = n;
     g_acking.reading = false;

@@ -48,16 +48,17 @@ redisReply *rds_eval(redisContext *rc, const char *script, char sha[41], int nke
                      const char **argv, int argc);
 
 /* How many of rc's master's replicas could acknowledge a WAIT now: those
- * in state "online" whose last acknowledgement is at most
- * RDS_REPLICA_MAX_LAG_S old (INFO replication's lag). A replica that is
- * gone, still syncing or hung (SIGSTOPped, swapping) would make every WAIT
- * run to its timeout on an HTTP thread; with this count below
+ * in state "online" whose last acknowledgement is at most max_lag_s old
+ * (INFO replication's lag; redis.wait_max_lag). A replica that is gone,
+ * still syncing or hung (SIGSTOPped, swapping) would make every WAIT run
+ * to its timeout on an HTTP thread; with this count below
  * redis.wait_replicas the enqueue is answered at once instead. Read at most
  * every RDS_REPLICA_CHECK_MS per process and master (one INFO on rc); -1
  * when rc is not a master or INFO fails: the caller then WAITs as before. */
-#define RDS_REPLICA_MAX_LAG_S 2
 #define RDS_REPLICA_CHECK_MS 250
-int rds_replicas_acking(redisContext *rc);
+int rds_replicas_acking(redisContext *rc, int max_lag_s);
+/* The same count from an INFO replication text; -1 unless role:master. */
+int rds_replicas_acking_in(const char *info, int max_lag_s);
 
 /* Heartbeats: the key Phb:<kind>:<node>:<pid> (JSON, PX ttl_ms) plus its
  * name in the set Phb:<kind>, so readers find the live processes of a kind

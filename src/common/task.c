@@ -390,7 +390,7 @@ static void warn_unreplicated(const char *id, long long acked, int want, bool wa
  * (bench/wait-cost), so the answer is given at once. */
 static bool enq_wait_wanted(redisContext *rc, const struct tconf *c, int *acking)
 {
-    *acking = c->redis_wait_replicas > 0 ? rds_replicas_acking(rc) : -1;
+    *acking = c->redis_wait_replicas > 0 ? rds_replicas_acking(rc, c->redis_wait_max_lag) : -1;
     return c->redis_wait_replicas > 0 && (*acking < 0 || *acking >= c->redis_wait_replicas);
 }
 
@@ -415,8 +415,9 @@ static void enq_durability(const struct tconf *c, struct task_enq *q, struct enq
         else if (c->redis_wait_refuse)
             enq_fail(&q[i], &s[i],
                      "task %s: not durable: %lld of %d Redis replica(s) online and "
-                     "acknowledging (lag <= %d s), so not waited for (redis.wait_replicas)",
-                     q[i].t->id, acked, c->redis_wait_replicas, RDS_REPLICA_MAX_LAG_S);
+                     "acknowledging (lag <= %d s, redis.wait_max_lag), so not waited "
+                     "for (redis.wait_replicas)",
+                     q[i].t->id, acked, c->redis_wait_replicas, c->redis_wait_max_lag);
         else
             warn_unreplicated(q[i].t->id, acked, c->redis_wait_replicas, wait);
     }

@@ -247,7 +247,7 @@ static void judge_redis(const struct tconf *t, json_t *redis, doctor_report_fn r
                js(redis, "error"));
         return;
     }
-    int online = 0, lagging = 0;
+    int online = 0, lagging = 0, acking = 0;
     char reps[512] = "";
     json_array_foreach(json_object_get(redis, "replicas"), i, v)
     {
@@ -255,6 +255,8 @@ static void judge_redis(const struct tconf *t, json_t *redis, doctor_report_fn r
         long long lag = json_integer_value(json_object_get(v, "lag_s"));
         online += on;
         lagging += on && lag > TOPO_LAG_WARN_S;
+        /* the enqueue's own rule (rds_replicas_acking) */
+        acking += on && lag <= t->redis_wait_max_lag;
         size_t len = strlen(reps);
         snprintf(reps + len, sizeof reps - len, "%s%s %s lag %lld s", len ? ", " : "",
                  js(v, "addr"), js(v, "state"), lag);
@@ -271,17 +273,26 @@ static void judge_redis(const struct tconf *t, json_t *redis, doctor_report_fn r
                  json_is_true(json_object_get(redis, "sentinels_agree")) ? "agreeing"
                                                                          : "NOT agreeing");
     }
+    if (t->redis_wait_replicas > 0) {
+        size_t len = strlen(msg);
+        snprintf(msg + len, sizeof msg - len,
+                 "; enqueues WAIT for %d replica(s) up to %d ms, counting those with lag <= %d s "
+                 "(redis.wait_replicas, wait_timeout_ms, wait_max_lag)",
+                 t->redis_wait_replicas, t->redis_wait_timeout_ms, t->redis_wait_max_lag);
+    }
     /* the first finding that applies decides the verdict; the message
      * always carries the whole picture */
     int verdict = 0;
     const char *fix = NULL;
-    char why[200] = "";
+    char why[256] = "";
     bool agree = json_is_true(json_object_get(redis, "sentinels_agree"));
-    if (t->redis_wait_replicas > online) {
+    if (t->redis_wait_replicas > acking) {
         verdict = t->redis_wait_refuse ? 2 : 1;
         fix = "start or repair the replica (INFO replication on the master)";
-        snprintf(why, sizeof why, ": redis.wait_replicas = %d but %d online, so every enqueue %s",
-                 t->redis_wait_replicas, online,
+        snprintf(why, sizeof why,
+                 ": redis.wait_replicas = %d but %d online and acknowledging (lag <= "
+                 "redis.wait_max_lag = %d s), so every enqueue %s",
+                 t->redis_wait_replicas, acking, t->redis_wait_max_lag,
                  t->redis_wait_refuse ? "is refused (503)"
                                       : "is accepted without a replica's copy");
     } else if (nsent && reach < nsent / 2 + 1) {

@@ -168,6 +168,19 @@ MYSQL_RES *req_sql_query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 long long req_sql_exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A lookup of one row (by id, a COUNT(*)), the query/fetch/free/error
+ * steps in one: 1 with o->row the first row (valid until sql_row1_done),
+ * 0 when there is none (nothing answered: the caller words its own 404),
+ * -1 after answering the SQL error. o may be NULL to ask only whether a
+ * row exists. After 0 and -1 o holds nothing, and sql_row1_done is a
+ * no-op, so one done at the end serves every path. */
+struct sql_row1 {
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+};
+int req_sql_row1(struct srv_req *r, MYSQL *m, struct sql_row1 *o, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void sql_row1_done(struct sql_row1 *o);
 /* Answer a Redis failure (NULL or error reply): 503 EBackend. */
 void req_redis_err(struct srv_req *r, redisContext *rc, redisReply *rep, const char *what);
 

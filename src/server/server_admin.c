@@ -84,17 +84,22 @@ json_t *db_rows_json(MYSQL_RES *res)
 
 /* ---- small SQL helpers that answer their own errors ------------------------- */
 
-MYSQL_RES *req_sql_query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
+/* The statement text, or NULL after answering 500. */
+static char *req_sql_text(struct srv_req *r, const char *fmt, va_list ap)
 {
-    char *sql = NULL, *err = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&sql, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        req_err(r, 500, "EServerInternal", NULL, "out of memory");
+    char *sql = NULL;
+    if (vasprintf(&sql, fmt, ap) < 0) {
+        req_err(r, 500, "EServerInternal", NULL, "out of memory building an SQL statement");
         return NULL;
     }
+    return sql;
+}
+
+static MYSQL_RES *req_sql_vquery(struct srv_req *r, MYSQL *m, const char *fmt, va_list ap)
+{
+    char *err = NULL, *sql = req_sql_text(r, fmt, ap);
+    if (sql == NULL)
+        return NULL;
     MYSQL_RES *res = db_query(m, &err, "%s", sql);
     free(sql);
     if (!res)
@@ -102,17 +107,48 @@ MYSQL_RES *req_sql_query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
     return res;
 }
 
-long long req_sql_exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
+MYSQL_RES *req_sql_query(struct srv_req *r, MYSQL *m, const char *fmt, ...)
 {
-    char *sql = NULL, *err = NULL;
     va_list ap;
     va_start(ap, fmt);
-    int len = vasprintf(&sql, fmt, ap);
+    MYSQL_RES *res = req_sql_vquery(r, m, fmt, ap);
     va_end(ap);
-    if (len < 0) {
-        req_err(r, 500, "EServerInternal", NULL, "out of memory");
+    return res;
+}
+
+int req_sql_row1(struct srv_req *r, MYSQL *m, struct sql_row1 *o, const char *fmt, ...)
+{
+    struct sql_row1 mine;
+    if (o == NULL)
+        o = &mine;
+    va_list ap;
+    va_start(ap, fmt);
+    o->res = req_sql_vquery(r, m, fmt, ap);
+    va_end(ap);
+    o->row = o->res ? mysql_fetch_row(o->res) : NULL;
+    int found = o->res == NULL ? -1 : o->row != NULL;
+    if (o == &mine || found != 1)
+        sql_row1_done(o);
+    return found;
+}
+
+void sql_row1_done(struct sql_row1 *o)
+{
+    if (o->res)
+        mysql_free_result(o->res);
+    o->res = NULL;
+    o->row = NULL;
+}
+
+long long req_sql_exec(struct srv_req *r, MYSQL *m, const char *fmt, ...)
+{
+    char *err = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    char *sql = req_sql_text(r, fmt, ap);
+    va_end(ap);
+    if (sql == NULL)
         return -1;
-    }
     /* not db_exec(): it drains result sets, which resets affected_rows */
     int rc = mysql_real_query(m, sql, (unsigned long)strlen(sql));
     free(sql);
@@ -323,20 +359,19 @@ void h_script_publish(struct srv_req *r)
     if (!m)
         return;
     char *q = db_q(m, id);
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT code_draft FROM script WHERE id = %s", q);
+    struct sql_row1 o;
+    int found = req_sql_row1(r, m, &o, "SELECT code_draft FROM script WHERE id = %s", q);
     free(q);
-    if (!res)
+    if (found == -1)
         return;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    if (!row) {
-        mysql_free_result(res);
+    if (!found) {
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "script %s not found", id);
         return;
     }
     struct publish_ctx *p = calloc(1, sizeof *p);
     if (p)
-        p->code = strdup(row[0] ? row[0] : "");
-    mysql_free_result(res);
+        p->code = strdup(o.row[0] ? o.row[0] : "");
+    sql_row1_done(&o);
     if (p == NULL || p->code == NULL) {
         free(p);
         req_err(r, 500, "EServerInternal", NULL, "out of memory");
@@ -360,14 +395,14 @@ void h_script_publish(struct srv_req *r)
 static void paged(struct srv_req *r, MYSQL *m, const char *cols, const char *table,
                   const char *where, const char *order, long long page, long long size)
 {
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT COUNT(*) FROM %s %s", table, where);
-    if (!res)
+    struct sql_row1 cnt;
+    int counted = req_sql_row1(r, m, &cnt, "SELECT COUNT(*) FROM %s %s", table, where);
+    if (counted == -1)
         return;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    long long total = row && row[0] ? strtoll(row[0], NULL, 10) : 0;
-    mysql_free_result(res);
-    res = req_sql_query(r, m, "SELECT %s FROM %s %s ORDER BY %s LIMIT %lld, %lld", cols, table,
-                        where, order, (page - 1) * size, size);
+    long long total = counted && cnt.row[0] ? strtoll(cnt.row[0], NULL, 10) : 0;
+    sql_row1_done(&cnt);
+    MYSQL_RES *res = req_sql_query(r, m, "SELECT %s FROM %s %s ORDER BY %s LIMIT %lld, %lld", cols,
+                                   table, where, order, (page - 1) * size, size);
     if (!res)
         return;
     json_t *items = db_rows_json(res);

@@ -48,20 +48,17 @@ static int key_scope(struct srv_req *r, const char *id, char *scope, size_t n, c
     if (!m)
         return -1;
     char *q = db_q(m, id);
-    MYSQL_RES *res = req_sql_query(
-        r, m, "SELECT scope, secret_sealed FROM access_key WHERE id = %s AND revoked_at IS NULL",
-        q);
+    struct sql_row1 o;
+    int found = req_sql_row1(
+        r, m, &o,
+        "SELECT scope, secret_sealed FROM access_key WHERE id = %s AND revoked_at IS NULL", q);
     free(q);
-    if (!res)
-        return -1;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    int found = row != NULL;
-    if (row) {
-        snprintf(scope, n, "%s", row[0] ? row[0] : "admin");
+    if (found == 1) {
+        snprintf(scope, n, "%s", o.row[0] ? o.row[0] : "admin");
         if (sealed)
-            *sealed = row[1] ? strdup(row[1]) : NULL;
+            *sealed = o.row[1] ? strdup(o.row[1]) : NULL;
     }
-    mysql_free_result(res);
+    sql_row1_done(&o);
     return found;
 }
 
@@ -148,15 +145,14 @@ static int user_scope(struct srv_req *r, enum srv_scope need)
     if (!m)
         return -1;
     char *q = db_q(m, r->user_id);
-    MYSQL_RES *res =
-        req_sql_query(r, m, "SELECT roles_json, is_disabled FROM user WHERE id = %s", q);
+    struct sql_row1 o;
+    int found = req_sql_row1(r, m, &o, "SELECT roles_json, is_disabled FROM user WHERE id = %s", q);
     free(q);
-    if (!res)
+    if (found == -1)
         return -1;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    bool found = row != NULL, disabled = row && row[1] && atoi(row[1]) != 0;
-    bool admin = row && roles_admin(row[0]);
-    mysql_free_result(res);
+    bool disabled = found && o.row[1] && atoi(o.row[1]) != 0;
+    bool admin = found && roles_admin(o.row[0]);
+    sql_row1_done(&o);
     if (!found || disabled) {
         req_err(r, 401, found ? "EUserDisabled" : "EUserAuth", NULL,
                 "the signed-in user %s %s: sign in again", r->user_id,
@@ -440,18 +436,18 @@ static int sign_in(struct srv_req *r, const char *user, const char *pw, char tok
     if (!m)
         return -1;
     char *q = db_q(m, user);
-    MYSQL_RES *res = req_sql_query(
-        r, m, "SELECT id, password_hash, is_disabled FROM user WHERE username = %s", q);
+    struct sql_row1 o;
+    int found = req_sql_row1(
+        r, m, &o, "SELECT id, password_hash, is_disabled FROM user WHERE username = %s", q);
     free(q);
-    if (!res)
+    if (found == -1)
         return -1;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    bool good = row && userpw_verify(pw, row[1]);
-    bool disabled = row && row[2] && atoi(row[2]) != 0;
+    bool good = found && userpw_verify(pw, o.row[1]);
+    bool disabled = found && o.row[2] && atoi(o.row[2]) != 0;
     uid[0] = '\0';
-    if (row)
-        snprintf(uid, 64, "%s", row[0]);
-    mysql_free_result(res);
+    if (found)
+        snprintf(uid, 64, "%s", o.row[0]);
+    sql_row1_done(&o);
     if (!good) {
         signin_failed(r, user);
         req_err(r, 400, "EUserPassword", NULL, "wrong username or password");
@@ -597,17 +593,17 @@ static json_t *session_json(struct srv_req *r, const char *tok, const char *uid)
     if (!m)
         return NULL;
     char *q = db_q(m, uid);
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT username, roles_json FROM user WHERE id = %s", q);
+    struct sql_row1 o;
+    int found = req_sql_row1(r, m, &o, "SELECT username, roles_json FROM user WHERE id = %s", q);
     free(q);
-    if (!res)
+    if (found == -1)
         return NULL;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    if (row && row[0])
-        snprintf(name, sizeof name, "%s", row[0]);
+    if (found && o.row[0])
+        snprintf(name, sizeof name, "%s", o.row[0]);
     /* the page shows a call-only user the Call page only (the routes
      * refuse it everything else anyway) */
-    bool admin = row && roles_admin(row[1]);
-    mysql_free_result(res);
+    bool admin = found && roles_admin(o.row[1]);
+    sql_row1_done(&o);
     return json_pack("{s:s,s:s,s:s,s:i,s:s}", "userId", uid, "username", name, "csrf", csrf,
                      "expires", AUTH_TOKEN_TTL, "scope", admin ? "admin" : "call");
 }
@@ -647,8 +643,23 @@ void h_console_session(struct srv_req *r)
     if (check_token(r, ck, SRV_SCOPE_CALL) != 0)
         return;
     json_t *sess = session_json(r, ck, r->user_id);
-    if (sess)
-        req_ok(r, sess);
+    if (!sess)
+        return;
+    /* ?with=cluster: the page's bootstrap. A reloaded overview needs the
+     * session (for its CSRF value) before it may ask anything else; the
+     * cluster's state in the same answer saves that second round trip
+     * before the first draw. Admins only, as its own route. */
+    const char *with = req_query(r, "with");
+    if (with && strcmp(with, "cluster") == 0 &&
+        strcmp(json_string_value(json_object_get(sess, "scope")), "admin") == 0) {
+        json_t *c = console_cluster_json(r);
+        if (!c) {
+            json_decref(sess);
+            return;
+        }
+        json_object_set_new(sess, "cluster", c);
+    }
+    req_ok(r, sess);
 }
 
 /* POST /api/v1/console/do/sign-out (cookie + CSRF, checked by the route) */

@@ -207,22 +207,23 @@ static void connectors_list(struct srv_req *r)
 static json_t *load_connector(struct srv_req *r, MYSQL *m, const char *id)
 {
     char *q = db_q(m, id);
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT " CONN_COLS " FROM connector WHERE id = %s", q);
+    struct sql_row1 o;
+    int found = req_sql_row1(r, m, &o, "SELECT " CONN_COLS " FROM connector WHERE id = %s", q);
     free(q);
-    if (!res)
+    if (found == -1)
         return NULL;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    json_t *out = NULL;
-    if (row == NULL) {
+    if (!found) {
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "connector %s not found", id);
-    } else {
-        json_t *cfg = json_loads(row[3] ? row[3] : "{}", 0, NULL);
-        out = json_pack("{s:s,s:s,s:o,s:s?}", "title", row[1] ? row[1] : "", "type", row[2],
-                        "config", json_is_object(cfg) ? cfg : json_object(), "description", row[4]);
-        if (!json_is_object(cfg))
-            json_decref(cfg);
+        return NULL;
     }
-    mysql_free_result(res);
+    MYSQL_ROW row = o.row;
+    json_t *cfg = json_loads(row[3] ? row[3] : "{}", 0, NULL);
+    json_t *out =
+        json_pack("{s:s,s:s,s:o,s:s?}", "title", row[1] ? row[1] : "", "type", row[2], "config",
+                  json_is_object(cfg) ? cfg : json_object(), "description", row[4]);
+    if (!json_is_object(cfg))
+        json_decref(cfg);
+    sql_row1_done(&o);
     return out;
 }
 
@@ -529,23 +530,19 @@ static void debug_run(struct srv_req *r, const char *script_id, const char *func
         return;
     }
     char *q = db_q(m, script_id);
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT code_draft FROM script WHERE id = %s", q);
+    struct sql_row1 o;
+    int found = req_sql_row1(r, m, &o, "SELECT code_draft FROM script WHERE id = %s", q);
     free(q);
-    if (!res) {
+    if (found != 1) {
         json_decref(kwargs);
+        if (found == 0)
+            req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", script_id), "script %s not found",
+                    script_id);
         return;
     }
-    MYSQL_ROW row = mysql_fetch_row(res);
-    if (!row) {
-        mysql_free_result(res);
-        json_decref(kwargs);
-        req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", script_id), "script %s not found",
-                script_id);
-        return;
-    }
-    json_t *kw = json_pack("{s:s,s:s,s:s,s:o}", "code", row[0] ? row[0] : "", "script_id",
+    json_t *kw = json_pack("{s:s,s:s,s:s,s:o}", "code", o.row[0] ? o.row[0] : "", "script_id",
                            script_id, "func_name", func_name, "kwargs", kwargs);
-    mysql_free_result(res);
+    sql_row1_done(&o);
     struct task t;
     srv_task_init(&t, "__sys.debug", kw, true, DEBUG_TIMEOUT);
     t.timeout = DEBUG_TIMEOUT; /* DFF's debugger limit, whatever server.sync_timeout says */

@@ -5,10 +5,12 @@
  * here only serves them safely: a path can never leave the directory, every
  * page carries a strict Content-Security-Policy (no inline script or style,
  * nothing from elsewhere), and an unchanged file costs a 304. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +182,74 @@ out:
     return buf;
 }
 
+/* The console's version: one tag for all its files, folded (FNV-1a 64)
+ * from each top-level file's name, size and mtime, so a deploy that
+ * rewrites any of them changes it. index.html names its assets with
+ * "?v=<tag>" (CONSOLE_VERSION_MARK below), and an asset asked for under
+ * the current tag is cached for a year: a reload then costs one request
+ * (index.html, a 304) instead of one per file, and an upgrade still
+ * reaches every browser at once (new index, new tag, new URLs).
+ * 0, or -1 when the directory cannot be read. */
+int console_version(const char *dir, char out[17])
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    const uint64_t fnv_offset = 1469598103934665603ull;
+    struct dirent *e;
+    /* readdir's order is the directory's: XOR of per-file hashes does not
+     * depend on it */
+    uint64_t acc = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || !console_mime(e->d_name))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        char line[NAME_MAX + 80];
+        int n = snprintf(line, sizeof line, "%s/%llx/%llx.%lx", e->d_name,
+                         (unsigned long long)st.st_size, (unsigned long long)st.st_mtim.tv_sec,
+                         (unsigned long)st.st_mtim.tv_nsec);
+        uint64_t fh = fnv_offset;
+        for (int i = 0; i < n && i < (int)sizeof line; i++) {
+            fh ^= (unsigned char)line[i];
+            fh *= 1099511628211ull;
+        }
+        acc ^= fh;
+    }
+    closedir(d);
+    snprintf(out, 17, "%016llx", (unsigned long long)acc);
+    return 0;
+}
+
+#define CONSOLE_VERSION_MARK "@version@"
+
+/* buf with every CONSOLE_VERSION_MARK replaced by tag (malloc'd, *outlen),
+ * NULL when out of memory. */
+char *console_stamp(const char *buf, size_t len, const char *tag, size_t *outlen)
+{
+    const size_t ml = sizeof CONSOLE_VERSION_MARK - 1, tl = strlen(tag);
+    size_t n = 0;
+    for (const char *p = buf; (p = memmem(p, len - (size_t)(p - buf), CONSOLE_VERSION_MARK, ml));
+         p += ml)
+        n++;
+    char *out = malloc(len + n * tl + 1), *o = out;
+    if (!out)
+        return NULL;
+    const char *p = buf, *end = buf + len;
+    for (const char *m; (m = memmem(p, (size_t)(end - p), CONSOLE_VERSION_MARK, ml)); p = m + ml) {
+        memcpy(o, p, (size_t)(m - p));
+        o += m - p;
+        memcpy(o, tag, tl);
+        o += tl;
+    }
+    memcpy(o, p, (size_t)(end - p));
+    o += end - p;
+    *o = '\0';
+    *outlen = (size_t)(o - out);
+    return out;
+}
+
 void h_console_file(struct srv_req *r)
 {
     const char *rel = r->nparams > 0 && r->params[0][0] ? r->params[0] : "index.html";
@@ -206,9 +276,26 @@ void h_console_file(struct srv_req *r)
         return;
     }
     /* size and mtime name the version: a deploy rewrites the files */
-    char etag[64];
-    snprintf(etag, sizeof etag, "\"%llx-%llx-%lx\"", (unsigned long long)st.st_size,
-             (unsigned long long)st.st_mtim.tv_sec, (unsigned long)st.st_mtim.tv_nsec);
+    char etag[80], ver[17] = "";
+    bool have_ver = console_version(dir, ver) == 0;
+    bool index = strcmp(rel, "index.html") == 0;
+    if (index && have_ver) {
+        /* the page names its assets under the version: its ETag is that */
+        size_t n = 0;
+        char *stamped = console_stamp(buf, len, ver, &n);
+        free(buf);
+        if (!stamped) {
+            req_err(r, 500, "EServerInternal", NULL, "out of memory stamping the console's index");
+            console_headers(r);
+            return;
+        }
+        buf = stamped;
+        len = n;
+        snprintf(etag, sizeof etag, "\"v-%s\"", ver);
+    } else {
+        snprintf(etag, sizeof etag, "\"%llx-%llx-%lx\"", (unsigned long long)st.st_size,
+                 (unsigned long long)st.st_mtim.tv_sec, (unsigned long)st.st_mtim.tv_nsec);
+    }
     const char *inm = req_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (inm && strstr(inm, etag)) {
         free(buf);
@@ -219,9 +306,14 @@ void h_console_file(struct srv_req *r)
     if (!r->resp)
         return;
     MHD_add_response_header(r->resp, MHD_HTTP_HEADER_ETAG, etag);
-    /* revalidate every time: after an upgrade the old script must not run
-     * against the new API; the ETag keeps that a 304 */
-    MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    /* an asset asked for under today's version never changes under that
+     * URL; anything else (the index, an unversioned or stale URL) is
+     * revalidated every time: after an upgrade the old script must not run
+     * against the new API, and the ETag keeps that a 304 */
+    const char *v = req_query(r, "v");
+    bool immutable = !index && have_ver && v && strcmp(v, ver) == 0;
+    MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            immutable ? "public, max-age=31536000, immutable" : "no-cache");
     console_headers(r);
 }
 
@@ -276,12 +368,14 @@ static const char *const console_req_names[] = {"switchoverPending", "switchover
 /* What the Overview draws, in one answer: the supervisors' view of both
  * nodes (Psv), the epoch, live stack processes, queue lengths, whether
  * cron is paused, the console's pending requests and their answers, and
- * the failover timeline. Read-only. */
-void h_console_cluster(struct srv_req *r)
+ * the failover timeline. Read-only. NULL after answering an error. Also
+ * the session's bootstrap (server_auth.c, ?with=cluster): the overview's
+ * first draw rides on the page's first call. */
+json_t *console_cluster_json(struct srv_req *r)
 {
     redisContext *rc = srv_redis(r);
     if (!rc)
-        return;
+        return NULL;
     const char *P = S.conf.redis_prefix;
     redisAppendCommand(rc, "HGETALL %ssv", P);
     redisAppendCommand(rc, "GET %sepoch", P);
@@ -298,7 +392,7 @@ void h_console_cluster(struct srv_req *r)
             json_decref(nodes);
             json_decref(queues);
             json_decref(reqs);
-            return;
+            return NULL;
         }
         if (i == 0 && rep->type == REDIS_REPLY_ARRAY)
             for (size_t k = 0; k + 1 < rep->elements; k += 2)
@@ -347,8 +441,7 @@ void h_console_cluster(struct srv_req *r)
                   "cronPaused", paused, "now", (json_int_t)now_ms());
     json_object_update(out, reqs);
     json_decref(reqs);
-    req_ok(r, out);
-    return;
+    return out;
 fail:
     json_decref(nodes);
     json_decref(queues);
@@ -356,6 +449,14 @@ fail:
     json_decref(hb);
     json_decref(events);
     json_decref(paused);
+    return NULL;
+}
+
+void h_console_cluster(struct srv_req *r)
+{
+    json_t *out = console_cluster_json(r);
+    if (out)
+        req_ok(r, out);
 }
 
 /* ---- requests to a supervisor ------------------------------------------------
@@ -387,10 +488,45 @@ static json_t *fresh_sv(struct srv_req *r, redisContext *rc, const char *node, b
     return NULL;
 }
 
+/* 409: another request of this kind waits. Which node it is for and how
+ * long an untaken one still lives come from the key itself (best effort:
+ * the refusal stands without them). Said in the operator's words: the
+ * page shows the message as it is. */
+static void refuse_waiting(struct srv_req *r, redisContext *rc, const char *key, const char *reason,
+                           const char *what)
+{
+    const char *P = S.conf.redis_prefix;
+    char node[64] = "", lapse[64] = "";
+    redisAppendCommand(rc, "GET %s%s", P, key);
+    redisAppendCommand(rc, "PTTL %s%s", P, key);
+    redisReply *g = NULL, *t = NULL;
+    if (redisGetReply(rc, (void **)&g) == REDIS_OK && g && g->type == REDIS_REPLY_STRING) {
+        json_t *o = json_loadb(g->str, g->len, 0, NULL);
+        const char *n = json_string_value(json_object_get(o, "node"));
+        if (n)
+            snprintf(node, sizeof node, "%s", n);
+        json_decref(o);
+    }
+    if (redisGetReply(rc, (void **)&t) == REDIS_OK && t && t->type == REDIS_REPLY_INTEGER &&
+        t->integer > 0)
+        snprintf(lapse, sizeof lapse, ", or in %lld s, when an untaken request lapses",
+                 (t->integer + 999) / 1000);
+    if (g)
+        freeReplyObject(g);
+    if (t)
+        freeReplyObject(t);
+    req_err(r, 409, reason, json_pack("{s:s}", "waitingFor", node),
+            "a %s request%s%s is already waiting for that node's supervisor, which takes it "
+            "within a second while it runs: try again once it has answered%s",
+            what, node[0] ? " for " : "", node, lapse);
+}
+
 /* Leaves <prefix><key> = req (SET NX PX) after dropping the last answer;
- * 0, or -1 after answering (409 `reason` while another request waits). */
+ * 0, or -1 after answering (409 `reason` while another request waits,
+ * said in the operator's words: `what` names the kind of request, and the
+ * waiting one's node and age come from the key). */
 static int leave_request(struct srv_req *r, redisContext *rc, const char *key, json_t *req,
-                         const char *reason)
+                         const char *reason, const char *what)
 {
     const char *P = S.conf.redis_prefix;
     char *js = json_dumps(req, JSON_COMPACT);
@@ -406,7 +542,7 @@ static int leave_request(struct srv_req *r, redisContext *rc, const char *key, j
     bool set = rep->type == REDIS_REPLY_STATUS;
     freeReplyObject(rep);
     if (!set) {
-        req_err(r, 409, reason, NULL, "a request (%s) is already waiting for its supervisor", key);
+        refuse_waiting(r, rc, key, reason, what);
         return -1;
     }
     return 0;
@@ -448,7 +584,8 @@ void h_console_switchover(struct srv_req *r)
     }
     json_t *o =
         json_pack("{s:s,s:s,s:I}", "node", want, "by", requester(r), "at", (json_int_t)now_ms());
-    int left = leave_request(r, rc, "sv:switchover", o, "EBizCondition.SwitchoverPending");
+    int left =
+        leave_request(r, rc, "sv:switchover", o, "EBizCondition.SwitchoverPending", "switchover");
     json_decref(o);
     if (left == 0)
         req_ok(r, json_pack("{s:b,s:s}", "requested", 1, "primary", want));
@@ -485,7 +622,8 @@ void h_console_maintenance(struct srv_req *r)
     json_decref(st);
     json_t *o = json_pack("{s:s,s:b,s:s,s:I}", "node", node, "on", on, "by", requester(r), "at",
                           (json_int_t)now_ms());
-    int left = leave_request(r, rc, "sv:maintenance", o, "EBizCondition.MaintenancePending");
+    int left = leave_request(r, rc, "sv:maintenance", o, "EBizCondition.MaintenancePending",
+                             "maintenance");
     json_decref(o);
     if (left == 0)
         req_ok(r, json_pack("{s:b,s:s,s:b}", "requested", 1, "node", node, "on", on));

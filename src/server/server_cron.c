@@ -178,14 +178,14 @@ static void h_settings(struct srv_req *r)
                 r->method);
         return;
     }
-    MYSQL_RES *res = req_sql_query(
-        r, m, "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
-    if (!res)
+    struct sql_row1 s;
+    int found = req_sql_row1(
+        r, m, &s, "SELECT v, UNIX_TIMESTAMP(updated_at) FROM setting WHERE k = 'cron.paused'");
+    if (found == -1)
         return;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    json_t *o = json_pack("{s:b, s:o}", "paused", row && row[0] && strcmp(row[0], "1") == 0,
-                          "updated_at", iso_or_null(row ? row[1] : NULL));
-    mysql_free_result(res);
+    json_t *o = json_pack("{s:b, s:o}", "paused", found && s.row[0] && strcmp(s.row[0], "1") == 0,
+                          "updated_at", iso_or_null(found ? s.row[1] : NULL));
+    sql_row1_done(&s);
     req_ok(r, o);
 }
 
@@ -197,24 +197,23 @@ static void h_run_now(struct srv_req *r, const char *id)
     if (!m)
         return;
     char *q = db_q(m, id);
-    MYSQL_RES *res =
-        req_sql_query(r, m,
-                      "SELECT c.func_id, c.kwargs_json, f.timeout FROM cron_job c LEFT JOIN func f "
-                      "ON f.id = c.func_id WHERE c.id = %s",
-                      q);
+    struct sql_row1 o;
+    int found = req_sql_row1(r, m, &o,
+                             "SELECT c.func_id, c.kwargs_json, f.timeout FROM cron_job c LEFT JOIN "
+                             "func f ON f.id = c.func_id WHERE c.id = %s",
+                             q);
     free(q);
-    if (!res)
+    if (found == -1)
         return;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    if (!row) {
-        mysql_free_result(res);
+    if (!found) {
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "cron job %s not found", id);
         return;
     }
+    MYSQL_ROW row = o.row;
     if (!row[2]) {
         req_err(r, 404, "ENotFound", json_pack("{s:s,s:s}", "id", id, "func_id", row[0]),
                 "func %s of cron job %s not found (unpublished?)", row[0], id);
-        mysql_free_result(res);
+        sql_row1_done(&o);
         return;
     }
     json_t *kw = json_loads(row[1] ? row[1] : "{}", 0, NULL);
@@ -224,7 +223,7 @@ static void h_run_now(struct srv_req *r, const char *id)
     }
     struct task t;
     srv_task_init(&t, row[0], kw, false, atoi(row[2]));
-    mysql_free_result(res);
+    sql_row1_done(&o);
     t.origin = ORIGIN_CRON;
     snprintf(t.origin_id, sizeof t.origin_id, "%s", id);
     snprintf(t.queue, sizeof t.queue, "cron");

@@ -108,6 +108,14 @@ void h_console_cron_next(struct srv_req *r);
  * path below /console/ is a plain name (0) or not (-1, *why says). */
 const char *console_mime(const char *name);
 int console_path_ok(const char *rel, const char **why);
+/* The console's version tag (16 hex, from its files' names, sizes and
+ * mtimes; -1 when the directory cannot be read), and buf with every
+ * "@version@" replaced by tag (malloc'd). */
+int console_version(const char *dir, char out[17]);
+char *console_stamp(const char *buf, size_t len, const char *tag, size_t *outlen);
+/* The overview's data (GET /api/v1/console/cluster); NULL after answering
+ * an error. */
+json_t *console_cluster_json(struct srv_req *r);
 /* Ends every sign-in session of a user (disabled, deleted, new password). */
 void auth_drop_user_tokens(redisContext *rc, const char *user_id);
 

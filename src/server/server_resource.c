@@ -303,13 +303,11 @@ static int script_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, c
         return 0;
     const char *sep = strstr(id, "__");
     char *qset = db_qn(m, id, (size_t)(sep - id));
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT 1 FROM script_set WHERE id = %s", qset);
-    if (!res) {
+    int found = req_sql_row1(r, m, NULL, "SELECT 1 FROM script_set WHERE id = %s", qset);
+    if (found == -1) {
         free(qset);
         return -1;
     }
-    bool found = mysql_fetch_row(res) != NULL;
-    mysql_free_result(res);
     if (!found) {
         req_err(r, 404, "EClientNotFound", json_pack("{s:s}", "scriptSetId", id),
                 "script set of script %s does not exist: add it first (/api/v1/script-sets/do/add)",
@@ -378,15 +376,14 @@ static int env_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, cons
         snprintf(type, sizeof type, "%s", bt);
     } else if (!add) {
         char *q = db_q(m, id);
-        MYSQL_RES *res =
-            req_sql_query(r, m, "SELECT value_type FROM env_variable WHERE id = %s", q);
+        struct sql_row1 o;
+        int found = req_sql_row1(r, m, &o, "SELECT value_type FROM env_variable WHERE id = %s", q);
         free(q);
-        if (!res)
+        if (found == -1)
             return -1;
-        MYSQL_ROW row = mysql_fetch_row(res);
-        if (row && row[0])
-            snprintf(type, sizeof type, "%s", row[0]);
-        mysql_free_result(res);
+        if (found && o.row[0])
+            snprintf(type, sizeof type, "%s", o.row[0]);
+        sql_row1_done(&o);
     }
     char *sealed = NULL, *err = NULL;
     const char *val = json_string_value(v);
@@ -511,12 +508,10 @@ static int cron_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, con
     const char *func_id = json_string_value(json_object_get(data, "funcId"));
     if (func_id && !is_import(r)) {
         char *q = db_q(m, func_id);
-        MYSQL_RES *res = req_sql_query(r, m, "SELECT 1 FROM func WHERE id = %s", q);
+        int found = req_sql_row1(r, m, NULL, "SELECT 1 FROM func WHERE id = %s", q);
         free(q);
-        if (!res)
+        if (found == -1)
             return -1;
-        bool found = mysql_fetch_row(res) != NULL;
-        mysql_free_result(res);
         if (!found) {
             req_err(r, 404, "EClientNotFound",
                     json_pack("{s:s,s:s}", "field", "funcId", "funcId", func_id),
@@ -526,13 +521,13 @@ static int cron_hook(struct srv_req *r, MYSQL *m, const struct resource *rs, con
     }
     if (!add && (expr || func_id)) {
         char *q = db_q(m, id);
-        MYSQL_RES *res = req_sql_query(r, m, "SELECT fixed FROM cron_job WHERE id = %s", q);
+        struct sql_row1 o;
+        int found = req_sql_row1(r, m, &o, "SELECT fixed FROM cron_job WHERE id = %s", q);
         free(q);
-        if (!res)
+        if (found == -1)
             return -1;
-        MYSQL_ROW row = mysql_fetch_row(res);
-        bool fixed = row && row[0] && atoi(row[0]);
-        mysql_free_result(res);
+        bool fixed = found && o.row[0] && atoi(o.row[0]);
+        sql_row1_done(&o);
         if (fixed && !is_import(r)) {
             req_err(r, 400, "EClientBadRequest",
                     json_pack("{s:s,s:s}", "id", id, "field", expr ? "cronExpr" : "funcId"),
@@ -576,20 +571,16 @@ static long long del_exec(struct srv_req *r, MYSQL *m, const char *sql_fmt, cons
     return req_sql_exec(r, m, sql_fmt, q);
 }
 
-static int script_set_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id)
+/* Statements on one quoted id in one transaction, the last deleting the
+ * row itself: 1 deleted, 0 no such row, -1 answered (rolled back). */
+static int delete_in_tx(struct srv_req *r, MYSQL *m, const char *id, const char *const *stmts)
 {
-    (void)rs;
     char *q = db_q(m, id);
     long long n = -1;
-    bool ok =
-        req_sql_exec(r, m, "START TRANSACTION") >= 0 &&
-        del_exec(
-            r, m,
-            "DELETE f FROM func f JOIN script s ON f.script_id = s.id WHERE s.script_set_id = %s",
-            q) >= 0 &&
-        del_exec(r, m, "DELETE FROM script WHERE script_set_id = %s", q) >= 0 &&
-        (n = del_exec(r, m, "DELETE FROM script_set WHERE id = %s", q)) >= 0 &&
-        req_sql_exec(r, m, "COMMIT") >= 0;
+    bool ok = req_sql_exec(r, m, "START TRANSACTION") >= 0;
+    for (size_t i = 0; ok && stmts[i]; i++)
+        ok = (n = del_exec(r, m, stmts[i], q)) >= 0;
+    ok = ok && req_sql_exec(r, m, "COMMIT") >= 0;
     free(q);
     if (!ok) {
         db_exec(m, NULL, "ROLLBACK");
@@ -598,21 +589,23 @@ static int script_set_delete(struct srv_req *r, MYSQL *m, const struct resource 
     return n > 0 ? 1 : 0;
 }
 
+/* A script set takes its scripts and their funcs with it. */
+static int script_set_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id)
+{
+    (void)rs;
+    static const char *const stmts[] = {
+        "DELETE f FROM func f JOIN script s ON f.script_id = s.id WHERE s.script_set_id = %s",
+        "DELETE FROM script WHERE script_set_id = %s", "DELETE FROM script_set WHERE id = %s",
+        NULL};
+    return delete_in_tx(r, m, id, stmts);
+}
+
 static int script_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, const char *id)
 {
     (void)rs;
-    char *q = db_q(m, id);
-    long long n = -1;
-    bool ok = req_sql_exec(r, m, "START TRANSACTION") >= 0 &&
-              del_exec(r, m, "DELETE FROM func WHERE script_id = %s", q) >= 0 &&
-              (n = del_exec(r, m, "DELETE FROM script WHERE id = %s", q)) >= 0 &&
-              req_sql_exec(r, m, "COMMIT") >= 0;
-    free(q);
-    if (!ok) {
-        db_exec(m, NULL, "ROLLBACK");
-        return -1;
-    }
-    return n > 0 ? 1 : 0;
+    static const char *const stmts[] = {"DELETE FROM func WHERE script_id = %s",
+                                        "DELETE FROM script WHERE id = %s", NULL};
+    return delete_in_tx(r, m, id, stmts);
 }
 
 /* A cron job's Redis state (last fire, next slot) goes with it. */
@@ -670,37 +663,103 @@ static int user_delete(struct srv_req *r, MYSQL *m, const struct resource *rs, c
 
 /* ---- the table -------------------------------------------------------------------- */
 
+/* Designated rows: a resource names what it has; the rest is off (false,
+ * NULL, 0: no hook, no paging default, no time filter). DFF serves the
+ * same table under two names in two cases: one row shape each. */
+#define API_ROW(w, l, tbl, pfx)                                                                    \
+    {                                                                                              \
+        .wire = w, .label = l, .table = tbl, .id_prefix = pfx, .id_ok = id_valid,                  \
+        .fields = api_fields, .order = "created_at, id", .bumps = true                             \
+    }
+#define CRON_ROW(w, l)                                                                             \
+    {                                                                                              \
+        .wire = w, .label = l, .table = "cron_job", .id_prefix = "cron-", .id_ok = id_valid,       \
+        .fields = cron_fields, .order = "created_at, id", .bumps = true, .has_update = true,       \
+        .hook = cron_hook, .del = cron_delete, .rows_hook = server_cron_rows_state                 \
+    }
+
 static const struct resource resources[] = {
-    {"script-sets", "script set", "script_set", NULL, script_set_id_ok, script_set_fields, NULL,
-     "id", true, true, NULL, script_set_delete, 0, NULL, NULL},
-    {"scripts", "script", "script", NULL, script_id_valid, script_fields, NULL, "id", true, true,
-     script_hook, script_delete, 0, NULL, NULL},
-    {"funcs", "func", "func", NULL, NULL, func_fields, NULL, "id", false, false, NULL, NULL, 0,
-     NULL, NULL},
-    {"sync-apis", "sync API", "sync_api", "sapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL, 0, NULL, NULL},
-    {"auth-links", "auth link", "sync_api", "sapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL, 0, NULL, NULL},
-    {"async-apis", "async API", "async_api", "aapi-", id_valid, api_fields, NULL, "created_at, id",
-     true, false, NULL, NULL, 0, NULL, NULL},
-    {"batches", "batch", "async_api", "aapi-", id_valid, api_fields, NULL, "created_at, id", true,
-     false, NULL, NULL, 0, NULL, NULL},
-    {"cron-jobs", "cron job", "cron_job", "cron-", id_valid, cron_fields, NULL, "created_at, id",
-     true, true, cron_hook, cron_delete, 0, NULL, server_cron_rows_state},
-    {"crontab-configs", "crontab config", "cron_job", "cron-", id_valid, cron_fields, NULL,
-     "created_at, id", true, true, cron_hook, cron_delete, 0, NULL, server_cron_rows_state},
-    {"env-variables", "env variable", "env_variable", NULL, ident_ok, env_fields, NULL, "id", true,
-     true, env_hook, NULL, 0, NULL, NULL},
-    {"access-keys", "access key", "access_key", "ak-", id_valid, key_fields, "revoked_at IS NULL",
-     "created_at, id", true, false, key_hook, key_delete, 0, NULL, NULL},
-    {"users", "user", "user", "u-", id_valid, user_fields, NULL, "created_at, id", false, true,
-     user_hook, user_delete, 0, NULL, NULL},
-    {"api-auth", "API auth", "api_auth", "apia-", id_valid, api_auth_fields, NULL, "created_at, id",
-     true, true, NULL, NULL, 0, NULL, NULL},
-    {"connectors", "connector", "connector", NULL, ident_ok, connector_fields, NULL, "id", true,
-     true, connector_hook, NULL, 0, NULL, NULL},
-    {"task-records", "task record", "task_record", NULL, NULL, task_record_fields, NULL, "seq DESC",
-     false, false, NULL, NULL, 50, "ended_at", NULL},
+    {.wire = "script-sets",
+     .label = "script set",
+     .table = "script_set",
+     .id_ok = script_set_id_ok,
+     .fields = script_set_fields,
+     .order = "id",
+     .bumps = true,
+     .has_update = true,
+     .del = script_set_delete},
+    {.wire = "scripts",
+     .label = "script",
+     .table = "script",
+     .id_ok = script_id_valid,
+     .fields = script_fields,
+     .order = "id",
+     .bumps = true,
+     .has_update = true,
+     .hook = script_hook,
+     .del = script_delete},
+    {.wire = "funcs", .label = "func", .table = "func", .fields = func_fields, .order = "id"},
+    API_ROW("sync-apis", "sync API", "sync_api", "sapi-"),
+    API_ROW("auth-links", "auth link", "sync_api", "sapi-"),
+    API_ROW("async-apis", "async API", "async_api", "aapi-"),
+    API_ROW("batches", "batch", "async_api", "aapi-"),
+    CRON_ROW("cron-jobs", "cron job"),
+    CRON_ROW("crontab-configs", "crontab config"),
+    {.wire = "env-variables",
+     .label = "env variable",
+     .table = "env_variable",
+     .id_ok = ident_ok,
+     .fields = env_fields,
+     .order = "id",
+     .bumps = true,
+     .has_update = true,
+     .hook = env_hook},
+    {.wire = "access-keys",
+     .label = "access key",
+     .table = "access_key",
+     .id_prefix = "ak-",
+     .id_ok = id_valid,
+     .fields = key_fields,
+     .list_where = "revoked_at IS NULL",
+     .order = "created_at, id",
+     .bumps = true,
+     .hook = key_hook,
+     .del = key_delete},
+    {.wire = "users",
+     .label = "user",
+     .table = "user",
+     .id_prefix = "u-",
+     .id_ok = id_valid,
+     .fields = user_fields,
+     .order = "created_at, id",
+     .has_update = true,
+     .hook = user_hook,
+     .del = user_delete},
+    {.wire = "api-auth",
+     .label = "API auth",
+     .table = "api_auth",
+     .id_prefix = "apia-",
+     .id_ok = id_valid,
+     .fields = api_auth_fields,
+     .order = "created_at, id",
+     .bumps = true,
+     .has_update = true},
+    {.wire = "connectors",
+     .label = "connector",
+     .table = "connector",
+     .id_ok = ident_ok,
+     .fields = connector_fields,
+     .order = "id",
+     .bumps = true,
+     .has_update = true,
+     .hook = connector_hook},
+    {.wire = "task-records",
+     .label = "task record",
+     .table = "task_record",
+     .fields = task_record_fields,
+     .order = "seq DESC",
+     .page_default = 50,
+     .time_col = "ended_at"},
 };
 
 /* The resource named by the path segment after /api/v1/. */
@@ -856,11 +915,12 @@ void h_res_list(struct srv_req *r)
     select_cols(c, rs, false);
     fclose(c);
     long long total = -1;
-    MYSQL_RES *res = req_sql_query(r, m, "SELECT COUNT(*) FROM %s%s", rs->table, where);
-    if (res) {
-        MYSQL_ROW row = mysql_fetch_row(res);
-        total = row && row[0] ? strtoll(row[0], NULL, 10) : 0;
-        mysql_free_result(res);
+    struct sql_row1 cnt;
+    MYSQL_RES *res = NULL;
+    int counted = req_sql_row1(r, m, &cnt, "SELECT COUNT(*) FROM %s%s", rs->table, where);
+    if (counted != -1) {
+        total = counted && cnt.row[0] ? strtoll(cnt.row[0], NULL, 10) : 0;
+        sql_row1_done(&cnt);
         char limit[64] = "";
         if (size > 0)
             snprintf(limit, sizeof limit, " LIMIT %lld, %lld", (page - 1) * size, size);
@@ -899,18 +959,17 @@ static int res_fetch(struct srv_req *r, MYSQL *m, const struct resource *rs, con
     select_cols(c, rs, true);
     fclose(c);
     char *q = db_q(m, id);
-    MYSQL_RES *res =
-        req_sql_query(r, m, "SELECT %s FROM %s WHERE id = %s%s%s", cols, rs->table, q,
-                      rs->list_where ? " AND " : "", rs->list_where ? rs->list_where : "");
+    struct sql_row1 o;
+    int found = req_sql_row1(r, m, &o, "SELECT %s FROM %s WHERE id = %s%s%s", cols, rs->table, q,
+                             rs->list_where ? " AND " : "", rs->list_where ? rs->list_where : "");
     free(q);
     free(cols);
-    if (!res)
+    if (found == -1)
         return -1;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    if (row && out)
-        *out = row_json(rs, row, true);
-    mysql_free_result(res);
-    if (!row) {
+    if (found && out)
+        *out = row_json(rs, o.row, true);
+    sql_row1_done(&o);
+    if (!found) {
         req_err(r, 404, "EClientNotFound", json_pack("{s:s}", "id", id), "%s %s not found",
                 rs->label, id);
         return 0;
@@ -1353,13 +1412,12 @@ void h_res_import(struct srv_req *r)
                 goto out;
             }
         char *q = db_q(m, id);
-        MYSQL_RES *res =
-            req_sql_query(r, m, "SELECT 1 FROM %s WHERE id = %s", items[i].rs->table, q);
+        int found =
+            req_sql_row1(r, m, NULL, "SELECT 1 FROM %s WHERE id = %s", items[i].rs->table, q);
         free(q);
-        if (!res)
+        if (found == -1)
             goto out;
-        items[i].exists = mysql_fetch_row(res) != NULL;
-        mysql_free_result(res);
+        items[i].exists = found;
         if (items[i].exists) {
             json_t *l = json_object_get(conflicts, items[i].section);
             if (!l)
@@ -1501,13 +1559,13 @@ static int export_secrets(struct srv_req *r, MYSQL *m, const char *wire, json_t 
             continue;
         }
         char *q = db_q(m, json_string_value(json_object_get(e, "id")));
-        MYSQL_RES *res = req_sql_query(r, m, "SELECT value FROM env_variable WHERE id = %s", q);
+        struct sql_row1 o;
+        int found = req_sql_row1(r, m, &o, "SELECT value FROM env_variable WHERE id = %s", q);
         free(q);
-        if (!res)
+        if (found == -1)
             return -1;
-        MYSQL_ROW row = mysql_fetch_row(res);
-        json_object_set_new(e, "valueTEXT", json_string(row && row[0] ? row[0] : ""));
-        mysql_free_result(res);
+        json_object_set_new(e, "valueTEXT", json_string(found && o.row[0] ? o.row[0] : ""));
+        sql_row1_done(&o);
     }
     return 0;
 }

@@ -154,30 +154,79 @@ void wrec_cut_utf8(char *s, size_t max);
 
 /* The child's fetch as a Lua function, shared by its own fetch script
  * (worker_child.c) and the commit script, which fetches the next task in
- * the same script: fetch(gen key, first stream's KEYS index, streams,
- * consumer, "1" to read gen) claims at most one entry, trying the streams
- * in the order given, and returns {gen, position (1..) among the streams,
- * entry id, fields}, or, when every stream is empty, {gen, 0, {newest
- * entry id of each stream, or "0-0"}}. A Redis error (NOGROUP) is returned,
- * not raised: inside the commit script a raised error would leave the
- * commit's writes done but answer an error, and the commit would be made
- * twice. */
+ * the same script. fetch(gen key, first stream's KEYS index, streams,
+ * consumer, "1" to read gen, a0) claims at most ONE entry (XREADGROUP
+ * COUNT 1 on one stream at a time: a second claimed entry would wait behind
+ * a long task). ARGV[a0 + i] is stream i's state: 'h' (hot: try XREADGROUP
+ * at once) or 'c' (cold), followed by an id up to which every entry has
+ * been delivered to some consumer (for a hot stream: will have been, if
+ * its XREADGROUP finds nothing), so a stream with nothing after it has
+ * nothing to claim. ARGV[a0] is the mode:
+ *   '1' look first: one XREAD COUNT 2 over every stream after its id (one
+ *       command, where an XREADGROUP and an XREVRANGE per stream were 26
+ *       for the 13 streams); only a stream with something after its id
+ *       gets an XREADGROUP, and if that finds nothing (delivered to another
+ *       consumer) its id moves to its newest entry (the one the XREAD saw,
+ *       or XREVRANGE when it saw two);
+ *   '0' try the hot streams, then look when they are dry;
+ *   'w' try the hot streams only: the caller's XREAD BLOCK has just looked
+ *       (the hot streams are the ones it woke for, with the ids it saw).
+ * Returns {gen, position (1..) among the streams or 0, entry id, fields,
+ * 1 if the look was made, states ('e' per stream found empty, 'n' not
+ * tried), {new id per stream or nil}, 1 if more entries may follow the
+ * claimed one}. Position 0 means no stream had anything to claim: the
+ * child may wait (XREAD BLOCK) after its ids.
+ * A Redis error (NOGROUP) is returned, not raised: inside the commit script
+ * a raised error would leave the commit's writes done but answer an error,
+ * and the commit would be made twice. */
 #define W_FETCH_FN_LUA                                                                             \
-    "local function fetch(kg, k0, nk, consumer, wantgen) "                                         \
+    "local function fetch(kg, k0, nk, consumer, wantgen, a0) "                                     \
     "  local g = false "                                                                           \
     "  if wantgen == '1' then g = redis.call('GET', kg) end "                                      \
-    "  for i = k0, k0 + nk - 1 do "                                                                \
-    "    local r = redis.pcall('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', '1', "         \
-    "                          'STREAMS', KEYS[i], '>') "                                          \
-    "    if type(r) == 'table' and r.err then return r end "                                       \
-    "    if r then return {g, i - k0 + 1, r[1][2][1][1], r[1][2][1][2]} end "                      \
+    "  local mode = ARGV[a0] "                                                                     \
+    "  local st, last, seen, look = {}, {}, {}, mode == '1' "                                      \
+    "  for i = 1, nk do st[i] = 'n' last[i] = false end "                                          \
+    "  while true do "                                                                             \
+    "    if look then "                                                                            \
+    "      local a = {'COUNT', '2', 'STREAMS'} "                                                   \
+    "      for i = 1, nk do "                                                                      \
+    "        a[3 + i] = KEYS[k0 + i - 1] "                                                         \
+    "        a[3 + nk + i] = string.sub(ARGV[a0 + i], 2) "                                         \
+    "      end "                                                                                   \
+    "      local r = redis.pcall('XREAD', unpack(a)) "                                             \
+    "      if type(r) == 'table' and r.err then return r end "                                     \
+    "      if r then for _, s in ipairs(r) do seen[s[1]] = s[2] end end "                          \
+    "    end "                                                                                     \
+    "    for i = 1, nk do "                                                                        \
+    "      local k = KEYS[k0 + i - 1] "                                                            \
+    "      local es = seen[k] "                                                                    \
+    "      local try = st[i] == 'n' and "                                                          \
+    "        ((look and es) or (not look and string.sub(ARGV[a0 + i], 1, 1) == 'h')) "             \
+    "      if try then "                                                                           \
+    "        local r = redis.pcall('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', '1', "     \
+    "                              'STREAMS', k, '>') "                                            \
+    "        if type(r) == 'table' and r.err then return r end "                                   \
+    "        if r then "                                                                           \
+    "          return {g, i, r[1][2][1][1], r[1][2][1][2], look and 1 or 0, "                      \
+    "                  table.concat(st), last, (not look or #es > 1) and 1 or 0} "                 \
+    "        end "                                                                                 \
+    "      end "                                                                                   \
+    "      if look then "                                                                          \
+    "        st[i] = 'e' "                                                                         \
+    "        if es and #es > 1 then "                                                              \
+    "          local e = redis.call('XREVRANGE', k, '+', '-', 'COUNT', '1') "                      \
+    "          if e[1] then last[i] = e[1][1] end "                                                \
+    "        elseif es then last[i] = es[1][1] end "                                               \
+    "      elseif try then "                                                                       \
+    "        st[i] = 'e' "                                                                         \
+    "        last[i] = string.sub(ARGV[a0 + i], 2) "                                               \
+    "      end "                                                                                   \
+    "    end "                                                                                     \
+    "    if look or mode == 'w' then "                                                             \
+    "      return {g, 0, false, false, look and 1 or 0, table.concat(st), last, 0} "               \
+    "    end "                                                                                     \
+    "    look = true "                                                                             \
     "  end "                                                                                       \
-    "  local last = {} "                                                                           \
-    "  for i = k0, k0 + nk - 1 do "                                                                \
-    "    local e = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', '1') "                      \
-    "    if e[1] then last[i - k0 + 1] = e[1][1] else last[i - k0 + 1] = '0-0' end "               \
-    "  end "                                                                                       \
-    "  return {g, 0, last} "                                                                       \
     "end "
 
 /* Records a finished task and acks its entry in one Lua script (SET
@@ -190,8 +239,9 @@ void wrec_cut_utf8(char *s, size_t max);
  * extra: the child's fetch of its next task, made by the same script after
  * the commit (W_FETCH_FN_LUA), so a task under load costs one script and
  * one round trip: fetch_keys = gen key + streams (nfetch_keys), consumer,
- * want_gen "1"/"0"; reply() sees the fetch's reply (borrowed) if the commit
- * was made; fetch_keys NULL for none. Without extra, or with its stats
+ * want_gen "1"/"0", fetch_args = the look flag and the streams' states
+ * (nfetch_args, see W_FETCH_FN_LUA); reply() sees the fetch's reply
+ * (borrowed) if the commit was made; fetch_keys NULL for none. Without extra, or with its stats
  * NULL, this task is counted in Pstats:worker (tasks, its status,
  * cost_ms); else stats holds nstats (field, increment) pairs to add
  * instead, possibly none: the child sums its counters in memory and
@@ -200,6 +250,8 @@ struct wrec_extra {
     const char *const *fetch_keys;
     int nfetch_keys;
     const char *consumer, *want_gen;
+    const char *const *fetch_args;
+    int nfetch_args;
     void (*reply)(redisReply *r, void *ud);
     void *ud;
     const char *const *stats;
@@ -290,21 +342,27 @@ struct wchild {
     const char *cur_task;             /* task id running now, for DFF.FUNC */
     struct wentry backlog[W_BACKLOG]; /* claimed, to run next, in order */
     int nbacklog;
-    bool recover;                 /* reconnected: re-read our own pending entries when idle */
-    char fetch_sha[41];           /* SHA of the fetch script once loaded */
-    bool serve[W_NQUEUES];        /* worker.queues */
-    struct wrr wrr;               /* which served stream goes first */
-    char last_ids[W_NQUEUES][48]; /* newest entry id per stream when the
-                                     last fetch found nothing: XREAD waits
-                                     for anything newer without claiming */
-    bool have_last_ids;
-    bool last_ids_fresh;           /* set by the commit's prefetch that found every
-                                      stream empty: the next fetch waits after those
-                                      ids without running the fetch script again */
-    int64_t empty_mono[W_NQUEUES]; /* when a fetch last found the stream
-                                      empty (0: not known empty) */
-    int pid;                       /* getpid() at start */
-    struct wstats stats;           /* counters not yet in Pstats:worker */
+    bool recover;          /* reconnected: re-read our own pending entries when idle */
+    char fetch_sha[41];    /* SHA of the fetch script once loaded */
+    bool serve[W_NQUEUES]; /* worker.queues */
+    struct wrr wrr;        /* which served stream goes first */
+    /* Per stream, for the fetch (W_FETCH_FN_LUA): an id up to which every
+     * entry has been delivered ("0-0" when unknown: after a reconnect),
+     * whether an entry was taken from it since it was last found empty,
+     * and when the last look at every stream was made. */
+    char last_ids[W_NQUEUES][48];
+    bool hot[W_NQUEUES];
+    int64_t look_mono, ids_mono; /* ids_mono: when the ids were last reset */
+    bool wait_ready;             /* the last fetch found every stream empty:
+                                    XREAD BLOCK after the ids without looking again */
+    /* What the last XREAD BLOCK woke for: per stream the entries it saw
+     * (0..2) and the last of their ids; the next fetch tries those streams
+     * only (mode 'w'). */
+    bool woken;
+    int wake_n[W_NQUEUES];
+    char wake_ids[W_NQUEUES][48];
+    int pid;             /* getpid() at start */
+    struct wstats stats; /* counters not yet in Pstats:worker */
 };
 
 /* What the Python side answered; all strings malloc'd or NULL. */

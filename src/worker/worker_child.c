@@ -32,16 +32,18 @@ static void on_stop(int sig)
     g_stop = 1;
 }
 
-/* Claims at most one entry (W_FETCH_FN_LUA), trying the streams in the
- * order given (the scheduler's turn, see struct wrr), and reads the
- * generation in the same round trip when asked. When every stream is
- * empty the newest entry ids it answers are where the XREAD that then
- * waits for a new entry starts, so nothing added in between is missed, and
- * it claims nothing. One entry at a time: a claimed entry never waits
- * behind another task (it would age towards XAUTOCLAIM and run twice).
- * KEYS: gen, the streams; ARGV: consumer, "1" to read gen. */
+/* Claims at most one entry (W_FETCH_FN_LUA): looks at every stream with
+ * one XREAD after the child's ids, tries XREADGROUP on the ones with
+ * something after them in the order given (the scheduler's turn, see
+ * struct wrr), and reads the generation in the same round trip when asked.
+ * One entry at a time: a claimed entry never waits behind another task (it
+ * would age towards XAUTOCLAIM and run twice).
+ * KEYS: gen, the streams; ARGV: consumer, "1" to read gen, look flag, the
+ * streams' states. */
 static const char FETCH_LUA[] =
-    W_FETCH_FN_LUA "return fetch(KEYS[1], 2, #KEYS - 1, ARGV[1], ARGV[2])";
+    W_FETCH_FN_LUA "return fetch(KEYS[1], 2, #KEYS - 1, ARGV[1], ARGV[2], 3)";
+
+static void reset_ids(struct wchild *ch);
 
 static void sleep_ms(int64_t ms)
 {
@@ -83,7 +85,7 @@ static void tell_master(struct wchild *ch, enum wmsg_type type, const struct wta
 
 void child_redis_broken(struct wchild *ch)
 {
-    ch->last_ids_fresh = false; /* ids of a Redis we may not see again */
+    reset_ids(ch); /* ids of a Redis we may not see again */
     if (ch->rc) {
         redisFree(ch->rc);
         ch->rc = NULL;
@@ -210,48 +212,62 @@ static void queue_key(const struct wchild *ch, int q, char k[128])
     rds_key(k, 128, ch->c, "q:%s", w_queues[q]);
 }
 
-/* A stream a fetch found empty is left out of the next fetches for this
- * long (sync never): an XREADGROUP per empty stream and task was most of
- * the Redis commands of a call with 13 streams served. An entry arriving
- * meanwhile waits at most this long under load; when the included streams
- * are all empty, the next fetch looks at every stream before waiting. */
-static int64_t empty_recheck_ms(int q)
+/* How long a cold stream may go without a look while the child takes
+ * entries from hot ones: the look (one XREAD over every stream) is then
+ * due. Sync never waits. An entry arriving on a cold stream meanwhile
+ * waits at most this long under load; an idle child is woken by its XREAD
+ * BLOCK at once. */
+static int64_t look_every_ms(int q)
 {
     static const int64_t ms[3] = {0, 10, 50}; /* sync, cron, async; 0..9: 50 */
     return q >= 0 && q < 3 ? ms[q] : 50;
 }
 
-/* The arguments of FETCH_LUA for this turn: KEYS = gen + the served
- * streams in the scheduler's order, less the ones recently found empty. */
+/* Forget what is known of the streams: ids of a Redis we may not see again
+ * (a reconnect, perhaps to a promoted replica), or streams deleted and
+ * recreated (NOGROUP). "0-0" is always safe: the next look reads the first
+ * entries and moves on from there. */
+static void reset_ids(struct wchild *ch)
+{
+    for (int q = 0; q < W_NQUEUES; q++) {
+        snprintf(ch->last_ids[q], sizeof(ch->last_ids[q]), "0-0");
+        ch->hot[q] = false;
+    }
+    ch->wait_ready = ch->woken = false;
+    ch->look_mono = 0;
+    ch->ids_mono = mono_ms();
+}
+
+/* The arguments of FETCH_LUA for this turn: KEYS = gen + every served
+ * stream in the scheduler's order; ARGV = consumer, want gen, mode, then
+ * each stream's state and id (see W_FETCH_FN_LUA). */
 struct fetch_args {
     int n;                /* streams */
-    int skipped;          /* served streams left out as recently empty */
     int order[W_NQUEUES]; /* w_queues index of KEYS[2 + i] */
+    char mode[2];         /* "1", "0" or "w" */
     char kg[128], kq[W_NQUEUES][128];
-    const char *argv[2 + W_NQUEUES + 2];
+    char state[W_NQUEUES][52]; /* 'h' or 'c', then the id */
+    const char *argv[1 + W_NQUEUES + 3 + W_NQUEUES];
     int argc;
     bool want_gen;
+    bool single[W_NQUEUES]; /* mode w: the wake saw one entry only */
 };
 
 static void fetch_args(struct wchild *ch, struct fetch_args *a)
 {
-    int all[W_NQUEUES];
     int64_t now = mono_ms();
-    wrr_order(&ch->wrr, all);
-    a->n = a->skipped = 0;
-    for (int i = 0; i < ch->wrr.n; i++) {
-        int q = all[i];
-        if (ch->empty_mono[q] && now - ch->empty_mono[q] < empty_recheck_ms(q))
-            a->skipped++;
-        else
-            a->order[a->n++] = q;
+    wrr_order(&ch->wrr, a->order);
+    a->n = ch->wrr.n;
+    /* Right after an XREAD BLOCK woke: the streams it named, nothing else.
+     * Else the look is due when some cold stream has waited its time. */
+    a->mode[0] = ch->woken ? 'w' : '0';
+    a->mode[1] = '\0';
+    for (int i = 0; i < a->n && a->mode[0] == '0'; i++) {
+        int q = a->order[i];
+        if (!ch->hot[q] && now - ch->look_mono >= look_every_ms(q))
+            a->mode[0] = '1';
     }
-    if (a->n == 0) { /* all recently empty: all of them */
-        memcpy(a->order, all, sizeof(int) * (size_t)ch->wrr.n);
-        a->n = ch->wrr.n;
-        a->skipped = 0;
-    }
-    a->want_gen = mono_ms() - ch->gen_check_mono >= 200;
+    a->want_gen = now - ch->gen_check_mono >= 200;
     rds_key(a->kg, sizeof(a->kg), ch->c, "gen");
     a->argc = 0;
     a->argv[a->argc++] = a->kg;
@@ -261,15 +277,32 @@ static void fetch_args(struct wchild *ch, struct fetch_args *a)
     }
     a->argv[a->argc++] = ch->consumer;
     a->argv[a->argc++] = a->want_gen ? "1" : "0";
+    a->argv[a->argc++] = a->mode;
+    for (int i = 0; i < a->n; i++) {
+        int q = a->order[i];
+        bool woke = ch->woken && ch->wake_n[q] > 0;
+        a->single[i] = woke && ch->wake_n[q] == 1;
+        if (ch->woken)
+            snprintf(a->state[i], sizeof(a->state[i]), "%c%s", woke ? 'h' : 'c',
+                     woke ? ch->wake_ids[q] : ch->last_ids[q]);
+        else
+            snprintf(a->state[i], sizeof(a->state[i]), "%c%s", ch->hot[q] ? 'h' : 'c',
+                     ch->last_ids[q]);
+        a->argv[a->argc++] = a->state[i];
+    }
+    ch->woken = false; /* used once */
 }
 
-/* The reply of FETCH_LUA: gen check, then at most one entry to the backlog
- * (or the newest ids to wait after). Returns the number of entries added,
- * -1 for an error reply. */
+/* The reply of FETCH_LUA: gen check, what was learnt of the streams, then
+ * at most one entry to the backlog. Returns the number of entries added
+ * (ch->wait_ready tells whether every stream was found empty), -1 for an
+ * error reply. */
 static int fetch_reply(struct wchild *ch, redisReply *r, const struct fetch_args *a)
 {
+    ch->wait_ready = false;
     if (is_nogroup(r)) { /* the streams were deleted (FLUSHALL): recreate */
         create_groups(ch);
+        reset_ids(ch);
         return 0;
     }
     if (r->type == REDIS_REPLY_ERROR) {
@@ -281,40 +314,42 @@ static int fetch_reply(struct wchild *ch, redisReply *r, const struct fetch_args
             log_warnx("child %s: reading the queues: %s", ch->consumer, r->str);
         return -1;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+    redisReply **e = r->element;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 8 || e[1]->type != REDIS_REPLY_INTEGER ||
+        e[4]->type != REDIS_REPLY_INTEGER || e[5]->type != REDIS_REPLY_STRING ||
+        e[5]->len != (size_t)a->n || e[6]->type != REDIS_REPLY_ARRAY ||
+        e[6]->elements != (size_t)a->n || e[7]->type != REDIS_REPLY_INTEGER) {
         log_warnx("child %s: reading the queues: unexpected reply", ch->consumer);
         return -1;
     }
+    int64_t now = mono_ms();
     if (a->want_gen) {
-        check_gen(ch, r->element[0]);
-        ch->gen_check_mono = mono_ms();
+        check_gen(ch, e[0]);
+        ch->gen_check_mono = now;
     }
-    if (r->elements == 4 && r->element[1]->type == REDIS_REPLY_INTEGER &&
-        r->element[2]->type == REDIS_REPLY_STRING) {
-        long long pos = r->element[1]->integer;
-        if (pos >= 1 && pos <= a->n) {
-            int64_t now = mono_ms();
-            for (long long i = 0; i < pos; i++) /* the ones before it were empty */
-                ch->empty_mono[a->order[i]] = i < pos - 1 ? now : 0;
-            push_entry(ch, a->order[pos - 1], r->element[2]->str, r->element[3]);
-            wrr_took(&ch->wrr);
-            return 1;
-        }
+    if (e[4]->integer == 1)
+        ch->look_mono = now;
+    for (int i = 0; i < a->n; i++) {
+        int q = a->order[i];
+        redisReply *id = e[6]->element[i];
+        if (e[5]->str[i] == 'e')
+            ch->hot[q] = false;
+        if (id->type == REDIS_REPLY_STRING && id->len < sizeof(ch->last_ids[q]))
+            memcpy(ch->last_ids[q], id->str, id->len + 1);
     }
-    if (r->elements == 3 && a->skipped > 0) {
-        /* only some looked at: look at all before waiting on them */
-        memset(ch->empty_mono, 0, sizeof(ch->empty_mono));
-        return 0;
+    long long pos = e[1]->integer;
+    if (pos >= 1 && pos <= a->n && e[2]->type == REDIS_REPLY_STRING &&
+        e[2]->len < sizeof(ch->last_ids[0])) {
+        int q = a->order[pos - 1];
+        /* hot while more may follow: the next fetch tries it first */
+        ch->hot[q] = e[7]->integer == 1 && !a->single[pos - 1];
+        /* everything up to the entry just claimed has been delivered */
+        memcpy(ch->last_ids[q], e[2]->str, e[2]->len + 1);
+        push_entry(ch, q, e[2]->str, e[3]);
+        wrr_took(&ch->wrr);
+        return 1;
     }
-    if (r->elements == 3 && r->element[2]->type == REDIS_REPLY_ARRAY &&
-        r->element[2]->elements == (size_t)a->n) {
-        for (int i = 0; i < a->n; i++) {
-            redisReply *id = r->element[2]->element[i];
-            snprintf(ch->last_ids[a->order[i]], sizeof(ch->last_ids[0]), "%s",
-                     id->type == REDIS_REPLY_STRING ? id->str : "0-0");
-        }
-        ch->have_last_ids = true;
-    }
+    ch->wait_ready = pos == 0;
     return 0;
 }
 
@@ -387,31 +422,66 @@ static int flush_stats(struct wchild *ch)
     return 0;
 }
 
+/* An XREAD BLOCK answered: the streams with something after their ids,
+ * each with up to two entries. That answer was a look at every stream, so
+ * the next fetch tries those streams only (mode 'w'). kq: the keys in
+ * ch->wrr.q's order. */
+static void woke_for(struct wchild *ch, redisReply *r, char kq[][128])
+{
+    memset(ch->wake_n, 0, sizeof(ch->wake_n));
+    ch->woken = false;
+    for (size_t j = 0; r->type == REDIS_REPLY_ARRAY && j < r->elements; j++) {
+        redisReply *s = r->element[j];
+        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+            s->element[0]->type != REDIS_REPLY_STRING || s->element[1]->type != REDIS_REPLY_ARRAY ||
+            s->element[1]->elements == 0)
+            continue;
+        redisReply *es = s->element[1];
+        redisReply *newest = es->element[es->elements - 1];
+        if (newest->type != REDIS_REPLY_ARRAY || newest->elements < 1 ||
+            newest->element[0]->type != REDIS_REPLY_STRING ||
+            newest->element[0]->len >= sizeof(ch->wake_ids[0]))
+            continue;
+        for (int i = 0; i < ch->wrr.n; i++) {
+            if (strcmp(kq[i], s->element[0]->str) != 0)
+                continue;
+            int q = ch->wrr.q[i];
+            ch->wake_n[q] = (int)es->elements;
+            memcpy(ch->wake_ids[q], newest->element[0]->str, newest->element[0]->len + 1);
+            ch->woken = true;
+        }
+    }
+    if (ch->woken)
+        ch->look_mono = mono_ms();
+}
+
 /* Claims the next entry into the backlog, or waits up to a second for one
  * to arrive; -1 on a Redis error. */
 static int fetch(struct wchild *ch)
 {
     struct fetch_args a;
-    fetch_args(ch, &a);
-    if (a.n == 0) { /* nothing to serve (cannot happen: config refuses it) */
+    if (ch->wrr.n == 0) { /* nothing to serve (cannot happen: config refuses it) */
         sleep_ms(1000);
         return 0;
     }
-    /* Right after a commit whose prefetch found every stream empty (none
-     * left out), its newest ids are as good as a new look: anything added
-     * since is after them, and the XREAD below wakes for it at once. */
-    bool fresh = ch->last_ids_fresh && a.skipped == 0;
-    ch->last_ids_fresh = false;
-    if (!fresh) {
+    /* Belt and braces: once a minute the ids start over from "0-0", should
+     * a stream ever have been recreated under ids lower than ours. */
+    if (mono_ms() - ch->ids_mono >= 60000)
+        reset_ids(ch);
+    /* Right after a fetch (or the commit's prefetch) that found every
+     * stream empty, or an XREAD that timed out, the ids are as good as a
+     * new look: anything added since is after them, and the XREAD below
+     * wakes for it at once. */
+    if (!ch->wait_ready) {
+        fetch_args(ch, &a);
         redisReply *r = rds_eval(ch->rc, FETCH_LUA, ch->fetch_sha, 1 + a.n, a.argv, a.argc);
         if (r == NULL) {
             log_warnx("child %s: reading the queues: %s", ch->consumer, ch->rc->errstr);
             return -1;
         }
-        ch->have_last_ids = false;
         int got = fetch_reply(ch, r, &a);
         freeReplyObject(r);
-        if (got != 0 || !ch->have_last_ids) {
+        if (got != 0 || !ch->wait_ready) {
             if (got == -1 && ch->rc->err)
                 return -1; /* e.g. READONLY: reconnect */
             if (got == -1)
@@ -419,25 +489,33 @@ static int fetch(struct wchild *ch)
             return 0;
         }
     }
+    ch->wait_ready = false;
 
-    /* Nothing waiting: the counters go out before we sleep. Then wait for a
+    /* Nothing waiting: the counters go out before we sleep if they are a
+     * second old (not before every wait: at one call at a time that was a
+     * MULTI, three HINCRBY and an EXEC per call; an idle child's XREAD
+     * times out within a second and brings it back here). Then wait for a
      * new entry on any served stream without claiming it (plain XREAD after
-     * the newest ids), then claim one by the fetch above. A few idle
-     * children may wake for one entry; one gets it. */
-    if (flush_stats(ch) == -1)
+     * the ids), then claim one by the fetch above. Every idle child wakes
+     * for a new entry; one gets it, the others pay a script with one
+     * XREADGROUP and wait again after the id they were woken for. */
+    if (mono_ms() - ch->stats.flushed_mono >= 1000 && flush_stats(ch) == -1)
         return -1;
-    const char *argv[6 + 2 * W_NQUEUES]; /* XREAD COUNT 1 BLOCK 1000 STREAMS keys ids */
+    const char *argv[6 + 2 * W_NQUEUES]; /* XREAD COUNT 2 BLOCK 1000 STREAMS keys ids */
+    char kq[W_NQUEUES][128];
     int argc = 0;
     argv[argc++] = "XREAD";
     argv[argc++] = "COUNT";
-    argv[argc++] = "1";
+    argv[argc++] = "2"; /* two: whether more follow the entry it woke for */
     argv[argc++] = "BLOCK";
     argv[argc++] = "1000";
     argv[argc++] = "STREAMS";
-    for (int i = 0; i < a.n; i++)
-        argv[argc++] = a.kq[i];
-    for (int i = 0; i < a.n; i++)
-        argv[argc++] = ch->last_ids[a.order[i]];
+    for (int i = 0; i < ch->wrr.n; i++) {
+        queue_key(ch, ch->wrr.q[i], kq[i]);
+        argv[argc++] = kq[i];
+    }
+    for (int i = 0; i < ch->wrr.n; i++)
+        argv[argc++] = ch->last_ids[ch->wrr.q[i]];
     redisReply *r = redisCommandArgv(ch->rc, argc, argv, NULL);
     if (r == NULL) {
         log_warnx("child %s: waiting on the queues: %s", ch->consumer, ch->rc->errstr);
@@ -446,6 +524,10 @@ static int fetch(struct wchild *ch)
     if (r->type == REDIS_REPLY_ERROR) {
         log_warnx("child %s: XREAD: %s", ch->consumer, r->str);
         sleep_ms(200);
+    } else if (r->type == REDIS_REPLY_NIL) {
+        ch->wait_ready = true; /* a second without a new entry: wait again */
+    } else {
+        woke_for(ch, r, kq);
     }
     freeReplyObject(r);
     return 0;
@@ -461,9 +543,7 @@ struct prefetch {
 static void prefetch_reply(redisReply *r, void *ud)
 {
     struct prefetch *p = ud;
-    p->ch->have_last_ids = false;
-    int got = fetch_reply(p->ch, r, &p->a);
-    p->ch->last_ids_fresh = got == 0 && p->ch->have_last_ids && p->a.skipped == 0;
+    fetch_reply(p->ch, r, &p->a);
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -493,6 +573,8 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
                                    prefetch ? 1 + pf.a.n : 0,
                                    prefetch ? pf.a.argv[1 + pf.a.n] : NULL,
                                    prefetch ? pf.a.argv[2 + pf.a.n] : NULL,
+                                   prefetch ? pf.a.argv + 3 + pf.a.n : NULL,
+                                   prefetch ? 1 + pf.a.n : 0,
                                    prefetch_reply,
                                    &pf,
                                    ch->stats.argv,
@@ -938,6 +1020,7 @@ int child_main(const struct tconf *c, int64_t epoch, int fd)
         return 1;
     }
     wrr_init(&ch.wrr, ch.serve);
+    reset_ids(&ch);
     isolate_user_code(&ch);
 
     /* User code must not write into the daemon's stdout (a flood there

@@ -18,6 +18,7 @@
 #include <mysql.h>
 #include <mysqld_error.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,13 @@ struct keeper {
     int64_t max_packet;            /* MariaDB's max_allowed_packet, bytes */
     char k_src[128], k_proc[256], k_procs[128], k_dead[128];
     char take_sha[41], done_sha[41];
+    /* What this keeper knows on its Redis connection, so a flush skips the
+     * commands that would only confirm it: its processing list is empty
+     * (after a batch went in and the list was deleted), and the list is
+     * already named in Ptaskrec:procs (SADD once per connection). */
+    bool proc_empty, registered;
+    struct purge *purge; /* NULL: retention off */
+    struct recon *recon; /* the accept journal vs Redis */
 };
 
 static void sleep_ms(int64_t ms)
@@ -108,6 +116,7 @@ static void k_redis_broken(struct keeper *k)
     if (k->rc)
         redisFree(k->rc);
     k->rc = NULL;
+    k->proc_empty = k->registered = false; /* a Redis we may not see again */
 }
 
 static MYSQL *k_db(struct keeper *k)
@@ -157,12 +166,16 @@ static char *quote_cb(void *ud, const char *s)
 /* Moves a batch from Ptaskrec to this keeper's processing list and returns
  * it; an unfinished batch already there comes back first (a replay).
  * KEYS: Ptaskrec, processing list, Ptaskrec:procs (set of processing
- * lists). ARGV: max records, max bytes (the first record always goes). */
+ * lists). ARGV: max records, max bytes (the first record always goes),
+ * "1" when the keeper knows its processing list is empty (no LLEN), "1"
+ * when the list is already in Ptaskrec:procs (no SADD). */
 /* The oldest records (the list's tail) are read in growing chunks (16,
  * 64, ...) and moved with one LTRIM and LPUSH per batch: a LINDEX and an
  * LMOVE per record were two Redis commands of every call. */
 static const char TAKE_LUA[] =
-    "if redis.call('LLEN', KEYS[2]) > 0 then return redis.call('LRANGE', KEYS[2], 0, -1) end "
+    "if ARGV[3] ~= '1' and redis.call('LLEN', KEYS[2]) > 0 then "
+    "  return redis.call('LRANGE', KEYS[2], 0, -1) "
+    "end "
     "local out, bytes, max, cap = {}, 0, tonumber(ARGV[1]), tonumber(ARGV[2]) "
     "local off, chunk, full = 0, 16, false "
     "while #out < max and not full do "
@@ -179,7 +192,7 @@ static const char TAKE_LUA[] =
     "  chunk = chunk * 4 "
     "end "
     "if #out > 0 then "
-    "  redis.call('SADD', KEYS[3], KEYS[2]) "
+    "  if ARGV[4] ~= '1' then redis.call('SADD', KEYS[3], KEYS[2]) end "
     "  redis.call('LTRIM', KEYS[1], 0, -#out - 1) "
     "  for i = 1, #out, 200 do "
     "    redis.call('LPUSH', KEYS[2], unpack(out, i, math.min(i + 199, #out))) "
@@ -355,6 +368,29 @@ split : {
 }
 }
 
+/* The answer to clearing a written batch (d, consumed): rv, or -1 when the
+ * batch stays in the processing list (replayed later, no duplicates). */
+static int done_reply(struct keeper *k, redisContext *rc, redisReply *d, int rv)
+{
+    if (d == NULL) {
+        log_warnx("keeper: clearing the written batch: %s; it will be replayed (no duplicates)",
+                  rc->errstr);
+        k_redis_broken(k);
+        return -1;
+    }
+    if (d->type == REDIS_REPLY_ERROR) {
+        log_warnx("keeper: clearing the written batch: %s; it will be replayed (no duplicates)",
+                  d->str);
+        if (rds_readonly(rc, d))
+            k_redis_broken(k);
+        rv = -1;
+    } else {
+        k->proc_empty = true;
+    }
+    freeReplyObject(d);
+    return rv;
+}
+
 /* One batch. Returns the number of records handled, 0 when there were
  * none, -1 on a backend problem (the batch stays in the processing list
  * and is replayed). */
@@ -368,8 +404,14 @@ static int flush_batch(struct keeper *k)
     char count[16], bytes[32];
     snprintf(count, sizeof(count), "%d", FLUSH_BATCH);
     snprintf(bytes, sizeof(bytes), "%lld", (long long)cap);
-    const char *argv[] = {k->k_src, k->k_proc, k->k_procs, count, bytes};
-    redisReply *arr = rds_eval(rc, TAKE_LUA, k->take_sha, 3, argv, 5);
+    const char *argv[] = {k->k_src,
+                          k->k_proc,
+                          k->k_procs,
+                          count,
+                          bytes,
+                          k->proc_empty ? "1" : "0",
+                          k->registered ? "1" : "0"};
+    redisReply *arr = rds_eval(rc, TAKE_LUA, k->take_sha, 3, argv, 7);
     if (arr == NULL) {
         k_redis_broken(k);
         return -1;
@@ -388,9 +430,12 @@ static int flush_batch(struct keeper *k)
             return -1;
         }
         freeReplyObject(arr);
+        k->proc_empty = true; /* nothing there, nothing moved */
         return 0;
     }
     size_t n = arr->elements;
+    k->proc_empty = false;
+    k->registered = true;
     struct row *rows = calloc(n, sizeof(*rows));
     if (rows == NULL) {
         freeReplyObject(arr);
@@ -439,7 +484,11 @@ static int flush_batch(struct keeper *k)
             nbad += rows[i].refused;
         const char **dargv = calloc(2 + nbad, sizeof(*dargv));
         size_t *dlen = calloc(2 + nbad, sizeof(*dlen));
-        if (dargv && dlen) {
+        if (nbad == 0) {
+            /* the usual case: one DEL, not a script */
+            redisReply *d = redisCommand(rc, "DEL %s", k->k_proc);
+            rv = done_reply(k, rc, d, rv);
+        } else if (dargv && dlen) {
             size_t j = 0;
             dargv[j] = k->k_proc;
             dlen[j++] = strlen(k->k_proc);
@@ -463,23 +512,7 @@ static int flush_batch(struct keeper *k)
                 memcpy(ev + 3, dargv, j * sizeof(*ev));
                 memcpy(el + 3, dlen, j * sizeof(*el));
                 redisReply *d = redisCommandArgv(rc, (int)(j + 3), ev, el);
-                if (d == NULL) {
-                    log_warnx("keeper: clearing the written batch: %s; it will be replayed "
-                              "(no duplicates)",
-                              rc->errstr);
-                    k_redis_broken(k);
-                    rv = -1;
-                } else {
-                    if (d->type == REDIS_REPLY_ERROR) {
-                        log_warnx("keeper: clearing the written batch: %s; it will be replayed "
-                                  "(no duplicates)",
-                                  d->str);
-                        if (rds_readonly(rc, d))
-                            k_redis_broken(k);
-                        rv = -1;
-                    }
-                    freeReplyObject(d);
-                }
+                rv = done_reply(k, rc, d, rv);
             } else {
                 rv = -1;
             }
@@ -769,6 +802,61 @@ static int reply_sweep(redisContext *rc, const struct tconf *c)
     return rv;
 }
 
+/* ---- the keeper's periodic jobs ------------------------------------------ */
+
+/* Re-queue for dead consumers, adopt dead keepers' batches, expire gone
+ * servers' reply lists: every 5 s (retried at once while Redis is down,
+ * k_redis backs off). */
+static int64_t job_reclaim(struct keeper *k, int64_t now)
+{
+    if (!k_redis(k))
+        return now;
+    if (keeper_reclaim(k->rc, k->c, k->me, DEAD_IDLE_MS) == -1 || adopt_dead_batches(k) == -1 ||
+        reply_sweep(k->rc, k->c) == -1) {
+        log_warnx("keeper: reclaim pass: %s", k->rc->err ? k->rc->errstr : "redis error");
+        k_redis_broken(k);
+    }
+    /* the next batch names the processing list in Ptaskrec:procs again,
+     * should another keeper have taken this one for gone and adopted it */
+    k->registered = false;
+    return mono_ms() + RECLAIM_EVERY_MS;
+}
+
+/* Task records to MariaDB: a backlog batch after batch (bounded, so the
+ * other jobs still run) before sleeping again. */
+static int64_t job_flush(struct keeper *k, int64_t now)
+{
+    (void)now;
+    for (int i = 0; i < 100 && !g_stop && flush_batch(k) > 0; i++)
+        ;
+    return mono_ms() + k->c->record_flush_ms;
+}
+
+/* Retention (worker_purge.c): off when purge_new said so. */
+static int64_t job_purge(struct keeper *k, int64_t now)
+{
+    return k->purge ? purge_tick(k->purge, k_redis(k), now) : INT64_MAX;
+}
+
+/* The accept journal against Redis (worker_reconcile.c). */
+static int64_t job_reconcile(struct keeper *k, int64_t now)
+{
+    return k->recon ? recon_tick(k->recon, k_redis(k), now) : INT64_MAX;
+}
+
+/* Each job runs when its time has come and answers when it wants to run
+ * next (mono ms); the loop sleeps until the earliest. */
+static const struct {
+    const char *name;
+    int64_t (*run)(struct keeper *k, int64_t now);
+} k_jobs[] = {
+    {"reclaim", job_reclaim},
+    {"flush", job_flush},
+    {"purge", job_purge},
+    {"reconcile", job_reconcile},
+};
+#define NJOBS (sizeof k_jobs / sizeof k_jobs[0])
+
 /* ---- main ---------------------------------------------------------------- */
 
 int keeper_main(const struct tconf *c, int64_t epoch)
@@ -796,35 +884,23 @@ int keeper_main(const struct tconf *c, int64_t epoch)
     rds_key(k.k_dead, sizeof(k.k_dead), c, "taskrec:dead");
     k.max_packet = 1024 * 1024;
 
-    struct purge *purge = purge_new(c); /* NULL: retention off */
-    struct recon *recon = recon_new(c); /* the accept journal vs Redis */
-    int64_t next_flush = 0, next_reclaim = 0, next_purge = 0, next_recon = 0;
+    k.purge = purge_new(c);
+    k.recon = recon_new(c);
+    int64_t next[NJOBS] = {0};
     while (!g_stop) {
-        int64_t now = mono_ms();
-        if (now >= next_reclaim && k_redis(&k)) {
-            if (keeper_reclaim(k.rc, c, k.me, DEAD_IDLE_MS) == -1 || adopt_dead_batches(&k) == -1 ||
-                reply_sweep(k.rc, c) == -1) {
-                log_warnx("keeper: reclaim pass: %s", k.rc->err ? k.rc->errstr : "redis error");
-                k_redis_broken(&k);
+        int64_t wake = INT64_MAX;
+        for (size_t i = 0; i < NJOBS && !g_stop; i++) {
+            int64_t t0 = mono_ms();
+            if (t0 >= next[i]) {
+                next[i] = k_jobs[i].run(&k, t0);
+                /* the jobs share one loop: a slow one delays the others */
+                if (mono_ms() - t0 >= 1000)
+                    log_debug("keeper: %s took %lld ms", k_jobs[i].name,
+                              (long long)(mono_ms() - t0));
             }
-            next_reclaim = mono_ms() + RECLAIM_EVERY_MS;
+            if (next[i] < wake)
+                wake = next[i];
         }
-        if (now >= next_flush) {
-            /* Drain a backlog batch after batch (bounded, so reclaim still
-             * runs) before sleeping again. */
-            for (int i = 0; i < 100 && !g_stop && flush_batch(&k) > 0; i++)
-                ;
-            next_flush = mono_ms() + c->record_flush_ms;
-        }
-        if (purge && mono_ms() >= next_purge)
-            next_purge = purge_tick(purge, k_redis(&k), mono_ms());
-        if (recon && mono_ms() >= next_recon)
-            next_recon = recon_tick(recon, k_redis(&k), mono_ms());
-        int64_t wake = next_flush < next_reclaim ? next_flush : next_reclaim;
-        if (purge && next_purge < wake)
-            wake = next_purge;
-        if (recon && next_recon < wake)
-            wake = next_recon;
         int64_t d = wake - mono_ms();
         sleep_ms(d < 10 ? 10 : (d > 200 ? 200 : d));
     }
@@ -841,8 +917,8 @@ int keeper_main(const struct tconf *c, int64_t epoch)
         if (r)
             freeReplyObject(r);
     }
-    purge_free(purge);
-    recon_free(recon);
+    purge_free(k.purge);
+    recon_free(k.recon);
     if (k.rc)
         redisFree(k.rc);
     if (k.db)

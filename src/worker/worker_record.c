@@ -217,9 +217,11 @@ json_t *wrec_record(const struct wtask *t, const struct woutcome *o, const char 
  * 6 entry id, 7 outcome JSON or "" (no reply), 8 task id, 9 "1" to release
  * the cron running key if it still names this task, 10 cached result or ""
  * (none), 11 its TTL, 12 the consumer that fetches next, or "" (no fetch),
- * 13 "1" to read the gen key in that fetch, 14.. (stats field, increment)
- * pairs. With a fetch, KEYS 8 is the gen key and KEYS 9.. the streams,
- * and the answer is {1, fetch's answer}; else 1.
+ * 13 "1" to read the gen key in that fetch, 14 how many fetch arguments
+ * follow (nf: 0 without a fetch), 15 .. 14 + nf the fetch's look flag and
+ * stream states (W_FETCH_FN_LUA), then (stats field, increment) pairs.
+ * With a fetch, KEYS 8 is the gen key and KEYS 9.. the streams, and the
+ * answer is {1, fetch's answer}; else 1.
  * The reply list gets no TTL here (an EXPIRE when the push created it was
  * 0.7 commands per sync call): the keeper gives the list of a server that
  * is gone 60 s to live (worker_keeper.c reply_sweep). */
@@ -227,14 +229,15 @@ static const char COMMIT_LUA[] = W_FETCH_FN_LUA
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
     "if ARGV[7] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[7]) end "
     "redis.call('LPUSH', KEYS[2], ARGV[3]) "
-    "for i = 14, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end "
+    "local nf = tonumber(ARGV[14]) "
+    "for i = 15 + nf, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end "
     "if ARGV[9] == '1' and redis.call('GET', KEYS[6]) == ARGV[8] then "
     "  redis.call('DEL', KEYS[6]) "
     "end "
     "if ARGV[10] ~= '' then redis.call('SET', KEYS[7], ARGV[10], 'EX', ARGV[11]) end "
     "redis.call('XACK', KEYS[4], 'workers', ARGV[6]) "
     "redis.call('XDEL', KEYS[4], ARGV[6]) "
-    "if ARGV[12] ~= '' then return {1, fetch(KEYS[8], 9, #KEYS - 8, ARGV[12], ARGV[13])} end "
+    "if ARGV[12] ~= '' then return {1, fetch(KEYS[8], 9, #KEYS - 8, ARGV[12], ARGV[13], 15)} end "
     "return 1";
 
 #define COMMIT_NKEYS 7
@@ -292,11 +295,12 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
             goto out;
         }
     }
-    bool fetch =
-        extra && extra->fetch_keys && extra->nfetch_keys > 0 && extra->nfetch_keys <= 1 + W_NQUEUES;
+    bool fetch = extra && extra->fetch_keys && extra->nfetch_keys > 1 &&
+                 extra->nfetch_keys <= 1 + W_NQUEUES && extra->fetch_args &&
+                 extra->nfetch_args == extra->nfetch_keys; /* look flag + a state per stream */
     char nkeys[16];
     snprintf(nkeys, sizeof(nkeys), "%d", COMMIT_NKEYS + (fetch ? extra->nfetch_keys : 0));
-    const char *argv[3 + COMMIT_NKEYS + 1 + W_NQUEUES + 13 + 2 * (2 + W_STATS_MAX)];
+    const char *argv[3 + COMMIT_NKEYS + 1 + W_NQUEUES + 14 + 1 + W_NQUEUES + 2 * (2 + W_STATS_MAX)];
     int argc = 0;
     argv[argc++] = sha[0] ? "EVALSHA" : "EVAL";
     argv[argc++] = sha[0] ? sha : COMMIT_LUA;
@@ -327,6 +331,11 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                             fetch && extra->want_gen ? extra->want_gen : "0"};
     for (int i = 0; i < 13; i++)
         argv[argc++] = args[i];
+    char nf[16];
+    snprintf(nf, sizeof(nf), "%d", fetch ? extra->nfetch_args : 0);
+    argv[argc++] = nf;
+    for (int i = 0; fetch && i < extra->nfetch_args; i++)
+        argv[argc++] = extra->fetch_args[i];
     if (extra && extra->stats) {
         for (int i = 0; i < extra->nstats && i < 2 * (2 + W_STATS_MAX); i++)
             argv[argc++] = extra->stats[i];

@@ -12,7 +12,17 @@ commandstats (commands run inside Lua scripts count too):
   fewer Redis pipelines than tasks, every task accepted, journaled and run
   (sync calls go through the same thread);
 - a task Redis refuses (OOM) gets 503 EBackend, sync or async, and the
-  accept thread keeps serving afterwards.
+  accept thread keeps serving afterwards;
+- idle children wait with one XREAD BLOCK a second each, without looking
+  at the streams (no XREADGROUP, no XREVRANGE) between waits;
+- at a low rate (one call at a time, every child idle and woken for each
+  call) a call costs one XREADGROUP per child and no XREVRANGE: the look
+  at 13 empty streams was 13 XREADGROUP + 13 XREVRANGE per child and call.
+
+Two yardsticks, printed side by side: (a) every command Redis ran, those
+inside Lua scripts included (INFO commandstats), and (b) the commands
+clients sent, i.e. round trips (a MONITOR sample, where commands run by a
+script are marked "lua": EVALSHA counts 1).
 
 Counts and ratios, not rates: they hold on a loaded machine. The totals
 per call are printed for the record (bench/run measures them properly).
@@ -20,6 +30,7 @@ per call are printed for the record (bench/run measures them properly).
 Run: TANDEM_BUILD=build /usr/bin/python3 tests/integration/test_redis_budget.py
 """
 import os
+import socket
 import sys
 import threading
 import time
@@ -59,6 +70,70 @@ def commandstats():
             fields = dict(kv.split("=", 1) for kv in rest.split(","))
             out[name] = int(fields["calls"])
     return out
+
+
+class Monitor:
+    """MONITOR on the stack's Redis while in a `with` block: counts the
+    commands clients sent (self.client) and those scripts ran (self.lua),
+    by lower-case command name."""
+
+    def __enter__(self):
+        self.client, self.lua = {}, {}
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(os.path.join(ST.dir, "redis.sock"))
+        self.sock.sendall(b"MONITOR\r\n")
+        self.buf = b""
+        while b"\r\n" not in self.buf:  # +OK: monitoring from here on
+            self.buf += self.sock.recv(4096)
+        self.buf = self.buf.split(b"\r\n", 1)[1]
+        self.stop = False
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        return self
+
+    def _read(self):
+        self.sock.settimeout(0.2)
+        while True:
+            while b"\r\n" in self.buf:
+                line, self.buf = self.buf.split(b"\r\n", 1)
+                self._count(line.decode("utf-8", "replace"))
+            if self.stop:
+                return
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            self.buf += chunk
+
+    def _count(self, line):
+        # +1700000000.123456 [0 unix:/tmp/x/redis.sock] "XADD" "k" ...
+        # +1700000000.123456 [0 lua] "SET" "k" ...
+        try:
+            where, rest = line.split("] ", 1)
+            name = rest.split('"', 2)[1].lower()
+        except (ValueError, IndexError):
+            return
+        d = self.lua if where.endswith(" lua") else self.client
+        d[name] = d.get(name, 0) + 1
+
+    def __exit__(self, *exc):
+        time.sleep(0.3)  # what Redis already sent us
+        self.stop = True
+        self.t.join(5)
+        self.sock.close()
+        for d in (self.client, self.lua):
+            for k in ("info", "config", "monitor"):
+                d.pop(k, None)
+
+    def per_call(self, n):
+        c = {k: v / n for k, v in self.client.items()}
+        return c, sum(c.values()), sum(self.lua.values()) / n
+
+
+def fmt(d):
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(d.items()) if v >= 0.01)
 
 
 def metric(name):
@@ -108,32 +183,37 @@ class RedisBudget(unittest.TestCase):
         t0, b0 = metric("tandem_server_accept_tasks"), metric("tandem_server_accept_batches")
         before = commandstats()
         t_start = time.monotonic()
-        answers = hammer(f"/api/v1/sync/{sid}", CALLS, CLIENTS)
-        busy_s = time.monotonic() - t_start
-        after = commandstats()
+        with Monitor() as mon:
+            answers = hammer(f"/api/v1/sync/{sid}", CALLS, CLIENTS)
+            busy_s = time.monotonic() - t_start
+            after = commandstats()
         # the same length of time without calls: the scripts others run
-        # anyway (keeper, beat; idle children's fetch after each XREAD)
-        time.sleep(busy_s)
-        idle = {k: v - after.get(k, 0) for k, v in commandstats().items()}
+        # anyway (keeper, beat)
+        with Monitor() as idle:
+            time.sleep(busy_s)
         self.assertEqual([a for a in answers if a[0] != 200], [])
         d, total = per_call(before, after, CALLS)
+        c, sent, in_lua = mon.per_call(CALLS)
         tasks = metric("tandem_server_accept_tasks") - t0
         batches = metric("tandem_server_accept_batches") - b0
-        print(f"\nRedis commands per sync call: {total:.2f} "
-              f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(d.items()))}); "
-              f"{tasks:.0f} enqueues in {batches:.0f} pipelines", file=sys.stderr)
+        print(f"\n{CALLS} sync calls from {CLIENTS} clients, Redis commands per call: "
+              f"(a) all {total:.2f} ({fmt(d)}); (b) sent by clients {sent:.2f} ({fmt(c)}), "
+              f"run by scripts {in_lua:.2f}; {tasks:.0f} enqueues in {batches:.0f} pipelines",
+              file=sys.stderr)
         self.assertEqual(tasks, CALLS)  # every sync call went through the accept thread
         # one SET per call (the worker's status); the enqueue's "queued" SET
         # made it two
         self.assertLessEqual(d.get("set", 0), 1.1, d)
         # one commit script per call, fetching the next task itself (two
-        # scripts before, commit then fetch): scripts per call, less the
-        # fetches after an XREAD wake-up and what runs anyway (idle window)
-        scripts = d.get("evalsha", 0) + d.get("eval", 0) - d.get("xread", 0)
-        background = (idle.get("evalsha", 0) + idle.get("eval", 0) - idle.get("xread", 0)) / CALLS
+        # scripts before, commit then fetch): scripts clients sent per call,
+        # less the fetches after an XREAD wake-up (at most one each) and
+        # what runs anyway (idle window)
+        scripts = c.get("evalsha", 0) + c.get("eval", 0) - c.get("xread", 0)
+        ic = idle.per_call(CALLS)[0]
+        background = ic.get("evalsha", 0) + ic.get("eval", 0) - ic.get("xread", 0)
         print(f"scripts per call beyond XREAD wake-ups {scripts:.2f}, of which background "
               f"{background:.2f} ({busy_s:.1f} s of calls)", file=sys.stderr)
-        self.assertLessEqual(scripts - background, 1.4, (d, idle))
+        self.assertLessEqual(scripts - background, 1.4, (c, ic))
         # the reply list gets no EXPIRE per push (the keeper's sweep covers
         # the lists of servers that are gone: test_4)
         self.assertLess(d.get("expire", 0), 0.05, d)
@@ -206,6 +286,47 @@ class RedisBudget(unittest.TestCase):
                          (200, 5))
         self.assertIn(ST.redis("TTL", f"tandem:reply:{live[0]}"), ("-1", "-2"))
 
+    def test_5_idle_children_wait_without_looking(self):
+        time.sleep(1.5)  # the last calls' children back in their XREAD BLOCK
+        before = commandstats()
+        with Monitor() as mon:
+            time.sleep(IDLE_S)
+        after = commandstats()
+        d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        print(f"\nidle {IDLE_S} s, {ST.workers} children: (a) all commands "
+              f"{fmt({k: v for k, v in d.items() if v})}; (b) sent by clients "
+              f"{fmt(mon.client)}", file=sys.stderr)
+        # each child: one XREAD BLOCK 1000 a second, then the next one
+        # straight away (a fetch after a timeout was 13 XREADGROUP + 13
+        # XREVRANGE + a script each)
+        self.assertEqual(d.get("xreadgroup", 0), 0, d)
+        self.assertEqual(d.get("xrevrange", 0), 0, d)
+        self.assertLessEqual(mon.client.get("xread", 0), ST.workers * (IDLE_S + 1), mon.client)
+
+    def test_6_one_call_at_a_time_costs_one_xreadgroup_per_child(self):
+        sid = ST.create_sync_api("t__bud.echo")
+        for a in hammer(f"/api/v1/sync/{sid}", 10, 1):
+            self.assertEqual(a[0], 200, a)
+        time.sleep(0.3)
+        before = commandstats()
+        with Monitor() as mon:
+            answers = hammer(f"/api/v1/sync/{sid}", SLOW_CALLS, 1)
+            after = commandstats()
+        self.assertEqual([a for a in answers if a[0] != 200], [])
+        d, total = per_call(before, after, SLOW_CALLS)
+        c, sent, in_lua = mon.per_call(SLOW_CALLS)
+        print(f"\n{SLOW_CALLS} sync calls one at a time, {ST.workers} children, Redis commands "
+              f"per call: (a) all {total:.2f} ({fmt(d)}); (b) sent by clients {sent:.2f} "
+              f"({fmt(c)}), run by scripts {in_lua:.2f}", file=sys.stderr)
+        # every idle child wakes for the call and tries the one stream it
+        # woke for, nothing else; the winner's next fetch is one XREAD look
+        self.assertLessEqual(d.get("xreadgroup", 0), ST.workers + 0.3, d)
+        self.assertLess(d.get("xrevrange", 0), 0.1, d)
+        self.assertLessEqual(d.get("xread", 0), ST.workers + 1.3, d)
+
+
+IDLE_S = 4
+SLOW_CALLS = 60
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

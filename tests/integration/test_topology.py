@@ -99,11 +99,25 @@ class TopologyTest(unittest.TestCase):
             raise AssertionError(f"doctor --json: {e}: {p.stdout} {p.stderr}")
         return checks["redis-topo"], checks["mysql-topo"]
 
+    def wait_lag(self, ok, seconds=15):
+        """Until the master's INFO shows its replica's lag (s) passing ok."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            info = redis_cli(self.pm, "INFO", "replication")
+            lags = [int(x.split("lag=")[1].split(",")[0].strip())
+                    for x in info.splitlines() if x.startswith("slave") and "lag=" in x]
+            if lags and ok(min(lags)):
+                return
+            time.sleep(0.2)
+
     # each doctor run takes seconds (it checks everything): the Redis and the
     # MariaDB findings, independent, are checked in pairs
     def test_healthy_pair_names_master_replica_sentinels_and_primary(self):
-        r, m = self.doctor([self.ps])
+        r, m = self.doctor([self.ps], "wait_replicas = 1; wait_max_lag = 5;")
         self.assertEqual(r["status"], "ok", r)
+        # the WAIT settings, so an operator sees what an enqueue waits for
+        self.assertIn("WAIT for 1 replica(s) up to 200 ms, counting those with lag <= 5 s",
+                      r["message"])
         self.assertIn(f"master 127.0.0.1:{self.pm}", r["message"])
         self.assertIn(f"127.0.0.1:{self.pr} online lag", r["message"])
         self.assertIn("1 of 1 Sentinels reachable, agreeing", r["message"])
@@ -124,13 +138,30 @@ class TopologyTest(unittest.TestCase):
         self.a.read_only(True)
         r, m = self.doctor([self.ps], "wait_replicas = 2;")
         self.assertEqual(r["status"], "FAIL", r)
-        self.assertIn("wait_replicas = 2 but 1 online", r["message"])
+        self.assertIn("wait_replicas = 2 but 1 online and acknowledging", r["message"])
+        self.assertIn("redis.wait_max_lag = 2 s", r["message"])
         self.assertIn("refused", r["message"])
         self.assertEqual(m["status"], "FAIL", m)
         self.assertIn("no writable MariaDB", m["message"])
         r, _ = self.doctor([self.ps], "wait_replicas = 2; wait_refuse = false;")
         self.assertEqual(r["status"], "warn", r)
         self.assertIn("without a replica's copy", r["message"])
+
+    def test_replica_lagging_past_wait_max_lag_is_not_counted(self):
+        # a hung replica stays "online" at the master while its lag grows:
+        # doctor counts it as the enqueue does, by redis.wait_max_lag
+        replica = self.procs[1]
+        replica.send_signal(signal.SIGSTOP)
+        try:
+            self.wait_lag(lambda lag: lag >= 2)
+            r, _ = self.doctor([self.ps], "wait_replicas = 1; wait_max_lag = 1;")
+        finally:
+            replica.send_signal(signal.SIGCONT)
+            self.wait_lag(lambda lag: lag <= 1)  # acking again, for the other tests
+        self.assertEqual(r["status"], "FAIL", r)
+        self.assertIn("wait_replicas = 1 but 0 online and acknowledging", r["message"])
+        self.assertIn("redis.wait_max_lag = 1 s", r["message"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -245,6 +245,47 @@ static void test_config_out_of_bounds(void **state)
                   "8: redis.db: 16 is out of range 0..15", NULL);
 }
 
+/* redis.wait_max_lag: 2 s unless set; out of range is refused with the
+ * reason each bound has (not only the range). */
+static void test_config_wait_max_lag_is_bounded_with_reasons(void **state)
+{
+    (void)state;
+    struct tconf c;
+    tconf_defaults(&c);
+    assert_int_equal(c.redis_wait_max_lag, 2);
+    load_ok(&c, "redis = {\n wait_replicas = 1;\n wait_max_lag = 5;\n};\n");
+    assert_int_equal(c.redis_wait_max_lag, 5);
+    expect_errors("redis = {\n\n wait_max_lag = 0;\n};\n",
+                  "3: redis.wait_max_lag: 0 is out of range 1..60: a replica acknowledges once a "
+                  "second",
+                  NULL);
+    expect_errors("redis = {\n wait_max_lag = 61;\n};\n",
+                  "2: redis.wait_max_lag: 61 is out of range 1..60: a hung replica would be "
+                  "trusted that long",
+                  NULL);
+    expect_errors("redis = {\n wait_max_lag = 1.5;\n};\n",
+                  "2: redis.wait_max_lag: expected an integer", NULL);
+}
+
+/* The values' own rules (the table's valid/invalid): each bad value is
+ * named, in quotes, with what is wrong with it. */
+static void test_config_each_rule_names_the_value(void **state)
+{
+    (void)state;
+    expect_errors("redis = {\n sentinels = [\"10.0.0.1:26379\", \"10.0.0.2\"];\n};\n",
+                  "2: redis.sentinels: item 2 \"10.0.0.2\" is not host:port", NULL);
+    expect_errors("mysql = {\n hosts = [\"db:x\"];\n database = \"\";\n};\n",
+                  "2: mysql.hosts: item 1 \"db:x\" is not host:port",
+                  "3: mysql.database: must not be empty", NULL);
+    expect_errors("failover = {\n unicast_src = \"10.0.0\";\n};\n",
+                  "2: failover.unicast_src: \"10.0.0\" is not an IPv4 address", NULL);
+    expect_errors("worker = {\n queues = [\"sync\", \"x\", \"sync\"];\n};\n",
+                  "2: worker.queues: item 2 \"x\" is not a queue",
+                  "2: worker.queues: item 3 \"sync\" is listed twice", NULL);
+    struct tconf c;
+    load_ok(&c, "failover = {\n unicast_src = \"\";\n vip = \"\";\n};\n"); /* empty = off */
+}
+
 static void test_config_too_long_string(void **state)
 {
     (void)state;
@@ -385,21 +426,105 @@ static void test_config_dump_round_trips(void **state)
     free(db);
 }
 
+/* A file of the source tree: under $TANDEM_SRC, else next to this test. */
+static void src_path(char *path, size_t n, const char *rel)
+{
+    const char *src = getenv("TANDEM_SRC");
+    if (src && src[0]) {
+        snprintf(path, n, "%s/%s", src, rel);
+        return;
+    }
+    /* __FILE__ is .../tests/unit/test_config.c */
+    snprintf(path, n, "%s", __FILE__);
+    char *p = strstr(path, "tests/unit/test_config.c");
+    assert_non_null(p);
+    snprintf(p, n - (size_t)(p - path), "%s", rel);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        fail_msg("cannot read %s", path);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, got, m);
+    fclose(f);
+    fclose(m);
+    return buf;
+}
+
+/* Whether the shipped tandem.conf's section block mentions key (set or
+ * commented out, "key =" or "# key ="). */
+static bool conf_mentions(const char *conf, const char *section, const char *key)
+{
+    char head[64], want[96];
+    snprintf(head, sizeof head, "\n%s = {", section);
+    const char *b = strstr(conf, head);
+    if (b == NULL)
+        return false;
+    const char *end = strstr(b, "\n};");
+    snprintf(want, sizeof want, " %s = ", key);
+    for (const char *p = strstr(b, want); p && (!end || p < end); p = strstr(p + 1, want))
+        if (p[-1] == ' ' || p[-1] == '#' || p[-1] == '\n')
+            return true;
+    return false;
+}
+
+/* Walks the option table (through tconf_dump, which prints every row):
+ * each option is described in tandem.conf(5) and shown in the shipped
+ * tandem.conf, so a new option cannot land undocumented. */
+static void test_config_every_option_is_documented(void **state)
+{
+    (void)state;
+    char path[1024];
+    src_path(path, sizeof path, "docs/man/tandem.conf.5");
+    char *man = slurp(path);
+    src_path(path, sizeof path, "conf/tandem.conf");
+    char *conf = slurp(path);
+    struct tconf c;
+    tconf_defaults(&c);
+    char *dump = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&dump, &len);
+    tconf_dump(&c, f);
+    fclose(f);
+    char section[64] = "", missing[2048] = "";
+    int n = 0;
+    for (char *line = strtok(dump, "\n"); line; line = strtok(NULL, "\n")) {
+        char key[64];
+        if (sscanf(line, "%63[a-z_] = {", section) == 1)
+            continue;
+        if (line[0] != ' ' || line[2] == '#' || sscanf(line, " %63[a-z_0-9] =", key) != 1)
+            continue;
+        char full[160];
+        snprintf(full, sizeof full, "%s.%s", section, key);
+        n++;
+        size_t ml = strlen(missing);
+        if (strstr(man, full) == NULL)
+            snprintf(missing + ml, sizeof missing - ml, " %s (tandem.conf.5)", full);
+        ml = strlen(missing);
+        if (!conf_mentions(conf, section, key))
+            snprintf(missing + ml, sizeof missing - ml, " %s (conf/tandem.conf)", full);
+    }
+    free(dump);
+    free(man);
+    free(conf);
+    assert_true(n > 80); /* the dump was read */
+    if (missing[0])
+        fail_msg("undocumented options:%s", missing);
+}
+
 /* The shipped example must load with no problems. */
 static void test_config_shipped_example_loads_clean(void **state)
 {
     (void)state;
     char path[1024];
-    const char *src = getenv("TANDEM_SRC");
-    if (src && src[0]) {
-        snprintf(path, sizeof(path), "%s/conf/tandem.conf", src);
-    } else {
-        /* __FILE__ is .../tests/unit/test_config.c */
-        snprintf(path, sizeof(path), "%s", __FILE__);
-        char *p = strstr(path, "tests/unit/test_config.c");
-        assert_non_null(p);
-        snprintf(p, sizeof(path) - (size_t)(p - path), "conf/tandem.conf");
-    }
+    src_path(path, sizeof path, "conf/tandem.conf");
     struct tconf c;
     char *err = NULL;
     if (tconf_load(&c, path, &err) != 0)
@@ -421,6 +546,8 @@ int main(void)
         cmocka_unit_test(test_config_wrong_type),
         cmocka_unit_test(test_config_out_of_bounds),
         cmocka_unit_test(test_config_too_long_string),
+        cmocka_unit_test(test_config_wait_max_lag_is_bounded_with_reasons),
+        cmocka_unit_test(test_config_each_rule_names_the_value),
         cmocka_unit_test(test_config_bad_values),
         cmocka_unit_test(test_config_collects_all_problems),
         cmocka_unit_test(test_config_syntax_error_has_line),
@@ -429,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_config_health_port),
         cmocka_unit_test(test_config_dump_round_trips),
         cmocka_unit_test(test_config_shipped_example_loads_clean),
+        cmocka_unit_test(test_config_every_option_is_documented),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

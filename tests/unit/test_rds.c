@@ -88,11 +88,49 @@ static void test_rds_sv_age_is_judged_on_redis_clock(void **state)
     json_decref(old);
 }
 
+/* Which replicas count as able to acknowledge a WAIT (redis.wait_max_lag):
+ * online ones whose last ack is at most max_lag_s old; a syncing one never;
+ * a replica's own INFO (not a master) is -1, so the caller WAITs as before. */
+static void test_rds_replicas_acking_honours_max_lag(void **state)
+{
+    (void)state;
+    static const char info[] = "# Replication\r\n"
+                               "role:master\r\n"
+                               "connected_slaves:4\r\n"
+                               "slave0:ip=10.0.0.2,port=6379,state=online,offset=900,lag=0\r\n"
+                               "slave1:ip=10.0.0.3,port=6379,state=online,offset=880,lag=3\r\n"
+                               "slave2:ip=10.0.0.4,port=6379,state=wait_bgsave,offset=0,lag=0\r\n"
+                               "slave3:ip=10.0.0.5,port=6379,state=online,offset=100,lag=45\r\n"
+                               "master_failover_state:no-failover\r\n"
+                               "master_repl_offset:900\r\n";
+    assert_int_equal(rds_replicas_acking_in(info, 1), 1);
+    assert_int_equal(rds_replicas_acking_in(info, 2), 1); /* the default */
+    assert_int_equal(rds_replicas_acking_in(info, 3), 2);
+    assert_int_equal(rds_replicas_acking_in(info, 60), 3);
+    assert_int_equal(
+        rds_replicas_acking_in("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n", 2), 0);
+    assert_int_equal(rds_replicas_acking_in("# Replication\r\nrole:slave\r\nmaster_host:x\r\n", 2),
+                     -1);
+}
+
+/* The same through INFO on a real master without replicas: 0, whatever
+ * the limit (each limit is read afresh, not served from the other's cache). */
+static void test_rds_replicas_acking_on_a_lone_master_is_zero(void **state)
+{
+    struct redis_fixture *f = *state;
+    if (f->rc == NULL)
+        skip();
+    assert_int_equal(rds_replicas_acking(f->rc, 2), 0);
+    assert_int_equal(rds_replicas_acking(f->rc, 60), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rds_heartbeats_are_listed_and_expired_ones_pruned),
         cmocka_unit_test(test_rds_sv_age_is_judged_on_redis_clock),
+        cmocka_unit_test(test_rds_replicas_acking_honours_max_lag),
+        cmocka_unit_test(test_rds_replicas_acking_on_a_lone_master_is_zero),
     };
     return cmocka_run_group_tests(tests, redis_up, redis_down);
 }

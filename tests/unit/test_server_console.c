@@ -1,9 +1,14 @@
 /* The console's static serving: a request path can never name a file
  * outside server.console_dir (no "..", no hidden files, no odd bytes), only
- * known file types are served and with the right MIME type, and "/" and
- * "/console/..." reach the console's handlers. */
+ * known file types are served and with the right MIME type, "/" and
+ * "/console/..." reach the console's handlers, and the version that names
+ * the page's assets changes with any of its files and with nothing else. */
 #include <stdio.h>
 #include <setjmp.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -86,12 +91,77 @@ static void test_console_routes_reach_the_console(void **state)
     assert_int_equal(rt->need, SRV_SCOPE_CALL);
 }
 
+static void test_console_stamp_replaces_every_mark(void **state)
+{
+    (void)state;
+    static const char page[] = "<link href=\"a.css?v=@version@\"><script src=\"b.js?v=@version@\">"
+                               "@version";
+    size_t n = 0;
+    char *out = console_stamp(page, sizeof page - 1, "0123456789abcdef", &n);
+    assert_non_null(out);
+    assert_string_equal(out, "<link href=\"a.css?v=0123456789abcdef\"><script "
+                             "src=\"b.js?v=0123456789abcdef\">@version");
+    assert_int_equal(n, strlen(out));
+    free(out);
+    out = console_stamp("", 0, "x", &n);
+    assert_non_null(out);
+    assert_int_equal(n, 0);
+    free(out);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char p[300];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_console_version_follows_the_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/tandem-console-ver-XXXXXX", v0[17], v1[17], v2[17], v3[17];
+    assert_non_null(mkdtemp(dir));
+    write_file(dir, "index.html", "<p>x</p>");
+    write_file(dir, "app.js", "1;");
+    assert_int_equal(console_version(dir, v0), 0);
+    assert_int_equal(strlen(v0), 16);
+    assert_int_equal(console_version(dir, v1), 0);
+    assert_string_equal(v0, v1); /* same files, same version */
+    /* a file the console does not serve (and a hidden one) changes nothing */
+    write_file(dir, "README", "notes");
+    write_file(dir, ".app.js.swp", "x");
+    assert_int_equal(console_version(dir, v1), 0);
+    assert_string_equal(v0, v1);
+    /* a deploy: a served file's size or mtime changes it */
+    write_file(dir, "app.js", "12;");
+    assert_int_equal(console_version(dir, v2), 0);
+    assert_string_not_equal(v0, v2);
+    char p[300];
+    snprintf(p, sizeof p, "%s/app.js", dir);
+    struct timeval tv[2] = {{1000000000, 0}, {1000000000, 0}};
+    assert_int_equal(utimes(p, tv), 0);
+    assert_int_equal(console_version(dir, v3), 0);
+    assert_string_not_equal(v2, v3);
+    static const char *const names[] = {"index.html", "app.js", "README", ".app.js.swp"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+    assert_int_equal(console_version(dir, v3), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_console_path_refuses_traversal_and_hidden_files),
         cmocka_unit_test(test_console_mime_types),
         cmocka_unit_test(test_console_routes_reach_the_console),
+        cmocka_unit_test(test_console_stamp_replaces_every_mark),
+        cmocka_unit_test(test_console_version_follows_the_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
