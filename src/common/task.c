@@ -4,9 +4,11 @@
 #include "rds.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "clock.h"
 #include "log.h"
@@ -274,14 +276,13 @@ static void enq_fail(struct task_enq *q, struct enq_state *s, const char *fmt, .
     va_end(ap);
 }
 
-/* Appends one task's commands: XGROUP CREATE (first use of the queue on
- * this connection), XADD (a ZADD to Pdelayed for a task due later), and
- * for async/cron the queued status. A sync
- * call's status is written by the worker's commit alone: its caller learns
- * the task id only with the outcome, and a "queued" SET that lands after a
- * fast worker's commit would hide the outcome. */
-static void enq_append(redisContext *rc, const struct tconf *c, struct task_enq *q,
-                       struct enq_state *s, const char *const *sent_groups, size_t nsent)
+/* What one task puts in Redis: its JSON (s->msg), the key it goes to
+ * (s->qkey: its queue's stream, or Pdelayed for a task due later) and for
+ * async/cron its "queued" status (s->status). A sync call's status is
+ * written by the worker's commit alone: its caller learns the task id only
+ * with the outcome, and a "queued" SET that lands after a fast worker's
+ * commit would hide the outcome. -1 (q->err set): cannot encode. */
+static int enq_prepare(const struct tconf *c, struct task_enq *q, struct enq_state *s)
 {
     const struct task *t = q->t;
     s->msg = q->msg ? q->msg : (s->msg_own = task_encode(t));
@@ -299,15 +300,27 @@ static void enq_append(redisContext *rc, const struct tconf *c, struct task_enq 
     }
     if (s->msg == NULL || (!t->reply[0] && s->status == NULL)) {
         enq_fail(q, s, "task %s: cannot encode (bad UTF-8 in a field?)", t->id);
-        return;
+        return -1;
     }
-    if (s->delayed) {
-        /* not due yet: the beat's delayed-task script moves it to its
-         * stream (and creates the group) when it is */
+    if (s->delayed) /* the beat's delayed-task script moves it to its stream when due */
         rds_key(s->qkey, sizeof(s->qkey), c, "delayed");
+    else
+        rds_key(s->qkey, sizeof(s->qkey), c, "q:%s", t->queue);
+    return 0;
+}
+
+/* Appends one task's commands: XGROUP CREATE (first use of the queue on
+ * this connection), XADD (a ZADD to Pdelayed for a task due later), and
+ * for async/cron the queued status. */
+static void enq_append(redisContext *rc, const struct tconf *c, struct task_enq *q,
+                       struct enq_state *s, const char *const *sent_groups, size_t nsent)
+{
+    const struct task *t = q->t;
+    if (enq_prepare(c, q, s) != 0)
+        return;
+    if (s->delayed) {
         redisAppendCommand(rc, "ZADD %s %lld %s", s->qkey, (long long)t->due_ms, s->msg);
     } else {
-        rds_key(s->qkey, sizeof(s->qkey), c, "q:%s", t->queue);
         int slot;
         s->group = group_needed(rc, t->queue, &slot);
         for (size_t i = 0; s->group && i < nsent; i++)
@@ -386,74 +399,154 @@ static void warn_unreplicated(const char *id, long long acked, int want, bool wa
     }
 }
 
+/* Whether to end the pipeline with a WAIT (asked before the pipeline is
+ * built: it is a command of its own). Not when fewer replicas than asked
+ * for are acknowledging at all (gone, syncing, hung): that WAIT could only
+ * run to its timeout, holding this thread and every call queued behind it
+ * (bench/wait-cost), so the answer is given at once. */
+static bool enq_wait_wanted(redisContext *rc, const struct tconf *c, int *acking)
+{
+    *acking = c->redis_wait_replicas > 0 ? rds_replicas_acking(rc, c->redis_wait_max_lag) : -1;
+    return c->redis_wait_replicas > 0 && (*acking < 0 || *acking >= c->redis_wait_replicas);
+}
+
+/* After the pipeline's replies: with redis.wait_replicas, the tasks Redis
+ * took (those of only[] when given) are refused or accepted with a warning
+ * when fewer replicas than asked for acknowledged them. The entries are on
+ * the master's stream and may still run either way. */
+static void enq_durability(const struct tconf *c, struct task_enq *q, struct enq_state *s, size_t n,
+                           bool wait, long long acked)
+{
+    if (c->redis_wait_replicas <= 0 || acked >= c->redis_wait_replicas)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].done || !s[i].sent)
+            continue;
+        if (c->redis_wait_refuse && wait)
+            enq_fail(&q[i], &s[i],
+                     "task %s: not durable: %lld of %d Redis replica(s) acknowledged it "
+                     "within %d ms (redis.wait_replicas)",
+                     q[i].t->id, acked < 0 ? 0 : acked, c->redis_wait_replicas,
+                     c->redis_wait_timeout_ms);
+        else if (c->redis_wait_refuse)
+            enq_fail(&q[i], &s[i],
+                     "task %s: not durable: %lld of %d Redis replica(s) online and "
+                     "acknowledging (lag <= %d s, redis.wait_max_lag), so not waited "
+                     "for (redis.wait_replicas)",
+                     q[i].t->id, acked, c->redis_wait_replicas, c->redis_wait_max_lag);
+        else
+            warn_unreplicated(q[i].t->id, acked, c->redis_wait_replicas, wait);
+    }
+}
+
+/* The enq_state array of n tasks: small batches on the stack. */
+#define ENQ_SMALL 8
+
+static struct enq_state *enq_states(struct enq_state small[ENQ_SMALL], size_t n)
+{
+    struct enq_state *s = n <= ENQ_SMALL ? small : calloc(n, sizeof *s);
+    if (s == small)
+        memset(small, 0, sizeof(*small) * ENQ_SMALL);
+    return s;
+}
+
+static void enq_states_free(struct enq_state *s, struct enq_state *small, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++) {
+        free(s[i].msg_own);
+        free(s[i].status);
+    }
+    if (s != small)
+        free(s);
+}
+
+/* Tests only (tandem-server arms it from TANDEM_TEST_ENQUEUE_CUT=1): the
+ * first try of every batch sends the commands of its first half of tasks
+ * (at least one), makes sure Redis executed them, and then loses the
+ * connection without their answers, as when Redis dies or the link breaks
+ * mid-batch. task_enqueue_again() is not cut. */
+static atomic_bool test_cut_armed;
+
+void task_test_cut_arm(bool on)
+{
+    atomic_store(&test_cut_armed, on);
+}
+
+static bool test_cut(void)
+{
+    return atomic_load_explicit(&test_cut_armed, memory_order_relaxed);
+}
+
+static void test_cut_now(redisContext *rc)
+{
+    int done = 0;
+    while (!done && redisBufferWrite(rc, &done) == REDIS_OK) {
+    }
+    /* half-close: Redis reads and runs all of it, answers, then sees EOF */
+    shutdown(rc->fd, SHUT_WR);
+    void *rep;
+    while (redisGetReply(rc, &rep) == REDIS_OK)
+        freeReplyObject(rep); /* the answers that "never came"; ends at EOF (rc->err) */
+}
+
 size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_enq *q, size_t n)
 {
-    struct enq_state small[8], *s = n <= 8 ? small : calloc(n, sizeof *s);
-    const char *small_groups[8], **groups = n <= 8 ? small_groups : calloc(n, sizeof *groups);
+    struct enq_state small[ENQ_SMALL], *s = enq_states(small, n);
+    const char *small_groups[ENQ_SMALL],
+        **groups = n <= ENQ_SMALL ? small_groups : calloc(n, sizeof *groups);
     size_t ngroups = 0, ok = 0;
-    if (s == NULL || groups == NULL) {
-        for (size_t i = 0; i < n; i++) {
-            q[i].err = NULL;
-            err_set(&q[i].err, "task %s: out of memory", q[i].t->id);
-        }
-        goto out;
-    }
-    memset(s, 0, sizeof(*s) * (n <= 8 ? 8 : n));
-    /* (asked before the pipeline below is built: it is a command of its own) */
-    int acking = c->redis_wait_replicas > 0 ? rds_replicas_acking(rc, c->redis_wait_max_lag) : -1;
-    bool wait = c->redis_wait_replicas > 0 && (acking < 0 || acking >= c->redis_wait_replicas);
     for (size_t i = 0; i < n; i++) {
         q[i].err = NULL;
+        q[i].unsure = false;
+    }
+    if (s == NULL || groups == NULL) {
+        for (size_t i = 0; i < n; i++)
+            err_set(&q[i].err, "task %s: out of memory", q[i].t->id);
+        goto out;
+    }
+    int acking;
+    bool wait = enq_wait_wanted(rc, c, &acking);
+    bool cut = test_cut();
+    size_t nsend = cut ? (n + 1) / 2 : n;
+    for (size_t i = 0; i < nsend; i++) {
         enq_append(rc, c, &q[i], &s[i], groups, ngroups);
         if (s[i].group)
             groups[ngroups++] = q[i].t->queue;
     }
     /* Accepted = on a replica too, when asked: one WAIT after all of them,
      * in the same pipeline, so it costs the replication delay once per
-     * round trip, not per task. Not when fewer replicas than asked for are
-     * acknowledging at all (gone, syncing, hung): that WAIT could only run
-     * to its timeout, holding this thread and every call queued behind it
-     * (bench/wait-cost), so the answer is given at once. */
-    if (wait)
+     * round trip, not per task. */
+    if (wait && !cut)
         redisAppendCommand(rc, "WAIT %d %d", c->redis_wait_replicas, c->redis_wait_timeout_ms);
     size_t read = 0; /* tasks whose replies were all read */
-    while (read < n && (!s[read].sent || enq_read(rc, &q[read], &s[read]) == 0))
-        read++;
+    if (cut) {
+        test_cut_now(rc);
+        for (size_t i = nsend; i < n; i++)
+            s[i].sent = enq_prepare(c, &q[i], &s[i]) == 0; /* for the retry to send */
+    } else {
+        while (read < n && (!s[read].sent || enq_read(rc, &q[read], &s[read]) == 0))
+            read++;
+    }
     redisReply *w = NULL;
     if (read == n && wait && redisGetReply(rc, (void **)&w) != REDIS_OK) {
         grp_rc = NULL;
         read = 0; /* none is known to be on a replica */
     }
     if (read < n) {
-        /* the connection broke: what was not confirmed is not accepted */
-        for (size_t i = read; i < n; i++)
+        /* The connection broke: what was not confirmed is not accepted
+         * (yet). Redis may have run any of it before the break: those are
+         * `unsure`, for task_enqueue_again() on a fresh connection. */
+        grp_rc = NULL;
+        for (size_t i = read; i < n; i++) {
+            if (s[i].sent && !s[i].done)
+                q[i].unsure = true;
             enq_fail(&q[i], &s[i], "task %s: redis: %s", q[i].t->id, rc->errstr);
-    } else if (c->redis_wait_replicas > 0) {
-        long long acked = !wait ? acking : w && w->type == REDIS_REPLY_INTEGER ? w->integer : -1;
-        if (acked < c->redis_wait_replicas) {
-            /* The entries are on the master's stream and may still run; the
-             * callers are told they were not accepted durably (refuse), or
-             * they are accepted with a warning (the operator's documented
-             * choice). */
-            for (size_t i = 0; i < n; i++) {
-                if (s[i].done)
-                    continue;
-                if (c->redis_wait_refuse && wait)
-                    enq_fail(&q[i], &s[i],
-                             "task %s: not durable: %lld of %d Redis replica(s) acknowledged it "
-                             "within %d ms (redis.wait_replicas)",
-                             q[i].t->id, acked < 0 ? 0 : acked, c->redis_wait_replicas,
-                             c->redis_wait_timeout_ms);
-                else if (c->redis_wait_refuse)
-                    enq_fail(&q[i], &s[i],
-                             "task %s: not durable: %lld of %d Redis replica(s) online and "
-                             "acknowledging (lag <= %d s, redis.wait_max_lag), so not waited "
-                             "for (redis.wait_replicas)",
-                             q[i].t->id, acked, c->redis_wait_replicas, c->redis_wait_max_lag);
-                else
-                    warn_unreplicated(q[i].t->id, acked, c->redis_wait_replicas, wait);
-            }
         }
+    } else {
+        enq_durability(c, q, s, n, wait,
+                       !wait                                 ? acking
+                       : w && w->type == REDIS_REPLY_INTEGER ? w->integer
+                                                             : -1);
     }
     if (w)
         freeReplyObject(w);
@@ -461,14 +554,188 @@ size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_en
         if (!s[i].done)
             ok++;
 out:
-    for (size_t i = 0; s && i < n; i++) {
-        free(s[i].msg_own);
-        free(s[i].status);
-    }
-    if (s != small)
-        free(s);
+    enq_states_free(s, small, n);
     if (groups != small_groups)
         free(groups);
+    return ok;
+}
+
+/* The retry's script: per task, "already in Redis?" and if not, the first
+ * try's commands. A task the first try got into Redis is either still an
+ * entry of its stream (XDEL comes only with its outcome, in the worker's
+ * commit script, and a re-queued copy keeps its JSON) or has its status
+ * key (written by that same commit, or by the first try right after the
+ * XADD for async/cron), so: its status key exists, or an entry of its
+ * stream newer than ARGV[1] ms ago (the stream ids are Redis's clock, so
+ * the server's clock does not matter) carries its id. A stream holds the
+ * tasks not yet done, so the scan is as long as the queue; ARGV[3] caps it
+ * (past it a task not found is added: at least once, never lost).
+ * A task due later goes to Pdelayed, a ZSET whose member is its JSON, so
+ * ZADD is its own "already there?" (no scan).
+ * KEYS: per task its stream (or Pdelayed) and its status key. ARGV: 1
+ * window ms, 2 the status TTL, 3 the scan cap, then per task: id, JSON,
+ * status JSON or "" (sync), due ms or "" (not delayed). Answer: per task
+ * 0 = was there, 1 = added now. */
+static const char ENQ_AGAIN_LUA[] =
+    "local n = #KEYS / 2 "
+    "local out, want, queues, left = {}, {}, {}, 0 "
+    "for i = 1, n do "
+    "  if redis.call('EXISTS', KEYS[2 * i]) == 1 then out[i] = 0 "
+    "  elseif ARGV[4 * i + 3] ~= '' then "
+    "    out[i] = redis.call('ZADD', KEYS[2 * i - 1], ARGV[4 * i + 3], ARGV[4 * i + 1]) "
+    "    if ARGV[4 * i + 2] ~= '' then "
+    "      redis.call('SET', KEYS[2 * i], ARGV[4 * i + 2], 'EX', ARGV[2], 'NX') "
+    "    end "
+    "  else "
+    "    local q = KEYS[2 * i - 1] "
+    "    if not want[q] then want[q] = {}; queues[#queues + 1] = q end "
+    "    want[q][ARGV[4 * i]] = i; left = left + 1 "
+    "  end "
+    "end "
+    "local t = redis.call('TIME') "
+    "local from = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[1]) "
+    "if from < 0 then from = 0 end "
+    "local cap = tonumber(ARGV[3]) "
+    "for _, q in ipairs(queues) do "
+    "  local w, last, seen = want[q], '+', 0 "
+    "  while left > 0 and seen < cap do "
+    "    local es = redis.call('XREVRANGE', q, last, from .. '-0', 'COUNT', 512) "
+    "    local got = 0 "
+    "    for _, e in ipairs(es) do "
+    "      if e[1] ~= last then "
+    "        got = got + 1 "
+    "        local f = e[2] "
+    "        for j = 1, #f - 1, 2 do "
+    "          if f[j] == 't' then "
+    "            local id = string.match(f[j + 1], '^{\"id\":\"([^\"]*)\"') "
+    "            if id and w[id] then out[w[id]] = 0; w[id] = nil; left = left - 1 end "
+    "          end "
+    "        end "
+    "      end "
+    "      last = e[1] "
+    "    end "
+    "    seen = seen + got "
+    "    if got == 0 then break end "
+    "  end "
+    "end "
+    "local made = {} "
+    "for i = 1, n do "
+    "  if out[i] == nil then "
+    "    local q = KEYS[2 * i - 1] "
+    "    if not made[q] then "
+    "      redis.pcall('XGROUP', 'CREATE', q, 'workers', '0', 'MKSTREAM'); made[q] = true "
+    "    end "
+    "    redis.call('XADD', q, '*', 't', ARGV[4 * i + 1]) "
+    "    if ARGV[4 * i + 2] ~= '' then "
+    "      redis.call('SET', KEYS[2 * i], ARGV[4 * i + 2], 'EX', ARGV[2]) "
+    "    end "
+    "    out[i] = 1 "
+    "  end "
+    "end "
+    "return out";
+
+#define ENQ_AGAIN_MARGIN_MS 60000 /* clock steps, a failover to another host */
+#define ENQ_AGAIN_SCAN_CAP 1000000
+
+size_t task_enqueue_again(redisContext *rc, const struct tconf *c, struct task_enq *q, size_t n,
+                          int64_t since_ms, size_t *already)
+{
+    size_t m = 0, ok = 0;
+    *already = 0;
+    for (size_t i = 0; i < n; i++)
+        m += q[i].unsure;
+    if (m == 0)
+        return 0;
+    struct enq_state small[ENQ_SMALL], *s = enq_states(small, n);
+    size_t *idx = calloc(m, sizeof *idx);
+    char(*tkeys)[128 + ID_MAX] = calloc(m, sizeof *tkeys);
+    const char **argv = calloc(6 * m + 3, sizeof *argv);
+    char(*dues)[24] = calloc(m, sizeof *dues);
+    char window[24], ttl[16], cap[16];
+    size_t k = 0;
+    if (!s || !idx || !tkeys || !argv || !dues) {
+        for (size_t i = 0; i < n; i++) {
+            if (!q[i].unsure)
+                continue;
+            free(q[i].err);
+            q[i].err = NULL;
+            err_set(&q[i].err, "task %s: out of memory", q[i].t->id);
+        }
+        goto out;
+    }
+    snprintf(window, sizeof window, "%lld", (long long)(since_ms + ENQ_AGAIN_MARGIN_MS));
+    snprintf(ttl, sizeof ttl, "%d", c->task_ttl);
+    snprintf(cap, sizeof cap, "%d", ENQ_AGAIN_SCAN_CAP);
+    argv[2 * m] = window;
+    argv[2 * m + 1] = ttl;
+    argv[2 * m + 2] = cap;
+    for (size_t i = 0; i < n; i++) {
+        if (!q[i].unsure)
+            continue;
+        free(q[i].err);
+        q[i].err = NULL;
+        if (enq_prepare(c, &q[i], &s[i]) != 0)
+            continue;
+        s[i].sent = true;
+        rds_key(tkeys[k], sizeof tkeys[k], c, "task:%s", q[i].t->id);
+        argv[2 * k] = s[i].qkey;
+        argv[2 * k + 1] = tkeys[k];
+        argv[2 * m + 3 + 4 * k] = q[i].t->id;
+        argv[2 * m + 3 + 4 * k + 1] = s[i].msg;
+        argv[2 * m + 3 + 4 * k + 2] = s[i].status ? s[i].status : "";
+        if (s[i].delayed)
+            snprintf(dues[k], sizeof dues[k], "%lld", (long long)q[i].t->due_ms);
+        argv[2 * m + 3 + 4 * k + 3] = s[i].delayed ? dues[k] : "";
+        idx[k++] = i;
+    }
+    if (k > 0) {
+        /* those that could not be encoded are left out: keys and args shift down */
+        if (k < m) {
+            memmove(&argv[2 * k], &argv[2 * m], sizeof *argv * (3 + 4 * k));
+        }
+        int acking;
+        bool wait = enq_wait_wanted(rc, c, &acking);
+        redisReply *r = rds_eval(rc, ENQ_AGAIN_LUA, NULL, (int)(2 * k), argv, (int)(6 * k + 3));
+        bool good = r && r->type == REDIS_REPLY_ARRAY && r->elements == k;
+        for (size_t j = 0; j < k; j++) {
+            size_t i = idx[j];
+            if (!good) {
+                enq_fail(&q[i], &s[i], "task %s: redis (sent again): %s", q[i].t->id,
+                         !r                             ? rc->errstr
+                         : r->type == REDIS_REPLY_ERROR ? r->str
+                                                        : "unexpected reply");
+                continue;
+            }
+            q[i].unsure = false;
+            if (r->element[j]->type == REDIS_REPLY_INTEGER && r->element[j]->integer == 0)
+                (*already)++;
+        }
+        if (r)
+            freeReplyObject(r);
+        redisReply *w = NULL;
+        if (good && wait) {
+            w = redisCommand(rc, "WAIT %d %d", c->redis_wait_replicas, c->redis_wait_timeout_ms);
+            if (!w) /* broke before the answer: none is known to be on a replica */
+                for (size_t j = 0; j < k; j++)
+                    enq_fail(&q[idx[j]], &s[idx[j]], "task %s: redis (WAIT): %s", q[idx[j]].t->id,
+                             rc->errstr);
+        }
+        if (good && (!wait || w))
+            enq_durability(c, q, s, n, wait,
+                           !wait                            ? acking
+                           : w->type == REDIS_REPLY_INTEGER ? w->integer
+                                                            : -1);
+        if (w)
+            freeReplyObject(w);
+    }
+    for (size_t j = 0; j < k; j++)
+        ok += !s[idx[j]].done;
+out:
+    enq_states_free(s, small, n);
+    free(idx);
+    free(tkeys);
+    free(argv);
+    free(dues);
     return ok;
 }
 

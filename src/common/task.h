@@ -3,6 +3,7 @@
 #ifndef TANDEM_TASK_H
 #define TANDEM_TASK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <hiredis.h>
 #include <jansson.h>
@@ -77,8 +78,26 @@ struct task_enq {
     const struct task *t;
     const char *msg;
     char *err;
+    /* out: sent, but the connection broke before its answer, so Redis may
+     * or may not hold it (err says the connection broke) */
+    bool unsure;
 };
 size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_enq *q, size_t n);
+
+/* The retry of the `unsure` tasks of a task_enqueue_many() whose
+ * connection broke, on a fresh connection rc: one script that adds only
+ * those Redis does not hold yet (their status key or an entry of their
+ * stream names them), so none is queued twice, then the WAIT as above.
+ * since_ms: how long ago the first try was sent (bounds the stream scan).
+ * Others are left alone. Returns how many of the unsure are accepted now
+ * (their unsure and err cleared), *already how many of them the first try
+ * had got in. Costs nothing on the first try's path. */
+/* Tests only: every task_enqueue_many() of this process sends half of its
+ * batch, lets Redis run it and drops the connection unanswered. */
+void task_test_cut_arm(bool on);
+
+size_t task_enqueue_again(redisContext *rc, const struct tconf *c, struct task_enq *q, size_t n,
+                          int64_t since_ms, size_t *already);
 
 /* cache_result: the key a func's result is cached under for these kwargs,
  * <prefix>cache:result:<func>:<sha256 of kwargs as compact JSON with sorted

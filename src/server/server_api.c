@@ -699,26 +699,44 @@ static const char *const SECRET_HEADERS[] = {"authorization",    "proxy-authoriz
  * info: it already is the call's kwargs, and every byte rides in the task. */
 #define HTTP_REQ_BODY_MAX (64 * 1024)
 
+/* One header into DFF's lower-cased headers object, credentials masked. */
+struct hdr_ctx {
+    json_t *lh;
+    bool mask;
+};
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    struct hdr_ctx *h = cls;
+    if (!key)
+        return MHD_YES;
+    char low[256];
+    size_t i = 0;
+    for (; key[i] && i < sizeof low - 1; i++)
+        low[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] - 'A' + 'a' : key[i]);
+    low[i] = '\0';
+    bool secret = false;
+    for (int s = 0; h->mask && SECRET_HEADERS[s]; s++)
+        secret = secret || strcmp(low, SECRET_HEADERS[s]) == 0;
+    json_t *v = secret ? json_string("*****") : json_string(value ? value : "");
+    if (v)
+        json_object_set_new(h->lh, low, v); /* a later same name wins, as DFF's */
+    return MHD_YES;
+}
+
+/* A JSON text is at most 8 times as long as the body it was parsed from
+ * (a one-byte control character becomes "\u00XX", "0.1" becomes
+ * "0.10000000000000001"): a body that short needs no json_dumps to know
+ * its data fits under HTTP_REQ_BODY_MAX. */
+#define HTTP_REQ_BODY_GROWTH 8
+
 json_t *srv_http_request_json(struct srv_req *r, json_t *data, bool mask)
 {
-    json_t *h = json_object();
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, (MHD_KeyValueIterator)collect_kv, h);
-    json_t *lh = json_object();
-    const char *k;
-    json_t *v;
-    json_object_foreach(h, k, v)
-    {
-        char low[256];
-        size_t i = 0;
-        for (; k[i] && i < sizeof low - 1; i++)
-            low[i] = (char)((k[i] >= 'A' && k[i] <= 'Z') ? k[i] - 'A' + 'a' : k[i]);
-        low[i] = '\0';
-        bool secret = false;
-        for (int s = 0; mask && SECRET_HEADERS[s]; s++)
-            secret = secret || strcmp(low, SECRET_HEADERS[s]) == 0;
-        json_object_set_new(lh, low, secret ? json_string("*****") : json_incref(v));
-    }
-    json_decref(h);
+    struct hdr_ctx hc = {.lh = json_object(), .mask = mask};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_header, &hc);
+    json_t *lh = hc.lh;
     json_t *q = json_object();
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, (MHD_KeyValueIterator)collect_kv, q);
     char ip[64] = "";
@@ -731,7 +749,7 @@ json_t *srv_http_request_json(struct srv_req *r, json_t *data, bool mask)
     const char *host = req_header(r, MHD_HTTP_HEADER_HOST);
     bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
     json_t *body = NULL;
-    if (!get && data && mask) {
+    if (!get && data && mask && r->body_len * HTTP_REQ_BODY_GROWTH + 64 > HTTP_REQ_BODY_MAX) {
         char *d = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
         body = d && strlen(d) <= HTTP_REQ_BODY_MAX ? json_deep_copy(data) : json_null();
         free(d);

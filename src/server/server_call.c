@@ -112,10 +112,12 @@ void h_metrics(struct srv_req *r)
     json_object_set_new(ext, "cache_gen", json_integer(c->gen));
     srv_cache_put(c);
     json_object_set_new(ext, "epoch", json_integer(S.epoch));
-    unsigned long acc_tasks, acc_batches;
-    accept_counts(&acc_tasks, &acc_batches);
+    unsigned long acc_tasks, acc_batches, acc_retried, acc_found;
+    accept_counts(&acc_tasks, &acc_batches, &acc_retried, &acc_found);
     json_object_set_new(ext, "accept_tasks", json_integer((json_int_t)acc_tasks));
     json_object_set_new(ext, "accept_batches", json_integer((json_int_t)acc_batches));
+    json_object_set_new(ext, "accept_retried", json_integer((json_int_t)acc_retried));
+    json_object_set_new(ext, "accept_retry_found", json_integer((json_int_t)acc_found));
     char *s = metrics_format(&S.metrics, ext);
     json_decref(ext);
     if (!s) {

@@ -189,8 +189,11 @@ void journal_counts(unsigned long *rows, unsigned long *batches, unsigned long *
  * outcome (reason EBackend) through the pending table. 0 when handed over,
  * -1 when the thread is not running (the caller enqueues it itself). */
 int accept_sync(struct srv_req *r, const struct task *t);
-/* Tasks the accept thread sent to Redis, and in how many pipelines. */
-void accept_counts(unsigned long *tasks, unsigned long *batches);
+/* Tasks the accept thread sent to Redis, and in how many pipelines; how
+ * many it sent again after a broken connection, and how many of those
+ * Redis already held. */
+void accept_counts(unsigned long *tasks, unsigned long *batches, unsigned long *retried,
+                   unsigned long *retry_found);
 
 /* server_dispatch.c */
 void *dispatcher_main(void *arg);

@@ -58,7 +58,7 @@ static struct {
     MYSQL *db;
     int64_t retry_at; /* mono ms: no connect attempt before */
     bool warned;
-    atomic_ulong rows, batches, unjournaled, accepts, accept_batches;
+    atomic_ulong rows, batches, unjournaled, accepts, accept_batches, retried, retry_found;
 } J = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 /* On resume, in r's HTTP thread: r->outcome is {"ok": answer} or
@@ -90,10 +90,13 @@ void journal_counts(unsigned long *rows, unsigned long *batches, unsigned long *
     *unjournaled = atomic_load(&J.unjournaled);
 }
 
-void accept_counts(unsigned long *tasks, unsigned long *batches)
+void accept_counts(unsigned long *tasks, unsigned long *batches, unsigned long *retried,
+                   unsigned long *retry_found)
 {
     *tasks = atomic_load(&J.accepts);
     *batches = atomic_load(&J.accept_batches);
+    *retried = atomic_load(&J.retried);
+    *retry_found = atomic_load(&J.retry_found);
 }
 
 /* An entry for t: its fixed fields and its JSON as it will be enqueued.
@@ -245,23 +248,34 @@ static void enqueue_batch(struct jent *list, size_t n)
     free(err);
     err = NULL;
     bool sent = rc != NULL;
-    if (rc && task_enqueue_many(rc, &S.conf, q, n) == 0 && rc->err) {
-        /* A connection Redis dropped (restarted since our last batch):
-         * nothing of it was taken, so once more on a fresh one, as the
-         * HTTP threads' idle PING would have. At worst (Redis killed after
-         * executing, before answering) a task is queued twice: accepted
-         * tasks run at least once. */
-        for (i = 0; i < n; i++) {
-            free(q[i].err);
-            q[i].err = NULL;
-        }
+    int64_t t0 = mono_ms();
+    size_t unsure = 0;
+    if (rc) {
+        task_enqueue_many(rc, &S.conf, q, n);
+        for (i = 0; i < n; i++)
+            unsure += q[i].unsure;
+    }
+    if (unsure > 0) {
+        /* The connection broke with answers outstanding (Redis restarted
+         * since our last batch, died or was failed over mid-batch): Redis
+         * may hold any of those tasks, or none. Once more on a fresh
+         * connection, through the script that adds only what Redis does
+         * not hold yet, so a task is never queued twice; the first try's
+         * path pays nothing for this. */
         srv_redis_broken();
         rc = srv_redis_thread(&err);
+        size_t already = 0, ok = 0;
         if (rc)
-            task_enqueue_many(rc, &S.conf, q, n);
-        else
-            for (i = 0; i < n; i++)
-                q[i].err = strdup(err ? err : "redis unavailable");
+            ok = task_enqueue_again(rc, &S.conf, q, n, mono_ms() - t0, &already);
+        atomic_fetch_add(&J.retried, unsure);
+        atomic_fetch_add(&J.retry_found, already);
+        log_info("accept: %zu of a batch of %zu went unanswered (%s); sent again on a fresh "
+                 "connection: %zu were already in Redis, %zu added, %zu refused",
+                 unsure, n,
+                 rc    ? "connection lost"
+                 : err ? err
+                       : "redis unavailable",
+                 already, ok - already, unsure - ok);
         free(err);
         err = NULL;
     }
@@ -386,6 +400,12 @@ int journal_start(void)
 {
     J.tail = &J.head;
     J.journal = S.conf.accept_journal;
+    const char *cut = getenv("TANDEM_TEST_ENQUEUE_CUT");
+    if (cut && strcmp(cut, "1") == 0) {
+        log_warnx("journal: TANDEM_TEST_ENQUEUE_CUT=1: every enqueue batch loses its "
+                  "connection halfway (a test setting, never for production)");
+        task_test_cut_arm(true);
+    }
     if (!J.journal)
         log_info("journal: server.accept_journal = false: async calls are not journaled");
     if (pthread_create(&J.th, NULL, journal_main, NULL) != 0)

@@ -246,6 +246,10 @@ char *metrics_format(const struct srv_metrics *m, json_t *ext)
          "Async tasks the accept thread sent to Redis since start."},
         {"accept_batches", "tandem_server_accept_batches",
          "Pipelines they went in (group commit: tasks / batches = tasks per round trip)."},
+        {"accept_retried", "tandem_server_accept_retried",
+         "Tasks sent again on a fresh connection after Redis left them unanswered."},
+        {"accept_retry_found", "tandem_server_accept_retry_found",
+         "Of those, tasks Redis already held (not queued a second time)."},
     };
     for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
         json_t *v = json_object_get(ext, gauges[i].key);

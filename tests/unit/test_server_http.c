@@ -21,6 +21,46 @@ static void test_server_http_envelope_success_has_dff_keys_in_order(void **state
     free(s);
 }
 
+/* A success answer is written directly (envelope_ok_fast); an `extra`
+ * object, even empty, takes the general JSON-object path. Both must give
+ * the same bytes for every kind of data. */
+static void test_server_http_envelope_fast_path_matches_the_general_one(void **state)
+{
+    (void)state;
+    const char *datas[] = {
+        "null",
+        "\"pong\"",
+        "30.0",
+        "2.5",
+        "1e300",
+        "-0.0",
+        "[1.0, 2.5, {\"a\": 3.0}]",
+        "{\"id\": \"task-1\", \"r\": 7.0, \"s\": \"q\\\"\\u0001\\u00e9\", \"n\": {\"x\": [0.5]}}",
+        "9007199254740993.0",
+        "{}",
+        "true"};
+    for (size_t i = 0; i < sizeof datas / sizeof datas[0]; i++) {
+        json_t *a = json_loads(datas[i], JSON_DECODE_ANY, NULL);
+        assert_non_null(a);
+        json_t *b = json_deep_copy(a);
+        char *fast =
+            envelope_build(200, NULL, "", NULL, a, "trace-00ab", 1764288000123, 1764288000130, 7);
+        char *slow = envelope_build_ex(200, NULL, "", NULL, b, json_object(), "trace-00ab",
+                                       1764288000123, 1764288000130, 7);
+        assert_non_null(fast);
+        assert_non_null(slow);
+        assert_string_equal(fast, slow);
+        free(fast);
+        free(slow);
+    }
+    /* no data at all, and no trace id */
+    char *fast = envelope_build(200, NULL, NULL, NULL, NULL, NULL, 0, 0, 0);
+    char *slow = envelope_build_ex(200, NULL, NULL, NULL, NULL, json_object(), NULL, 0, 0, 0);
+    assert_string_equal(fast, slow);
+    free(fast);
+    free(slow);
+}
+
 static void test_server_http_envelope_error_has_reason_detail_and_null_data(void **state)
 {
     (void)state;
@@ -172,6 +212,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_http_envelope_success_has_dff_keys_in_order),
+        cmocka_unit_test(test_server_http_envelope_fast_path_matches_the_general_one),
         cmocka_unit_test(test_server_http_envelope_error_has_reason_detail_and_null_data),
         cmocka_unit_test(test_server_http_envelope_stays_valid_json_with_invalid_utf8),
         cmocka_unit_test(test_server_http_time_parsing_accepts_iso_and_unix),
