@@ -525,6 +525,49 @@ class ConsoleTest(unittest.TestCase):
         self.find("#username")
         self.assertIsNone(self.d.get_cookie("tandem_session"))
 
+    def test_08b_keyboard_only(self):
+        """Keyboard usable (issue 12 point 4): sign in, reach a section and
+        filter the task records with Tab and Enter only, no mouse."""
+        from selenium.webdriver.common.keys import Keys
+
+        def active():
+            return self.d.switch_to.active_element
+
+        def tab_to(pred, what, limit=60):
+            for _ in range(limit):
+                active().send_keys(Keys.TAB)
+                e = active()
+                if pred(e):
+                    return e
+            self.fail(f"{what} cannot be reached with Tab")
+
+        self.d.get(self.st.url + "/")
+        self.find("#username")
+        # the first Tab from the page reaches the sign-in form
+        self.d.execute_script("document.activeElement && document.activeElement.blur()")
+        self.d.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+        if active().get_attribute("id") != "username":
+            tab_to(lambda e: e.get_attribute("id") == "username", "the user field")
+        active().send_keys(USER)
+        active().send_keys(Keys.TAB)
+        self.assertEqual(active().get_attribute("id"), "password", "Tab goes from user to password")
+        active().send_keys(PASSWORD + Keys.ENTER)
+        self.text_in("#served-by", "local")
+        link = tab_to(lambda e: e.get_attribute("id") == "nav-tasks", "the Task records link")
+        link.send_keys(Keys.ENTER)
+        self.find("#tr-func")
+        self.assertTrue(self.d.current_url.endswith("#/tasks"), self.d.current_url)
+        tab_to(lambda e: e.get_attribute("id") == "tr-func", "the function filter").send_keys(
+            "ui__calc.add" + Keys.ENTER)
+        self.row_with("#task-records tr.task", "ui__calc.add")
+        # the focused element is visibly marked (a :focus-visible outline)
+        outline = self.d.execute_script(
+            "return getComputedStyle(document.activeElement).outlineStyle")
+        self.assertNotEqual(outline, "none", "the focused element has no visible outline")
+        self.shot("08b-keyboard")
+        self.click("#signout")
+        self.text_in("#signin-error", "Signed out")
+
     def test_09_call_only_user_sees_the_call_page_only(self):
         self.sign_in(CALLER, CALLER_PW)
         self.find("#call-func")
