@@ -487,7 +487,10 @@ void h_task_get(struct srv_req *r)
 {
     const char *id = r->params[0];
     if (!id_valid(id)) {
-        req_err(r, 400, "EClientBadRequest", NULL, "bad task id");
+        /* the id is not echoed: it may hold anything, the rule says enough */
+        req_err(r, 400, "EClientBadRequest", NULL,
+                "task id in the path is not valid: 1-%d characters of A-Z a-z 0-9 _ . -",
+                ID_MAX - 1);
         return;
     }
     redisContext *rc = srv_redis(r);
@@ -516,29 +519,25 @@ void h_task_get(struct srv_req *r)
     MYSQL *m = srv_db(r);
     if (!m)
         return;
-    char *err = NULL;
     char *q = db_q(m, id);
-    MYSQL_RES *res =
-        db_query(m, &err,
-                 "SELECT id, func_id AS func, status, origin, origin_id, queue, reason, message, "
-                 "traceback, output, node, epoch, nominal_at, enqueued_at, started_at, ended_at, "
-                 "cost_ms AS cost, kwargs_json, return_value_json AS result_json, call_chain_json, "
-                 "root_task_id, trigger_at, cron_expr AS cronExpr, delay_s AS delay, timeout_s AS "
-                 "timeout, expires_s AS expires FROM task_record WHERE id = %s ORDER BY seq DESC "
-                 "LIMIT 1",
-                 q);
+    struct sql_row1 row;
+    int found = req_sql_row1(
+        r, m, &row,
+        "SELECT id, func_id AS func, status, origin, origin_id, queue, reason, message, "
+        "traceback, output, node, epoch, nominal_at, enqueued_at, started_at, ended_at, "
+        "cost_ms AS cost, kwargs_json, return_value_json AS result_json, call_chain_json, "
+        "root_task_id, trigger_at, cron_expr AS cronExpr, delay_s AS delay, timeout_s AS "
+        "timeout, expires_s AS expires FROM task_record WHERE id = %s ORDER BY seq DESC "
+        "LIMIT 1",
+        q);
     free(q);
-    if (!res) {
-        req_db_err(r, m, err);
+    if (found == -1)
         return;
-    }
-    MYSQL_ROW row = mysql_fetch_row(res);
-    if (!row) {
-        mysql_free_result(res);
+    if (!found) {
         req_err(r, 404, "ENotFound", json_pack("{s:s}", "id", id), "task %s not found", id);
         return;
     }
-    json_t *o = db_row_json(res, row);
-    mysql_free_result(res);
+    json_t *o = db_row_json(row.res, row.row);
+    sql_row1_done(&row);
     req_ok(r, task_for_caller(r, o));
 }
