@@ -5,6 +5,7 @@
  * in Redis (Ptls:fp, field = node) and compares it with the peer's, because
  * the backup runs no server whose certificate could be fetched. */
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,34 +115,56 @@ void ctl_doctor_tls(const struct tconf *t, doctor_report_fn report, void *d)
         free(err);
         return;
     }
-    char key[256];
+    /* Each doctor records "<sha256> <unix s>" under its node. A peer's record
+     * made before this node's certificate file last changed says nothing
+     * about the peer's certificate now (a renewal on both nodes, a lab
+     * re-made with a new CA): it is not compared, the peer's doctor is asked
+     * for instead. */
+    struct stat cst;
+    long long cert_at = stat(t->tls_cert, &cst) == 0 ? (long long)cst.st_mtime : 0;
+    char key[256], val[96];
     rds_key(key, sizeof key, t, "tls:fp");
-    redisReply *r = redisCommand(rc, "HSET %s %s %s", key, t->node_name, fp);
+    snprintf(val, sizeof val, "%s %lld", fp, (long long)(now_ms() / 1000));
+    redisReply *r = redisCommand(rc, "HSET %s %s %s", key, t->node_name, val);
     if (r)
         freeReplyObject(r);
     r = redisCommand(rc, "HGETALL %s", key);
-    int peers = 0, differ = 0;
-    char other[160] = "";
+    int peers = 0, differ = 0, stale = 0;
+    char other[160] = "", old[160] = "";
     if (r && r->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i + 1 < r->elements; i += 2) {
-            if (strcmp(r->element[i]->str, t->node_name) == 0)
+            const char *name = r->element[i]->str, *v = r->element[i + 1]->str;
+            if (strcmp(name, t->node_name) == 0)
                 continue;
+            const char *sp = strchr(v, ' ');
+            long long at = sp ? strtoll(sp + 1, NULL, 10) : 0;
+            bool same = strncmp(v, fp, 64) == 0 && (v[64] == '\0' || v[64] == ' ');
+            if (!same && at < cert_at) {
+                stale++;
+                snprintf(old, sizeof old, "%s", name);
+                continue;
+            }
             peers++;
-            if (strcmp(r->element[i + 1]->str, fp) != 0) {
+            if (!same) {
                 differ++;
-                snprintf(other, sizeof other, "%s", r->element[i]->str);
+                snprintf(other, sizeof other, "%s", name);
             }
         }
     if (r)
         freeReplyObject(r);
     redisFree(rc);
-    if (peers == 0)
-        report(d, 1, "tls-peer", "run tandemctl doctor on the other node too",
-               "the peer's certificate is not known yet (sha256 %.16s... here)", fp);
-    else if (differ)
+    if (differ)
         report(d, 2, "tls-peer", "install the same certificate and key on both nodes",
                "node %s serves another certificate than this node (sha256 %.16s... here)", other,
                fp);
+    else if (peers == 0 && stale)
+        report(d, 1, "tls-peer", "run tandemctl doctor on the other node too",
+               "node %s's recorded certificate predates this node's certificate file: not "
+               "compared (sha256 %.16s... here)",
+               old, fp);
+    else if (peers == 0)
+        report(d, 1, "tls-peer", "run tandemctl doctor on the other node too",
+               "the peer's certificate is not known yet (sha256 %.16s... here)", fp);
     else
         report(d, 0, "tls-peer", NULL, "both nodes serve sha256 %.16s...", fp);
 }

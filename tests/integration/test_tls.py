@@ -263,10 +263,16 @@ class TLSTest(unittest.TestCase):
         self.assertEqual(checks["tls"]["status"], "ok", checks)
         self.assertEqual(checks["tls-name"]["status"], "ok", checks)  # covers 127.0.0.1, the VIP here
         # the peer (another node's doctor) published another fingerprint
-        self.st.redis("HSET", "tandem:tls:fp", "node-other", "00" * 32)
+        self.st.redis("HSET", "tandem:tls:fp", "node-other", "00" * 32 + " %d" % int(time.time()))
         checks = self.doctor(self.tls_conf("srv1"))
         self.assertEqual(checks["tls-peer"]["status"], "FAIL", checks)
         self.assertIn("node-other serves another certificate", checks["tls-peer"]["message"])
+        # a record made before this node's certificate file changed (a renewal,
+        # a lab re-made with a new CA) is not compared: the peer's doctor is asked for
+        self.st.redis("HSET", "tandem:tls:fp", "node-other", "00" * 32 + " 1")
+        checks = self.doctor(self.tls_conf("srv1"))
+        self.assertEqual(checks["tls-peer"]["status"], "warn", checks)
+        self.assertIn("predates this node's certificate file", checks["tls-peer"]["message"])
         self.st.redis("DEL", "tandem:tls:fp")
         # a key of another certificate, and an expired certificate
         checks = self.doctor(f'tls_cert = "{self.pki}/srv1.crt"; tls_key = "{self.pki}/other.key"; ')
