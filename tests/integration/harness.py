@@ -243,6 +243,15 @@ class Stack:
             raise AssertionError(f"tandemctl --json {args} printed no JSON (exit {p.returncode}):\n"
                                  f"stdout: {p.stdout!r}\nstderr: {p.stderr!r}")
 
+    def metric(self, name):
+        """The value of one unlabelled /metrics line (float); fails the test
+        when the server does not export it."""
+        status, body = self.http("GET", "/metrics", raw=True)
+        for line in body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"/metrics has no {name}")
+
     def redis(self, *args):
         """One redis-cli command on the stack's Redis; returns stdout text (stripped)."""
         p = subprocess.run(["redis-cli", "-s", os.path.join(self.dir, "redis.sock"), *map(str, args)],

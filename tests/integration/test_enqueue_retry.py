@@ -58,14 +58,6 @@ def tearDownModule():
         ST.down()
 
 
-def metric(name):
-    status, body = ST.http("GET", "/metrics", raw=True)
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"/metrics has no {name}")
-
-
 def hammer(path, numbers, clients):
     """POST each number's call from `clients` threads at once; [(n, status, body)]."""
     todo = list(numbers)
@@ -99,7 +91,7 @@ class EnqueueRetry(unittest.TestCase):
     def test_each_call_runs_once_after_a_connection_lost_mid_batch(self):
         aid = ST.create_async_api("t__retry.mark")
         sid = ST.create_sync_api("t__retry.mark")
-        r0, f0 = metric("tandem_server_accept_retried"), metric("tandem_server_accept_retry_found")
+        r0, f0 = ST.metric("tandem_server_accept_retried"), ST.metric("tandem_server_accept_retry_found")
         async_n, sync_n = range(1, 61), range(1001, 1031)
         got = {}
         ta = threading.Thread(target=lambda: got.setdefault("a", hammer(f"/api/v1/async/{aid}", async_n, 12)))
@@ -121,8 +113,8 @@ class EnqueueRetry(unittest.TestCase):
         twice = sorted({n for n in seen if seen.count(n) > 1})
         self.assertEqual(twice, [], f"ran more than once: {twice}")
         self.assertEqual(sorted(seen), sorted(list(async_n) + list(sync_n)))
-        retried = metric("tandem_server_accept_retried") - r0
-        found = metric("tandem_server_accept_retry_found") - f0
+        retried = ST.metric("tandem_server_accept_retried") - r0
+        found = ST.metric("tandem_server_accept_retry_found") - f0
         print(f"\n{len(seen)} calls: {retried:.0f} sent again after the cut, {found:.0f} of them "
               "already in Redis", file=sys.stderr)
         # every batch was cut, and the half Redis ran before the cut was found
@@ -134,7 +126,7 @@ class EnqueueRetry(unittest.TestCase):
         """A direct call with options.delay goes to Pdelayed (a ZSET keyed
         by its JSON): the retry re-adds it there, where a second ZADD of
         the same member is no second task; each runs once, after its delay."""
-        r0 = metric("tandem_server_accept_retried")
+        r0 = ST.metric("tandem_server_accept_retried")
         numbers = range(2001, 2021)
         answers = []
         lock = threading.Lock()
@@ -151,7 +143,7 @@ class EnqueueRetry(unittest.TestCase):
         for t in ts:
             t.join()
         self.assertEqual([a for a in answers if a[1] != 200], [])
-        self.assertEqual(metric("tandem_server_accept_retried") - r0, len(numbers))
+        self.assertEqual(ST.metric("tandem_server_accept_retried") - r0, len(numbers))
         waiting = ST.redis("ZCARD", "tandem:delayed")
         self.assertEqual(waiting, str(len(numbers)), "Pdelayed holds each delayed call once")
         for a in answers:

@@ -136,14 +136,6 @@ def fmt(d):
     return ", ".join(f"{k} {v:.2f}" for k, v in sorted(d.items()) if v >= 0.01)
 
 
-def metric(name):
-    status, body = ST.http("GET", "/metrics", raw=True)
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"/metrics has no {name}")
-
-
 def hammer(path, n, clients):
     """n POSTs of path from `clients` threads; returns the answers."""
     answers, lock = [], threading.Lock()
@@ -180,7 +172,7 @@ class RedisBudget(unittest.TestCase):
         sid = ST.create_sync_api("t__bud.echo")
         for a in hammer(f"/api/v1/sync/{sid}", 40, 4):  # warm: children, caches
             self.assertEqual(a[0], 200, a)
-        t0, b0 = metric("tandem_server_accept_tasks"), metric("tandem_server_accept_batches")
+        t0, b0 = ST.metric("tandem_server_accept_tasks"), ST.metric("tandem_server_accept_batches")
         before = commandstats()
         t_start = time.monotonic()
         with Monitor() as mon:
@@ -194,8 +186,8 @@ class RedisBudget(unittest.TestCase):
         self.assertEqual([a for a in answers if a[0] != 200], [])
         d, total = per_call(before, after, CALLS)
         c, sent, in_lua = mon.per_call(CALLS)
-        tasks = metric("tandem_server_accept_tasks") - t0
-        batches = metric("tandem_server_accept_batches") - b0
+        tasks = ST.metric("tandem_server_accept_tasks") - t0
+        batches = ST.metric("tandem_server_accept_batches") - b0
         print(f"\n{CALLS} sync calls from {CLIENTS} clients, Redis commands per call: "
               f"(a) all {total:.2f} ({fmt(d)}); (b) sent by clients {sent:.2f} ({fmt(c)}), "
               f"run by scripts {in_lua:.2f}; {tasks:.0f} enqueues in {batches:.0f} pipelines",
@@ -223,7 +215,7 @@ class RedisBudget(unittest.TestCase):
 
     def test_2_concurrent_async_calls_share_pipelines_and_all_run(self):
         aid = ST.create_async_api("t__bud.echo")
-        t0, b0 = metric("tandem_server_accept_tasks"), metric("tandem_server_accept_batches")
+        t0, b0 = ST.metric("tandem_server_accept_tasks"), ST.metric("tandem_server_accept_batches")
         done0 = int(ST.redis("HGET", "tandem:stats:worker", "tasks") or 0)
         before = commandstats()
         answers = hammer(f"/api/v1/async/{aid}", CALLS, CLIENTS)
@@ -231,8 +223,8 @@ class RedisBudget(unittest.TestCase):
         self.assertEqual([a for a in answers if a[0] != 200], [])
         ids = {a[1]["data"]["id"] for a in answers}
         self.assertEqual(len(ids), CALLS)
-        tasks = metric("tandem_server_accept_tasks") - t0
-        batches = metric("tandem_server_accept_batches") - b0
+        tasks = ST.metric("tandem_server_accept_tasks") - t0
+        batches = ST.metric("tandem_server_accept_batches") - b0
         print(f"\n{CALLS} async calls from {CLIENTS} clients: {tasks:.0f} tasks in "
               f"{batches:.0f} Redis pipelines ({tasks / max(batches, 1):.1f} per round trip); "
               f"XADD per call {per_call(before, after, CALLS)[0].get('xadd', 0):.2f}",
