@@ -667,21 +667,34 @@ print("%d %d %d %d %s" % (hi - lo + 1, len(missing), len(double), len(missed), m
 # Sentinels must turn it into a replica of the new master. Every accepted
 # task was on the replica (wait_replicas = 1), so none may be lost.
 fault_redis-failover() {
-    local rp old new="" t0 t_new="" t_back="" i role link
+    local rp old t0 i
     rp=$(redis_pid) old=$(ha_redis_master_ip)
     echo "  SIGKILL the Redis master $old (pid $rp)"
     t0=$(now_ms)
     kill -KILL "$rp"
     for ((i = 0; i < 100; i++)); do pid_is_ours "$rp" || break; sleep 0.02; done
+    sentinel_takeover "$old" "$t0" redis_start
+}
+
+# IP -> "role link" of the old master's Redis (the machines override it).
+old_master_role() { redis_role_at "${NS}backend" "$1"; }
+
+# The Sentinels' part of a Redis-master kill at T0 (ms), shared by the
+# lab's and the machines' redis-failover: another master named within
+# 30 s, the old one started again by START_CMD..., then a replica with its
+# link up within 60 s; the figures and the drill's expectations.
+sentinel_takeover() { # OLD T0 START_CMD...
+    local old=$1 t0=$2 new="" t_new="" t_back="" i role_link=""
+    shift 2
     for ((i = 0; i < 300; i++)); do
         new=$(ha_redis_master_ip)
         [ -n "$new" ] && [ "$new" != "$old" ] && { t_new=$(($(now_ms) - t0)); break; }
         sleep 0.1
     done
     echo "  Sentinels' master: ${new:-?} after ${t_new:-timeout} ms; starting the old master again"
-    redis_start || FIG_FAIL="the old master did not start again"
+    "$@" || FIG_FAIL="the old master did not start again"
     for ((i = 0; i < 600; i++)); do
-        role_link=$(redis_role_at "${NS}backend" "$old")
+        role_link=$(old_master_role "$old")
         [ "$role_link" = "slave up" ] && { t_back=$(($(now_ms) - t0)); break; }
         sleep 0.1
     done

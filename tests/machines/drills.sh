@@ -67,6 +67,7 @@ redis_role_at() { # HOST -> role and link status of that Redis ("slave up")
     info=$(rcli_at "$1" 6379 INFO replication | tr -d '\r')
     echo "$(echo "$info" | sed -n 's/^role://p') $(echo "$info" | sed -n 's/^master_link_status://p')"
 }
+old_master_role() { redis_role_at "$1"; } # IP -> "role link" (drills.sh's sentinel_takeover)
 backend_machine() { [ "$1" = "$BACKEND2_IP" ] && echo backend2 || echo backend; }
 sqlq() { msh backend mariadb -N -B tandem -e "$1"; }
 sv_status() { msh "$1" tandemctl --json status 2>/dev/null; }
@@ -293,31 +294,15 @@ fault_rolling-upgrade() {
 # machine that boots again would be. Every accepted task was on the
 # replica (wait_replicas = 1, wait_refuse = true: the doc's defaults).
 fault_redis-failover() {
-    local old m new="" t0 t_new="" t_back="" i role_link="" dropin=/run/systemd/system/redis-server.service.d
+    local old m t0 dropin=/run/systemd/system/redis-server.service.d
     old=$(ha_redis_master_ip) m=$(backend_machine "$(ha_redis_master_ip)")
     msh "$m" sh -c "mkdir -p $dropin && printf '[Service]\nRestartSec=600\n' >$dropin/tandem-drill.conf && systemctl daemon-reload"
     echo "  SIGKILL the Redis master $old (tm-$m: systemctl kill -s KILL redis-server)"
     t0=$(now_ms)
     msh "$m" systemctl kill -s KILL redis-server
-    for ((i = 0; i < 300; i++)); do
-        new=$(ha_redis_master_ip)
-        [ -n "$new" ] && [ "$new" != "$old" ] && { t_new=$(($(now_ms) - t0)); break; }
-        sleep 0.1
-    done
-    echo "  Sentinels' master: ${new:-?} after ${t_new:-timeout} ms; starting the old master again"
     # restart, not start: a start job waits for the pending auto-restart
-    msh "$m" sh -c "rm -rf $dropin && systemctl daemon-reload && systemctl restart redis-server" ||
-        FIG_FAIL="the old master's redis-server did not start again"
-    for ((i = 0; i < 600; i++)); do
-        role_link=$(redis_role_at "$old")
-        [ "$role_link" = "slave up" ] && { t_back=$(($(now_ms) - t0)); break; }
-        sleep 0.1
-    done
-    echo "  old master $old: '${role_link}' after ${t_back:-timeout} ms"
-    FIGURES+="sentinel_promoted_ms=${t_new:-timeout}"$'\n'"old_master_replica_again_ms=${t_back:-timeout}"$'\n'
-    [ -n "$t_new" ] || FIG_FAIL="the Sentinels did not promote the replica within 30 s"
-    [ -n "$t_back" ] || FIG_FAIL="the old master did not come back as a replica within 60 s"
-    EXPECT_PRIMARY=same EXPECT_EPOCH=same OUTAGE_TARGET_MS=${HA_OUTAGE_TARGET_MS:-15000}
+    sentinel_takeover "$old" "$t0" \
+        msh "$m" sh -c "rm -rf $dropin && systemctl daemon-reload && systemctl restart redis-server"
 }
 
 # Seconds of client load per drill: the fault and the machine's return
