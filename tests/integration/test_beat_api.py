@@ -202,10 +202,13 @@ class BeatApi(unittest.TestCase):
         jid = self.job(overlap="allow", misfireGrace=2, isDisabled=True)["id"]
         # the job "changed" 300 s ago and no beat fired it since: 300 slots
         # are due, all but the last 2 s past their grace
+        # A global resume since then would (rightly) forgive the older slots:
+        # the last one goes back first. The other order races the beat's
+        # periodic reload: a reload between the two would start the job's
+        # cursor at the recent resume, and the 300 s would never be due.
+        self.st.sql("UPDATE setting SET updated_at = NOW(3) - INTERVAL 400 SECOND WHERE k = 'cron.paused'")
         self.st.sql(f"UPDATE cron_job SET enabled = 1, updated_at = NOW(3) - INTERVAL 300 SECOND "
                     f"WHERE id = '{jid}'")
-        # a global resume since then would (rightly) forgive the older slots
-        self.st.sql("UPDATE setting SET updated_at = NOW(3) - INTERVAL 400 SECOND WHERE k = 'cron.paused'")
         self.st.redis("INCR", "tandem:gen")
         wait_for(lambda: len(self.records(jid, "success")) >= 3, 20, 0.5, "fires after the catch-up")
         self.st.set_cron_enabled(jid, False)
