@@ -210,6 +210,35 @@ char *db_q(MYSQL *m, const char *s)
     return db_qn(m, s, s ? strlen(s) : 0);
 }
 
+char *db_in_list(MYSQL *m, const char *head, const char *const *ids, size_t n, size_t *len)
+{
+    size_t cap = strlen(head) + 3, o = 0, k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i])
+            cap += 2 * strlen(ids[i]) + 3;
+    char *q = malloc(cap);
+    if (q == NULL)
+        return NULL;
+    o = (size_t)snprintf(q, cap, "%s(", head);
+    for (size_t i = 0; i < n; i++) {
+        if (!ids[i])
+            continue;
+        if (k++)
+            q[o++] = ',';
+        q[o++] = '\'';
+        o += mysql_real_escape_string(m, q + o, ids[i], (unsigned long)strlen(ids[i]));
+        q[o++] = '\'';
+    }
+    if (k == 0) {
+        free(q);
+        return NULL;
+    }
+    q[o++] = ')';
+    q[o] = '\0';
+    *len = o;
+    return q;
+}
+
 /* ---- migrations ---- */
 
 struct mig {

@@ -32,6 +32,11 @@ MYSQL_RES *db_query(MYSQL *m, char **err, const char *fmt, ...)
  * Returns a malloc'd string the caller frees. */
 char *db_q(MYSQL *m, const char *s);
 char *db_qn(MYSQL *m, const char *s, size_t len);
+/* head followed by "('a','b',...)": the n strings of ids (NULL ones
+ * skipped) quoted as an SQL list, for "... WHERE id IN " + list. Malloc'd,
+ * its length in *len; NULL when out of memory or when no id is left (an
+ * empty IN () is not SQL). */
+char *db_in_list(MYSQL *m, const char *head, const char *const *ids, size_t n, size_t *len);
 
 /* Apply every migrations/NNN_name.sql in dir not yet in schema_migrations,
  * in order, under GET_LOCK('tandem_migrate') so two nodes running it at once

@@ -221,6 +221,7 @@ struct row {
     bool refused;
     char *origin; /* "origin\x1forigin_id\x1ffunc_id": retention's key */
     int cap;      /* its retention cap, 0 = none */
+    char *jid;    /* the task id of a record with an accept-journal row (not sync) */
 };
 
 /* Retention ahead of the INSERT: of each origin's records in this batch only
@@ -368,6 +369,33 @@ split : {
 }
 }
 
+/* The accept-journal rows (task_accept) of a written batch go: each task's
+ * outcome is in task_record now, or in the dead list, or retention chose
+ * not to keep it. Pruning by the record (worker_reconcile.c) alone left
+ * the rows of trimmed records forever, and once their status keys expired
+ * the reconciler took them for tasks Redis lost and ran them again. A
+ * failure here is logged and left to that prune and the sweep. */
+static void journal_done(struct keeper *k, const struct row *rows, size_t n)
+{
+    MYSQL *m = k_db(k);
+    const char **ids = m ? calloc(n, sizeof *ids) : NULL;
+    if (ids == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = rows[i].jid;
+    size_t len = 0;
+    char *sql = db_in_list(m, "DELETE FROM task_accept WHERE id IN ", ids, n, &len);
+    free(ids);
+    if (sql && mysql_real_query(m, sql, len) != 0) {
+        log_warnx("keeper: dropping the accept-journal rows of written records: %s (the "
+                  "reconciler prunes them later)",
+                  mysql_error(m));
+        if (conn_lost(mysql_errno(m)))
+            k_db_broken(k);
+    }
+    free(sql);
+}
+
 /* The answer to clearing a written batch (d, consumed): rv, or -1 when the
  * batch stays in the processing list (replayed later, no duplicates). */
 static int done_reply(struct keeper *k, redisContext *rc, redisReply *d, int rv)
@@ -448,6 +476,10 @@ static int flush_batch(struct keeper *k)
         json_t *rec = e->type == REDIS_REPLY_STRING ? json_loadb(e->str, e->len, 0, &je) : NULL;
         rows[i].sql = rec ? fit_row(k, rec, &err) : NULL;
         const char *o = json_string_value(json_object_get(rec, "origin"));
+        const char *id = json_string_value(json_object_get(rec, "id"));
+        const char *queue = json_string_value(json_object_get(rec, "queue"));
+        if (id && !(queue && strcmp(queue, "sync") == 0))
+            rows[i].jid = strdup(id);
         if (rows[i].sql && o) {
             const char *oid = json_string_value(json_object_get(rec, "origin_id"));
             const char *fid = json_string_value(json_object_get(rec, "func_id"));
@@ -477,6 +509,8 @@ static int flush_batch(struct keeper *k)
         if (r)
             freeReplyObject(r);
     }
+    if (rv > 0)
+        journal_done(k, rows, n);
     if (rv > 0) {
         /* In MariaDB: drop the processing list, keeping what was refused. */
         size_t nbad = 0;
@@ -527,6 +561,7 @@ static int flush_batch(struct keeper *k)
     for (size_t i = 0; i < n; i++) {
         free(rows[i].sql);
         free(rows[i].origin);
+        free(rows[i].jid);
     }
     free(rows);
     freeReplyObject(arr);

@@ -157,23 +157,46 @@ static char *quote_cb(void *ud, const char *s)
     return db_q((MYSQL *)ud, s);
 }
 
-/* Deletes journal rows whose outcome is recorded. Rows deleted, or -1. */
+/* Deletes journal rows whose outcome is recorded: the backstop of the
+ * keeper, which drops a batch's rows as it writes their records
+ * (journal_done in worker_keeper.c), for records written elsewhere or a
+ * DELETE that failed there. Two steps, the ids first: a DELETE ... WHERE id
+ * IN (subquery) is planned as a scan of the whole journal. The rows looked
+ * at (RECON_PRUNE: more may be due), or -1. */
 static int64_t prune(struct recon *p, int64_t now)
 {
-    char sql[512];
-    snprintf(sql, sizeof sql,
-             "DELETE FROM task_accept WHERE id IN (SELECT id FROM (SELECT a.id FROM task_accept a "
-             "JOIN task_record r ON r.id = a.id WHERE a.accepted_ms < %lld LIMIT %d) x)",
-             (long long)(now_ms() - RECON_PRUNE_AGE_MS), RECON_PRUNE);
-    if (mysql_real_query(p->k.db, sql, strlen(sql)) != 0) {
-        char *err = NULL;
+    char *err = NULL;
+    MYSQL_RES *res = db_query(p->k.db, &err,
+                              "SELECT a.id FROM task_accept a JOIN task_record r ON r.id = a.id "
+                              "WHERE a.accepted_ms < %lld LIMIT %d",
+                              (long long)(now_ms() - RECON_PRUNE_AGE_MS), RECON_PRUNE);
+    if (!res) {
+        kdb_fail(&p->k, "pruning task_accept", err, now);
+        return -1;
+    }
+    size_t n = mysql_num_rows(res), i = 0, len = 0;
+    char **ids = calloc(n ? n : 1, sizeof *ids);
+    MYSQL_ROW row;
+    while (ids && (row = mysql_fetch_row(res)) && i < n)
+        ids[i++] = row[0] ? strdup(row[0]) : NULL;
+    mysql_free_result(res);
+    char *sql = ids ? db_in_list(p->k.db, "DELETE FROM task_accept WHERE id IN ",
+                                 (const char *const *)ids, i, &len)
+                    : NULL;
+    for (size_t j = 0; ids && j < i; j++)
+        free(ids[j]);
+    free(ids);
+    if (!sql)
+        return 0;
+    int rc = mysql_real_query(p->k.db, sql, len);
+    free(sql);
+    if (rc != 0) {
         err_set(&err, "%s (errno %u)", mysql_error(p->k.db), mysql_errno(p->k.db));
         kdb_fail(&p->k, "pruning task_accept", err, now);
         return -1;
     }
-    int64_t n = (int64_t)mysql_affected_rows(p->k.db);
-    p->st.pruned += n;
-    return n;
+    p->st.pruned += (int64_t)mysql_affected_rows(p->k.db);
+    return (int64_t)n;
 }
 
 /* Redis's run_id: it changes with every start of redis-server, so a restore
@@ -220,7 +243,29 @@ struct row {
     int64_t accepted_ms;
     char *task;
     bool missing;
+    bool done; /* its status key holds an outcome (see task_done_in_redis) */
 };
+
+/* Whether a status key's value is an outcome. The worker writes the final
+ * status and pushes the task's record in one MULTI, so such a task's record
+ * is in task_record, on its way there (Ptaskrec), or trimmed by retention:
+ * its journal row is done with. Journal rows of older versions were left
+ * behind when retention kept no record; their status keys expire after
+ * worker.task_ttl and the sweep would then queue those tasks again. */
+static bool task_done_in_redis(const char *queue, const char *status_json, size_t len)
+{
+    /* cron rows have their own witness (CRON_LUA), record rows are records */
+    if (strcmp(queue, "cron") == 0 || strcmp(queue, "record") == 0)
+        return false;
+    json_t *o = json_loadb(status_json, len, 0, NULL);
+    const char *st = json_string_value(json_object_get(o, "status"));
+    static const char *const outcomes[] = {"success", "failure", "timeout", "crashed", "expired"};
+    bool done = false;
+    for (size_t i = 0; st && i < sizeof outcomes / sizeof outcomes[0]; i++)
+        done = done || strcmp(st, outcomes[i]) == 0;
+    json_decref(o);
+    return done;
+}
 
 /* A task gone from Redis a second time: its caller learns it from its record. */
 static int record_lost(struct recon *p, struct row *w, int64_t now)
@@ -421,6 +466,21 @@ static int requeue(struct recon *p, redisContext *rc, struct row *w, int64_t now
     return 0;
 }
 
+/* head + the ids of the rows marked done (or, done false, missing) as an
+ * SQL list (db_in_list); NULL when none is, or out of memory. */
+static char *rows_in_list(MYSQL *m, const char *head, const struct row *rows, size_t n, bool done,
+                          size_t *len)
+{
+    const char **ids = calloc(n ? n : 1, sizeof *ids);
+    if (!ids)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (done ? rows[i].done : rows[i].missing) ? rows[i].id : NULL;
+    char *sql = db_in_list(m, head, ids, n, len);
+    free(ids);
+    return sql;
+}
+
 /* One page of the sweep. 1 more to do, 0 sweep done, -1 error. */
 static int sweep_page(struct recon *p, redisContext *rc, int64_t now)
 {
@@ -454,13 +514,13 @@ static int sweep_page(struct recon *p, redisContext *rc, int64_t now)
     if (!rows)
         return -1;
     int ret = n < RECON_PAGE ? 0 : 1;
-    /* 1. which are missing from Redis (one pipeline) */
-    size_t nmiss = 0;
+    /* 1. which are missing from Redis, and which are done (one pipeline) */
+    size_t nmiss = 0, ndone = 0;
     bool redis_err = false;
     for (i = 0; i < n; i++) {
         char key[160];
         rds_key(key, sizeof key, p->c, "task:%s", rows[i].id);
-        redisAppendCommand(rc, "EXISTS %s", key);
+        redisAppendCommand(rc, "GET %s", key);
     }
     for (i = 0; i < n; i++) {
         redisReply *r = NULL;
@@ -468,9 +528,13 @@ static int sweep_page(struct recon *p, redisContext *rc, int64_t now)
             redis_err = true;
             break;
         }
-        if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        if (r->type == REDIS_REPLY_NIL) {
             rows[i].missing = true;
             nmiss++;
+        } else if (r->type == REDIS_REPLY_STRING &&
+                   task_done_in_redis(rows[i].queue, r->str, r->len)) {
+            rows[i].done = true;
+            ndone++;
         }
         freeReplyObject(r);
     }
@@ -478,28 +542,30 @@ static int sweep_page(struct recon *p, redisContext *rc, int64_t now)
         ret = -2;
         goto out;
     }
+    if (ndone) {
+        size_t len = 0;
+        char *sql =
+            rows_in_list(p->k.db, "DELETE FROM task_accept WHERE id IN ", rows, n, true, &len);
+        if (!sql || mysql_real_query(p->k.db, sql, len) != 0) {
+            if (sql)
+                err_set(&err, "%s (errno %u)", mysql_error(p->k.db), mysql_errno(p->k.db));
+            free(sql);
+            kdb_fail(&p->k, "dropping the journal rows of finished tasks", err, now);
+            ret = -1;
+            goto out;
+        }
+        free(sql);
+        p->st.pruned += (int64_t)mysql_affected_rows(p->k.db);
+    }
     /* 2. of those, which finished meanwhile (their record is in MariaDB) */
     if (nmiss) {
-        size_t cap = 128 + nmiss * (2 * ID_MAX + 4), len = 0;
-        char *sql = malloc(cap);
+        size_t len = 0;
+        char *sql = rows_in_list(p->k.db, "SELECT DISTINCT id FROM task_record WHERE id IN ", rows,
+                                 n, false, &len);
         if (!sql) {
             ret = -1;
             goto out;
         }
-        len = (size_t)snprintf(sql, cap, "SELECT DISTINCT id FROM task_record WHERE id IN (");
-        bool first = true;
-        for (i = 0; i < n; i++) {
-            if (!rows[i].missing)
-                continue;
-            if (!first)
-                sql[len++] = ',';
-            first = false;
-            sql[len++] = '\'';
-            len += mysql_real_escape_string(p->k.db, sql + len, rows[i].id, strlen(rows[i].id));
-            sql[len++] = '\'';
-        }
-        sql[len++] = ')';
-        sql[len] = '\0';
         if (mysql_real_query(p->k.db, sql, len) != 0 || !(res = mysql_store_result(p->k.db))) {
             free(sql);
             err_set(&err, "%s", mysql_error(p->k.db));

@@ -237,6 +237,57 @@ class Durability(unittest.TestCase):
         self.assertEqual((t["status"], t["reason"]), ("failure", "ETaskLost"), t)
         self.assertIn("lost", t["message"])
 
+    def test_8_a_leftover_row_of_a_finished_task_is_dropped_not_run_again(self):
+        # as older versions left behind when retention kept no record: the
+        # status key holds the outcome, task_record has nothing
+        tid = "task-journal-done-1"
+        self.journal_row(tid, 0)
+        self.st.redis("SET", f"tandem:task:{tid}",
+                      json.dumps({"id": tid, "status": "success", "result": "first run"}), "EX", "3600")
+        self.kill_and_restart_redis()  # a new run_id: the keeper sweeps at once
+        left = lambda: self.st.sql(f"SELECT COUNT(*) FROM task_accept WHERE id = '{tid}'")[0][0]
+        wait_for(lambda: left() == "0", 30, 0.2, "the leftover journal row to be dropped")
+        time.sleep(1)
+        self.assertEqual(json.loads(self.st.redis("GET", f"tandem:task:{tid}"))["result"], "first run",
+                         "a finished task was run again from a leftover journal row")
+        self.assertEqual(self.st.sql(f"SELECT COUNT(*) FROM task_record WHERE id = '{tid}'")[0][0], "0")
+
+
+class JournalUnderRetention(unittest.TestCase):
+    """A finished task leaves the accept journal even when retention keeps
+    none of its record: with retention.async_api = 2, 30 async calls keep
+    2 records at most, yet all 30 journal rows go. Before, a row left only
+    once its record was in task_record: the journal grew without bound
+    under any busy Async API, and a day later (its status key expired) the
+    reconciler took each leftover row for a task Redis lost and ran it
+    again."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.st = Stack(name="jret", workers=1, conf_extra="retention = { async_api = 2; };").up()
+        cls.st.push_script("dur__main", CODE)
+        cls.aapi = cls.st.create_async_api("dur__main.slow")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.st.down()
+
+    def test_finished_tasks_leave_the_journal_whatever_retention_keeps(self):
+        st = self.st
+        ids = [st.api("POST", f"/api/v1/async/{self.aapi}", {"kwargs": {"n": i}})["id"]
+               for i in range(30)]
+        for tid in ids:
+            t = st.wait_task(tid)
+            self.assertEqual(t["status"], "success", t)
+        q = ",".join("'%s'" % i for i in ids)
+        wait_for(lambda: int(st.sql(f"SELECT COUNT(*) FROM task_record WHERE id IN ({q})")[0][0]) <= 2,
+                 30, 0.2, "retention to keep at most 2 of the 30 records")
+        left = lambda: int(st.sql(f"SELECT COUNT(*) FROM task_accept WHERE id IN ({q})")[0][0])
+        try:
+            wait_for(lambda: left() == 0, 20, 0.2, "the journal rows of the 30 finished tasks to go")
+        except Exception:
+            self.fail(f"{left()} of 30 finished tasks are still in the accept journal")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
