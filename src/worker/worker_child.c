@@ -63,22 +63,12 @@ static bool not_this_child(const struct wchild *ch)
     return g_in_fork;
 }
 
+/* What the master reads on its tick: no syscall (struct wslot). */
 static void tell_master(struct wchild *ch, enum wmsg_type type, const struct wtask *t)
 {
-    struct wmsg m;
     if (not_this_child(ch))
         _exit(0); /* a fork of user code came back here: it is not this child */
-    wmsg_init(&m, type, t);
-    for (;;) {
-        ssize_t n = write(ch->fd, &m, sizeof(m));
-        if (n == (ssize_t)sizeof(m))
-            return;
-        if (n == -1 && errno == EINTR)
-            continue;
-        /* Without the master nobody would record our crashes: stop. */
-        log_warn("child %s: pipe to master", ch->consumer);
-        _exit(3);
-    }
+    wslot_publish(ch->slot, type, t);
 }
 
 /* ---- backends ------------------------------------------------------------ */
@@ -941,24 +931,17 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
 
 /* ---- what user code inherits ---------------------------------------------- */
 
-static int g_master_fd = -1;
-
 /* In any fork() of this process (os.fork(), multiprocessing, our own
- * inspect process): the pipe to the master is not theirs to write. exec()
- * drops it anyway (FD_CLOEXEC, set by the master). */
+ * inspect process): it is not this child, and must never say it is (see
+ * not_this_child). The shared slot is not even mapped there (the master
+ * asked MADV_DONTFORK for it). */
 static void atfork_child(void)
 {
     g_in_fork = true;
-    if (g_master_fd >= 0) {
-        close(g_master_fd);
-        g_master_fd = -1;
-    }
 }
 
 static void isolate_user_code(struct wchild *ch)
 {
-    g_master_fd = ch->fd;
-    fcntl(ch->fd, F_SETFD, FD_CLOEXEC);
     pthread_atfork(NULL, NULL, atfork_child);
     /* Orphans of a task (a double fork, a daemon) become ours rather than
      * init's, so they stay in reach: killed with the child's process group
@@ -1001,7 +984,7 @@ static void child_signals(void)
     sigprocmask(SIG_SETMASK, &all, NULL); /* the master blocks them for its signalfd */
 }
 
-int child_main(const struct tconf *c, int64_t epoch, int fd)
+int child_main(const struct tconf *c, int64_t epoch, struct wslot *slot)
 {
     struct wchild ch;
     char *err = NULL;
@@ -1009,7 +992,7 @@ int child_main(const struct tconf *c, int64_t epoch, int fd)
     memset(&ch, 0, sizeof(ch));
     ch.c = c;
     ch.epoch = epoch;
-    ch.fd = fd;
+    ch.slot = slot;
     ch.gen = -1;
     ch.pid = (int)getpid();
     snprintf(ch.consumer, sizeof(ch.consumer), "%s:%d", c->node_name, ch.pid);
