@@ -615,12 +615,20 @@ static void set_running(struct wchild *ch, const struct wtask *wt)
         free(s);
         return;
     }
-    redisReply *r = redisCommand(ch->rc, "SET %s %s EX %d", k, s,
-                                 wt->reply[0] ? ch->c->sync_task_ttl : ch->c->task_ttl);
-    if (r == NULL)
+    /* Sent now, its answer never asked for (CLIENT REPLY SKIP): the status
+     * is best effort (a refused SET changes nothing for the task), and
+     * waiting for Redis's OK was a round trip, a read and a wakeup, per
+     * async task. The commit's answer is then the next on the connection. */
+    int done = 0;
+    if (redisAppendCommand(ch->rc, "CLIENT REPLY SKIP") != REDIS_OK ||
+        redisAppendCommand(ch->rc, "SET %s %s EX %d", k, s,
+                           wt->reply[0] ? ch->c->sync_task_ttl : ch->c->task_ttl) != REDIS_OK)
+        done = -1;
+    while (done == 0)
+        if (redisBufferWrite(ch->rc, &done) == REDIS_ERR)
+            done = -1;
+    if (done == -1)
         child_redis_broken(ch); /* the commit reconnects */
-    else
-        freeReplyObject(r);
     free(s);
 }
 
