@@ -368,6 +368,8 @@ struct wchild {
     char fetch_sha[41];    /* SHA of the fetch script once loaded */
     bool serve[W_NQUEUES]; /* worker.queues */
     struct wrr wrr;        /* which served stream goes first */
+    /* the keys of the gen and of every stream, made once (not per fetch) */
+    char kgen[128], kq[W_NQUEUES][128];
     /* Per stream, for the fetch (W_FETCH_FN_LUA): an id up to which every
      * entry has been delivered ("0-0" when unknown: after a reconnect),
      * whether an entry was taken from it since it was last found empty,

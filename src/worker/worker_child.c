@@ -232,10 +232,9 @@ static void reset_ids(struct wchild *ch)
  * stream in the scheduler's order; ARGV = consumer, want gen, mode, then
  * each stream's state and id (see W_FETCH_FN_LUA). */
 struct fetch_args {
-    int n;                /* streams */
-    int order[W_NQUEUES]; /* w_queues index of KEYS[2 + i] */
-    char mode[2];         /* "1", "0" or "w" */
-    char kg[128], kq[W_NQUEUES][128];
+    int n;                     /* streams */
+    int order[W_NQUEUES];      /* w_queues index of KEYS[2 + i] */
+    char mode[2];              /* "1", "0" or "w" */
     char state[W_NQUEUES][52]; /* 'h' or 'c', then the id */
     const char *argv[1 + W_NQUEUES + 3 + W_NQUEUES];
     int argc;
@@ -258,13 +257,10 @@ static void fetch_args(struct wchild *ch, struct fetch_args *a)
             a->mode[0] = '1';
     }
     a->want_gen = now - ch->gen_check_mono >= 200;
-    rds_key(a->kg, sizeof(a->kg), ch->c, "gen");
     a->argc = 0;
-    a->argv[a->argc++] = a->kg;
-    for (int i = 0; i < a->n; i++) {
-        queue_key(ch, a->order[i], a->kq[i]);
-        a->argv[a->argc++] = a->kq[i];
-    }
+    a->argv[a->argc++] = ch->kgen;
+    for (int i = 0; i < a->n; i++)
+        a->argv[a->argc++] = ch->kq[a->order[i]];
     a->argv[a->argc++] = ch->consumer;
     a->argv[a->argc++] = a->want_gen ? "1" : "0";
     a->argv[a->argc++] = a->mode;
@@ -272,12 +268,13 @@ static void fetch_args(struct wchild *ch, struct fetch_args *a)
         int q = a->order[i];
         bool woke = ch->woken && ch->wake_n[q] > 0;
         a->single[i] = woke && ch->wake_n[q] == 1;
-        if (ch->woken)
-            snprintf(a->state[i], sizeof(a->state[i]), "%c%s", woke ? 'h' : 'c',
-                     woke ? ch->wake_ids[q] : ch->last_ids[q]);
-        else
-            snprintf(a->state[i], sizeof(a->state[i]), "%c%s", ch->hot[q] ? 'h' : 'c',
-                     ch->last_ids[q]);
+        /* 'h'/'c' and the id; by hand: 13 snprintf()s a task showed in
+         * the profile. The ids are shorter than state's 52 bytes. */
+        const char *id = woke ? ch->wake_ids[q] : ch->last_ids[q];
+        size_t len = strnlen(id, sizeof(a->state[i]) - 2);
+        a->state[i][0] = (ch->woken ? woke : ch->hot[q]) ? 'h' : 'c';
+        memcpy(a->state[i] + 1, id, len);
+        a->state[i][1 + len] = '\0';
         a->argv[a->argc++] = a->state[i];
     }
     ch->woken = false; /* used once */
@@ -414,9 +411,8 @@ static int flush_stats(struct wchild *ch)
 
 /* An XREAD BLOCK answered: the streams with something after their ids,
  * each with up to two entries. That answer was a look at every stream, so
- * the next fetch tries those streams only (mode 'w'). kq: the keys in
- * ch->wrr.q's order. */
-static void woke_for(struct wchild *ch, redisReply *r, char kq[][128])
+ * the next fetch tries those streams only (mode 'w'). */
+static void woke_for(struct wchild *ch, redisReply *r)
 {
     memset(ch->wake_n, 0, sizeof(ch->wake_n));
     ch->woken = false;
@@ -433,9 +429,9 @@ static void woke_for(struct wchild *ch, redisReply *r, char kq[][128])
             newest->element[0]->len >= sizeof(ch->wake_ids[0]))
             continue;
         for (int i = 0; i < ch->wrr.n; i++) {
-            if (strcmp(kq[i], s->element[0]->str) != 0)
-                continue;
             int q = ch->wrr.q[i];
+            if (strcmp(ch->kq[q], s->element[0]->str) != 0)
+                continue;
             ch->wake_n[q] = (int)es->elements;
             memcpy(ch->wake_ids[q], newest->element[0]->str, newest->element[0]->len + 1);
             ch->woken = true;
@@ -492,7 +488,6 @@ static int fetch(struct wchild *ch)
     if (mono_ms() - ch->stats.flushed_mono >= 1000 && flush_stats(ch) == -1)
         return -1;
     const char *argv[6 + 2 * W_NQUEUES]; /* XREAD COUNT 2 BLOCK 1000 STREAMS keys ids */
-    char kq[W_NQUEUES][128];
     int argc = 0;
     argv[argc++] = "XREAD";
     argv[argc++] = "COUNT";
@@ -500,10 +495,8 @@ static int fetch(struct wchild *ch)
     argv[argc++] = "BLOCK";
     argv[argc++] = "1000";
     argv[argc++] = "STREAMS";
-    for (int i = 0; i < ch->wrr.n; i++) {
-        queue_key(ch, ch->wrr.q[i], kq[i]);
-        argv[argc++] = kq[i];
-    }
+    for (int i = 0; i < ch->wrr.n; i++)
+        argv[argc++] = ch->kq[ch->wrr.q[i]];
     for (int i = 0; i < ch->wrr.n; i++)
         argv[argc++] = ch->last_ids[ch->wrr.q[i]];
     redisReply *r = redisCommandArgv(ch->rc, argc, argv, NULL);
@@ -517,7 +510,7 @@ static int fetch(struct wchild *ch)
     } else if (r->type == REDIS_REPLY_NIL) {
         ch->wait_ready = true; /* a second without a new entry: wait again */
     } else {
-        woke_for(ch, r, kq);
+        woke_for(ch, r);
     }
     freeReplyObject(r);
     return 0;
@@ -1011,6 +1004,9 @@ int child_main(const struct tconf *c, int64_t epoch, struct wslot *slot)
         return 1;
     }
     wrr_init(&ch.wrr, ch.serve);
+    rds_key(ch.kgen, sizeof(ch.kgen), c, "gen");
+    for (int q = 0; q < W_NQUEUES; q++)
+        queue_key(&ch, q, ch.kq[q]);
     reset_ids(&ch);
     isolate_user_code(&ch);
 
