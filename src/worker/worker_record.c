@@ -253,8 +253,8 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                 const struct woutcome *o, const char *node, int64_t epoch,
                 const char *result_cache_key, const struct wrec_extra *extra, char **err)
 {
-    char k_task[128 + ID_MAX], k_reply[256], k_rec[128], k_stats[128], k_q[128],
-        k_cron[128 + ID_MAX], ttl[16], cost[24], res_ttl[16];
+    char k_task[128 + ID_MAX], k_reply[256], k_q[128], k_cron[128 + ID_MAX], ttl[16], cost[24],
+        res_ttl[16];
     char *s_out = NULL, *s_status = NULL, *s_rec = NULL, *s_res = NULL;
     int rv = -1;
 
@@ -270,8 +270,14 @@ int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
         goto out;
     }
     rds_key(k_task, sizeof(k_task), c, "task:%s", t->id);
-    rds_key(k_rec, sizeof(k_rec), c, "taskrec");
-    rds_key(k_stats, sizeof(k_stats), c, "stats:worker");
+    /* the same two keys for every task of this process: made once per
+     * prefix */
+    static char prefix[64] = "\x01", k_rec[128], k_stats[128];
+    if (strcmp(prefix, c->redis_prefix) != 0) {
+        rds_key(k_rec, sizeof(k_rec), c, "taskrec");
+        rds_key(k_stats, sizeof(k_stats), c, "stats:worker");
+        snprintf(prefix, sizeof(prefix), "%s", c->redis_prefix);
+    }
     rds_key(k_q, sizeof(k_q), c, "q:%s", t->queue);
     if (t->reply[0])
         rds_key(k_reply, sizeof(k_reply), c, "reply:%s", t->reply);
