@@ -278,6 +278,15 @@ struct wrec_extra {
     void *ud;
     const char *const *stats;
     int nstats;
+    /* Instead of the script (not for a cron task, whose running key is
+     * released by a compare-and-delete): the commit as MULTI .. EXEC, then
+     * XREADGROUP COUNT 1 on hot_stream, the one stream the fetch would try
+     * first (its mode '0' with a hot stream), and GET of fetch_keys[0]
+     * when want_gen is "1", in one round trip. hot_reply sees the
+     * XREADGROUP's reply and the GET's (NULL if none), borrowed, whether
+     * or not the commit was made: an entry it claimed is the consumer's. */
+    const char *hot_stream;
+    void (*hot_reply)(redisReply *xr, redisReply *gen, void *ud);
 };
 int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                 const struct woutcome *o, const char *node, int64_t epoch,

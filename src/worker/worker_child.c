@@ -521,12 +521,69 @@ static int fetch(struct wchild *ch)
 struct prefetch {
     struct wchild *ch;
     struct fetch_args a;
+    int hot; /* the stream of hot_reply, -1: the script fetches */
 };
 
 static void prefetch_reply(redisReply *r, void *ud)
 {
     struct prefetch *p = ud;
     fetch_reply(p->ch, r, &p->a);
+}
+
+/* The stream the fetch would try first without a script: in mode '0' (no
+ * look due) the first hot stream of the turn; -1 for none (the fetch runs
+ * in the commit's script then). */
+static int hot_first(const struct wchild *ch, const struct fetch_args *a)
+{
+    if (a->mode[0] != '0')
+        return -1;
+    for (int i = 0; i < a->n; i++)
+        if (ch->hot[a->order[i]])
+            return a->order[i];
+    return -1;
+}
+
+/* What the commit's XREADGROUP on the hot stream found (wrec_extra
+ * hot_reply): as fetch_reply() would take the script's answer for a try of
+ * that one stream. Found empty, it is no longer hot and nothing else was
+ * looked at: the next fetch runs the script (it looks). */
+static void hot_reply(redisReply *xr, redisReply *gen, void *ud)
+{
+    struct prefetch *p = ud;
+    struct wchild *ch = p->ch;
+    int q = p->hot;
+    ch->wait_ready = false;
+    if (gen) {
+        check_gen(ch, gen);
+        ch->gen_check_mono = mono_ms();
+    }
+    if (is_nogroup(xr)) { /* the streams were deleted (FLUSHALL): recreate */
+        create_groups(ch);
+        reset_ids(ch);
+        return;
+    }
+    if (xr->type == REDIS_REPLY_ERROR) {
+        log_warnx("child %s: reading q:%s: %s", ch->consumer, w_queues[q], xr->str);
+        ch->hot[q] = false;
+        return;
+    }
+    redisReply *e = NULL;
+    if (xr->type == REDIS_REPLY_ARRAY && xr->elements == 1 &&
+        xr->element[0]->type == REDIS_REPLY_ARRAY && xr->element[0]->elements == 2 &&
+        xr->element[0]->element[1]->type == REDIS_REPLY_ARRAY &&
+        xr->element[0]->element[1]->elements >= 1)
+        e = xr->element[0]->element[1]->element[0];
+    if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING ||
+        e->element[0]->len >= sizeof(ch->last_ids[0])) {
+        ch->hot[q] = false; /* nil: nothing left to claim there */
+        return;
+    }
+    /* everything up to the entry just claimed has been delivered; the
+     * stream stays hot (more may follow) */
+    memcpy(ch->last_ids[q], e->element[0]->str, e->element[0]->len + 1);
+    push_entry(ch, q, e->element[0]->str, e->element[1]);
+    wrr_took(&ch->wrr);
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -546,9 +603,11 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
         /* Prefetch only with nothing else claimed, and not while stopping
          * (a claimed entry would wait for a reclaim). */
         bool prefetch = !g_stop && ch->nbacklog == 0 && !ch->recover && ch->wrr.n > 0;
+        pf.hot = -1;
         if (prefetch) {
             pf.ch = ch;
             fetch_args(ch, &pf.a);
+            pf.hot = hot_first(ch, &pf.a);
         }
         /* the counters ride along about once a second (and when idle: fetch) */
         bool flush = g_stop || mono_ms() - ch->stats.flushed_mono >= 1000;
@@ -561,7 +620,9 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
                                    prefetch_reply,
                                    &pf,
                                    ch->stats.argv,
-                                   flush ? wstats_argv(&ch->stats) : 0};
+                                   flush ? wstats_argv(&ch->stats) : 0,
+                                   pf.hot >= 0 ? ch->kq[pf.hot] : NULL,
+                                   hot_reply};
         int rv = -1;
         if (redis_up(ch))
             rv = wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch, cache_key, &extra,
