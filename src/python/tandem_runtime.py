@@ -292,8 +292,12 @@ def _exc_msg(e):
     return '%s: %s' % (type(e).__name__, msg) if msg else type(e).__name__
 
 
+# json.dumps() with these options makes a new encoder on every call
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(',', ':'))
+
+
 def _dumps(value):
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(',', ':'))
+    return _encoder.encode(value)
 
 
 def _fail(reason, message, tb=None, output='', data=None):
@@ -321,8 +325,12 @@ def _run(task, fn_body, module=None):
             DFF.THREAD._reset()
         except Exception:
             pass
-        tandem_dff._task = tandem_dff._Task()
+        tandem_dff._task = _IDLE
     return v, ok, cap.getvalue(task.masks)
+
+
+# what DFF.* sees between tasks (one, not a new one after every task)
+_IDLE = tandem_dff._task
 
 
 def _chain_of(task_id, origin):
@@ -399,7 +407,11 @@ def _call(task_id, func_id, script_id, func_name, kwargs_json, raw, ver):
                             % (func_name, script_id, s.ver))
         cr = fn.__tandem_api__.get('cache_result') or 0
         state['cache_result'] = int(math.ceil(cr)) if cr > 0 else 0
-        kwargs = json.loads(kwargs_json) if kwargs_json else {}
+        if kwargs_json is None:  # the task's own (C passes None when raw holds them)
+            kwargs = tj.get('kwargs') if isinstance(tj, dict) else None
+            kwargs = kwargs if isinstance(kwargs, dict) else {}
+        else:
+            kwargs = json.loads(kwargs_json) if kwargs_json else {}
         _bind(s.module, fn, task)
         return fn(**kwargs)
 

@@ -63,22 +63,12 @@ static bool not_this_child(const struct wchild *ch)
     return g_in_fork;
 }
 
+/* What the master reads on its tick: no syscall (struct wslot). */
 static void tell_master(struct wchild *ch, enum wmsg_type type, const struct wtask *t)
 {
-    struct wmsg m;
     if (not_this_child(ch))
         _exit(0); /* a fork of user code came back here: it is not this child */
-    wmsg_init(&m, type, t);
-    for (;;) {
-        ssize_t n = write(ch->fd, &m, sizeof(m));
-        if (n == (ssize_t)sizeof(m))
-            return;
-        if (n == -1 && errno == EINTR)
-            continue;
-        /* Without the master nobody would record our crashes: stop. */
-        log_warn("child %s: pipe to master", ch->consumer);
-        _exit(3);
-    }
+    wslot_publish(ch->slot, type, t);
 }
 
 /* ---- backends ------------------------------------------------------------ */
@@ -242,10 +232,9 @@ static void reset_ids(struct wchild *ch)
  * stream in the scheduler's order; ARGV = consumer, want gen, mode, then
  * each stream's state and id (see W_FETCH_FN_LUA). */
 struct fetch_args {
-    int n;                /* streams */
-    int order[W_NQUEUES]; /* w_queues index of KEYS[2 + i] */
-    char mode[2];         /* "1", "0" or "w" */
-    char kg[128], kq[W_NQUEUES][128];
+    int n;                     /* streams */
+    int order[W_NQUEUES];      /* w_queues index of KEYS[2 + i] */
+    char mode[2];              /* "1", "0" or "w" */
     char state[W_NQUEUES][52]; /* 'h' or 'c', then the id */
     const char *argv[1 + W_NQUEUES + 3 + W_NQUEUES];
     int argc;
@@ -268,13 +257,10 @@ static void fetch_args(struct wchild *ch, struct fetch_args *a)
             a->mode[0] = '1';
     }
     a->want_gen = now - ch->gen_check_mono >= 200;
-    rds_key(a->kg, sizeof(a->kg), ch->c, "gen");
     a->argc = 0;
-    a->argv[a->argc++] = a->kg;
-    for (int i = 0; i < a->n; i++) {
-        queue_key(ch, a->order[i], a->kq[i]);
-        a->argv[a->argc++] = a->kq[i];
-    }
+    a->argv[a->argc++] = ch->kgen;
+    for (int i = 0; i < a->n; i++)
+        a->argv[a->argc++] = ch->kq[a->order[i]];
     a->argv[a->argc++] = ch->consumer;
     a->argv[a->argc++] = a->want_gen ? "1" : "0";
     a->argv[a->argc++] = a->mode;
@@ -282,12 +268,13 @@ static void fetch_args(struct wchild *ch, struct fetch_args *a)
         int q = a->order[i];
         bool woke = ch->woken && ch->wake_n[q] > 0;
         a->single[i] = woke && ch->wake_n[q] == 1;
-        if (ch->woken)
-            snprintf(a->state[i], sizeof(a->state[i]), "%c%s", woke ? 'h' : 'c',
-                     woke ? ch->wake_ids[q] : ch->last_ids[q]);
-        else
-            snprintf(a->state[i], sizeof(a->state[i]), "%c%s", ch->hot[q] ? 'h' : 'c',
-                     ch->last_ids[q]);
+        /* 'h'/'c' and the id; by hand: 13 snprintf()s a task showed in
+         * the profile. The ids are shorter than state's 52 bytes. */
+        const char *id = woke ? ch->wake_ids[q] : ch->last_ids[q];
+        size_t len = strnlen(id, sizeof(a->state[i]) - 2);
+        a->state[i][0] = (ch->woken ? woke : ch->hot[q]) ? 'h' : 'c';
+        memcpy(a->state[i] + 1, id, len);
+        a->state[i][1 + len] = '\0';
         a->argv[a->argc++] = a->state[i];
     }
     ch->woken = false; /* used once */
@@ -424,9 +411,8 @@ static int flush_stats(struct wchild *ch)
 
 /* An XREAD BLOCK answered: the streams with something after their ids,
  * each with up to two entries. That answer was a look at every stream, so
- * the next fetch tries those streams only (mode 'w'). kq: the keys in
- * ch->wrr.q's order. */
-static void woke_for(struct wchild *ch, redisReply *r, char kq[][128])
+ * the next fetch tries those streams only (mode 'w'). */
+static void woke_for(struct wchild *ch, redisReply *r)
 {
     memset(ch->wake_n, 0, sizeof(ch->wake_n));
     ch->woken = false;
@@ -443,9 +429,9 @@ static void woke_for(struct wchild *ch, redisReply *r, char kq[][128])
             newest->element[0]->len >= sizeof(ch->wake_ids[0]))
             continue;
         for (int i = 0; i < ch->wrr.n; i++) {
-            if (strcmp(kq[i], s->element[0]->str) != 0)
-                continue;
             int q = ch->wrr.q[i];
+            if (strcmp(ch->kq[q], s->element[0]->str) != 0)
+                continue;
             ch->wake_n[q] = (int)es->elements;
             memcpy(ch->wake_ids[q], newest->element[0]->str, newest->element[0]->len + 1);
             ch->woken = true;
@@ -502,7 +488,6 @@ static int fetch(struct wchild *ch)
     if (mono_ms() - ch->stats.flushed_mono >= 1000 && flush_stats(ch) == -1)
         return -1;
     const char *argv[6 + 2 * W_NQUEUES]; /* XREAD COUNT 2 BLOCK 1000 STREAMS keys ids */
-    char kq[W_NQUEUES][128];
     int argc = 0;
     argv[argc++] = "XREAD";
     argv[argc++] = "COUNT";
@@ -510,10 +495,8 @@ static int fetch(struct wchild *ch)
     argv[argc++] = "BLOCK";
     argv[argc++] = "1000";
     argv[argc++] = "STREAMS";
-    for (int i = 0; i < ch->wrr.n; i++) {
-        queue_key(ch, ch->wrr.q[i], kq[i]);
-        argv[argc++] = kq[i];
-    }
+    for (int i = 0; i < ch->wrr.n; i++)
+        argv[argc++] = ch->kq[ch->wrr.q[i]];
     for (int i = 0; i < ch->wrr.n; i++)
         argv[argc++] = ch->last_ids[ch->wrr.q[i]];
     redisReply *r = redisCommandArgv(ch->rc, argc, argv, NULL);
@@ -527,7 +510,7 @@ static int fetch(struct wchild *ch)
     } else if (r->type == REDIS_REPLY_NIL) {
         ch->wait_ready = true; /* a second without a new entry: wait again */
     } else {
-        woke_for(ch, r, kq);
+        woke_for(ch, r);
     }
     freeReplyObject(r);
     return 0;
@@ -538,12 +521,69 @@ static int fetch(struct wchild *ch)
 struct prefetch {
     struct wchild *ch;
     struct fetch_args a;
+    int hot; /* the stream of hot_reply, -1: the script fetches */
 };
 
 static void prefetch_reply(redisReply *r, void *ud)
 {
     struct prefetch *p = ud;
     fetch_reply(p->ch, r, &p->a);
+}
+
+/* The stream the fetch would try first without a script: in mode '0' (no
+ * look due) the first hot stream of the turn; -1 for none (the fetch runs
+ * in the commit's script then). */
+static int hot_first(const struct wchild *ch, const struct fetch_args *a)
+{
+    if (a->mode[0] != '0')
+        return -1;
+    for (int i = 0; i < a->n; i++)
+        if (ch->hot[a->order[i]])
+            return a->order[i];
+    return -1;
+}
+
+/* What the commit's XREADGROUP on the hot stream found (wrec_extra
+ * hot_reply): as fetch_reply() would take the script's answer for a try of
+ * that one stream. Found empty, it is no longer hot and nothing else was
+ * looked at: the next fetch runs the script (it looks). */
+static void hot_reply(redisReply *xr, redisReply *gen, void *ud)
+{
+    struct prefetch *p = ud;
+    struct wchild *ch = p->ch;
+    int q = p->hot;
+    ch->wait_ready = false;
+    if (gen) {
+        check_gen(ch, gen);
+        ch->gen_check_mono = mono_ms();
+    }
+    if (is_nogroup(xr)) { /* the streams were deleted (FLUSHALL): recreate */
+        create_groups(ch);
+        reset_ids(ch);
+        return;
+    }
+    if (xr->type == REDIS_REPLY_ERROR) {
+        log_warnx("child %s: reading q:%s: %s", ch->consumer, w_queues[q], xr->str);
+        ch->hot[q] = false;
+        return;
+    }
+    redisReply *e = NULL;
+    if (xr->type == REDIS_REPLY_ARRAY && xr->elements == 1 &&
+        xr->element[0]->type == REDIS_REPLY_ARRAY && xr->element[0]->elements == 2 &&
+        xr->element[0]->element[1]->type == REDIS_REPLY_ARRAY &&
+        xr->element[0]->element[1]->elements >= 1)
+        e = xr->element[0]->element[1]->element[0];
+    if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING ||
+        e->element[0]->len >= sizeof(ch->last_ids[0])) {
+        ch->hot[q] = false; /* nil: nothing left to claim there */
+        return;
+    }
+    /* everything up to the entry just claimed has been delivered; the
+     * stream stays hot (more may follow) */
+    memcpy(ch->last_ids[q], e->element[0]->str, e->element[0]->len + 1);
+    push_entry(ch, q, e->element[0]->str, e->element[1]);
+    wrr_took(&ch->wrr);
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -563,9 +603,11 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
         /* Prefetch only with nothing else claimed, and not while stopping
          * (a claimed entry would wait for a reclaim). */
         bool prefetch = !g_stop && ch->nbacklog == 0 && !ch->recover && ch->wrr.n > 0;
+        pf.hot = -1;
         if (prefetch) {
             pf.ch = ch;
             fetch_args(ch, &pf.a);
+            pf.hot = hot_first(ch, &pf.a);
         }
         /* the counters ride along about once a second (and when idle: fetch) */
         bool flush = g_stop || mono_ms() - ch->stats.flushed_mono >= 1000;
@@ -578,7 +620,9 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
                                    prefetch_reply,
                                    &pf,
                                    ch->stats.argv,
-                                   flush ? wstats_argv(&ch->stats) : 0};
+                                   flush ? wstats_argv(&ch->stats) : 0,
+                                   pf.hot >= 0 ? ch->kq[pf.hot] : NULL,
+                                   hot_reply};
         int rv = -1;
         if (redis_up(ch))
             rv = wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch, cache_key, &extra,
@@ -625,12 +669,20 @@ static void set_running(struct wchild *ch, const struct wtask *wt)
         free(s);
         return;
     }
-    redisReply *r = redisCommand(ch->rc, "SET %s %s EX %d", k, s,
-                                 wt->reply[0] ? ch->c->sync_task_ttl : ch->c->task_ttl);
-    if (r == NULL)
+    /* Sent now, its answer never asked for (CLIENT REPLY SKIP): the status
+     * is best effort (a refused SET changes nothing for the task), and
+     * waiting for Redis's OK was a round trip, a read and a wakeup, per
+     * async task. The commit's answer is then the next on the connection. */
+    int done = 0;
+    if (redisAppendCommand(ch->rc, "CLIENT REPLY SKIP") != REDIS_OK ||
+        redisAppendCommand(ch->rc, "SET %s %s EX %d", k, s,
+                           wt->reply[0] ? ch->c->sync_task_ttl : ch->c->task_ttl) != REDIS_OK)
+        done = -1;
+    while (done == 0)
+        if (redisBufferWrite(ch->rc, &done) == REDIS_ERR)
+            done = -1;
+    if (done == -1)
         child_redis_broken(ch); /* the commit reconnects */
-    else
-        freeReplyObject(r);
     free(s);
 }
 
@@ -941,24 +993,17 @@ static void run_entry(struct wchild *ch, const struct wentry *e)
 
 /* ---- what user code inherits ---------------------------------------------- */
 
-static int g_master_fd = -1;
-
 /* In any fork() of this process (os.fork(), multiprocessing, our own
- * inspect process): the pipe to the master is not theirs to write. exec()
- * drops it anyway (FD_CLOEXEC, set by the master). */
+ * inspect process): it is not this child, and must never say it is (see
+ * not_this_child). The shared slot is not even mapped there (the master
+ * asked MADV_DONTFORK for it). */
 static void atfork_child(void)
 {
     g_in_fork = true;
-    if (g_master_fd >= 0) {
-        close(g_master_fd);
-        g_master_fd = -1;
-    }
 }
 
 static void isolate_user_code(struct wchild *ch)
 {
-    g_master_fd = ch->fd;
-    fcntl(ch->fd, F_SETFD, FD_CLOEXEC);
     pthread_atfork(NULL, NULL, atfork_child);
     /* Orphans of a task (a double fork, a daemon) become ours rather than
      * init's, so they stay in reach: killed with the child's process group
@@ -1001,7 +1046,7 @@ static void child_signals(void)
     sigprocmask(SIG_SETMASK, &all, NULL); /* the master blocks them for its signalfd */
 }
 
-int child_main(const struct tconf *c, int64_t epoch, int fd)
+int child_main(const struct tconf *c, int64_t epoch, struct wslot *slot)
 {
     struct wchild ch;
     char *err = NULL;
@@ -1009,7 +1054,7 @@ int child_main(const struct tconf *c, int64_t epoch, int fd)
     memset(&ch, 0, sizeof(ch));
     ch.c = c;
     ch.epoch = epoch;
-    ch.fd = fd;
+    ch.slot = slot;
     ch.gen = -1;
     ch.pid = (int)getpid();
     snprintf(ch.consumer, sizeof(ch.consumer), "%s:%d", c->node_name, ch.pid);
@@ -1020,6 +1065,9 @@ int child_main(const struct tconf *c, int64_t epoch, int fd)
         return 1;
     }
     wrr_init(&ch.wrr, ch.serve);
+    rds_key(ch.kgen, sizeof(ch.kgen), c, "gen");
+    for (int q = 0; q < W_NQUEUES; q++)
+        queue_key(&ch, q, ch.kq[q]);
     reset_ids(&ch);
     isolate_user_code(&ch);
 

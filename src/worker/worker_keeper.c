@@ -231,24 +231,18 @@ struct row {
  * and deleted again within a second, and each costs MariaDB ~50 µs of CPU
  * to delete (bench/purge-cost). A replayed batch (LRANGE of the processing
  * list) comes newest first; trimming it keeps older rows, which the purge
- * then removes as before. Returns the rows trimmed. */
-static size_t trim_over_cap(struct row *rows, size_t n)
+ * then removes as before. Asked newest first, before row i's SQL is made
+ * (most of a busy batch is trimmed: making their SQL was most of the
+ * keeper's CPU): true when `cap` newer rows of its origin are kept. */
+static bool over_cap(const struct row *rows, size_t i, size_t n)
 {
-    size_t trimmed = 0;
-    for (size_t i = n; i-- > 0;) {
-        if (!rows[i].sql || rows[i].cap <= 0 || !rows[i].origin)
-            continue;
-        int newer = 0;
-        for (size_t j = i + 1; j < n && newer < rows[i].cap; j++)
-            if (rows[j].sql && rows[j].origin && strcmp(rows[j].origin, rows[i].origin) == 0)
-                newer++;
-        if (newer >= rows[i].cap) {
-            free(rows[i].sql);
-            rows[i].sql = NULL;
-            trimmed++;
-        }
-    }
-    return trimmed;
+    if (rows[i].cap <= 0 || !rows[i].origin)
+        return false;
+    int newer = 0;
+    for (size_t j = i + 1; j < n && newer < rows[i].cap; j++)
+        if (rows[j].sql && rows[j].origin && strcmp(rows[j].origin, rows[i].origin) == 0)
+            newer++;
+    return newer >= rows[i].cap;
 }
 
 /* The SQL row of a record, its texts cut so that it fits in one packet
@@ -469,18 +463,22 @@ static int flush_batch(struct keeper *k)
         freeReplyObject(arr);
         return -1;
     }
+    json_t **recs = calloc(n, sizeof(*recs));
+    if (recs == NULL) {
+        free(rows);
+        freeReplyObject(arr);
+        return -1;
+    }
     for (size_t i = 0; i < n; i++) {
         json_error_t je;
-        char *err = NULL;
         redisReply *e = arr->element[i];
         json_t *rec = e->type == REDIS_REPLY_STRING ? json_loadb(e->str, e->len, 0, &je) : NULL;
-        rows[i].sql = rec ? fit_row(k, rec, &err) : NULL;
         const char *o = json_string_value(json_object_get(rec, "origin"));
         const char *id = json_string_value(json_object_get(rec, "id"));
         const char *queue = json_string_value(json_object_get(rec, "queue"));
         if (id && !(queue && strcmp(queue, "sync") == 0))
             rows[i].jid = strdup(id);
-        if (rows[i].sql && o) {
+        if (rec && o) {
             const char *oid = json_string_value(json_object_get(rec, "origin_id"));
             const char *fid = json_string_value(json_object_get(rec, "func_id"));
             rows[i].cap = purge_cap_for(k->c, o);
@@ -488,18 +486,33 @@ static int flush_batch(struct keeper *k)
                                             fid ? fid : "") == -1)
                 rows[i].origin = NULL;
         }
-        if (rows[i].sql == NULL) {
-            log_warnx("keeper: a malformed task record (%s) moved to %s: %.200s",
-                      rec ? (err ? err : "?") : je.text, k->k_dead,
-                      e->type == REDIS_REPLY_STRING ? e->str : "(not a string)");
+        if (rec == NULL) {
+            log_warnx("keeper: a malformed task record (%s) moved to %s: %.200s", je.text,
+                      k->k_dead, e->type == REDIS_REPLY_STRING ? e->str : "(not a string)");
+            rows[i].refused = true;
+        }
+        recs[i] = rec;
+    }
+    /* newest first: whether a row is over its origin's cap depends on the
+     * newer rows kept */
+    size_t trimmed = 0;
+    for (size_t i = n; i-- > 0;) {
+        char *err = NULL;
+        if (recs[i] == NULL)
+            continue;
+        if (over_cap(rows, i, n)) {
+            trimmed++;
+        } else if ((rows[i].sql = fit_row(k, recs[i], &err)) == NULL) {
+            log_warnx("keeper: a malformed task record (%s) moved to %s: %.200s", err ? err : "?",
+                      k->k_dead, arr->element[i]->str);
             rows[i].refused = true;
         } else {
             rows[i].len = strlen(rows[i].sql);
         }
         free(err);
-        json_decref(rec);
+        json_decref(recs[i]);
     }
-    size_t trimmed = trim_over_cap(rows, n);
+    free(recs);
     int rv = insert_rows(k, rows, 0, n) == 0 ? (int)n : -1;
     if (rv > 0 && trimmed) {
         char key[256];

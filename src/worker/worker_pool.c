@@ -1,5 +1,5 @@
 /* The master: no Python, one loop. Forks the children and the keeper,
- * learns over each child's pipe what it runs, and covers for it: past the
+ * learns from each child's shared slot what it runs, and covers for it: past the
  * task's timeout or over the memory limit it SIGKILLs the child; when a
  * child dies mid-task it records timeout/crashed and acks. Then respawns. */
 #include "worker.h"
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -31,8 +32,9 @@
 enum kill_why { KILL_NONE = 0, KILL_TIMEOUT, KILL_MEMORY, KILL_SHUTDOWN };
 
 struct slot {
-    int pid; /* 0: empty */
-    int fd;  /* read end of its pipe, -1 if none */
+    int pid;           /* 0: empty */
+    struct wslot *shm; /* its page of the shared slots */
+    uint64_t seen;     /* messages of it read so far */
     bool ready, busy;
     struct wtask task; /* what it runs (busy) */
     int64_t deadline;  /* mono ms */
@@ -42,8 +44,6 @@ struct slot {
     int fails;          /* consecutive deaths outside a task */
     int64_t respawn_at; /* mono ms; 0 = now */
     int64_t next_rss;
-    size_t got; /* bytes of a partial message in buf */
-    struct wmsg buf;
 };
 
 struct pool {
@@ -52,6 +52,10 @@ struct pool {
     int master_pid;
     int n;
     struct slot s[MAX_CHILDREN];
+    /* One page per child (struct wslot), MAP_SHARED, mapped before any
+     * fork; a memfd so that /proc/<pid>/maps names it. */
+    char *shm;
+    size_t page;
     int keeper_pid;
     int keeper_fails;
     int64_t keeper_respawn_at;
@@ -134,30 +138,28 @@ static void heartbeat(struct pool *p)
 
 /* ---- children ------------------------------------------------------------ */
 
-/* In the new process: only its own pipe stays open (as fd 3), and not
- * across an exec() by user code (dup2 clears FD_CLOEXEC). */
-static void child_fds(int wfd)
+/* In the new child: of the shared slots only its own stays mapped, and not
+ * in any fork of it (user code's os.fork(), multiprocessing): they cannot
+ * write into what the master reads. */
+static void child_shm(struct pool *p, struct slot *s)
 {
-    if (wfd != 3) {
-        dup2(wfd, 3);
-    }
-    fcntl(3, F_SETFD, FD_CLOEXEC);
-    close_range(4, ~0U, 0);
+    char *own = (char *)s->shm;
+    size_t all = p->page * (size_t)p->n;
+    if (own > p->shm)
+        munmap(p->shm, (size_t)(own - p->shm));
+    if (own + p->page < p->shm + all)
+        munmap(own + p->page, (size_t)(p->shm + all - (own + p->page)));
+    if (madvise(own, p->page, MADV_DONTFORK) == -1)
+        log_warn("child %d: madvise(MADV_DONTFORK) of its slot", (int)getpid());
 }
 
 static void spawn_child(struct pool *p, struct slot *s)
 {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) == -1) {
-        log_warn("master: pipe");
-        s->respawn_at = mono_ms() + 1000;
-        return;
-    }
+    /* a fresh slot: nothing published, nothing seen */
+    memset(s->shm, 0, sizeof(*s->shm));
     pid_t pid = fork();
     if (pid == -1) {
         log_warn("master: fork");
-        close(fds[0]);
-        close(fds[1]);
         s->respawn_at = mono_ms() + 1000;
         return;
     }
@@ -170,21 +172,17 @@ static void spawn_child(struct pool *p, struct slot *s)
         /* Its own process group: a timeout or memory kill takes whatever
          * the task started along with it. */
         setpgid(0, 0);
-        close(fds[0]);
-        child_fds(fds[1]);
-        _exit(child_main(p->c, p->epoch, 3));
+        close_range(3, ~0U, 0);
+        child_shm(p, s);
+        _exit(child_main(p->c, p->epoch, s->shm));
     }
     setpgid(pid, pid); /* also here: no window where a kill of the group misses */
-    close(fds[1]);
-    fcntl(fds[0], F_SETFL, O_NONBLOCK);
-    /* Room for a tick's worth of messages at full speed; if it fills, the
-     * child waits a moment for the next tick. */
-    fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);
     int fails = s->fails;
+    struct wslot *shm = s->shm;
     memset(s, 0, sizeof(*s));
     s->fails = fails;
+    s->shm = shm;
     s->pid = pid;
-    s->fd = fds[0];
     s->next_rss = mono_ms() + RSS_IDLE_MS;
     log_debug("master: child %d started", (int)pid);
     /* The consumer name appears in the heartbeat before it can claim
@@ -205,6 +203,7 @@ static void spawn_keeper(struct pool *p)
         if (getppid() != p->master_pid)
             _exit(0);
         close_range(3, ~0U, 0);
+        munmap(p->shm, p->page * (size_t)p->n); /* the children's, not its own */
         _exit(keeper_main(p->c, p->epoch));
     }
     p->keeper_pid = pid;
@@ -214,18 +213,23 @@ static void spawn_keeper(struct pool *p)
     heartbeat(p);
 }
 
+/* The child's latest message. Messages between two ticks are not seen,
+ * only the last: a task that began and ended meanwhile needed no policing,
+ * and any message at all means the child got past its start. */
 static void on_message(struct pool *p, struct slot *s, const struct wmsg *m)
 {
     char why[128];
     if (wmsg_check(m, why, sizeof(why)) == -1) {
-        log_warnx("master: child %d sent a bad message (%s); ignored", s->pid, why);
+        log_warnx("master: child %d published a bad message (%s); ignored", s->pid, why);
         return;
     }
+    if (!s->ready) {
+        s->ready = true;
+        p->next_hb = 0; /* the child count in the heartbeat now, not in a second */
+    }
+    s->fails = 0;
     switch (m->type) {
     case WMSG_READY:
-        s->ready = true;
-        s->fails = 0;
-        p->next_hb = 0; /* the child count in the heartbeat now, not in a second */
         break;
     case WMSG_START:
         s->busy = true;
@@ -239,50 +243,19 @@ static void on_message(struct pool *p, struct slot *s, const struct wmsg *m)
             s->deadline = start + (int64_t)m->t.timeout * 1000;
         }
         s->next_rss = mono_ms() + RSS_BUSY_MS;
-        s->fails = 0;
         break;
     case WMSG_DONE:
-        if (s->busy && strcmp(s->task.id, m->t.id) != 0)
-            log_warnx("master: child %d finished %s while running %s", s->pid, m->t.id, s->task.id);
         s->busy = false;
         break;
     }
 }
 
-/* Reads whatever the child wrote. Returns false at EOF. */
-static bool read_pipe(struct pool *p, struct slot *s)
+/* Reads what the child published since the last look (no syscall). */
+static void read_slot(struct pool *p, struct slot *s)
 {
-    /* Many messages per read(): two per task arrive between two ticks,
-     * and one read() each was most of the master's syscalls. */
-    struct wmsg many[32];
-    for (;;) {
-        ssize_t n = read(s->fd, many, sizeof(many));
-        if (n > 0) {
-            const char *src = (const char *)many;
-            size_t left = (size_t)n;
-            while (left > 0) {
-                size_t take = sizeof(s->buf) - s->got;
-                if (take > left)
-                    take = left;
-                memcpy((char *)&s->buf + s->got, src, take);
-                s->got += take;
-                src += take;
-                left -= take;
-                if (s->got == sizeof(s->buf)) {
-                    on_message(p, s, &s->buf);
-                    s->got = 0;
-                }
-            }
-            if ((size_t)n < sizeof(many))
-                return true; /* drained: spares the read() that says EAGAIN */
-            continue;
-        }
-        if (n == 0)
-            return false;
-        if (errno == EINTR)
-            continue;
-        return errno == EAGAIN || errno == EWOULDBLOCK;
-    }
+    struct wmsg m;
+    if (s->shm && wslot_read(s->shm, &s->seen, &m) == 1)
+        on_message(p, s, &m);
 }
 
 /* What the record of a task whose child died should still say, read
@@ -409,10 +382,8 @@ static void kill_leftovers(struct pool *p, int child_pid)
 static void child_died(struct pool *p, struct slot *s, int status)
 {
     char ws[128];
-    /* Everything it wrote before dying is still in the pipe. */
-    read_pipe(p, s);
-    close(s->fd);
-    s->fd = -1;
+    /* Its last word is still in its slot. */
+    read_slot(p, s);
     wait_status_text(status, ws, sizeof(ws));
 
     bool task_death = s->busy;
@@ -491,7 +462,7 @@ static void police(struct pool *p)
             continue;
         if (s->busy && now >= s->deadline) {
             /* It may have just finished: read before deciding. */
-            read_pipe(p, s);
+            read_slot(p, s);
             if (s->busy && now >= s->deadline) {
                 kill_slot(s, KILL_TIMEOUT, 0);
                 continue;
@@ -500,7 +471,7 @@ static void police(struct pool *p)
         if (now >= s->next_rss) {
             int64_t rss = proc_rss_bytes(s->pid);
             if (rss > limit) {
-                read_pipe(p, s);
+                read_slot(p, s);
                 kill_slot(s, KILL_MEMORY, rss);
                 continue;
             }
@@ -602,8 +573,20 @@ int pool_run(const struct wopts *o)
     p->n = o->conf->worker_children;
     if (p->n > MAX_CHILDREN)
         p->n = MAX_CHILDREN;
-    for (int i = 0; i < p->n; i++)
-        p->s[i].fd = -1;
+    p->page = (size_t)sysconf(_SC_PAGESIZE);
+    if (p->page < sizeof(struct wslot))
+        fatalx("master: a page (%zu bytes) is smaller than a child's slot", p->page);
+    if (p->n > 0) {
+        int mfd = memfd_create("tandem-worker-slots", MFD_CLOEXEC);
+        if (mfd == -1 || ftruncate(mfd, (off_t)(p->page * (size_t)p->n)) == -1)
+            fatal("master: memfd for the children's slots");
+        p->shm = mmap(NULL, p->page * (size_t)p->n, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+        if (p->shm == MAP_FAILED)
+            fatal("master: mmap of the children's slots");
+        close(mfd);
+        for (int i = 0; i < p->n; i++)
+            p->s[i].shm = (struct wslot *)(p->shm + p->page * (size_t)i);
+    }
 
     char why[256];
     if (w_queues_served(o->conf, p->serve, why, sizeof(why)) == -1)
@@ -642,16 +625,15 @@ int pool_run(const struct wopts *o)
         spawn_child(p, &p->s[i]);
 
     for (;;) {
-        /* The pipes are read on a short tick rather than polled: waking
-         * the master twice per task costs more CPU than the whole master
-         * otherwise uses. Deadlines come from the child's own start time,
-         * so reading late does not lengthen a timeout. */
+        /* The slots are read on a short tick: a child tells nobody, it
+         * only writes its slot. Deadlines come from the child's own start
+         * time, so reading late does not lengthen a timeout. */
         struct pollfd pfd = {.fd = p->sfd, .events = POLLIN};
         if (poll(&pfd, 1, (int)next_wake(p)) == -1 && errno != EINTR)
             fatal("master: poll");
         for (int i = 0; i < p->n; i++)
-            if (p->s[i].pid && p->s[i].fd != -1)
-                read_pipe(p, &p->s[i]);
+            if (p->s[i].pid)
+                read_slot(p, &p->s[i]);
         /* Signals last: a child's final messages are read before its death. */
         read_signals(p);
         police(p);
@@ -687,6 +669,8 @@ int pool_run(const struct wopts *o)
     if (p->rc)
         redisFree(p->rc);
     close(p->sfd);
+    if (p->shm)
+        munmap(p->shm, p->page * (size_t)p->n);
     free(p);
     return 0;
 }

@@ -1,14 +1,22 @@
-/* Child -> master messages. Fixed size so a write() is atomic and a read()
- * never sees half a message. */
+/* Child -> master messages, published in the child's shared slot. */
 #include "worker.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
-_Static_assert(sizeof(struct wmsg) <= PIPE_BUF, "wmsg must fit in one atomic pipe write");
+/* One page per child: the master maps the slots page by page, so a child
+ * can unmap every slot but its own. */
+_Static_assert(sizeof(struct wslot) <= 4096, "a child's slot must fit in one page");
 
-#define COPY(dst, src) snprintf((dst), sizeof(dst), "%s", (src))
+/* snprintf(dst, n, "%s", src) without the format machinery: seven of
+ * them a task showed in the child's profile */
+static void copy_str(char *dst, size_t n, const char *src)
+{
+    size_t len = strnlen(src, n - 1);
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+#define COPY(dst, src) copy_str((dst), sizeof(dst), (src))
 
 void wmsg_init(struct wmsg *m, enum wmsg_type type, const struct wtask *t)
 {
@@ -74,4 +82,33 @@ void wtask_from_task(struct wtask *w, const struct task *t, const char *queue, c
     w->expires_ms = t->expires_ms;
     w->delay = t->delay;
     COPY(w->cron_expr, t->cron_expr);
+}
+
+void wslot_publish(struct wslot *s, enum wmsg_type type, const struct wtask *t)
+{
+    /* the only writer: its own last store is what it reads */
+    uint64_t n = atomic_load_explicit(&s->pub, memory_order_relaxed) + 1;
+    wmsg_init(&s->m[n & 1], type, t);
+    /* release: the message is whole before the master can see n */
+    atomic_store_explicit(&s->pub, n, memory_order_release);
+}
+
+int wslot_read(struct wslot *s, uint64_t *seen, struct wmsg *out)
+{
+    /* A seqlock read: the buffer of message n is written again only for
+     * message n + 2, after n + 1 is published; so an unchanged pub after
+     * the copy means nobody wrote into it meanwhile. A few tries: the
+     * child publishes at most twice per task. */
+    for (int tries = 0; tries < 8; tries++) {
+        uint64_t n = atomic_load_explicit(&s->pub, memory_order_acquire);
+        if (n == *seen)
+            return 0;
+        memcpy(out, &s->m[n & 1], sizeof(*out));
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&s->pub, memory_order_relaxed) == n) {
+            *seen = n;
+            return 1;
+        }
+    }
+    return -1;
 }

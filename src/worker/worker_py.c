@@ -822,10 +822,13 @@ static void take_result(PyObject *res, struct pyres *r, const char *what)
 void py_call(struct wchild *ch, const struct task *t, const char *raw, const char *script_id,
              const char *fname, struct pyres *r)
 {
-    char *kw = json_dumps(t->kwargs, JSON_COMPACT);
+    /* The runtime takes the kwargs from raw, which it parses anyway: None
+     * spares a dump here and a parse there. */
+    char *kw = raw ? NULL : json_dumps(t->kwargs, JSON_COMPACT);
     ch->cur_task = t->id;
-    PyObject *res = PyObject_CallFunction(g_call, "ssssssL", t->id, t->func, script_id, fname,
-                                          kw ? kw : "{}", raw ? raw : "{}", (long long)t->ver);
+    PyObject *res =
+        PyObject_CallFunction(g_call, "sssszsL", t->id, t->func, script_id, fname,
+                              raw ? NULL : (kw ? kw : "{}"), raw ? raw : "{}", (long long)t->ver);
     ch->cur_task = NULL;
     free(kw);
     take_result(res, r, t->func);

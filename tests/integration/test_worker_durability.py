@@ -1,7 +1,8 @@
 """Nothing the worker accepted is lost on the way to its records (issue 10,
 defects 1 and 2):
 - Redis at maxmemory refuses the outcome: the queue entry is not acked
-  either, and the outcome is recorded once Redis takes writes again;
+  either, and the outcome is recorded once Redis takes writes again (the
+  commit by script, and the MULTI .. EXEC one of a hot stream);
 - task records bigger than MariaDB's max_allowed_packet in one batch still
   all reach task_record (batches capped and split);
 - a batch a dead keeper left in its processing list is written by the next
@@ -82,6 +83,48 @@ class WorkerDurability(unittest.TestCase):
         self.assertEqual(st["result"], "kept")
         self.assertEqual(self.r.cmd("XPENDING", P + "q:async", "workers")[0], 0)
         wait_for(lambda: self.rows(tid) == 1, 15, 0.2, "its task record")
+
+    def test_outcome_refused_at_maxmemory_on_a_hot_stream_is_not_acked(self):
+        # Short sync tasks queued at once: the stream stays hot and no look
+        # falls due between them, so their commits are the MULTI .. EXEC
+        # ones with the next XREADGROUP in the same round trip (not the
+        # script). A reply and its entry's XDEL are in one transaction:
+        # replies + entries left is the number queued at every moment,
+        # also while Redis refuses writes in the middle of the run.
+        n = 400
+        self.r.cmd("CONFIG", "RESETSTAT")
+        self.r.cmd("MULTI")
+        for i in range(n):
+            self.r.cmd("XADD", P + "q:sync", "*", "t", json.dumps({
+                "id": "task-" + uuid.uuid4().hex, "func": "demo__d.nap",
+                "kwargs": {"s": 0.002, "tag": "hot%d" % i}, "origin": "func", "timeout": 5,
+                "queue": "sync", "reply": "wdur-hot", "enq": int(time.time() * 1000)}))
+        self.r.cmd("EXEC")
+        wait_for(lambda: (self.r.cmd("LLEN", P + "reply:wdur-hot") or 0) >= 20, 10, 0.01,
+                 "the first replies")
+        self.r.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.r.cmd("CONFIG", "SET", "maxmemory", "1")
+        try:
+            time.sleep(1.5)
+            done, left = self.r.cmd("LLEN", P + "reply:wdur-hot"), self.r.cmd("XLEN", P + "q:sync")
+            self.assertGreater(left, 0, "every task ran although Redis refused writes")
+            self.assertEqual(done + left, n, "an entry was acked without its reply, or twice")
+        finally:
+            self.r.cmd("CONFIG", "SET", "maxmemory", "0")
+        wait_for(lambda: self.r.cmd("LLEN", P + "reply:wdur-hot") == n, 30, 0.1, "every reply")
+        self.assertEqual(self.r.cmd("XLEN", P + "q:sync"), 0)
+        self.assertEqual(self.r.cmd("XPENDING", P + "q:sync", "workers")[0], 0)
+        outs = [json.loads(x) for x in self.r.cmd("LRANGE", P + "reply:wdur-hot", 0, -1)]
+        self.assertEqual(sorted(o["result"] for o in outs), sorted("hot%d" % i for i in range(n)))
+        # an EXEC refused (EXECABORT: a command of its transaction was
+        # refused while queued): the child was busy through the refusal,
+        # so only a commit's MULTI can have met it
+        stats = self.r.cmd("INFO", "commandstats")
+        stats = stats.decode() if isinstance(stats, bytes) else stats
+        line = [ln for ln in stats.splitlines() if ln.startswith("cmdstat_exec:")]
+        f = dict(kv.split("=") for kv in line[0].split(":", 1)[1].split(",")) if line else {}
+        self.assertGreater(int(f.get("failed_calls", 0)) + int(f.get("rejected_calls", 0)), 0,
+                           "no commit on the hot stream was the MULTI .. EXEC one: %s" % line)
 
     def test_batch_over_max_allowed_packet_is_written_in_full(self):
         self.st.sql("SET GLOBAL max_allowed_packet = 1048576")

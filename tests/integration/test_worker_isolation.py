@@ -1,6 +1,6 @@
 """What one task leaves behind does not reach the next (issue 10, defect 7):
 processes it started die with its timeout (also those that left its process
-group), user code does not inherit the pipe to the master, a thread it
+group), user code's forks do not inherit the slot the master reads, a thread it
 started does not print into the next task's output, and publishing
 (__sys.inspect) runs a script's top-level code in a throwaway process, not
 in the interpreter that serves calls. One worker child, so "the next task"
@@ -25,23 +25,22 @@ def spawn(path):
     while True:
         time.sleep(0.1)
 
-@DFF.API('Fd 3 of a child process')
-def fd3(path):
-    os.system('readlink /proc/self/fd/3 > %s 2>/dev/null' % path)
+@DFF.API('What a child process of user code inherits')
+def inherit(path):
+    os.system('cat /proc/self/maps > %s 2>/dev/null' % path)
     with open(path) as f:
-        shelled = f.read().strip()
+        shelled = 'tandem-worker-slots' in f.read()
+    with open('/proc/self/maps') as f:
+        own = f.read().count('tandem-worker-slots')
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        try:
-            os.fstat(3)
-            os.write(w, b'open')
-        except OSError:
-            os.write(w, b'closed')
+        with open('/proc/self/maps') as f:
+            os.write(w, b'mapped' if 'tandem-worker-slots' in f.read() else b'absent')
         os._exit(0)
     os.waitpid(pid, 0)
     forked = os.read(r, 16).decode()
-    return {'shelled': shelled, 'forked': forked}
+    return {'shelled': shelled, 'own': own, 'forked': forked}
 
 @DFF.API('Leave a chatty thread')
 def chatty():
@@ -112,12 +111,15 @@ class WorkerIsolation(unittest.TestCase):
                 if alive(pid):
                     os.kill(pid, 9)  # ours to clean up: the test started them
 
-    def test_user_code_does_not_inherit_the_master_pipe(self):
-        status, r = self.call("fd3", {"path": os.path.join(self.st.dir, "fd3")})
+    def test_user_code_does_not_inherit_the_slot_the_master_reads(self):
+        # the child has its own slot (and no other child's); a fork or an
+        # exec by its user code has none, so it cannot speak for the child
+        status, r = self.call("inherit", {"path": os.path.join(self.st.dir, "maps")})
         self.assertEqual(status, 200, r)
         res = r["data"]["result"] if "data" in r else r["result"]
-        self.assertNotIn("pipe:", res["shelled"], res)
-        self.assertEqual(res["forked"], "closed", res)
+        self.assertEqual(res["own"], 1, res)
+        self.assertIs(res["shelled"], False, res)
+        self.assertEqual(res["forked"], "absent", res)
 
     def test_a_thread_of_an_earlier_task_does_not_print_into_the_next(self):
         status, r = self.call("chatty")

@@ -6,7 +6,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,13 +29,13 @@ static struct wtask sample(void)
     return t;
 }
 
-static void test_worker_pipe_message_fits_one_atomic_write(void **state)
+static void test_worker_slot_fits_one_page(void **state)
 {
     (void)state;
-    assert_true(sizeof(struct wmsg) <= 4096);
+    assert_true(sizeof(struct wslot) <= 4096);
 }
 
-static void test_worker_pipe_message_roundtrips(void **state)
+static void test_worker_message_roundtrips(void **state)
 {
     (void)state;
     struct wtask t = sample();
@@ -50,7 +52,7 @@ static void test_worker_pipe_message_roundtrips(void **state)
     assert_int_equal(wmsg_check(&m, why, sizeof(why)), 0);
 }
 
-static void test_worker_pipe_rejects_garbage(void **state)
+static void test_worker_message_rejects_garbage(void **state)
 {
     (void)state;
     struct wtask t = sample();
@@ -157,12 +159,106 @@ static void test_worker_kwargs_digest_ignores_key_order(void **state)
     json_decref(z);
 }
 
+/* The master sees the child's latest message, once: a task that began and
+ * ended between two of its ticks is not replayed. */
+static void test_worker_slot_gives_the_latest_message_once(void **state)
+{
+    (void)state;
+    static struct wslot slot;
+    struct wtask t1 = sample(), t2 = sample();
+    struct wmsg m;
+    uint64_t seen = 0;
+    snprintf(t2.id, sizeof(t2.id), "task-second");
+    memset(&slot, 0, sizeof(slot));
+    assert_int_equal(wslot_read(&slot, &seen, &m), 0); /* nothing published yet */
+    wslot_publish(&slot, WMSG_READY, NULL);
+    wslot_publish(&slot, WMSG_START, &t1);
+    wslot_publish(&slot, WMSG_DONE, &t1);
+    wslot_publish(&slot, WMSG_START, &t2);
+    assert_int_equal(wslot_read(&slot, &seen, &m), 1);
+    assert_int_equal(m.type, WMSG_START);
+    assert_string_equal(m.t.id, "task-second");
+    assert_int_equal(wslot_read(&slot, &seen, &m), 0);
+    wslot_publish(&slot, WMSG_DONE, &t2);
+    assert_int_equal(wslot_read(&slot, &seen, &m), 1);
+    assert_int_equal(m.type, WMSG_DONE);
+    assert_int_equal(wmsg_check(&m, NULL, 0), 0);
+}
+
+/* A child killed while it writes its next message leaves the last one
+ * whole: the half-written buffer is not the published one. */
+static void test_worker_slot_half_written_message_is_not_read(void **state)
+{
+    (void)state;
+    static struct wslot slot;
+    struct wtask t = sample();
+    struct wmsg m;
+    uint64_t seen = 0;
+    memset(&slot, 0, sizeof(slot));
+    wslot_publish(&slot, WMSG_START, &t);
+    uint64_t n = atomic_load(&slot.pub);
+    memset(&slot.m[(n + 1) & 1], 0x5a, sizeof(slot.m[0])); /* the next one, cut short */
+    assert_int_equal(wslot_read(&slot, &seen, &m), 1);
+    assert_int_equal(m.type, WMSG_START);
+    assert_string_equal(m.t.id, t.id);
+}
+
+/* A writer publishing as fast as it can: every message the reader gets is
+ * one the writer published whole (its id, entry and timeout agree). */
+struct race {
+    struct wslot slot;
+    _Atomic int done;
+};
+
+static void *race_writer(void *arg)
+{
+    struct race *r = arg;
+    struct wtask t = sample();
+    for (int i = 1; i <= 1000000; i++) {
+        snprintf(t.id, sizeof(t.id), "task-%d", i);
+        snprintf(t.entry, sizeof(t.entry), "%d-0", i);
+        t.timeout = i % 3600 + 1;
+        t.start_mono = i;
+        wslot_publish(&r->slot, WMSG_START, &t);
+    }
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+static void test_worker_slot_read_is_never_torn(void **state)
+{
+    (void)state;
+    static struct race r;
+    pthread_t th;
+    uint64_t seen = 0;
+    long got = 0, bad = 0;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(pthread_create(&th, NULL, race_writer, &r), 0);
+    while (!atomic_load(&r.done)) {
+        struct wmsg m;
+        if (wslot_read(&r.slot, &seen, &m) != 1)
+            continue;
+        got++;
+        int id = 0, entry = 0;
+        if (sscanf(m.t.id, "task-%d", &id) != 1 || sscanf(m.t.entry, "%d-0", &entry) != 1 ||
+            id != entry || m.t.timeout != id % 3600 + 1 || m.t.start_mono != id ||
+            wmsg_check(&m, NULL, 0) != 0)
+            bad++;
+    }
+    pthread_join(th, NULL);
+    assert_true(got > 0);
+    assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_worker_pipe_message_fits_one_atomic_write),
-        cmocka_unit_test(test_worker_pipe_message_roundtrips),
-        cmocka_unit_test(test_worker_pipe_rejects_garbage),
+        cmocka_unit_test(test_worker_slot_fits_one_page),
+        cmocka_unit_test(test_worker_message_roundtrips),
+        cmocka_unit_test(test_worker_message_rejects_garbage),
+        cmocka_unit_test(test_worker_slot_gives_the_latest_message_once),
+        cmocka_unit_test(test_worker_slot_half_written_message_is_not_read),
+        cmocka_unit_test(test_worker_slot_read_is_never_torn),
         cmocka_unit_test(test_worker_wtask_from_task_copies_what_the_master_needs),
         cmocka_unit_test(test_worker_statm_rss),
         cmocka_unit_test(test_worker_backoff_doubles_to_cap),
