@@ -189,6 +189,9 @@ static const struct copt options[] = {
           "how long an enqueue waits for the replicas, ms"),
     O_BOOL("redis.wait_refuse", redis_wait_refuse, 1,
            "fewer replicas than asked in time: refuse the call (503) instead of accepting it"),
+    O_INT("redis.replica_lag_warn", redis_replica_lag_warn, 10, 1, 3600,
+          "tandemctl doctor warns about a replica whose last acknowledgement is older than this, "
+          "s (a promotion of it would lose what it has not acknowledged)"),
     O_INTW("redis.wait_max_lag", redis_wait_max_lag, 2, 1, 60,
            "a replica whose last acknowledgement is older than this, s, is not counted as "
            "acknowledging: with too few left, an enqueue is answered at once (as wait_refuse "

@@ -38,6 +38,8 @@ struct tconf {
     bool redis_wait_refuse; /* redis.wait_refuse: fewer acks = not accepted (503), default true */
     int redis_wait_max_lag; /* redis.wait_max_lag s: a replica whose last ack is older does not
                                count as acknowledging (no WAIT is sent for it), default 2 */
+    int redis_replica_lag_warn; /* redis.replica_lag_warn s: tandemctl doctor warns about a
+                                   replica whose last ack is older, default 10 */
 
     /* mysql (MariaDB) */
     char db_host[CONF_STR]; /* mysql.host, default 127.0.0.1 */

@@ -42,6 +42,10 @@ struct ctl_opt {
 };
 int ctl_parse_opts(int argc, char **argv, struct ctl_opt *opts, const char **pos, int maxpos,
                    int *npos, const char *prefix, const char *usage_text);
+/* Prints "tandemctl: <prefix><fmt...>" (nothing when fmt is NULL), then the
+ * family's usage text, to stderr; returns CTL_USAGE. */
+int ctl_usage(const char *usage_text, const char *prefix, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Command families implemented in their own files; each returns an enum ctl_exit. */
 int ctl_cron_main(struct ctl *c, int argc, char **argv); /* tandemctl cron ... */

@@ -1,7 +1,6 @@
 /* tandemctl connector add|list|show|test|delete (DFF.CONN's connectors,
  * src/server/server_connector.c) and tandemctl script run (a draft run,
  * DFF's debugger). */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,20 +15,7 @@ static const char USAGE[] =
     "       tandemctl script run SCRIPT_ID FUNC [--kwargs JSON]\n"
     "types: mysql, mariadb, postgresql, redis, memcached, mqtt\n";
 
-static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage(const char *fmt, ...)
-{
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
-        fputs("tandemctl: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-    }
-    fputs(USAGE, stderr);
-    return CTL_USAGE;
-}
+#define usage(...) ctl_usage(USAGE, "", __VA_ARGS__)
 
 static void print_json(json_t *j)
 {

@@ -20,18 +20,19 @@ static const char USAGE[] =
     "       tandemctl cron list | show ID | delete ID | run ID\n"
     "       tandemctl cron pause ID|--all | resume ID|--all\n";
 
-static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage(const char *fmt, ...)
+#define usage(...) ctl_usage(USAGE, "cron: ", __VA_ARGS__)
+
+int ctl_usage(const char *usage_text, const char *prefix, const char *fmt, ...)
 {
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        fputs("tandemctl: cron: ", stderr);
+        fprintf(stderr, "tandemctl: %s", prefix);
         vfprintf(stderr, fmt, ap);
         fputc('\n', stderr);
         va_end(ap);
     }
-    fputs(USAGE, stderr);
+    fputs(usage_text, stderr);
     return CTL_USAGE;
 }
 
@@ -72,11 +73,7 @@ int ctl_parse_opts(int argc, char **argv, struct ctl_opt *opts, const char **pos
     }
     if (!bad)
         return CTL_OK;
-    fprintf(stderr, "tandemctl: %s", prefix);
-    fprintf(stderr, why, bad);
-    fputc('\n', stderr);
-    fputs(usage_text, stderr);
-    return CTL_USAGE;
+    return ctl_usage(usage_text, prefix, why, bad);
 }
 
 static const char *jstr(json_t *o, const char *k)

@@ -11,9 +11,6 @@
 #include "db.h"
 #include "rds.h"
 
-/* A replica this far behind would lose that much on a promotion: warn. */
-#define TOPO_LAG_WARN_S 10
-
 /* "k=v,k=v" (one slaveN line of INFO replication): the value of key, or "". */
 static void kv_get(const char *line, const char *key, char *out, size_t n)
 {
@@ -254,7 +251,7 @@ static void judge_redis(const struct tconf *t, json_t *redis, doctor_report_fn r
         bool on = strcmp(js(v, "state"), "online") == 0;
         long long lag = json_integer_value(json_object_get(v, "lag_s"));
         online += on;
-        lagging += on && lag > TOPO_LAG_WARN_S;
+        lagging += on && lag > t->redis_replica_lag_warn;
         /* the enqueue's own rule (rds_replicas_acking) */
         acking += on && lag <= t->redis_wait_max_lag;
         size_t len = strlen(reps);
@@ -308,8 +305,10 @@ static void judge_redis(const struct tconf *t, json_t *redis, doctor_report_fn r
         verdict = 1, fix = "start the Sentinels that do not answer";
     } else if (lagging) {
         verdict = 1, fix = "check the replica's link and load";
-        snprintf(why, sizeof why, ": %d replica(s) more than %d s behind", lagging,
-                 TOPO_LAG_WARN_S);
+        snprintf(why, sizeof why,
+                 ": %d replica(s) more than %d s behind (redis.replica_lag_warn): a promotion "
+                 "would lose what they have not acknowledged",
+                 lagging, t->redis_replica_lag_warn);
     }
     report(d, verdict, "redis-topo", fix, "%s%s", msg, why);
 }

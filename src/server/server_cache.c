@@ -61,11 +61,15 @@ void cache_swap(struct srv_cache *c)
     srv_cache_put(old);
 }
 
-static json_t *json_or(const char *s, json_t *dflt)
+/* The JSON object stored in s; dflt (stolen) for anything else: NULL (SQL
+ * NULL), text that is not JSON, or JSON that is not an object. */
+static json_t *object_or(const char *s, json_t *dflt)
 {
     json_t *j = s ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
-    if (!j)
+    if (!json_is_object(j)) {
+        json_decref(j);
         return dflt;
+    }
     json_decref(dflt);
     return j;
 }
@@ -81,16 +85,8 @@ static int load_apis(MYSQL *m, const char *table, json_t *into, char **err)
         return -1;
     MYSQL_ROW row;
     while ((row = mysql_fetch_row(res))) {
-        json_t *kw = json_or(row[2], json_object());
-        if (!json_is_object(kw)) {
-            json_decref(kw);
-            kw = json_object();
-        }
-        json_t *thr = json_or(row[8], json_null());
-        if (!json_is_object(thr)) {
-            json_decref(thr);
-            thr = json_null();
-        }
+        json_t *kw = object_or(row[2], json_object());
+        json_t *thr = object_or(row[8], json_null());
         json_object_set_new(
             into, row[0],
             json_pack(
@@ -112,11 +108,7 @@ static int load_auths(MYSQL *m, json_t *into, char **err)
         return -1;
     MYSQL_ROW row;
     while ((row = mysql_fetch_row(res))) {
-        json_t *cfg = json_or(row[2], json_object());
-        if (!json_is_object(cfg)) {
-            json_decref(cfg);
-            cfg = json_object();
-        }
+        json_t *cfg = object_or(row[2], json_object());
         json_object_set_new(into, row[0], json_pack("{s:s,s:o}", "type", row[1], "config", cfg));
     }
     mysql_free_result(res);
@@ -149,11 +141,7 @@ int cache_load(MYSQL *m, redisContext *rc, struct srv_cache **out, char **err)
         goto fail;
     MYSQL_ROW row;
     while ((row = mysql_fetch_row(res))) {
-        json_t *extra = json_or(row[7], json_object());
-        if (!json_is_object(extra)) {
-            json_decref(extra);
-            extra = json_object();
-        }
+        json_t *extra = object_or(row[7], json_object());
         json_object_set_new(
             c->funcs, row[0],
             json_pack("{s:s,s:s,s:s,s:i,s:i,s:I,s:o}", "script_id", row[1], "name", row[2], "title",

@@ -425,15 +425,15 @@ json_t *console_cluster_json(struct srv_req *r)
     json_decref(events);
     events = db_rows_json(res);
     mysql_free_result(res);
-    res = req_sql_query(r, m, "SELECT v FROM setting WHERE k = 'cron.paused'");
-    if (!res)
+    struct sql_row1 p;
+    int got = req_sql_row1(r, m, &p, "SELECT v FROM setting WHERE k = 'cron.paused'");
+    if (got < 0)
         goto fail;
-    MYSQL_ROW row = mysql_fetch_row(res);
-    if (row && row[0] && atoi(row[0]) != 0) {
+    if (got == 1 && p.row[0] && atoi(p.row[0]) != 0) {
         json_decref(paused);
         paused = json_true();
     }
-    mysql_free_result(res);
+    sql_row1_done(&p);
     json_t *out =
         json_pack("{s:s,s:s,s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:I}", "node", S.conf.node_name, "server",
                   srv_id(), "epoch", (json_int_t)epoch, "serverEpoch", (json_int_t)srv_epoch(),

@@ -258,6 +258,93 @@ int server_cron_route(struct srv_req *r)
     return 0;
 }
 
+/* One more finding for the publish's error text: "; "-separated. */
+static void pub_err(FILE *ef, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pub_err(FILE *ef, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (ftell(ef))
+        fputs("; ", ef);
+    vfprintf(ef, fmt, ap);
+    va_end(ap);
+}
+
+/* The one fixed (system-owned) job of func fid runs expr: created, or its
+ * expression updated. 0, or -1 with the reason in ef. */
+static int autorun_upsert(MYSQL *m, const char *fid, const char *expr, bool *changed, FILE *ef)
+{
+    char *qf = db_q(m, fid), *qe = db_q(m, expr), *qerr = NULL;
+    MYSQL_RES *res =
+        db_query(m, &qerr, "SELECT id, expr FROM cron_job WHERE func_id = %s AND fixed = 1", qf);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    int rc = 0;
+    if (!res) {
+        rc = -1;
+    } else if (row) {
+        if (strcmp(row[1], expr) != 0) {
+            char *qid = db_q(m, row[0]);
+            rc = db_exec(m, &qerr,
+                         "UPDATE cron_job SET expr = %s, updated_at = NOW(3) WHERE id = %s", qe,
+                         qid);
+            free(qid);
+            *changed = true;
+        }
+    } else {
+        char id[ID_MAX];
+        id_new(id, sizeof id, "cron-");
+        char *qid = db_q(m, id), *qz = db_q(m, srv_conf()->timezone);
+        rc = db_exec(m, &qerr,
+                     "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, "
+                     "enabled, overlap, fixed, created_at, updated_at) VALUES (%s, %s, '', %s, "
+                     "%s, '{}', 1, 'skip', 1, NOW(3), NOW(3))",
+                     qid, qf, qe, qz);
+        free(qid);
+        free(qz);
+        *changed = true;
+    }
+    if (res)
+        mysql_free_result(res);
+    if (rc)
+        pub_err(ef, "func %s: %s", fid, qerr ? qerr : "database error");
+    free(qerr);
+    free(qf);
+    free(qe);
+    return rc;
+}
+
+/* The fixed jobs of script_id's funcs that `keep` does not name go:
+ * system-owned with no kwargs, they go with their autoRun (and so do the
+ * {} jobs older versions made from fixed_cron_expr). */
+static void autorun_prune(MYSQL *m, const char *script_id, json_t *keep, bool *changed, FILE *ef)
+{
+    char *like = NULL;
+    if (asprintf(&like, "%s.%%", script_id) < 0)
+        like = NULL;
+    char *ql = db_q(m, like ? like : ""), *qerr = NULL;
+    free(like);
+    MYSQL_RES *res = db_query(
+        m, &qerr, "SELECT id, func_id FROM cron_job WHERE fixed = 1 AND func_id LIKE %s", ql);
+    if (!res)
+        pub_err(ef, "finding the autoRun jobs that go: %s", qerr ? qerr : "database error");
+    size_t sl = strlen(script_id);
+    MYSQL_ROW row;
+    while (res && (row = mysql_fetch_row(res))) {
+        /* LIKE treats '_' as a wildcard: check the prefix exactly */
+        if (json_object_get(keep, row[1]) || strncmp(row[1], script_id, sl) != 0 ||
+            row[1][sl] != '.')
+            continue;
+        char *qid = db_q(m, row[0]);
+        if (db_exec(m, NULL, "DELETE FROM cron_job WHERE id = %s", qid) == 0)
+            *changed = true;
+        free(qid);
+    }
+    if (res)
+        mysql_free_result(res);
+    free(qerr);
+    free(ql);
+}
+
 /* After a publish: each func with integration='autoRun' gets (or keeps) one
  * job marked fixed, with its expression and no kwargs; a fixed job whose
  * func no longer declares one goes. fixed_cron_expr creates nothing: the
@@ -268,17 +355,15 @@ int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char 
     char *errs = NULL;
     size_t errlen = 0;
     FILE *ef = open_memstream(&errs, &errlen);
+    if (!ef) {
+        if (err)
+            *err = strdup("out of memory");
+        return -1;
+    }
     bool changed = false;
+    json_t *keep = json_object(); /* func ids whose autoRun job stays */
     size_t i;
     json_t *f;
-    char *qs = db_q(m, script_id);
-    char *like = NULL;
-    if (asprintf(&like, "%s.%%", script_id) < 0)
-        like = NULL;
-    char *ql = db_q(m, like ? like : "");
-    free(like);
-    /* fixed jobs of this script whose func no longer declares an expression */
-    json_t *keep = json_object();
     json_array_foreach(funcs, i, f)
     {
         const char *name = json_string_value(json_object_get(f, "name"));
@@ -293,85 +378,23 @@ int server_cron_on_publish(MYSQL *m, const char *script_id, json_t *funcs, char 
         snprintf(fid, sizeof fid, "%s.%s", script_id, name ? name : "");
         struct cron_expr e;
         char *perr = NULL;
-        if (name && fixed && *fixed && cron_parse(&e, fixed, &perr)) {
-            fprintf(ef, "%sfunc %s: fixed_cron_expr: %s", ftell(ef) ? "; " : "", fid,
-                    perr ? perr : "bad expression");
-            free(perr);
-            perr = NULL;
-        }
+        if (name && fixed && *fixed && cron_parse(&e, fixed, &perr))
+            pub_err(ef, "func %s: fixed_cron_expr: %s", fid, perr ? perr : "bad expression");
+        free(perr);
+        perr = NULL;
         if (!name || !expr || !*expr)
             continue;
         if (cron_parse(&e, expr, &perr)) {
-            fprintf(ef, "%sfunc %s: autoRun cron expression: %s", ftell(ef) ? "; " : "", fid,
+            pub_err(ef, "func %s: autoRun cron expression: %s", fid,
                     perr ? perr : "bad expression");
             free(perr);
             continue;
         }
         json_object_set_new(keep, fid, json_true());
-        char *qf = db_q(m, fid), *qe = db_q(m, expr), *qz = db_q(m, srv_conf()->timezone);
-        char *qerr = NULL;
-        MYSQL_RES *res = db_query(
-            m, &qerr, "SELECT id, expr FROM cron_job WHERE func_id = %s AND fixed = 1", qf);
-        MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-        int rc = 0;
-        if (!res) {
-            rc = -1;
-        } else if (row) {
-            if (strcmp(row[1], expr) != 0) {
-                char *qid = db_q(m, row[0]);
-                rc = db_exec(m, &qerr,
-                             "UPDATE cron_job SET expr = %s, updated_at = NOW(3) WHERE id = %s", qe,
-                             qid);
-                free(qid);
-                changed = true;
-            }
-        } else {
-            char id[ID_MAX];
-            id_new(id, sizeof id, "cron-");
-            char *qid = db_q(m, id);
-            rc = db_exec(
-                m, &qerr,
-                "INSERT INTO cron_job (id, func_id, title, expr, timezone, kwargs_json, enabled, "
-                "overlap, fixed, created_at, updated_at) VALUES (%s, %s, '', %s, %s, '{}', 1, "
-                "'skip', "
-                "1, NOW(3), NOW(3))",
-                qid, qf, qe, qz);
-            free(qid);
-            changed = true;
-        }
-        if (res)
-            mysql_free_result(res);
-        if (rc)
-            fprintf(ef, "%sfunc %s: %s", ftell(ef) ? "; " : "", fid,
-                    qerr ? qerr : "database error");
-        free(qerr);
-        free(qf);
-        free(qe);
-        free(qz);
+        autorun_upsert(m, fid, expr, &changed, ef);
     }
-    char *qerr = NULL;
-    MYSQL_RES *res = db_query(
-        m, &qerr, "SELECT id, func_id FROM cron_job WHERE fixed = 1 AND func_id LIKE %s", ql);
-    MYSQL_ROW row;
-    while (res && (row = mysql_fetch_row(res))) {
-        size_t sl = strlen(script_id);
-        /* LIKE treats '_' as a wildcard: check the prefix exactly */
-        if (json_object_get(keep, row[1]) || strncmp(row[1], script_id, sl) != 0 ||
-            row[1][sl] != '.')
-            continue;
-        char *qid = db_q(m, row[0]);
-        /* system-owned with no kwargs: it goes with its autoRun (and so do
-         * the {} jobs older versions made from fixed_cron_expr) */
-        if (db_exec(m, NULL, "DELETE FROM cron_job WHERE id = %s", qid) == 0)
-            changed = true;
-        free(qid);
-    }
-    if (res)
-        mysql_free_result(res);
-    free(qerr);
+    autorun_prune(m, script_id, keep, &changed, ef);
     json_decref(keep);
-    free(qs);
-    free(ql);
     long pos = ftell(ef);
     fclose(ef);
     if (changed)

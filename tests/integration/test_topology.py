@@ -155,12 +155,17 @@ class TopologyTest(unittest.TestCase):
         try:
             self.wait_lag(lambda lag: lag >= 2)
             r, _ = self.doctor([self.ps], "wait_replicas = 1; wait_max_lag = 1;")
+            # without WAIT, the same replica is only a warning, past
+            # redis.replica_lag_warn (10 s unless set)
+            w, _ = self.doctor([self.ps], "replica_lag_warn = 1;")
         finally:
             replica.send_signal(signal.SIGCONT)
             self.wait_lag(lambda lag: lag <= 1)  # acking again, for the other tests
         self.assertEqual(r["status"], "FAIL", r)
         self.assertIn("wait_replicas = 1 but 0 online and acknowledging", r["message"])
         self.assertIn("redis.wait_max_lag = 1 s", r["message"])
+        self.assertEqual(w["status"], "warn", w)
+        self.assertIn("1 replica(s) more than 1 s behind (redis.replica_lag_warn)", w["message"])
 
 
 if __name__ == "__main__":

@@ -265,6 +265,12 @@ static void test_config_wait_max_lag_is_bounded_with_reasons(void **state)
                   NULL);
     expect_errors("redis = {\n wait_max_lag = 1.5;\n};\n",
                   "2: redis.wait_max_lag: expected an integer", NULL);
+    /* doctor's warning threshold beside it: 10 s unless set */
+    assert_int_equal(c.redis_replica_lag_warn, 10);
+    load_ok(&c, "redis = {\n replica_lag_warn = 30;\n};\n");
+    assert_int_equal(c.redis_replica_lag_warn, 30);
+    expect_errors("redis = {\n replica_lag_warn = 0;\n};\n",
+                  "2: redis.replica_lag_warn: 0 is out of range 1..3600", NULL);
 }
 
 /* The values' own rules (the table's valid/invalid): each bad value is
