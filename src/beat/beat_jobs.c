@@ -162,6 +162,26 @@ static bool job_same(const struct beat_job *a, const struct beat_job *b)
            strcmp(a->bad, b->bad) == 0 && a->bad_config == b->bad_config && a->next == b->next;
 }
 
+/* The loaded job with this id, or NULL. Both loads come in the same ORDER
+ * BY, so the next old job is almost always the one: *hint walks along and
+ * a reload of 10,000 jobs costs 10,000 compares, not 50 million (a full
+ * scan per job took ~0.3 s of CPU every 5 s). A job added or removed moves
+ * the hint once; the scan remains for the order changing. */
+static struct beat_job *old_job(struct beat *b, const char *id, int *hint)
+{
+    for (int d = 0; d < 2 && *hint + d < b->njobs; d++)
+        if (strcmp(b->jobs[*hint + d].id, id) == 0) {
+            *hint += d + 1;
+            return &b->jobs[*hint - 1];
+        }
+    for (int i = 0; i < b->njobs; i++)
+        if (strcmp(b->jobs[i].id, id) == 0) {
+            *hint = i + 1;
+            return &b->jobs[i];
+        }
+    return NULL;
+}
+
 int beat_jobs_load(struct beat *b)
 {
     if (beat_db_ensure(b))
@@ -194,7 +214,7 @@ int beat_jobs_load(struct beat *b)
         mysql_free_result(res);
         return -1;
     }
-    int k = 0;
+    int k = 0, hint = 0;
     MYSQL_ROW row;
     while ((row = mysql_fetch_row(res)) && k < n) {
         struct beat_job *j = &jobs[k++];
@@ -249,14 +269,11 @@ int beat_jobs_load(struct beat *b)
             log_warnx("beat: cron job %s: %s", j->id, j->bad);
 
         /* Keep the cursor of a job whose schedule did not change. */
-        for (int i = 0; i < b->njobs; i++) {
-            struct beat_job *o = &b->jobs[i];
-            if (strcmp(o->id, j->id) == 0 && o->changed == j->changed &&
-                strcmp(o->expr.text, j->expr.text) == 0 && o->tz == j->tz) {
-                j->next = o->next;
-                j->handled = o->handled;
-                break;
-            }
+        struct beat_job *o = old_job(b, j->id, &hint);
+        if (o && o->changed == j->changed && strcmp(o->expr.text, j->expr.text) == 0 &&
+            o->tz == j->tz) {
+            j->next = o->next;
+            j->handled = o->handled;
         }
         if (b->leader && j->enabled && !j->bad_config) {
             /* New or changed while we lead: slots from its change on are due;
