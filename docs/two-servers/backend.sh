@@ -10,13 +10,17 @@ apt-get install -y redis-server mariadb-server
 
 # Redis: the backend address, a password, and an append-only file so that a
 # restart keeps queued tasks and the failover epoch (fsync every second).
-# Settings in a file of their own, included last so they win.
+# No periodic RDB snapshots: with the AOF on they are not what a restart
+# loads, and each one forks Redis (a stall) every minute under load, often
+# right on a cron boundary. Settings in a file of their own, included last
+# so they win.
 umask 027
 cat >/etc/redis/tandem.conf <<CONF
 bind 127.0.0.1 $BACKEND_IP
 requirepass $SECRET
 appendonly yes
 appendfsync everysec
+save ""
 CONF
 chown redis:redis /etc/redis/tandem.conf
 grep -qx 'include /etc/redis/tandem.conf' /etc/redis/redis.conf ||

@@ -212,9 +212,10 @@ class BeatFencing(unittest.TestCase):
         # as appliance/local starts it (redis rewrites its own cmdline)
         cmd = ["redis-server", "--port", "0", "--unixsocket", os.path.join(self.st.dir, "redis.sock"),
                "--unixsocketperm", "700", "--dir", self.st.dir, "--dbfilename", "redis.rdb",
-               "--appendonly", "no", "--daemonize", "no", "--logfile", "", "--bind", "127.0.0.1"]
+               "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+               "--logfile", "", "--bind", "127.0.0.1"]
         t0 = int(time.time())
-        os.kill(pid, signal.SIGTERM)  # saves its RDB on the way out
+        os.kill(pid, signal.SIGTERM)  # flushes its append-only file on the way out
         wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 20, 0.1, "redis to exit")
         time.sleep(2)
         with open(os.path.join(self.st.dir, "log", "redis.log"), "ab") as log:
