@@ -84,6 +84,42 @@ class WorkerDurability(unittest.TestCase):
         self.assertEqual(self.r.cmd("XPENDING", P + "q:async", "workers")[0], 0)
         wait_for(lambda: self.rows(tid) == 1, 15, 0.2, "its task record")
 
+    def hot_stream_refusal_round(self, key, n):
+        """One round: n short sync tasks queued at once, Redis refusing
+        writes for 1.5 s in the middle of the run. Checks that replies +
+        entries left is n throughout and that every task answers once;
+        returns how many EXECs Redis refused (0: no commit met the refusal
+        on the MULTI .. EXEC path this time)."""
+        self.r.cmd("CONFIG", "RESETSTAT")
+        self.r.cmd("MULTI")
+        for i in range(n):
+            self.r.cmd("XADD", P + "q:sync", "*", "t", json.dumps({
+                "id": "task-" + uuid.uuid4().hex, "func": "demo__d.nap",
+                "kwargs": {"s": 0.002, "tag": "hot%d" % i}, "origin": "func", "timeout": 5,
+                "queue": "sync", "reply": key, "enq": int(time.time() * 1000)}))
+        self.r.cmd("EXEC")
+        wait_for(lambda: (self.r.cmd("LLEN", P + "reply:" + key) or 0) >= 20, 10, 0.01,
+                 "the first replies")
+        self.r.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.r.cmd("CONFIG", "SET", "maxmemory", "1")
+        try:
+            time.sleep(1.5)
+            done, left = self.r.cmd("LLEN", P + "reply:" + key), self.r.cmd("XLEN", P + "q:sync")
+            self.assertGreater(left, 0, "every task ran although Redis refused writes")
+            self.assertEqual(done + left, n, "an entry was acked without its reply, or twice")
+        finally:
+            self.r.cmd("CONFIG", "SET", "maxmemory", "0")
+        wait_for(lambda: self.r.cmd("LLEN", P + "reply:" + key) == n, 30, 0.1, "every reply")
+        self.assertEqual(self.r.cmd("XLEN", P + "q:sync"), 0)
+        self.assertEqual(self.r.cmd("XPENDING", P + "q:sync", "workers")[0], 0)
+        outs = [json.loads(x) for x in self.r.cmd("LRANGE", P + "reply:" + key, 0, -1)]
+        self.assertEqual(sorted(o["result"] for o in outs), sorted("hot%d" % i for i in range(n)))
+        stats = self.r.cmd("INFO", "commandstats")
+        stats = stats.decode() if isinstance(stats, bytes) else stats
+        line = [ln for ln in stats.splitlines() if ln.startswith("cmdstat_exec:")]
+        f = dict(kv.split("=") for kv in line[0].split(":", 1)[1].split(",")) if line else {}
+        return int(f.get("failed_calls", 0)) + int(f.get("rejected_calls", 0))
+
     def test_outcome_refused_at_maxmemory_on_a_hot_stream_is_not_acked(self):
         # Short sync tasks queued at once: the stream stays hot and no look
         # falls due between them, so their commits are the MULTI .. EXEC
@@ -91,40 +127,17 @@ class WorkerDurability(unittest.TestCase):
         # script). A reply and its entry's XDEL are in one transaction:
         # replies + entries left is the number queued at every moment,
         # also while Redis refuses writes in the middle of the run.
-        n = 400
-        self.r.cmd("CONFIG", "RESETSTAT")
-        self.r.cmd("MULTI")
-        for i in range(n):
-            self.r.cmd("XADD", P + "q:sync", "*", "t", json.dumps({
-                "id": "task-" + uuid.uuid4().hex, "func": "demo__d.nap",
-                "kwargs": {"s": 0.002, "tag": "hot%d" % i}, "origin": "func", "timeout": 5,
-                "queue": "sync", "reply": "wdur-hot", "enq": int(time.time() * 1000)}))
-        self.r.cmd("EXEC")
-        wait_for(lambda: (self.r.cmd("LLEN", P + "reply:wdur-hot") or 0) >= 20, 10, 0.01,
-                 "the first replies")
-        self.r.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
-        self.r.cmd("CONFIG", "SET", "maxmemory", "1")
-        try:
-            time.sleep(1.5)
-            done, left = self.r.cmd("LLEN", P + "reply:wdur-hot"), self.r.cmd("XLEN", P + "q:sync")
-            self.assertGreater(left, 0, "every task ran although Redis refused writes")
-            self.assertEqual(done + left, n, "an entry was acked without its reply, or twice")
-        finally:
-            self.r.cmd("CONFIG", "SET", "maxmemory", "0")
-        wait_for(lambda: self.r.cmd("LLEN", P + "reply:wdur-hot") == n, 30, 0.1, "every reply")
-        self.assertEqual(self.r.cmd("XLEN", P + "q:sync"), 0)
-        self.assertEqual(self.r.cmd("XPENDING", P + "q:sync", "workers")[0], 0)
-        outs = [json.loads(x) for x in self.r.cmd("LRANGE", P + "reply:wdur-hot", 0, -1)]
-        self.assertEqual(sorted(o["result"] for o in outs), sorted("hot%d" % i for i in range(n)))
-        # an EXEC refused (EXECABORT: a command of its transaction was
-        # refused while queued): the child was busy through the refusal,
-        # so only a commit's MULTI can have met it
-        stats = self.r.cmd("INFO", "commandstats")
-        stats = stats.decode() if isinstance(stats, bytes) else stats
-        line = [ln for ln in stats.splitlines() if ln.startswith("cmdstat_exec:")]
-        f = dict(kv.split("=") for kv in line[0].split(":", 1)[1].split(",")) if line else {}
-        self.assertGreater(int(f.get("failed_calls", 0)) + int(f.get("rejected_calls", 0)), 0,
-                           "no commit on the hot stream was the MULTI .. EXEC one: %s" % line)
+        # Whether the refusal meets a MULTI .. EXEC commit or the script
+        # (a look fell due just then, or the retry after a refusal) is up
+        # to timing: up to three rounds, until an EXEC was refused
+        # (EXECABORT: a command of its transaction refused while queued).
+        refused = 0
+        for rnd in range(3):
+            refused = self.hot_stream_refusal_round("wdur-hot%d" % rnd, 400)
+            if refused:
+                break
+        self.assertGreater(refused, 0, "in three rounds no commit on the hot stream that met the "
+                           "refusal was the MULTI .. EXEC one")
 
     def test_batch_over_max_allowed_packet_is_written_in_full(self):
         self.st.sql("SET GLOBAL max_allowed_packet = 1048576")
