@@ -280,6 +280,16 @@ static void fetch_args(struct wchild *ch, struct fetch_args *a)
     ch->woken = false; /* used once */
 }
 
+/* An entry of stream q claimed (by the fetch script or the commit's
+ * XREADGROUP; id shorter than last_ids): everything up to it has been
+ * delivered, it joins the backlog, and the round-robin turns. */
+static void took(struct wchild *ch, int q, const redisReply *id, redisReply *fields)
+{
+    memcpy(ch->last_ids[q], id->str, id->len + 1);
+    push_entry(ch, q, id->str, fields);
+    wrr_took(&ch->wrr);
+}
+
 /* The reply of FETCH_LUA: gen check, what was learnt of the streams, then
  * at most one entry to the backlog. Returns the number of entries added
  * (ch->wait_ready tells whether every stream was found empty), -1 for an
@@ -330,10 +340,7 @@ static int fetch_reply(struct wchild *ch, redisReply *r, const struct fetch_args
         int q = a->order[pos - 1];
         /* hot while more may follow: the next fetch tries it first */
         ch->hot[q] = e[7]->integer == 1 && !a->single[pos - 1];
-        /* everything up to the entry just claimed has been delivered */
-        memcpy(ch->last_ids[q], e[2]->str, e[2]->len + 1);
-        push_entry(ch, q, e[2]->str, e[3]);
-        wrr_took(&ch->wrr);
+        took(ch, q, e[2], e[3]);
         return 1;
     }
     ch->wait_ready = pos == 0;
@@ -579,11 +586,7 @@ static void hot_reply(redisReply *xr, redisReply *gen, void *ud)
         ch->hot[q] = false; /* nil: nothing left to claim there */
         return;
     }
-    /* everything up to the entry just claimed has been delivered; the
-     * stream stays hot (more may follow) */
-    memcpy(ch->last_ids[q], e->element[0]->str, e->element[0]->len + 1);
-    push_entry(ch, q, e->element[0]->str, e->element[1]);
-    wrr_took(&ch->wrr);
+    took(ch, q, e->element[0], e->element[1]); /* the stream stays hot: more may follow */
 }
 
 /* ---- running ------------------------------------------------------------- */
