@@ -115,6 +115,34 @@ void wslot_publish(struct wslot *s, enum wmsg_type type, const struct wtask *t);
  * overwriting it while it was copied (try on the next tick). */
 int wslot_read(struct wslot *s, uint64_t *seen, struct wmsg *out);
 
+/* ---- worker_listen.c: one idle child at a time waits in Redis ---------- */
+
+/* A page shared by the master and every child (MAP_SHARED, mapped before
+ * the forks, not into forks of user code). */
+struct wlisten {
+    _Atomic int owner;     /* pid of the child whose turn it is; 0: nobody's */
+    _Atomic uint32_t turn; /* futex word: bumped at every release */
+    _Atomic int waiters;   /* children asleep in wlisten_wait() */
+    _Atomic int valid;     /* ids were left by the last holder */
+    char ids[W_NQUEUES][48];
+};
+/* Stream ids "<ms>-<seq>" compared as Redis does: <0, 0, >0. */
+int stream_id_cmp(const char *a, const char *b);
+/* The turn for pid (true; also when it already has it) or not; *turn is
+ * what to pass to wlisten_wait(). */
+bool wlisten_try(struct wlisten *l, int pid, uint32_t *turn);
+/* Sleeps until a release after *turn was read, or ms. */
+void wlisten_wait(struct wlisten *l, uint32_t turn, int ms);
+/* Just after taking the turn: each served stream's id moves to the one
+ * the last holder left, when that is later. */
+void wlisten_take_ids(struct wlisten *l, char ids[W_NQUEUES][48], const bool serve[W_NQUEUES]);
+/* Gives the turn away (if pid has it), leaving ids (NULL: none) for the
+ * next holder, and wakes one waiter. */
+void wlisten_release(struct wlisten *l, int pid, const char ids[W_NQUEUES][48]);
+/* pid is gone: if the turn was its, it is nobody's, and every waiter
+ * wakes to take it. */
+void wlisten_dead(struct wlisten *l, int pid);
+
 /* Fill a message; strings are truncated to fit and NUL-terminated. */
 void wmsg_init(struct wmsg *m, enum wmsg_type type, const struct wtask *t);
 /* Validate a received message: magic, type, NUL-terminated strings,
@@ -396,6 +424,12 @@ struct wchild {
     char wake_ids[W_NQUEUES][48];
     int pid;             /* getpid() at start */
     struct wstats stats; /* counters not yet in Pstats:worker */
+    /* The idle children's turn to wait in Redis (NULL: always ours), and
+     * whether this child has it; listen_from: the ids its XREAD started
+     * from. */
+    struct wlisten *listen;
+    bool listening;
+    char listen_from[W_NQUEUES][48];
 };
 
 /* What the Python side answered; all strings malloc'd or NULL. */
@@ -440,7 +474,7 @@ int pool_run(const struct wopts *o);
 
 /* A child (fork()ed by the master): runs tasks until SIGTERM. slot = its
  * shared slot (struct wslot). Exit status. */
-int child_main(const struct tconf *c, int64_t epoch, struct wslot *slot);
+int child_main(const struct tconf *c, int64_t epoch, struct wslot *slot, struct wlisten *listen);
 
 /* The keeper (fork()ed by the master). Exit status. */
 int keeper_main(const struct tconf *c, int64_t epoch);

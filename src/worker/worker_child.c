@@ -73,9 +73,19 @@ static void tell_master(struct wchild *ch, enum wmsg_type type, const struct wta
 
 /* ---- backends ------------------------------------------------------------ */
 
+/* Leaves the idle children's turn (struct wlisten) to the next, with ids
+ * it may start from (NULL: none). */
+static void listen_leave(struct wchild *ch, const char ids[W_NQUEUES][48])
+{
+    if (ch->listening)
+        wlisten_release(ch->listen, ch->pid, ids);
+    ch->listening = false;
+}
+
 void child_redis_broken(struct wchild *ch)
 {
-    reset_ids(ch); /* ids of a Redis we may not see again */
+    listen_leave(ch, NULL); /* ids of a Redis we may not see again */
+    reset_ids(ch);
     if (ch->rc) {
         redisFree(ch->rc);
         ch->rc = NULL;
@@ -448,6 +458,20 @@ static void woke_for(struct wchild *ch, redisReply *r)
         ch->look_mono = mono_ms();
 }
 
+/* The listener has claimed an entry: the turn goes to the next idle
+ * child before the entry runs. It may start where this child's XREAD
+ * started, or, for the stream the entry came from, right after the entry
+ * when the wake saw that one only there (so it does not wake for it). */
+static void listen_handoff(struct wchild *ch, bool after_wake)
+{
+    char ids[W_NQUEUES][48];
+    memcpy(ids, ch->listen_from, sizeof(ids));
+    const struct wentry *e = &ch->backlog[ch->nbacklog - 1];
+    if (after_wake && ch->wake_n[e->q] == 1 && strcmp(e->id, ch->wake_ids[e->q]) == 0)
+        memcpy(ids[e->q], e->id, strnlen(e->id, sizeof(ids[0]) - 1) + 1);
+    listen_leave(ch, ids);
+}
+
 /* Claims the next entry into the backlog, or waits up to a second for one
  * to arrive; -1 on a Redis error. */
 static int fetch(struct wchild *ch)
@@ -474,6 +498,8 @@ static int fetch(struct wchild *ch)
         }
         int got = fetch_reply(ch, r, &a);
         freeReplyObject(r);
+        if (got > 0 && ch->listening)
+            listen_handoff(ch, a.mode[0] == 'w');
         if (got != 0 || !ch->wait_ready) {
             if (got == -1 && ch->rc->err)
                 return -1; /* e.g. READONLY: reconnect */
@@ -489,11 +515,23 @@ static int fetch(struct wchild *ch)
      * MULTI, three HINCRBY and an EXEC per call; an idle child's XREAD
      * times out within a second and brings it back here). Then wait for a
      * new entry on any served stream without claiming it (plain XREAD after
-     * the ids), then claim one by the fetch above. Every idle child wakes
-     * for a new entry; one gets it, the others pay a script with one
-     * XREADGROUP and wait again after the id they were woken for. */
+     * the ids), then claim one by the fetch above. Only the idle child
+     * whose turn it is waits so; the others wait for the turn. */
     if (mono_ms() - ch->stats.flushed_mono >= 1000 && flush_stats(ch) == -1)
         return -1;
+    /* One idle child at a time waits in Redis (worker_listen.c): without
+     * the turn, wait for it, still with nothing claimed. */
+    if (ch->listen && !ch->listening) {
+        uint32_t turn;
+        if (!wlisten_try(ch->listen, ch->pid, &turn)) {
+            ch->wait_ready = true;
+            wlisten_wait(ch->listen, turn, 1000);
+            return 0;
+        }
+        ch->listening = true;
+        wlisten_take_ids(ch->listen, ch->last_ids, ch->serve);
+    }
+    memcpy(ch->listen_from, ch->last_ids, sizeof(ch->listen_from));
     const char *argv[6 + 2 * W_NQUEUES]; /* XREAD COUNT 2 BLOCK 1000 STREAMS keys ids */
     int argc = 0;
     argv[argc++] = "XREAD";
@@ -1049,7 +1087,7 @@ static void child_signals(void)
     sigprocmask(SIG_SETMASK, &all, NULL); /* the master blocks them for its signalfd */
 }
 
-int child_main(const struct tconf *c, int64_t epoch, struct wslot *slot)
+int child_main(const struct tconf *c, int64_t epoch, struct wslot *slot, struct wlisten *listen)
 {
     struct wchild ch;
     char *err = NULL;
@@ -1058,6 +1096,7 @@ int child_main(const struct tconf *c, int64_t epoch, struct wslot *slot)
     ch.c = c;
     ch.epoch = epoch;
     ch.slot = slot;
+    ch.listen = listen;
     ch.gen = -1;
     ch.pid = (int)getpid();
     snprintf(ch.consumer, sizeof(ch.consumer), "%s:%d", c->node_name, ch.pid);
@@ -1126,6 +1165,7 @@ int child_main(const struct tconf *c, int64_t epoch, struct wslot *slot)
             child_redis_broken(&ch);
     }
     log_debug("child %s: stopping", ch.consumer);
+    listen_leave(&ch, NULL);
     flush_stats(&ch);
     if (ch.rc)
         redisFree(ch.rc);

@@ -56,6 +56,7 @@ struct pool {
      * fork; a memfd so that /proc/<pid>/maps names it. */
     char *shm;
     size_t page;
+    struct wlisten *listen; /* the idle children's turn (worker_listen.c) */
     int keeper_pid;
     int keeper_fails;
     int64_t keeper_respawn_at;
@@ -174,7 +175,9 @@ static void spawn_child(struct pool *p, struct slot *s)
         setpgid(0, 0);
         close_range(3, ~0U, 0);
         child_shm(p, s);
-        _exit(child_main(p->c, p->epoch, s->shm));
+        if (madvise(p->listen, p->page, MADV_DONTFORK) == -1)
+            log_warn("child %d: madvise(MADV_DONTFORK) of the turn page", (int)getpid());
+        _exit(child_main(p->c, p->epoch, s->shm, p->listen));
     }
     setpgid(pid, pid); /* also here: no window where a kill of the group misses */
     int fails = s->fails;
@@ -432,6 +435,7 @@ static void reap(struct pool *p)
             }
             continue;
         }
+        wlisten_dead(p->listen, (int)pid); /* nothing if the turn was not its */
         for (int i = 0; i < p->n; i++)
             if (p->s[i].pid == pid) {
                 child_died(p, &p->s[i], status);
@@ -587,6 +591,10 @@ int pool_run(const struct wopts *o)
         for (int i = 0; i < p->n; i++)
             p->s[i].shm = (struct wslot *)(p->shm + p->page * (size_t)i);
     }
+    _Static_assert(sizeof(struct wlisten) <= 4096, "the turn must fit in one page");
+    p->listen = mmap(NULL, p->page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p->listen == MAP_FAILED)
+        fatal("master: mmap of the children's turn page");
 
     char why[256];
     if (w_queues_served(o->conf, p->serve, why, sizeof(why)) == -1)
