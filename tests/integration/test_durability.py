@@ -288,6 +288,27 @@ class JournalUnderRetention(unittest.TestCase):
         except Exception:
             self.fail(f"{left()} of 30 finished tasks are still in the accept journal")
 
+    def test_the_journal_is_deleted_from_by_id_after_it_grew(self):
+        # the keeper's DELETE ... WHERE id IN (the ids of a flushed batch)
+        # must go by the id index however fast the table grew since its
+        # statistics were last sampled: sampled at 100 rows, grown to 1,000,
+        # a 201-id DELETE scanned the whole table with persistent statistics
+        # (a copy, so the reconciler never sees these rows)
+        st = self.st
+        st.sql("DROP TABLE IF EXISTS ta_growth")
+        st.sql("CREATE TABLE ta_growth LIKE task_accept")
+        try:
+            fill = ("INSERT INTO ta_growth (id, queue, task, accepted_ms) SELECT CONCAT('g-', seq), "
+                    "'async', REPEAT('x', 700), 1700000000000 + seq FROM seq_{}_to_{}")
+            st.sql(fill.format(1, 100))
+            st.sql("ANALYZE TABLE ta_growth")
+            st.sql(fill.format(101, 1000))
+            ids = ",".join(f"'g-{i}'" for i in range(100, 301))
+            plan = st.sql(f"EXPLAIN DELETE FROM ta_growth WHERE id IN ({ids})")[0]
+            self.assertEqual(plan[3:6], ["range", "id", "id"], f"the DELETE's plan: {plan}")
+        finally:
+            st.sql("DROP TABLE IF EXISTS ta_growth")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
