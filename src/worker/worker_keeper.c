@@ -2,9 +2,9 @@
  * backend-bound chores, so the master's loop (timeouts, memory limits)
  * never waits on MariaDB:
  *  - flushes Ptaskrec to task_record in batches (one multi-row INSERT),
- *    losslessly: a batch is moved atomically to this keeper's processing
- *    list Ptaskrec:proc:<node>:<pid> and deleted there only once MariaDB
- *    has it; a batch that does not go through is split down to single
+ *    losslessly: Ptaskrec becomes this keeper's processing list
+ *    Ptaskrec:proc:<node>:<pid> (RENAME) and a batch leaves it only once
+ *    MariaDB has it; a batch that does not go through is split down to single
  *    records (a record MariaDB refuses goes to Ptaskrec:dead); batches are
  *    capped under max_allowed_packet; inserts are idempotent (unique key
  *    id + status), so replaying a batch is harmless; the processing list
@@ -62,11 +62,9 @@ struct keeper {
     int64_t max_packet;            /* MariaDB's max_allowed_packet, bytes */
     char k_src[128], k_proc[256], k_procs[128], k_dead[128];
     char take_sha[41], done_sha[41];
-    /* What this keeper knows on its Redis connection, so a flush skips the
-     * commands that would only confirm it: its processing list is empty
-     * (after a batch went in and the list was deleted), and the list is
-     * already named in Ptaskrec:procs (SADD once per connection). */
-    bool proc_empty, registered;
+    /* Its processing list is already named in Ptaskrec:procs (SADD once
+     * per connection). */
+    bool registered;
     struct purge *purge; /* NULL: retention off */
     struct recon *recon; /* the accept journal vs Redis */
 };
@@ -116,7 +114,7 @@ static void k_redis_broken(struct keeper *k)
     if (k->rc)
         redisFree(k->rc);
     k->rc = NULL;
-    k->proc_empty = k->registered = false; /* a Redis we may not see again */
+    k->registered = false; /* a Redis we may not see again */
 }
 
 static MYSQL *k_db(struct keeper *k)
@@ -163,48 +161,42 @@ static char *quote_cb(void *ud, const char *s)
     return db_q((MYSQL *)ud, s);
 }
 
-/* Moves a batch from Ptaskrec to this keeper's processing list and returns
- * it; an unfinished batch already there comes back first (a replay).
+/* The next batch: the oldest records of this keeper's processing list
+ * Ptaskrec:proc:<node>:<pid>, oldest first, at most ARGV[1] of them and
+ * ARGV[2] bytes (the first always goes). When that list is empty, Ptaskrec
+ * itself becomes it first (RENAME: O(1), whatever its length), and the
+ * writers start a new Ptaskrec. The records stay in the processing list
+ * until MariaDB has them (then LTRIM drops them from its tail), so a batch
+ * that does not go in is taken again, and the list of a keeper that died is
+ * adopted. Before, each batch was copied record by record from Ptaskrec to
+ * the processing list (LRANGE, LTRIM and LPUSH of up to 500 records in one
+ * script, all of it also written to the AOF): Redis stood still for 2-43 ms
+ * at every keeper pass under load, the largest stall of a sync call's p99.
  * KEYS: Ptaskrec, processing list, Ptaskrec:procs (set of processing
- * lists). ARGV: max records, max bytes (the first record always goes),
- * "1" when the keeper knows its processing list is empty (no LLEN), "1"
- * when the list is already in Ptaskrec:procs (no SADD). */
-/* The oldest records (the list's tail) are read in growing chunks (16,
- * 64, ...) and moved with one LTRIM and LPUSH per batch: a LINDEX and an
- * LMOVE per record were two Redis commands of every call. */
+ * lists). ARGV: max records, max bytes, "1" when the list is already in
+ * Ptaskrec:procs (no SADD). */
 static const char TAKE_LUA[] =
-    "if ARGV[3] ~= '1' and redis.call('LLEN', KEYS[2]) > 0 then "
-    "  return redis.call('LRANGE', KEYS[2], 0, -1) "
+    "if redis.call('LLEN', KEYS[2]) == 0 then "
+    "  if redis.call('EXISTS', KEYS[1]) == 0 then return {} end "
+    "  if ARGV[3] ~= '1' then redis.call('SADD', KEYS[3], KEYS[2]) end "
+    "  redis.call('RENAME', KEYS[1], KEYS[2]) "
     "end "
-    "local out, bytes, max, cap = {}, 0, tonumber(ARGV[1]), tonumber(ARGV[2]) "
-    "local off, chunk, full = 0, 16, false "
-    "while #out < max and not full do "
-    "  local want = math.min(chunk, max - #out) "
-    "  local vs = redis.call('LRANGE', KEYS[1], -(off + want), -(off + 1)) "
-    "  for i = #vs, 1, -1 do "
-    "    local v = vs[i] "
-    "    if #out > 0 and bytes + #v > cap then full = true break end "
-    "    bytes = bytes + #v "
-    "    out[#out + 1] = v "
-    "  end "
-    "  if #vs < want then break end "
-    "  off = off + #vs "
-    "  chunk = chunk * 4 "
-    "end "
-    "if #out > 0 then "
-    "  if ARGV[4] ~= '1' then redis.call('SADD', KEYS[3], KEYS[2]) end "
-    "  redis.call('LTRIM', KEYS[1], 0, -#out - 1) "
-    "  for i = 1, #out, 200 do "
-    "    redis.call('LPUSH', KEYS[2], unpack(out, i, math.min(i + 199, #out))) "
-    "  end "
+    "local vs = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), -1) "
+    "local out, bytes, cap = {}, 0, tonumber(ARGV[2]) "
+    "for i = #vs, 1, -1 do "
+    "  local v = vs[i] "
+    "  if #out > 0 and bytes + #v > cap then break end "
+    "  bytes = bytes + #v "
+    "  out[#out + 1] = v "
     "end "
     "return out";
 
 /* The batch is in MariaDB: records it refused go to Ptaskrec:dead (kept
- * for the operator, never silently dropped), then the processing list is
- * deleted. KEYS: processing list, Ptaskrec:dead. ARGV: refused records. */
-static const char DONE_LUA[] = "for i = 1, #ARGV do redis.call('LPUSH', KEYS[2], ARGV[i]) end "
-                               "redis.call('DEL', KEYS[1]) "
+ * for the operator, never silently dropped), then the batch leaves the
+ * tail of the processing list. KEYS: processing list, Ptaskrec:dead. ARGV:
+ * the batch's length, then the refused records. */
+static const char DONE_LUA[] = "for i = 2, #ARGV do redis.call('LPUSH', KEYS[2], ARGV[i]) end "
+                               "redis.call('LTRIM', KEYS[1], 0, -tonumber(ARGV[1]) - 1) "
                                "return 1";
 
 /* A dead keeper's processing list goes back to Ptaskrec (at the end RPOP
@@ -406,8 +398,6 @@ static int done_reply(struct keeper *k, redisContext *rc, redisReply *d, int rv)
         if (rds_readonly(rc, d))
             k_redis_broken(k);
         rv = -1;
-    } else {
-        k->proc_empty = true;
     }
     freeReplyObject(d);
     return rv;
@@ -426,14 +416,9 @@ static int flush_batch(struct keeper *k)
     char count[16], bytes[32];
     snprintf(count, sizeof(count), "%d", FLUSH_BATCH);
     snprintf(bytes, sizeof(bytes), "%lld", (long long)cap);
-    const char *argv[] = {k->k_src,
-                          k->k_proc,
-                          k->k_procs,
-                          count,
-                          bytes,
-                          k->proc_empty ? "1" : "0",
+    const char *argv[] = {k->k_src, k->k_proc, k->k_procs, count, bytes,
                           k->registered ? "1" : "0"};
-    redisReply *arr = rds_eval(rc, TAKE_LUA, k->take_sha, 3, argv, 7);
+    redisReply *arr = rds_eval(rc, TAKE_LUA, k->take_sha, 3, argv, 6);
     if (arr == NULL) {
         k_redis_broken(k);
         return -1;
@@ -452,11 +437,9 @@ static int flush_batch(struct keeper *k)
             return -1;
         }
         freeReplyObject(arr);
-        k->proc_empty = true; /* nothing there, nothing moved */
-        return 0;
+        return 0; /* nothing there, nothing moved */
     }
     size_t n = arr->elements;
-    k->proc_empty = false;
     k->registered = true;
     struct row *rows = calloc(n, sizeof(*rows));
     if (rows == NULL) {
@@ -525,15 +508,18 @@ static int flush_batch(struct keeper *k)
     if (rv > 0)
         journal_done(k, rows, n);
     if (rv > 0) {
-        /* In MariaDB: drop the processing list, keeping what was refused. */
+        /* In MariaDB: the batch leaves the processing list, keeping what
+         * was refused. */
         size_t nbad = 0;
         for (size_t i = 0; i < n; i++)
             nbad += rows[i].refused;
-        const char **dargv = calloc(2 + nbad, sizeof(*dargv));
-        size_t *dlen = calloc(2 + nbad, sizeof(*dlen));
+        const char **dargv = calloc(3 + nbad, sizeof(*dargv));
+        size_t *dlen = calloc(3 + nbad, sizeof(*dlen));
+        char nlen[24];
+        snprintf(nlen, sizeof nlen, "%zu", n);
         if (nbad == 0) {
-            /* the usual case: one DEL, not a script */
-            redisReply *d = redisCommand(rc, "DEL %s", k->k_proc);
+            /* the usual case: one LTRIM, not a script */
+            redisReply *d = redisCommand(rc, "LTRIM %s 0 %lld", k->k_proc, -(long long)n - 1);
             rv = done_reply(k, rc, d, rv);
         } else if (dargv && dlen) {
             size_t j = 0;
@@ -541,6 +527,8 @@ static int flush_batch(struct keeper *k)
             dlen[j++] = strlen(k->k_proc);
             dargv[j] = k->k_dead;
             dlen[j++] = strlen(k->k_dead);
+            dargv[j] = nlen;
+            dlen[j++] = strlen(nlen);
             for (size_t i = 0; i < n; i++)
                 if (rows[i].refused && arr->element[i]->type == REDIS_REPLY_STRING) {
                     dargv[j] = arr->element[i]->str;

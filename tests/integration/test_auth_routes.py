@@ -125,7 +125,11 @@ class TestEveryAdminRoute(unittest.TestCase):
         cls.ids = ids
         # the publish's own task record is written by the keeper a moment
         # later: let it land before the walk's before/after comparison
-        wait_for(lambda: ST.redis("LLEN", "tandem:taskrec") == "0", 30, 0.2, "the task record queue to drain")
+        # (Ptaskrec, then the keeper's processing list, which it becomes)
+        def drained():
+            lists = ["tandem:taskrec"] + ST.redis("SMEMBERS", "tandem:taskrec:procs").split()
+            return all(ST.redis("LLEN", k) == "0" for k in lists)
+        wait_for(drained, 30, 0.2, "the task record queue to drain")
 
     def path_of(self, pattern):
         """The pattern with the id of a row that exists: /api/v1/<resource>/:..."""

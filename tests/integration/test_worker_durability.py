@@ -160,6 +160,26 @@ class WorkerDurability(unittest.TestCase):
         finally:
             self.st.sql("SET GLOBAL max_allowed_packet = 16777216")
 
+    def test_a_backlog_of_thousands_is_written_once_in_batches(self):
+        # Ptaskrec becomes the keeper's processing list whole (RENAME) and
+        # leaves it 500 records at a time: every record lands, none twice,
+        # and records pushed meanwhile (a new Ptaskrec) land as well
+        ids = ["task-" + uuid.uuid4().hex for _ in range(2000)]
+
+        def rec(t):  # an origin of its own: retention (1,000 a func) keeps it
+            return json.dumps(dict(json.loads(record(t)), origin_id=t))
+        self.r.pipeline([("LPUSH", P + "taskrec", rec(t)) for t in ids[:1800]])
+        for t in ids[1800:]:
+            self.r.cmd("LPUSH", P + "taskrec", rec(t))
+        q = ",".join(f"'{t}'" for t in ids)
+        count = lambda: int(self.st.sql(f"SELECT COUNT(*) FROM task_record WHERE id IN ({q})")[0][0])
+        wait_for(lambda: count() == len(ids), 60, 0.5, "all 2,000 records in task_record")
+        time.sleep(1)
+        self.assertEqual(count(), len(ids))
+        procs = self.r.cmd("SMEMBERS", P + "taskrec:procs")
+        self.assertEqual(sum(self.r.cmd("LLEN", k) for k in procs + [P + "taskrec"]), 0,
+                         "records left in Redis after they were written")
+
     def test_dead_keepers_batch_is_written_once(self):
         done = "task-" + uuid.uuid4().hex
         self.r.cmd("LPUSH", P + "taskrec", record(done))
