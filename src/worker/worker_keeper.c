@@ -175,21 +175,20 @@ static char *quote_cb(void *ud, const char *s)
  * KEYS: Ptaskrec, processing list, Ptaskrec:procs (set of processing
  * lists). ARGV: max records, max bytes, "1" when the list is already in
  * Ptaskrec:procs (no SADD). */
-static const char TAKE_LUA[] =
-    "if redis.call('LLEN', KEYS[2]) == 0 then "
-    "  if redis.call('EXISTS', KEYS[1]) == 0 then return {} end "
-    "  if ARGV[3] ~= '1' then redis.call('SADD', KEYS[3], KEYS[2]) end "
-    "  redis.call('RENAME', KEYS[1], KEYS[2]) "
-    "end "
-    "local vs = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), -1) "
-    "local out, bytes, cap = {}, 0, tonumber(ARGV[2]) "
-    "for i = #vs, 1, -1 do "
-    "  local v = vs[i] "
-    "  if #out > 0 and bytes + #v > cap then break end "
-    "  bytes = bytes + #v "
-    "  out[#out + 1] = v "
-    "end "
-    "return out";
+static const char TAKE_LUA[] = "if redis.call('LLEN', KEYS[2]) == 0 then "
+                               "  if redis.call('EXISTS', KEYS[1]) == 0 then return {} end "
+                               "  if ARGV[3] ~= '1' then redis.call('SADD', KEYS[3], KEYS[2]) end "
+                               "  redis.call('RENAME', KEYS[1], KEYS[2]) "
+                               "end "
+                               "local vs = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), -1) "
+                               "local out, bytes, cap = {}, 0, tonumber(ARGV[2]) "
+                               "for i = #vs, 1, -1 do "
+                               "  local v = vs[i] "
+                               "  if #out > 0 and bytes + #v > cap then break end "
+                               "  bytes = bytes + #v "
+                               "  out[#out + 1] = v "
+                               "end "
+                               "return out";
 
 /* The batch is in MariaDB: records it refused go to Ptaskrec:dead (kept
  * for the operator, never silently dropped), then the batch leaves the
@@ -416,8 +415,7 @@ static int flush_batch(struct keeper *k)
     char count[16], bytes[32];
     snprintf(count, sizeof(count), "%d", FLUSH_BATCH);
     snprintf(bytes, sizeof(bytes), "%lld", (long long)cap);
-    const char *argv[] = {k->k_src, k->k_proc, k->k_procs, count, bytes,
-                          k->registered ? "1" : "0"};
+    const char *argv[] = {k->k_src, k->k_proc, k->k_procs, count, bytes, k->registered ? "1" : "0"};
     redisReply *arr = rds_eval(rc, TAKE_LUA, k->take_sha, 3, argv, 6);
     if (arr == NULL) {
         k_redis_broken(k);
