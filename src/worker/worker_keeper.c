@@ -220,9 +220,8 @@ struct row {
  * batch goes in in order, the last record newest), so the rest are not
  * written at all: at a busy Sync API's rate most records would be inserted
  * and deleted again within a second, and each costs MariaDB ~50 µs of CPU
- * to delete (bench/purge-cost). A replayed batch (LRANGE of the processing
- * list) comes newest first; trimming it keeps older rows, which the purge
- * then removes as before. Asked newest first, before row i's SQL is made
+ * to delete (bench/purge-cost). A replayed batch comes oldest first like
+ * any other (TAKE_LUA reads the processing list's tail). Asked newest first, before row i's SQL is made
  * (most of a busy batch is trimmed: making their SQL was most of the
  * keeper's CPU): true when `cap` newer rows of its origin are kept. */
 static bool over_cap(const struct row *rows, size_t i, size_t n)
