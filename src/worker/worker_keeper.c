@@ -221,9 +221,9 @@ struct row {
  * written at all: at a busy Sync API's rate most records would be inserted
  * and deleted again within a second, and each costs MariaDB ~50 µs of CPU
  * to delete (bench/purge-cost). A replayed batch comes oldest first like
- * any other (TAKE_LUA reads the processing list's tail). Asked newest first, before row i's SQL is made
- * (most of a busy batch is trimmed: making their SQL was most of the
- * keeper's CPU): true when `cap` newer rows of its origin are kept. */
+ * any other (TAKE_LUA reads the processing list's tail). Asked newest first, before row i's SQL is
+ * made (most of a busy batch is trimmed: making their SQL was most of the keeper's CPU): true when
+ * `cap` newer rows of its origin are kept. */
 static bool over_cap(const struct row *rows, size_t i, size_t n)
 {
     if (rows[i].cap <= 0 || !rows[i].origin)
