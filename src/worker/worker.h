@@ -34,6 +34,7 @@
  * reclaims on all of them. */
 #define W_NQUEUES 13
 extern const char *const w_queues[W_NQUEUES]; /* "sync", "cron", "async", "0".."9" */
+#define W_QSYNC 0                             /* w_queues[W_QSYNC] is "sync" */
 /* Index of a queue name in w_queues, -1 if it is not one. */
 int w_queue_index(const char *name);
 /* The served set from the config: serve[i] for w_queues[i]. 0, or -1
@@ -315,6 +316,10 @@ struct wrec_extra {
      * or not the commit was made: an entry it claimed is the consumer's. */
     const char *hot_stream;
     void (*hot_reply)(redisReply *xr, redisReply *gen, void *ud);
+    /* NULL, or a stream tried before hot_stream: one entry from it, else
+     * one from hot_stream (a small script in place of the XREADGROUP;
+     * hot_reply sees the reply of the XREADGROUP that found one). */
+    const char *peek_stream;
 };
 int wrec_commit(redisContext *rc, const struct tconf *c, const struct wtask *t,
                 const struct woutcome *o, const char *node, int64_t epoch,

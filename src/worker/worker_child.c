@@ -250,6 +250,10 @@ struct fetch_args {
     int argc;
     bool want_gen;
     bool single[W_NQUEUES]; /* mode w: the wake saw one entry only */
+    /* Mode '1' only because sync is cold (its look is due at every fetch):
+     * sync's index, else -1. The commit's hot path then looks at sync by
+     * claiming from it beside the hot stream, without the script. */
+    int peek;
 };
 
 static void fetch_args(struct wchild *ch, struct fetch_args *a)
@@ -261,11 +265,20 @@ static void fetch_args(struct wchild *ch, struct fetch_args *a)
      * Else the look is due when some cold stream has waited its time. */
     a->mode[0] = ch->woken ? 'w' : '0';
     a->mode[1] = '\0';
-    for (int i = 0; i < a->n && a->mode[0] == '0'; i++) {
+    a->peek = -1;
+    bool due_sync = false, due_other = false;
+    for (int i = 0; i < a->n && a->mode[0] != 'w'; i++) {
         int q = a->order[i];
-        if (!ch->hot[q] && now - ch->look_mono >= look_every_ms(q))
+        if (!ch->hot[q] && now - ch->look_mono >= look_every_ms(q)) {
             a->mode[0] = '1';
+            if (q == W_QSYNC)
+                due_sync = true;
+            else
+                due_other = true;
+        }
     }
+    if (due_sync && !due_other)
+        a->peek = W_QSYNC;
     a->want_gen = now - ch->gen_check_mono >= 200;
     a->argc = 0;
     a->argv[a->argc++] = ch->kgen;
@@ -566,7 +579,8 @@ static int fetch(struct wchild *ch)
 struct prefetch {
     struct wchild *ch;
     struct fetch_args a;
-    int hot; /* the stream of hot_reply, -1: the script fetches */
+    int hot;  /* the stream of hot_reply, -1: the script fetches */
+    int peek; /* sync, claimed from first in the same XREADGROUP; -1: none */
 };
 
 static void prefetch_reply(redisReply *r, void *ud)
@@ -575,12 +589,17 @@ static void prefetch_reply(redisReply *r, void *ud)
     fetch_reply(p->ch, r, &p->a);
 }
 
-/* The stream the fetch would try first without a script: in mode '0' (no
- * look due) the first hot stream of the turn; -1 for none (the fetch runs
- * in the commit's script then). */
+/* The stream the fetch would try first without the fetch script: in mode
+ * '0' (no look due) the first hot stream of the turn; -1 for none (the
+ * fetch runs in the commit's script then). Also when the look is due for
+ * cold sync alone (a->peek): under async or cron load every fetch was the
+ * commit script looking at all 13 streams for the one stream that never
+ * waits. The commit then tries sync first and the hot stream only if sync
+ * had nothing (PICK_LUA, two commands): one entry claimed at a time, and
+ * a sync entry taken at once, as the look would have. */
 static int hot_first(const struct wchild *ch, const struct fetch_args *a)
 {
-    if (a->mode[0] != '0')
+    if (a->mode[0] == 'w' || (a->mode[0] == '1' && a->peek < 0))
         return -1;
     for (int i = 0; i < a->n; i++)
         if (ch->hot[a->order[i]])
@@ -588,10 +607,34 @@ static int hot_first(const struct wchild *ch, const struct fetch_args *a)
     return -1;
 }
 
-/* What the commit's XREADGROUP on the hot stream found (wrec_extra
- * hot_reply): as fetch_reply() would take the script's answer for a try of
- * that one stream. Found empty, it is no longer hot and nothing else was
- * looked at: the next fetch runs the script (it looks). */
+/* The entry of one stream in an XREADGROUP COUNT 1 reply, or NULL when
+ * that stream is not in it (nothing to claim there) or its id is not
+ * shorter than idmax. */
+static redisReply *claimed_in(redisReply *xr, const char *key, size_t idmax)
+{
+    for (size_t i = 0; xr->type == REDIS_REPLY_ARRAY && i < xr->elements; i++) {
+        redisReply *s = xr->element[i];
+        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+            s->element[0]->type != REDIS_REPLY_STRING || strcmp(s->element[0]->str, key) != 0)
+            continue;
+        redisReply *es = s->element[1];
+        if (es->type != REDIS_REPLY_ARRAY || es->elements < 1)
+            return NULL;
+        redisReply *e = es->element[0];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= idmax)
+            return NULL;
+        return e;
+    }
+    return NULL;
+}
+
+/* What the commit's XREADGROUP on the hot stream (sync first, when
+ * peeked) found (wrec_extra hot_reply): as fetch_reply() would take the
+ * script's answer for a try of those streams. The hot stream found empty
+ * is no longer hot and nothing else was looked at: the next fetch runs the
+ * script (it looks). Sync found empty stays cold; an entry claimed there
+ * makes it hot (more may follow). */
 static void hot_reply(redisReply *xr, redisReply *gen, void *ud)
 {
     struct prefetch *p = ud;
@@ -612,15 +655,16 @@ static void hot_reply(redisReply *xr, redisReply *gen, void *ud)
         ch->hot[q] = false;
         return;
     }
-    redisReply *e = NULL;
-    if (xr->type == REDIS_REPLY_ARRAY && xr->elements == 1 &&
-        xr->element[0]->type == REDIS_REPLY_ARRAY && xr->element[0]->elements == 2 &&
-        xr->element[0]->element[1]->type == REDIS_REPLY_ARRAY &&
-        xr->element[0]->element[1]->elements >= 1)
-        e = xr->element[0]->element[1]->element[0];
-    if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-        e->element[0]->type != REDIS_REPLY_STRING ||
-        e->element[0]->len >= sizeof(ch->last_ids[0])) {
+    if (p->peek >= 0) {
+        redisReply *e = claimed_in(xr, ch->kq[p->peek], sizeof(ch->last_ids[0]));
+        if (e) { /* the hot stream was not tried: it stays as it was */
+            ch->hot[p->peek] = true;
+            took(ch, p->peek, e->element[0], e->element[1]);
+            return;
+        }
+    }
+    redisReply *e = claimed_in(xr, ch->kq[q], sizeof(ch->last_ids[0]));
+    if (e == NULL) {
         ch->hot[q] = false; /* nil: nothing left to claim there */
         return;
     }
@@ -644,11 +688,13 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
         /* Prefetch only with nothing else claimed, and not while stopping
          * (a claimed entry would wait for a reclaim). */
         bool prefetch = !g_stop && ch->nbacklog == 0 && !ch->recover && ch->wrr.n > 0;
-        pf.hot = -1;
+        pf.hot = pf.peek = -1;
         if (prefetch) {
             pf.ch = ch;
             fetch_args(ch, &pf.a);
             pf.hot = hot_first(ch, &pf.a);
+            if (pf.hot >= 0 && pf.a.mode[0] == '1')
+                pf.peek = pf.a.peek;
         }
         /* the counters ride along about once a second (and when idle: fetch) */
         bool flush = g_stop || mono_ms() - ch->stats.flushed_mono >= 1000;
@@ -663,7 +709,8 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
                                    ch->stats.argv,
                                    flush ? wstats_argv(&ch->stats) : 0,
                                    pf.hot >= 0 ? ch->kq[pf.hot] : NULL,
-                                   hot_reply};
+                                   hot_reply,
+                                   pf.peek >= 0 ? ch->kq[pf.peek] : NULL};
         int rv = -1;
         if (redis_up(ch))
             rv = wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch, cache_key, &extra,

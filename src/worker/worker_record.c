@@ -249,6 +249,17 @@ static char *dumps(json_t *j)
     return s;
 }
 
+/* One entry from KEYS[1], else from KEYS[2], for consumer ARGV[1]; the
+ * reply of the XREADGROUP that found it (or nil, or the error). A script
+ * of two commands: EVAL hashes its 300 bytes, where EVALSHA would need a
+ * NOSCRIPT path in the commit's pipeline. */
+static const char PICK_LUA[] =
+    "local a = {'GROUP', '" W_GROUP "', ARGV[1], 'COUNT', '1', 'STREAMS', KEYS[1], '>'} "
+    "local r = redis.pcall('XREADGROUP', unpack(a)) "
+    "if r then return r end "
+    "a[7] = KEYS[2] "
+    "return redis.pcall('XREADGROUP', unpack(a))";
+
 /* The commit as MULTI .. EXEC, then XREADGROUP COUNT 1 on the hot stream
  * (and GET gen), all in one write and one round trip. Redis spends about
  * half the script's time in Lua (bench/worker-cost: EVALSHA 36 us, its
@@ -287,8 +298,11 @@ static int commit_multi(redisContext *rc, const struct wtask *t, const struct wo
     QUEUE("XACK", k_q, W_GROUP, t->entry);
     QUEUE("XDEL", k_q, t->entry);
     APPEND("EXEC");
-    APPEND("XREADGROUP", "GROUP", W_GROUP, extra->consumer, "COUNT", "1", "STREAMS",
-           extra->hot_stream, ">");
+    if (extra->peek_stream)
+        APPEND("EVAL", PICK_LUA, "2", extra->peek_stream, extra->hot_stream, extra->consumer);
+    else
+        APPEND("XREADGROUP", "GROUP", W_GROUP, extra->consumer, "COUNT", "1", "STREAMS",
+               extra->hot_stream, ">");
     bool want_gen = extra->want_gen && strcmp(extra->want_gen, "1") == 0;
     if (want_gen)
         APPEND("GET", extra->fetch_keys[0]);

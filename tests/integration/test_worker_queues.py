@@ -168,6 +168,52 @@ class WorkerQueues(unittest.TestCase):
         self.assertEqual(st["status"], "success", st)
         self.assertEqual(st["result"], "orphaned")
 
+    def calls(self):
+        """{command: calls} from INFO commandstats."""
+        out = {}
+        info = self.r.cmd("INFO", "commandstats")
+        info = info.decode() if isinstance(info, bytes) else info
+        for line in info.splitlines():
+            if line.startswith("cmdstat_"):
+                name, rest = line[len("cmdstat_"):].split(":", 1)
+                out[name] = int(dict(kv.split("=", 1) for kv in rest.split(","))["calls"])
+        return out
+
+    def test_e_a_busy_async_stream_costs_no_look_per_task_and_sync_still_goes_first(self):
+        """With async entries waiting and sync empty, a task's commit tries
+        sync then async in a two-command script (issue 14): the commit
+        script that looked at all 13 streams ran once per task. A sync
+        entry added meanwhile is still taken at the next commit."""
+        n = 300
+        tids = []
+        cmds = []
+        for i in range(n):
+            tid, t = task("async", s=0.002, tag=f"a{i}")
+            tids.append(tid)
+            cmds.append(("XADD", P + "q:async", "*", "t", t))
+        before = self.calls()
+        self.r.pipeline(cmds)
+        # the child is busy with the async stream: now a sync task
+        wait_for(lambda: sum(1 for t in tids[:40] if self.status(t)) >= 20, 20, 0.005,
+                 "the child to be through 20 async tasks")
+        added = time.time()
+        stid = self.add("sync", tag="sync", reply="nobody")
+        self.wait_done(tids + [stid], 60)
+        after = self.calls()
+        d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        looks = d.get("evalsha", 0) / n  # the commit and fetch scripts
+        print(f"\n{n} async tasks on one child: per task evalsha {looks:.2f}, "
+              f"eval {d.get('eval', 0) / n:.2f}, xread {d.get('xread', 0) / n:.2f}", file=sys.stderr)
+        self.assertLess(looks, 0.6, d)  # was one or more per task
+        self.assertLess(d.get("xread", 0) / n, 0.6, d)
+        # the sync task started before all but at most two async tasks that
+        # were still waiting when it came
+        s_start = self.status(stid)["start"]
+        waiting = [t for t in tids if self.status(t)["start"] >= added * 1000 - 5]
+        ahead = [t for t in waiting if self.status(t)["start"] < s_start]
+        self.assertGreater(len(waiting), 20, "the async stream ran dry before the sync task came")
+        self.assertLessEqual(len(ahead), 2, f"{len(ahead)} async tasks ran before the sync task")
+
 
 if __name__ == "__main__":
     unittest.main()

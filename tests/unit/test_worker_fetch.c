@@ -252,7 +252,8 @@ static void test_commit_carries_the_fetch(void **state)
     const char *args[] = {"1", "c0-0", "c0-0"};
     const char *stats[] = {"tasks", "1", "success", "1"};
     struct got g = {-1, ""};
-    struct wrec_extra extra = {keys, 3, "c1", "0", args, 3, got_reply, &g, stats, 4, NULL, NULL};
+    struct wrec_extra extra = {keys, 3,     "c1", "0",  args, 3,   got_reply,
+                               &g,   stats, 4,    NULL, NULL, NULL};
     char *err = NULL;
     assert_int_equal(wrec_commit(f->rc, &f->conf, &t, &o, "n1", 1, NULL, &extra, &err), 0);
     assert_null(err);
