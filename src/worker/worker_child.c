@@ -579,8 +579,9 @@ static int fetch(struct wchild *ch)
 struct prefetch {
     struct wchild *ch;
     struct fetch_args a;
-    int hot;  /* the stream of hot_reply, -1: the script fetches */
-    int peek; /* sync, claimed from first in the same XREADGROUP; -1: none */
+    int hot;      /* the stream of hot_reply, -1: the script fetches */
+    int peek;     /* sync, tried before hot (PICK_LUA); -1: none */
+    bool idle_ok; /* hot is cold sync itself: found empty, the child waits */
 };
 
 static void prefetch_reply(redisReply *r, void *ud)
@@ -604,7 +605,11 @@ static int hot_first(const struct wchild *ch, const struct fetch_args *a)
     for (int i = 0; i < a->n; i++)
         if (ch->hot[a->order[i]])
             return a->order[i];
-    return -1;
+    /* No stream hot and the look due for sync alone (a call at a time):
+     * sync itself, by a plain XREADGROUP. The other streams were looked at
+     * within their intervals; found empty, the child goes to its XREAD
+     * BLOCK, which is a look at all of them. */
+    return a->mode[0] == '1' ? a->peek : -1;
 }
 
 /* The entry of one stream in an XREADGROUP COUNT 1 reply, or NULL when
@@ -666,6 +671,9 @@ static void hot_reply(redisReply *xr, redisReply *gen, void *ud)
     redisReply *e = claimed_in(xr, ch->kq[q], sizeof(ch->last_ids[0]));
     if (e == NULL) {
         ch->hot[q] = false; /* nil: nothing left to claim there */
+        /* cold sync tried alone: the ids are good for the XREAD BLOCK
+         * (every entry up to them delivered; anything after wakes it) */
+        ch->wait_ready = p->idle_ok;
         return;
     }
     took(ch, q, e->element[0], e->element[1]); /* the stream stays hot: more may follow */
@@ -689,12 +697,17 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
          * (a claimed entry would wait for a reclaim). */
         bool prefetch = !g_stop && ch->nbacklog == 0 && !ch->recover && ch->wrr.n > 0;
         pf.hot = pf.peek = -1;
+        pf.idle_ok = false;
         if (prefetch) {
             pf.ch = ch;
             fetch_args(ch, &pf.a);
             pf.hot = hot_first(ch, &pf.a);
-            if (pf.hot >= 0 && pf.a.mode[0] == '1')
-                pf.peek = pf.a.peek;
+            if (pf.hot >= 0 && pf.a.mode[0] == '1') { /* the look was due for sync alone */
+                if (pf.hot == pf.a.peek)
+                    pf.idle_ok = true;
+                else
+                    pf.peek = pf.a.peek;
+            }
         }
         /* the counters ride along about once a second (and when idle: fetch) */
         bool flush = g_stop || mono_ms() - ch->stats.flushed_mono >= 1000;
