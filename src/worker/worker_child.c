@@ -313,6 +313,28 @@ static void took(struct wchild *ch, int q, const redisReply *id, redisReply *fie
     wrr_took(&ch->wrr);
 }
 
+/* The entry of one stream in an XREADGROUP COUNT 1 reply, or NULL when
+ * that stream is not in it (nothing to claim there) or its id is not
+ * shorter than idmax. */
+static redisReply *claimed_in(redisReply *xr, const char *key, size_t idmax)
+{
+    for (size_t i = 0; xr->type == REDIS_REPLY_ARRAY && i < xr->elements; i++) {
+        redisReply *s = xr->element[i];
+        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+            s->element[0]->type != REDIS_REPLY_STRING || strcmp(s->element[0]->str, key) != 0)
+            continue;
+        redisReply *es = s->element[1];
+        if (es->type != REDIS_REPLY_ARRAY || es->elements < 1)
+            return NULL;
+        redisReply *e = es->element[0];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= idmax)
+            return NULL;
+        return e;
+    }
+    return NULL;
+}
+
 /* The reply of FETCH_LUA: gen check, what was learnt of the streams, then
  * at most one entry to the backlog. Returns the number of entries added
  * (ch->wait_ready tells whether every stream was found empty), -1 for an
@@ -485,6 +507,74 @@ static void listen_handoff(struct wchild *ch, bool after_wake)
     listen_leave(ch, ids);
 }
 
+/* The one stream an XREAD BLOCK woke for, when it woke for one only (a
+ * call at a time: nearly always); -1 otherwise. */
+static int woken_one(const struct wchild *ch)
+{
+    int q = -1;
+    for (int i = 0; i < ch->wrr.n; i++) {
+        int s = ch->wrr.q[i];
+        if (ch->wake_n[s] > 0) {
+            if (q >= 0)
+                return -1;
+            q = s;
+        }
+    }
+    return q;
+}
+
+/* The fetch right after a wake for stream q alone, as the script's mode
+ * 'w' would make it, without the script: a plain XREADGROUP COUNT 1 on q
+ * (and GET of the generation when due) in one round trip. Found empty (a
+ * sibling took it), q takes the id the XREAD saw and the child waits
+ * again. Returns 1 claimed, 0 not, -1 on a Redis error. */
+static int fetch_woken(struct wchild *ch, int q)
+{
+    bool want_gen = mono_ms() - ch->gen_check_mono >= 200;
+    ch->woken = false; /* used once */
+    ch->wait_ready = false;
+    redisAppendCommand(ch->rc, "XREADGROUP GROUP " W_GROUP " %s COUNT 1 STREAMS %s >", ch->consumer,
+                       ch->kq[q]);
+    if (want_gen)
+        redisAppendCommand(ch->rc, "GET %s", ch->kgen);
+    redisReply *xr = NULL, *g = NULL;
+    if (redisGetReply(ch->rc, (void **)&xr) != REDIS_OK ||
+        (want_gen && redisGetReply(ch->rc, (void **)&g) != REDIS_OK)) {
+        log_warnx("child %s: reading q:%s: %s", ch->consumer, w_queues[q], ch->rc->errstr);
+        if (xr)
+            freeReplyObject(xr);
+        return -1;
+    }
+    int rv = 0;
+    if (g) {
+        check_gen(ch, g);
+        ch->gen_check_mono = mono_ms();
+        freeReplyObject(g);
+    }
+    if (is_nogroup(xr)) { /* the streams were deleted (FLUSHALL): recreate */
+        create_groups(ch);
+        reset_ids(ch);
+    } else if (xr->type == REDIS_REPLY_ERROR) {
+        log_warnx("child %s: reading q:%s: %s", ch->consumer, w_queues[q], xr->str);
+        ch->hot[q] = false;
+        rv = -1;
+        rds_readonly(ch->rc, xr); /* a replica now: the context is marked broken */
+    } else {
+        redisReply *e = claimed_in(xr, ch->kq[q], sizeof(ch->last_ids[0]));
+        if (e) {
+            ch->hot[q] = ch->wake_n[q] > 1; /* the wake saw more than this one */
+            took(ch, q, e->element[0], e->element[1]);
+            rv = 1;
+        } else {
+            memcpy(ch->last_ids[q], ch->wake_ids[q], sizeof(ch->last_ids[q]));
+            ch->hot[q] = false;
+            ch->wait_ready = true;
+        }
+    }
+    freeReplyObject(xr);
+    return rv;
+}
+
 /* Claims the next entry into the backlog, or waits up to a second for one
  * to arrive; -1 on a Redis error. */
 static int fetch(struct wchild *ch)
@@ -502,6 +592,15 @@ static int fetch(struct wchild *ch)
      * stream empty, or an XREAD that timed out, the ids are as good as a
      * new look: anything added since is after them, and the XREAD below
      * wakes for it at once. */
+    int one = !ch->wait_ready && ch->woken ? woken_one(ch) : -1;
+    if (one >= 0) {
+        int got = fetch_woken(ch, one);
+        if (got > 0 && ch->listening)
+            listen_handoff(ch, true);
+        if (got == -1 && !ch->rc->err)
+            sleep_ms(200);
+        return got == -1 && ch->rc->err ? -1 : 0;
+    }
     if (!ch->wait_ready) {
         fetch_args(ch, &a);
         redisReply *r = rds_eval(ch->rc, FETCH_LUA, ch->fetch_sha, 1 + a.n, a.argv, a.argc);
@@ -610,28 +709,6 @@ static int hot_first(const struct wchild *ch, const struct fetch_args *a)
      * within their intervals; found empty, the child goes to its XREAD
      * BLOCK, which is a look at all of them. */
     return a->mode[0] == '1' ? a->peek : -1;
-}
-
-/* The entry of one stream in an XREADGROUP COUNT 1 reply, or NULL when
- * that stream is not in it (nothing to claim there) or its id is not
- * shorter than idmax. */
-static redisReply *claimed_in(redisReply *xr, const char *key, size_t idmax)
-{
-    for (size_t i = 0; xr->type == REDIS_REPLY_ARRAY && i < xr->elements; i++) {
-        redisReply *s = xr->element[i];
-        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
-            s->element[0]->type != REDIS_REPLY_STRING || strcmp(s->element[0]->str, key) != 0)
-            continue;
-        redisReply *es = s->element[1];
-        if (es->type != REDIS_REPLY_ARRAY || es->elements < 1)
-            return NULL;
-        redisReply *e = es->element[0];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-            e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= idmax)
-            return NULL;
-        return e;
-    }
-    return NULL;
 }
 
 /* What the commit's XREADGROUP on the hot stream (sync first, when
