@@ -174,7 +174,7 @@ static char *quote_cb(void *ud, const char *s)
  * at every keeper pass under load, the largest stall of a sync call's p99.
  * The script only renames; the records are read by a plain LRANGE: in the
  * script, turning 500 records into Lua strings and back held Redis for
- * 2-6 ms a pass (the slow log's longest entries under sync load).
+ * up to 19-25 ms a pass (the slow log's longest entries under sync load).
  * KEYS: Ptaskrec, processing list, Ptaskrec:procs (set of processing
  * lists). ARGV: "1" when the list is already in Ptaskrec:procs (no SADD).
  * Returns the processing list's length. */
