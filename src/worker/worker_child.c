@@ -251,8 +251,8 @@ struct fetch_args {
     bool want_gen;
     bool single[W_NQUEUES]; /* mode w: the wake saw one entry only */
     /* Mode '1' only because sync is cold (its look is due at every fetch):
-     * sync's index, else -1. The commit's hot path then looks at sync by
-     * claiming from it beside the hot stream, without the script. */
+     * sync's index, else -1. The commit then tries sync without the
+     * script, before the hot stream if one is hot (see hot_first). */
     int peek;
 };
 
@@ -408,17 +408,12 @@ static int recover_own(struct wchild *ch)
         if (r == NULL)
             return -1;
         int n = 0;
+        redisReply *e = NULL;
         if (is_nogroup(r))
             create_groups(ch);
-        else if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-                 r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
-            redisReply *es = r->element[0]->element[1];
-            if (es->type == REDIS_REPLY_ARRAY && es->elements >= 1 &&
-                es->element[0]->type == REDIS_REPLY_ARRAY && es->element[0]->elements == 2 &&
-                es->element[0]->element[0]->type == REDIS_REPLY_STRING) {
-                push_entry(ch, q, es->element[0]->element[0]->str, es->element[0]->element[1]);
-                n = 1;
-            }
+        else if ((e = claimed_in(r, k, sizeof(ch->backlog[0].id))) != NULL) {
+            push_entry(ch, q, e->element[0]->str, e->element[1]);
+            n = 1;
         }
         freeReplyObject(r);
         if (n > 0) {
@@ -507,6 +502,29 @@ static void listen_handoff(struct wchild *ch, bool after_wake)
     listen_leave(ch, ids);
 }
 
+/* What a plain XREADGROUP on stream q answered, and the generation's GET
+ * (NULL when not asked), before its entry is looked for: the generation
+ * checked, NOGROUP handled (groups made again, ids reset: 0), a Redis error
+ * logged with q no longer hot (-1). 1: xr is the streams' answer. */
+static int plain_reply(struct wchild *ch, int q, redisReply *xr, redisReply *gen)
+{
+    if (gen) {
+        check_gen(ch, gen);
+        ch->gen_check_mono = mono_ms();
+    }
+    if (is_nogroup(xr)) { /* the streams were deleted (FLUSHALL): recreate */
+        create_groups(ch);
+        reset_ids(ch);
+        return 0;
+    }
+    if (xr->type == REDIS_REPLY_ERROR) {
+        log_warnx("child %s: reading q:%s: %s", ch->consumer, w_queues[q], xr->str);
+        ch->hot[q] = false;
+        return -1;
+    }
+    return 1;
+}
+
 /* The one stream an XREAD BLOCK woke for, when it woke for one only (a
  * call at a time: nearly always); -1 otherwise. */
 static int woken_one(const struct wchild *ch)
@@ -545,21 +563,13 @@ static int fetch_woken(struct wchild *ch, int q)
             freeReplyObject(xr);
         return -1;
     }
-    int rv = 0;
-    if (g) {
-        check_gen(ch, g);
-        ch->gen_check_mono = mono_ms();
+    int rv = plain_reply(ch, q, xr, g);
+    if (g)
         freeReplyObject(g);
-    }
-    if (is_nogroup(xr)) { /* the streams were deleted (FLUSHALL): recreate */
-        create_groups(ch);
-        reset_ids(ch);
-    } else if (xr->type == REDIS_REPLY_ERROR) {
-        log_warnx("child %s: reading q:%s: %s", ch->consumer, w_queues[q], xr->str);
-        ch->hot[q] = false;
-        rv = -1;
+    if (rv == -1) {
         rds_readonly(ch->rc, xr); /* a replica now: the context is marked broken */
-    } else {
+    } else if (rv == 1) {
+        rv = 0;
         redisReply *e = claimed_in(xr, ch->kq[q], sizeof(ch->last_ids[0]));
         if (e) {
             ch->hot[q] = ch->wake_n[q] > 1; /* the wake saw more than this one */
@@ -678,9 +688,7 @@ static int fetch(struct wchild *ch)
 struct prefetch {
     struct wchild *ch;
     struct fetch_args a;
-    int hot;      /* the stream of hot_reply, -1: the script fetches */
-    int peek;     /* sync, tried before hot (PICK_LUA); -1: none */
-    bool idle_ok; /* hot is cold sync itself: found empty, the child waits */
+    int hot; /* the stream of hot_reply, -1: the script fetches */
 };
 
 static void prefetch_reply(redisReply *r, void *ud)
@@ -711,6 +719,14 @@ static int hot_first(const struct wchild *ch, const struct fetch_args *a)
     return a->mode[0] == '1' ? a->peek : -1;
 }
 
+/* The stream the commit tries before p->hot (PICK_LUA): cold sync when the
+ * look was due for it alone and another stream is hot; -1 for none (also
+ * when hot is sync itself, tried alone). */
+static int peek_of(const struct prefetch *p)
+{
+    return p->hot >= 0 && p->a.mode[0] == '1' && p->hot != p->a.peek ? p->a.peek : -1;
+}
+
 /* What the commit's XREADGROUP on the hot stream (sync first, when
  * peeked) found (wrec_extra hot_reply): as fetch_reply() would take the
  * script's answer for a try of those streams. The hot stream found empty
@@ -723,34 +739,24 @@ static void hot_reply(redisReply *xr, redisReply *gen, void *ud)
     struct wchild *ch = p->ch;
     int q = p->hot;
     ch->wait_ready = false;
-    if (gen) {
-        check_gen(ch, gen);
-        ch->gen_check_mono = mono_ms();
-    }
-    if (is_nogroup(xr)) { /* the streams were deleted (FLUSHALL): recreate */
-        create_groups(ch);
-        reset_ids(ch);
+    if (plain_reply(ch, q, xr, gen) != 1)
         return;
-    }
-    if (xr->type == REDIS_REPLY_ERROR) {
-        log_warnx("child %s: reading q:%s: %s", ch->consumer, w_queues[q], xr->str);
-        ch->hot[q] = false;
-        return;
-    }
-    if (p->peek >= 0) {
-        redisReply *e = claimed_in(xr, ch->kq[p->peek], sizeof(ch->last_ids[0]));
+    int peek = peek_of(p);
+    if (peek >= 0) {
+        redisReply *e = claimed_in(xr, ch->kq[peek], sizeof(ch->last_ids[0]));
         if (e) { /* the hot stream was not tried: it stays as it was */
-            ch->hot[p->peek] = true;
-            took(ch, p->peek, e->element[0], e->element[1]);
+            ch->hot[peek] = true;
+            took(ch, peek, e->element[0], e->element[1]);
             return;
         }
     }
     redisReply *e = claimed_in(xr, ch->kq[q], sizeof(ch->last_ids[0]));
     if (e == NULL) {
         ch->hot[q] = false; /* nil: nothing left to claim there */
-        /* cold sync tried alone: the ids are good for the XREAD BLOCK
-         * (every entry up to them delivered; anything after wakes it) */
-        ch->wait_ready = p->idle_ok;
+        /* cold sync tried alone (the look was due for it only): the ids
+         * are good for the XREAD BLOCK (every entry up to them delivered;
+         * anything after wakes it) */
+        ch->wait_ready = p->a.mode[0] == '1' && peek < 0;
         return;
     }
     took(ch, q, e->element[0], e->element[1]); /* the stream stays hot: more may follow */
@@ -773,19 +779,13 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
         /* Prefetch only with nothing else claimed, and not while stopping
          * (a claimed entry would wait for a reclaim). */
         bool prefetch = !g_stop && ch->nbacklog == 0 && !ch->recover && ch->wrr.n > 0;
-        pf.hot = pf.peek = -1;
-        pf.idle_ok = false;
+        pf.hot = -1;
         if (prefetch) {
             pf.ch = ch;
             fetch_args(ch, &pf.a);
             pf.hot = hot_first(ch, &pf.a);
-            if (pf.hot >= 0 && pf.a.mode[0] == '1') { /* the look was due for sync alone */
-                if (pf.hot == pf.a.peek)
-                    pf.idle_ok = true;
-                else
-                    pf.peek = pf.a.peek;
-            }
         }
+        int peek = peek_of(&pf);
         /* the counters ride along about once a second (and when idle: fetch) */
         bool flush = g_stop || mono_ms() - ch->stats.flushed_mono >= 1000;
         struct wrec_extra extra = {prefetch ? pf.a.argv : NULL,
@@ -800,7 +800,7 @@ static void commit(struct wchild *ch, const struct wtask *wt, const struct woutc
                                    flush ? wstats_argv(&ch->stats) : 0,
                                    pf.hot >= 0 ? ch->kq[pf.hot] : NULL,
                                    hot_reply,
-                                   pf.peek >= 0 ? ch->kq[pf.peek] : NULL};
+                                   peek >= 0 ? ch->kq[peek] : NULL};
         int rv = -1;
         if (redis_up(ch))
             rv = wrec_commit(ch->rc, ch->c, wt, o, ch->c->node_name, ch->epoch, cache_key, &extra,
