@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -353,6 +354,85 @@ class Stack:
                 return r["data"]
             return None
         return wait_for(check, timeout, 0.1, f"task {task_id} to finish")
+
+
+def commandstats(info):
+    """{command: calls} from the text of INFO commandstats (str or bytes)."""
+    if isinstance(info, bytes):
+        info = info.decode()
+    out = {}
+    for line in info.splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[len("cmdstat_"):].split(":", 1)
+            fields = dict(kv.split("=", 1) for kv in rest.split(","))
+            out[name] = int(fields["calls"])
+    return out
+
+
+class Monitor:
+    """MONITOR on the Redis at unix socket `sock` while in a `with` block:
+    counts the commands clients sent (self.client) and those scripts ran
+    (self.lua), by lower-case command name, and keeps the raw lines for
+    which keep(line) is true (self.kept)."""
+
+    def __init__(self, sock, keep=None):
+        self.path, self.keep, self.kept = sock, keep, []
+
+    def __enter__(self):
+        self.client, self.lua = {}, {}
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+        self.sock.sendall(b"MONITOR\r\n")
+        self.buf = b""
+        while b"\r\n" not in self.buf:  # +OK: monitoring from here on
+            self.buf += self.sock.recv(4096)
+        self.buf = self.buf.split(b"\r\n", 1)[1]
+        self.stop = False
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        return self
+
+    def _read(self):
+        self.sock.settimeout(0.2)
+        while True:
+            while b"\r\n" in self.buf:
+                line, self.buf = self.buf.split(b"\r\n", 1)
+                self._count(line.decode("utf-8", "replace"))
+            if self.stop:
+                return
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            self.buf += chunk
+
+    def _count(self, line):
+        # +1700000000.123456 [0 unix:/tmp/x/redis.sock] "XADD" "k" ...
+        # +1700000000.123456 [0 lua] "SET" "k" ...
+        if self.keep and self.keep(line):
+            self.kept.append(line)
+        try:
+            where, rest = line.split("] ", 1)
+            name = rest.split('"', 2)[1].lower()
+        except (ValueError, IndexError):
+            return
+        d = self.lua if where.endswith(" lua") else self.client
+        d[name] = d.get(name, 0) + 1
+
+    def __exit__(self, *exc):
+        time.sleep(0.3)  # what Redis already sent us
+        self.stop = True
+        self.t.join(5)
+        self.sock.close()
+        for d in (self.client, self.lua):
+            for k in ("info", "config", "monitor"):
+                d.pop(k, None)
+
+    def per_call(self, n):
+        c = {k: v / n for k, v in self.client.items()}
+        return c, sum(c.values()), sum(self.lua.values()) / n
 
 
 def _os_user():

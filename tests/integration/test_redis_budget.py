@@ -31,13 +31,13 @@ per call are printed for the record (bench/run measures them properly).
 Run: TANDEM_BUILD=build /usr/bin/python3 tests/integration/test_redis_budget.py
 """
 import os
-import socket
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import Stack, wait_for  # noqa: E402
 
 ST = None
@@ -63,74 +63,12 @@ def tearDownModule():
 
 
 def commandstats():
-    """{command: calls} from INFO commandstats."""
-    out = {}
-    for line in ST.redis("INFO", "commandstats").splitlines():
-        if line.startswith("cmdstat_"):
-            name, rest = line[len("cmdstat_"):].split(":", 1)
-            fields = dict(kv.split("=", 1) for kv in rest.split(","))
-            out[name] = int(fields["calls"])
-    return out
+    """{command: calls} from the stack's INFO commandstats."""
+    return harness.commandstats(ST.redis("INFO", "commandstats"))
 
 
-class Monitor:
-    """MONITOR on the stack's Redis while in a `with` block: counts the
-    commands clients sent (self.client) and those scripts ran (self.lua),
-    by lower-case command name."""
-
-    def __enter__(self):
-        self.client, self.lua = {}, {}
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(os.path.join(ST.dir, "redis.sock"))
-        self.sock.sendall(b"MONITOR\r\n")
-        self.buf = b""
-        while b"\r\n" not in self.buf:  # +OK: monitoring from here on
-            self.buf += self.sock.recv(4096)
-        self.buf = self.buf.split(b"\r\n", 1)[1]
-        self.stop = False
-        self.t = threading.Thread(target=self._read, daemon=True)
-        self.t.start()
-        return self
-
-    def _read(self):
-        self.sock.settimeout(0.2)
-        while True:
-            while b"\r\n" in self.buf:
-                line, self.buf = self.buf.split(b"\r\n", 1)
-                self._count(line.decode("utf-8", "replace"))
-            if self.stop:
-                return
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            if not chunk:
-                return
-            self.buf += chunk
-
-    def _count(self, line):
-        # +1700000000.123456 [0 unix:/tmp/x/redis.sock] "XADD" "k" ...
-        # +1700000000.123456 [0 lua] "SET" "k" ...
-        try:
-            where, rest = line.split("] ", 1)
-            name = rest.split('"', 2)[1].lower()
-        except (ValueError, IndexError):
-            return
-        d = self.lua if where.endswith(" lua") else self.client
-        d[name] = d.get(name, 0) + 1
-
-    def __exit__(self, *exc):
-        time.sleep(0.3)  # what Redis already sent us
-        self.stop = True
-        self.t.join(5)
-        self.sock.close()
-        for d in (self.client, self.lua):
-            for k in ("info", "config", "monitor"):
-                d.pop(k, None)
-
-    def per_call(self, n):
-        c = {k: v / n for k, v in self.client.items()}
-        return c, sum(c.values()), sum(self.lua.values()) / n
+def monitor():
+    return harness.Monitor(os.path.join(ST.dir, "redis.sock"))
 
 
 def fmt(d):
@@ -176,13 +114,13 @@ class RedisBudget(unittest.TestCase):
         t0, b0 = ST.metric("tandem_server_accept_tasks"), ST.metric("tandem_server_accept_batches")
         before = commandstats()
         t_start = time.monotonic()
-        with Monitor() as mon:
+        with monitor() as mon:
             answers = hammer(f"/api/v1/sync/{sid}", CALLS, CLIENTS)
             busy_s = time.monotonic() - t_start
             after = commandstats()
         # the same length of time without calls: the scripts others run
         # anyway (keeper, beat)
-        with Monitor() as idle:
+        with monitor() as idle:
             time.sleep(busy_s)
         self.assertEqual([a for a in answers if a[0] != 200], [])
         d, total = per_call(before, after, CALLS)
@@ -282,7 +220,7 @@ class RedisBudget(unittest.TestCase):
     def test_5_idle_children_wait_without_looking(self):
         time.sleep(1.5)  # the last calls' children back in their XREAD BLOCK
         before = commandstats()
-        with Monitor() as mon:
+        with monitor() as mon:
             time.sleep(IDLE_S)
         after = commandstats()
         d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
@@ -302,7 +240,7 @@ class RedisBudget(unittest.TestCase):
             self.assertEqual(a[0], 200, a)
         time.sleep(0.3)
         before = commandstats()
-        with Monitor() as mon:
+        with monitor() as mon:
             answers = hammer(f"/api/v1/sync/{sid}", SLOW_CALLS, 1)
             after = commandstats()
         self.assertEqual([a for a in answers if a[0] != 200], [])

@@ -11,15 +11,13 @@ defects 1 and 2):
   (a script that read 500 records held Redis 2-6 ms a pass)."""
 import json
 import os
-import socket
 import sys
-import threading
 import time
 import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, have_binaries, wait_for  # noqa: E402
+from harness import Monitor, Stack, have_binaries, wait_for  # noqa: E402
 from resp import Redis  # noqa: E402
 
 CODE = r'''
@@ -173,27 +171,9 @@ class WorkerDurability(unittest.TestCase):
         def rec(t):  # an origin of its own: retention (1,000 a func) keeps it
             return json.dumps(dict(json.loads(record(t)), origin_id=t))
         # who reads the processing list: MONITOR marks commands a script ran
-        mon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        mon.connect(os.path.join(self.st.dir, "redis.sock"))
-        mon.sendall(b"MONITOR\r\n")
-        lines, stop = [], threading.Event()
-
-        def read():
-            buf = b""
-            mon.settimeout(0.2)
-            while not stop.is_set():
-                try:
-                    chunk = mon.recv(1 << 16)
-                except socket.timeout:
-                    continue
-                if not chunk:
-                    return
-                buf += chunk
-                *done, buf = buf.split(b"\r\n")
-                lines.extend(x for x in done if b'"LRANGE"' in x and b"taskrec:proc:" in x)
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
+        reads = Monitor(os.path.join(self.st.dir, "redis.sock"),
+                        keep=lambda x: '"LRANGE"' in x and "taskrec:proc:" in x)
+        with reads:
             self.r.pipeline([("LPUSH", P + "taskrec", rec(t)) for t in ids[:1800]])
             for t in ids[1800:]:
                 self.r.cmd("LPUSH", P + "taskrec", rec(t))
@@ -201,12 +181,9 @@ class WorkerDurability(unittest.TestCase):
             count = lambda: int(self.st.sql(f"SELECT COUNT(*) FROM task_record WHERE id IN ({q})")[0][0])
             wait_for(lambda: count() == len(ids), 60, 0.5, "all 2,000 records in task_record")
             time.sleep(1)
-        finally:
-            stop.set()
-            reader.join(5)
-            mon.close()
+        lines = reads.kept
         self.assertEqual(count(), len(ids))
-        in_lua = [x for x in lines if b" lua]" in x]
+        in_lua = [x for x in lines if " lua]" in x]
         self.assertEqual(in_lua, [], "the keeper read records inside a script")
         self.assertGreaterEqual(len(lines), 4, "2,000 records in batches of 500: 4 LRANGEs at least")
         procs = self.r.cmd("SMEMBERS", P + "taskrec:procs")

@@ -14,7 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack  # noqa: E402
+from harness import Stack, commandstats  # noqa: E402
 
 CODE = '''
 @DFF.API("echo")
@@ -24,10 +24,7 @@ def echo(n=0):
 
 
 def calls(info, cmd):
-    for line in info.splitlines():
-        if line.startswith(f"cmdstat_{cmd}:"):
-            return int(line.split("calls=")[1].split(",")[0])
-    return 0
+    return commandstats(info).get(cmd, 0)
 
 
 class IdleTurn(unittest.TestCase):

@@ -16,7 +16,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, Stack, have_binaries, wait_for  # noqa: E402
+from harness import BIN, Stack, commandstats, have_binaries, wait_for  # noqa: E402
 from resp import Redis  # noqa: E402
 
 CODE = r'''
@@ -170,14 +170,7 @@ class WorkerQueues(unittest.TestCase):
 
     def calls(self):
         """{command: calls} from INFO commandstats."""
-        out = {}
-        info = self.r.cmd("INFO", "commandstats")
-        info = info.decode() if isinstance(info, bytes) else info
-        for line in info.splitlines():
-            if line.startswith("cmdstat_"):
-                name, rest = line[len("cmdstat_"):].split(":", 1)
-                out[name] = int(dict(kv.split("=", 1) for kv in rest.split(","))["calls"])
-        return out
+        return commandstats(self.r.cmd("INFO", "commandstats"))
 
     def test_e_a_busy_async_stream_costs_no_look_per_task_and_sync_still_goes_first(self):
         """With async entries waiting and sync empty, a task's commit tries
