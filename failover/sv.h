@@ -39,6 +39,8 @@ struct sv_event_row {
 };
 
 /* What the health thread measured last; read by main under hl.lock. */
+#define SV_MAX_PEERS 4 /* other supervisors a node keeps track of */
+
 struct sv_health_view {
     bool redis_ok;
     int64_t redis_epoch;      /* -1 unknown */
@@ -59,7 +61,7 @@ struct sv_health_view {
         int64_t ts;     /* stamp of its last publication: changes with each */
         bool maint;
         bool warm; /* a backup whose server answers: ready to take the VIP */
-    } peers[4];
+    } peers[SV_MAX_PEERS];
     char warm_for[64]; /* <prefix>sv:warm: the node asked to warm up, "" none */
 };
 

@@ -169,7 +169,7 @@ static int read_peers(struct sv *s, redisContext *rc, struct sv_health_view *v)
         return -1;
     }
     v->npeers = 0;
-    for (size_t i = 0; i + 1 < r->elements && v->npeers < 4; i += 2) {
+    for (size_t i = 0; i + 1 < r->elements && v->npeers < SV_MAX_PEERS; i += 2) {
         if (strcmp(r->element[i]->str, s->conf.node_name) == 0)
             continue;
         json_t *o = json_loads(r->element[i + 1]->str, 0, NULL);
@@ -226,7 +226,7 @@ bool sv_peer_fresh_master(struct sv *s, char *who, size_t n, int64_t *ts)
     if (!ensure(&s->rc, &s->conf) || read_peers(s, s->rc, &v) < 0)
         return false;
     int64_t fresh = sv_fresh_ms(&s->conf);
-    for (int i = 0; i < v.npeers; i++)
+    for (int i = 0; i < v.npeers && i < SV_MAX_PEERS; i++)
         if (strcmp(v.peers[i].role, "master") == 0 && v.peers[i].age_ms < fresh) {
             snprintf(who, n, "%s (epoch %lld, seen %lld ms ago)", v.peers[i].node,
                      (long long)v.peers[i].epoch, (long long)v.peers[i].age_ms);

@@ -492,8 +492,8 @@ static void test_cut_now(redisContext *rc)
 size_t task_enqueue_many(redisContext *rc, const struct tconf *c, struct task_enq *q, size_t n)
 {
     struct enq_state small[ENQ_SMALL], *s = enq_states(small, n);
-    const char *small_groups[ENQ_SMALL],
-        **groups = n <= ENQ_SMALL ? small_groups : calloc(n, sizeof *groups);
+    const char *small_groups[ENQ_SMALL] = {NULL},
+               **groups = n <= ENQ_SMALL ? small_groups : calloc(n, sizeof *groups);
     size_t ngroups = 0, ok = 0;
     for (size_t i = 0; i < n; i++) {
         q[i].err = NULL;

@@ -146,12 +146,10 @@ static void rm_upload_dir(const char *dir)
     DIR *d = opendir(dir);
     if (d) {
         struct dirent *e;
-        char p[1024];
         while ((e = readdir(d))) {
             if (e->d_name[0] == '.')
                 continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
+            unlinkat(dirfd(d), e->d_name, 0); /* no path to build or cut */
         }
         closedir(d);
     }
