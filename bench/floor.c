@@ -181,6 +181,20 @@ static void *caller(void *arg)
     return NULL;
 }
 
+/* cost so far of the caller (this process), the workers together and Redis */
+static void snap(pid_t me, const pid_t *wp, int nwork, pid_t rpid, long long c[3], long long v[3])
+{
+    long long t, w;
+    proc_cost(me, &c[0], &v[0]);
+    c[1] = v[1] = 0;
+    for (int i = 0; i < nwork; i++) {
+        proc_cost(wp[i], &t, &w);
+        c[1] += t;
+        v[1] += w;
+    }
+    proc_cost(rpid, &c[2], &v[2]);
+}
+
 /* the backlog: XADD n entries, then time the workers until all n are run */
 static int drain(redisContext *rc, pid_t rpid, int nwork, long n)
 {
@@ -283,7 +297,7 @@ int main(int argc, char **argv)
     }
     usleep(200000);
     lat_us = calloc(MAX_SAMPLES, sizeof *lat_us);
-    long long c0[3], v0[3], c1[3], v1[3], t, v;
+    long long c0[3], v0[3], c1[3], v1[3];
     /* warm-up: one second of calls, then the measured window */
     pthread_t th[256];
     for (long i = 0; i < ncall; i++)
@@ -291,26 +305,12 @@ int main(int argc, char **argv)
     sleep(1);
     atomic_store(&nlat, 0);
     pid_t me = getpid();
-    proc_cost(me, &c0[0], &v0[0]);
-    c0[1] = v0[1] = 0;
-    for (int i = 0; i < nwork; i++) {
-        proc_cost(wp[i], &t, &v);
-        c0[1] += t;
-        v0[1] += v;
-    }
-    proc_cost(rpid, &c0[2], &v0[2]);
+    snap(me, wp, nwork, rpid, c0, v0);
     int64_t w0 = now_us();
     sleep((unsigned)secs);
     long calls = atomic_load(&nlat);
     int64_t w1 = now_us();
-    proc_cost(me, &c1[0], &v1[0]);
-    c1[1] = v1[1] = 0;
-    for (int i = 0; i < nwork; i++) {
-        proc_cost(wp[i], &t, &v);
-        c1[1] += t;
-        v1[1] += v;
-    }
-    proc_cost(rpid, &c1[2], &v1[2]);
+    snap(me, wp, nwork, rpid, c1, v1);
     atomic_store(&stop, true);
     for (long i = 0; i < ncall; i++)
         pthread_join(th[i], NULL);
