@@ -38,9 +38,9 @@ struct sv_event_row {
     int64_t epoch;
 };
 
-/* What the health thread measured last; read by main under hl.lock. */
 #define SV_MAX_PEERS 4 /* other supervisors a node keeps track of */
 
+/* What the health thread measured last; read by main under hl.lock. */
 struct sv_health_view {
     bool redis_ok;
     int64_t redis_epoch;      /* -1 unknown */
